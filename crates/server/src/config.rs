@@ -1,0 +1,173 @@
+//! Configuration pieces the services flatten into their own `clap` parsers: every setting
+//! is a flag with an environment fallback and a default that works against the local stack.
+//! Values are checked at start; a bad one stops the service with a message naming the
+//! setting and why (exit code [`crate::EXIT_CONFIG`]).
+
+use std::net::SocketAddr;
+
+/// A setting that cannot be used, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {setting} = {value:?}: {reason}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: &'static str, value: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { setting, value: value.into(), reason: reason.into() }
+    }
+}
+
+/// Redis connection.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RedisArgs {
+    /// Redis URL (`redis://[user:pass@]host:port[/db]`, `rediss://` for TLS).
+    #[arg(long = "redis-url", env = "PROACT_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    /// Number of telemetry stream shards; must be the same in every service.
+    #[arg(long, env = "PROACT_SHARDS", default_value_t = 8)]
+    pub shards: u32,
+}
+
+impl RedisArgs {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_url("PROACT_REDIS_URL", &self.redis_url, &["redis", "rediss"])?;
+        if self.shards == 0 || self.shards > 1024 {
+            return Err(ConfigError::new("PROACT_SHARDS", self.shards.to_string(), "must be between 1 and 1024"));
+        }
+        Ok(())
+    }
+}
+
+/// PostgreSQL connection.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PgArgs {
+    /// PostgreSQL URL (`postgres://user[:pass]@host:port/proact`).
+    #[arg(
+        long = "database-url",
+        env = "PROACT_DATABASE_URL",
+        default_value = "postgres://proact@127.0.0.1:5432/proact"
+    )]
+    pub database_url: String,
+    /// Connections in the pool.
+    #[arg(long = "database-pool-size", env = "PROACT_DATABASE_POOL_SIZE", default_value_t = 8)]
+    pub pool_size: usize,
+}
+
+impl PgArgs {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_url("PROACT_DATABASE_URL", &self.database_url, &["postgres", "postgresql"])?;
+        self.database_url
+            .parse::<tokio_postgres::Config>()
+            .map_err(|e| ConfigError::new("PROACT_DATABASE_URL", redact(&self.database_url), e.to_string()))?;
+        if self.pool_size == 0 {
+            return Err(ConfigError::new("PROACT_DATABASE_POOL_SIZE", "0", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// MQTT broker connection.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MqttArgs {
+    /// Broker URL (`mqtt://host:port`, `mqtts://host:port` for TLS).
+    #[arg(long = "mqtt-url", env = "PROACT_MQTT_URL", default_value = "mqtt://127.0.0.1:1883")]
+    pub mqtt_url: String,
+    #[arg(long = "mqtt-username", env = "PROACT_MQTT_USERNAME")]
+    pub mqtt_username: Option<String>,
+    #[arg(long = "mqtt-password", env = "PROACT_MQTT_PASSWORD", hide_env_values = true)]
+    pub mqtt_password: Option<String>,
+}
+
+impl MqttArgs {
+    /// Host, port and whether TLS is asked for.
+    pub fn endpoint(&self) -> Result<(String, u16, bool), ConfigError> {
+        let u = check_url("PROACT_MQTT_URL", &self.mqtt_url, &["mqtt", "mqtts", "tcp", "ssl"])?;
+        let tls = matches!(u.scheme(), "mqtts" | "ssl");
+        let host =
+            u.host_str().ok_or_else(|| ConfigError::new("PROACT_MQTT_URL", &self.mqtt_url, "has no host"))?.to_string();
+        Ok((host, u.port().unwrap_or(if tls { 8883 } else { 1883 }), tls))
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.endpoint()?;
+        if self.mqtt_password.is_some() && self.mqtt_username.is_none() {
+            return Err(ConfigError::new("PROACT_MQTT_PASSWORD", "***", "is set but PROACT_MQTT_USERNAME is not"));
+        }
+        Ok(())
+    }
+}
+
+/// Admin HTTP server (health, readiness, metrics) and log format.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AdminArgs {
+    /// Address of the admin HTTP server (`/healthz`, `/readyz`, `/metrics`).
+    #[arg(long = "admin-addr", env = "PROACT_ADMIN_ADDR")]
+    pub admin_addr: Option<SocketAddr>,
+    /// Log format: `text` for a terminal, `json` in containers.
+    #[arg(long = "log-format", env = "PROACT_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// Grace period for draining on SIGTERM, in seconds.
+    #[arg(long = "shutdown-grace-secs", env = "PROACT_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl AdminArgs {
+    /// The admin address, or the service's default port on all interfaces of loopback.
+    pub fn admin_addr_or(&self, default_port: u16) -> SocketAddr {
+        self.admin_addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], default_port)))
+    }
+}
+
+fn check_url(setting: &'static str, value: &str, schemes: &[&str]) -> Result<url::Url, ConfigError> {
+    let u = url::Url::parse(value).map_err(|e| ConfigError::new(setting, redact(value), format!("not a URL: {e}")))?;
+    if !schemes.contains(&u.scheme()) {
+        return Err(ConfigError::new(setting, redact(value), format!("scheme must be one of {}", schemes.join(", "))));
+    }
+    Ok(u)
+}
+
+/// A URL with its password replaced, for error messages and logs.
+pub fn redact(value: &str) -> String {
+    match url::Url::parse(value) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => value.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_urls_name_the_setting() {
+        let r = RedisArgs { redis_url: "http://x".into(), shards: 8 };
+        let e = r.validate().unwrap_err();
+        assert_eq!(e.setting, "PROACT_REDIS_URL");
+        let m = MqttArgs { mqtt_url: "mqtt//nohost".into(), mqtt_username: None, mqtt_password: None };
+        assert_eq!(m.validate().unwrap_err().setting, "PROACT_MQTT_URL");
+        let p = PgArgs { database_url: "postgres://u:secret@h/db".into(), pool_size: 0 };
+        let e = p.validate().unwrap_err();
+        assert_eq!(e.setting, "PROACT_DATABASE_POOL_SIZE");
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+    }
+
+    #[test]
+    fn mqtt_endpoint_defaults_ports() {
+        let m = MqttArgs { mqtt_url: "mqtts://broker".into(), mqtt_username: None, mqtt_password: None };
+        assert_eq!(m.endpoint().unwrap(), ("broker".to_string(), 8883, true));
+        let m = MqttArgs { mqtt_url: "mqtt://127.0.0.1:1999".into(), mqtt_username: None, mqtt_password: None };
+        assert_eq!(m.endpoint().unwrap(), ("127.0.0.1".to_string(), 1999, false));
+    }
+
+    #[test]
+    fn zero_shards_refused() {
+        let r = RedisArgs { redis_url: "redis://127.0.0.1:6379".into(), shards: 0 };
+        assert_eq!(r.validate().unwrap_err().setting, "PROACT_SHARDS");
+    }
+}

@@ -1,0 +1,19 @@
+//! Server plumbing shared by every ProAct service, and nothing domain-specific:
+//! configuration pieces ([`config`]), logging and metrics ([`telemetry`]), the admin HTTP
+//! server with `/healthz`, `/readyz` and `/metrics` ([`admin`]), graceful shutdown
+//! ([`shutdown`]), and connections to Redis ([`redis`]) and PostgreSQL ([`db`], with the
+//! versioned migrations every service applies at start).
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod db;
+pub mod redis;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use admin::Readiness;
+pub use config::ConfigError;
+
+/// Exit code for a configuration error (EX_USAGE), as every service's `main` returns it.
+pub const EXIT_CONFIG: i32 = 64;

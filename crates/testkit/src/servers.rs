@@ -1,0 +1,407 @@
+//! The three servers and the stack that groups them.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::process::{find_binary, free_port, port_is_free, wait_for_port, Guard};
+use crate::KitError;
+
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where a server keeps its files: a temporary directory removed on drop, or a kept one.
+enum Dir {
+    Temp(tempfile::TempDir),
+    Kept(PathBuf),
+}
+
+impl Dir {
+    fn new(keep_in: Option<&Path>) -> Result<Self, KitError> {
+        let d = match keep_in {
+            Some(p) => {
+                std::fs::create_dir_all(p)?;
+                Dir::Kept(p.to_path_buf())
+            }
+            None => Dir::Temp(tempfile::Builder::new().prefix("proact-kit-").tempdir()?),
+        };
+        // PostgreSQL may run as another user: it must be able to traverse the directory.
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755))?;
+        Ok(d)
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            Dir::Temp(t) => t.path(),
+            Dir::Kept(p) => p,
+        }
+    }
+}
+
+fn pick_port(wanted: Option<u16>) -> Result<u16, KitError> {
+    match wanted {
+        Some(p) if port_is_free(p) => Ok(p),
+        Some(p) => Err(KitError::Start {
+            server: "stack",
+            detail: format!("port {p} is already in use (another broker, Redis or PostgreSQL running?)"),
+        }),
+        None => free_port(),
+    }
+}
+
+/// A Redis server with append-only persistence.
+pub struct Redis {
+    port: u16,
+    guard: Guard,
+    dir: Dir,
+}
+
+impl Redis {
+    pub async fn start() -> Result<Self, KitError> {
+        Self::start_with(None, None).await
+    }
+
+    pub async fn start_with(port: Option<u16>, keep_in: Option<PathBuf>) -> Result<Self, KitError> {
+        tokio::task::spawn_blocking(move || Self::start_blocking(port, keep_in.as_deref()))
+            .await
+            .map_err(|e| KitError::Start { server: "redis", detail: e.to_string() })?
+    }
+
+    fn start_blocking(port: Option<u16>, keep_in: Option<&Path>) -> Result<Self, KitError> {
+        let bin = find_binary("redis-server", "redis-server", &[])?;
+        let dir = Dir::new(keep_in)?;
+        let port = pick_port(port)?;
+        let log = dir.path().join("redis.log");
+        let mut cmd = Command::new(bin);
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"]).arg(dir.path()).args([
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--protected-mode",
+            "no",
+        ]);
+        let mut guard = Guard::spawn("redis", cmd, &log)?;
+        wait_for_port(&mut guard, port, &log, START_TIMEOUT)?;
+        Ok(Self { port, guard, dir })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Sends a signal to the server process (fault injection: "STOP", "CONT", "KILL").
+    pub fn signal(&self, sig: &str) -> std::io::Result<()> {
+        self.guard.signal(sig)
+    }
+
+    /// Stops the server (its data stays) and starts it again on the same port.
+    pub async fn restart(&mut self) -> Result<(), KitError> {
+        self.guard.stop();
+        let keep = self.dir.path().to_path_buf();
+        let port = self.port;
+        let fresh = tokio::task::spawn_blocking(move || Self::start_blocking(Some(port), Some(&keep)))
+            .await
+            .map_err(|e| KitError::Start { server: "redis", detail: e.to_string() })??;
+        self.guard = fresh.into_guard();
+        Ok(())
+    }
+
+    fn into_guard(self) -> Guard {
+        // The fresh instance shares our directory: keep ours, take its process.
+        let Redis { guard, .. } = self;
+        guard
+    }
+}
+
+/// A Mosquitto broker with persistent sessions.
+pub struct Mosquitto {
+    port: u16,
+    guard: Guard,
+    dir: Dir,
+}
+
+impl Mosquitto {
+    pub async fn start() -> Result<Self, KitError> {
+        Self::start_with(None, None).await
+    }
+
+    pub async fn start_with(port: Option<u16>, keep_in: Option<PathBuf>) -> Result<Self, KitError> {
+        tokio::task::spawn_blocking(move || Self::start_blocking(port, keep_in.as_deref()))
+            .await
+            .map_err(|e| KitError::Start { server: "mosquitto", detail: e.to_string() })?
+    }
+
+    fn start_blocking(port: Option<u16>, keep_in: Option<&Path>) -> Result<Self, KitError> {
+        let bin = find_binary("mosquitto", "mosquitto", &[])?;
+        let dir = Dir::new(keep_in)?;
+        let port = pick_port(port)?;
+        let log = dir.path().join("mosquitto.log");
+        let conf = dir.path().join("mosquitto.conf");
+        let mut text = format!(
+            "listener {port} 127.0.0.1\n\
+             allow_anonymous true\n\
+             persistence true\n\
+             persistence_location {}/\n\
+             autosave_interval 1\n\
+             max_inflight_messages 1000\n\
+             max_queued_messages 1000000\n\
+             max_queued_bytes 0\n\
+             message_size_limit 1048576\n\
+             persistent_client_expiration 1d\n\
+             log_dest stdout\n\
+             log_type error\n\
+             log_type warning\n",
+            dir.path().display()
+        );
+        if running_as_root() {
+            // Otherwise mosquitto drops to a `mosquitto` user that cannot write our directory.
+            text.push_str("user root\n");
+        }
+        std::fs::write(&conf, text)?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("-c").arg(&conf);
+        let mut guard = Guard::spawn("mosquitto", cmd, &log)?;
+        wait_for_port(&mut guard, port, &log, START_TIMEOUT)?;
+        Ok(Self { port, guard, dir })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    pub fn signal(&self, sig: &str) -> std::io::Result<()> {
+        self.guard.signal(sig)
+    }
+
+    /// Stops the broker (its persistence file stays) and starts it again on the same port.
+    pub async fn restart(&mut self) -> Result<(), KitError> {
+        self.guard.stop();
+        let keep = self.dir.path().to_path_buf();
+        let port = self.port;
+        let fresh = tokio::task::spawn_blocking(move || Self::start_blocking(Some(port), Some(&keep)))
+            .await
+            .map_err(|e| KitError::Start { server: "mosquitto", detail: e.to_string() })??;
+        let Mosquitto { guard, .. } = fresh;
+        self.guard = guard;
+        Ok(())
+    }
+}
+
+/// A PostgreSQL server with an empty `proact` database owned by user `proact` (trust auth,
+/// loopback only).
+pub struct Postgres {
+    port: u16,
+    guard: Guard,
+    dir: Dir,
+}
+
+impl Postgres {
+    pub async fn start() -> Result<Self, KitError> {
+        Self::start_with(None, None).await
+    }
+
+    pub async fn start_with(port: Option<u16>, keep_in: Option<PathBuf>) -> Result<Self, KitError> {
+        let pg = tokio::task::spawn_blocking(move || Self::start_blocking(port, keep_in.as_deref()))
+            .await
+            .map_err(|e| KitError::Start { server: "postgres", detail: e.to_string() })??;
+        pg.create_database().await?;
+        Ok(pg)
+    }
+
+    fn start_blocking(port: Option<u16>, keep_in: Option<&Path>) -> Result<Self, KitError> {
+        let pg_dirs = postgres_bin_dirs();
+        let initdb = find_binary("initdb", "postgresql", &pg_dirs)?;
+        let postgres = find_binary("postgres", "postgresql", &pg_dirs)?;
+        let dir = Dir::new(keep_in)?;
+        let port = pick_port(port)?;
+        let data = dir.path().join("pgdata");
+        let user = if running_as_root() { Some(unprivileged_user()?) } else { None };
+        if !data.join("PG_VERSION").exists() {
+            std::fs::create_dir_all(&data)?;
+            if let Some((uid, gid)) = user {
+                std::os::unix::fs::chown(&data, Some(uid), Some(gid))?;
+            }
+            std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))?;
+            let mut cmd = Command::new(&initdb);
+            cmd.arg("-D").arg(&data).args(["-U", "proact", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"]);
+            run_as(&mut cmd, user, dir.path());
+            let out = cmd.output()?;
+            if !out.status.success() {
+                return Err(KitError::Start {
+                    server: "postgres",
+                    detail: format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr)),
+                });
+            }
+        }
+        let log = dir.path().join("postgres.log");
+        // The log file is written by our process (stdout), not the server's user.
+        let mut cmd = Command::new(&postgres);
+        cmd.arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k", ""])
+            .args(["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=200"])
+            .args(["-c", "shared_buffers=256MB", "-c", "max_wal_size=4GB", "-c", "timezone=UTC"]);
+        run_as(&mut cmd, user, dir.path());
+        let mut guard = Guard::spawn("postgres", cmd, &log)?.with_stop_signal("INT");
+        wait_for_port(&mut guard, port, &log, START_TIMEOUT)?;
+        Ok(Self { port, guard, dir })
+    }
+
+    async fn create_database(&self) -> Result<(), KitError> {
+        let admin = format!("postgres://proact@127.0.0.1:{}/postgres", self.port);
+        let mut last = String::new();
+        // The port opens a moment before the server accepts logins.
+        for _ in 0..200 {
+            match tokio_postgres::connect(&admin, tokio_postgres::NoTls).await {
+                Ok((client, conn)) => {
+                    tokio::spawn(conn);
+                    let exists = client
+                        .query_opt("SELECT 1 FROM pg_database WHERE datname = 'proact'", &[])
+                        .await
+                        .map_err(|e| KitError::Start { server: "postgres", detail: e.to_string() })?;
+                    if exists.is_none() {
+                        client
+                            .batch_execute("CREATE DATABASE proact")
+                            .await
+                            .map_err(|e| KitError::Start { server: "postgres", detail: e.to_string() })?;
+                    }
+                    return Ok(());
+                }
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(KitError::Start { server: "postgres", detail: format!("no login: {last}") })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// URL of the `proact` database.
+    pub fn url(&self) -> String {
+        format!("postgres://proact@127.0.0.1:{}/proact", self.port)
+    }
+
+    pub fn signal(&self, sig: &str) -> std::io::Result<()> {
+        self.guard.signal(sig)
+    }
+
+    /// Stops the server (fast shutdown; data stays) and starts it again on the same port.
+    pub async fn restart(&mut self) -> Result<(), KitError> {
+        self.guard.stop();
+        let keep = self.dir.path().to_path_buf();
+        let port = self.port;
+        let fresh = tokio::task::spawn_blocking(move || Self::start_blocking(Some(port), Some(&keep)))
+            .await
+            .map_err(|e| KitError::Start { server: "postgres", detail: e.to_string() })??;
+        let Postgres { guard, .. } = fresh;
+        self.guard = guard;
+        self.create_database().await
+    }
+}
+
+/// How to start a [`Stack`].
+#[derive(Debug, Clone, Default)]
+pub struct StackOptions {
+    /// Fixed ports (mqtt, redis, postgres); `None`: free ports.
+    pub ports: Option<(u16, u16, u16)>,
+    /// Keep the servers' data in this directory across runs; `None`: a temporary one.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Mosquitto, Redis and PostgreSQL together.
+pub struct Stack {
+    pub mqtt: Mosquitto,
+    pub redis: Redis,
+    pub postgres: Postgres,
+}
+
+impl Stack {
+    /// All three on free ports in temporary directories.
+    pub async fn start() -> Result<Self, KitError> {
+        Self::start_with(StackOptions::default()).await
+    }
+
+    pub async fn start_with(opts: StackOptions) -> Result<Self, KitError> {
+        let (pm, pr, pp) = match opts.ports {
+            Some((a, b, c)) => (Some(a), Some(b), Some(c)),
+            None => (None, None, None),
+        };
+        let sub = |name: &str| opts.data_dir.as_ref().map(|d| d.join(name));
+        let (mqtt, redis, postgres) = tokio::try_join!(
+            Mosquitto::start_with(pm, sub("mosquitto")),
+            Redis::start_with(pr, sub("redis")),
+            Postgres::start_with(pp, sub("postgres")),
+        )?;
+        Ok(Self { mqtt, redis, postgres })
+    }
+
+    /// The environment that points every ProAct service at this stack.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("PROACT_MQTT_URL", self.mqtt.url()),
+            ("PROACT_REDIS_URL", self.redis.url()),
+            ("PROACT_DATABASE_URL", self.postgres.url()),
+        ]
+    }
+}
+
+fn postgres_bin_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    // Newest version first.
+    dirs.sort_by_key(|d| {
+        std::cmp::Reverse(
+            d.parent().and_then(|v| v.file_name()).and_then(|v| v.to_str()).and_then(|v| v.parse::<u32>().ok()),
+        )
+    });
+    dirs
+}
+
+fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+}
+
+/// uid and gid of `postgres`, else `nobody`, from /etc/passwd.
+fn unprivileged_user() -> Result<(u32, u32), KitError> {
+    let passwd = std::fs::read_to_string("/etc/passwd")?;
+    for wanted in ["postgres", "nobody"] {
+        for line in passwd.lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() > 3 && f[0] == wanted {
+                if let (Ok(u), Ok(g)) = (f[2].parse(), f[3].parse()) {
+                    return Ok((u, g));
+                }
+            }
+        }
+    }
+    Err(KitError::Start {
+        server: "postgres",
+        detail: "running as root and no `postgres` or `nobody` user to run as".into(),
+    })
+}
+
+fn run_as(cmd: &mut Command, user: Option<(u32, u32)>, cwd: &Path) {
+    cmd.current_dir(cwd);
+    if let Some((uid, gid)) = user {
+        cmd.uid(uid).gid(gid).env("HOME", cwd);
+    }
+}
