@@ -154,7 +154,7 @@ pub fn norm_key(s: &str) -> String {
 }
 
 fn read_text(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|source| PrepError::Read { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|error| PrepError::Read { path: path.to_path_buf(), error })?;
     Ok(crate::read::decode(&bytes).0)
 }
 

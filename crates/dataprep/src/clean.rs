@@ -120,9 +120,9 @@ impl CleanTable {
 
 pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| PrepError::Write { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|error| PrepError::Write { path: dir.to_path_buf(), error })?;
     }
-    std::fs::write(path, bytes).map_err(|source| PrepError::Write { path: path.to_path_buf(), source })
+    std::fs::write(path, bytes).map_err(|error| PrepError::Write { path: path.to_path_buf(), error })
 }
 
 /// Options of a cleaning run.
@@ -140,7 +140,7 @@ pub struct Cleaned {
 
 /// Cleans the file at `path` as a dataset of `kind`.
 pub fn clean_file(path: &Path, kind: Kind, opts: &CleanOptions) -> Result<Cleaned> {
-    let bytes = std::fs::read(path).map_err(|source| PrepError::Read { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|error| PrepError::Read { path: path.to_path_buf(), error })?;
     clean_bytes(&bytes, &path.display().to_string(), kind, opts)
 }
 

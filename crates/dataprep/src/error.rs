@@ -5,11 +5,13 @@ use std::path::PathBuf;
 
 /// Everything that can stop a preparation run (bad rows do not: they go to the report).
 #[derive(Debug, thiserror::Error)]
+// I/O and connection causes are part of the message rather than a `source`, so that a
+// caller printing only the top error still sees them and `{:#}` does not repeat them.
 pub enum PrepError {
-    #[error("cannot read {path}: {source}; check that the file exists and is readable")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("cannot write {path}: {source}; check that the directory exists and is writable")]
-    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {error}; check that the file exists and is readable")]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error("cannot write {path}: {error}; check that the directory exists and is writable")]
+    Write { path: PathBuf, error: std::io::Error },
     #[error("{path} is empty: expected a CSV export with a header row")]
     Empty { path: String },
     #[error("{path}: not valid CSV ({detail}); export the sheet as CSV (comma or semicolon separated)")]
@@ -31,10 +33,14 @@ pub enum PrepError {
     Features { path: String, detail: String },
     #[error("unknown dataset kind `{0}`; expected one of amdec, gmao, workload, ai4i, mwo")]
     UnknownKind(String),
-    #[error(
-        "cannot connect to PostgreSQL at {url}: {source}; is it running? set --database-url or PROACT_DATABASE_URL"
-    )]
-    Connect { url: String, source: tokio_postgres::Error },
+    /// The cause is a `source` here: tokio-postgres keeps its detail ("connection refused")
+    /// in its own source chain, which only a chain printer shows.
+    #[error("cannot connect to PostgreSQL at {url}; is it running? set --database-url or PROACT_DATABASE_URL")]
+    Connect {
+        url: String,
+        #[source]
+        error: tokio_postgres::Error,
+    },
     #[error("PostgreSQL: {0}")]
     Pg(#[from] tokio_postgres::Error),
     #[error("migrations: {0}")]

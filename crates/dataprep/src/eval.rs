@@ -41,13 +41,13 @@ fn resolve(p: &Path) -> Result<PathBuf> {
         return Ok(p.to_path_buf());
     }
     let mut csvs: Vec<PathBuf> = std::fs::read_dir(p)
-        .map_err(|source| PrepError::Read { path: p.to_path_buf(), source })?
+        .map_err(|error| PrepError::Read { path: p.to_path_buf(), error })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|f| f.extension().is_some_and(|x| x.eq_ignore_ascii_case("csv")))
         .collect();
     csvs.sort();
     csvs.into_iter().next().ok_or_else(|| PrepError::Read {
         path: p.to_path_buf(),
-        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no .csv file in this directory"),
+        error: std::io::Error::new(std::io::ErrorKind::NotFound, "no .csv file in this directory"),
     })
 }

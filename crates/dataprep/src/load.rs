@@ -36,7 +36,7 @@ pub struct LoadSummary {
 /// Connects to `url` and drives the connection on the current runtime.
 pub async fn connect(url: &str) -> Result<Client> {
     let (client, conn) =
-        tokio_postgres::connect(url, NoTls).await.map_err(|source| PrepError::Connect { url: redact(url), source })?;
+        tokio_postgres::connect(url, NoTls).await.map_err(|error| PrepError::Connect { url: redact(url), error })?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::warn!(error = %e, "PostgreSQL connection closed");
