@@ -1,0 +1,222 @@
+//! Normal-behaviour model: what "healthy" looks like for one equipment, learned without labels.
+//!
+//! Features are standardised with robust statistics (median, MAD) of failure-free history, then
+//! scored by a shrunk Mahalanobis distance (or the RMS of robust z-scores). The alarm threshold
+//! is a quantile of the training distances times a margin, so the false-alarm rate on healthy
+//! data is known by construction. Score = d / (d + threshold): in [0, 1), 0.5 at the threshold.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ModelError;
+
+/// Upper bound on features a normal-behaviour model uses; keeps scoring allocation-free.
+pub const MAX_NB_FEATURES: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum NbMethod {
+    /// `sqrt(zᵀ Σ⁻¹ z / k)` with Σ shrunk toward the identity by `shrinkage` ∈ [0, 1].
+    Mahalanobis { shrinkage: f64 },
+    /// `sqrt(mean(z²))`: ignores correlations, robust with very little history.
+    RobustZ,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NormalBehaviourParams {
+    pub method: NbMethod,
+    /// Feature indices used (None = all).
+    pub features: Option<Vec<usize>>,
+    /// Quantile of training distances used as the threshold base (e.g. 0.99).
+    pub quantile: f64,
+    /// Multiplier on that quantile (> 1 trades missed alarms for fewer false ones).
+    pub margin: f64,
+    /// |z| is clipped here before the distance, so one wild feature can't dominate.
+    pub z_clip: f64,
+}
+
+impl Default for NormalBehaviourParams {
+    fn default() -> Self {
+        NormalBehaviourParams {
+            method: NbMethod::Mahalanobis { shrinkage: 0.1 },
+            features: None,
+            quantile: 0.99,
+            margin: 1.0,
+            z_clip: 1e3,
+        }
+    }
+}
+
+/// A fitted normal-behaviour model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NormalBehaviourModel {
+    pub params: NormalBehaviourParams,
+    pub n_features: usize,
+    pub features: Vec<usize>,
+    pub center: Vec<f64>,
+    pub scale: Vec<f64>,
+    /// Inverse of the shrunk correlation of z (k × k row-major); empty for `RobustZ`.
+    pub precision: Vec<f64>,
+    /// Distance at which the model alarms.
+    pub threshold: f64,
+}
+
+impl NormalBehaviourParams {
+    /// Fits on failure-free rows (row-major, `n_features` per row).
+    pub fn fit(&self, rows: &[f64], n_features: usize) -> Result<NormalBehaviourModel, ModelError> {
+        if n_features == 0 || rows.len() % n_features != 0 {
+            return Err(ModelError::Data(format!("{} values are not rows of {n_features} features", rows.len())));
+        }
+        let n = rows.len() / n_features;
+        let features = self.features.clone().unwrap_or_else(|| (0..n_features).collect());
+        let k = features.len();
+        if n < 8 || k == 0 || k > MAX_NB_FEATURES || features.iter().any(|&f| f >= n_features) {
+            return Err(ModelError::Data(format!(
+                "normal-behaviour model needs ≥ 8 rows and 1..={MAX_NB_FEATURES} valid features (got {n} rows, {k} features)"
+            )));
+        }
+        if !(0.0..1.0).contains(&self.quantile) || self.margin <= 0.0 {
+            return Err(ModelError::Params("quantile must be in [0, 1) and margin > 0".into()));
+        }
+        let mut center = Vec::with_capacity(k);
+        let mut scale = Vec::with_capacity(k);
+        let mut col = Vec::with_capacity(n);
+        for &f in &features {
+            col.clear();
+            col.extend((0..n).map(|r| rows[r * n_features + f]));
+            let med = median(&mut col);
+            let mean = col.iter().sum::<f64>() / n as f64;
+            let std = (col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
+            let mut dev: Vec<f64> = col.iter().map(|v| (v - med).abs()).collect();
+            let mad = 1.4826 * median(&mut dev);
+            // A MAD of 0 (discrete or mostly-constant signals) would make any change infinite;
+            // fall back on the std, then on a tiny relative floor.
+            center.push(med);
+            scale.push(mad.max(std).max(1e-9 * (1.0 + med.abs())));
+        }
+        let mut model = NormalBehaviourModel {
+            params: self.clone(),
+            n_features,
+            features,
+            center,
+            scale,
+            precision: Vec::new(),
+            threshold: 1.0,
+        };
+        if let NbMethod::Mahalanobis { shrinkage } = self.method {
+            let a = shrinkage.clamp(0.0, 1.0);
+            let mut cov = vec![0.0; k * k];
+            let mut z = vec![0.0; k];
+            for r in 0..n {
+                model.standardise(&rows[r * n_features..(r + 1) * n_features], &mut z);
+                for i in 0..k {
+                    for j in 0..=i {
+                        cov[i * k + j] += z[i] * z[j];
+                    }
+                }
+            }
+            for i in 0..k {
+                for j in 0..=i {
+                    let c = cov[i * k + j] / n as f64;
+                    let v = (1.0 - a) * c + if i == j { a } else { 0.0 };
+                    cov[i * k + j] = v;
+                    cov[j * k + i] = v;
+                }
+                // Keeps the matrix positive definite when a feature never moved in training.
+                cov[i * k + i] += 1e-6;
+            }
+            model.precision = invert_spd(&cov, k)
+                .ok_or_else(|| ModelError::Data("covariance of the training features is singular".into()))?;
+        }
+        let mut d: Vec<f64> = (0..n).map(|r| model.distance(&rows[r * n_features..(r + 1) * n_features])).collect();
+        d.sort_by(f64::total_cmp);
+        let q = d[((n - 1) as f64 * self.quantile).round() as usize];
+        model.threshold = (q * self.margin).max(1e-9);
+        Ok(model)
+    }
+}
+
+impl NormalBehaviourModel {
+    fn standardise(&self, x: &[f64], z: &mut [f64]) {
+        let clip = self.params.z_clip;
+        for (i, &f) in self.features.iter().enumerate() {
+            z[i] = ((x[f] - self.center[i]) / self.scale[i]).clamp(-clip, clip);
+        }
+    }
+
+    /// Distance from normal for one feature vector; no allocation.
+    pub fn distance(&self, x: &[f64]) -> f64 {
+        let k = self.features.len();
+        let mut buf = [0.0f64; MAX_NB_FEATURES];
+        let z = &mut buf[..k];
+        self.standardise(x, z);
+        let d2 = if self.precision.is_empty() {
+            z.iter().map(|v| v * v).sum::<f64>()
+        } else {
+            let mut s = 0.0;
+            for i in 0..k {
+                let row = &self.precision[i * k..(i + 1) * k];
+                s += z[i] * row.iter().zip(z.iter()).map(|(p, zj)| p * zj).sum::<f64>();
+            }
+            s.max(0.0)
+        };
+        (d2 / k as f64).sqrt()
+    }
+
+    /// Anomaly score in [0, 1): 0.5 exactly at the calibrated threshold.
+    pub fn score(&self, x: &[f64]) -> f64 {
+        let d = self.distance(x);
+        if d.is_nan() {
+            // A NaN feature is "unknown", not "normal": surface it as maximally abnormal.
+            return 1.0;
+        }
+        d / (d + self.threshold)
+    }
+
+    pub fn is_anomalous(&self, x: &[f64]) -> bool {
+        self.distance(x) >= self.threshold
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Inverse of a symmetric positive-definite matrix by Cholesky; None if not SPD.
+fn invert_spd(a: &[f64], k: usize) -> Option<Vec<f64>> {
+    let mut l = vec![0.0; k * k];
+    for i in 0..k {
+        for j in 0..=i {
+            let s: f64 = (0..j).map(|p| l[i * k + p] * l[j * k + p]).sum();
+            if i == j {
+                let v = a[i * k + i] - s;
+                if v <= 0.0 || !v.is_finite() {
+                    return None;
+                }
+                l[i * k + i] = v.sqrt();
+            } else {
+                l[i * k + j] = (a[i * k + j] - s) / l[j * k + j];
+            }
+        }
+    }
+    // Solve L Lᵀ X = I column by column.
+    let mut inv = vec![0.0; k * k];
+    let mut y = vec![0.0; k];
+    for c in 0..k {
+        for i in 0..k {
+            let b = if i == c { 1.0 } else { 0.0 };
+            let s: f64 = (0..i).map(|p| l[i * k + p] * y[p]).sum();
+            y[i] = (b - s) / l[i * k + i];
+        }
+        for i in (0..k).rev() {
+            let s: f64 = (i + 1..k).map(|p| l[p * k + i] * inv[p * k + c]).sum();
+            inv[i * k + c] = (y[i] - s) / l[i * k + i];
+        }
+    }
+    Some(inv)
+}

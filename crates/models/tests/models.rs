@@ -1,0 +1,195 @@
+use std::sync::Arc;
+
+use linfa::prelude::*;
+use ndarray::{Array1, Array2};
+use proact_features::{features_over_series, FeatureSchema, WindowConfig};
+use proact_models::metrics::{evaluate, roc_auc, stratified_split, synthetic_classification};
+use proact_models::{
+    ArtefactInfo, FeatureSampling, ModelArtefact, ModelError, ModelKind, NbMethod, NormalBehaviourParams,
+    RandomForestParams, SchemaRef, Scorer, TreeLearner,
+};
+
+fn data(n: usize, d: usize, seed: u64) -> (Array2<f64>, Vec<usize>) {
+    let (x, y) = synthetic_classification(n, d, seed);
+    (Array2::from_shape_vec((n, d), x).unwrap(), y)
+}
+
+fn small_forest(learner: TreeLearner, sampling: FeatureSampling, threads: usize) -> RandomForestParams {
+    RandomForestParams::default()
+        .n_trees(15)
+        .max_depth(8)
+        .learner(learner)
+        .feature_sampling(sampling)
+        .threads(threads)
+        .seed(7)
+}
+
+#[test]
+fn fixed_seed_gives_the_same_forest_whatever_the_thread_count() {
+    let (x, y) = data(600, 8, 1);
+    let a = small_forest(TreeLearner::Histogram, FeatureSampling::SqrtPerSplit, 1).fit_arrays(&x, &y).unwrap();
+    let b = small_forest(TreeLearner::Histogram, FeatureSampling::SqrtPerSplit, 3).fit_arrays(&x, &y).unwrap();
+    assert_eq!(a.trees, b.trees);
+    assert_eq!(a.flat, b.flat);
+    assert_eq!(a.importances, b.importances);
+    let c = small_forest(TreeLearner::Histogram, FeatureSampling::SqrtPerSplit, 1).seed(8).fit_arrays(&x, &y).unwrap();
+    assert_ne!(a.flat, c.flat, "another seed grows another forest");
+    // Not asserted for TreeLearner::LinfaTrees: linfa-trees 0.8.1 sums class weights in
+    // HashMap order, so near-tied splits can differ between runs; one reason it is not the default.
+}
+
+#[test]
+fn probabilities_sum_to_one_and_importances_too() {
+    let (x, y) = data(500, 6, 2);
+    for learner in [TreeLearner::Histogram, TreeLearner::LinfaTrees] {
+        let rf = small_forest(learner, FeatureSampling::All, 2).fit_arrays(&x, &y).unwrap();
+        let mut probs = [0.0; 2];
+        for row in x.rows() {
+            let row = row.to_vec();
+            rf.flat.predict_proba_into(&row, &mut probs);
+            assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{probs:?}");
+            assert!(probs.iter().all(|p| (0.0..=1.0).contains(p)));
+            assert!((rf.flat.predict_proba(&row) - probs[1]).abs() < 1e-12);
+        }
+        assert!((rf.importances.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    }
+}
+
+#[test]
+fn compiled_forest_predicts_exactly_what_the_trees_predict() {
+    let (x, y) = data(800, 10, 3);
+    let rf = small_forest(TreeLearner::Histogram, FeatureSampling::SqrtPerSplit, 2).fit_arrays(&x, &y).unwrap();
+    let (xt, _) = data(300, 10, 4);
+    let batch = rf.predict_proba(&xt);
+    for (i, row) in xt.rows().into_iter().enumerate() {
+        let row = row.to_vec();
+        let reference = rf.predict_proba_trees(&row);
+        assert_eq!(rf.flat.predict_proba(&row), reference[1], "row {i}");
+        assert_eq!(batch[i], reference[1], "batch row {i}");
+    }
+    // The linfa trait path agrees with the argmax of the probabilities.
+    let labels: Array1<usize> = rf.predict(&xt);
+    for (i, row) in xt.rows().into_iter().enumerate() {
+        assert_eq!(labels[i], usize::from(rf.predict_proba_trees(&row.to_vec())[1] > 0.5));
+    }
+}
+
+#[test]
+fn fit_through_the_linfa_trait_learns_something() {
+    let (x, y) = data(2_000, 8, 5);
+    let (train, test) = stratified_split(&y, 0.2, 42);
+    let xtr = x.select(ndarray::Axis(0), &train);
+    let ytr = Array1::from_iter(train.iter().map(|&i| y[i]));
+    let ds = Dataset::new(xtr, ytr);
+    let rf = RandomForestParams::default().n_trees(30).seed(1).fit(&ds).unwrap();
+    let xte = x.select(ndarray::Axis(0), &test);
+    let yte: Vec<usize> = test.iter().map(|&i| y[i]).collect();
+    let m = evaluate(&yte, rf.predict_proba(&xte).as_slice().unwrap(), 0.5);
+    assert!(m.f1 > 0.75 && m.roc_auc > 0.9, "{m:?}");
+}
+
+#[test]
+fn split_is_stratified_and_deterministic_and_auc_is_sane() {
+    let y: Vec<usize> = (0..1000).map(|i| usize::from(i % 10 == 0)).collect();
+    let (tr, te) = stratified_split(&y, 0.2, 9);
+    assert_eq!(te.len(), 200);
+    assert_eq!(te.iter().filter(|&&i| y[i] == 1).count(), 20);
+    assert_eq!(tr.len() + te.len(), 1000);
+    assert_eq!(stratified_split(&y, 0.2, 9), (tr, te));
+    assert_eq!(roc_auc(&[0, 0, 1, 1], &[0.1, 0.4, 0.35, 0.8]), 0.75);
+    assert_eq!(roc_auc(&[0, 1], &[0.5, 0.5]), 0.5);
+}
+
+fn forest_artefact() -> (ModelArtefact, SchemaRef) {
+    let (x, y) = data(300, 16, 6);
+    let rf = small_forest(TreeLearner::Histogram, FeatureSampling::SqrtPerSplit, 1).fit_arrays(&x, &y).unwrap();
+    let schema = SchemaRef::from(&FeatureSchema::base());
+    let info = ArtefactInfo {
+        created_at: "2026-11-24T00:00:00Z".into(),
+        ..ArtefactInfo::new("pump-failure", "7", schema.clone())
+    };
+    let a = rf.to_artefact(info, 0.5);
+    (a, schema)
+}
+
+#[test]
+fn artefact_round_trips_and_scores_like_the_forest() {
+    let (a, schema) = forest_artefact();
+    let bytes = a.to_bytes().unwrap();
+    let back = ModelArtefact::from_bytes(&bytes).unwrap();
+    assert_eq!(back, a);
+    assert_eq!(back.sha256().unwrap(), a.sha256().unwrap());
+    let scorer: Arc<dyn Scorer> = back.scorer(&schema.id).unwrap();
+    assert_eq!(scorer.kind(), ModelKind::RandomForest);
+    assert_eq!(scorer.version(), "7");
+    let x = vec![0.3; 16];
+    let s = scorer.score(&x);
+    assert!((0.0..=1.0).contains(&s));
+}
+
+#[test]
+fn corrupted_artefact_is_refused_by_checksum() {
+    let (a, _) = forest_artefact();
+    let mut bytes = a.to_bytes().unwrap();
+    let n = bytes.len();
+    // Flip one digit of some threshold deep in the body: still valid JSON, wrong model.
+    let pos = (n / 2..n).find(|&i| bytes[i].is_ascii_digit()).unwrap();
+    bytes[pos] = if bytes[pos] == b'1' { b'2' } else { b'1' };
+    match ModelArtefact::from_bytes(&bytes) {
+        Err(ModelError::Checksum { .. }) => {}
+        other => panic!("expected a checksum error, got {other:?}"),
+    }
+    assert!(matches!(ModelArtefact::from_bytes(&bytes[..n - 1]), Err(ModelError::Artefact(_))));
+    assert!(matches!(ModelArtefact::from_bytes(b"{}"), Err(ModelError::Artefact(_))));
+}
+
+#[test]
+fn schema_mismatch_is_refused() {
+    let (a, _) = forest_artefact();
+    let other = FeatureSchema::with_extra_channels(&["pressure"]).unwrap();
+    let err = a.scorer(other.id()).unwrap_err();
+    assert!(matches!(err, ModelError::SchemaMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("retrain"));
+}
+
+/// Temperature/vibration series: noise around a level, optionally shifted from `shift_at`.
+fn series(n: usize, seed: u64, shift_at: Option<usize>) -> (Vec<i64>, Vec<f64>) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut ts = Vec::new();
+    let mut v = Vec::new();
+    for i in 0..n {
+        ts.push(1_700_000_000_000 + i as i64 * 1_000);
+        let shift = if shift_at.is_some_and(|s| i >= s) { 1.0 } else { 0.0 };
+        v.push(70.0 + rng.gen_range(-1.0..1.0) + 6.0 * shift);
+        v.push(3.0 + rng.gen_range(-0.3..0.3) + 1.0 * shift);
+    }
+    (ts, v)
+}
+
+#[test]
+fn normal_behaviour_flags_a_shifted_signal_and_not_the_normal_one() {
+    let schema = FeatureSchema::base();
+    let cfg = WindowConfig { max_span_ms: 20_000, max_len: 20, tolerance_ms: 2_000 };
+    let (ts, v) = series(1_000, 1, None);
+    let train = features_over_series(&schema, cfg, &ts, &v).unwrap();
+    // Skip the warm-up rows where the window is still filling.
+    let rows = &train.values[30 * schema.len()..];
+    for method in [NbMethod::Mahalanobis { shrinkage: 0.2 }, NbMethod::RobustZ] {
+        let params = NormalBehaviourParams { method, margin: 1.5, ..Default::default() };
+        let model = params.fit(rows, schema.len()).unwrap();
+        let artefact = model.to_artefact(ArtefactInfo::new("pump-01-nb", "1", (&schema).into()));
+        let scorer = ModelArtefact::from_bytes(&artefact.to_bytes().unwrap()).unwrap().scorer(schema.id()).unwrap();
+
+        let (ts2, v2) = series(600, 2, None);
+        let normal = features_over_series(&schema, cfg, &ts2, &v2).unwrap();
+        let flagged = (30..600).filter(|&i| scorer.is_anomalous(normal.row(i))).count();
+        assert!(flagged < 6, "{method:?}: {flagged} false alarms on a normal signal");
+
+        let (ts3, v3) = series(600, 3, Some(300));
+        let shifted = features_over_series(&schema, cfg, &ts3, &v3).unwrap();
+        let caught = (310..600).filter(|&i| scorer.is_anomalous(shifted.row(i))).count();
+        assert!(caught > 250, "{method:?}: only {caught}/290 shifted rows flagged");
+        assert!(scorer.score(shifted.row(400)) > scorer.score(normal.row(400)));
+    }
+}
