@@ -43,3 +43,120 @@ pub async fn ping(client: &Client) -> bool {
     let r: Result<String, Error> = client.ping(None).await;
     r.is_ok()
 }
+
+/// One entry read from a stream: where it is, and its protobuf payload (field `p`).
+#[derive(Debug, Clone)]
+pub struct StreamEntry {
+    pub key: String,
+    pub id: String,
+    /// `None` when the entry has no payload field (it is still acked, after a dead letter).
+    pub payload: Option<bytes::Bytes>,
+}
+
+/// Reads up to `count` new entries per key for `consumer` of `group`, blocking up to
+/// `block_ms` when there are none. Entries come key by key, in stream order.
+pub async fn read_group(
+    client: &Client,
+    group: &str,
+    consumer: &str,
+    keys: &[String],
+    count: u64,
+    block_ms: u64,
+) -> Result<Vec<StreamEntry>, Error> {
+    let ids: Vec<&str> = keys.iter().map(|_| ">").collect();
+    read_group_ids(client, group, consumer, keys, &ids, count, Some(block_ms)).await
+}
+
+/// Reads this consumer's own pending entries (delivered, not acked) from the start: what a
+/// restarted consumer must finish before taking new ones.
+pub async fn read_own_pending(
+    client: &Client,
+    group: &str,
+    consumer: &str,
+    keys: &[String],
+    count: u64,
+) -> Result<Vec<StreamEntry>, Error> {
+    let ids: Vec<&str> = keys.iter().map(|_| "0").collect();
+    read_group_ids(client, group, consumer, keys, &ids, count, None).await
+}
+
+async fn read_group_ids(
+    client: &Client,
+    group: &str,
+    consumer: &str,
+    keys: &[String],
+    ids: &[&str],
+    count: u64,
+    block_ms: Option<u64>,
+) -> Result<Vec<StreamEntry>, Error> {
+    use fred::types::streams::XReadResponse;
+    let keys_v: Vec<fred::types::Key> = keys.iter().map(|k| k.as_str().into()).collect();
+    let ids_v: Vec<fred::types::streams::XID> = ids.iter().map(|i| (*i).into()).collect();
+    let resp: XReadResponse<String, String, String, bytes::Bytes> =
+        client.xreadgroup_map(group, consumer, Some(count), block_ms, false, keys_v, ids_v).await?;
+    let mut out = Vec::new();
+    // Keep the caller's key order so shard processing is deterministic.
+    for key in keys {
+        if let Some(entries) = resp.get(key) {
+            for (id, mut fields) in entries.iter().cloned() {
+                out.push(StreamEntry { key: key.clone(), id, payload: fields.remove(crate::redis::PAYLOAD_FIELD) });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The payload field of every ProAct stream entry (mirrors `proact_proto::streams`).
+pub const PAYLOAD_FIELD: &str = "p";
+
+/// Acknowledges `entries` for `group`, one `XACK` per stream key, pipelined.
+pub async fn ack(client: &Client, group: &str, entries: &[StreamEntry]) -> Result<(), Error> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut by_key: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
+    for e in entries {
+        by_key.entry(e.key.as_str()).or_default().push(e.id.as_str());
+    }
+    let pipeline = client.pipeline();
+    for (key, ids) in by_key {
+        let ids: Vec<fred::types::streams::XID> = ids.into_iter().map(Into::into).collect();
+        let _: () = pipeline.xack(key, group, ids).await?;
+    }
+    let _: Vec<Value> = pipeline.all().await?;
+    Ok(())
+}
+
+/// Takes over entries another consumer of `group` has held unacked for `min_idle_ms`
+/// (a crashed replica), up to `count` per key. They are delivered to `consumer` afresh.
+pub async fn claim_stale(
+    client: &Client,
+    group: &str,
+    consumer: &str,
+    keys: &[String],
+    min_idle_ms: u64,
+    count: u64,
+) -> Result<Vec<StreamEntry>, Error> {
+    let mut out = Vec::new();
+    for key in keys {
+        // XAUTOCLAIM's reply: [next-cursor, [[id, [field, value, ...]], ...], (deleted ids on Redis 7)].
+        let reply: Value =
+            client.xautoclaim(key.as_str(), group, consumer, min_idle_ms, "0-0", Some(count), false).await?;
+        let Value::Array(parts) = reply else { continue };
+        let Some(Value::Array(entries)) = parts.get(1) else { continue };
+        for entry in entries {
+            let Value::Array(pair) = entry else { continue };
+            let (Some(id), fields) = (pair.first().and_then(|v| v.as_string()), pair.get(1)) else { continue };
+            let mut payload = None;
+            if let Some(Value::Array(fv)) = fields {
+                for kv in fv.chunks(2) {
+                    if kv.len() == 2 && kv[0].as_str().as_deref() == Some(PAYLOAD_FIELD) {
+                        payload = kv[1].as_bytes().map(bytes::Bytes::copy_from_slice);
+                    }
+                }
+            }
+            out.push(StreamEntry { key: key.clone(), id, payload });
+        }
+    }
+    Ok(out)
+}

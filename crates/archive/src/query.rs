@@ -1,0 +1,142 @@
+//! gRPC `Archive`: history for charts and investigations. Ranges stream row by row from a
+//! server-side cursor, so a year of data never sits in memory.
+
+use std::pin::Pin;
+
+use deadpool_postgres::Pool;
+use futures::{Stream, StreamExt};
+use proact_proto::v1::archive_server::Archive;
+use proact_proto::v1::{Alert, AlertsQuery, Bucket, BucketsRequest, TelemetryPoint, TelemetryRangeRequest};
+use tokio_postgres::types::ToSql;
+use tonic::{Request, Response, Status};
+
+use proact_store::{alerts_sql, micros_to_ts, row_to_alert};
+
+type Out<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+pub struct ArchiveService {
+    pub pool: Pool,
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::unavailable(format!("archive database: {e}"))
+}
+
+fn range(from: i64, to: i64) -> Result<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>), Status> {
+    let to = if to == 0 { i64::MAX / 2 } else { to };
+    if from > to {
+        return Err(Status::invalid_argument("from_micros is after to_micros"));
+    }
+    Ok((micros_to_ts(from), micros_to_ts(to.min(253_402_300_799_000_000))))
+}
+
+/// Runs `sql` and streams its rows through `map`, on a pooled connection held by the stream.
+fn stream_rows<T, F>(pool: Pool, sql: String, params: Vec<Box<dyn ToSql + Sync + Send>>, map: F) -> Out<T>
+where
+    T: Send + 'static,
+    F: Fn(&tokio_postgres::Row) -> T + Send + Sync + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<T, Status>>(256);
+    tokio::spawn(async move {
+        let client = match pool.get().await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = tx.send(Err(internal(e))).await;
+                return;
+            }
+        };
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+        let rows = match client.query_raw(sql.as_str(), refs).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.send(Err(Status::invalid_argument(e.to_string()))).await;
+                return;
+            }
+        };
+        futures::pin_mut!(rows);
+        while let Some(row) = rows.next().await {
+            let item = row.map(|r| map(&r)).map_err(internal);
+            if tx.send(item).await.is_err() {
+                return; // the client went away
+            }
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+#[tonic::async_trait]
+impl Archive for ArchiveService {
+    type QueryRangeStream = Out<TelemetryPoint>;
+    type QueryBucketsStream = Out<Bucket>;
+    type QueryAlertsStream = Out<Alert>;
+
+    async fn query_range(
+        &self,
+        req: Request<TelemetryRangeRequest>,
+    ) -> Result<Response<Self::QueryRangeStream>, Status> {
+        let q = req.into_inner();
+        let (from, to) = range(q.from_micros, q.to_micros)?;
+        let limit = if q.limit == 0 { i64::MAX } else { i64::from(q.limit) };
+        let sql = "SELECT ts, temperature, vibration, extra FROM telemetry
+                   WHERE equipement_id = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4"
+            .to_string();
+        let params: Vec<Box<dyn ToSql + Sync + Send>> =
+            vec![Box::new(q.equipement_id), Box::new(from), Box::new(to), Box::new(limit)];
+        Ok(Response::new(stream_rows(self.pool.clone(), sql, params, |r| {
+            let extra: serde_json::Value = r.get(3);
+            TelemetryPoint {
+                ts_micros: r.get::<_, chrono::DateTime<chrono::Utc>>(0).timestamp_micros(),
+                temperature: r.get(1),
+                vibration: r.get(2),
+                extra: extra
+                    .as_object()
+                    .map(|m| m.iter().filter_map(|(k, v)| v.as_f64().map(|x| (k.clone(), x))).collect())
+                    .unwrap_or_default(),
+            }
+        })))
+    }
+
+    async fn query_buckets(&self, req: Request<BucketsRequest>) -> Result<Response<Self::QueryBucketsStream>, Status> {
+        let q = req.into_inner();
+        let (from, to) = range(q.from_micros, q.to_micros)?;
+        if q.bucket_seconds == 0 {
+            return Err(Status::invalid_argument("bucket_seconds must be > 0"));
+        }
+        let tz = if q.time_zone.is_empty() { "UTC".to_string() } else { q.time_zone.clone() };
+        // The column is chosen from a fixed list; an extra channel is a bound parameter.
+        let (value, extra_key) = match q.field.as_str() {
+            "" | "temperature" => ("temperature".to_string(), None),
+            "vibration" => ("vibration".to_string(), None),
+            other => ("(extra->>$6)::double precision".to_string(), Some(other.to_string())),
+        };
+        // Buckets align to local midnight in `tz` (date_bin on local time), then return as UTC instants.
+        let sql = format!(
+            "SELECT (date_bin(make_interval(secs => $4), ts AT TIME ZONE $5, TIMESTAMP '2000-01-03') AT TIME ZONE $5) AS b,
+                    min({value}), max({value}), avg({value}), count({value})
+             FROM telemetry WHERE equipement_id = $1 AND ts >= $2 AND ts < $3
+             GROUP BY b ORDER BY b"
+        );
+        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![
+            Box::new(q.equipement_id),
+            Box::new(from),
+            Box::new(to),
+            Box::new(f64::from(q.bucket_seconds)),
+            Box::new(tz),
+        ];
+        if let Some(k) = extra_key {
+            params.push(Box::new(k));
+        }
+        Ok(Response::new(stream_rows(self.pool.clone(), sql, params, |r| Bucket {
+            start_micros: r.get::<_, chrono::DateTime<chrono::Utc>>(0).timestamp_micros(),
+            min: r.get::<_, Option<f64>>(1).unwrap_or(f64::NAN),
+            max: r.get::<_, Option<f64>>(2).unwrap_or(f64::NAN),
+            avg: r.get::<_, Option<f64>>(3).unwrap_or(f64::NAN),
+            count: r.get::<_, i64>(4) as u64,
+        })))
+    }
+
+    async fn query_alerts(&self, req: Request<AlertsQuery>) -> Result<Response<Self::QueryAlertsStream>, Status> {
+        let (sql, params) = alerts_sql(&req.into_inner());
+        Ok(Response::new(stream_rows(self.pool.clone(), sql, params, row_to_alert)))
+    }
+}

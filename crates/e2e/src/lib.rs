@@ -1,0 +1,97 @@
+//! Starts the five ProAct services in-process against a [`proact_testkit::Stack`], on free
+//! ports, for end-to-end tests: what a test publishes over MQTT must come out as rows in
+//! PostgreSQL, entries in the dead-letter stream and alerts on a WebSocket.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use proact_testkit::Stack;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The five services running in this process.
+pub struct Pipeline {
+    pub shutdown: CancellationToken,
+    pub gateway_http: SocketAddr,
+    pub ingest_grpc: SocketAddr,
+    pub archive_grpc: SocketAddr,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+fn common(stack: &Stack, bin: &str) -> Vec<String> {
+    vec![
+        bin.to_string(),
+        "--redis-url".into(),
+        stack.redis.url(),
+        "--admin-addr".into(),
+        "127.0.0.1:0".into(),
+        "--grpc-addr".into(),
+        "127.0.0.1:0".into(),
+    ]
+}
+
+impl Pipeline {
+    /// Starts every service with `extra` flags per binary name (e.g. the gateway's token).
+    pub async fn start(stack: &Stack, gateway_token: Option<&str>) -> anyhow::Result<Self> {
+        let shutdown = CancellationToken::new();
+        let db = stack.postgres.url();
+        let mut tasks = Vec::new();
+
+        let mut a = common(stack, "proact-archive");
+        a.extend([
+            "--database-url".into(),
+            db.clone(),
+            "--block-ms".into(),
+            "100".into(),
+            "--consumer".into(),
+            "archive-e2e".into(),
+        ]);
+        let archive = proact_archive::App::build(proact_archive::Config::try_parse_from(a)?).await?;
+        let archive_grpc = archive.grpc_addr();
+        tasks.push(tokio::spawn(archive.run_until_stopped(shutdown.clone())));
+
+        let mut d = common(stack, "proact-anomaly-detector");
+        d.extend(["--consumer".into(), "detector-e2e".into()]);
+        let detector = proact_anomaly_detector::App::build(proact_anomaly_detector::Config::try_parse_from(d)?).await?;
+        tasks.push(tokio::spawn(detector.run_until_stopped(shutdown.clone())));
+
+        let mut g = common(stack, "proact-alert-gateway");
+        g.extend(["--database-url".into(), db.clone(), "--http-addr".into(), "127.0.0.1:0".into()]);
+        if let Some(t) = gateway_token {
+            g.extend(["--token".into(), t.to_string()]);
+        }
+        let gateway = proact_alert_gateway::App::build(proact_alert_gateway::Config::try_parse_from(g)?).await?;
+        let gateway_http = gateway.http_addr();
+        tasks.push(tokio::spawn(gateway.run_until_stopped(shutdown.clone())));
+
+        let mut t = vec!["proact-trainer".to_string(), "--admin-addr".into(), "127.0.0.1:0".into()];
+        t.extend(["--grpc-addr".into(), "127.0.0.1:0".into(), "--database-url".into(), db.clone()]);
+        let trainer = proact_trainer::App::build(proact_trainer::Config::try_parse_from(t)?).await?;
+        tasks.push(tokio::spawn(trainer.run_until_stopped(shutdown.clone())));
+
+        let mut i = common(stack, "proact-ingest");
+        i.extend(["--mqtt-url".into(), stack.mqtt.url(), "--client-id".into(), "ingest-e2e".into()]);
+        let ingest = proact_ingest::App::build(proact_ingest::Config::try_parse_from(i)?).await?;
+        let ingest_grpc = ingest.grpc_addr();
+        let ingest_ready = ingest.readiness();
+        tasks.push(tokio::spawn(ingest.run_until_stopped(shutdown.clone())));
+        // Publishing before ingest's subscription exists would lose QoS 1 messages at the broker.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !ingest_ready.is_ready() {
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "ingest not ready: {:?}", ingest_ready.snapshot());
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+
+        Ok(Self { shutdown, gateway_http, ingest_grpc, archive_grpc, tasks })
+    }
+
+    /// Sends the shutdown signal and waits for every service to drain.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            t.await??;
+        }
+        Ok(())
+    }
+}

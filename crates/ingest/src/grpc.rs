@@ -1,0 +1,82 @@
+//! gRPC `Ingest`: the same validation and guarantees as MQTT, with per-item rejections.
+//! A call returns only after its accepted items are in the streams.
+
+use proact_proto::time::now_micros;
+use proact_proto::v1::ingest_server::Ingest;
+use proact_proto::v1::{ItemRejection, PublishRequest, PublishResponse, Telemetry};
+use proact_server::Readiness;
+use prost::Message;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::mqtt::write_with_retry;
+use crate::sink::{dead_letter, StreamSink};
+use crate::validate::{check_telemetry, reason_label, Limits};
+
+/// Largest batch accepted in one call.
+pub const MAX_ITEMS: usize = 10_000;
+
+pub struct IngestService {
+    pub sink: StreamSink,
+    pub limits: Limits,
+    pub ready: Readiness,
+}
+
+impl IngestService {
+    async fn publish_items(&self, items: Vec<Telemetry>, offset: u32) -> Result<PublishResponse, Status> {
+        if items.len() > MAX_ITEMS {
+            return Err(Status::invalid_argument(format!("{} items in one batch, at most {MAX_ITEMS}", items.len())));
+        }
+        let now = now_micros();
+        let mut accepted = Vec::with_capacity(items.len());
+        let mut dead = Vec::new();
+        let mut rejections = Vec::new();
+        for (i, mut t) in items.into_iter().enumerate() {
+            match check_telemetry(&t, &self.limits, now) {
+                Ok(()) => {
+                    t.received_micros = now;
+                    t.source = "grpc".into();
+                    accepted.push(t);
+                }
+                Err(r) => {
+                    metrics::counter!("proact_ingest_rejected_total", "reason" => reason_label(r.reason)).increment(1);
+                    dead.push(dead_letter("grpc", "grpc:Ingest.Publish", &r, &t.encode_to_vec(), now));
+                    rejections.push(ItemRejection {
+                        index: offset + i as u32,
+                        reason: r.reason as i32,
+                        detail: r.detail,
+                    });
+                }
+            }
+        }
+        write_with_retry(&self.sink, &accepted, &dead, &self.ready).await;
+        metrics::counter!("proact_ingest_accepted_total").increment(accepted.len() as u64);
+        Ok(PublishResponse { accepted: accepted.len() as u32, rejections })
+    }
+}
+
+#[tonic::async_trait]
+impl Ingest for IngestService {
+    async fn publish(&self, request: Request<PublishRequest>) -> Result<Response<PublishResponse>, Status> {
+        let items = request.into_inner().items;
+        metrics::counter!("proact_ingest_received_total").increment(items.len() as u64);
+        Ok(Response::new(self.publish_items(items, 0).await?))
+    }
+
+    async fn publish_stream(
+        &self,
+        request: Request<Streaming<PublishRequest>>,
+    ) -> Result<Response<PublishResponse>, Status> {
+        let mut stream = request.into_inner();
+        let mut total = PublishResponse::default();
+        let mut offset = 0u32;
+        while let Some(batch) = stream.message().await? {
+            let n = batch.items.len() as u32;
+            metrics::counter!("proact_ingest_received_total").increment(u64::from(n));
+            let r = self.publish_items(batch.items, offset).await?;
+            total.accepted += r.accepted;
+            total.rejections.extend(r.rejections);
+            offset += n;
+        }
+        Ok(Response::new(total))
+    }
+}

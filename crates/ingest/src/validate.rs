@@ -1,0 +1,374 @@
+//! Validation of readings against the MQTT contract (DESIGN.md): what is accepted becomes a
+//! `Telemetry` message, anything else a rejection with a stable reason code and a detail
+//! for humans. No input can make it panic (see the fuzz target).
+
+use chrono::DateTime;
+use proact_proto::v1::{RejectReason, Telemetry};
+use serde_json::Value;
+
+/// Limits the validator applies; defaults suit the contract.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest accepted payload, in bytes.
+    pub max_payload_bytes: usize,
+    /// Most measurement fields per reading.
+    pub max_fields: usize,
+    /// Oldest accepted event time, microseconds since the epoch.
+    pub min_ts_micros: i64,
+    /// How far in the future an event time may be, in microseconds.
+    pub max_future_micros: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: 16 * 1024,
+            max_fields: 64,
+            // 2000-01-01T00:00:00Z
+            min_ts_micros: 946_684_800_000_000,
+            max_future_micros: 24 * 3600 * 1_000_000,
+        }
+    }
+}
+
+/// Why an input was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub reason: RejectReason,
+    pub detail: String,
+}
+
+impl Rejection {
+    fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
+        Self { reason, detail: detail.into() }
+    }
+}
+
+/// The stable label of a reason, for metrics and logs.
+pub fn reason_label(r: RejectReason) -> &'static str {
+    match r {
+        RejectReason::Unspecified => "unspecified",
+        RejectReason::InvalidJson => "invalid_json",
+        RejectReason::NotAnObject => "not_an_object",
+        RejectReason::MissingField => "missing_field",
+        RejectReason::InvalidId => "invalid_id",
+        RejectReason::IdMismatch => "id_mismatch",
+        RejectReason::NonFinite => "non_finite",
+        RejectReason::NotNumeric => "not_numeric",
+        RejectReason::BadTimestamp => "bad_timestamp",
+        RejectReason::AbsurdTimestamp => "absurd_timestamp",
+        RejectReason::Oversize => "oversize",
+        RejectReason::BadTopic => "bad_topic",
+        RejectReason::UnknownEquipment => "unknown_equipment",
+        RejectReason::UndecodableEntry => "undecodable_entry",
+    }
+}
+
+/// `true` if `id` is 1-64 characters of `A-Z a-z 0-9 . _ -`.
+pub fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The equipment id in a topic `sensors/{id}/telemetry`.
+pub fn topic_id(topic: &str) -> Result<&str, Rejection> {
+    let mut parts = topic.split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("sensors"), Some(id), Some("telemetry"), None) if valid_id(id) => Ok(id),
+        (Some("sensors"), Some(id), Some("telemetry"), None) => {
+            Err(Rejection::new(RejectReason::InvalidId, format!("topic id {id:?} is not 1-64 of A-Z a-z 0-9 . _ -")))
+        }
+        _ => Err(Rejection::new(RejectReason::BadTopic, format!("topic {topic:?} is not sensors/{{id}}/telemetry"))),
+    }
+}
+
+/// Validates an MQTT message; `now_micros` is the reference for absurd timestamps.
+pub fn parse_mqtt(topic: &str, payload: &[u8], limits: &Limits, now_micros: i64) -> Result<Telemetry, Rejection> {
+    if payload.len() > limits.max_payload_bytes {
+        return Err(Rejection::new(
+            RejectReason::Oversize,
+            format!("payload of {} bytes exceeds {} bytes", payload.len(), limits.max_payload_bytes),
+        ));
+    }
+    let topic_id = topic_id(topic)?;
+    let value: Value = serde_json::from_slice(payload).map_err(|e| json_error(payload, &e))?;
+    let Value::Object(map) = value else {
+        return Err(Rejection::new(RejectReason::NotAnObject, "payload is JSON but not an object"));
+    };
+    if map.len() > limits.max_fields + 2 {
+        return Err(Rejection::new(
+            RejectReason::Oversize,
+            format!("{} fields, at most {}", map.len(), limits.max_fields),
+        ));
+    }
+    let id = match map.get("equipement_id") {
+        None => return Err(Rejection::new(RejectReason::MissingField, "equipement_id is missing")),
+        Some(Value::String(s)) if valid_id(s) => s.as_str(),
+        Some(v) => {
+            return Err(Rejection::new(
+                RejectReason::InvalidId,
+                format!("equipement_id {v} is not 1-64 of A-Z a-z 0-9 . _ -"),
+            ))
+        }
+    };
+    if id != topic_id {
+        return Err(Rejection::new(
+            RejectReason::IdMismatch,
+            format!("payload id {id:?} differs from topic id {topic_id:?}"),
+        ));
+    }
+    let ts_micros = match map.get("timestamp") {
+        None => return Err(Rejection::new(RejectReason::MissingField, "timestamp is missing")),
+        Some(Value::String(s)) => parse_timestamp(s)?,
+        Some(v) => {
+            return Err(Rejection::new(RejectReason::BadTimestamp, format!("timestamp {v} is not an RFC 3339 string")))
+        }
+    };
+    check_ts(ts_micros, limits, now_micros)?;
+    let mut t = Telemetry { equipement_id: id.to_string(), ts_micros, source: "mqtt".into(), ..Default::default() };
+    let mut seen_temperature = false;
+    let mut seen_vibration = false;
+    for (k, v) in &map {
+        if k == "equipement_id" || k == "timestamp" {
+            continue;
+        }
+        let x = match v {
+            Value::Number(n) => {
+                n.as_f64().ok_or_else(|| Rejection::new(RejectReason::NotNumeric, format!("{k} = {n}")))?
+            }
+            other => {
+                return Err(Rejection::new(RejectReason::NotNumeric, format!("{k} is {} not a number", kind(other))));
+            }
+        };
+        if !x.is_finite() {
+            return Err(Rejection::new(RejectReason::NonFinite, format!("{k} is not finite")));
+        }
+        match k.as_str() {
+            "temperature" => {
+                t.temperature = x;
+                seen_temperature = true;
+            }
+            "vibration" => {
+                t.vibration = x;
+                seen_vibration = true;
+            }
+            name => {
+                if name.is_empty() || name.len() > 64 {
+                    return Err(Rejection::new(RejectReason::Oversize, "a field name is empty or longer than 64"));
+                }
+                t.extra.insert(name.to_string(), x);
+            }
+        }
+    }
+    if !seen_temperature {
+        return Err(Rejection::new(RejectReason::MissingField, "temperature is missing"));
+    }
+    if !seen_vibration {
+        return Err(Rejection::new(RejectReason::MissingField, "vibration is missing"));
+    }
+    Ok(t)
+}
+
+/// Validates a reading that arrived already structured (gRPC).
+pub fn check_telemetry(t: &Telemetry, limits: &Limits, now_micros: i64) -> Result<(), Rejection> {
+    if !valid_id(&t.equipement_id) {
+        return Err(Rejection::new(
+            RejectReason::InvalidId,
+            format!("equipement_id {:?} is not 1-64 of A-Z a-z 0-9 . _ -", t.equipement_id),
+        ));
+    }
+    check_ts(t.ts_micros, limits, now_micros)?;
+    if !t.temperature.is_finite() || !t.vibration.is_finite() {
+        return Err(Rejection::new(RejectReason::NonFinite, "temperature or vibration is not finite"));
+    }
+    if t.extra.len() > limits.max_fields {
+        return Err(Rejection::new(
+            RejectReason::Oversize,
+            format!("{} fields, at most {}", t.extra.len(), limits.max_fields),
+        ));
+    }
+    for (k, v) in &t.extra {
+        if k.is_empty() || k.len() > 64 {
+            return Err(Rejection::new(RejectReason::Oversize, "a field name is empty or longer than 64"));
+        }
+        if !v.is_finite() {
+            return Err(Rejection::new(RejectReason::NonFinite, format!("{k} is not finite")));
+        }
+    }
+    Ok(())
+}
+
+fn parse_timestamp(s: &str) -> Result<i64, Rejection> {
+    let dt = DateTime::parse_from_rfc3339(s).map_err(|e| {
+        Rejection::new(RejectReason::BadTimestamp, format!("timestamp {s:?} is not RFC 3339 with an offset or Z: {e}"))
+    })?;
+    Ok(dt.timestamp_micros())
+}
+
+fn check_ts(ts: i64, limits: &Limits, now: i64) -> Result<(), Rejection> {
+    if ts < limits.min_ts_micros {
+        return Err(Rejection::new(RejectReason::AbsurdTimestamp, "timestamp is before 2000-01-01"));
+    }
+    if ts > now.saturating_add(limits.max_future_micros) {
+        return Err(Rejection::new(RejectReason::AbsurdTimestamp, "timestamp is too far in the future"));
+    }
+    Ok(())
+}
+
+fn json_error(payload: &[u8], e: &serde_json::Error) -> Rejection {
+    // serde_json refuses NaN/Infinity literals and numbers beyond f64: the contract names
+    // those non-finite, which tells the sensor's owner more than "invalid JSON".
+    let text = String::from_utf8_lossy(&payload[..payload.len().min(4096)]);
+    let msg = e.to_string();
+    if msg.contains("out of range") || text.contains("NaN") || text.contains("Infinity") {
+        Rejection::new(RejectReason::NonFinite, format!("a value is NaN or infinite: {msg}"))
+    } else {
+        Rejection::new(RejectReason::InvalidJson, msg)
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_710_928_800_000_000; // 2024-03-20T10:00:00Z
+    const TOPIC: &str = "sensors/PUMP-01/telemetry";
+
+    fn parse(payload: &str) -> Result<Telemetry, Rejection> {
+        parse_mqtt(TOPIC, payload.as_bytes(), &Limits::default(), NOW)
+    }
+
+    fn reason(payload: &str) -> RejectReason {
+        parse(payload).unwrap_err().reason
+    }
+
+    #[test]
+    fn seed_example_is_accepted() {
+        let t = parse(
+            r#"{"equipement_id":"PUMP-01","temperature":85.4,"vibration":12.3,"timestamp":"2024-03-20T10:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(t.equipement_id, "PUMP-01");
+        assert_eq!(t.ts_micros, NOW);
+        assert_eq!(t.temperature, 85.4);
+        assert_eq!(t.vibration, 12.3);
+        assert!(t.extra.is_empty());
+    }
+
+    #[test]
+    fn extra_numeric_fields_are_kept_and_offsets_applied() {
+        let t = parse(r#"{"equipement_id":"PUMP-01","temperature":1,"vibration":2,"pressure":4.2,"current":30,"timestamp":"2024-03-20T12:00:00+02:00"}"#).unwrap();
+        assert_eq!(t.extra.get("pressure"), Some(&4.2));
+        assert_eq!(t.extra.get("current"), Some(&30.0));
+        assert_eq!(t.ts_micros, NOW);
+    }
+
+    #[test]
+    fn each_malformation_has_its_reason() {
+        let cases = [
+            ("not json", RejectReason::InvalidJson),
+            ("[1,2]", RejectReason::NotAnObject),
+            (r#"{"temperature":1,"vibration":2,"timestamp":"2024-03-20T10:00:00Z"}"#, RejectReason::MissingField),
+            (
+                r#"{"equipement_id":"PUMP-01","vibration":2,"timestamp":"2024-03-20T10:00:00Z"}"#,
+                RejectReason::MissingField,
+            ),
+            (r#"{"equipement_id":"PUMP-01","temperature":1,"vibration":2}"#, RejectReason::MissingField),
+            (
+                r#"{"equipement_id":"PUMP-02","temperature":1,"vibration":2,"timestamp":"2024-03-20T10:00:00Z"}"#,
+                RejectReason::IdMismatch,
+            ),
+            (
+                r#"{"equipement_id":"bad id!","temperature":1,"vibration":2,"timestamp":"2024-03-20T10:00:00Z"}"#,
+                RejectReason::InvalidId,
+            ),
+            (
+                r#"{"equipement_id":"PUMP-01","temperature":NaN,"vibration":2,"timestamp":"2024-03-20T10:00:00Z"}"#,
+                RejectReason::NonFinite,
+            ),
+            (
+                r#"{"equipement_id":"PUMP-01","temperature":1e999,"vibration":2,"timestamp":"2024-03-20T10:00:00Z"}"#,
+                RejectReason::NonFinite,
+            ),
+            (
+                r#"{"equipement_id":"PUMP-01","temperature":"hot","vibration":2,"timestamp":"2024-03-20T10:00:00Z"}"#,
+                RejectReason::NotNumeric,
+            ),
+            (
+                r#"{"equipement_id":"PUMP-01","temperature":1,"vibration":null,"timestamp":"2024-03-20T10:00:00Z"}"#,
+                RejectReason::NotNumeric,
+            ),
+            (
+                r#"{"equipement_id":"PUMP-01","temperature":1,"vibration":2,"timestamp":"20/03/2024 10:00"}"#,
+                RejectReason::BadTimestamp,
+            ),
+            (
+                r#"{"equipement_id":"PUMP-01","temperature":1,"vibration":2,"timestamp":"2024-03-20T10:00:00"}"#,
+                RejectReason::BadTimestamp,
+            ),
+            (
+                r#"{"equipement_id":"PUMP-01","temperature":1,"vibration":2,"timestamp":1710928800}"#,
+                RejectReason::BadTimestamp,
+            ),
+            (
+                r#"{"equipement_id":"PUMP-01","temperature":1,"vibration":2,"timestamp":"1970-01-01T00:00:00Z"}"#,
+                RejectReason::AbsurdTimestamp,
+            ),
+            (
+                r#"{"equipement_id":"PUMP-01","temperature":1,"vibration":2,"timestamp":"2099-01-01T00:00:00Z"}"#,
+                RejectReason::AbsurdTimestamp,
+            ),
+        ];
+        for (payload, want) in cases {
+            assert_eq!(reason(payload), want, "payload {payload}");
+        }
+    }
+
+    #[test]
+    fn oversize_and_bad_topics() {
+        let big = format!(r#"{{"equipement_id":"PUMP-01","pad":"{}"}}"#, "x".repeat(20_000));
+        assert_eq!(reason(&big), RejectReason::Oversize);
+        let ok = br#"{"equipement_id":"PUMP-01","temperature":1,"vibration":2,"timestamp":"2024-03-20T10:00:00Z"}"#;
+        let l = Limits::default();
+        assert_eq!(parse_mqtt("sensors/PUMP-01", ok, &l, NOW).unwrap_err().reason, RejectReason::BadTopic);
+        assert_eq!(parse_mqtt("other/PUMP-01/telemetry", ok, &l, NOW).unwrap_err().reason, RejectReason::BadTopic);
+        assert_eq!(parse_mqtt("sensors/a b/telemetry", ok, &l, NOW).unwrap_err().reason, RejectReason::InvalidId);
+    }
+
+    #[test]
+    fn id_rules() {
+        assert!(valid_id("A"));
+        assert!(valid_id(&"a".repeat(64)));
+        assert!(!valid_id(&"a".repeat(65)));
+        assert!(!valid_id(""));
+        assert!(!valid_id("é"));
+        assert!(valid_id("line-1.pump_02"));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        // A small deterministic sweep; the fuzz target explores further.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for len in 0..300 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    b"{}[]\",:0123456789.eE-+ntrufalsNIy\\"[(x % 34) as usize]
+                })
+                .collect();
+            let _ = parse_mqtt(TOPIC, &bytes, &Limits::default(), NOW);
+        }
+    }
+}

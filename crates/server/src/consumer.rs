@@ -1,0 +1,122 @@
+//! A Redis consumer-group loop with at-least-once semantics: entries are handed to the
+//! handler in batches and acknowledged only after the handler returned `Ok`. A failing
+//! handler gets the same batch again after a backoff (nothing is skipped), pending entries
+//! of this consumer are finished first after a restart, and entries a dead consumer held
+//! for too long are claimed.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use fred::prelude::Client;
+use tokio_util::sync::CancellationToken;
+
+use crate::redis::{ack, claim_stale, ensure_group, read_group, read_own_pending, StreamEntry};
+use crate::Readiness;
+
+/// Where and how a consumer reads.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub group: String,
+    pub consumer: String,
+    pub keys: Vec<String>,
+    /// Most entries read per key per call.
+    pub count: u64,
+    /// Longest block waiting for new entries, milliseconds.
+    pub block_ms: u64,
+    /// Entries unacked this long by another consumer are claimed, milliseconds.
+    pub claim_idle_ms: u64,
+    /// Name of the readiness check for Redis.
+    pub readiness_name: &'static str,
+}
+
+/// Runs until `shutdown`; the batch in hand is finished (handled and acked) before returning.
+pub async fn run<H, Fut>(
+    cfg: ConsumerConfig,
+    read: Client,
+    write: Client,
+    ready: Readiness,
+    shutdown: CancellationToken,
+    mut handle: H,
+) -> anyhow::Result<()>
+where
+    H: FnMut(Vec<StreamEntry>) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    for key in &cfg.keys {
+        retry(&shutdown, "create consumer group", || ensure_group(&write, key, &cfg.group)).await;
+    }
+    let mut own_pending_done = false;
+    let mut last_claim = Instant::now();
+    let mut backoff = Duration::from_millis(50);
+    while !shutdown.is_cancelled() {
+        let batch = if !own_pending_done {
+            read_own_pending(&read, &cfg.group, &cfg.consumer, &cfg.keys, cfg.count).await
+        } else if last_claim.elapsed() > Duration::from_millis(cfg.claim_idle_ms.max(1000) / 2) {
+            last_claim = Instant::now();
+            claim_stale(&write, &cfg.group, &cfg.consumer, &cfg.keys, cfg.claim_idle_ms, cfg.count).await
+        } else {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = read_group(&read, &cfg.group, &cfg.consumer, &cfg.keys, cfg.count, cfg.block_ms) => r,
+            }
+        };
+        let entries = match batch {
+            Ok(e) => {
+                ready.set(cfg.readiness_name, true);
+                backoff = Duration::from_millis(50);
+                e
+            }
+            Err(e) => {
+                ready.set(cfg.readiness_name, false);
+                tracing::warn!(error = %e, group = %cfg.group, "stream read failed");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if entries.is_empty() {
+            own_pending_done = true;
+            continue;
+        }
+        // The handler must succeed before the ack: retry the same batch, even past shutdown's
+        // start, for the grace period the caller allows.
+        let mut hb = Duration::from_millis(50);
+        loop {
+            match handle(entries.clone()).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), group = %cfg.group, entries = entries.len(), "batch failed; retrying");
+                    tokio::time::sleep(hb).await;
+                    hb = (hb * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        retry(&shutdown, "ack", || ack(&write, &cfg.group, &entries)).await;
+    }
+    Ok(())
+}
+
+/// Retries `f` with backoff until it succeeds or (between tries) shutdown began.
+async fn retry<F, Fut, T>(shutdown: &CancellationToken, what: &str, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, fred::error::Error>>,
+{
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match f().await {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                tracing::warn!(error = %e, what, "Redis call failed; retrying");
+                if shutdown.is_cancelled() && backoff >= Duration::from_secs(2) {
+                    return None;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

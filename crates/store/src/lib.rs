@@ -1,0 +1,189 @@
+//! Typed access to the PostgreSQL contract tables several services share.
+//!
+//! Writing batches idempotently:
+//!
+//! Telemetry goes through a binary `COPY` into a per-connection staging table, then one
+//! `INSERT … ON CONFLICT DO NOTHING` into `telemetry`, in one transaction: bulk-load speed,
+//! and a redelivered entry never duplicates a row. Alert events are upserts keyed by
+//! `alert_id` that never move an alert back to an older state.
+#![forbid(unsafe_code)]
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use proact_proto::v1::{Alert, AlertsQuery, Telemetry};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::types::Type;
+
+/// A storage failure: the batch was not committed and must be retried.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("PostgreSQL: {0}")]
+    Pg(#[from] tokio_postgres::Error),
+    #[error("connection pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+}
+
+pub fn micros_to_ts(micros: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_micros(micros).unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+}
+
+/// Stores telemetry rows; returns how many were new.
+pub async fn store_telemetry(pool: &Pool, rows: &[Telemetry]) -> Result<u64, StoreError> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.batch_execute(
+        "CREATE TEMP TABLE IF NOT EXISTS telemetry_stage (
+            equipement_id text, ts timestamptz, temperature double precision,
+            vibration double precision, extra jsonb, received_at timestamptz
+         ) ON COMMIT DELETE ROWS",
+    )
+    .await?;
+    let sink = tx
+        .copy_in(
+            "COPY telemetry_stage (equipement_id, ts, temperature, vibration, extra, received_at) FROM STDIN BINARY",
+        )
+        .await?;
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[Type::TEXT, Type::TIMESTAMPTZ, Type::FLOAT8, Type::FLOAT8, Type::JSONB, Type::TIMESTAMPTZ],
+    );
+    futures::pin_mut!(writer);
+    for t in rows {
+        let extra = serde_json::Value::Object(
+            t.extra.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+        );
+        let ts = micros_to_ts(t.ts_micros);
+        let received = micros_to_ts(if t.received_micros > 0 { t.received_micros } else { t.ts_micros });
+        writer.as_mut().write(&[&t.equipement_id, &ts, &t.temperature, &t.vibration, &extra, &received]).await?;
+    }
+    writer.finish().await?;
+    let inserted = tx
+        .execute(
+            "INSERT INTO telemetry (equipement_id, ts, temperature, vibration, extra, received_at)
+             SELECT equipement_id, ts, temperature, vibration, extra, received_at FROM telemetry_stage
+             ON CONFLICT (equipement_id, ts) DO NOTHING",
+            &[],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+/// Upserts alert states; an older update never overwrites a newer one.
+pub async fn store_alerts(pool: &Pool, alerts: &[Alert]) -> Result<(), StoreError> {
+    if alerts.is_empty() {
+        return Ok(());
+    }
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let stmt = tx
+        .prepare(
+            "INSERT INTO alerts (alert_id, equipement_id, start_ts, end_ts, severity, score, reason, rule,
+                                 model_version, trace_id, state, updated_at, acknowledged_by, comment,
+                                 assigned_to, value)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+             ON CONFLICT (alert_id) DO UPDATE SET
+                end_ts = EXCLUDED.end_ts, severity = EXCLUDED.severity, score = EXCLUDED.score,
+                reason = EXCLUDED.reason, rule = EXCLUDED.rule, model_version = EXCLUDED.model_version,
+                state = EXCLUDED.state, updated_at = EXCLUDED.updated_at,
+                acknowledged_by = EXCLUDED.acknowledged_by, comment = EXCLUDED.comment,
+                assigned_to = EXCLUDED.assigned_to, value = EXCLUDED.value
+             WHERE alerts.updated_at <= EXCLUDED.updated_at",
+        )
+        .await?;
+    for a in alerts {
+        let end = (a.end_micros > 0).then(|| micros_to_ts(a.end_micros));
+        tx.execute(
+            &stmt,
+            &[
+                &a.alert_id,
+                &a.equipement_id,
+                &micros_to_ts(a.start_micros),
+                &end,
+                &(a.severity as i16),
+                &a.score,
+                &a.reason,
+                &a.rule,
+                &a.model_version,
+                &a.trace_id,
+                &(a.state as i16),
+                &micros_to_ts(a.updated_micros),
+                &a.acknowledged_by,
+                &a.comment,
+                &a.assigned_to,
+                &a.value,
+            ],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub fn row_to_alert(r: &tokio_postgres::Row) -> Alert {
+    let ts = |c: &str| r.get::<_, Option<chrono::DateTime<chrono::Utc>>>(c).map(|t| t.timestamp_micros()).unwrap_or(0);
+    Alert {
+        alert_id: r.get("alert_id"),
+        equipement_id: r.get("equipement_id"),
+        start_micros: ts("start_ts"),
+        end_micros: ts("end_ts"),
+        severity: i32::from(r.get::<_, i16>("severity")),
+        score: r.get("score"),
+        reason: r.get("reason"),
+        rule: r.get("rule"),
+        model_version: r.get("model_version"),
+        trace_id: r.get("trace_id"),
+        state: i32::from(r.get::<_, i16>("state")),
+        updated_micros: ts("updated_at"),
+        acknowledged_by: r.get("acknowledged_by"),
+        comment: r.get("comment"),
+        assigned_to: r.get("assigned_to"),
+        value: r.get("value"),
+    }
+}
+
+/// SQL and parameters for an alerts query with optional filters, newest first.
+pub fn alerts_sql(q: &AlertsQuery) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
+    let mut sql = String::from("SELECT * FROM alerts WHERE true");
+    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+    if !q.equipement_id.is_empty() {
+        params.push(Box::new(q.equipement_id.clone()));
+        sql.push_str(&format!(" AND equipement_id = ${}", params.len()));
+    }
+    if q.min_severity > 0 {
+        params.push(Box::new(q.min_severity as i16));
+        sql.push_str(&format!(" AND severity >= ${}", params.len()));
+    }
+    if q.state > 0 {
+        params.push(Box::new(q.state as i16));
+        sql.push_str(&format!(" AND state = ${}", params.len()));
+    }
+    if q.from_micros > 0 {
+        params.push(Box::new(micros_to_ts(q.from_micros)));
+        sql.push_str(&format!(" AND start_ts >= ${}", params.len()));
+    }
+    if q.to_micros > 0 {
+        params.push(Box::new(micros_to_ts(q.to_micros)));
+        sql.push_str(&format!(" AND start_ts < ${}", params.len()));
+    }
+    let limit = if q.limit == 0 { 1000 } else { q.limit.min(100_000) };
+    sql.push_str(&format!(" ORDER BY start_ts DESC LIMIT {limit}"));
+    (sql, params)
+}
+
+/// One alert by id, if it exists.
+pub async fn get_alert(client: &tokio_postgres::Client, alert_id: &str) -> Result<Option<Alert>, StoreError> {
+    Ok(client.query_opt("SELECT * FROM alerts WHERE alert_id = $1", &[&alert_id]).await?.as_ref().map(row_to_alert))
+}
+
+/// Alerts matching `q`, newest first.
+pub async fn list_alerts(pool: &Pool, q: &AlertsQuery) -> Result<Vec<Alert>, StoreError> {
+    let (sql, params) = alerts_sql(q);
+    let client = pool.get().await?;
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+    Ok(client.query(sql.as_str(), &refs).await?.iter().map(row_to_alert).collect())
+}

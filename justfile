@@ -1,0 +1,54 @@
+# ProAct — tasks. `just` lists them.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+datasets := env_var_or_default("PROACT_DATASETS", "../shared/datasets")
+
+# List the recipes.
+default:
+    @just --list
+
+# Local stack + the five services + simulated sensors + live dashboard, until Ctrl-C.
+demo:
+    bash deploy/demo.sh
+
+# Every test: unit, integration against real Mosquitto/Redis/PostgreSQL, end to end.
+test:
+    bash deploy/install-deps.sh
+    cargo test --workspace --all-targets
+    cargo test --workspace --doc
+
+# Formatting and clippy with warnings as errors.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Benchmarks: `just bench` runs all, `just bench trainer` one area (ingest, archive, trainer, detector, gateway).
+bench area="all":
+    bash bench/run.sh {{area}}
+
+# Evaluations on the real public datasets (PROACT_DATASETS, default ../shared/datasets).
+eval:
+    test -d "{{datasets}}" || { echo "eval: no datasets at {{datasets}} (set PROACT_DATASETS)"; exit 1; }
+    cargo run --release -p proact-dataprep --bin proact-prepare -- eval --datasets "{{datasets}}"
+    if [ -f crates/models/Cargo.toml ] && grep -q proact-model-eval crates/models/Cargo.toml; then \
+        cargo run --release -p proact-models --bin proact-model-eval -- skab --datasets "{{datasets}}"; \
+        cargo run --release -p proact-models --bin proact-model-eval -- ai4i --datasets "{{datasets}}"; \
+    fi
+
+# Run one service alone against the local defaults: just run ingest|archive|anomaly-detector|alert-gateway|trainer|simulator
+run service *args:
+    cargo run -p proact-{{service}} --bin proact-{{service}} -- {{args}}
+
+# Start only the local stack (Mosquitto, Redis, PostgreSQL on their default ports) until Ctrl-C.
+stack:
+    bash deploy/install-deps.sh
+    cargo run -p proact-testkit --bin proact-stack -- target/demo-stack
+
+# Validate the Helm chart without a cluster (lint, render, schemas, policy rules).
+k8s-validate:
+    bash k8s/validate/validate.sh
+
+# Regenerate the sample data in data/ from the seeded generator.
+data:
+    cargo run -p proact-dataprep --bin proact-prepare -- generate --out data --seed 42
