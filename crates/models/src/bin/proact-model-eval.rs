@@ -1,1 +1,527 @@
-fn main() {}
+//! `proact-model-eval`: evaluates the models on public datasets (`just eval`) and drives the
+//! Rust side of the scikit-learn benchmark (`bench/trainer/run.sh`).
+//!
+//! - `skab`: SKAB outlier detection with the leaderboard protocol (first 400 rows of each file
+//!   train a per-file normal-behaviour model on the shared window features; the rest is test;
+//!   pooled F1/FAR/MAR), printed beside the published leaderboard.
+//! - `ai4i`: AI4I 2020 failure prediction (Type one-hot, stratified 80/20), beside
+//!   scikit-learn's F1 on the same split when the benchmark has produced it.
+//! - `export` / `bench`: write the benchmark's train/test CSVs, then time one configuration.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use ndarray::Array2;
+use proact_features::{features_over_series, FeatureSchema, WindowConfig, STATS};
+use proact_models::metrics::{evaluate, stratified_split, synthetic_classification, Confusion};
+use proact_models::{FeatureSampling, NbMethod, NormalBehaviourParams, RandomForestParams, TreeLearner};
+
+#[derive(Parser)]
+#[command(version, about = "Evaluate ProAct models on SKAB and AI4I 2020, and benchmark the forest")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// SKAB outlier detection, leaderboard protocol.
+    Skab(SkabArgs),
+    /// AI4I 2020 machine-failure prediction.
+    Ai4i(Ai4iArgs),
+    /// Write the benchmark datasets (AI4I split and synthetic) as CSV for both implementations.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long, default_value_t = 50_000)]
+        synthetic_rows: usize,
+    },
+    /// Time fit, batch and single-event prediction on an exported train/test pair; prints JSON.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct DataDir {
+    /// Datasets directory (holding SKAB/ and AI4I2020/).
+    #[arg(long = "datasets", env = "PROACT_DATASETS", default_value = "../shared/datasets")]
+    dir: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Method {
+    Mahalanobis,
+    RobustZ,
+}
+
+#[derive(clap::Args)]
+struct SkabArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// Window span in seconds for the shared feature function.
+    #[arg(long, default_value_t = 15)]
+    window_secs: i64,
+    /// Statistics fed to the normal-behaviour model (subset of the feature schema's STATS).
+    #[arg(long, value_delimiter = ',', default_value = "mean")]
+    stats: Vec<String>,
+    #[arg(long, value_enum, default_value = "mahalanobis")]
+    method: Method,
+    #[arg(long, default_value_t = 0.1)]
+    shrinkage: f64,
+    /// Threshold = this quantile of the training distances × margin.
+    #[arg(long, default_value_t = 0.99)]
+    quantile: f64,
+    #[arg(long, default_value_t = 1.75)]
+    margin: f64,
+    /// Channels left out of the model. Default: the two temperatures, which are slow thermal
+    /// states that drift through every run (heating), not responses to valve or rotor faults.
+    #[arg(long, value_delimiter = ',', default_value = "temperature,thermocouple")]
+    drop_channels: Vec<String>,
+    /// Print one line per file.
+    #[arg(long)]
+    per_file: bool,
+}
+
+#[derive(clap::Args)]
+struct Ai4iArgs {
+    #[command(flatten)]
+    data: DataDir,
+    #[arg(long, default_value_t = 100)]
+    trees: usize,
+    #[arg(long, default_value_t = 16)]
+    depth: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// scikit-learn results written by bench/trainer/run.sh, printed alongside.
+    #[arg(long, default_value = "target/bench-trainer/results.json")]
+    sklearn: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    #[arg(long)]
+    train: PathBuf,
+    #[arg(long)]
+    test: PathBuf,
+    #[arg(long, default_value_t = 100)]
+    trees: usize,
+    #[arg(long, default_value_t = 16)]
+    depth: usize,
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    #[arg(long, default_value = "histogram")]
+    learner: String,
+    #[arg(long, default_value = "sqrt_per_split")]
+    sampling: String,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Fit repetitions (the best is reported, as timeit does).
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Skab(a) => skab(&a),
+        Cmd::Ai4i(a) => ai4i(&a),
+        Cmd::Export { out, data, synthetic_rows } => export(&out, &data.dir, synthetic_rows),
+        Cmd::Bench(a) => bench(&a),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SKAB
+
+/// SKAB column → ProAct channel name. Temperature (motor body) and Accelerometer1RMS map to the
+/// contract's `temperature` and `vibration`; the rest are extra channels.
+const SKAB_CHANNELS: [(&str, &str); 8] = [
+    ("Temperature", "temperature"),
+    ("Accelerometer1RMS", "vibration"),
+    ("Accelerometer2RMS", "accelerometer2_rms"),
+    ("Current", "current"),
+    ("Pressure", "pressure"),
+    ("Thermocouple", "thermocouple"),
+    ("Voltage", "voltage"),
+    ("Volume Flow RateRMS", "volume_flow_rate_rms"),
+];
+
+struct Series {
+    name: String,
+    ts: Vec<i64>,
+    values: Vec<f64>,
+    labels: Vec<usize>,
+}
+
+fn read_skab(path: &Path, schema: &FeatureSchema) -> Result<Series> {
+    let mut rdr =
+        csv::ReaderBuilder::new().delimiter(b';').from_path(path).with_context(|| path.display().to_string())?;
+    let headers = rdr.headers()?.clone();
+    let col = |name: &str| {
+        headers.iter().position(|h| h == name).with_context(|| format!("{}: no column {name}", path.display()))
+    };
+    let ts_col = col("datetime")?;
+    let label_col = col("anomaly")?;
+    let mut order = vec![0; schema.channels().len()];
+    for (skab, ch) in SKAB_CHANNELS {
+        let i = schema.channel_index(ch).context("schema lacks a SKAB channel")?;
+        order[i] = col(skab)?;
+    }
+    let mut s = Series { name: String::new(), ts: Vec::new(), values: Vec::new(), labels: Vec::new() };
+    for rec in rdr.records() {
+        let rec = rec?;
+        s.ts.push(
+            parse_naive_ms(&rec[ts_col])
+                .with_context(|| format!("{}: bad datetime {:?}", path.display(), &rec[ts_col]))?,
+        );
+        for &c in &order {
+            s.values
+                .push(rec[c].parse::<f64>().with_context(|| format!("{}: bad number {:?}", path.display(), &rec[c]))?);
+        }
+        s.labels.push(usize::from(rec[label_col].parse::<f64>()? >= 0.5));
+    }
+    Ok(s)
+}
+
+/// `YYYY-MM-DD hh:mm:ss` (no zone; SKAB is local time, only differences matter) → ms.
+fn parse_naive_ms(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 19 {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (hh, mm, ss) = (n(11..13)?, n(14..16)?, n(17..19)?);
+    // Days from civil (H. Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000)
+}
+
+fn skab_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let root = dir.join("SKAB/data");
+    let mut files = Vec::new();
+    for sub in ["valve1", "valve2", "other"] {
+        let d = root.join(sub);
+        let rd = std::fs::read_dir(&d)
+            .with_context(|| format!("{}: SKAB not found (use --datasets or PROACT_DATASETS)", d.display()))?;
+        for e in rd {
+            let p = e?.path();
+            if p.extension().is_some_and(|x| x == "csv") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+const TRAIN_ROWS: usize = 400;
+
+fn skab(a: &SkabArgs) -> Result<()> {
+    let extras: Vec<&str> = SKAB_CHANNELS[2..].iter().map(|(_, c)| *c).collect();
+    let schema = FeatureSchema::with_extra_channels(&extras)?;
+    for s in &a.stats {
+        if !STATS.contains(&s.as_str()) {
+            bail!("unknown statistic {s:?}; choose from {STATS:?}");
+        }
+    }
+    let features: Vec<usize> = (0..schema.len())
+        .filter(|&i| a.stats.iter().any(|s| *s == STATS[i % STATS.len()]))
+        .filter(|&i| !a.drop_channels.contains(&schema.channels()[i / STATS.len()]))
+        .collect();
+    let cfg = WindowConfig {
+        max_span_ms: a.window_secs * 1000,
+        max_len: 4 * a.window_secs.max(1) as usize + 8,
+        tolerance_ms: 0,
+    };
+    let method = match a.method {
+        Method::Mahalanobis => NbMethod::Mahalanobis { shrinkage: a.shrinkage },
+        Method::RobustZ => NbMethod::RobustZ,
+    };
+    let params = NormalBehaviourParams {
+        method,
+        features: Some(features.clone()),
+        quantile: a.quantile,
+        margin: a.margin,
+        ..Default::default()
+    };
+    let mut pooled = Confusion::default();
+    let files = skab_files(&a.data.dir)?;
+    for path in &files {
+        let mut s = read_skab(path, &schema)?;
+        s.name = path.strip_prefix(a.data.dir.join("SKAB/data")).unwrap_or(path).display().to_string();
+        let f = features_over_series(&schema, cfg, &s.ts, &s.values)?;
+        // The first rows of the training part have a half-filled window; they describe the
+        // window, not the machine, so the model skips them (never any test row).
+        let warm = (a.window_secs as usize).min(TRAIN_ROWS / 2);
+        let train = &f.values[warm * f.n_features..TRAIN_ROWS * f.n_features];
+        let model = params.fit(train, f.n_features)?;
+        let pred: Vec<bool> = (TRAIN_ROWS..f.rows()).map(|i| model.is_anomalous(f.row(i))).collect();
+        let c = Confusion::from_predictions(&s.labels[TRAIN_ROWS..], &pred);
+        if a.per_file {
+            println!(
+                "{:<16} F1 {:.2}  FAR {:6.2} %  MAR {:6.2} %  {c:?}",
+                s.name,
+                c.f1(),
+                100.0 * c.far(),
+                100.0 * c.mar()
+            );
+        }
+        pooled.add(&c);
+    }
+    println!(
+        "SKAB outlier detection ({} files, first {TRAIN_ROWS} rows train / rest test, pooled; window {} s, stats {:?}, {:?}, q {} × {})",
+        files.len(),
+        a.window_secs,
+        a.stats,
+        method,
+        a.quantile,
+        a.margin
+    );
+    println!("| Algorithm | F1 | FAR, % | MAR, % |\n|---|---|---|---|");
+    println!(
+        "| **ProAct normal-behaviour (this run)** | **{:.2}** | **{:.2}** | **{:.2}** |",
+        pooled.f1(),
+        100.0 * pooled.far(),
+        100.0 * pooled.mar()
+    );
+    for (name, f1, far, mar) in [
+        ("Conv-AE", 0.78, 13.55, 28.02),
+        ("MSET", 0.78, 39.73, 14.13),
+        ("T-squared+Q (PCA-based)", 0.76, 26.62, 24.92),
+        ("LSTM-AE", 0.74, 29.96, 25.92),
+        ("T-squared", 0.66, 19.21, 42.6),
+        ("LSTM-VAE", 0.56, 9.13, 55.03),
+        ("Vanilla LSTM", 0.54, 12.54, 59.53),
+        ("Vanilla AE", 0.39, 2.59, 75.15),
+        ("MSCRED", 0.36, 49.94, 69.88),
+        ("Isolation forest", 0.29, 2.56, 82.89),
+    ] {
+        println!("| {name} (published) | {f1} | {far} | {mar} |");
+    }
+    println!("confusion (pooled test rows): {pooled:?}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// AI4I 2020
+
+const AI4I_FEATURES: [&str; 8] = [
+    "type_l",
+    "type_m",
+    "type_h",
+    "air_temperature_k",
+    "process_temperature_k",
+    "rotational_speed_rpm",
+    "torque_nm",
+    "tool_wear_min",
+];
+
+fn read_ai4i(dir: &Path) -> Result<(Array2<f64>, Vec<usize>)> {
+    let path = dir.join("AI4I2020/ai4i2020.csv");
+    let bytes = std::fs::read(&path)
+        .with_context(|| format!("{}: AI4I not found (use --datasets or PROACT_DATASETS)", path.display()))?;
+    // The file starts with a UTF-8 BOM that would otherwise glue itself to the first header.
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    let mut rdr = csv::ReaderBuilder::new().from_reader(body);
+    let headers = rdr.headers()?.clone();
+    let col =
+        |name: &str| headers.iter().position(|h| h.trim() == name).with_context(|| format!("AI4I: no column {name:?}"));
+    let numeric = [
+        col("Air temperature [K]")?,
+        col("Process temperature [K]")?,
+        col("Rotational speed [rpm]")?,
+        col("Torque [Nm]")?,
+        col("Tool wear [min]")?,
+    ];
+    let (type_col, label_col) = (col("Type")?, col("Machine failure")?);
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for rec in rdr.records() {
+        let rec = rec?;
+        let t = rec[type_col].trim();
+        x.extend([f64::from(t == "L"), f64::from(t == "M"), f64::from(t == "H")]);
+        for c in numeric {
+            x.push(rec[c].trim().parse::<f64>().with_context(|| format!("AI4I: bad number {:?}", &rec[c]))?);
+        }
+        y.push(rec[label_col].trim().parse::<usize>()?);
+    }
+    let n = y.len();
+    Ok((Array2::from_shape_vec((n, AI4I_FEATURES.len()), x)?, y))
+}
+
+fn ai4i(a: &Ai4iArgs) -> Result<()> {
+    let (x, y) = read_ai4i(&a.data.dir)?;
+    let (train, test) = stratified_split(&y, 0.2, a.seed);
+    let xtr = x.select(ndarray::Axis(0), &train);
+    let ytr: Vec<usize> = train.iter().map(|&i| y[i]).collect();
+    let xte = x.select(ndarray::Axis(0), &test);
+    let yte: Vec<usize> = test.iter().map(|&i| y[i]).collect();
+    let params = RandomForestParams::default().n_trees(a.trees).max_depth(a.depth).seed(a.seed);
+    let t0 = Instant::now();
+    let rf = params.fit_arrays(&xtr, &ytr)?;
+    let fit_s = t0.elapsed().as_secs_f64();
+    let m = evaluate(&yte, rf.predict_proba(&xte).as_slice().unwrap_or_default(), 0.5);
+    println!(
+        "AI4I 2020 machine failure: {} rows, stratified 80/20 (seed {}), {} trees, depth {}",
+        y.len(),
+        a.seed,
+        a.trees,
+        a.depth
+    );
+    println!("| Implementation | F1 | precision | recall | ROC AUC | fit s |\n|---|---|---|---|---|---|");
+    println!(
+        "| ProAct RandomForest | {:.4} | {:.4} | {:.4} | {:.4} | {fit_s:.3} |",
+        m.f1, m.precision, m.recall, m.roc_auc
+    );
+    match std::fs::read_to_string(&a.sklearn).ok().and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok()) {
+        Some(v) => match v.get("ai4i").and_then(|d| d.get("sklearn")) {
+            Some(sk) => println!(
+                "| scikit-learn RandomForestClassifier (same split, from {}) | {:.4} | | | {:.4} | {:.3} |",
+                a.sklearn.display(),
+                sk["f1"].as_f64().unwrap_or(f64::NAN),
+                sk["roc_auc"].as_f64().unwrap_or(f64::NAN),
+                sk["fit_s"].as_f64().unwrap_or(f64::NAN)
+            ),
+            None => println!("(no AI4I entry in {}: run bench/trainer/run.sh)", a.sklearn.display()),
+        },
+        None => println!("(scikit-learn numbers: run bench/trainer/run.sh, which writes {})", a.sklearn.display()),
+    }
+    println!("confusion: {:?}", m.confusion);
+    let mut imp: Vec<(&str, f64)> = AI4I_FEATURES.iter().copied().zip(rf.importances.iter().copied()).collect();
+    imp.sort_by(|p, q| q.1.total_cmp(&p.1));
+    println!("importances: {}", imp.iter().map(|(n, v)| format!("{n} {v:.3}")).collect::<Vec<_>>().join(", "));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Benchmark helpers
+
+fn write_csv(path: &Path, names: &[&str], x: &Array2<f64>, y: &[usize], rows: &[usize]) -> Result<()> {
+    let mut w = csv::Writer::from_path(path)?;
+    let mut header: Vec<&str> = names.to_vec();
+    header.push("label");
+    w.write_record(&header)?;
+    for &r in rows {
+        let mut rec: Vec<String> = x.row(r).iter().map(|v| format!("{v:?}")).collect();
+        rec.push(y[r].to_string());
+        w.write_record(&rec)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn export(out: &Path, dir: &Path, synthetic_rows: usize) -> Result<()> {
+    std::fs::create_dir_all(out)?;
+    let d = 20;
+    let (xs, ys) = synthetic_classification(synthetic_rows, d, 2026);
+    let xs = Array2::from_shape_vec((synthetic_rows, d), xs)?;
+    let (tr, te) = stratified_split(&ys, 0.2, 42);
+    let names: Vec<String> = (0..d).map(|i| format!("x{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    write_csv(&out.join("synthetic_train.csv"), &names, &xs, &ys, &tr)?;
+    write_csv(&out.join("synthetic_test.csv"), &names, &xs, &ys, &te)?;
+    println!("synthetic: {} train / {} test rows, {d} features", tr.len(), te.len());
+    match read_ai4i(dir) {
+        Ok((x, y)) => {
+            let (tr, te) = stratified_split(&y, 0.2, 42);
+            write_csv(&out.join("ai4i_train.csv"), &AI4I_FEATURES, &x, &y, &tr)?;
+            write_csv(&out.join("ai4i_test.csv"), &AI4I_FEATURES, &x, &y, &te)?;
+            println!("ai4i: {} train / {} test rows", tr.len(), te.len());
+        }
+        Err(e) => println!("ai4i skipped: {e:#}"),
+    }
+    Ok(())
+}
+
+fn read_matrix(path: &Path) -> Result<(Array2<f64>, Vec<usize>)> {
+    let mut rdr = csv::Reader::from_path(path).with_context(|| path.display().to_string())?;
+    let d = rdr.headers()?.len() - 1;
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for rec in rdr.records() {
+        let rec = rec?;
+        for v in rec.iter().take(d) {
+            x.push(v.parse::<f64>()?);
+        }
+        y.push(rec[d].parse::<usize>()?);
+    }
+    let n = y.len();
+    Ok((Array2::from_shape_vec((n, d), x)?, y))
+}
+
+fn bench(a: &BenchArgs) -> Result<()> {
+    let (xtr, ytr) = read_matrix(&a.train)?;
+    let (xte, yte) = read_matrix(&a.test)?;
+    let learner = match a.learner.as_str() {
+        "histogram" => TreeLearner::Histogram,
+        "linfa" => TreeLearner::LinfaTrees,
+        other => bail!("unknown learner {other:?} (histogram | linfa)"),
+    };
+    let sampling = match a.sampling.as_str() {
+        "sqrt_per_split" => FeatureSampling::SqrtPerSplit,
+        "sqrt_per_tree" => FeatureSampling::SqrtPerTree,
+        "all" => FeatureSampling::All,
+        other => bail!("unknown sampling {other:?}"),
+    };
+    let params = RandomForestParams::default()
+        .n_trees(a.trees)
+        .max_depth(a.depth)
+        .threads(a.threads)
+        .learner(learner)
+        .feature_sampling(sampling)
+        .seed(a.seed);
+    let mut fit_s = f64::INFINITY;
+    let mut rf = None;
+    for _ in 0..a.repeat.max(1) {
+        let t0 = Instant::now();
+        let m = params.fit_arrays(&xtr, &ytr)?;
+        fit_s = fit_s.min(t0.elapsed().as_secs_f64());
+        rf = Some(m);
+    }
+    let rf = rf.context("no fit")?;
+    let flat = rf.compiled();
+    let xs = xte.as_standard_layout().to_owned();
+    let xs = xs.as_slice().context("layout")?;
+    let mut out = vec![0.0; yte.len()];
+    // Batch: best of several passes over the whole test set.
+    let mut batch_s = f64::INFINITY;
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        flat.predict_proba_batch(xs, &mut out, a.threads);
+        batch_s = batch_s.min(t0.elapsed().as_secs_f64());
+    }
+    let m = evaluate(&yte, &out, 0.5);
+    // Single event: each test row scored alone, timed individually.
+    let d = xte.ncols();
+    let mut lat = Vec::with_capacity(yte.len().min(20_000));
+    let mut sink = 0.0;
+    for r in 0..yte.len().min(20_000) {
+        let row = &xs[r * d..(r + 1) * d];
+        let t0 = Instant::now();
+        sink += flat.predict_proba(row);
+        lat.push(t0.elapsed().as_nanos() as f64 / 1000.0);
+    }
+    lat.sort_by(f64::total_cmp);
+    let pct = |q: f64| lat[((lat.len() - 1) as f64 * q).round() as usize];
+    let json = serde_json::json!({
+        "impl": format!("proact-{}", a.learner),
+        "sampling": a.sampling,
+        "fit_s": fit_s,
+        "f1": m.f1,
+        "roc_auc": m.roc_auc,
+        "batch_rows_per_s": yte.len() as f64 / batch_s,
+        "single_p50_us": pct(0.5),
+        "single_p99_us": pct(0.99),
+        "nodes": flat.nodes.len(),
+        "checksum": sink,
+    });
+    println!("{json}");
+    Ok(())
+}
