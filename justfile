@@ -43,7 +43,7 @@ run service *args:
 # Start only the local stack (Mosquitto, Redis, PostgreSQL on their default ports) until Ctrl-C.
 stack:
     bash deploy/install-deps.sh
-    cargo run -p proact-testkit --bin proact-stack -- target/demo-stack
+    cargo run -p proact-testkit --bin proact-stack
 
 # Validate the Helm chart without a cluster (lint, render, schemas, policy rules).
 k8s-validate:

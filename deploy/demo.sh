@@ -24,8 +24,8 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-# The stack keeps its data in target/demo-stack between runs.
-"$bin/proact-stack" target/demo-stack >"$logs/stack.log" 2>&1 &
+# The stack runs in a temporary directory, removed when the demo stops.
+"$bin/proact-stack" >"$logs/stack.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 300); do
   grep -q "stack ready" "$logs/stack.log" 2>/dev/null && break

@@ -22,12 +22,26 @@ pub async fn follow(
     ready: proact_server::Readiness,
     shutdown: CancellationToken,
 ) {
-    let mut last = String::from("$");
+    // Start at the stream's current end, pinned to an id so that nothing added between two
+    // reads is skipped (as reading from `$` each time would).
+    let mut last = loop {
+        match last_id(&client).await {
+            Ok(id) => break id.unwrap_or_else(|| "0-0".into()),
+            Err(e) => {
+                ready.set("redis", false);
+                tracing::warn!(error = %e, "alerts stream not reachable");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    };
     let mut backoff = Duration::from_millis(50);
     while !shutdown.is_cancelled() {
         let r: Result<XReadResponse<String, String, String, Bytes>, Error> = tokio::select! {
             _ = shutdown.cancelled() => break,
-            r = client.xread_map(Some(512), Some(1000), ALERTS_STREAM, last.as_str()) => r,
+            r = client.xread::<Value, _, _>(Some(512), Some(1000), ALERTS_STREAM, last.as_str()) => r.and_then(proact_server::redis::xread_response),
         };
         match r {
             Ok(resp) => {
@@ -38,12 +52,6 @@ pub async fn follow(
                         let _ = tx.send(ev);
                     }
                     last = id;
-                }
-                if last == "$" {
-                    // Nothing yet: pin the position so events between two reads are not lost.
-                    if let Ok(Some(id)) = last_id(&client).await {
-                        last = id;
-                    }
                 }
             }
             Err(e) => {
@@ -64,8 +72,7 @@ async fn last_id(client: &Client) -> Result<Option<String>, Error> {
             _ => None,
         }),
         _ => None,
-    }
-    .or_else(|| Some("0-0".to_string())))
+    })
 }
 
 /// Decodes one stream entry; the stream id becomes the event's resume point.

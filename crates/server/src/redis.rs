@@ -92,8 +92,8 @@ async fn read_group_ids(
     use fred::types::streams::XReadResponse;
     let keys_v: Vec<fred::types::Key> = keys.iter().map(|k| k.as_str().into()).collect();
     let ids_v: Vec<fred::types::streams::XID> = ids.iter().map(|i| (*i).into()).collect();
-    let resp: XReadResponse<String, String, String, bytes::Bytes> =
-        client.xreadgroup_map(group, consumer, Some(count), block_ms, false, keys_v, ids_v).await?;
+    let raw: Value = client.xreadgroup(group, consumer, Some(count), block_ms, false, keys_v, ids_v).await?;
+    let resp: XReadResponse<String, String, String, bytes::Bytes> = xread_response(raw)?;
     let mut out = Vec::new();
     // Keep the caller's key order so shard processing is deterministic.
     for key in keys {
@@ -104,6 +104,17 @@ async fn read_group_ids(
         }
     }
     Ok(out)
+}
+
+/// Converts an `XREAD`/`XREADGROUP` reply; a blocking read that timed out replies nil,
+/// which is an empty response, not an error.
+pub fn xread_response(
+    raw: Value,
+) -> Result<fred::types::streams::XReadResponse<String, String, String, bytes::Bytes>, Error> {
+    if raw.is_null() {
+        return Ok(Default::default());
+    }
+    raw.into_xread_response()
 }
 
 /// The payload field of every ProAct stream entry (mirrors `proact_proto::streams`).

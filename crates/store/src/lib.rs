@@ -35,8 +35,10 @@ pub async fn store_telemetry(pool: &Pool, rows: &[Telemetry]) -> Result<u64, Sto
     }
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    // One round trip; the notice that the staging table already exists is noise.
     tx.batch_execute(
-        "CREATE TEMP TABLE IF NOT EXISTS telemetry_stage (
+        "SET LOCAL client_min_messages = warning;
+         CREATE TEMP TABLE IF NOT EXISTS telemetry_stage (
             equipement_id text, ts timestamptz, temperature double precision,
             vibration double precision, extra jsonb, received_at timestamptz
          ) ON COMMIT DELETE ROWS",

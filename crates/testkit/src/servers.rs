@@ -22,7 +22,8 @@ impl Dir {
         let d = match keep_in {
             Some(p) => {
                 std::fs::create_dir_all(p)?;
-                Dir::Kept(p.to_path_buf())
+                // Absolute: the servers run with their own working directory.
+                Dir::Kept(std::fs::canonicalize(p)?)
             }
             None => Dir::Temp(tempfile::Builder::new().prefix("proact-kit-").tempdir()?),
         };
