@@ -77,37 +77,13 @@ impl FlatForest {
 
     /// Probability of class 1 (failure / anomaly) for one event; no allocation.
     ///
-    /// Walks up to 16 trees in lockstep: their node loads are independent, so the CPU overlaps
-    /// the cache misses that a tree-after-tree walk would pay one after another (deep forests
-    /// do not fit in cache). Leaves are summed in tree order, so the result is bit-identical
-    /// to walking the trees one by one.
-    ///
     /// # Panics
     /// If `x` is shorter than the model's feature count (a schema mismatch the loader refuses).
     pub fn predict_proba(&self, x: &[f64]) -> f64 {
         assert!(x.len() >= self.n_features, "feature vector has {} values, model needs {}", x.len(), self.n_features);
-        const LANES: usize = 16;
         let mut s = 0.0;
-        let mut idx = [0u32; LANES];
-        for chunk in self.roots.chunks(LANES) {
-            let k = chunk.len();
-            idx[..k].copy_from_slice(chunk);
-            loop {
-                let mut active = false;
-                for i in idx[..k].iter_mut() {
-                    let n = &self.nodes[*i as usize];
-                    if n.feature != LEAF {
-                        active = true;
-                        *i = if x[n.feature as usize] <= n.value { *i + 1 } else { n.next };
-                    }
-                }
-                if !active {
-                    break;
-                }
-            }
-            for &i in &idx[..k] {
-                s += self.nodes[i as usize].value;
-            }
+        for &r in &self.roots {
+            s += self.leaf(r, x).value;
         }
         s / self.roots.len() as f64
     }
@@ -147,32 +123,14 @@ impl FlatForest {
     }
 
     fn batch_block(&self, x: &[f64], out: &mut [f64]) {
-        // Rows of a block walk one tree in lockstep (independent loads, overlapped misses)
-        // while that tree's upper levels stay hot in cache.
         const BLOCK: usize = 64;
         let d = self.n_features;
         let k = self.roots.len() as f64;
-        let mut idx = [0u32; BLOCK];
         for (xb, ob) in x.chunks(BLOCK * d).zip(out.chunks_mut(BLOCK)) {
-            let m = ob.len();
             ob.iter_mut().for_each(|v| *v = 0.0);
             for &r in &self.roots {
-                idx[..m].iter_mut().for_each(|i| *i = r);
-                loop {
-                    let mut active = false;
-                    for (j, i) in idx[..m].iter_mut().enumerate() {
-                        let n = &self.nodes[*i as usize];
-                        if n.feature != LEAF {
-                            active = true;
-                            *i = if xb[j * d + n.feature as usize] <= n.value { *i + 1 } else { n.next };
-                        }
-                    }
-                    if !active {
-                        break;
-                    }
-                }
-                for (o, &i) in ob.iter_mut().zip(&idx[..m]) {
-                    *o += self.nodes[i as usize].value;
+                for (row, o) in xb.chunks_exact(d).zip(ob.iter_mut()) {
+                    *o += self.leaf(r, row).value;
                 }
             }
             ob.iter_mut().for_each(|v| *v /= k);
