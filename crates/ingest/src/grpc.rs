@@ -9,6 +9,7 @@ use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::mqtt::write_with_retry;
+use crate::security::Allowlist;
 use crate::sink::{dead_letter, StreamSink};
 use crate::validate::{check_telemetry, reason_label, Limits};
 
@@ -19,6 +20,7 @@ pub struct IngestService {
     pub sink: StreamSink,
     pub limits: Limits,
     pub ready: Readiness,
+    pub allow: Allowlist,
 }
 
 impl IngestService {
@@ -30,8 +32,9 @@ impl IngestService {
         let mut accepted = Vec::with_capacity(items.len());
         let mut dead = Vec::new();
         let mut rejections = Vec::new();
+        let allow = self.allow.snapshot();
         for (i, mut t) in items.into_iter().enumerate() {
-            match check_telemetry(&t, &self.limits, now) {
+            match check_telemetry(&t, &self.limits, now).and_then(|()| allow.check(&t.equipement_id)) {
                 Ok(()) => {
                     t.received_micros = now;
                     t.source = "grpc".into();
@@ -49,7 +52,7 @@ impl IngestService {
             }
         }
         write_with_retry(&self.sink, &accepted, &dead, &self.ready).await;
-        metrics::counter!("proact_ingest_accepted_total").increment(accepted.len() as u64);
+        metrics::counter!("proact_ingest_accepted_total", "source" => "grpc").increment(accepted.len() as u64);
         Ok(PublishResponse { accepted: accepted.len() as u32, rejections })
     }
 }
@@ -58,7 +61,7 @@ impl IngestService {
 impl Ingest for IngestService {
     async fn publish(&self, request: Request<PublishRequest>) -> Result<Response<PublishResponse>, Status> {
         let items = request.into_inner().items;
-        metrics::counter!("proact_ingest_received_total").increment(items.len() as u64);
+        metrics::counter!("proact_ingest_received_total", "source" => "grpc").increment(items.len() as u64);
         Ok(Response::new(self.publish_items(items, 0).await?))
     }
 
@@ -71,7 +74,7 @@ impl Ingest for IngestService {
         let mut offset = 0u32;
         while let Some(batch) = stream.message().await? {
             let n = batch.items.len() as u32;
-            metrics::counter!("proact_ingest_received_total").increment(u64::from(n));
+            metrics::counter!("proact_ingest_received_total", "source" => "grpc").increment(u64::from(n));
             let r = self.publish_items(batch.items, offset).await?;
             total.accepted += r.accepted;
             total.rejections.extend(r.rejections);

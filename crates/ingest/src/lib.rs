@@ -7,10 +7,14 @@
 
 pub mod grpc;
 pub mod mqtt;
+pub mod security;
 pub mod sink;
+pub mod trim;
 pub mod validate;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use proact_server::config::{AdminArgs, MqttArgs, RedisArgs};
@@ -49,9 +53,52 @@ pub struct Config {
     /// Largest accepted payload, bytes.
     #[arg(long, env = "PROACT_INGEST_MAX_PAYLOAD", default_value_t = 16384)]
     pub max_payload: usize,
-    /// Approximate length kept per telemetry stream (0: no trimming by ingest).
+    /// Entries kept per telemetry stream (0: no length cap). Entries a consumer group has
+    /// not acknowledged are kept whatever this says.
     #[arg(long, env = "PROACT_STREAM_MAXLEN", default_value_t = 0)]
     pub stream_maxlen: i64,
+    /// Age, in seconds, past which telemetry entries are trimmed (0: no age cap); same
+    /// guarantee for unacknowledged entries.
+    #[arg(long, env = "PROACT_STREAM_MAX_AGE_SECS", default_value_t = 0)]
+    pub stream_max_age_secs: u64,
+    /// How often the trimmer runs, in seconds.
+    #[arg(long, env = "PROACT_STREAM_TRIM_INTERVAL_SECS", default_value_t = 10)]
+    pub trim_interval_secs: u64,
+    /// CA certificate (PEM) the broker's certificate must chain to; required for `mqtts://`.
+    #[arg(long, env = "PROACT_MQTT_CA_FILE")]
+    pub mqtt_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS with the broker.
+    #[arg(long, env = "PROACT_MQTT_CERT_FILE", requires = "mqtt_key_file")]
+    pub mqtt_cert_file: Option<PathBuf>,
+    /// Client private key (PEM) for mutual TLS with the broker.
+    #[arg(long, env = "PROACT_MQTT_KEY_FILE", requires = "mqtt_cert_file")]
+    pub mqtt_key_file: Option<PathBuf>,
+    /// Bearer token gRPC callers must send (`authorization: Bearer <token>`); unset: none.
+    #[arg(long, env = "PROACT_INGEST_GRPC_TOKEN", hide_env_values = true)]
+    pub grpc_token: Option<String>,
+    /// gRPC server certificate (PEM): serve gRPC over TLS.
+    #[arg(long, env = "PROACT_INGEST_GRPC_TLS_CERT", requires = "grpc_tls_key")]
+    pub grpc_tls_cert: Option<PathBuf>,
+    /// gRPC server private key (PEM).
+    #[arg(long, env = "PROACT_INGEST_GRPC_TLS_KEY", requires = "grpc_tls_cert")]
+    pub grpc_tls_key: Option<PathBuf>,
+    /// CA (PEM) gRPC clients' certificates must chain to (mutual TLS); needs the TLS cert.
+    #[arg(long, env = "PROACT_INGEST_GRPC_CLIENT_CA", requires = "grpc_tls_cert")]
+    pub grpc_client_ca: Option<PathBuf>,
+    /// Allow-list of known equipment: `db` (the reference `amdec` table, via
+    /// PROACT_DATABASE_URL) or a file with one id per line. Unset: any valid id is accepted.
+    #[arg(long, env = "PROACT_INGEST_ALLOWLIST")]
+    pub allowlist: Option<String>,
+    /// How often the allow-list is reloaded, in seconds.
+    #[arg(long, env = "PROACT_INGEST_ALLOWLIST_REFRESH_SECS", default_value_t = 300)]
+    pub allowlist_refresh_secs: u64,
+    /// PostgreSQL URL, read only for `--allowlist db`.
+    #[arg(
+        long = "database-url",
+        env = "PROACT_DATABASE_URL",
+        default_value = "postgres://proact@127.0.0.1:5432/proact"
+    )]
+    pub database_url: String,
 }
 
 impl Config {
@@ -74,7 +121,51 @@ impl Config {
         if self.stream_maxlen < 0 {
             return Err(ConfigError::new("PROACT_STREAM_MAXLEN", self.stream_maxlen.to_string(), "must be >= 0"));
         }
+        if self.trim_interval_secs == 0 {
+            return Err(ConfigError::new("PROACT_STREAM_TRIM_INTERVAL_SECS", "0", "must be at least 1"));
+        }
+        let (_, _, tls) = self.mqtt.endpoint()?;
+        if tls && self.mqtt_ca_file.is_none() {
+            return Err(ConfigError::new(
+                "PROACT_MQTT_CA_FILE",
+                "",
+                "is required with an mqtts:// PROACT_MQTT_URL (the CA the broker's certificate chains to)",
+            ));
+        }
+        if !tls && (self.mqtt_ca_file.is_some() || self.mqtt_cert_file.is_some()) {
+            return Err(ConfigError::new(
+                "PROACT_MQTT_URL",
+                &self.mqtt.mqtt_url,
+                "must be mqtts:// when TLS files are set",
+            ));
+        }
+        if matches!(&self.grpc_token, Some(t) if t.is_empty()) {
+            return Err(ConfigError::new("PROACT_INGEST_GRPC_TOKEN", "", "must not be empty when set"));
+        }
+        if let Some(a) = &self.allowlist {
+            if a.is_empty() {
+                return Err(ConfigError::new("PROACT_INGEST_ALLOWLIST", "", "must be `db` or a file path when set"));
+            }
+        }
+        if self.allowlist_refresh_secs == 0 {
+            return Err(ConfigError::new("PROACT_INGEST_ALLOWLIST_REFRESH_SECS", "0", "must be at least 1"));
+        }
         Ok(())
+    }
+
+    /// The trimming policy from the stream settings.
+    pub fn trim_policy(&self) -> trim::TrimPolicy {
+        trim::TrimPolicy {
+            max_len: (self.stream_maxlen > 0).then_some(self.stream_maxlen as u64),
+            max_age: (self.stream_max_age_secs > 0).then(|| Duration::from_secs(self.stream_max_age_secs)),
+        }
+    }
+
+    fn allow_source(&self) -> Option<security::AllowSource> {
+        self.allowlist.as_deref().map(|a| match a {
+            "db" => security::AllowSource::Database(self.database_url.clone()),
+            path => security::AllowSource::File(PathBuf::from(path)),
+        })
     }
 
     fn client_id(&self) -> String {
@@ -92,17 +183,35 @@ pub struct App {
     grpc: TcpListener,
     redis: fred::prelude::Client,
     ready: Readiness,
+    mqtt_tls: Option<Arc<rustls::ClientConfig>>,
+    grpc_tls: Option<tonic::transport::ServerTlsConfig>,
+    allow: security::Allowlist,
 }
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let mqtt_tls = match &config.mqtt_ca_file {
+            Some(ca) => {
+                let client = config.mqtt_cert_file.as_deref().zip(config.mqtt_key_file.as_deref());
+                Some(Arc::new(security::mqtt_tls(ca, client)?))
+            }
+            None => None,
+        };
+        let grpc_tls = match (&config.grpc_tls_cert, &config.grpc_tls_key) {
+            (Some(c), Some(k)) => Some(security::grpc_tls(c, k, config.grpc_client_ca.as_deref())?),
+            _ => None,
+        };
+        let allow = match config.allow_source() {
+            Some(src) => security::Allowlist::load(&src).await?,
+            None => security::Allowlist::default(),
+        };
         let admin = proact_server::admin::bind(config.admin.admin_addr_or(9101)).await?;
         let grpc = TcpListener::bind(config.grpc_addr).await?;
         let redis = proact_server::redis::connect(&config.redis.redis_url).await?;
         let ready = Readiness::new();
         ready.set("redis", true);
         ready.set("mqtt", false);
-        Ok(Self { config, admin, grpc, redis, ready })
+        Ok(Self { config, admin, grpc, redis, ready, mqtt_tls, grpc_tls, allow })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -119,10 +228,11 @@ impl App {
     }
 
     /// Runs until `shutdown` is cancelled, then drains: stops reading MQTT, writes and acks
-    /// what it holds, finishes gRPC calls in flight.
+    /// what it holds, finishes gRPC calls in flight (each bounded by the grace period).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let App { config, admin, grpc, redis, ready } = self;
-        let sink = StreamSinkBuilder::build(&config, redis);
+        let App { config, admin, grpc, redis, ready, mqtt_tls, grpc_tls, allow } = self;
+        let grace = Duration::from_secs(config.admin.shutdown_grace_secs);
+        let sink = sink::StreamSink::new(redis.clone(), config.redis.shards);
         let limits = validate::Limits { max_payload_bytes: config.max_payload, ..Default::default() };
         let (host, port, _tls) = config.mqtt.endpoint()?;
         let intake = mqtt::MqttIntake {
@@ -131,20 +241,39 @@ impl App {
             client_id: config.client_id(),
             username: config.mqtt.mqtt_username.clone(),
             password: config.mqtt.mqtt_password.clone(),
+            tls: mqtt_tls,
             topic: format!("$share/{}/sensors/+/telemetry", config.group),
             max_batch: config.max_batch,
             max_wait: Duration::from_millis(config.max_wait_ms),
             queue: config.queue,
             limits: limits.clone(),
+            allow: allow.clone(),
+            grace,
         };
+        let mut background = tokio::task::JoinSet::new();
+        if let Some(src) = config.allow_source() {
+            let every = Duration::from_secs(config.allowlist_refresh_secs);
+            background.spawn(allow.clone().refresh(src, every, shutdown.clone()));
+        }
+        let policy = config.trim_policy();
+        if !policy.is_off() {
+            let keys = proact_proto::streams::telemetry_streams(config.redis.shards);
+            let every = Duration::from_secs(config.trim_interval_secs);
+            background.spawn(trim::run(redis, keys, policy, every, shutdown.clone()));
+        }
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<proact_proto::v1::ingest_server::IngestServer<grpc::IngestService>>().await;
-        let service = grpc::IngestService { sink: sink.clone(), limits, ready: ready.clone() };
+        let service = grpc::IngestService { sink: sink.clone(), limits, ready: ready.clone(), allow };
+        let auth = security::BearerAuth::new(config.grpc_token.as_deref());
         let grpc_shutdown = shutdown.clone();
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = grpc_tls {
+            builder = builder.tls_config(tls)?;
+        }
         let grpc_task = tokio::spawn(
-            tonic::transport::Server::builder()
+            builder
                 .add_service(health_service)
-                .add_service(proact_proto::v1::ingest_server::IngestServer::new(service))
+                .add_service(proact_proto::v1::ingest_server::IngestServer::with_interceptor(service, auth))
                 .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), async move {
                     grpc_shutdown.cancelled().await
                 }),
@@ -152,18 +281,12 @@ impl App {
         let admin_task = tokio::spawn(proact_server::admin::serve(admin, ready.clone(), shutdown.clone()));
         tracing::info!(grpc = %config.grpc_addr, topic = %intake.topic, "ingest running");
         mqtt::run(intake, sink, ready, shutdown.clone()).await?;
-        let _ = grpc_task.await;
+        if tokio::time::timeout(grace, grpc_task).await.is_err() {
+            tracing::warn!("gRPC calls still in flight after the grace period");
+        }
         let _ = admin_task.await;
+        background.shutdown().await;
         tracing::info!("ingest stopped");
         Ok(())
-    }
-}
-
-struct StreamSinkBuilder;
-
-impl StreamSinkBuilder {
-    fn build(config: &Config, redis: fred::prelude::Client) -> sink::StreamSink {
-        let maxlen = (config.stream_maxlen > 0).then_some(config.stream_maxlen);
-        sink::StreamSink::new(redis, config.redis.shards, maxlen)
     }
 }

@@ -9,6 +9,8 @@ async fn main() -> std::process::ExitCode {
         eprintln!("proact-ingest: {e}");
         return std::process::ExitCode::from(proact_server::EXIT_CONFIG as u8);
     }
+    // One process-wide TLS provider (ring), for the broker and gRPC connections alike.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let shutdown = proact_server::shutdown::on_signal();
     let result = async { App::build(config).await?.run_until_stopped(shutdown).await }.await;
     match result {

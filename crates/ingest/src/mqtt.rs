@@ -4,34 +4,64 @@
 //!
 //! A message is acked to the broker only after the batch that carries it is in the streams;
 //! if the process dies before that, the broker redelivers it (persistent session, QoS 1).
+//!
+//! Acks and reconnects: a PUBACK names a packet id, and packet ids are per connection. A
+//! message read on one connection must never be acked on the next one: the broker has
+//! resent it there under the same id, and once that copy is acked the id is free for a new
+//! message, which a second, late ack would then acknowledge unwritten. So every message
+//! carries the *epoch* (connection generation) it arrived in, and is acked only while that
+//! epoch is current. The epoch moves, under the same lock the writer holds while it queues
+//! acks, when the connection fails; at that moment rumqttc's request channel is also purged
+//! of PUBACKs (`EventLoop::clean`), so none queued for the old connection goes out on the
+//! new one. Messages of an old epoch are written but not acked: their redelivered copies are
+//! (the duplicates carry the same (equipement_id, ts), which downstream deduplicates).
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proact_proto::time::now_micros;
 use proact_proto::v1::{DeadLetter, Telemetry};
 use proact_server::Readiness;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS, Transport};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::security::Allowlist;
 use crate::sink::{dead_letter, StreamSink};
 use crate::validate::{parse_mqtt, reason_label, Limits};
 
 /// MQTT intake settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MqttIntake {
     pub host: String,
     pub port: u16,
     pub client_id: String,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// `mqtts://`: the rustls client configuration.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Topic filter, e.g. `$share/proact-ingest/sensors/+/telemetry`.
     pub topic: String,
     pub max_batch: usize,
     pub max_wait: Duration,
     pub queue: usize,
     pub limits: Limits,
+    pub allow: Allowlist,
+    /// How long a drain may take on shutdown before unwritten messages are left to redelivery.
+    pub grace: Duration,
 }
+
+/// A message and the connection generation it arrived in.
+struct Inbound {
+    publish: Publish,
+    epoch: u64,
+}
+
+/// Capacity of rumqttc's request channel. Its only steady traffic is our PUBACKs, one per
+/// message the broker has in flight to us, and MQTT packet ids (16 bit) bound those: with
+/// room for all of them, queuing an ack never waits on the event loop (which may itself be
+/// waiting for room in our queue).
+const REQUEST_CHANNEL: usize = u16::MAX as usize + 1024;
 
 /// Runs the intake until `shutdown`; on shutdown stops reading, writes and acks what it
 /// holds, and returns.
@@ -48,32 +78,61 @@ pub async fn run(
         .set_max_packet_size(cfg.limits.max_payload_bytes * 4 + 1024, 64 * 1024);
     if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
         opts.set_credentials(u.clone(), p.clone());
+    } else if let Some(u) = &cfg.username {
+        opts.set_credentials(u.clone(), "");
     }
-    // Every message in the queue or in a batch yields one ack request: the request channel
-    // must hold them all while the event loop is blocked on a full queue, or the two tasks
-    // would wait on each other.
-    let (client, eventloop) = AsyncClient::new(opts, cfg.queue + cfg.max_batch + 64);
-    let (tx, rx) = mpsc::channel::<Publish>(cfg.queue);
-    let stop_reading = shutdown.child_token();
-    let reader =
-        tokio::spawn(read_loop(eventloop, client.clone(), cfg.topic.clone(), tx, ready.clone(), stop_reading.clone()));
-    let writer = tokio::spawn(write_loop(cfg.clone(), client.clone(), rx, sink, ready));
+    if let Some(tls) = &cfg.tls {
+        opts.set_transport(Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(tls.clone())));
+    }
+    let (client, eventloop) = AsyncClient::new(opts, REQUEST_CHANNEL);
+    let (tx, rx) = mpsc::channel::<Inbound>(cfg.queue);
+    let epoch = Arc::new(Mutex::new(0u64));
+    let writer_done = CancellationToken::new();
+    let reader = tokio::spawn(read_loop(ReadLoop {
+        eventloop,
+        client: client.clone(),
+        topic: cfg.topic.clone(),
+        tx,
+        ready: ready.clone(),
+        epoch: epoch.clone(),
+        stop: shutdown.clone(),
+        writer_done: writer_done.clone(),
+        grace: cfg.grace,
+    }));
+    let mut writer = tokio::spawn(write_loop(cfg.clone(), client, rx, sink, ready, epoch));
     shutdown.cancelled().await;
-    // Drain: the reader stops and drops the queue's sender; the writer empties the queue.
+    // Drain: the reader stops reading and drops the queue's sender; the writer empties the
+    // queue and acks; the reader flushes those acks to the broker, then disconnects.
+    if tokio::time::timeout(cfg.grace, &mut writer).await.is_err() {
+        writer.abort();
+        tracing::warn!("drain did not finish in the grace period; unacked messages will be redelivered");
+    }
+    writer_done.cancel();
     let _ = reader.await;
-    let _ = writer.await;
-    let _ = client.disconnect().await;
     Ok(())
 }
 
-async fn read_loop(
-    mut eventloop: EventLoop,
+struct ReadLoop {
+    eventloop: EventLoop,
     client: AsyncClient,
     topic: String,
-    tx: mpsc::Sender<Publish>,
+    tx: mpsc::Sender<Inbound>,
     ready: Readiness,
+    epoch: Arc<Mutex<u64>>,
     stop: CancellationToken,
-) {
+    writer_done: CancellationToken,
+    grace: Duration,
+}
+
+async fn read_loop(r: ReadLoop) {
+    let ReadLoop { mut eventloop, client, topic, tx, ready, epoch, stop, writer_done, grace } = r;
+    let received = metrics::counter!("proact_ingest_received_total", "source" => "mqtt");
+    let queue_depth = metrics::gauge!("proact_ingest_queue_depth");
+    let reconnects = metrics::counter!("proact_ingest_mqtt_reconnects_total");
+    let errors = metrics::counter!("proact_ingest_mqtt_connection_errors_total");
+    let connected = metrics::gauge!("proact_ingest_mqtt_connected");
+    let mut current = 0u64;
+    let mut connected_once = false;
     let mut backoff = Duration::from_millis(100);
     loop {
         let event = tokio::select! {
@@ -81,11 +140,15 @@ async fn read_loop(
             e = eventloop.poll() => e,
         };
         match event {
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                metrics::counter!("proact_ingest_received_total").increment(1);
-                metrics::gauge!("proact_ingest_queue_depth").set((tx.max_capacity() - tx.capacity()) as f64);
-                if tx.send(p).await.is_err() {
-                    break;
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                received.increment(1);
+                queue_depth.set((tx.max_capacity() - tx.capacity()) as f64);
+                // Waiting here is the backpressure: the event loop is not polled, so the
+                // socket is not read and the broker holds the messages.
+                let send = tx.send(Inbound { publish, epoch: current });
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    sent = send => if sent.is_err() { break },
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
@@ -95,7 +158,12 @@ async fn read_loop(
             }
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = Duration::from_millis(100);
-                tracing::info!(session_present = ack.session_present, "connected to the MQTT broker");
+                connected.set(1.0);
+                if connected_once {
+                    reconnects.increment(1);
+                }
+                connected_once = true;
+                tracing::info!(session_present = ack.session_present, epoch = current, "connected to the MQTT broker");
                 // Subscribing again is harmless with a present session and needed without one.
                 if let Err(e) = client.try_subscribe(topic.clone(), QoS::AtLeastOnce) {
                     tracing::error!(error = %e, "subscribe request failed");
@@ -104,7 +172,16 @@ async fn read_loop(
             Ok(_) => {}
             Err(e) => {
                 ready.set("mqtt", false);
-                metrics::counter!("proact_ingest_mqtt_reconnects_total").increment(1);
+                connected.set(0.0);
+                errors.increment(1);
+                {
+                    // Under the writer's ack lock: no ack of the old connection can slip
+                    // into the request channel after this purge.
+                    let mut ep = epoch.lock().unwrap_or_else(|p| p.into_inner());
+                    *ep += 1;
+                    current = *ep;
+                    eventloop.clean();
+                }
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection lost");
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -114,45 +191,74 @@ async fn read_loop(
             }
         }
     }
-    // Keep polling briefly so the acks of the last batches reach the broker.
+    drop(tx);
+    // Keep the connection serviced while the writer drains, so its acks reach the broker;
+    // what arrives meanwhile is not taken (it stays unacked and is redelivered later).
     let flush = async {
+        let mut disconnect_sent = false;
         loop {
-            if eventloop.poll().await.is_err() {
-                break;
+            tokio::select! {
+                _ = writer_done.cancelled(), if !disconnect_sent => {
+                    // Queued after every ack: once it is out, so are they.
+                    let _ = client.try_disconnect();
+                    disconnect_sent = true;
+                }
+                e = eventloop.poll() => match e {
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                    _ => {}
+                }
             }
         }
     };
-    let _ = tokio::time::timeout(Duration::from_millis(500), flush).await;
+    let _ = tokio::time::timeout(grace + Duration::from_secs(1), flush).await;
+    connected.set(0.0);
 }
 
 async fn write_loop(
     cfg: MqttIntake,
     client: AsyncClient,
-    mut rx: mpsc::Receiver<Publish>,
+    mut rx: mpsc::Receiver<Inbound>,
     sink: StreamSink,
     ready: Readiness,
+    epoch: Arc<Mutex<u64>>,
 ) {
-    let mut batch: Vec<Publish> = Vec::with_capacity(cfg.max_batch);
+    let queue_depth = metrics::gauge!("proact_ingest_queue_depth");
+    let accepted_total = metrics::counter!("proact_ingest_accepted_total", "source" => "mqtt");
+    let stale_total = metrics::counter!("proact_ingest_stale_acks_skipped_total");
+    let mut batch: Vec<Inbound> = Vec::with_capacity(cfg.max_batch);
+    let mut accepted: Vec<Telemetry> = Vec::with_capacity(cfg.max_batch);
+    let mut dead: Vec<DeadLetter> = Vec::new();
     loop {
         batch.clear();
+        accepted.clear();
+        dead.clear();
         let Some(first) = rx.recv().await else { break };
         batch.push(first);
-        let deadline = tokio::time::Instant::now() + cfg.max_wait;
+        // Take what is already queued without waiting; wait (bounded) only if that is not a
+        // full batch yet.
         while batch.len() < cfg.max_batch {
             match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(mpsc::error::TryRecvError::Empty) => match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(p)) => batch.push(p),
-                    _ => break,
-                },
-                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Ok(m) => batch.push(m),
+                Err(_) => break,
             }
         }
+        if batch.len() < cfg.max_batch {
+            let deadline = tokio::time::Instant::now() + cfg.max_wait;
+            while batch.len() < cfg.max_batch {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(m)) => batch.push(m),
+                    _ => break,
+                }
+            }
+        }
+        queue_depth.set(rx.len() as f64);
         let now = now_micros();
-        let mut accepted: Vec<Telemetry> = Vec::with_capacity(batch.len());
-        let mut dead: Vec<DeadLetter> = Vec::new();
-        for p in &batch {
-            match parse_mqtt(&p.topic, &p.payload, &cfg.limits, now) {
+        let allow = cfg.allow.snapshot();
+        for m in &batch {
+            let p = &m.publish;
+            match parse_mqtt(&p.topic, &p.payload, &cfg.limits, now)
+                .and_then(|t| allow.check(&t.equipement_id).map(|()| t))
+            {
                 Ok(mut t) => {
                     t.received_micros = now;
                     accepted.push(t);
@@ -165,23 +271,30 @@ async fn write_loop(
             }
         }
         write_with_retry(&sink, &accepted, &dead, &ready).await;
-        metrics::counter!("proact_ingest_accepted_total").increment(accepted.len() as u64);
-        for p in &batch {
-            if let Err(e) = client.ack(p).await {
-                tracing::warn!(error = %e, "ack not sent; the broker will redeliver");
+        accepted_total.increment(accepted.len() as u64);
+        let ep = epoch.lock().unwrap_or_else(|p| p.into_inner());
+        for m in &batch {
+            if m.epoch != *ep {
+                stale_total.increment(1);
+                continue;
+            }
+            if let Err(e) = client.try_ack(&m.publish) {
+                tracing::warn!(error = %e, "ack not queued; the broker will redeliver");
             }
         }
     }
 }
 
-/// Retries until the write succeeds: nothing is acked, so nothing may be dropped.
+/// Retries until the write succeeds: nothing is acked, so nothing may be dropped. Holding
+/// the batch here stops the writer, which fills the queue, which stops the reader: the
+/// backpressure reaches the broker. (On shutdown the caller bounds this by the grace period.)
 pub(crate) async fn write_with_retry(
     sink: &StreamSink,
     accepted: &[Telemetry],
     dead: &[DeadLetter],
     ready: &Readiness,
 ) {
-    let mut backoff = std::time::Duration::from_millis(50);
+    let mut backoff = Duration::from_millis(50);
     loop {
         match sink.write(accepted, dead).await {
             Ok(()) => {
@@ -193,7 +306,7 @@ pub(crate) async fn write_with_retry(
                 metrics::counter!("proact_ingest_stream_write_errors_total").increment(1);
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "stream write failed; holding the batch");
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
+                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
     }

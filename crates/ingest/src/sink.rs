@@ -4,9 +4,9 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use fred::prelude::*;
-use fred::types::streams::XCap;
+use fred::types::Key;
 use proact_proto::streams::{shard_for, telemetry_stream, DEAD_LETTER_STREAM, PAYLOAD_FIELD};
 use proact_proto::v1::{DeadLetter, Telemetry};
 use prost::Message;
@@ -15,17 +15,26 @@ use prost::Message;
 pub const DLQ_PAYLOAD_LIMIT: usize = 4096;
 
 /// Where accepted and rejected inputs go.
+///
+/// Streams are never capped here: `XADD … MAXLEN` would cut entries a consumer group has
+/// not read yet. Trimming is [`crate::trim`]'s job.
 #[derive(Clone)]
 pub struct StreamSink {
     client: Client,
-    stream_keys: Vec<String>,
-    /// Approximate MAXLEN applied on every add; `None`: never trim here.
-    max_len: Option<i64>,
+    /// Shard keys, made once: cloning a `Key` shares its bytes.
+    stream_keys: Vec<Key>,
+    dlq_key: Key,
+    field: Key,
 }
 
 impl StreamSink {
-    pub fn new(client: Client, shards: u32, max_len: Option<i64>) -> Self {
-        Self { client, stream_keys: (0..shards).map(telemetry_stream).collect(), max_len }
+    pub fn new(client: Client, shards: u32) -> Self {
+        Self {
+            client,
+            stream_keys: (0..shards).map(|s| Key::from(telemetry_stream(s))).collect(),
+            dlq_key: Key::from(DEAD_LETTER_STREAM),
+            field: Key::from(PAYLOAD_FIELD),
+        }
     }
 
     pub fn client(&self) -> &Client {
@@ -39,31 +48,35 @@ impl StreamSink {
             return Ok(());
         }
         let started = Instant::now();
+        // One buffer for the whole batch; each entry is a cheap slice of it.
+        let size: usize = accepted.iter().map(Message::encoded_len).sum::<usize>()
+            + dead.iter().map(Message::encoded_len).sum::<usize>();
+        let mut buf = BytesMut::with_capacity(size);
         let pipeline = self.client.pipeline();
         let shards = self.stream_keys.len() as u32;
         for t in accepted {
-            let key = &self.stream_keys[shard_for(&t.equipement_id, shards) as usize];
-            let cap = self.cap();
-            let _: () =
-                pipeline.xadd(key.as_str(), false, cap, "*", (PAYLOAD_FIELD, Bytes::from(t.encode_to_vec()))).await?;
+            let key = self.stream_keys[shard_for(&t.equipement_id, shards) as usize].clone();
+            t.encode(&mut buf).map_err(|e| Error::new(ErrorKind::Unknown, e.to_string()))?;
+            let entry = buf.split().freeze();
+            let _: () = pipeline.xadd(key, false, None::<()>, "*", (self.field.clone(), entry)).await?;
         }
         for d in dead {
-            let _: () = pipeline
-                .xadd(DEAD_LETTER_STREAM, false, None::<()>, "*", (PAYLOAD_FIELD, Bytes::from(d.encode_to_vec())))
-                .await?;
+            d.encode(&mut buf).map_err(|e| Error::new(ErrorKind::Unknown, e.to_string()))?;
+            let entry = buf.split().freeze();
+            let _: () =
+                pipeline.xadd(self.dlq_key.clone(), false, None::<()>, "*", (self.field.clone(), entry)).await?;
         }
         let results: Vec<Value> = pipeline.all().await?;
-        // A pipeline returns per-command errors as values: any of them fails the batch.
-        if let Some(Value::String(e)) = results.iter().find(|v| matches!(v, Value::String(s) if s.starts_with("ERR"))) {
+        // A pipeline may return per-command errors as values: any of them fails the batch.
+        if let Some(e) = results.iter().find_map(|v| match v {
+            Value::String(s) if s.starts_with("ERR") || s.starts_with("OOM") || s.starts_with("READONLY") => Some(s),
+            _ => None,
+        }) {
             return Err(Error::new(ErrorKind::Unknown, e.to_string()));
         }
         metrics::histogram!("proact_ingest_stream_write_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("proact_ingest_batch_size").record((accepted.len() + dead.len()) as f64);
         Ok(())
-    }
-
-    fn cap(&self) -> XCap {
-        self.max_len.and_then(|n| XCap::try_from(("MAXLEN", "~", n)).ok()).unwrap_or_else(|| XCap::from(None::<()>))
     }
 }
 

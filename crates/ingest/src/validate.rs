@@ -2,9 +2,13 @@
 //! `Telemetry` message, anything else a rejection with a stable reason code and a detail
 //! for humans. No input can make it panic (see the fuzz target).
 
+use std::borrow::Cow;
+
 use chrono::DateTime;
 use proact_proto::v1::{RejectReason, Telemetry};
-use serde_json::Value;
+
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
 
 /// Limits the validator applies; defaults suit the contract.
 #[derive(Debug, Clone)]
@@ -82,6 +86,9 @@ pub fn topic_id(topic: &str) -> Result<&str, Rejection> {
 }
 
 /// Validates an MQTT message; `now_micros` is the reference for absurd timestamps.
+///
+/// The payload is read in one pass into borrowed strings and numbers (no `serde_json::Value`
+/// tree): on the hot path the only allocations are the ones the `Telemetry` keeps.
 pub fn parse_mqtt(topic: &str, payload: &[u8], limits: &Limits, now_micros: i64) -> Result<Telemetry, Rejection> {
     if payload.len() > limits.max_payload_bytes {
         return Err(Rejection::new(
@@ -90,19 +97,22 @@ pub fn parse_mqtt(topic: &str, payload: &[u8], limits: &Limits, now_micros: i64)
         ));
     }
     let topic_id = topic_id(topic)?;
-    let value: Value = serde_json::from_slice(payload).map_err(|e| json_error(payload, &e))?;
-    let Value::Object(map) = value else {
+    let mut de = serde_json::Deserializer::from_slice(payload);
+    let top = serde::Deserializer::deserialize_any(&mut de, TopVisitor { max_fields: limits.max_fields })
+        .and_then(|top| de.end().map(|()| top))
+        .map_err(|e| json_error(payload, &e))?;
+    let Top::Object(r) = top else {
         return Err(Rejection::new(RejectReason::NotAnObject, "payload is JSON but not an object"));
     };
-    if map.len() > limits.max_fields + 2 {
+    if r.fields > limits.max_fields + 2 {
         return Err(Rejection::new(
             RejectReason::Oversize,
-            format!("{} fields, at most {}", map.len(), limits.max_fields),
+            format!("{} fields, at most {}", r.fields, limits.max_fields),
         ));
     }
-    let id = match map.get("equipement_id") {
+    let id = match &r.id {
         None => return Err(Rejection::new(RejectReason::MissingField, "equipement_id is missing")),
-        Some(Value::String(s)) if valid_id(s) => s.as_str(),
+        Some(Val::Str(s)) if valid_id(s) => s.as_ref(),
         Some(v) => {
             return Err(Rejection::new(
                 RejectReason::InvalidId,
@@ -116,56 +126,243 @@ pub fn parse_mqtt(topic: &str, payload: &[u8], limits: &Limits, now_micros: i64)
             format!("payload id {id:?} differs from topic id {topic_id:?}"),
         ));
     }
-    let ts_micros = match map.get("timestamp") {
+    let ts_micros = match &r.timestamp {
         None => return Err(Rejection::new(RejectReason::MissingField, "timestamp is missing")),
-        Some(Value::String(s)) => parse_timestamp(s)?,
+        Some(Val::Str(s)) => parse_timestamp(s)?,
         Some(v) => {
             return Err(Rejection::new(RejectReason::BadTimestamp, format!("timestamp {v} is not an RFC 3339 string")))
         }
     };
     check_ts(ts_micros, limits, now_micros)?;
-    let mut t = Telemetry { equipement_id: id.to_string(), ts_micros, source: "mqtt".into(), ..Default::default() };
-    let mut seen_temperature = false;
-    let mut seen_vibration = false;
-    for (k, v) in &map {
-        if k == "equipement_id" || k == "timestamp" {
-            continue;
-        }
-        let x = match v {
-            Value::Number(n) => {
-                n.as_f64().ok_or_else(|| Rejection::new(RejectReason::NotNumeric, format!("{k} = {n}")))?
-            }
-            other => {
-                return Err(Rejection::new(RejectReason::NotNumeric, format!("{k} is {} not a number", kind(other))));
-            }
-        };
-        if !x.is_finite() {
-            return Err(Rejection::new(RejectReason::NonFinite, format!("{k} is not finite")));
-        }
-        match k.as_str() {
-            "temperature" => {
-                t.temperature = x;
-                seen_temperature = true;
-            }
-            "vibration" => {
-                t.vibration = x;
-                seen_vibration = true;
-            }
-            name => {
-                if name.is_empty() || name.len() > 64 {
-                    return Err(Rejection::new(RejectReason::Oversize, "a field name is empty or longer than 64"));
-                }
-                t.extra.insert(name.to_string(), x);
-            }
-        }
+    if let Some((k, v)) = &r.not_numeric {
+        return Err(Rejection::new(RejectReason::NotNumeric, format!("{k} is {} not a number", v.kind())));
     }
-    if !seen_temperature {
-        return Err(Rejection::new(RejectReason::MissingField, "temperature is missing"));
+    if let Some(k) = &r.bad_name {
+        return Err(Rejection::new(
+            RejectReason::Oversize,
+            format!("field name {:?} is empty or longer than 64", clip(k, 80)),
+        ));
     }
-    if !seen_vibration {
-        return Err(Rejection::new(RejectReason::MissingField, "vibration is missing"));
+    let (Some(temperature), Some(vibration)) = (r.temperature, r.vibration) else {
+        let which = if r.temperature.is_none() { "temperature" } else { "vibration" };
+        return Err(Rejection::new(RejectReason::MissingField, format!("{which} is missing")));
+    };
+    let mut t = Telemetry {
+        equipement_id: id.to_string(),
+        ts_micros,
+        temperature,
+        vibration,
+        source: "mqtt".into(),
+        ..Default::default()
+    };
+    for (k, x) in r.extra {
+        t.extra.insert(k.into_owned(), x);
     }
     Ok(t)
+}
+
+/// What the top level of a payload was.
+enum Top<'de> {
+    Object(Reading<'de>),
+    NotObject,
+}
+
+/// A payload object read in one pass. Problems are noted, not raised, so that the reasons
+/// keep their order of precedence (id, then timestamp, then measurements) whatever the
+/// order of the keys.
+#[derive(Default)]
+struct Reading<'de> {
+    fields: usize,
+    id: Option<Val<'de>>,
+    timestamp: Option<Val<'de>>,
+    temperature: Option<f64>,
+    vibration: Option<f64>,
+    extra: Vec<(Cow<'de, str>, f64)>,
+    not_numeric: Option<(Cow<'de, str>, Val<'de>)>,
+    bad_name: Option<Cow<'de, str>>,
+}
+
+/// One JSON value, as far as the contract cares.
+enum Val<'de> {
+    Num(f64),
+    Str(Cow<'de, str>),
+    Other(&'static str),
+}
+
+impl Val<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Val::Num(_) => "a number",
+            Val::Str(_) => "a string",
+            Val::Other(k) => k,
+        }
+    }
+}
+
+impl std::fmt::Display for Val<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Val::Num(x) => write!(f, "{x}"),
+            Val::Str(s) => write!(f, "{:?}", clip(s, 80)),
+            Val::Other(k) => f.write_str(k),
+        }
+    }
+}
+
+/// At most `max` bytes of `s`, cut on a character boundary.
+fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let end = (0..=max).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+    &s[..end]
+}
+
+struct TopVisitor {
+    max_fields: usize,
+}
+
+impl<'de> Visitor<'de> for TopVisitor {
+    type Value = Top<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut r = Reading::default();
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            r.fields += 1;
+            let v = map.next_value::<ValSeed<'de>>()?.0;
+            match k.as_ref() {
+                "equipement_id" => r.id = Some(v),
+                "timestamp" => r.timestamp = Some(v),
+                _ => match v {
+                    Val::Num(x) => match k.as_ref() {
+                        "temperature" => r.temperature = Some(x),
+                        "vibration" => r.vibration = Some(x),
+                        name if name.is_empty() || name.len() > 64 => {
+                            r.bad_name.get_or_insert(k);
+                        }
+                        // Past the limit the count alone decides (Oversize): keep memory bounded.
+                        _ if r.extra.len() < self.max_fields => match r.extra.iter_mut().find(|(n, _)| *n == k) {
+                            Some(slot) => slot.1 = x,
+                            None => r.extra.push((k, x)),
+                        },
+                        _ => {}
+                    },
+                    other => {
+                        r.not_numeric.get_or_insert((k, other));
+                    }
+                },
+            }
+        }
+        Ok(Top::Object(r))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        // Read it through so that invalid JSON further on is still reported as such.
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Top::NotObject)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Top::NotObject)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Top::NotObject)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Top::NotObject)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Top::NotObject)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Top::NotObject)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Top::NotObject)
+    }
+}
+
+/// An object key, borrowed from the payload unless it had escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(StrVisitor).map(Key)
+    }
+}
+
+struct StrVisitor;
+
+impl<'de> Visitor<'de> for StrVisitor {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_string()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+/// A value: numbers and strings kept, anything else named and skipped.
+struct ValSeed<'de>(Val<'de>);
+
+impl<'de> Deserialize<'de> for ValSeed<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ValVisitor).map(ValSeed)
+    }
+}
+
+struct ValVisitor;
+
+impl<'de> Visitor<'de> for ValVisitor {
+    type Value = Val<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Val::Num(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Val::Num(v as f64))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Val::Num(v as f64))
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Val::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Val::Str(Cow::Owned(v.to_string())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Val::Str(Cow::Owned(v)))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Val::Other("a boolean"))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Val::Other("null"))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Val::Other("an array"))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Val::Other("an object"))
+    }
 }
 
 /// Validates a reading that arrived already structured (gRPC).
@@ -223,17 +420,6 @@ fn json_error(payload: &[u8], e: &serde_json::Error) -> Rejection {
         Rejection::new(RejectReason::NonFinite, format!("a value is NaN or infinite: {msg}"))
     } else {
         Rejection::new(RejectReason::InvalidJson, msg)
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
