@@ -1,33 +1,40 @@
-//! ProAct anomaly detector: scores every reading of the telemetry shards it consumes, keeps
-//! per-equipment alert episodes, and appends alert events (raised, cleared) to the alerts
-//! stream, each exactly once, before acknowledging the readings.
-//! Upstream: ingest (telemetry streams), trainer (models). Downstream: archive, alert-gateway.
+//! ProAct anomaly detector: scores every reading of the telemetry shards this replica owns,
+//! keeps per-equipment alert episodes, and appends alert events (raised, escalated,
+//! cleared) to the alerts stream, each exactly once, before acknowledging the readings.
+//!
+//! Replicas split the shards with leases ([`leases`]) so each equipment's rolling state lives
+//! in one replica; a dead replica's shards and unacked entries are taken over. Models are
+//! hot-reloaded from the registry on model events ([`models`]) and swapped between batches.
+//! Upstream: ingest (telemetry streams), trainer (models). Downstream: archive, gateway.
 #![forbid(unsafe_code)]
 
-pub mod episodes;
+pub mod engine;
 pub mod grpc;
+pub mod leases;
+pub mod models;
 pub mod publish;
+pub mod replay;
 
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use fred::prelude::Client;
-use proact_proto::streams::telemetry_streams;
+use fred::prelude::*;
+use proact_proto::streams::{shard_for, telemetry_stream};
 use proact_proto::time::now_micros;
 use proact_proto::v1::{AlertEvent, Telemetry};
-use proact_server::config::{AdminArgs, RedisArgs};
-use proact_server::consumer::{self, ConsumerConfig};
-use proact_server::redis::StreamEntry;
+use proact_server::config::{AdminArgs, PgArgs, RedisArgs};
+use proact_server::redis::{ack, ensure_group, read_group, StreamEntry};
 use proact_server::{ConfigError, Readiness};
 use prost::Message;
 use tokio::net::TcpListener;
-use tokio::sync::Mutex;
+use tokio::sync::{watch, Mutex};
 use tokio_util::sync::CancellationToken;
 
-use episodes::{Episodes, RuleConfig};
+use engine::{Engine, EngineConfig, EquipmentInfo, Models, Thresholds};
 
-/// The version stamped on alerts raised by the rules alone.
-pub const RULES_VERSION: &str = "rules-v1";
+pub use engine::RULES_VERSION;
 
 /// Command line and environment of `proact-anomaly-detector`.
 #[derive(Debug, Clone, clap::Parser)]
@@ -37,48 +44,188 @@ pub const RULES_VERSION: &str = "rules-v1";
     about = "ProAct anomaly detector: real-time scoring and alert episodes"
 )]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     #[command(flatten)]
     pub redis: RedisArgs,
     #[command(flatten)]
+    pub pg: PgArgs,
+    #[command(flatten)]
     pub admin: AdminArgs,
+    #[command(flatten)]
+    pub rules: RuleArgs,
     /// gRPC listen address.
     #[arg(long, env = "PROACT_GRPC_ADDR", default_value = "127.0.0.1:50053")]
     pub grpc_addr: SocketAddr,
+    /// Model registry (trainer) gRPC URL; models are fetched from it on model events.
+    #[arg(long, env = "PROACT_REGISTRY_GRPC_URL", default_value = "http://127.0.0.1:50055")]
+    pub registry_url: String,
     /// Consumer group of the detector replicas.
     #[arg(long, env = "PROACT_DETECTOR_GROUP", default_value = "anomaly-detector")]
     pub group: String,
-    /// Consumer name, unique per replica (default: hostname).
+    /// Replica id, unique per replica (default: hostname); also its consumer name.
     #[arg(long, env = "PROACT_DETECTOR_CONSUMER")]
     pub consumer: Option<String>,
-    /// Critical temperature, °C.
-    #[arg(long, env = "PROACT_TEMPERATURE_CRITICAL", default_value_t = 90.0)]
-    pub temperature_critical: f64,
-    /// Hysteresis below the threshold before a reading counts as normal again, °C.
-    #[arg(long, env = "PROACT_HYSTERESIS", default_value_t = 2.0)]
-    pub hysteresis: f64,
-    /// Seconds of normal readings before an episode is cleared.
-    #[arg(long, env = "PROACT_CLEAR_AFTER_SECS", default_value_t = 60)]
-    pub clear_after_secs: u64,
+    /// Shard lease time-to-live, milliseconds: a dead replica's shards move after this.
+    #[arg(long, env = "PROACT_DETECTOR_LEASE_TTL_MS", default_value_t = 10_000)]
+    pub lease_ttl_ms: u64,
     /// Most entries read per shard per batch.
     #[arg(long, env = "PROACT_DETECTOR_BATCH", default_value_t = 1000)]
     pub batch: u64,
 }
 
-impl Config {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.redis.validate()?;
-        if !self.temperature_critical.is_finite() {
+/// Rules and episode timing.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RuleArgs {
+    /// Critical temperature, °C (the seed's rule).
+    #[arg(long, env = "PROACT_TEMPERATURE_CRITICAL", default_value_t = 90.0)]
+    pub temperature_critical: f64,
+    /// Warning temperature, °C.
+    #[arg(long, env = "PROACT_TEMPERATURE_WARNING", default_value_t = 80.0)]
+    pub temperature_warning: f64,
+    /// Vibration warning and critical levels, mm/s RMS.
+    #[arg(long, env = "PROACT_VIBRATION_WARNING", default_value_t = 11.0)]
+    pub vibration_warning: f64,
+    #[arg(long, env = "PROACT_VIBRATION_CRITICAL", default_value_t = 18.0)]
+    pub vibration_critical: f64,
+    /// Per equipment-type thresholds: a CSV `equipment_type,temperature_warning,temperature_critical,vibration_warning,vibration_critical`.
+    #[arg(long, env = "PROACT_THRESHOLDS_FILE")]
+    pub thresholds_file: Option<std::path::PathBuf>,
+    /// Margin below a threshold before a reading counts as normal again.
+    #[arg(long, env = "PROACT_HYSTERESIS", default_value_t = 2.0)]
+    pub hysteresis: f64,
+    /// Seconds of normal readings before an episode is cleared.
+    #[arg(long, env = "PROACT_CLEAR_AFTER_SECS", default_value_t = 60)]
+    pub clear_after_secs: u64,
+    /// Seconds without data before a no-data alarm (0: off).
+    #[arg(long, env = "PROACT_SILENCE_AFTER_SECS", default_value_t = 120)]
+    pub silence_after_secs: u64,
+    /// AMDEC RPN from which a model warning is raised as critical.
+    #[arg(long, env = "PROACT_RPN_CRITICAL", default_value_t = 200.0)]
+    pub rpn_critical: f64,
+    /// Out-of-order tolerance, milliseconds: older readings are counted and skipped.
+    #[arg(long, env = "PROACT_LATENESS_MS", default_value_t = 5_000)]
+    pub lateness_ms: i64,
+}
+
+impl RuleArgs {
+    pub fn engine_config(&self) -> Result<EngineConfig, ConfigError> {
+        let default_thresholds = Thresholds {
+            temperature_warning: self.temperature_warning,
+            temperature_critical: self.temperature_critical,
+            vibration_warning: self.vibration_warning,
+            vibration_critical: self.vibration_critical,
+        };
+        for (name, v) in [
+            ("PROACT_TEMPERATURE_CRITICAL", self.temperature_critical),
+            ("PROACT_TEMPERATURE_WARNING", self.temperature_warning),
+            ("PROACT_VIBRATION_WARNING", self.vibration_warning),
+            ("PROACT_VIBRATION_CRITICAL", self.vibration_critical),
+        ] {
+            if !v.is_finite() {
+                return Err(ConfigError::new(name, v.to_string(), "must be a finite number"));
+            }
+        }
+        if self.temperature_warning > self.temperature_critical {
             return Err(ConfigError::new(
-                "PROACT_TEMPERATURE_CRITICAL",
-                self.temperature_critical.to_string(),
-                "must be finite",
+                "PROACT_TEMPERATURE_WARNING",
+                self.temperature_warning.to_string(),
+                "must not exceed PROACT_TEMPERATURE_CRITICAL",
             ));
         }
         if !(0.0..=50.0).contains(&self.hysteresis) {
             return Err(ConfigError::new("PROACT_HYSTERESIS", self.hysteresis.to_string(), "must be between 0 and 50"));
         }
+        if self.lateness_ms < 0 {
+            return Err(ConfigError::new("PROACT_LATENESS_MS", self.lateness_ms.to_string(), "must be >= 0"));
+        }
+        let type_thresholds = match &self.thresholds_file {
+            Some(p) => read_thresholds(p)?,
+            None => HashMap::new(),
+        };
+        let window = proact_features::WindowConfig { tolerance_ms: self.lateness_ms, ..Default::default() };
+        Ok(EngineConfig {
+            default_thresholds,
+            type_thresholds,
+            hysteresis: self.hysteresis,
+            clear_after_micros: self.clear_after_secs as i64 * 1_000_000,
+            silence_after_micros: self.silence_after_secs as i64 * 1_000_000,
+            rpn_critical: self.rpn_critical,
+            window,
+        })
+    }
+}
+
+fn read_thresholds(path: &std::path::Path) -> Result<HashMap<String, Thresholds>, ConfigError> {
+    let bad = |reason: String| ConfigError::new("PROACT_THRESHOLDS_FILE", path.display().to_string(), reason);
+    let mut rdr = csv::Reader::from_path(path).map_err(|e| bad(e.to_string()))?;
+    let mut out = HashMap::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| bad(e.to_string()))?;
+        let num = |j: usize| -> Result<f64, ConfigError> {
+            rec.get(j)
+                .and_then(|s| s.trim().parse::<f64>().ok())
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| bad(format!("line {}: column {} is not a number", i + 2, j + 1)))
+        };
+        let t = Thresholds {
+            temperature_warning: num(1)?,
+            temperature_critical: num(2)?,
+            vibration_warning: num(3)?,
+            vibration_critical: num(4)?,
+        };
+        out.insert(rec.get(0).unwrap_or("").trim().to_string(), t);
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Score a historical CSV through the live code path (backtests, `just eval`).
+    Replay(replay::ReplayArgs),
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.redis.validate()?;
+        self.pg.validate()?;
+        self.rules.engine_config()?;
+        if self.lease_ttl_ms < 1000 {
+            return Err(ConfigError::new(
+                "PROACT_DETECTOR_LEASE_TTL_MS",
+                self.lease_ttl_ms.to_string(),
+                "must be at least 1000",
+            ));
+        }
+        if self.batch == 0 {
+            return Err(ConfigError::new("PROACT_DETECTOR_BATCH", "0", "must be at least 1"));
+        }
         Ok(())
     }
+
+    fn replica(&self) -> String {
+        self.consumer.clone().unwrap_or_else(|| {
+            let h = std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim().to_string();
+            if h.is_empty() {
+                format!("detector-{}", std::process::id())
+            } else {
+                h
+            }
+        })
+    }
+}
+
+/// Equipment type and highest RPN per equipment, from the AMDEC reference table.
+pub async fn load_equipment_info(database_url: &str) -> anyhow::Result<HashMap<String, EquipmentInfo>> {
+    let (client, conn) = tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    let rows = client
+        .query("SELECT equipement_id, coalesce(max(equipment_type), ''), max(rpn)::float8 FROM amdec GROUP BY equipement_id", &[])
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get::<_, String>(0), EquipmentInfo { equipment_type: r.get(1), max_rpn: r.get(2) }))
+        .collect())
 }
 
 pub struct App {
@@ -87,7 +234,7 @@ pub struct App {
     grpc: TcpListener,
     read: Client,
     write: Client,
-    ready: Readiness,
+    events: Client,
 }
 
 impl App {
@@ -96,7 +243,8 @@ impl App {
         let grpc = TcpListener::bind(config.grpc_addr).await?;
         let read = proact_server::redis::connect(&config.redis.redis_url).await?;
         let write = proact_server::redis::connect(&config.redis.redis_url).await?;
-        Ok(Self { config, admin, grpc, read, write, ready: Readiness::new() })
+        let events = proact_server::redis::connect(&config.redis.redis_url).await?;
+        Ok(Self { config, admin, grpc, read, write, events })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -104,42 +252,48 @@ impl App {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let App { config, admin, grpc, read, write, ready } = self;
-        let rule = RuleConfig {
-            temperature_critical: config.temperature_critical,
-            hysteresis: config.hysteresis,
-            clear_after_micros: config.clear_after_secs as i64 * 1_000_000,
-        };
-        let episodes = Arc::new(Mutex::new(Episodes::new(rule, RULES_VERSION)));
-        let consumer_name = config.consumer.clone().unwrap_or_else(|| {
-            let h = std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim().to_string();
-            if h.is_empty() {
-                "detector".into()
-            } else {
-                h
+        let App { config, admin, grpc, read, write, events } = self;
+        let ready = Readiness::new();
+        let mut engine = Engine::new(config.rules.engine_config()?);
+        match load_equipment_info(&config.pg.database_url).await {
+            Ok(info) => {
+                tracing::info!(equipment = info.len(), "AMDEC criticality loaded");
+                engine.set_equipment_info(info);
             }
-        });
-        let cfg = ConsumerConfig {
-            group: config.group.clone(),
-            consumer: consumer_name.clone(),
-            keys: telemetry_streams(config.redis.shards),
-            count: config.batch,
-            block_ms: 500,
-            claim_idle_ms: 30_000,
-            readiness_name: "redis",
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "no AMDEC reference data; scoring without criticality"),
+        }
+        let schema_id = engine.schema_id().to_string();
+        let initial = match models::load_active(&config.registry_url, &schema_id).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "no models from the registry yet; scoring with the rules");
+                Models::default()
+            }
         };
-        let loop_task = {
-            let (episodes, write) = (episodes.clone(), write.clone());
-            tokio::spawn(consumer::run(cfg, read, write.clone(), ready.clone(), shutdown.clone(), move |entries| {
-                handle(episodes.clone(), write.clone(), entries)
-            }))
-        };
-        let service = grpc::DetectorService {
-            episodes,
-            replica_id: consumer_name,
-            shards: (0..config.redis.shards).collect(),
-            model_version: RULES_VERSION.into(),
-        };
+        engine.set_models(initial.clone());
+        let (models_tx, models_rx) = watch::channel(initial);
+        let follower =
+            tokio::spawn(models::follow(events, config.registry_url.clone(), schema_id, models_tx, shutdown.clone()));
+        let engine = Arc::new(Mutex::new(engine));
+        let status = Arc::new(std::sync::RwLock::new(grpc::LoopStatus::default()));
+        let replica = config.replica();
+        let scoring = tokio::spawn(scoring_loop(
+            LoopCtx {
+                group: config.group.clone(),
+                replica: replica.clone(),
+                shards: config.redis.shards,
+                lease_ttl_ms: config.lease_ttl_ms,
+                batch: config.batch,
+            },
+            read,
+            write,
+            engine.clone(),
+            models_rx,
+            status.clone(),
+            ready.clone(),
+            shutdown.clone(),
+        ));
+        let service = grpc::DetectorService { engine, replica_id: replica, status };
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<proact_proto::v1::detector_server::DetectorServer<grpc::DetectorService>>().await;
         let gs = shutdown.clone();
@@ -153,20 +307,226 @@ impl App {
         );
         let admin_task = tokio::spawn(proact_server::admin::serve(admin, ready, shutdown.clone()));
         tracing::info!(grpc = %config.grpc_addr, "anomaly detector running");
-        let _ = loop_task.await;
+        let r = scoring.await;
+        let _ = follower.await;
         let _ = grpc_task.await;
         let _ = admin_task.await;
         tracing::info!("anomaly detector stopped");
-        Ok(())
+        r?
     }
 }
 
-async fn handle(episodes: Arc<Mutex<Episodes>>, write: Client, entries: Vec<StreamEntry>) -> anyhow::Result<()> {
+struct LoopCtx {
+    group: String,
+    replica: String,
+    shards: u32,
+    lease_ttl_ms: u64,
+    batch: u64,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn scoring_loop(
+    ctx: LoopCtx,
+    read: Client,
+    write: Client,
+    engine: Arc<Mutex<Engine>>,
+    mut models_rx: watch::Receiver<Models>,
+    status: Arc<std::sync::RwLock<grpc::LoopStatus>>,
+    ready: Readiness,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut leases = leases::Leases::new(write.clone(), ctx.replica.clone(), ctx.shards, ctx.lease_ttl_ms);
+    let heartbeat_every = Duration::from_millis(ctx.lease_ttl_ms / 3);
+    let mut next_heartbeat = Instant::now();
+    let mut next_silence = Instant::now() + Duration::from_secs(1);
+    let mut keys: Vec<String> = Vec::new();
+    let mut groups_ready: BTreeSet<u32> = BTreeSet::new();
+    while !shutdown.is_cancelled() {
+        if Instant::now() >= next_heartbeat {
+            next_heartbeat = Instant::now() + heartbeat_every;
+            match leases.heartbeat(now_micros() / 1000).await {
+                Ok(change) => {
+                    ready.set("redis", true);
+                    if !change.lost.is_empty() {
+                        let lost: BTreeSet<u32> = change.lost.iter().copied().collect();
+                        let shards = ctx.shards;
+                        engine.lock().await.retain(|id| !lost.contains(&shard_for(id, shards)));
+                        tracing::info!(shards = ?change.lost, "shards released");
+                    }
+                    for shard in &change.gained {
+                        let key = telemetry_stream(*shard);
+                        if !groups_ready.contains(shard) {
+                            ensure_group(&write, &key, &ctx.group).await?;
+                            groups_ready.insert(*shard);
+                        }
+                        take_over(&ctx, &read, &write, &engine, *shard).await?;
+                        tracing::info!(shard, "shard taken");
+                    }
+                    keys = leases.owned().into_iter().map(telemetry_stream).collect();
+                    let lag = shard_lag(&write, &ctx.group, &leases.owned()).await;
+                    let mut st = status.write().unwrap_or_else(|p| p.into_inner());
+                    st.shards = leases.owned();
+                    st.lag = lag;
+                    metrics::gauge!("proact_detector_shards_owned").set(st.shards.len() as f64);
+                }
+                Err(e) => {
+                    // Without renewals our leases lapse: stop scoring until Redis is back.
+                    ready.set("redis", false);
+                    tracing::warn!(error = %e, "lease heartbeat failed");
+                    keys.clear();
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            }
+        }
+        if models_rx.has_changed().unwrap_or(false) {
+            let m = models_rx.borrow_and_update().clone();
+            // Between two batches: every reading is scored by exactly one model set.
+            engine.lock().await.set_models(m);
+        }
+        if Instant::now() >= next_silence {
+            next_silence = Instant::now() + Duration::from_secs(1);
+            let transitions = engine.lock().await.check_silence(now_micros());
+            publish_all(&write, transitions, &Default::default()).await?;
+        }
+        if keys.is_empty() {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+            continue;
+        }
+        let entries = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = read_group(&read, &ctx.group, &ctx.replica, &keys, ctx.batch, 200) => r,
+        };
+        match entries {
+            Ok(entries) if !entries.is_empty() => {
+                process(&engine, &write, &entries).await?;
+                ack(&write, &ctx.group, &entries).await?;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                ready.set("redis", false);
+                tracing::warn!(error = %e, "stream read failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    if let Err(e) = leases.release_all().await {
+        tracing::warn!(error = %e, "leases not released; they expire on their own");
+    }
+    Ok(())
+}
+
+/// Taking a shard over: first rebuild its equipment's windows and episodes from the entries
+/// the previous owner already processed (the stream tail up to the group's last delivered
+/// id; alert events they cause are deduplicated), then finish the entries it left unacked.
+async fn take_over(
+    ctx: &LoopCtx,
+    read: &Client,
+    write: &Client,
+    engine: &Arc<Mutex<Engine>>,
+    shard: u32,
+) -> anyhow::Result<()> {
+    let key = telemetry_stream(shard);
+    if let Some(last) = last_delivered(write, &key, &ctx.group).await? {
+        if last != "0-0" {
+            let tail: Vec<(String, HashMap<String, bytes::Bytes>)> =
+                write.xrevrange(key.as_str(), last.as_str(), "-", Some(WARM_UP_ENTRIES)).await?;
+            let entries: Vec<StreamEntry> = tail
+                .into_iter()
+                .rev()
+                .map(|(id, mut f)| StreamEntry {
+                    key: key.clone(),
+                    id,
+                    payload: f.remove(proact_server::redis::PAYLOAD_FIELD),
+                })
+                .collect();
+            metrics::counter!("proact_detector_warmup_entries_total").increment(entries.len() as u64);
+            process(engine, write, &entries).await?;
+        }
+    }
+    let mut cursor = "0-0".to_string();
+    loop {
+        let claimed = proact_server::redis::claim_stale(
+            write,
+            &ctx.group,
+            &ctx.replica,
+            std::slice::from_ref(&key),
+            0,
+            ctx.batch,
+        )
+        .await?;
+        if claimed.is_empty() {
+            break;
+        }
+        process(engine, write, &claimed).await?;
+        ack(write, &ctx.group, &claimed).await?;
+        let last = claimed.last().map(|e| e.id.clone()).unwrap_or_default();
+        if last == cursor {
+            break;
+        }
+        cursor = last;
+    }
+    let _ = read;
+    Ok(())
+}
+
+/// How many already-processed entries rebuild a shard's state on takeover.
+const WARM_UP_ENTRIES: u64 = 5_000;
+
+async fn last_delivered(client: &Client, key: &str, group: &str) -> Result<Option<String>, Error> {
+    let v: Value = client.xinfo_groups(key).await?;
+    let Value::Array(groups) = v else { return Ok(None) };
+    for g in groups {
+        let fields: Vec<Value> = match g {
+            Value::Array(f) => f,
+            Value::Map(m) => m
+                .inner()
+                .into_iter()
+                .flat_map(|(k, v)| [Value::from(k.as_str().unwrap_or_default().to_string()), v])
+                .collect(),
+            _ => continue,
+        };
+        let mut name = None;
+        let mut last = None;
+        for kv in fields.chunks(2) {
+            if kv.len() < 2 {
+                continue;
+            }
+            match kv[0].as_str().as_deref() {
+                Some("name") => name = kv[1].as_string(),
+                Some("last-delivered-id") => last = kv[1].as_string(),
+                _ => {}
+            }
+        }
+        if name.as_deref() == Some(group) {
+            return Ok(last);
+        }
+    }
+    Ok(None)
+}
+
+async fn shard_lag(client: &Client, group: &str, shards: &[u32]) -> Vec<(u32, u64)> {
+    let mut out = Vec::new();
+    for &s in shards {
+        let v: Result<Value, Error> = client.xpending(telemetry_stream(s), group, ()).await;
+        let pending = match v {
+            Ok(Value::Array(a)) => a.first().and_then(|x| x.as_u64()).unwrap_or(0),
+            _ => 0,
+        };
+        out.push((s, pending));
+    }
+    out
+}
+
+async fn process(engine: &Arc<Mutex<Engine>>, write: &Client, entries: &[StreamEntry]) -> anyhow::Result<()> {
     let now = now_micros();
-    let mut events = Vec::new();
+    let mut transitions = Vec::new();
     {
-        let mut ep = episodes.lock().await;
-        for e in &entries {
+        let mut engine = engine.lock().await;
+        for e in entries {
             // Ingest wrote these; an undecodable one is archive's to dead-letter, not ours.
             let Some(Ok(t)) = e.payload.as_ref().map(|p| Telemetry::decode(p.as_ref())) else { continue };
             let trace_id = t
@@ -174,22 +534,41 @@ async fn handle(episodes: Arc<Mutex<Episodes>>, write: Client, entries: Vec<Stre
                 .get("traceparent")
                 .and_then(|tp| tp.split('-').nth(1))
                 .map(str::to_string)
-                .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-            if let Some(tr) = ep.observe(&t, &trace_id, now) {
-                events.push(AlertEvent {
-                    kind: tr.kind as i32,
-                    alert: Some(tr.alert),
-                    event_id: String::new(),
-                    trace_context: t.trace_context.clone(),
+                .unwrap_or_else(|| {
+                    format!("{:032x}", u128::from(stable_hash(&t.equipement_id)) << 64 | t.ts_micros as u128)
                 });
+            for tr in engine.observe(&t, &trace_id, now) {
+                transitions.push((tr, t.trace_context.clone()));
             }
         }
     }
     metrics::counter!("proact_detector_events_scored_total").increment(entries.len() as u64);
-    for ev in &events {
-        if publish::publish_once(&write, ev).await?.is_some() {
+    for (tr, ctx) in transitions {
+        publish_all(write, vec![tr], &ctx).await?;
+    }
+    Ok(())
+}
+
+async fn publish_all(
+    write: &Client,
+    transitions: Vec<engine::Transition>,
+    trace_context: &HashMap<String, String>,
+) -> anyhow::Result<()> {
+    for tr in transitions {
+        let ev = AlertEvent {
+            kind: tr.kind as i32,
+            alert: Some(tr.alert),
+            event_id: String::new(),
+            trace_context: trace_context.clone(),
+        };
+        if publish::publish_once(write, &ev).await?.is_some() {
             metrics::counter!("proact_detector_alert_events_total").increment(1);
         }
     }
     Ok(())
+}
+
+/// FNV-1a of a string (stable across processes), for ids derived from names.
+pub fn stable_hash(s: &str) -> u32 {
+    proact_proto::streams::shard_for(s, u32::MAX)
 }

@@ -1,5 +1,5 @@
 use clap::Parser;
-use proact_anomaly_detector::{App, Config};
+use proact_anomaly_detector::{App, Command, Config};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -10,7 +10,13 @@ async fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(proact_server::EXIT_CONFIG as u8);
     }
     let shutdown = proact_server::shutdown::on_signal();
-    let result = async { App::build(config).await?.run_until_stopped(shutdown).await }.await;
+    let result = async {
+        match &config.command {
+            Some(Command::Replay(args)) => proact_anomaly_detector::replay::run(args, &config.rules),
+            None => App::build(config).await?.run_until_stopped(shutdown).await,
+        }
+    }
+    .await;
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -24,8 +24,9 @@ const DEDUPE_TTL_SECS: u64 = 7 * 24 * 3600;
 /// Appends `event` to the alerts stream unless the same (alert, kind) was appended before.
 /// Returns the new entry id, or `None` for a duplicate.
 pub async fn publish_once(client: &Client, event: &AlertEvent) -> Result<Option<String>, Error> {
-    let alert_id = event.alert.as_ref().map(|a| a.alert_id.as_str()).unwrap_or("");
-    let dedupe = format!("proact:alert-dedupe:{alert_id}:{}", event.kind);
+    let (alert_id, severity) = event.alert.as_ref().map(|a| (a.alert_id.as_str(), a.severity)).unwrap_or(("", 0));
+    // An episode escalates at most once per severity level, so the level is part of the key.
+    let dedupe = format!("proact:alert-dedupe:{alert_id}:{}:{severity}", event.kind);
     let payload = Bytes::from(event.encode_to_vec());
     let r: Value = client
         .eval(

@@ -52,7 +52,9 @@ impl Pipeline {
         tasks.push(tokio::spawn(archive.run_until_stopped(shutdown.clone())));
 
         let mut d = common(stack, "proact-anomaly-detector");
-        d.extend(["--consumer".into(), "detector-e2e".into()]);
+        // No registry in these tests: the detector scores with its rules.
+        d.extend(["--consumer".into(), "detector-e2e".into(), "--database-url".into(), db.clone()]);
+        d.extend(["--registry-url".into(), "http://127.0.0.1:9".into(), "--lease-ttl-ms".into(), "3000".into()]);
         let detector = proact_anomaly_detector::App::build(proact_anomaly_detector::Config::try_parse_from(d)?).await?;
         tasks.push(tokio::spawn(detector.run_until_stopped(shutdown.clone())));
 

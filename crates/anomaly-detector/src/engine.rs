@@ -1,0 +1,583 @@
+//! The scoring engine: per-equipment state, scoring, and alert episodes.
+//!
+//! Every reading goes through the equipment's rolling [`Window`] (the feature function the
+//! trainer uses too), then is assessed by the rules (per equipment-type thresholds, the seed's
+//! temperature > 90 °C by default), the equipment's normal-behaviour model and the
+//! RandomForest when one is loaded. The result drives one alert *episode* per incident:
+//! raised once, escalated when the severity rises, cleared after readings stayed normal for
+//! a hold time (event time, with hysteresis), so a flapping signal raises one alert, not a
+//! storm. An equipment that goes silent raises a no-data alarm, cleared when data resumes.
+//!
+//! The same engine serves the live loop, gRPC `Score` (without state changes) and the
+//! offline `replay`, so a backtest scores exactly as production does.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use proact_features::{FeatureSchema, FeatureVector, Placement, Window, WindowConfig};
+use proact_models::Scorer;
+use proact_proto::v1::{Alert, AlertEventKind, AlertState, Severity, Telemetry};
+
+/// Thresholds of the rules, for one equipment type (or the default).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Thresholds {
+    pub temperature_warning: f64,
+    pub temperature_critical: f64,
+    pub vibration_warning: f64,
+    pub vibration_critical: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        // The seed's rule is temperature > 90 °C; vibration limits follow ISO 10816 zone C/D
+        // for medium machines (mm/s RMS).
+        Self {
+            temperature_warning: 80.0,
+            temperature_critical: 90.0,
+            vibration_warning: 11.0,
+            vibration_critical: 18.0,
+        }
+    }
+}
+
+/// How episodes open and close.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub default_thresholds: Thresholds,
+    /// Per equipment type (AMDEC `equipment_type`), overriding the default.
+    pub type_thresholds: HashMap<String, Thresholds>,
+    /// Margin below a threshold a reading must reach to count as normal again.
+    pub hysteresis: f64,
+    /// Normal readings needed for this long (event time) before an episode clears, µs.
+    pub clear_after_micros: i64,
+    /// No reading for this long (wall clock) raises a no-data alarm, µs; 0 disables it.
+    pub silence_after_micros: i64,
+    /// Equipment whose AMDEC RPN is at least this turn a model warning into critical.
+    pub rpn_critical: f64,
+    pub window: WindowConfig,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            default_thresholds: Thresholds::default(),
+            type_thresholds: HashMap::new(),
+            hysteresis: 2.0,
+            clear_after_micros: 60_000_000,
+            silence_after_micros: 0,
+            rpn_critical: 200.0,
+            window: WindowConfig::default(),
+        }
+    }
+}
+
+/// What the engine knows of an equipment from the reference data.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EquipmentInfo {
+    pub equipment_type: String,
+    /// Highest RPN of its AMDEC failure modes.
+    pub max_rpn: f64,
+}
+
+/// The models in use.
+#[derive(Debug, Clone, Default)]
+pub struct Models {
+    /// Supervised anomaly model over the shared features (e.g. `anomaly-rf`).
+    pub forest: Option<Arc<dyn Scorer>>,
+    /// Normal-behaviour models by equipment.
+    pub normal: HashMap<String, Arc<dyn Scorer>>,
+}
+
+impl Models {
+    /// `name=version` of every model, for status and alerts.
+    pub fn versions(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> =
+            self.forest.iter().map(|m| (m.name().to_string(), m.version().to_string())).collect();
+        v.extend(self.normal.values().map(|m| (m.name().to_string(), m.version().to_string())));
+        v.sort();
+        v
+    }
+}
+
+/// The verdict on one reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assessment {
+    /// In [0, 1]; the highest of the rules' and the models' scores.
+    pub score: f64,
+    /// `Unspecified` when the reading is normal.
+    pub severity: Severity,
+    pub rule: String,
+    pub reason: String,
+    pub value: f64,
+    /// Model versions that took part, e.g. `rules-v1` or `anomaly-rf@3`.
+    pub model_version: String,
+}
+
+/// A lifecycle event to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub kind: AlertEventKind,
+    pub alert: Alert,
+}
+
+#[derive(Debug)]
+struct EquipmentState {
+    window: Window,
+    open: Option<Alert>,
+    normal_since: Option<i64>,
+    silent: Option<Alert>,
+    last_ts: i64,
+    last_seen_wall: i64,
+}
+
+/// Per-equipment state of the equipment this replica owns.
+pub struct Engine {
+    cfg: EngineConfig,
+    schema: FeatureSchema,
+    models: Models,
+    info: HashMap<String, EquipmentInfo>,
+    states: HashMap<String, EquipmentState>,
+    features: FeatureVector,
+    pub too_late: u64,
+    pub reordered: u64,
+}
+
+/// Version stamped when only the rules judged.
+pub const RULES_VERSION: &str = "rules-v1";
+
+impl Engine {
+    pub fn new(cfg: EngineConfig) -> Self {
+        let schema = FeatureSchema::base();
+        let n = schema.len();
+        Self {
+            cfg,
+            schema,
+            models: Models::default(),
+            info: HashMap::new(),
+            states: HashMap::new(),
+            features: FeatureVector { values: vec![0.0; n] },
+            too_late: 0,
+            reordered: 0,
+        }
+    }
+
+    /// The feature schema id models must have been trained on.
+    pub fn schema_id(&self) -> &str {
+        self.schema.id()
+    }
+
+    pub fn models(&self) -> &Models {
+        &self.models
+    }
+
+    /// Swaps the models between two readings: every reading after this call is scored by
+    /// the new set, none by both.
+    pub fn set_models(&mut self, models: Models) {
+        self.models = models;
+    }
+
+    pub fn set_equipment_info(&mut self, info: HashMap<String, EquipmentInfo>) {
+        self.info = info;
+    }
+
+    pub fn tracked(&self) -> usize {
+        self.states.len()
+    }
+
+    /// Forgets the equipment `keep` says no (a shard handed to another replica).
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.states.retain(|id, _| keep(id));
+    }
+
+    fn thresholds(&self, id: &str) -> &Thresholds {
+        self.info
+            .get(id)
+            .and_then(|i| self.cfg.type_thresholds.get(&i.equipment_type))
+            .unwrap_or(&self.cfg.default_thresholds)
+    }
+
+    /// Judges a reading given the features of its window (rules, then models).
+    fn assess_with(&self, t: &Telemetry, features: Option<&[f64]>) -> Assessment {
+        let th = self.thresholds(&t.equipement_id);
+        let mut a = Assessment {
+            score: (t.temperature / th.temperature_critical).clamp(0.0, 1.0) * 0.5,
+            severity: Severity::Unspecified,
+            rule: String::new(),
+            reason: String::new(),
+            value: t.temperature,
+            model_version: RULES_VERSION.to_string(),
+        };
+        let mut raise = |sev: Severity, score: f64, rule: &str, reason: String, value: f64, version: Option<String>| {
+            if sev > a.severity || (sev == a.severity && score > a.score) {
+                a.severity = sev;
+                a.score = score.max(a.score);
+                a.rule = rule.to_string();
+                a.reason = reason;
+                a.value = value;
+                if let Some(v) = version {
+                    a.model_version = v;
+                }
+            }
+        };
+        if t.temperature > th.temperature_critical {
+            raise(
+                Severity::Critical,
+                1.0,
+                "temperature_critical",
+                format!("température {:.1} °C > {:.1} °C", t.temperature, th.temperature_critical),
+                t.temperature,
+                None,
+            );
+        } else if t.temperature > th.temperature_warning {
+            raise(
+                Severity::Warning,
+                0.7,
+                "temperature_warning",
+                format!("température {:.1} °C > {:.1} °C", t.temperature, th.temperature_warning),
+                t.temperature,
+                None,
+            );
+        }
+        if t.vibration > th.vibration_critical {
+            raise(
+                Severity::Critical,
+                1.0,
+                "vibration_critical",
+                format!("vibration {:.1} mm/s > {:.1} mm/s", t.vibration, th.vibration_critical),
+                t.vibration,
+                None,
+            );
+        } else if t.vibration > th.vibration_warning {
+            raise(
+                Severity::Warning,
+                0.7,
+                "vibration_warning",
+                format!("vibration {:.1} mm/s > {:.1} mm/s", t.vibration, th.vibration_warning),
+                t.vibration,
+                None,
+            );
+        }
+        if let Some(f) = features {
+            let critical_equipment =
+                self.info.get(&t.equipement_id).is_some_and(|i| i.max_rpn >= self.cfg.rpn_critical);
+            let mut judge = |m: &Arc<dyn Scorer>, rule: &str| {
+                let s = m.score(f);
+                if s >= m.threshold() {
+                    let sev = if critical_equipment { Severity::Critical } else { Severity::Warning };
+                    let reason = format!("modèle {} {} : score {:.2} ≥ {:.2}", m.name(), m.version(), s, m.threshold());
+                    raise(sev, s, rule, reason, s, Some(format!("{}@{}", m.name(), m.version())));
+                }
+            };
+            if let Some(m) = &self.models.forest {
+                judge(m, "model_forest");
+            }
+            if let Some(m) = self.models.normal.get(&t.equipement_id) {
+                judge(m, "model_normal_behaviour");
+            }
+        }
+        a
+    }
+
+    /// Scores a reading without changing any state (gRPC `Score`): the window is the
+    /// equipment's current one plus this reading.
+    pub fn score(&self, t: &Telemetry) -> Assessment {
+        let mut f = None;
+        let mut buf = vec![0.0; self.schema.len()];
+        if let Some(st) = self.states.get(&t.equipement_id) {
+            let mut w = st.window.clone();
+            if w.push(t.ts_micros / 1000, &[t.temperature, t.vibration]).is_ok() && w.write_features(&mut buf).is_ok() {
+                f = Some(&buf[..]);
+            }
+        }
+        self.assess_with(t, f)
+    }
+
+    /// Feeds one reading; returns the transitions it causes (at most two: the end of a
+    /// no-data alarm and a condition transition).
+    pub fn observe(&mut self, t: &Telemetry, trace_id: &str, now_micros: i64) -> Vec<Transition> {
+        let mut out = Vec::new();
+        let window_cfg = self.cfg.window;
+        let schema = &self.schema;
+        let st = self.states.entry(t.equipement_id.clone()).or_insert_with(|| EquipmentState {
+            window: Window::new(schema, window_cfg),
+            open: None,
+            normal_since: None,
+            silent: None,
+            last_ts: i64::MIN,
+            last_seen_wall: now_micros,
+        });
+        st.last_seen_wall = now_micros;
+        if let Some(mut alarm) = st.silent.take() {
+            alarm.state = AlertState::Cleared as i32;
+            alarm.end_micros = t.ts_micros;
+            alarm.updated_micros = now_micros;
+            out.push(Transition { kind: AlertEventKind::Cleared, alert: alarm });
+        }
+        let placement = st.window.push(t.ts_micros / 1000, &[t.temperature, t.vibration]);
+        match placement {
+            Ok(Placement::TooLate { .. }) => {
+                // Older than the tolerance: counted, never scored, never a crash.
+                self.too_late += 1;
+                metrics::counter!("proact_detector_late_events_total").increment(1);
+                return out;
+            }
+            Ok(Placement::Duplicate) => return out,
+            Ok(Placement::Reordered { .. }) => {
+                self.reordered += 1;
+                metrics::counter!("proact_detector_reordered_events_total").increment(1);
+            }
+            _ => {}
+        }
+        let have_features = st.window.write_features(&mut self.features.values).is_ok();
+        // Episodes move forward in event time: a reordered reading adds to the window (and
+        // the features of later readings) but does not reopen or close an episode.
+        if t.ts_micros < st.last_ts {
+            return out;
+        }
+        let assessment = self.assess_with(t, have_features.then_some(&self.features.values[..]));
+        let hysteresis = self.cfg.hysteresis;
+        let clear_after = self.cfg.clear_after_micros;
+        let th = self.thresholds(&t.equipement_id).clone();
+        let st = self.states.get_mut(&t.equipement_id).expect("inserted above");
+        st.last_ts = t.ts_micros;
+        let abnormal = assessment.severity != Severity::Unspecified;
+        match st.open.as_mut() {
+            None if abnormal => {
+                let alert = Alert {
+                    alert_id: format!("{}-{}", t.equipement_id, t.ts_micros),
+                    equipement_id: t.equipement_id.clone(),
+                    start_micros: t.ts_micros,
+                    severity: assessment.severity as i32,
+                    score: assessment.score,
+                    reason: assessment.reason,
+                    rule: assessment.rule,
+                    model_version: assessment.model_version,
+                    trace_id: trace_id.to_string(),
+                    state: AlertState::Open as i32,
+                    updated_micros: now_micros,
+                    value: assessment.value,
+                    ..Default::default()
+                };
+                st.open = Some(alert.clone());
+                st.normal_since = None;
+                out.push(Transition { kind: AlertEventKind::Raised, alert });
+            }
+            None => {}
+            Some(open) if abnormal => {
+                st.normal_since = None;
+                if (assessment.severity as i32) > open.severity {
+                    open.severity = assessment.severity as i32;
+                    open.score = assessment.score;
+                    open.reason = assessment.reason;
+                    open.rule = assessment.rule;
+                    open.value = assessment.value;
+                    open.model_version = assessment.model_version;
+                    open.updated_micros = now_micros;
+                    out.push(Transition { kind: AlertEventKind::Escalated, alert: open.clone() });
+                }
+            }
+            Some(open) => {
+                // Normal by the rules' verdict, but is it clear of the thresholds by the
+                // hysteresis margin? Near a threshold, the clock does not run.
+                let near = t.temperature > th.temperature_warning - hysteresis
+                    || t.vibration > th.vibration_warning - hysteresis;
+                if near {
+                    st.normal_since = None;
+                    return out;
+                }
+                let since = *st.normal_since.get_or_insert(t.ts_micros);
+                if t.ts_micros - since >= clear_after {
+                    let mut alert = open.clone();
+                    alert.end_micros = t.ts_micros;
+                    alert.state = AlertState::Cleared as i32;
+                    alert.updated_micros = now_micros;
+                    st.open = None;
+                    st.normal_since = None;
+                    out.push(Transition { kind: AlertEventKind::Cleared, alert });
+                }
+            }
+        }
+        out
+    }
+
+    /// Raises a no-data alarm for every tracked equipment silent for longer than the
+    /// configured time (wall clock).
+    pub fn check_silence(&mut self, now_micros: i64) -> Vec<Transition> {
+        let limit = self.cfg.silence_after_micros;
+        if limit <= 0 {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (id, st) in self.states.iter_mut() {
+            if st.silent.is_none() && now_micros - st.last_seen_wall >= limit {
+                let alert = Alert {
+                    alert_id: format!("{id}-nodata-{}", st.last_ts.max(0)),
+                    equipement_id: id.clone(),
+                    start_micros: now_micros,
+                    severity: Severity::Warning as i32,
+                    score: 0.5,
+                    reason: format!("aucune donnée depuis {} s", (now_micros - st.last_seen_wall) / 1_000_000),
+                    rule: "no_data".into(),
+                    model_version: RULES_VERSION.into(),
+                    state: AlertState::Open as i32,
+                    updated_micros: now_micros,
+                    ..Default::default()
+                };
+                st.silent = Some(alert.clone());
+                out.push(Transition { kind: AlertEventKind::Raised, alert });
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(id: &str, s: i64, temp: f64) -> Telemetry {
+        Telemetry {
+            equipement_id: id.into(),
+            ts_micros: s * 1_000_000,
+            temperature: temp,
+            vibration: 1.0,
+            ..Default::default()
+        }
+    }
+
+    fn kinds(e: &mut Engine, series: &[(i64, f64)]) -> Vec<AlertEventKind> {
+        series.iter().flat_map(|(s, t)| e.observe(&reading("P", *s, *t), "", 0)).map(|t| t.kind).collect()
+    }
+
+    #[test]
+    fn flapping_signal_raises_one_alert() {
+        let mut e = Engine::new(EngineConfig::default());
+        let k = kinds(&mut e, &[(0, 91.0), (1, 89.5), (2, 91.0), (3, 89.9), (4, 92.0), (5, 89.0), (6, 93.0)]);
+        assert_eq!(k, vec![AlertEventKind::Raised]);
+    }
+
+    #[test]
+    fn slow_drift_raises_warning_then_escalates_once() {
+        let mut e = Engine::new(EngineConfig::default());
+        let series: Vec<(i64, f64)> = (0..60).map(|i| (i, 60.0 + i as f64 * 0.6)).collect(); // 60 → 95.4 °C
+        let k = kinds(&mut e, &series);
+        assert_eq!(k, vec![AlertEventKind::Raised, AlertEventKind::Escalated]);
+    }
+
+    #[test]
+    fn clears_after_hold_time_below_hysteresis() {
+        let mut e = Engine::new(EngineConfig::default());
+        assert_eq!(e.observe(&reading("P", 0, 95.0), "", 0).len(), 1);
+        assert!(e.observe(&reading("P", 10, 60.0), "", 0).is_empty());
+        assert!(
+            e.observe(&reading("P", 50, 79.0), "", 0).is_empty(),
+            "79 °C is within the hysteresis of the 80 °C warning"
+        );
+        assert!(e.observe(&reading("P", 60, 60.0), "", 0).is_empty());
+        let t = e.observe(&reading("P", 121, 60.0), "", 0);
+        assert_eq!(t.len(), 1, "cleared after 60 s normal");
+        assert_eq!(t[0].kind, AlertEventKind::Cleared);
+        assert_eq!(t[0].alert.end_micros, 121_000_000);
+        let again = e.observe(&reading("P", 200, 95.0), "", 0);
+        assert_ne!(again[0].alert.alert_id, t[0].alert.alert_id, "a new episode gets a new id");
+    }
+
+    #[test]
+    fn threshold_is_strict() {
+        let mut e = Engine::new(EngineConfig::default());
+        assert_eq!(e.observe(&reading("P", 0, 80.0), "", 0).len(), 0);
+        assert_eq!(e.observe(&reading("P", 1, 90.01), "", 0)[0].alert.severity, Severity::Critical as i32);
+    }
+
+    #[test]
+    fn silence_raises_no_data_once_and_clears_on_data() {
+        let cfg = EngineConfig { silence_after_micros: 30_000_000, ..Default::default() };
+        let mut e = Engine::new(cfg);
+        e.observe(&reading("P", 0, 60.0), "", 0);
+        assert!(e.check_silence(10_000_000).is_empty());
+        let t = e.check_silence(31_000_000);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].alert.rule, "no_data");
+        assert!(e.check_silence(40_000_000).is_empty(), "one alarm per silence");
+        let back = e.observe(&reading("P", 45, 60.0), "", 45_000_000);
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].kind, AlertEventKind::Cleared);
+    }
+
+    #[test]
+    fn out_of_order_within_tolerance_is_placed_older_is_counted() {
+        let mut e = Engine::new(EngineConfig::default());
+        e.observe(&reading("P", 100, 60.0), "", 0);
+        e.observe(&reading("P", 98, 61.0), "", 0); // 2 s late: within the 5 s tolerance
+        assert_eq!(e.reordered, 1);
+        e.observe(&reading("P", 10, 95.0), "", 0); // 90 s late: refused, even though hot
+        assert_eq!(e.too_late, 1);
+        assert!(e.observe(&reading("P", 9, 99.0), "", 0).is_empty());
+    }
+
+    #[test]
+    fn per_type_thresholds_apply() {
+        let mut cfg = EngineConfig::default();
+        cfg.type_thresholds.insert(
+            "conveyor".into(),
+            Thresholds { temperature_critical: 70.0, temperature_warning: 65.0, ..Default::default() },
+        );
+        let mut e = Engine::new(cfg);
+        e.set_equipment_info(
+            [("C".to_string(), EquipmentInfo { equipment_type: "conveyor".into(), max_rpn: 10.0 })].into(),
+        );
+        let t = e.observe(&reading("C", 0, 72.0), "", 0);
+        assert_eq!(t[0].alert.rule, "temperature_critical");
+        assert!(e.observe(&reading("P", 0, 72.0), "", 0).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod swap_tests {
+    use super::*;
+    use proact_models::{ArtefactInfo, NormalBehaviourParams, SchemaRef};
+
+    fn reading(s: i64, temp: f64, vib: f64) -> Telemetry {
+        Telemetry {
+            equipement_id: "P".into(),
+            ts_micros: s * 1_000_000,
+            temperature: temp,
+            vibration: vib,
+            ..Default::default()
+        }
+    }
+
+    fn normal_model(version: &str) -> Arc<dyn Scorer> {
+        let schema = FeatureSchema::base();
+        let mut w = Window::new(&schema, WindowConfig::default());
+        let mut rows = Vec::new();
+        let mut buf = vec![0.0; schema.len()];
+        for i in 0..500 {
+            let _ = w.push(i * 1000, &[60.0 + (i % 7) as f64 * 0.3, 2.0 + (i % 3) as f64 * 0.1]);
+            w.write_features(&mut buf).unwrap();
+            rows.extend_from_slice(&buf);
+        }
+        let m = NormalBehaviourParams::default().fit(&rows, schema.len()).unwrap();
+        let info = ArtefactInfo::new("normal-behaviour/P", version, SchemaRef::from(&schema));
+        m.to_artefact(info).scorer(schema.id()).unwrap()
+    }
+
+    #[test]
+    fn swapped_models_score_every_later_reading_and_stamp_alerts() {
+        let mut e = Engine::new(EngineConfig::default());
+        // Normal history, then a vibration shift the rules do not see (below 11 mm/s).
+        for s in 0..100 {
+            assert!(e.observe(&reading(s, 60.0 + (s % 7) as f64 * 0.3, 2.0 + (s % 3) as f64 * 0.1), "", 0).is_empty());
+        }
+        let before = e.observe(&reading(100, 60.0, 7.5), "", 0);
+        assert!(before.is_empty(), "rules alone: 7.5 mm/s is normal");
+        let mut models = Models::default();
+        models.normal.insert("P".into(), normal_model("v2"));
+        e.set_models(models);
+        let after = e.observe(&reading(101, 60.0, 7.6), "", 0);
+        assert_eq!(after.len(), 1, "the new model scores the very next reading");
+        assert_eq!(after[0].alert.model_version, "normal-behaviour/P@v2");
+        assert_eq!(after[0].alert.rule, "model_normal_behaviour");
+        assert_eq!(e.models().versions(), vec![("normal-behaviour/P".to_string(), "v2".to_string())]);
+    }
+}

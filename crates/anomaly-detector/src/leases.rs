@@ -1,0 +1,133 @@
+//! Shard leases: which detector replica owns which telemetry shard.
+//!
+//! Each equipment's rolling state must live in exactly one replica, so replicas do not share
+//! a consumer group's entries freely: they take leases on whole shards, kept in Redis with a
+//! TTL and renewed by a heartbeat. Every replica also heartbeats its own presence; the fair
+//! share is `ceil(shards / live replicas)`. A replica above its share releases shards, one
+//! below takes free ones, and a dead replica's leases expire so the survivors take them over
+//! within one TTL. More replicas than shards is fine: the extra ones stand by.
+//!
+//! Renewal and release are compare-and-act scripts (only the holder may extend or drop a
+//! lease), so a replica that paused past its TTL cannot take a shard back from its new owner.
+
+use std::collections::BTreeSet;
+
+use fred::prelude::*;
+
+const RENEW: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"#;
+
+const RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#;
+
+const REPLICAS_KEY: &str = "proact:detector:replicas";
+
+fn lease_key(shard: u32) -> String {
+    format!("proact:detector:lease:{{{shard}}}")
+}
+
+/// What changed at a heartbeat.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub gained: Vec<u32>,
+    pub lost: Vec<u32>,
+}
+
+/// This replica's leases.
+pub struct Leases {
+    client: Client,
+    replica: String,
+    shards: u32,
+    ttl_ms: u64,
+    owned: BTreeSet<u32>,
+}
+
+impl Leases {
+    pub fn new(client: Client, replica: impl Into<String>, shards: u32, ttl_ms: u64) -> Self {
+        Self { client, replica: replica.into(), shards, ttl_ms, owned: BTreeSet::new() }
+    }
+
+    pub fn owned(&self) -> Vec<u32> {
+        self.owned.iter().copied().collect()
+    }
+
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    /// Renews, rebalances and acquires; call well within the TTL (a third of it).
+    pub async fn heartbeat(&mut self, now_ms: i64) -> Result<Change, Error> {
+        let mut change = Change::default();
+        // Presence, and the count of live replicas for the fair share.
+        let _: () =
+            self.client.zadd(REPLICAS_KEY, None, None, false, false, (now_ms as f64, self.replica.as_str())).await?;
+        let stale = (now_ms - self.ttl_ms as i64) as f64;
+        let _: () = self.client.zremrangebyscore(REPLICAS_KEY, f64::NEG_INFINITY, stale).await?;
+        let live: u64 = self.client.zcard(REPLICAS_KEY).await?;
+        let fair = self.shards.div_ceil(live.max(1) as u32) as usize;
+
+        for shard in self.owned.clone() {
+            let ok: i64 = self
+                .client
+                .eval(RENEW, vec![lease_key(shard)], vec![self.replica.clone(), self.ttl_ms.to_string()])
+                .await?;
+            if ok == 0 {
+                self.owned.remove(&shard);
+                change.lost.push(shard);
+            }
+        }
+        while self.owned.len() > fair {
+            let shard = *self.owned.iter().next_back().expect("non-empty");
+            let _: i64 = self.client.eval(RELEASE, vec![lease_key(shard)], vec![self.replica.clone()]).await?;
+            self.owned.remove(&shard);
+            change.lost.push(shard);
+        }
+        // Start the scan at a replica-specific offset so replicas starting together do not
+        // all race for shard 0 first.
+        let offset = crate::stable_hash(&self.replica) % self.shards.max(1);
+        for i in 0..self.shards {
+            if self.owned.len() >= fair {
+                break;
+            }
+            let shard = (offset + i) % self.shards;
+            if self.owned.contains(&shard) {
+                continue;
+            }
+            let set: Option<String> = self
+                .client
+                .set(
+                    lease_key(shard),
+                    self.replica.as_str(),
+                    Some(Expiration::PX(self.ttl_ms as i64)),
+                    Some(SetOptions::NX),
+                    false,
+                )
+                .await?;
+            if set.is_some() {
+                self.owned.insert(shard);
+                change.gained.push(shard);
+            }
+        }
+        change.gained.sort_unstable();
+        change.lost.sort_unstable();
+        Ok(change)
+    }
+
+    /// Releases every lease (on shutdown, after the last batch was acked) so others take
+    /// over at once instead of after a TTL.
+    pub async fn release_all(&mut self) -> Result<(), Error> {
+        for shard in std::mem::take(&mut self.owned) {
+            let _: i64 = self.client.eval(RELEASE, vec![lease_key(shard)], vec![self.replica.clone()]).await?;
+        }
+        let _: i64 = self.client.zrem(REPLICAS_KEY, self.replica.as_str()).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,80 @@
+//! Shard leases against a real Redis: fair sharing, takeover of a dead replica's shards,
+//! and more replicas than shards.
+
+use std::time::Duration;
+
+use proact_anomaly_detector::leases::Leases;
+
+async fn client(url: &str) -> fred::prelude::Client {
+    proact_server::redis::connect(url).await.unwrap()
+}
+
+fn now_ms() -> i64 {
+    proact_proto::time::now_micros() / 1000
+}
+
+#[tokio::test]
+async fn replicas_share_shards_and_take_over_a_dead_one() {
+    let redis = proact_testkit::Redis::start().await.unwrap();
+    let mut a = Leases::new(client(&redis.url()).await, "a", 8, 1_000);
+    let mut b = Leases::new(client(&redis.url()).await, "b", 8, 1_000);
+
+    let ca = a.heartbeat(now_ms()).await.unwrap();
+    assert_eq!(ca.gained.len(), 8, "alone, a replica takes every shard");
+    let cb = b.heartbeat(now_ms()).await.unwrap();
+    assert!(cb.gained.is_empty(), "held shards are not stolen");
+    // a now sees two live replicas: it releases down to its fair share, b takes the rest.
+    let ca = a.heartbeat(now_ms()).await.unwrap();
+    assert_eq!(ca.lost.len(), 4);
+    let cb = b.heartbeat(now_ms()).await.unwrap();
+    assert_eq!(cb.gained.len(), 4);
+    let mut all: Vec<u32> = a.owned().into_iter().chain(b.owned()).collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..8).collect::<Vec<_>>(), "each shard has exactly one owner");
+
+    // a dies (stops renewing) while b keeps its heartbeat: after the TTL, b owns everything.
+    let mut gained = 0;
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let cb = b.heartbeat(now_ms()).await.unwrap();
+        assert!(cb.lost.is_empty(), "b renews in time");
+        gained += cb.gained.len();
+    }
+    assert_eq!(gained, 4);
+    assert_eq!(b.owned().len(), 8);
+    // A late heartbeat of a cannot renew what it lost.
+    let ca = a.heartbeat(now_ms()).await.unwrap();
+    assert_eq!(ca.lost.len(), 4);
+    assert!(a.owned().len() <= 4);
+    let mut all: Vec<u32> = a.owned().into_iter().chain(b.owned()).collect();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), a.owned().len() + b.owned().len(), "no shard owned twice");
+}
+
+#[tokio::test]
+async fn more_replicas_than_shards() {
+    let redis = proact_testkit::Redis::start().await.unwrap();
+    let mut replicas = Vec::new();
+    for name in ["r1", "r2", "r3"] {
+        replicas.push(Leases::new(client(&redis.url()).await, name, 2, 5_000));
+    }
+    for _ in 0..3 {
+        for r in replicas.iter_mut() {
+            r.heartbeat(now_ms()).await.unwrap();
+        }
+    }
+    let owned: Vec<usize> = replicas.iter().map(|r| r.owned().len()).collect();
+    assert_eq!(owned.iter().sum::<usize>(), 2, "{owned:?}");
+    assert!(owned.iter().all(|&n| n <= 1), "{owned:?}");
+    // A graceful stop hands its shard over at once.
+    let holder = replicas.iter().position(|r| !r.owned().is_empty()).unwrap();
+    replicas[holder].release_all().await.unwrap();
+    let mut taken = 0;
+    for (i, r) in replicas.iter_mut().enumerate() {
+        if i != holder {
+            taken += r.heartbeat(now_ms()).await.unwrap().gained.len();
+        }
+    }
+    assert_eq!(taken, 1);
+}
