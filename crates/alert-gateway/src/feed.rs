@@ -1,24 +1,125 @@
 //! The alert feed: one reader of the alerts stream per gateway replica, fanned out to every
 //! client of this replica, plus replay from any past stream id for clients that resume.
+//!
+//! Fan-out is a `tokio::sync::broadcast` ring of pre-serialised frames: the reader never
+//! waits for a client (a send overwrites the oldest slot), each client has its own position
+//! in the ring, so the ring's capacity is every client's queue bound. A client that falls
+//! more than that behind gets `Lagged` and is cut off by its own task (see `ws`), without
+//! any other client noticing.
 
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use fred::prelude::*;
 use fred::types::streams::XReadResponse;
 use proact_proto::streams::{ALERTS_STREAM, PAYLOAD_FIELD};
-use proact_proto::v1::AlertEvent;
+use proact_proto::v1::{Alert, AlertEvent, AlertState};
 use prost::Message;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-/// Events buffered per client before a slow client is cut off.
+/// Default bound of each client's queue (the broadcast ring), in events.
 pub const CLIENT_BUFFER: usize = 1024;
+/// Entries read per replay page.
+const REPLAY_PAGE: u64 = 500;
+/// Alerts remembered by [`Recent`].
+const RECENT_ALERTS: usize = 20_000;
+
+/// A position in the alerts stream (`ms-seq`), ordered as Redis orders them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamId {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl StreamId {
+    /// Parses `ms-seq` (or a bare `ms`, as Redis accepts); `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (ms, seq) = s.split_once('-').unwrap_or((s, "0"));
+        Some(Self { ms: ms.parse().ok()?, seq: seq.parse().ok()? })
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// One alert event as every client receives it: decoded once, serialised once.
+#[derive(Debug)]
+pub struct FeedEvent {
+    pub id: StreamId,
+    pub event: AlertEvent,
+    /// The JSON text of the WebSocket message (cheap to clone: shared bytes).
+    pub text: Utf8Bytes,
+}
+
+pub type Frame = Arc<FeedEvent>;
+
+impl FeedEvent {
+    pub fn new(id: StreamId, event: AlertEvent) -> Frame {
+        let text = Utf8Bytes::from(crate::json::event(&event).to_string());
+        Arc::new(Self { id, event, text })
+    }
+}
+
+/// Latest known state of recently seen alerts, by id: lets an operator act on an alert the
+/// archive has not written yet, and keeps operator fields on later detector events.
+#[derive(Debug, Default)]
+pub struct Recent {
+    by_id: HashMap<String, Alert>,
+    order: VecDeque<String>,
+}
+
+pub type SharedRecent = Arc<Mutex<Recent>>;
+
+impl Recent {
+    pub fn get(&self, alert_id: &str) -> Option<Alert> {
+        self.by_id.get(alert_id).cloned()
+    }
+
+    /// Records `alert` as the latest state of its id (after [`merge_operator_fields`]).
+    pub fn put(&mut self, alert: Alert) {
+        if !self.by_id.contains_key(&alert.alert_id) {
+            self.order.push_back(alert.alert_id.clone());
+            if self.order.len() > RECENT_ALERTS {
+                if let Some(old) = self.order.pop_front() {
+                    self.by_id.remove(&old);
+                }
+            }
+        }
+        self.by_id.insert(alert.alert_id.clone(), alert);
+    }
+}
+
+/// The detector knows nothing of operators: its later events for an episode (escalated,
+/// cleared) carry empty operator fields. They keep what an operator already set, and an
+/// acknowledged alert does not go back to open.
+pub fn merge_operator_fields(known: &Alert, next: &mut Alert) {
+    if next.acknowledged_by.is_empty() {
+        next.acknowledged_by.clone_from(&known.acknowledged_by);
+    }
+    if next.comment.is_empty() {
+        next.comment.clone_from(&known.comment);
+    }
+    if next.assigned_to.is_empty() {
+        next.assigned_to.clone_from(&known.assigned_to);
+    }
+    if next.state == AlertState::Open as i32 && known.state == AlertState::Acknowledged as i32 {
+        next.state = AlertState::Acknowledged as i32;
+    }
+}
 
 /// Follows the alerts stream from its current end and broadcasts each event.
 pub async fn follow(
     client: Client,
-    tx: broadcast::Sender<AlertEvent>,
+    tx: broadcast::Sender<Frame>,
+    recent: SharedRecent,
     ready: proact_server::Readiness,
     shutdown: CancellationToken,
 ) {
@@ -26,7 +127,7 @@ pub async fn follow(
     // reads is skipped (as reading from `$` each time would).
     let mut last = loop {
         match last_id(&client).await {
-            Ok(id) => break id.unwrap_or_else(|| "0-0".into()),
+            Ok(id) => break id.unwrap_or_default(),
             Err(e) => {
                 ready.set("redis", false);
                 tracing::warn!(error = %e, "alerts stream not reachable");
@@ -37,21 +138,35 @@ pub async fn follow(
             }
         }
     };
+    ready.set("redis", true);
     let mut backoff = Duration::from_millis(50);
     while !shutdown.is_cancelled() {
+        let from = last.to_string();
         let r: Result<XReadResponse<String, String, String, Bytes>, Error> = tokio::select! {
             _ = shutdown.cancelled() => break,
-            r = client.xread::<Value, _, _>(Some(512), Some(1000), ALERTS_STREAM, last.as_str()) => r.and_then(proact_server::redis::xread_response),
+            r = client.xread::<Value, _, _>(Some(512), Some(1000), ALERTS_STREAM, from.as_str()) => r.and_then(proact_server::redis::xread_response),
         };
         match r {
             Ok(resp) => {
                 ready.set("redis", true);
                 backoff = Duration::from_millis(50);
                 for (id, fields) in resp.get(ALERTS_STREAM).cloned().unwrap_or_default() {
-                    if let Some(ev) = decode(&id, fields.get(PAYLOAD_FIELD)) {
-                        let _ = tx.send(ev);
+                    let Some(sid) = StreamId::parse(&id) else { continue };
+                    last = sid;
+                    let Some(mut ev) = decode(&id, fields.get(PAYLOAD_FIELD)) else {
+                        metrics::counter!("proact_gateway_undecodable_events_total").increment(1);
+                        continue;
+                    };
+                    if let Some(a) = ev.alert.as_mut() {
+                        let mut r = recent.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Some(known) = r.get(&a.alert_id) {
+                            merge_operator_fields(&known, a);
+                        }
+                        r.put(a.clone());
                     }
-                    last = id;
+                    metrics::counter!("proact_gateway_feed_events_total").increment(1);
+                    // No receiver is not an error: the event is in the stream for later resumes.
+                    let _ = tx.send(FeedEvent::new(sid, ev));
                 }
             }
             Err(e) => {
@@ -64,11 +179,11 @@ pub async fn follow(
     }
 }
 
-async fn last_id(client: &Client) -> Result<Option<String>, Error> {
+async fn last_id(client: &Client) -> Result<Option<StreamId>, Error> {
     let v: Value = client.xrevrange(ALERTS_STREAM, "+", "-", Some(1)).await?;
     Ok(match v {
         Value::Array(entries) => entries.first().and_then(|e| match e {
-            Value::Array(p) => p.first().and_then(|id| id.as_string()),
+            Value::Array(p) => p.first().and_then(|id| id.as_string()).and_then(|s| StreamId::parse(&s)),
             _ => None,
         }),
         _ => None,
@@ -82,29 +197,158 @@ pub fn decode(id: &str, payload: Option<&Bytes>) -> Option<AlertEvent> {
     Some(ev)
 }
 
-/// Every event after stream id `after`, in order (what a resuming client missed).
-pub async fn replay_after(client: &Client, after: &str, limit: u64) -> Result<Vec<AlertEvent>, Error> {
+/// Up to `count` events after stream id `after`, in order.
+pub async fn replay_page(client: &Client, after: StreamId, count: u64) -> Result<Vec<Frame>, Error> {
     let start = format!("({after}");
-    let entries: Vec<(String, std::collections::HashMap<String, Bytes>)> =
-        client.xrange(ALERTS_STREAM, start.as_str(), "+", Some(limit)).await?;
-    Ok(entries.into_iter().filter_map(|(id, f)| decode(&id, f.get(PAYLOAD_FIELD))).collect())
+    let entries: Vec<(String, HashMap<String, Bytes>)> =
+        client.xrange(ALERTS_STREAM, start.as_str(), "+", Some(count)).await?;
+    Ok(entries
+        .into_iter()
+        .filter_map(|(id, f)| {
+            let sid = StreamId::parse(&id)?;
+            Some(FeedEvent::new(sid, decode(&id, f.get(PAYLOAD_FIELD))?))
+        })
+        .collect())
 }
 
-/// Compares two stream ids (`ms-seq`).
-pub fn id_after(a: &str, b: &str) -> bool {
-    fn parse(s: &str) -> (u64, u64) {
-        let (ms, seq) = s.split_once('-').unwrap_or((s, "0"));
-        (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+/// The most recent state of `alert_id` in the last `scan` entries of the alerts stream.
+pub async fn find_in_stream(client: &Client, alert_id: &str, scan: u64) -> Result<Option<Alert>, Error> {
+    let entries: Vec<(String, HashMap<String, Bytes>)> = client.xrevrange(ALERTS_STREAM, "+", "-", Some(scan)).await?;
+    Ok(entries
+        .into_iter()
+        .filter_map(|(id, f)| decode(&id, f.get(PAYLOAD_FIELD)).and_then(|e| e.alert))
+        .find(|a| a.alert_id == alert_id))
+}
+
+/// Why a subscription ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscriptionError {
+    /// The client fell more than its queue behind the live feed.
+    #[error("too slow: {0} alerts behind")]
+    Lagged(u64),
+    #[error("replay from the alerts stream failed: {0}")]
+    Replay(#[from] Error),
+}
+
+/// One client's view of the feed: what it missed after its resume point (replayed from the
+/// stream, in pages), then the live feed, each event exactly once and in stream order.
+pub struct Subscription {
+    rx: broadcast::Receiver<Frame>,
+    redis: Client,
+    /// The last id handed out: anything at or before it is a duplicate.
+    last: StreamId,
+    replaying: bool,
+    backlog: VecDeque<Frame>,
+}
+
+impl Subscription {
+    /// `rx` must be subscribed before the replay starts, so nothing falls in between.
+    pub fn new(rx: broadcast::Receiver<Frame>, redis: Client, after: Option<StreamId>) -> Self {
+        Self { rx, redis, last: after.unwrap_or_default(), replaying: after.is_some(), backlog: VecDeque::new() }
     }
-    parse(a) > parse(b)
+
+    /// The next event; `Ok(None)` once the feed is closed. Cancel-safe: state only changes
+    /// after an await completes.
+    pub async fn next(&mut self) -> Result<Option<Frame>, SubscriptionError> {
+        loop {
+            if let Some(f) = self.backlog.pop_front() {
+                return Ok(Some(f));
+            }
+            if self.replaying {
+                let page = replay_page(&self.redis, self.last, REPLAY_PAGE).await?;
+                self.replaying = page.len() as u64 == REPLAY_PAGE;
+                if let Some(f) = page.last() {
+                    self.last = f.id;
+                }
+                self.backlog.extend(page);
+                continue;
+            }
+            match self.rx.recv().await {
+                Ok(f) => {
+                    if let Some(f) = self.fresh(f) {
+                        return Ok(Some(f));
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => return Err(SubscriptionError::Lagged(n)),
+                Err(broadcast::error::RecvError::Closed) => return Ok(None),
+            }
+        }
+    }
+
+    /// The next event if one is ready now (to batch writes), else `None`.
+    pub fn try_next(&mut self) -> Option<Result<Frame, SubscriptionError>> {
+        if let Some(f) = self.backlog.pop_front() {
+            return Some(Ok(f));
+        }
+        if self.replaying {
+            return None;
+        }
+        loop {
+            match self.rx.try_recv() {
+                Ok(f) => {
+                    if let Some(f) = self.fresh(f) {
+                        return Some(Ok(f));
+                    }
+                }
+                Err(broadcast::error::TryRecvError::Lagged(n)) => return Some(Err(SubscriptionError::Lagged(n))),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn fresh(&mut self, f: Frame) -> Option<Frame> {
+        // Already delivered by the replay (or before the resume point).
+        if f.id <= self.last {
+            return None;
+        }
+        self.last = f.id;
+        Some(f)
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn stream_ids_compare_numerically() {
-        assert!(super::id_after("10-0", "9-5"));
-        assert!(super::id_after("10-10", "10-9"));
-        assert!(!super::id_after("10-1", "10-1"));
+        let p = |s| StreamId::parse(s).unwrap();
+        assert!(p("10-0") > p("9-5"));
+        assert!(p("10-10") > p("10-9"));
+        assert_eq!(p("10"), p("10-0"));
+        assert_eq!(p("1700000000000-3").to_string(), "1700000000000-3");
+        assert!(StreamId::parse("abc").is_none());
+        assert!(StreamId::parse("1-x").is_none());
+    }
+
+    #[test]
+    fn detector_events_keep_operator_fields() {
+        let known = Alert {
+            alert_id: "A".into(),
+            state: AlertState::Acknowledged as i32,
+            acknowledged_by: "léa".into(),
+            comment: "on y va".into(),
+            assigned_to: "T03".into(),
+            ..Default::default()
+        };
+        let mut escalated = Alert { alert_id: "A".into(), state: AlertState::Open as i32, ..Default::default() };
+        merge_operator_fields(&known, &mut escalated);
+        assert_eq!(escalated.state, AlertState::Acknowledged as i32);
+        assert_eq!((escalated.acknowledged_by.as_str(), escalated.assigned_to.as_str()), ("léa", "T03"));
+        let mut cleared = Alert { alert_id: "A".into(), state: AlertState::Cleared as i32, ..Default::default() };
+        merge_operator_fields(&known, &mut cleared);
+        assert_eq!(cleared.state, AlertState::Cleared as i32);
+        assert_eq!(cleared.comment, "on y va");
+    }
+
+    #[test]
+    fn recent_is_bounded() {
+        let mut r = Recent::default();
+        for i in 0..RECENT_ALERTS + 10 {
+            r.put(Alert { alert_id: format!("A{i}"), ..Default::default() });
+        }
+        assert!(r.get("A0").is_none());
+        assert!(r.get(&format!("A{}", RECENT_ALERTS + 9)).is_some());
+        assert_eq!(r.by_id.len(), RECENT_ALERTS);
     }
 }

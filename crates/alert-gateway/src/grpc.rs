@@ -1,4 +1,5 @@
-//! gRPC `Alerts`: subscribe with resume, list, and the lifecycle actions.
+//! gRPC `Alerts`: subscribe with resume, list with filters, and the lifecycle actions,
+//! behind the same bearer token as the HTTP side (checked by [`auth_interceptor`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,18 +10,36 @@ use proact_proto::v1::{
     AcknowledgeAlertRequest, Alert, AlertEvent, AlertsQuery, AssignAlertRequest, ClearAlertRequest, ListAlertsRequest,
     ListAlertsResponse, SubscribeAlertsRequest,
 };
-use tokio::sync::broadcast;
 use tonic::{Request, Response, Status};
 
-use crate::feed;
-use crate::http::Shared;
-use crate::lifecycle::{self, Change};
+use crate::feed::{StreamId, Subscription, SubscriptionError};
+use crate::http::{constant_time_eq, Shared};
+use crate::lifecycle::Change;
 
 pub struct AlertsService {
     pub shared: Arc<Shared>,
 }
 
+/// Refuses calls without `authorization: Bearer <token>` when a token is configured.
+pub fn auth_interceptor(token: Option<String>) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |req: Request<()>| {
+        let Some(want) = token.as_deref() else { return Ok(req) };
+        let got =
+            req.metadata().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        match got {
+            Some(got) if constant_time_eq(got.as_bytes(), want.as_bytes()) => Ok(req),
+            _ => {
+                metrics::counter!("proact_gateway_auth_refused_total", "api" => "grpc").increment(1);
+                Err(Status::unauthenticated("missing or wrong bearer token (metadata `authorization: Bearer …`)"))
+            }
+        }
+    }
+}
+
 type EventStream = Pin<Box<dyn Stream<Item = Result<AlertEvent, Status>> + Send>>;
+
+/// Events queued for one gRPC subscriber beyond what HTTP/2 flow control already buffers.
+const GRPC_QUEUE: usize = 64;
 
 #[tonic::async_trait]
 impl Alerts for AlertsService {
@@ -28,46 +47,45 @@ impl Alerts for AlertsService {
 
     async fn subscribe(&self, req: Request<SubscribeAlertsRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
         let after = req.into_inner().resume_after;
-        let mut rx = self.shared.feed.subscribe();
-        let redis = self.shared.redis.clone();
-        let (tx, out) = tokio::sync::mpsc::channel(feed::CLIENT_BUFFER);
+        let after = match after.as_str() {
+            "" => None,
+            a => Some(
+                StreamId::parse(a)
+                    .ok_or_else(|| Status::invalid_argument(format!("resume_after: {a:?} is not a stream id")))?,
+            ),
+        };
+        let mut sub = Subscription::new(self.shared.feed.subscribe(), self.shared.redis.clone(), after);
+        let (tx, out) = tokio::sync::mpsc::channel(GRPC_QUEUE);
+        let write_timeout = self.shared.write_timeout;
+        let shutdown = self.shared.shutdown.clone();
         tokio::spawn(async move {
-            let mut last = String::new();
-            if !after.is_empty() {
-                match feed::replay_after(&redis, &after, 10_000).await {
-                    Ok(missed) => {
-                        for ev in missed {
-                            last = ev.event_id.clone();
-                            if tx.send(Ok(ev)).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(Status::unavailable(format!("replay failed: {e}")))).await;
-                        return;
-                    }
-                }
-            }
             loop {
-                match rx.recv().await {
-                    Ok(ev) => {
-                        if !last.is_empty() && !feed::id_after(&ev.event_id, &last) {
-                            continue;
-                        }
-                        if tx.send(Ok(ev)).await.is_err() {
-                            return;
-                        }
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    n = sub.next() => n,
+                };
+                let item = match next {
+                    Ok(Some(f)) => Ok(f.event.clone()),
+                    Ok(None) => return,
+                    Err(SubscriptionError::Lagged(n)) => {
+                        metrics::counter!("proact_gateway_grpc_evicted_total").increment(1);
+                        Err(Status::resource_exhausted(format!(
+                            "too slow: {n} alerts behind; subscribe again with resume_after=<last event_id>"
+                        )))
                     }
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        let _ = tx
-                            .send(Err(Status::resource_exhausted(format!(
-                                "too slow: {n} events behind; resubscribe with resume_after"
-                            ))))
-                            .await;
+                    Err(e) => Err(Status::unavailable(e.to_string())),
+                };
+                let end = item.is_err();
+                // A subscriber that takes nothing for the write timeout is cut off, like a WebSocket.
+                match tokio::time::timeout(write_timeout, tx.send(item)).await {
+                    Ok(Ok(())) if !end => {}
+                    Err(_) => {
+                        let _ = tx.try_send(Err(Status::resource_exhausted(
+                            "not reading; subscribe again with resume_after",
+                        )));
                         return;
                     }
-                    Err(broadcast::error::RecvError::Closed) => return,
+                    _ => return,
                 }
             }
         });
@@ -91,25 +109,19 @@ impl Alerts for AlertsService {
 
     async fn acknowledge(&self, req: Request<AcknowledgeAlertRequest>) -> Result<Response<Alert>, Status> {
         let r = req.into_inner();
-        let a = lifecycle::apply(
-            &self.shared.pool,
-            &self.shared.redis,
-            &r.alert_id,
-            Change::Acknowledge { by: r.by, comment: r.comment },
-        )
-        .await?;
-        Ok(Response::new(a))
+        let c = Change::Acknowledge { by: r.by, comment: r.comment };
+        Ok(Response::new(self.shared.lifecycle().apply(&r.alert_id, c).await?))
     }
 
     async fn assign(&self, req: Request<AssignAlertRequest>) -> Result<Response<Alert>, Status> {
         let r = req.into_inner();
         let c = Change::Assign { technician_id: r.technician_id, by: r.by, comment: r.comment };
-        Ok(Response::new(lifecycle::apply(&self.shared.pool, &self.shared.redis, &r.alert_id, c).await?))
+        Ok(Response::new(self.shared.lifecycle().apply(&r.alert_id, c).await?))
     }
 
     async fn clear(&self, req: Request<ClearAlertRequest>) -> Result<Response<Alert>, Status> {
         let r = req.into_inner();
         let c = Change::Clear { by: r.by, comment: r.comment };
-        Ok(Response::new(lifecycle::apply(&self.shared.pool, &self.shared.redis, &r.alert_id, c).await?))
+        Ok(Response::new(self.shared.lifecycle().apply(&r.alert_id, c).await?))
     }
 }

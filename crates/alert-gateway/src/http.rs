@@ -1,178 +1,299 @@
-//! The gateway's HTTP side: the dashboard page, `/ws/alerts`, and a small JSON API.
+//! The gateway's HTTP side: the dashboard page, `/ws/alerts`, and the small JSON API the
+//! page uses. Every route but the page itself (static, no data) needs the bearer token when
+//! one is configured: `Authorization: Bearer …`, or `?token=…` where a browser cannot set
+//! headers (WebSocket).
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use proact_proto::v1::{AlertEvent, AlertsQuery};
+use proact_proto::v1::AlertsQuery;
 use serde::Deserialize;
+use serde_json::json;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::lifecycle::{self, Change, LifecycleError};
-use crate::{feed, json};
+use crate::feed::{Frame, SharedRecent, StreamId};
+use crate::lifecycle::{Change, Lifecycle, LifecycleError};
+use crate::reference::ReferenceError;
+use crate::upstream::{self, IngestRate};
+use crate::{json, ws};
 
 const DASHBOARD: &str = include_str!("../static/index.html");
 
-/// Shared state of the HTTP handlers.
+/// State shared by the HTTP handlers, the WebSocket clients and the gRPC service.
 pub struct Shared {
     pub pool: deadpool_postgres::Pool,
     pub redis: fred::prelude::Client,
-    pub feed: broadcast::Sender<AlertEvent>,
+    pub feed: broadcast::Sender<Frame>,
+    pub recent: SharedRecent,
     pub token: Option<String>,
     pub heartbeat: Duration,
+    pub write_timeout: Duration,
+    pub silent_after_s: i64,
+    pub archive: tonic::transport::Channel,
+    pub registry: tonic::transport::Channel,
+    pub ingest_rate: Arc<IngestRate>,
+    /// WebSocket clients connected to this replica.
+    pub clients: AtomicUsize,
     pub shutdown: CancellationToken,
 }
 
+impl Shared {
+    pub fn lifecycle(&self) -> Lifecycle<'_> {
+        Lifecycle { pool: &self.pool, redis: &self.redis, recent: &self.recent }
+    }
+
+    /// Whether a presented token (header value without `Bearer `, or parameter) is accepted.
+    pub fn accepts(&self, presented: Option<&str>) -> bool {
+        match self.token.as_deref() {
+            None => true,
+            Some(want) => presented.is_some_and(|got| constant_time_eq(got.as_bytes(), want.as_bytes())),
+        }
+    }
+}
+
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/", get(|| async { Html(DASHBOARD) }))
+    let api = Router::new()
         .route("/ws/alerts", get(ws_alerts))
         .route("/api/alerts", get(list_alerts))
+        .route("/api/alerts/{id}", get(get_alert))
+        .route("/api/alerts/{id}/technicians", get(technicians))
         .route("/api/alerts/{id}/ack", post(ack))
         .route("/api/alerts/{id}/assign", post(assign))
         .route("/api/alerts/{id}/clear", post(clear))
+        .route("/api/equipment", get(equipment))
+        .route("/api/equipment/{id}/telemetry", get(telemetry))
+        .route("/api/status", get(status))
+        .route_layer(middleware::from_fn_with_state(shared.clone(), auth));
+    Router::new()
+        .route("/", get(|| async { ([(header::CACHE_CONTROL, "no-cache")], Html(DASHBOARD)) }))
+        .merge(api)
         .with_state(shared)
 }
 
-fn authorized(shared: &Shared, headers: &HeaderMap, query_token: Option<&str>) -> bool {
-    let Some(want) = shared.token.as_deref() else { return true };
-    let bearer =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    // Browsers cannot set headers on a WebSocket: the page passes the token as a parameter.
-    bearer.or(query_token).is_some_and(|got| constant_time_eq(got.as_bytes(), want.as_bytes()))
+/// The bearer token from the `Authorization` header, else from the `token` query parameter.
+fn presented_token<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<String> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    bearer.or_else(|| {
+        query.and_then(|q| {
+            q.split('&').find_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                (k == "token").then(|| percent_decode(v))
+            })
+        })
+    })
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Decodes `%XX` and `+` of a query value (tokens are usually plain; this keeps any usable).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn auth(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let token = presented_token(req.headers(), req.uri().query());
+    if !shared.accepts(token.as_deref()) {
+        metrics::counter!("proact_gateway_auth_refused_total", "api" => "http").increment(1);
+        return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "missing or wrong bearer token\n")
+            .into_response();
+    }
+    next.run(req).await
+}
+
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn unauthorized() -> Response {
-    (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "missing or wrong bearer token\n")
-        .into_response()
+/// Every failure of the JSON API, mapped to one status code in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
 }
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = match self {
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        (code, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+impl From<LifecycleError> for ApiError {
+    fn from(e: LifecycleError) -> Self {
+        match e {
+            LifecycleError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            LifecycleError::Invalid(_) => ApiError::Conflict(e.to_string()),
+            _ => ApiError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<ReferenceError> for ApiError {
+    fn from(e: ReferenceError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
+impl From<proact_store::StoreError> for ApiError {
+    fn from(e: proact_store::StoreError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
 
 #[derive(Debug, Deserialize, Default)]
 pub struct WsParams {
     /// Replay every alert event after this alerts-stream id, then follow live.
     pub after: Option<String>,
-    pub token: Option<String>,
 }
 
 async fn ws_alerts(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
     Query(p): Query<WsParams>,
-    ws: WebSocketUpgrade,
-) -> Response {
-    if !authorized(&shared, &headers, p.token.as_deref()) {
-        return unauthorized();
-    }
+    ws: axum::extract::WebSocketUpgrade,
+) -> ApiResult {
+    let after = match p.after.as_deref().filter(|a| !a.is_empty()) {
+        None => None,
+        Some(a) => Some(
+            StreamId::parse(a)
+                .ok_or_else(|| ApiError::BadRequest(format!("after: {a:?} is not a stream id (ms-seq)")))?,
+        ),
+    };
     // Subscribe before replaying, so nothing falls between the replay and the live feed.
     let rx = shared.feed.subscribe();
-    ws.on_upgrade(move |socket| client(shared, socket, rx, p.after))
-}
-
-async fn client(
-    shared: Arc<Shared>,
-    mut socket: WebSocket,
-    mut rx: broadcast::Receiver<AlertEvent>,
-    after: Option<String>,
-) {
-    metrics::gauge!("proact_gateway_ws_clients").increment(1.0);
-    let mut last = String::new();
-    if let Some(after) = after.filter(|a| !a.is_empty()) {
-        match feed::replay_after(&shared.redis, &after, 10_000).await {
-            Ok(missed) => {
-                for ev in missed {
-                    last = ev.event_id.clone();
-                    if socket.send(WsMessage::Text(json::event(&ev).to_string().into())).await.is_err() {
-                        metrics::gauge!("proact_gateway_ws_clients").decrement(1.0);
-                        return;
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "replay failed"),
-        }
-    }
-    let mut heartbeat = tokio::time::interval(shared.heartbeat);
-    heartbeat.tick().await;
-    loop {
-        tokio::select! {
-            _ = shared.shutdown.cancelled() => {
-                let _ = socket.send(WsMessage::Close(Some(CloseFrame { code: 1001, reason: "gateway shutting down".into() }))).await;
-                break;
-            }
-            ev = rx.recv() => match ev {
-                Ok(ev) => {
-                    if !last.is_empty() && !feed::id_after(&ev.event_id, &last) {
-                        continue; // already sent by the replay
-                    }
-                    if socket.send(WsMessage::Text(json::event(&ev).to_string().into())).await.is_err() {
-                        break;
-                    }
-                    metrics::counter!("proact_gateway_ws_messages_total").increment(1);
-                }
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    // A slow client is cut off rather than slowing the others; it resumes
-                    // from its last event id on reconnect.
-                    metrics::counter!("proact_gateway_ws_evicted_total").increment(1);
-                    let reason = format!("too slow: {n} alerts behind; reconnect with after=<last event_id>");
-                    let _ = socket.send(WsMessage::Close(Some(CloseFrame { code: 4008, reason: reason.into() }))).await;
-                    break;
-                }
-                Err(broadcast::error::RecvError::Closed) => break,
-            },
-            _ = heartbeat.tick() => {
-                if socket.send(WsMessage::Text(r#"{"type":"heartbeat"}"#.into())).await.is_err() {
-                    break;
-                }
-            }
-            msg = socket.recv() => match msg {
-                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
-                _ => {}
-            },
-        }
-    }
-    metrics::gauge!("proact_gateway_ws_clients").decrement(1.0);
+    // Clients send nothing but control frames: small read buffers keep thousands of them cheap.
+    Ok(ws
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(16 * 1024)
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| ws::serve(shared, socket, rx, after)))
 }
 
 #[derive(Debug, Deserialize, Default)]
 pub struct ListParams {
     pub equipement_id: Option<String>,
     pub state: Option<String>,
+    pub min_severity: Option<String>,
     pub limit: Option<u32>,
-    pub token: Option<String>,
 }
 
-async fn list_alerts(State(shared): State<Arc<Shared>>, headers: HeaderMap, Query(p): Query<ListParams>) -> Response {
-    if !authorized(&shared, &headers, p.token.as_deref()) {
-        return unauthorized();
-    }
-    let state = match p.state.as_deref() {
+fn parse_state(s: Option<&str>) -> Result<i32, ApiError> {
+    Ok(match s {
         None | Some("") => 0,
         Some("open") => 1,
         Some("acknowledged") => 2,
         Some("cleared") => 3,
-        Some(other) => return (StatusCode::BAD_REQUEST, format!("unknown state {other:?}\n")).into_response(),
-    };
+        Some(other) => return Err(ApiError::BadRequest(format!("unknown state {other:?}"))),
+    })
+}
+
+fn parse_severity(s: Option<&str>) -> Result<i32, ApiError> {
+    Ok(match s {
+        None | Some("") => 0,
+        Some("info") => 1,
+        Some("warning") => 2,
+        Some("critical") => 3,
+        Some(other) => return Err(ApiError::BadRequest(format!("unknown severity {other:?}"))),
+    })
+}
+
+/// Alerts from the database, plus the alerts-stream position they are at least as new as:
+/// the page follows the WebSocket from there, so nothing raised meanwhile is missed.
+async fn list_alerts(State(shared): State<Arc<Shared>>, Query(p): Query<ListParams>) -> ApiResult {
+    let position = last_event_id(&shared.redis).await;
     let q = AlertsQuery {
         equipement_id: p.equipement_id.unwrap_or_default(),
-        state,
-        limit: p.limit.unwrap_or(200),
+        state: parse_state(p.state.as_deref())?,
+        min_severity: parse_severity(p.min_severity.as_deref())?,
+        limit: p.limit.unwrap_or(200).min(5000),
         ..Default::default()
     };
-    match proact_store::list_alerts(&shared.pool, &q).await {
-        Ok(alerts) => {
-            Json(serde_json::json!({ "alerts": alerts.iter().map(json::alert).collect::<Vec<_>>() })).into_response()
-        }
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    let alerts = proact_store::list_alerts(&shared.pool, &q).await?;
+    Ok(Json(json!({
+        "alerts": alerts.iter().map(json::alert).collect::<Vec<_>>(),
+        "last_event_id": position,
+    }))
+    .into_response())
+}
+
+async fn last_event_id(redis: &fred::prelude::Client) -> Option<String> {
+    use fred::prelude::*;
+    let v: Value = redis.xrevrange(proact_proto::streams::ALERTS_STREAM, "+", "-", Some(1)).await.ok()?;
+    match v {
+        Value::Array(entries) => entries.first().and_then(|e| match e {
+            Value::Array(p) => p.first().and_then(|id| id.as_string()),
+            _ => None,
+        }),
+        _ => None,
     }
+}
+
+async fn find(shared: &Shared, id: &str) -> Result<proact_proto::v1::Alert, ApiError> {
+    shared.lifecycle().find(id).await?.ok_or_else(|| ApiError::NotFound(format!("no alert with id {id:?}")))
+}
+
+async fn get_alert(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResult {
+    let alert = find(&shared, &id).await?;
+    let history = crate::lifecycle::history(&shared.pool, &id).await?;
+    Ok(Json(json!({ "alert": json::alert(&alert), "history": history })).into_response())
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct TechParams {
+    pub failure_mode: Option<String>,
+}
+
+async fn technicians(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Query(p): Query<TechParams>,
+) -> ApiResult {
+    let alert = find(&shared, &id).await?;
+    let s = crate::reference::suggestions(&shared.pool, &alert, p.failure_mode.as_deref()).await?;
+    Ok(Json(s).into_response())
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -185,41 +306,115 @@ pub struct ChangeBody {
     pub technician_id: String,
 }
 
-async fn change(shared: Arc<Shared>, headers: HeaderMap, id: String, c: Change) -> Response {
-    if !authorized(&shared, &headers, None) {
-        return unauthorized();
+async fn change(shared: &Shared, id: &str, c: Change) -> ApiResult {
+    let a = shared.lifecycle().apply(id, c).await?;
+    Ok(Json(json::alert(&a)).into_response())
+}
+
+async fn ack(State(s): State<Arc<Shared>>, Path(id): Path<String>, Json(b): Json<ChangeBody>) -> ApiResult {
+    change(&s, &id, Change::Acknowledge { by: b.by, comment: b.comment }).await
+}
+
+async fn assign(State(s): State<Arc<Shared>>, Path(id): Path<String>, Json(b): Json<ChangeBody>) -> ApiResult {
+    change(&s, &id, Change::Assign { technician_id: b.technician_id, by: b.by, comment: b.comment }).await
+}
+
+async fn clear(State(s): State<Arc<Shared>>, Path(id): Path<String>, Json(b): Json<ChangeBody>) -> ApiResult {
+    change(&s, &id, Change::Clear { by: b.by, comment: b.comment }).await
+}
+
+async fn equipment(State(shared): State<Arc<Shared>>) -> ApiResult {
+    let list = crate::reference::equipment(&shared.pool, shared.silent_after_s).await?;
+    Ok(Json(json!({ "equipment": list, "silent_after_s": shared.silent_after_s })).into_response())
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct TelemetryParams {
+    /// Window ending now, in minutes (default 30, at most one week).
+    pub minutes: Option<u32>,
+}
+
+async fn telemetry(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Query(p): Query<TelemetryParams>,
+) -> ApiResult {
+    let minutes = i64::from(p.minutes.unwrap_or(30).clamp(1, 7 * 24 * 60));
+    let to = proact_proto::time::now_micros() + 1;
+    let from = to - minutes * 60_000_000;
+    let points = upstream::telemetry(shared.archive.clone(), &id, from, to)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("archive: {}", e.message())))?;
+    // Alert spans overlapping the window, to mark on the chart.
+    let q = AlertsQuery { equipement_id: id.clone(), to_micros: to, limit: 200, ..Default::default() };
+    let spans: Vec<serde_json::Value> = proact_store::list_alerts(&shared.pool, &q)
+        .await?
+        .iter()
+        .filter(|a| a.end_micros == 0 || a.end_micros >= from)
+        .map(|a| {
+            json!({
+                "alert_id": a.alert_id,
+                "start": a.start_micros / 1000,
+                "end": if a.end_micros > 0 { Some(a.end_micros / 1000) } else { None },
+                "severity": json::severity(a.severity),
+                "state": json::state(a.state),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "equipement_id": id,
+        "from": from / 1000,
+        "to": to / 1000,
+        "points": points,
+        "alerts": spans,
+    }))
+    .into_response())
+}
+
+/// The model in use and the ingest rate, for the page's header.
+async fn status(State(shared): State<Arc<Shared>>) -> ApiResult {
+    let (registry, recent) = tokio::join!(
+        tokio::time::timeout(upstream::UPSTREAM_TIMEOUT, upstream::active_models(shared.registry.clone())),
+        model_of_recent_alerts(&shared.pool),
+    );
+    let (active, registry_error) = match registry {
+        Ok(Ok(m)) => (m, None),
+        Ok(Err(e)) => (Vec::new(), Some(format!("registry: {}", e.message()))),
+        Err(_) => (Vec::new(), Some("registry: no answer".to_string())),
+    };
+    Ok(Json(json!({
+        "model": {
+            "active": active,
+            "registry_error": registry_error,
+            "last_alert_model_version": recent,
+        },
+        "ingest": { "readings_per_s": shared.ingest_rate.get() },
+        "gateway": { "clients": shared.clients.load(std::sync::atomic::Ordering::Relaxed) },
+    }))
+    .into_response())
+}
+
+/// The model version stamped on the most recently raised alert (what the detector runs).
+async fn model_of_recent_alerts(pool: &deadpool_postgres::Pool) -> Option<String> {
+    let client = pool.get().await.ok()?;
+    let row = client
+        .query_opt("SELECT model_version FROM alerts WHERE model_version <> '' ORDER BY start_ts DESC LIMIT 1", &[])
+        .await
+        .ok()??;
+    Some(row.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_from_header_or_query() {
+        let mut h = HeaderMap::new();
+        assert_eq!(presented_token(&h, Some("after=1-0&token=abc%2Bd+e")), Some("abc+d e".into()));
+        assert_eq!(presented_token(&h, Some("after=1-0")), None);
+        h.insert(header::AUTHORIZATION, "Bearer xyz".parse().unwrap());
+        assert_eq!(presented_token(&h, Some("token=abc")), Some("xyz".into()));
+        assert_eq!(percent_decode("a%zz%4"), "a%zz%4");
     }
-    match lifecycle::apply(&shared.pool, &shared.redis, &id, c).await {
-        Ok(a) => Json(json::alert(&a)).into_response(),
-        Err(e @ LifecycleError::NotFound(_)) => (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
-        Err(e @ LifecycleError::Invalid(_)) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
-    }
-}
-
-async fn ack(
-    State(s): State<Arc<Shared>>,
-    h: HeaderMap,
-    Path(id): Path<String>,
-    Json(b): Json<ChangeBody>,
-) -> Response {
-    change(s, h, id, Change::Acknowledge { by: b.by, comment: b.comment }).await
-}
-
-async fn assign(
-    State(s): State<Arc<Shared>>,
-    h: HeaderMap,
-    Path(id): Path<String>,
-    Json(b): Json<ChangeBody>,
-) -> Response {
-    change(s, h, id, Change::Assign { technician_id: b.technician_id, by: b.by, comment: b.comment }).await
-}
-
-async fn clear(
-    State(s): State<Arc<Shared>>,
-    h: HeaderMap,
-    Path(id): Path<String>,
-    Json(b): Json<ChangeBody>,
-) -> Response {
-    change(s, h, id, Change::Clear { by: b.by, comment: b.comment }).await
 }

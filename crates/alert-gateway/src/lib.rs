@@ -1,8 +1,9 @@
 //! ProAct alert gateway: the maintenance team's window on the pipeline. It follows the
 //! alerts stream and pushes every event to its WebSocket (`/ws/alerts`) and gRPC
 //! (`Alerts.Subscribe`) clients, with resume from any past event id; it drives the alert
-//! lifecycle (acknowledge, assign, clear) and serves the dashboard page.
-//! Upstream: anomaly-detector (alerts stream), archive (history). Downstream: people.
+//! lifecycle (acknowledge, assign, clear) and serves the dashboard page with its JSON API.
+//! Upstream: anomaly-detector (alerts stream), archive (history, gRPC), trainer (model
+//! registry, gRPC), the reference tables (AMDEC, workload). Downstream: people.
 #![forbid(unsafe_code)]
 
 pub mod feed;
@@ -10,6 +11,9 @@ pub mod grpc;
 pub mod http;
 pub mod json;
 pub mod lifecycle;
+pub mod reference;
+pub mod upstream;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,6 +51,21 @@ pub struct Config {
     /// Seconds between heartbeats on idle WebSockets.
     #[arg(long, env = "PROACT_WS_HEARTBEAT_SECS", default_value_t = 15)]
     pub heartbeat_secs: u64,
+    /// Alerts a client may fall behind the live feed before it is disconnected (close 4008).
+    #[arg(long, env = "PROACT_WS_CLIENT_QUEUE", default_value_t = feed::CLIENT_BUFFER)]
+    pub client_queue: usize,
+    /// Seconds a client's socket may accept nothing before it is disconnected (close 4008).
+    #[arg(long, env = "PROACT_WS_WRITE_TIMEOUT_SECS", default_value_t = 10.0)]
+    pub write_timeout_secs: f64,
+    /// An equipment with no reading for this many seconds is shown as silent.
+    #[arg(long, env = "PROACT_SILENT_AFTER_SECS", default_value_t = 120)]
+    pub silent_after_secs: i64,
+    /// The archive's gRPC endpoint (recent telemetry for the page's charts).
+    #[arg(long, env = "PROACT_ARCHIVE_GRPC_URL", default_value = "http://127.0.0.1:50052")]
+    pub archive_grpc_url: String,
+    /// The trainer's model registry gRPC endpoint (the models in use).
+    #[arg(long, env = "PROACT_REGISTRY_GRPC_URL", default_value = "http://127.0.0.1:50055")]
+    pub registry_grpc_url: String,
 }
 
 impl Config {
@@ -61,6 +80,29 @@ impl Config {
         if self.heartbeat_secs == 0 {
             return Err(ConfigError::new("PROACT_WS_HEARTBEAT_SECS", "0", "must be at least 1"));
         }
+        if !(16..=1 << 20).contains(&self.client_queue) {
+            return Err(ConfigError::new(
+                "PROACT_WS_CLIENT_QUEUE",
+                self.client_queue.to_string(),
+                "must be between 16 and 1048576",
+            ));
+        }
+        if !(self.write_timeout_secs >= 0.05 && self.write_timeout_secs <= 3600.0) {
+            return Err(ConfigError::new(
+                "PROACT_WS_WRITE_TIMEOUT_SECS",
+                self.write_timeout_secs.to_string(),
+                "must be between 0.05 and 3600",
+            ));
+        }
+        if self.silent_after_secs < 1 {
+            return Err(ConfigError::new(
+                "PROACT_SILENT_AFTER_SECS",
+                self.silent_after_secs.to_string(),
+                "must be at least 1",
+            ));
+        }
+        upstream::endpoint("PROACT_ARCHIVE_GRPC_URL", &self.archive_grpc_url)?;
+        upstream::endpoint("PROACT_REGISTRY_GRPC_URL", &self.registry_grpc_url)?;
         Ok(())
     }
 }
@@ -102,14 +144,31 @@ impl App {
         let App { config, admin, http, grpc, shared_redis, feed_redis, pool } = self;
         let ready = Readiness::new();
         ready.set("postgres", true);
-        let (tx, _) = broadcast::channel(feed::CLIENT_BUFFER);
-        let follow = tokio::spawn(feed::follow(feed_redis, tx.clone(), ready.clone(), shutdown.clone()));
+        let (tx, _) = broadcast::channel(config.client_queue);
+        let recent = feed::SharedRecent::default();
+        let follow =
+            tokio::spawn(feed::follow(feed_redis, tx.clone(), recent.clone(), ready.clone(), shutdown.clone()));
+        let ingest_rate = upstream::IngestRate::new();
+        let sampler = tokio::spawn(upstream::sample_ingest_rate(
+            shared_redis.clone(),
+            config.redis.shards,
+            Duration::from_secs(2),
+            ingest_rate.clone(),
+            shutdown.clone(),
+        ));
         let shared = Arc::new(http::Shared {
             pool,
             redis: shared_redis,
             feed: tx,
+            recent,
             token: config.token.clone(),
             heartbeat: Duration::from_secs(config.heartbeat_secs),
+            write_timeout: Duration::from_secs_f64(config.write_timeout_secs),
+            silent_after_s: config.silent_after_secs,
+            archive: upstream::channel("PROACT_ARCHIVE_GRPC_URL", &config.archive_grpc_url)?,
+            registry: upstream::channel("PROACT_REGISTRY_GRPC_URL", &config.registry_grpc_url)?,
+            ingest_rate,
+            clients: Default::default(),
             shutdown: shutdown.clone(),
         });
         let hs = shutdown.clone();
@@ -123,7 +182,10 @@ impl App {
         let grpc_task = tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(health_service)
-                .add_service(proact_proto::v1::alerts_server::AlertsServer::new(grpc::AlertsService { shared }))
+                .add_service(proact_proto::v1::alerts_server::AlertsServer::with_interceptor(
+                    grpc::AlertsService { shared },
+                    grpc::auth_interceptor(config.token.clone()),
+                ))
                 .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), async move {
                     gs.cancelled().await
                 }),
@@ -131,6 +193,7 @@ impl App {
         let admin_task = tokio::spawn(proact_server::admin::serve(admin, ready, shutdown.clone()));
         tracing::info!(http = %config.http_addr, grpc = %config.grpc_addr, "alert gateway running; dashboard at http://{}/", config.http_addr);
         let _ = follow.await;
+        let _ = sampler.await;
         let _ = http_task.await;
         let _ = grpc_task.await;
         let _ = admin_task.await;
