@@ -10,7 +10,7 @@
 mod process;
 mod servers;
 
-pub use servers::{Mosquitto, Postgres, Redis, Stack, StackOptions};
+pub use servers::{Mosquitto, MosquittoOptions, Postgres, Redis, Stack, StackOptions};
 
 /// Why a server could not be started.
 #[derive(Debug, thiserror::Error)]

@@ -126,11 +126,23 @@ impl Redis {
     }
 }
 
+/// Security settings for a [`Mosquitto`] broker (for tests of authentication and TLS).
+#[derive(Debug, Clone, Default)]
+pub struct MosquittoOptions {
+    /// `(user, password)` pairs; when non-empty, anonymous clients are refused.
+    pub users: Vec<(String, String)>,
+    /// PEM files `(ca, server certificate, server key)`: the listener speaks TLS only.
+    pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
+    /// With `tls`: clients must present a certificate signed by the CA.
+    pub require_client_cert: bool,
+}
+
 /// A Mosquitto broker with persistent sessions.
 pub struct Mosquitto {
     port: u16,
     guard: Guard,
     dir: Dir,
+    options: MosquittoOptions,
 }
 
 impl Mosquitto {
@@ -139,12 +151,19 @@ impl Mosquitto {
     }
 
     pub async fn start_with(port: Option<u16>, keep_in: Option<PathBuf>) -> Result<Self, KitError> {
-        tokio::task::spawn_blocking(move || Self::start_blocking(port, keep_in.as_deref()))
+        tokio::task::spawn_blocking(move || Self::start_blocking(port, keep_in.as_deref(), MosquittoOptions::default()))
             .await
             .map_err(|e| KitError::Start { server: "mosquitto", detail: e.to_string() })?
     }
 
-    fn start_blocking(port: Option<u16>, keep_in: Option<&Path>) -> Result<Self, KitError> {
+    /// A broker on a free port with passwords and/or TLS (see [`MosquittoOptions`]).
+    pub async fn start_secured(options: MosquittoOptions) -> Result<Self, KitError> {
+        tokio::task::spawn_blocking(move || Self::start_blocking(None, None, options))
+            .await
+            .map_err(|e| KitError::Start { server: "mosquitto", detail: e.to_string() })?
+    }
+
+    fn start_blocking(port: Option<u16>, keep_in: Option<&Path>, options: MosquittoOptions) -> Result<Self, KitError> {
         let bin = find_binary("mosquitto", "mosquitto", &[])?;
         let dir = Dir::new(keep_in)?;
         let port = pick_port(port)?;
@@ -152,7 +171,7 @@ impl Mosquitto {
         let conf = dir.path().join("mosquitto.conf");
         let mut text = format!(
             "listener {port} 127.0.0.1\n\
-             allow_anonymous true\n\
+             allow_anonymous {}\n\
              persistence true\n\
              persistence_location {}/\n\
              autosave_interval 1\n\
@@ -164,8 +183,37 @@ impl Mosquitto {
              log_dest stdout\n\
              log_type error\n\
              log_type warning\n",
+            options.users.is_empty(),
             dir.path().display()
         );
+        if !options.users.is_empty() {
+            let passwd = dir.path().join("passwd");
+            let _ = std::fs::remove_file(&passwd);
+            let tool = find_binary("mosquitto_passwd", "mosquitto", &[])?;
+            for (user, password) in &options.users {
+                let mut cmd = Command::new(&tool);
+                if !passwd.exists() {
+                    cmd.arg("-c");
+                }
+                let out = cmd.arg("-b").arg(&passwd).arg(user).arg(password).output()?;
+                if !out.status.success() {
+                    return Err(KitError::Start {
+                        server: "mosquitto",
+                        detail: format!("mosquitto_passwd failed: {}", String::from_utf8_lossy(&out.stderr)),
+                    });
+                }
+            }
+            text.push_str(&format!("password_file {}\n", passwd.display()));
+        }
+        if let Some((ca, cert, key)) = &options.tls {
+            text.push_str(&format!(
+                "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {}\n",
+                ca.display(),
+                cert.display(),
+                key.display(),
+                options.require_client_cert
+            ));
+        }
         if running_as_root() {
             // Otherwise mosquitto drops to a `mosquitto` user that cannot write our directory.
             text.push_str("user root\n");
@@ -175,7 +223,7 @@ impl Mosquitto {
         cmd.arg("-c").arg(&conf);
         let mut guard = Guard::spawn("mosquitto", cmd, &log)?;
         wait_for_port(&mut guard, port, &log, START_TIMEOUT)?;
-        Ok(Self { port, guard, dir })
+        Ok(Self { port, guard, dir, options })
     }
 
     pub fn port(&self) -> u16 {
@@ -195,7 +243,8 @@ impl Mosquitto {
         self.guard.stop();
         let keep = self.dir.path().to_path_buf();
         let port = self.port;
-        let fresh = tokio::task::spawn_blocking(move || Self::start_blocking(Some(port), Some(&keep)))
+        let options = self.options.clone();
+        let fresh = tokio::task::spawn_blocking(move || Self::start_blocking(Some(port), Some(&keep), options))
             .await
             .map_err(|e| KitError::Start { server: "mosquitto", detail: e.to_string() })??;
         let Mosquitto { guard, .. } = fresh;
