@@ -190,6 +190,9 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Metric handles taken before a recorder exists would be no-ops: make sure it does
+        // (main installs it with the logger; in-process tests may not).
+        proact_server::telemetry::metrics_handle();
         let mqtt_tls = match &config.mqtt_ca_file {
             Some(ca) => {
                 let client = config.mqtt_cert_file.as_deref().zip(config.mqtt_key_file.as_deref());
