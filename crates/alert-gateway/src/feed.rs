@@ -115,10 +115,12 @@ pub fn merge_operator_fields(known: &Alert, next: &mut Alert) {
     }
 }
 
-/// Follows the alerts stream from its current end and broadcasts each event.
+/// Follows the alerts stream from its current end and broadcasts each event to `tx`, whose
+/// capacity is `queue`.
 pub async fn follow(
     client: Client,
     tx: broadcast::Sender<Frame>,
+    queue: usize,
     recent: SharedRecent,
     ready: proact_server::Readiness,
     shutdown: CancellationToken,
@@ -139,12 +141,15 @@ pub async fn follow(
         }
     };
     ready.set("redis", true);
+    // A read's entries are broadcast back to back: a batch larger than the clients' queue
+    // would evict healthy clients on a burst.
+    let count = (queue / 4).clamp(1, 512) as u64;
     let mut backoff = Duration::from_millis(50);
     while !shutdown.is_cancelled() {
         let from = last.to_string();
         let r: Result<XReadResponse<String, String, String, Bytes>, Error> = tokio::select! {
             _ = shutdown.cancelled() => break,
-            r = client.xread::<Value, _, _>(Some(512), Some(1000), ALERTS_STREAM, from.as_str()) => r.and_then(proact_server::redis::xread_response),
+            r = client.xread::<Value, _, _>(Some(count), Some(1000), ALERTS_STREAM, from.as_str()) => r.and_then(proact_server::redis::xread_response),
         };
         match r {
             Ok(resp) => {

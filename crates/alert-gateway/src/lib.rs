@@ -146,8 +146,14 @@ impl App {
         ready.set("postgres", true);
         let (tx, _) = broadcast::channel(config.client_queue);
         let recent = feed::SharedRecent::default();
-        let follow =
-            tokio::spawn(feed::follow(feed_redis, tx.clone(), recent.clone(), ready.clone(), shutdown.clone()));
+        let follow = tokio::spawn(feed::follow(
+            feed_redis,
+            tx.clone(),
+            config.client_queue,
+            recent.clone(),
+            ready.clone(),
+            shutdown.clone(),
+        ));
         let ingest_rate = upstream::IngestRate::new();
         let sampler = tokio::spawn(upstream::sample_ingest_rate(
             shared_redis.clone(),
