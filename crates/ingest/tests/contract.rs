@@ -1,0 +1,307 @@
+//! The contract at ingest's edges with real servers: a malformed-input corpus over MQTT
+//! (each ends in the dead-letter stream with its reason), gRPC publish with mixed
+//! valid/invalid items, the gRPC bearer token, the equipment allow-list (file and the
+//! reference `amdec` table), and stream trimming that spares unacknowledged entries.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use fred::prelude::*;
+use proact_ingest::trim::{trim_once, EntryId, TrimPolicy};
+use proact_proto::v1::ingest_client::IngestClient;
+use proact_proto::v1::{PublishRequest, RejectReason, Telemetry};
+use proact_testkit::{Mosquitto, Postgres, Redis};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+/// Publishes raw `(topic, payload)` messages at QoS 1 and waits for every PUBACK.
+async fn publish_raw(port: u16, msgs: &[(String, Vec<u8>)]) {
+    let mut opts = MqttOptions::new("sensor-raw", "127.0.0.1", port);
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut ev) = AsyncClient::new(opts, 100);
+    for (t, p) in msgs {
+        client.publish(t.clone(), QoS::AtLeastOnce, false, p.clone()).await.unwrap();
+    }
+    let mut acked = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while acked < msgs.len() {
+        assert!(tokio::time::Instant::now() < deadline, "broker did not ack");
+        if let Ok(Ok(Event::Incoming(Packet::PubAck(_)))) =
+            tokio::time::timeout(Duration::from_secs(5), ev.poll()).await
+        {
+            acked += 1;
+        }
+    }
+}
+
+fn reading(id: &str, ts: i64) -> Telemetry {
+    Telemetry { equipement_id: id.into(), ts_micros: ts, temperature: 70.0, vibration: 2.0, ..Default::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_corpus_ends_in_the_dead_letter_stream_with_its_reason() {
+    let (mqtt, redis) = tokio::try_join!(Mosquitto::start(), Redis::start()).expect("servers");
+    let r = common::redis(&redis.url()).await;
+    let ingest = start_ingest(&mqtt.url(), &redis.url(), "ingest-corpus", &["--max-payload", "2048"]).await;
+    let ts = "2026-11-24T09:00:00Z";
+    let ok = |id: &str| format!(r#"{{"equipement_id":"{id}","temperature":1,"vibration":2,"timestamp":"{ts}"}}"#);
+    let cases: Vec<(&str, String, RejectReason)> = vec![
+        ("P-1", "not json".into(), RejectReason::InvalidJson),
+        ("P-1", "".into(), RejectReason::InvalidJson),
+        ("P-1", r#"{"equipement_id":"P-1","temperature":1"#.into(), RejectReason::InvalidJson),
+        ("P-1", "[1,2,3]".into(), RejectReason::NotAnObject),
+        ("P-1", r#""a string""#.into(), RejectReason::NotAnObject),
+        ("P-1", format!(r#"{{"temperature":1,"vibration":2,"timestamp":"{ts}"}}"#), RejectReason::MissingField),
+        ("P-1", format!(r#"{{"equipement_id":"P-1","vibration":2,"timestamp":"{ts}"}}"#), RejectReason::MissingField),
+        ("P-1", r#"{"equipement_id":"P-1","temperature":1,"vibration":2}"#.into(), RejectReason::MissingField),
+        ("P-1", ok("P-2"), RejectReason::IdMismatch),
+        ("a b", ok("a b"), RejectReason::InvalidId),
+        (
+            "P-1",
+            format!(r#"{{"equipement_id":"P-1","temperature":NaN,"vibration":2,"timestamp":"{ts}"}}"#),
+            RejectReason::NonFinite,
+        ),
+        (
+            "P-1",
+            format!(r#"{{"equipement_id":"P-1","temperature":1e400,"vibration":2,"timestamp":"{ts}"}}"#),
+            RejectReason::NonFinite,
+        ),
+        (
+            "P-1",
+            format!(r#"{{"equipement_id":"P-1","temperature":"hot","vibration":2,"timestamp":"{ts}"}}"#),
+            RejectReason::NotNumeric,
+        ),
+        (
+            "P-1",
+            format!(r#"{{"equipement_id":"P-1","temperature":1,"vibration":[2],"timestamp":"{ts}"}}"#),
+            RejectReason::NotNumeric,
+        ),
+        (
+            "P-1",
+            r#"{"equipement_id":"P-1","temperature":1,"vibration":2,"timestamp":"yesterday"}"#.into(),
+            RejectReason::BadTimestamp,
+        ),
+        (
+            "P-1",
+            r#"{"equipement_id":"P-1","temperature":1,"vibration":2,"timestamp":"1999-12-31T23:59:59Z"}"#.into(),
+            RejectReason::AbsurdTimestamp,
+        ),
+        (
+            "P-1",
+            r#"{"equipement_id":"P-1","temperature":1,"vibration":2,"timestamp":"2999-01-01T00:00:00Z"}"#.into(),
+            RejectReason::AbsurdTimestamp,
+        ),
+        ("P-1", format!(r#"{{"equipement_id":"P-1","pad":"{}"}}"#, "x".repeat(3000)), RejectReason::Oversize),
+    ];
+    let mut msgs: Vec<(String, Vec<u8>)> =
+        cases.iter().map(|(id, p, _)| (format!("sensors/{id}/telemetry"), p.clone().into_bytes())).collect();
+    // Invalid UTF-8 is invalid JSON, not a panic.
+    msgs.push(("sensors/P-1/telemetry".into(), vec![b'{', 0xff, 0xfe, b'}']));
+    // One good reading, so the test knows when the batch is through.
+    msgs.push(("sensors/P-1/telemetry".into(), ok("P-1").into_bytes()));
+    publish_raw(mqtt.port(), &msgs).await;
+
+    wait_for_distinct(&r, 1, Duration::from_secs(20)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let dead = loop {
+        let dead = dead_letters(&r).await;
+        if dead.len() >= cases.len() + 1 || tokio::time::Instant::now() > deadline {
+            break dead;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(dead.len(), cases.len() + 1, "one dead letter per malformed input");
+    // Order is kept (one subscriber, one batch writer), so dead letters line up with cases.
+    for ((id, payload, want), d) in cases.iter().zip(&dead) {
+        assert_eq!(d.reason, *want as i32, "{payload:.80} → {}: {}", d.reason, d.detail);
+        assert_eq!(d.topic, format!("sensors/{id}/telemetry"));
+        assert_eq!(d.source, "mqtt");
+        assert!(!d.detail.is_empty());
+        assert!(d.at_micros > 0);
+        let kept = payload.len().min(proact_ingest::sink::DLQ_PAYLOAD_LIMIT);
+        assert_eq!(d.payload, payload.as_bytes()[..kept], "raw payload kept (bounded)");
+        assert_eq!(d.payload_truncated, payload.len() > kept);
+    }
+    assert_eq!(dead.last().unwrap().reason, RejectReason::InvalidJson as i32);
+    let page = http_get(ingest.admin, "/metrics").await;
+    assert!(metric(&page, "proact_ingest_rejected_total", "reason=\"non_finite\"").unwrap_or(0.0) >= 2.0, "{page}");
+    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_publish_mixed_items_and_bearer_token() {
+    let (mqtt, redis) = tokio::try_join!(Mosquitto::start(), Redis::start()).expect("servers");
+    let r = common::redis(&redis.url()).await;
+    let ingest = start_ingest(&mqtt.url(), &redis.url(), "ingest-grpc", &["--grpc-token", "t0ken"]).await;
+    let mut client = IngestClient::connect(format!("http://{}", ingest.grpc)).await.unwrap();
+    let base = base_micros();
+    let items = vec![
+        reading("G-1", base),
+        reading("bad id!", base),
+        Telemetry { temperature: f64::NAN, ..reading("G-1", base + 1) },
+        reading("G-2", 0),
+        reading("G-2", base + 2),
+    ];
+    let req = || PublishRequest { items: items.clone() };
+
+    // No token, then a wrong one: refused before anything is written.
+    let e = client.publish(req()).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    let mut wrong = tonic::Request::new(req());
+    wrong.metadata_mut().insert("authorization", "Bearer nope".parse().unwrap());
+    assert_eq!(client.publish(wrong).await.unwrap_err().code(), tonic::Code::Unauthenticated);
+    assert_eq!(stream_contents(&r).await.0, 0);
+
+    let mut ok = tonic::Request::new(req());
+    ok.metadata_mut().insert("authorization", "Bearer t0ken".parse().unwrap());
+    let resp = client.publish(ok).await.unwrap().into_inner();
+    assert_eq!(resp.accepted, 2);
+    let got: Vec<(u32, i32)> = resp.rejections.iter().map(|x| (x.index, x.reason)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, RejectReason::InvalidId as i32),
+            (2, RejectReason::NonFinite as i32),
+            (3, RejectReason::AbsurdTimestamp as i32)
+        ]
+    );
+    // Returned only after the write: the accepted items are already in the streams.
+    let (_, distinct) = stream_contents(&r).await;
+    assert!(distinct.contains(&("G-1".to_string(), base)) && distinct.contains(&("G-2".to_string(), base + 2)));
+    assert_eq!(dead_letters(&r).await.len(), 3);
+
+    // Client stream: indexes count across batches.
+    let batches = vec![
+        PublishRequest { items: vec![reading("S-1", base + 10), reading("", base)] },
+        PublishRequest { items: vec![reading("S-1", base + 11), reading("S-1", -5)] },
+    ];
+    let mut stream_req = tonic::Request::new(tokio_stream::iter(batches));
+    stream_req.metadata_mut().insert("authorization", "Bearer t0ken".parse().unwrap());
+    let resp = client.publish_stream(stream_req).await.unwrap().into_inner();
+    assert_eq!(resp.accepted, 2);
+    let idx: Vec<u32> = resp.rejections.iter().map(|x| x.index).collect();
+    assert_eq!(idx, vec![1, 3]);
+    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowlist_from_file_and_from_the_amdec_table() {
+    let (mqtt, redis, pg) = tokio::try_join!(Mosquitto::start(), Redis::start(), Postgres::start()).expect("servers");
+    let r = common::redis(&redis.url()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("allow.txt");
+    std::fs::write(&file, "# known equipment\nA-1\n\nA-2\n").unwrap();
+    let (db, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    db.batch_execute(include_str!("../../server/migrations/0002_reference.sql")).await.unwrap();
+    db.batch_execute(
+        "INSERT INTO amdec (equipement_id, failure_mode_code, failure_mode, severity, occurrence, detection, rpn) \
+         VALUES ('D-1', 'FM1', 'bearing wear', 7, 3, 4, 84), ('D-1', 'FM2', 'seal leak', 5, 2, 3, 30)",
+    )
+    .await
+    .unwrap();
+
+    let base = base_micros();
+    for (source, known, unknown, extra) in [
+        (file.to_str().unwrap().to_string(), "A-2", "D-1", vec![]),
+        ("db".to_string(), "D-1", "A-1", vec!["--database-url".to_string(), pg.url()]),
+    ] {
+        // Its own share group: the previous instance's persistent session still holds a
+        // share of the group it was in.
+        let group = format!("allow-{known}");
+        let mut flags = vec!["--allowlist", source.as_str(), "--group", group.as_str()];
+        flags.extend(extra.iter().map(String::as_str));
+        let ingest = start_ingest(&mqtt.url(), &redis.url(), &format!("ingest-allow-{known}"), &flags).await;
+        let mut client = IngestClient::connect(format!("http://{}", ingest.grpc)).await.unwrap();
+        let resp = client
+            .publish(PublishRequest { items: vec![reading(known, base), reading(unknown, base)] })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(resp.accepted, 1, "{source}: {known} is known");
+        assert_eq!(resp.rejections.len(), 1);
+        assert_eq!(resp.rejections[0].reason, RejectReason::UnknownEquipment as i32, "{source}: {unknown} is not");
+        // Same rule over MQTT.
+        let p = |id: &str| payload(id, base + 1, 1).into_bytes();
+        publish_raw(
+            mqtt.port(),
+            &[(format!("sensors/{unknown}/telemetry"), p(unknown)), (format!("sensors/{known}/telemetry"), p(known))],
+        )
+        .await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !stream_contents(&r).await.1.contains(&(known.to_string(), base + 1)) {
+            assert!(tokio::time::Instant::now() < deadline, "{known} over MQTT not written");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(!stream_contents(&r).await.1.contains(&(unknown.to_string(), base + 1)));
+        let dead = dead_letters(&r).await;
+        assert!(dead.iter().any(|d| d.source == "mqtt"
+            && d.reason == RejectReason::UnknownEquipment as i32
+            && d.topic.contains(unknown)));
+        ingest.stop().await;
+    }
+}
+
+async fn xadd_ids(r: &Client, key: &str, ids: std::ops::RangeInclusive<u64>) {
+    for i in ids {
+        let _: String = r.xadd(key, false, None::<()>, format!("{i}-0"), ("p", "x")).await.unwrap();
+    }
+}
+
+async fn read_group(r: &Client, key: &str, group: &str, count: u64) -> Vec<String> {
+    let reply: Value = r.xreadgroup(group, "c1", Some(count), None, false, key, ">").await.unwrap();
+    let resp = proact_server::redis::xread_response(reply).unwrap();
+    resp.get(key).map(|e| e.iter().map(|(id, _)| id.clone()).collect()).unwrap_or_default()
+}
+
+async fn first_id(r: &Client, key: &str) -> EntryId {
+    let e: Vec<(String, Value)> = r.xrange(key, "-", "+", Some(1)).await.unwrap();
+    EntryId::parse(&e[0].0).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trimming_never_removes_what_a_group_has_not_acked() {
+    let redis = Redis::start().await.unwrap();
+    let r = common::redis(&redis.url()).await;
+    let key = "proact:telemetry:{0}";
+    xadd_ids(&r, key, 1..=100).await;
+    let by_len = TrimPolicy { max_len: Some(10), max_age: None };
+
+    // No consumer group yet: its readers have not started, nothing goes.
+    assert_eq!(trim_once(&r, key, by_len, 1_000).await.unwrap(), 0);
+
+    proact_server::redis::ensure_group(&r, key, "archive").await.unwrap();
+    let delivered = read_group(&r, key, "archive", 60).await;
+    assert_eq!(delivered.len(), 60);
+    let _: u64 = r.xack(key, "archive", delivered[..30].to_vec()).await.unwrap();
+    // Entries 31..=60 are pending, 61..=100 not delivered: only 1..=30 may go.
+    assert_eq!(trim_once(&r, key, by_len, 1_000).await.unwrap(), 30);
+    assert_eq!(first_id(&r, key).await, EntryId { ms: 31, seq: 0 });
+
+    // A second group that has read nothing pins everything.
+    proact_server::redis::ensure_group(&r, key, "detector").await.unwrap();
+    let _: u64 = r.xack(key, "archive", delivered[30..].to_vec()).await.unwrap();
+    assert_eq!(trim_once(&r, key, by_len, 1_000).await.unwrap(), 0);
+
+    // Both caught up: the length cap applies in full.
+    let d2 = read_group(&r, key, "detector", 1000).await;
+    let _: u64 = r.xack(key, "detector", d2).await.unwrap();
+    let rest = read_group(&r, key, "archive", 1000).await;
+    let _: u64 = r.xack(key, "archive", rest).await.unwrap();
+    assert_eq!(trim_once(&r, key, by_len, 1_000).await.unwrap(), 60);
+    let len: u64 = r.xlen(key).await.unwrap();
+    assert_eq!(len, 10);
+
+    // By age: ids are milliseconds; at "now" = 150 ms with a 60 ms cap, entries before 90 go,
+    // except the ones still pending for a group.
+    xadd_ids(&r, key, 101..=120).await;
+    let pending = read_group(&r, key, "archive", 5).await; // 101..=105 pending
+    assert_eq!(pending.len(), 5);
+    let by_age = TrimPolicy { max_len: None, max_age: Some(Duration::from_millis(60)) };
+    let removed = trim_once(&r, key, by_age, 150).await.unwrap();
+    assert_eq!(removed, 0, "91..=100 are younger than 90 ms, 101.. are pending or unread for detector");
+    let removed = trim_once(&r, key, by_age, 200).await.unwrap();
+    assert_eq!(removed, 10, "91..=100 are past the cap and acked by both groups; 101.. are not");
+    assert_eq!(first_id(&r, key).await, EntryId { ms: 101, seq: 0 });
+}
