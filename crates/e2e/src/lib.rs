@@ -68,6 +68,8 @@ impl Pipeline {
         tasks.push(tokio::spawn(gateway.run_until_stopped(shutdown.clone())));
 
         let mut t = vec!["proact-trainer".to_string(), "--admin-addr".into(), "127.0.0.1:0".into()];
+        // The trainer publishes model events, so it needs the stack's Redis too.
+        t.extend(["--redis-url".into(), stack.redis.url()]);
         t.extend(["--grpc-addr".into(), "127.0.0.1:0".into(), "--database-url".into(), db.clone()]);
         let trainer = proact_trainer::App::build(proact_trainer::Config::try_parse_from(t)?).await?;
         tasks.push(tokio::spawn(trainer.run_until_stopped(shutdown.clone())));

@@ -1,5 +1,5 @@
 use clap::Parser;
-use proact_trainer::{App, Command, Config};
+use proact_trainer::{App, Config};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -10,22 +10,12 @@ async fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(proact_server::EXIT_CONFIG as u8);
     }
     let shutdown = proact_server::shutdown::on_signal();
-    let result = async {
-        match &config.command {
-            Some(Command::Migrate) => proact_trainer::migrate(&config.pg).await,
-            Some(Command::LoadReference { data }) => {
-                let mut client = proact_dataprep::load::connect(&config.pg.database_url).await?;
-                for s in proact_dataprep::load::load_dir(&mut client, data).await? {
-                    println!("{s:?}");
-                }
-                Ok(())
-            }
-            None => App::build(config).await?.run_until_stopped(shutdown).await,
-        }
-    }
-    .await;
+    let result = match &config.command {
+        Some(command) => proact_trainer::run_command(&config, command).await,
+        None => async { App::build(config).await?.run_until_stopped(shutdown).await.map(|_| 0) }.await,
+    };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "proact-trainer failed");
             std::process::ExitCode::FAILURE
