@@ -254,6 +254,22 @@ async fn no_failure_labels_skips_the_forest_and_still_fits_normal_behaviour() {
     assert!(out.trained.iter().all(|m| m.name.starts_with("normal-behaviour/")), "{:?}", out.trained);
     assert_eq!(out.trained.len(), 3);
     assert!(out.skipped.iter().any(|s| s.starts_with("anomaly-rf: no positive label")), "{:?}", out.skipped);
+
+    // The CLI: train one model, promote it (refused: no label to compare it with the active one,
+    // exit code 1), force it, roll back, list.
+    use proact_trainer::{run_command, Command};
+    let name = "normal-behaviour/FAN-C".to_string();
+    assert_eq!(run_command(&run.config, &Command::Train { name: name.clone() }).await.unwrap(), 0);
+    let newest = run.registry.list(&name).await.unwrap().remove(0);
+    assert_eq!(newest.status, ModelStatus::Candidate as i32, "refused by the gate");
+    let promote = |force| Command::Promote { name: name.clone(), version: newest.version.clone(), force };
+    assert_eq!(run_command(&run.config, &promote(false)).await.unwrap(), 1);
+    assert_eq!(run_command(&run.config, &promote(true)).await.unwrap(), 0);
+    assert_eq!(run.registry.version(&name, &newest.version).await.unwrap().status, ModelStatus::Active as i32);
+    let rollback = Command::Rollback { name: name.clone(), version: None };
+    assert_eq!(run_command(&run.config, &rollback).await.unwrap(), 0);
+    assert_eq!(run.registry.version(&name, &newest.version).await.unwrap().status, ModelStatus::Retired as i32);
+    assert_eq!(run_command(&run.config, &Command::List { name: String::new() }).await.unwrap(), 0);
     run.shutdown.cancel();
     run.task.await.unwrap().unwrap();
 }

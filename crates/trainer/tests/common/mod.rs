@@ -21,6 +21,8 @@ pub struct Running {
     pub registry: Registry,
     pub shutdown: CancellationToken,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// What the service was started with (for the CLI commands).
+    pub config: Config,
 }
 
 /// Starts PostgreSQL, Redis and the trainer service with `extra` flags.
@@ -35,11 +37,11 @@ pub async fn start(extra: &[&str]) -> Running {
     args.extend(extra.iter().map(|s| s.to_string()));
     let config = Config::try_parse_from(args).unwrap();
     config.validate().unwrap();
-    let app = App::build(config).await.unwrap();
+    let app = App::build(config.clone()).await.unwrap();
     let (grpc, registry) = (app.grpc_addr(), app.trainer().registry().clone());
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    Running { pg, redis, grpc, registry, shutdown, task }
+    Running { pg, redis, grpc, registry, shutdown, task, config }
 }
 
 pub async fn pg_client(pg: &Postgres) -> tokio_postgres::Client {
