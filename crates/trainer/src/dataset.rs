@@ -34,7 +34,7 @@ pub struct Sampling {
 impl Default for Sampling {
     fn default() -> Self {
         let window = WindowConfig::default();
-        Sampling { window, every_ms: 10_000, warmup_ms: window.max_span_ms }
+        Sampling { window, every_ms: 600_000, warmup_ms: window.max_span_ms }
     }
 }
 

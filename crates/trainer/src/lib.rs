@@ -67,7 +67,7 @@ pub struct TrainArgs {
     #[arg(long, env = "PROACT_TRAIN_LABEL_HORIZON_HOURS", default_value_t = 48.0, global = true)]
     pub label_horizon_hours: f64,
     /// Days of archived telemetry read, back from --train-to (or now).
-    #[arg(long, env = "PROACT_TRAIN_HISTORY_DAYS", default_value_t = 365, global = true)]
+    #[arg(long, env = "PROACT_TRAIN_HISTORY_DAYS", default_value_t = 90, global = true)]
     pub history_days: u32,
     /// Start of the telemetry read (RFC 3339); overrides --history-days.
     #[arg(long, env = "PROACT_TRAIN_FROM", global = true)]
@@ -75,8 +75,9 @@ pub struct TrainArgs {
     /// End (exclusive) of the telemetry read (RFC 3339); default now.
     #[arg(long, env = "PROACT_TRAIN_TO", global = true)]
     pub train_to: Option<DateTime<Utc>>,
-    /// One training window per equipment every this many seconds of event time.
-    #[arg(long, env = "PROACT_TRAIN_SAMPLE_EVERY_SECS", default_value_t = 10.0, global = true)]
+    /// One training window per equipment every this many seconds of event time (600: a year of
+    /// 12 machines is ~630k rows, whatever the sensors' rate).
+    #[arg(long, env = "PROACT_TRAIN_SAMPLE_EVERY_SECS", default_value_t = 600.0, global = true)]
     pub sample_every_secs: f64,
     /// Trees of the anomaly RandomForest.
     #[arg(long, env = "PROACT_TRAIN_RF_TREES", default_value_t = 100, global = true)]

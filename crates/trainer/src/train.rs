@@ -55,7 +55,7 @@ impl Default for TrainSettings {
         TrainSettings {
             sampling: Sampling::default(),
             horizon_ms: 48 * 3_600_000,
-            history_days: 365,
+            history_days: 90,
             from: None,
             to: None,
             rf: RandomForestParams::default().n_trees(100).max_depth(12),
