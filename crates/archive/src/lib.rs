@@ -1,27 +1,35 @@
 //! ProAct archive: stores what flows through the pipeline in PostgreSQL, exactly once.
-//! It reads every telemetry shard and the alerts stream with a consumer group, writes each
-//! batch in one transaction (binary COPY for telemetry, upserts for alert states), and acks
-//! the entries only after the commit. Redelivery is harmless: rows are unique on
-//! (`equipement_id`, `ts`). It also answers history queries over gRPC (`Archive`).
+//! It reads every telemetry shard and the alerts stream with a consumer group, writes
+//! telemetry in batches by binary COPY ([`pipeline`]) into a time-partitioned table
+//! ([`partitions`]), upserts alert states, and acks the entries only after the commit.
+//! Redelivery is harmless: rows are unique on (`equipement_id`, `ts`). It also answers
+//! history queries over gRPC (`Archive`, [`query`]).
 //! Upstream: ingest, anomaly-detector, alert-gateway. Downstream: trainer, dashboard.
 #![forbid(unsafe_code)]
 
+pub mod partitions;
+pub mod pipeline;
 pub mod query;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::Bytes;
 use fred::prelude::*;
-use proact_proto::streams::{telemetry_streams, ALERTS_STREAM, DEAD_LETTER_STREAM, PAYLOAD_FIELD};
+use proact_proto::streams::{telemetry_streams, ALERTS_STREAM};
 use proact_proto::time::now_micros;
-use proact_proto::v1::{AlertEvent, DeadLetter, RejectReason, Telemetry};
+use proact_proto::v1::{Alert, AlertEvent, DeadLetter, RejectReason};
 use proact_server::config::{AdminArgs, PgArgs, RedisArgs};
 use proact_server::consumer::{self, ConsumerConfig};
 use proact_server::redis::StreamEntry;
 use proact_server::{ConfigError, Readiness};
+use proact_store::telemetry::{classify, Failure, WriteMethod};
 use prost::Message;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::partitions::Partitions;
+use crate::pipeline::{dead_letter, send_dead_letters, PipelineConfig, Stats, Writer};
 
 /// Command line and environment of `proact-archive`.
 #[derive(Debug, Clone, clap::Parser)]
@@ -44,15 +52,50 @@ pub struct Config {
     /// Consumer name, unique per replica (default: hostname).
     #[arg(long, env = "PROACT_ARCHIVE_CONSUMER")]
     pub consumer: Option<String>,
-    /// Most entries read per shard per batch.
+    /// Most entries read per shard per read (`XREADGROUP … COUNT`).
     #[arg(long, env = "PROACT_ARCHIVE_BATCH", default_value_t = 2000)]
     pub batch: u64,
+    /// A telemetry batch is written once it holds this many entries (across shards)…
+    #[arg(long, env = "PROACT_ARCHIVE_BATCH_ROWS", default_value_t = 10_000)]
+    pub batch_rows: usize,
+    /// …or once its oldest entry waited this long, milliseconds.
+    #[arg(long, env = "PROACT_ARCHIVE_LINGER_MS", default_value_t = 100)]
+    pub linger_ms: u64,
+    /// Batches written at the same time (each on its own connection).
+    #[arg(long, env = "PROACT_ARCHIVE_WRITERS", default_value_t = 2)]
+    pub writers: usize,
+    /// How telemetry is written: `copy-first`, `staging` or `unnest` (docs/BENCHMARKS.md).
+    #[arg(long, env = "PROACT_ARCHIVE_WRITE_METHOD", default_value = "copy-first")]
+    pub write_method: WriteMethod,
+    /// Tries of a row PostgreSQL refuses before it goes to the dead-letter stream.
+    #[arg(long, env = "PROACT_ARCHIVE_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: u32,
+    /// An entry delivered more times than this (restarts while it was pending) is
+    /// dead-lettered without another try.
+    #[arg(long, env = "PROACT_ARCHIVE_MAX_DELIVERIES", default_value_t = 16)]
+    pub max_deliveries: u64,
+    /// Longest wait for one database write before the connection is dropped and the batch
+    /// retried, milliseconds.
+    #[arg(long, env = "PROACT_ARCHIVE_WRITE_TIMEOUT_MS", default_value_t = 30_000)]
+    pub write_timeout_ms: u64,
     /// Longest wait for new entries, milliseconds.
     #[arg(long, env = "PROACT_ARCHIVE_BLOCK_MS", default_value_t = 500)]
     pub block_ms: u64,
     /// Entries another consumer held unacked this long are taken over, milliseconds.
     #[arg(long, env = "PROACT_ARCHIVE_CLAIM_IDLE_MS", default_value_t = 30_000)]
     pub claim_idle_ms: u64,
+    /// Width of a telemetry partition in days (1: daily, 7: weekly, aligned on Mondays).
+    #[arg(long, env = "PROACT_ARCHIVE_PARTITION_DAYS", default_value_t = 1)]
+    pub partition_days: u32,
+    /// Partitions created ahead of the current one.
+    #[arg(long, env = "PROACT_ARCHIVE_PARTITIONS_AHEAD", default_value_t = 3)]
+    pub partitions_ahead: u32,
+    /// Telemetry older than this many days is dropped, a whole partition at a time; 0 keeps all.
+    #[arg(long, env = "PROACT_ARCHIVE_RETENTION_DAYS", default_value_t = 0)]
+    pub retention_days: u32,
+    /// How often partitions are created ahead and expired ones dropped, seconds.
+    #[arg(long, env = "PROACT_ARCHIVE_MAINTENANCE_SECS", default_value_t = 600)]
+    pub maintenance_secs: u64,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -67,6 +110,47 @@ impl Config {
         self.pg.validate()?;
         if self.batch == 0 || self.batch > 100_000 {
             return Err(ConfigError::new("PROACT_ARCHIVE_BATCH", self.batch.to_string(), "must be 1..=100000"));
+        }
+        if self.batch_rows == 0 || self.batch_rows > 1_000_000 {
+            return Err(ConfigError::new(
+                "PROACT_ARCHIVE_BATCH_ROWS",
+                self.batch_rows.to_string(),
+                "must be 1..=1000000",
+            ));
+        }
+        if self.writers == 0 || self.writers > 64 {
+            return Err(ConfigError::new("PROACT_ARCHIVE_WRITERS", self.writers.to_string(), "must be 1..=64"));
+        }
+        if self.writers > self.pg.pool_size {
+            return Err(ConfigError::new(
+                "PROACT_ARCHIVE_WRITERS",
+                self.writers.to_string(),
+                format!("must not exceed PROACT_DATABASE_POOL_SIZE ({})", self.pg.pool_size),
+            ));
+        }
+        if self.max_attempts == 0 {
+            return Err(ConfigError::new("PROACT_ARCHIVE_MAX_ATTEMPTS", "0", "must be at least 1"));
+        }
+        if self.partition_days == 0 || self.partition_days > 366 {
+            return Err(ConfigError::new(
+                "PROACT_ARCHIVE_PARTITION_DAYS",
+                self.partition_days.to_string(),
+                "must be 1..=366",
+            ));
+        }
+        if self.retention_days != 0 && self.retention_days < self.partition_days {
+            return Err(ConfigError::new(
+                "PROACT_ARCHIVE_RETENTION_DAYS",
+                self.retention_days.to_string(),
+                "must be 0 (keep everything) or at least PROACT_ARCHIVE_PARTITION_DAYS",
+            ));
+        }
+        if self.write_timeout_ms < 100 {
+            return Err(ConfigError::new(
+                "PROACT_ARCHIVE_WRITE_TIMEOUT_MS",
+                self.write_timeout_ms.to_string(),
+                "must be at least 100",
+            ));
         }
         if self.group.is_empty() {
             return Err(ConfigError::new("PROACT_ARCHIVE_GROUP", "", "must not be empty"));
@@ -105,6 +189,9 @@ pub struct App {
     read_alerts: Client,
     write: Client,
     ready: Readiness,
+    parts: Arc<Partitions>,
+    stats: Arc<Stats>,
+    skip_ack: bool,
 }
 
 impl App {
@@ -113,60 +200,129 @@ impl App {
         let grpc = TcpListener::bind(config.grpc_addr).await?;
         migrate(&config.pg).await?;
         let pool = proact_server::db::pool(&config.pg.database_url, config.pg.pool_size)?;
+        let parts = Arc::new(Partitions::new(config.partition_days));
+        {
+            let client = pool.get().await?;
+            parts.refresh(&client).await?;
+        }
+        parts.create_ahead(&pool, now_micros(), config.partitions_ahead).await?;
         let read_telemetry = proact_server::redis::connect(&config.redis.redis_url).await?;
         let read_alerts = proact_server::redis::connect(&config.redis.redis_url).await?;
         let write = proact_server::redis::connect(&config.redis.redis_url).await?;
         let ready = Readiness::new();
         ready.set("postgres", true);
-        Ok(Self { config, admin, grpc, pool, read_telemetry, read_alerts, write, ready })
+        Ok(Self {
+            config,
+            admin,
+            grpc,
+            pool,
+            read_telemetry,
+            read_alerts,
+            write,
+            ready,
+            parts,
+            stats: Arc::default(),
+            skip_ack: false,
+        })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
         self.grpc.local_addr().expect("bound")
     }
 
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().expect("bound")
+    }
+
+    /// The readiness checks (`redis`, `redis_alerts`, `postgres`) as `/readyz` reports them.
+    pub fn readiness(&self) -> Readiness {
+        self.ready.clone()
+    }
+
+    /// Counters of the telemetry path, for tests and benchmarks.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// Fault injection for tests: telemetry batches are committed but never acked, as if the
+    /// process died between the commit and the ack.
+    pub fn skip_acks(mut self) -> Self {
+        self.skip_ack = true;
+        self
+    }
+
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let App { config, admin, grpc, pool, read_telemetry, read_alerts, write, ready } = self;
+        let App { config, admin, grpc, pool, read_telemetry, read_alerts, write, ready, parts, stats, skip_ack } = self;
         let consumer = config.consumer_name();
-        let telemetry_cfg = ConsumerConfig {
+        let grace = Duration::from_secs(config.admin.shutdown_grace_secs);
+        // Writers keep retrying a batch for the grace period after shutdown starts, then leave
+        // it pending: a database that stays down must not hold the process forever.
+        let abort = CancellationToken::new();
+        {
+            let (s, a) = (shutdown.clone(), abort.clone());
+            tokio::spawn(async move {
+                s.cancelled().await;
+                tokio::time::sleep(grace).await;
+                a.cancel();
+            });
+        }
+        let writer = Arc::new(Writer {
+            cfg: PipelineConfig {
+                group: config.group.clone(),
+                consumer: consumer.clone(),
+                keys: telemetry_streams(config.redis.shards),
+                read_count: config.batch,
+                block_ms: config.block_ms,
+                claim_idle_ms: config.claim_idle_ms,
+                batch_rows: config.batch_rows,
+                linger: Duration::from_millis(config.linger_ms),
+                writers: config.writers,
+                method: config.write_method,
+                max_attempts: config.max_attempts,
+                max_deliveries: config.max_deliveries,
+                write_timeout: Duration::from_millis(config.write_timeout_ms),
+                grace,
+                skip_ack,
+            },
+            pool: pool.clone(),
+            redis: write.clone(),
+            ready: ready.clone(),
+            parts: parts.clone(),
+            stats,
+            abort: abort.clone(),
+        });
+        let t = tokio::spawn(pipeline::run(writer.clone(), read_telemetry, shutdown.clone()));
+
+        let alerts_cfg = ConsumerConfig {
             group: config.group.clone(),
             consumer: consumer.clone(),
-            keys: telemetry_streams(config.redis.shards),
-            count: config.batch,
-            block_ms: config.block_ms,
-            claim_idle_ms: config.claim_idle_ms,
-            readiness_name: "redis",
-        };
-        let alerts_cfg = ConsumerConfig {
             keys: vec![ALERTS_STREAM.to_string()],
             count: 500,
+            block_ms: config.block_ms,
+            claim_idle_ms: config.claim_idle_ms,
             readiness_name: "redis_alerts",
-            ..telemetry_cfg.clone()
-        };
-        let t = {
-            let (pool, write, ready) = (pool.clone(), write.clone(), ready.clone());
-            let r2 = ready.clone();
-            tokio::spawn(consumer::run(
-                telemetry_cfg,
-                read_telemetry,
-                write.clone(),
-                ready,
-                shutdown.clone(),
-                move |entries| handle_telemetry(pool.clone(), write.clone(), r2.clone(), entries),
-            ))
         };
         let a = {
-            let (pool, write, ready) = (pool.clone(), write.clone(), ready.clone());
-            let r2 = ready.clone();
+            let w = writer.clone();
             tokio::spawn(consumer::run(
                 alerts_cfg,
                 read_alerts,
                 write.clone(),
-                ready,
+                ready.clone(),
                 shutdown.clone(),
-                move |entries| handle_alerts(pool.clone(), write.clone(), r2.clone(), entries),
+                move |e| handle_alerts(w.clone(), e),
             ))
         };
+        let probe = tokio::spawn(probe_postgres(config.pg.database_url.clone(), ready.clone(), shutdown.clone()));
+        let maintenance = tokio::spawn(maintain_partitions(
+            pool.clone(),
+            parts,
+            config.partitions_ahead,
+            config.retention_days,
+            Duration::from_secs(config.maintenance_secs.max(1)),
+            shutdown.clone(),
+        ));
+
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<proact_proto::v1::archive_server::ArchiveServer<query::ArchiveService>>().await;
         let gs = shutdown.clone();
@@ -179,95 +335,127 @@ impl App {
                 }),
         );
         let admin_task = tokio::spawn(proact_server::admin::serve(admin, ready, shutdown.clone()));
-        tracing::info!(grpc = %config.grpc_addr, consumer = %consumer, "archive running");
+        tracing::info!(grpc = %config.grpc_addr, consumer = %consumer, method = %config.write_method, "archive running");
         let _ = t.await;
         let _ = a.await;
+        let _ = probe.await;
+        let _ = maintenance.await;
         let _ = grpc_task.await;
         let _ = admin_task.await;
+        abort.cancel();
         tracing::info!("archive stopped");
         Ok(())
     }
 }
 
-fn undecodable(e: &StreamEntry, detail: String) -> DeadLetter {
-    DeadLetter {
-        source: "archive".into(),
-        topic: format!("{} {}", e.key, e.id),
-        reason: RejectReason::UndecodableEntry as i32,
-        detail,
-        payload: e.payload.as_ref().map(|p| p[..p.len().min(4096)].to_vec()).unwrap_or_default(),
-        payload_truncated: e.payload.as_ref().is_some_and(|p| p.len() > 4096),
-        at_micros: now_micros(),
+/// Keeps the `postgres` readiness check true only while the database answers, even when no
+/// batch is being written (a frozen server accepts connections but never answers).
+async fn probe_postgres(url: String, ready: Readiness, shutdown: CancellationToken) {
+    let timeout = Duration::from_secs(2);
+    let mut client: Option<tokio_postgres::Client> = None;
+    loop {
+        if client.as_ref().is_none_or(|c| c.is_closed()) {
+            client = match tokio::time::timeout(timeout, tokio_postgres::connect(&url, tokio_postgres::NoTls)).await {
+                Ok(Ok((c, conn))) => {
+                    tokio::spawn(conn);
+                    Some(c)
+                }
+                _ => None,
+            };
+        }
+        let up = match &client {
+            Some(c) => matches!(tokio::time::timeout(timeout, c.simple_query("SELECT 1")).await, Ok(Ok(_))),
+            None => false,
+        };
+        if !up {
+            client = None; // a query stuck on a frozen server: start afresh next time
+        }
+        ready.set("postgres", up);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
     }
 }
 
-async fn dead_letters(write: &Client, dead: &[DeadLetter]) -> anyhow::Result<()> {
-    for d in dead {
-        let _: () = write
-            .xadd(DEAD_LETTER_STREAM, false, None::<()>, "*", (PAYLOAD_FIELD, Bytes::from(d.encode_to_vec())))
-            .await?;
-        metrics::counter!("proact_archive_dead_letters_total").increment(1);
-    }
-    Ok(())
-}
-
-async fn handle_telemetry(
+/// Creates partitions ahead and drops expired ones, at start and every `every`.
+async fn maintain_partitions(
     pool: deadpool_postgres::Pool,
-    write: Client,
-    ready: Readiness,
-    entries: Vec<StreamEntry>,
-) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
-    let mut rows = Vec::with_capacity(entries.len());
-    let mut dead = Vec::new();
-    for e in &entries {
-        match e.payload.as_ref().map(|p| Telemetry::decode(p.as_ref())) {
-            Some(Ok(t)) => rows.push(t),
-            Some(Err(err)) => dead.push(undecodable(e, format!("not a Telemetry message: {err}"))),
-            None => dead.push(undecodable(e, "entry has no payload field".into())),
+    parts: Arc<Partitions>,
+    ahead: u32,
+    retention_days: u32,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        if let Err(e) = parts.create_ahead(&pool, now_micros(), ahead).await {
+            tracing::warn!(error = %e, "creating partitions ahead failed; retrying at the next round");
+        }
+        if let Err(e) = parts.drop_expired(&pool, now_micros(), retention_days).await {
+            tracing::warn!(error = %e, "dropping expired partitions failed; retrying at the next round");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
         }
     }
-    match proact_store::store_telemetry(&pool, &rows).await {
-        Ok(inserted) => {
-            ready.set("postgres", true);
-            metrics::counter!("proact_archive_rows_written_total").increment(inserted);
-            metrics::counter!("proact_archive_rows_duplicate_total").increment(rows.len() as u64 - inserted);
-        }
-        Err(e) => {
-            ready.set("postgres", false);
-            return Err(e.into());
-        }
-    }
-    dead_letters(&write, &dead).await?;
-    metrics::histogram!("proact_archive_batch_seconds").record(started.elapsed().as_secs_f64());
-    metrics::histogram!("proact_archive_batch_size").record(entries.len() as f64);
-    Ok(())
 }
 
-async fn handle_alerts(
-    pool: deadpool_postgres::Pool,
-    write: Client,
-    ready: Readiness,
-    entries: Vec<StreamEntry>,
-) -> anyhow::Result<()> {
-    let mut alerts = Vec::with_capacity(entries.len());
-    let mut dead = Vec::new();
-    for e in &entries {
+/// Alert events: upserted with their lifecycle state. An event PostgreSQL refuses is tried
+/// alone `max_attempts` times and then dead-lettered, so one bad event never blocks the
+/// stream; any other failure fails the batch (retried by the consumer loop, not acked).
+async fn handle_alerts(w: Arc<Writer>, entries: Vec<StreamEntry>) -> anyhow::Result<()> {
+    let mut alerts: Vec<(usize, Alert)> = Vec::with_capacity(entries.len());
+    let mut dead: Vec<DeadLetter> = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
         match e.payload.as_ref().map(|p| AlertEvent::decode(p.as_ref())) {
             Some(Ok(ev)) => {
                 if let Some(a) = ev.alert {
-                    alerts.push(a);
+                    alerts.push((i, a));
                 }
             }
-            Some(Err(err)) => dead.push(undecodable(e, format!("not an AlertEvent message: {err}"))),
-            None => dead.push(undecodable(e, "entry has no payload field".into())),
+            Some(Err(err)) => {
+                dead.push(dead_letter(e, RejectReason::UndecodableEntry, format!("not an AlertEvent message: {err}")))
+            }
+            None => dead.push(dead_letter(e, RejectReason::UndecodableEntry, "entry has no payload field".into())),
         }
     }
-    if let Err(e) = proact_store::store_alerts(&pool, &alerts).await {
-        ready.set("postgres", false);
-        return Err(e.into());
+    let all: Vec<Alert> = alerts.iter().map(|(_, a)| a.clone()).collect();
+    match proact_store::store_alerts(&w.pool, &all).await {
+        Ok(()) => {}
+        Err(e) if classify(&e) == Failure::Data => {
+            for (i, a) in &alerts {
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    match proact_store::store_alerts(&w.pool, std::slice::from_ref(a)).await {
+                        Ok(()) => break,
+                        Err(e) if classify(&e) == Failure::Data && tries >= w.cfg.max_attempts => {
+                            tracing::warn!(error = %e, alert_id = %a.alert_id, "PostgreSQL refuses an alert event; dead-lettering it");
+                            dead.push(dead_letter(
+                                &entries[*i],
+                                RejectReason::Unspecified,
+                                format!("PostgreSQL refused the alert event {tries} times: {e}"),
+                            ));
+                            break;
+                        }
+                        Err(e) if classify(&e) == Failure::Data => {
+                            tokio::time::sleep(Duration::from_millis(100 << tries.min(5))).await
+                        }
+                        Err(e) => {
+                            w.ready.set("postgres", false);
+                            return Err(e.into());
+                        }
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            w.ready.set("postgres", false);
+            return Err(e.into());
+        }
     }
-    ready.set("postgres", true);
     metrics::counter!("proact_archive_alert_events_total").increment(alerts.len() as u64);
-    dead_letters(&write, &dead).await
+    send_dead_letters(&w.redis, &dead).await?;
+    Ok(())
 }

@@ -1,5 +1,7 @@
-//! gRPC `Archive`: history for charts and investigations. Ranges stream row by row from a
-//! server-side cursor, so a year of data never sits in memory.
+//! gRPC `Archive`: history for charts and investigations. Answers stream row by row: the
+//! rows go through a bounded channel to the gRPC stream, and tokio-postgres stops reading
+//! the socket while that channel is full, so a slow client holds back PostgreSQL instead of
+//! a year of data piling up in memory here.
 
 use std::pin::Pin;
 
@@ -30,6 +32,14 @@ fn range(from: i64, to: i64) -> Result<(chrono::DateTime<chrono::Utc>, chrono::D
     Ok((micros_to_ts(from), micros_to_ts(to.min(253_402_300_799_000_000))))
 }
 
+/// A bad argument (an unknown time zone…) is the caller's; anything else is ours.
+fn pg_status(e: tokio_postgres::Error) -> Status {
+    match e.code() {
+        Some(c) if c.code().starts_with("22") => Status::invalid_argument(e.to_string()),
+        _ => internal(e),
+    }
+}
+
 /// Runs `sql` and streams its rows through `map`, on a pooled connection held by the stream.
 fn stream_rows<T, F>(pool: Pool, sql: String, params: Vec<Box<dyn ToSql + Sync + Send>>, map: F) -> Out<T>
 where
@@ -49,13 +59,13 @@ where
         let rows = match client.query_raw(sql.as_str(), refs).await {
             Ok(r) => r,
             Err(e) => {
-                let _ = tx.send(Err(Status::invalid_argument(e.to_string()))).await;
+                let _ = tx.send(Err(pg_status(e))).await;
                 return;
             }
         };
         futures::pin_mut!(rows);
         while let Some(row) = rows.next().await {
-            let item = row.map(|r| map(&r)).map_err(internal);
+            let item = row.map(|r| map(&r)).map_err(pg_status);
             if tx.send(item).await.is_err() {
                 return; // the client went away
             }
@@ -109,10 +119,18 @@ impl Archive for ArchiveService {
             "vibration" => ("vibration".to_string(), None),
             other => ("(extra->>$6)::double precision".to_string(), Some(other.to_string())),
         };
-        // Buckets align to local midnight in `tz` (date_bin on local time), then return as UTC instants.
+        // Whole-day buckets are calendar days in `tz` (23 or 25 hours across a DST change),
+        // starting at local midnight. Shorter buckets are fixed lengths of real time aligned
+        // on the local clock (local hours, quarter hours…): each row's bucket starts as long
+        // before the row as its local time is past its local bin, so the hour a fall-back
+        // change repeats stays two buckets instead of one with twice the rows.
+        let bucket = if q.bucket_seconds % 86_400 == 0 {
+            "(date_bin(make_interval(secs => $4), ts AT TIME ZONE $5, TIMESTAMP '2000-01-03') AT TIME ZONE $5)"
+        } else {
+            "(ts - ((ts AT TIME ZONE $5) - date_bin(make_interval(secs => $4), ts AT TIME ZONE $5, TIMESTAMP '2000-01-03')))"
+        };
         let sql = format!(
-            "SELECT (date_bin(make_interval(secs => $4), ts AT TIME ZONE $5, TIMESTAMP '2000-01-03') AT TIME ZONE $5) AS b,
-                    min({value}), max({value}), avg({value}), count({value})
+            "SELECT {bucket} AS b, min({value}), max({value}), avg({value}), count({value})
              FROM telemetry WHERE equipement_id = $1 AND ts >= $2 AND ts < $3
              GROUP BY b ORDER BY b"
         );

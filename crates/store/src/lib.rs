@@ -2,18 +2,17 @@
 //!
 //! Writing batches idempotently:
 //!
-//! Telemetry goes through a binary `COPY` into a per-connection staging table, then one
-//! `INSERT … ON CONFLICT DO NOTHING` into `telemetry`, in one transaction: bulk-load speed,
-//! and a redelivered entry never duplicates a row. Alert events are upserts keyed by
-//! `alert_id` that never move an alert back to an older state.
+//! Telemetry goes through binary `COPY` (see [`telemetry`] for the paths and why), so a
+//! redelivered entry never duplicates a row. Alert events are upserts keyed by `alert_id`
+//! that never move an alert back to an older state.
 #![forbid(unsafe_code)]
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use proact_proto::v1::{Alert, AlertsQuery, Telemetry};
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::types::Type;
+
+pub mod telemetry;
 
 /// A storage failure: the batch was not committed and must be retried.
 #[derive(Debug, thiserror::Error)]
@@ -28,51 +27,13 @@ pub fn micros_to_ts(micros: i64) -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp_micros(micros).unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
 }
 
-/// Stores telemetry rows; returns how many were new.
+/// Stores telemetry rows with the default [`telemetry::WriteMethod`]; returns how many were new.
 pub async fn store_telemetry(pool: &Pool, rows: &[Telemetry]) -> Result<u64, StoreError> {
     if rows.is_empty() {
         return Ok(0);
     }
     let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    // One round trip; the notice that the staging table already exists is noise.
-    tx.batch_execute(
-        "SET LOCAL client_min_messages = warning;
-         CREATE TEMP TABLE IF NOT EXISTS telemetry_stage (
-            equipement_id text, ts timestamptz, temperature double precision,
-            vibration double precision, extra jsonb, received_at timestamptz
-         ) ON COMMIT DELETE ROWS",
-    )
-    .await?;
-    let sink = tx
-        .copy_in(
-            "COPY telemetry_stage (equipement_id, ts, temperature, vibration, extra, received_at) FROM STDIN BINARY",
-        )
-        .await?;
-    let writer = BinaryCopyInWriter::new(
-        sink,
-        &[Type::TEXT, Type::TIMESTAMPTZ, Type::FLOAT8, Type::FLOAT8, Type::JSONB, Type::TIMESTAMPTZ],
-    );
-    futures::pin_mut!(writer);
-    for t in rows {
-        let extra = serde_json::Value::Object(
-            t.extra.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
-        );
-        let ts = micros_to_ts(t.ts_micros);
-        let received = micros_to_ts(if t.received_micros > 0 { t.received_micros } else { t.ts_micros });
-        writer.as_mut().write(&[&t.equipement_id, &ts, &t.temperature, &t.vibration, &extra, &received]).await?;
-    }
-    writer.finish().await?;
-    let inserted = tx
-        .execute(
-            "INSERT INTO telemetry (equipement_id, ts, temperature, vibration, extra, received_at)
-             SELECT equipement_id, ts, temperature, vibration, extra, received_at FROM telemetry_stage
-             ON CONFLICT (equipement_id, ts) DO NOTHING",
-            &[],
-        )
-        .await?;
-    tx.commit().await?;
-    Ok(inserted)
+    telemetry::write_telemetry(&mut client, rows, telemetry::WriteMethod::default()).await
 }
 
 /// Upserts alert states; an older update never overwrites a newer one.

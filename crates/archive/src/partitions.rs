@@ -1,0 +1,269 @@
+//! Time partitions of `telemetry` (migration 0003 made it range-partitioned on `ts`): the
+//! archive creates them ahead of time, on demand for a batch carrying an older or newer
+//! timestamp, and drops those past the retention. Sits between the batch writer
+//! ([`crate::pipeline`]) and PostgreSQL.
+//!
+//! Partitions are `width` days wide, aligned on 2000-01-03T00:00Z (a Monday: weekly partitions
+//! start on Mondays), named `telemetry_pYYYYMMDD` after their first day (UTC). If the width
+//! setting changes, a new partition is clipped to the gap between existing ones, so the
+//! ranges never overlap. Creation and dropping run under an advisory lock, so several
+//! archive replicas do not race, and with a lock timeout, so a long query on `telemetry`
+//! delays them rather than blocking the writers queued behind them.
+
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+
+const DAY_MICROS: i64 = 86_400_000_000;
+/// 2000-01-03T00:00:00Z, a Monday.
+const ORIGIN_MICROS: i64 = 946_857_600_000_000;
+/// Serialises partition DDL between replicas ("PARTS").
+const LOCK: i64 = 0x0050_4152_5453;
+
+/// One partition: its name and range [from, to) in microseconds since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    pub name: String,
+    pub from: i64,
+    pub to: i64,
+}
+
+/// The partition layout and what is known to exist.
+pub struct Partitions {
+    width_micros: i64,
+    known: Mutex<Vec<(i64, i64)>>,
+}
+
+impl Partitions {
+    pub fn new(width_days: u32) -> Self {
+        Self { width_micros: i64::from(width_days.max(1)) * DAY_MICROS, known: Mutex::new(Vec::new()) }
+    }
+
+    /// Start of the slot holding `ts`.
+    pub fn slot(&self, ts: i64) -> i64 {
+        ORIGIN_MICROS + (ts - ORIGIN_MICROS).div_euclid(self.width_micros) * self.width_micros
+    }
+
+    /// The slots among `ts` that no known partition covers (deduplicated, sorted).
+    pub fn missing_slots(&self, ts: impl Iterator<Item = i64>) -> Vec<i64> {
+        // Sorted by start, ranges never overlap.
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<i64> = Vec::new();
+        let mut last_ok: Option<(i64, i64)> = None;
+        for t in ts {
+            // Batches come mostly in time order: the last covering range answers most rows.
+            if last_ok.is_some_and(|(f, e)| f <= t && t < e) {
+                continue;
+            }
+            let i = known.partition_point(|&(from, _)| from <= t);
+            if i > 0 && t < known[i - 1].1 {
+                last_ok = Some(known[i - 1]);
+                continue;
+            }
+            let s = self.slot(t);
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Reads the partitions from the catalog and remembers them.
+    pub async fn refresh(&self, client: &tokio_postgres::Client) -> Result<Vec<Partition>, tokio_postgres::Error> {
+        let parts = list(client).await?;
+        let mut k: Vec<(i64, i64)> = parts.iter().map(|p| (p.from, p.to)).collect();
+        k.sort_unstable();
+        *self.known.lock().unwrap_or_else(|p| p.into_inner()) = k;
+        Ok(parts)
+    }
+
+    /// Makes sure every timestamp in `ts` has a partition, creating the missing ones.
+    /// Returns the names created. Cheap when all are known (no query).
+    pub async fn ensure(&self, pool: &Pool, ts: impl Iterator<Item = i64>) -> Result<Vec<String>, PartitionError> {
+        let missing = self.missing_slots(ts);
+        if missing.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.create_slots(pool, &missing).await
+    }
+
+    /// Creates the partitions of `slots` (slot starts) that do not exist yet.
+    pub async fn create_slots(&self, pool: &Pool, slots: &[i64]) -> Result<Vec<String>, PartitionError> {
+        let mut object = pool.get().await?;
+        let client: &mut tokio_postgres::Client = &mut object;
+        let tx = client.transaction().await?;
+        tx.batch_execute("SET LOCAL lock_timeout = '5s'").await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK]).await?;
+        let existing = list(&tx).await?;
+        let mut created = Vec::new();
+        for &slot in slots {
+            let Some((from, to)) = clip(slot, slot + self.width_micros, &existing) else { continue };
+            let name = partition_name(from);
+            tx.batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {name} PARTITION OF telemetry FOR VALUES FROM ('{}') TO ('{}')",
+                rfc3339(from),
+                rfc3339(to)
+            ))
+            .await?;
+            tracing::info!(partition = %name, from = %rfc3339(from), to = %rfc3339(to), "telemetry partition created");
+            metrics::counter!("proact_archive_partitions_created_total").increment(1);
+            created.push(name);
+        }
+        tx.commit().await?;
+        self.refresh(client).await?;
+        Ok(created)
+    }
+
+    /// Creates the partition of `now` and the `ahead` next ones.
+    pub async fn create_ahead(&self, pool: &Pool, now: i64, ahead: u32) -> Result<Vec<String>, PartitionError> {
+        let first = self.slot(now);
+        let slots: Vec<i64> = (0..=i64::from(ahead)).map(|i| first + i * self.width_micros).collect();
+        let missing = self.missing_slots(slots.iter().copied());
+        if missing.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.create_slots(pool, &missing).await
+    }
+
+    /// Drops the partitions whose whole range is older than `now - retention_days`.
+    /// Returns the names dropped. `retention_days` 0 keeps everything.
+    pub async fn drop_expired(
+        &self,
+        pool: &Pool,
+        now: i64,
+        retention_days: u32,
+    ) -> Result<Vec<String>, PartitionError> {
+        if retention_days == 0 {
+            return Ok(Vec::new());
+        }
+        let horizon = now - i64::from(retention_days) * DAY_MICROS;
+        let mut object = pool.get().await?;
+        let client: &mut tokio_postgres::Client = &mut object;
+        let tx = client.transaction().await?;
+        tx.batch_execute("SET LOCAL lock_timeout = '5s'").await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK]).await?;
+        let mut dropped = Vec::new();
+        for p in list(&tx).await? {
+            if p.to <= horizon {
+                tx.batch_execute(&format!("DROP TABLE IF EXISTS \"{}\"", p.name.replace('"', "\"\""))).await?;
+                tracing::info!(partition = %p.name, to = %rfc3339(p.to), "telemetry partition dropped (retention)");
+                metrics::counter!("proact_archive_partitions_dropped_total").increment(1);
+                dropped.push(p.name);
+            }
+        }
+        tx.commit().await?;
+        self.refresh(client).await?;
+        Ok(dropped)
+    }
+}
+
+/// A partition could not be listed, created or dropped; retried later.
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionError {
+    #[error("PostgreSQL: {0}")]
+    Pg(#[from] tokio_postgres::Error),
+    #[error("connection pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+}
+
+/// The partitions of `telemetry` with their ranges; DEFAULT and unbounded sides are read as
+/// covering nothing / everything on that side.
+pub async fn list(client: &impl tokio_postgres::GenericClient) -> Result<Vec<Partition>, tokio_postgres::Error> {
+    // The bound expression prints timestamps in the session time zone; casting them back in
+    // the same session reads them right.
+    let rows = client
+        .query(
+            "SELECT c.relname::text,
+                    b[1] = 'MINVALUE', (CASE WHEN b[1] <> 'MINVALUE' THEN trim(both '''' from b[1]) END)::timestamptz,
+                    b[2] = 'MAXVALUE', (CASE WHEN b[2] <> 'MAXVALUE' THEN trim(both '''' from b[2]) END)::timestamptz
+             FROM pg_inherits i
+             JOIN pg_class c ON c.oid = i.inhrelid
+             CROSS JOIN LATERAL regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \\((.+)\\) TO \\((.+)\\)') AS b
+             WHERE i.inhparent = 'telemetry'::regclass",
+            &[],
+        )
+        .await?;
+    let mut out: Vec<Partition> = rows
+        .iter()
+        .map(|r| {
+            let from = if r.get::<_, bool>(1) { i64::MIN } else { r.get::<_, DateTime<Utc>>(2).timestamp_micros() };
+            let to = if r.get::<_, bool>(3) { i64::MAX } else { r.get::<_, DateTime<Utc>>(4).timestamp_micros() };
+            Partition { name: r.get(0), from, to }
+        })
+        .collect();
+    out.sort_by_key(|p| p.from);
+    Ok(out)
+}
+
+/// [from, to) minus the existing ranges around `from`: the part that is free, if any.
+fn clip(from: i64, to: i64, existing: &[Partition]) -> Option<(i64, i64)> {
+    let (mut from, mut to) = (from, to);
+    for p in existing {
+        if p.from <= from && from < p.to {
+            from = p.to; // the slot's start is taken: begin after that partition
+        }
+    }
+    for p in existing {
+        if from < p.from && p.from < to {
+            to = p.from; // stop where the next partition begins
+        }
+    }
+    (from < to).then_some((from, to))
+}
+
+fn partition_name(from: i64) -> String {
+    let t = DateTime::<Utc>::from_timestamp_micros(from).unwrap_or_default();
+    if from.rem_euclid(DAY_MICROS) == 0 {
+        format!("telemetry_p{}", t.format("%Y%m%d"))
+    } else {
+        format!("telemetry_p{}", t.format("%Y%m%d_%H%M%S"))
+    }
+}
+
+fn rfc3339(micros: i64) -> String {
+    DateTime::<Utc>::from_timestamp_micros(micros)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(from: i64, to: i64) -> Partition {
+        Partition { name: partition_name(from), from, to }
+    }
+
+    #[test]
+    fn slots_align_on_days_and_mondays() {
+        let day = Partitions::new(1);
+        let t = 1_795_000_000_000_000; // 2026-11-18T...
+        assert_eq!(day.slot(t) % DAY_MICROS, 0);
+        assert!(day.slot(t) <= t && t < day.slot(t) + DAY_MICROS);
+        let week = Partitions::new(7);
+        let s = week.slot(t);
+        // 1970-01-01 was a Thursday: Mondays are 4 days after a multiple of 7 days.
+        assert_eq!((s / DAY_MICROS).rem_euclid(7), 4);
+        assert!(week.slot(-1) <= -1 && -1 < week.slot(-1) + 7 * DAY_MICROS);
+        assert_eq!(partition_name(day.slot(t)), "telemetry_p20261118");
+    }
+
+    #[test]
+    fn clipping_keeps_ranges_apart() {
+        let d = DAY_MICROS;
+        let existing = vec![p(0, d), p(3 * d, 4 * d)];
+        assert_eq!(clip(0, 7 * d, &existing), Some((d, 3 * d)));
+        assert_eq!(clip(3 * d, 4 * d, &existing), None);
+        assert_eq!(clip(4 * d, 5 * d, &existing), Some((4 * d, 5 * d)));
+    }
+
+    #[test]
+    fn known_ranges_answer_without_queries() {
+        let parts = Partitions::new(1);
+        *parts.known.lock().unwrap() = vec![(0, DAY_MICROS)];
+        assert!(parts.missing_slots([1, 2, 3].into_iter()).is_empty());
+        assert_eq!(parts.missing_slots([DAY_MICROS + 1, -1, 2 * DAY_MICROS + 5].into_iter()).len(), 3);
+    }
+}

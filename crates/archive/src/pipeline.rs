@@ -1,0 +1,630 @@
+//! The telemetry path of the archive: Redis Streams → batches → PostgreSQL → `XACK`.
+//!
+//! One reader task owns the consumer-group reads over every telemetry shard: at start it
+//! finishes this consumer's own pending entries (delivered before a crash, never acked), then
+//! reads new ones, and from time to time claims entries a dead replica left pending. It
+//! gathers entries across shards into batches closed by size (`batch_rows`) or age
+//! (`linger`), and hands them to writer tasks through a bounded channel, so reading the next
+//! batch overlaps writing this one and a slow database slows the reads instead of filling
+//! memory. A writer stores a batch in one transaction, dead-letters what cannot be stored,
+//! and only then acks the entries: a crash anywhere before the ack means redelivery, and
+//! redelivery writes nothing twice (see `proact_store::telemetry`).
+//!
+//! Failures: a database that is down, restarting or frozen makes the writer retry the same
+//! batch with backoff (readiness false meanwhile) while the group keeps its position; a
+//! batch PostgreSQL refuses because of its content is bisected until the refused rows are
+//! isolated, the rest commits, and each refused row is dead-lettered after `max_attempts`
+//! tries. An undecodable entry is dead-lettered at once; an entry delivered more than
+//! `max_deliveries` times (a crash loop) is dead-lettered without another try.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use deadpool_postgres::Pool;
+use fred::prelude::*;
+use proact_proto::streams::{DEAD_LETTER_STREAM, PAYLOAD_FIELD};
+use proact_proto::time::now_micros;
+use proact_proto::v1::{DeadLetter, RejectReason, Telemetry};
+use proact_server::redis::StreamEntry;
+use proact_server::Readiness;
+use proact_store::telemetry::{classify, storable_ts, write_telemetry, Failure, WriteMethod};
+use proact_store::StoreError;
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::partitions::Partitions;
+
+/// Counters a test or a benchmark reads; the same numbers go to `/metrics`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Telemetry rows committed (new or already stored).
+    pub rows_committed: AtomicU64,
+    /// Of those, rows that were new.
+    pub rows_inserted: AtomicU64,
+    /// Stream entries acknowledged.
+    pub entries_acked: AtomicU64,
+    /// Entries sent to the dead-letter stream.
+    pub dead_letters: AtomicU64,
+    /// Milliseconds part of the newest committed entry id (when it was added to its stream).
+    pub last_committed_ms: AtomicI64,
+}
+
+/// How the telemetry path reads and writes.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub group: String,
+    pub consumer: String,
+    pub keys: Vec<String>,
+    /// `XREADGROUP … COUNT` per shard.
+    pub read_count: u64,
+    pub block_ms: u64,
+    pub claim_idle_ms: u64,
+    /// A batch is written once it holds this many entries…
+    pub batch_rows: usize,
+    /// …or its oldest entry waited this long.
+    pub linger: Duration,
+    pub writers: usize,
+    pub method: WriteMethod,
+    pub max_attempts: u32,
+    pub max_deliveries: u64,
+    pub write_timeout: Duration,
+    /// After shutdown starts, how long writers keep retrying a batch before leaving it pending.
+    pub grace: Duration,
+    /// Fault injection for tests: commit but never ack (a crash between commit and ack).
+    pub skip_ack: bool,
+}
+
+/// Entries read together; `redelivered` when they come from a pending list (own or claimed).
+pub struct Batch {
+    pub entries: Vec<StreamEntry>,
+    pub redelivered: bool,
+}
+
+/// What the writers share.
+pub struct Writer {
+    pub cfg: PipelineConfig,
+    pub pool: Pool,
+    pub redis: Client,
+    pub ready: Readiness,
+    pub parts: Arc<Partitions>,
+    pub stats: Arc<Stats>,
+    /// Cancelled `grace` after shutdown began: stop retrying, leave entries pending.
+    pub abort: CancellationToken,
+}
+
+/// A write that did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("PostgreSQL did not answer within {0:?}; connection dropped")]
+    Timeout(Duration),
+    #[error("partitions: {0}")]
+    Partition(#[from] crate::partitions::PartitionError),
+}
+
+impl WriteError {
+    fn failure(&self) -> Failure {
+        match self {
+            WriteError::Store(e) => classify(e),
+            _ => Failure::Transient,
+        }
+    }
+}
+
+/// Runs the reader and the writers until shutdown; returns once the batches in hand are
+/// written and acked (or, past the grace period, left pending for the next start).
+pub async fn run(w: Arc<Writer>, read: Client, shutdown: CancellationToken) {
+    let (tx, rx) = mpsc::channel::<Batch>(w.cfg.writers.max(1));
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let mut writers = Vec::new();
+    for _ in 0..w.cfg.writers.max(1) {
+        let (w, rx) = (w.clone(), rx.clone());
+        writers.push(tokio::spawn(async move {
+            loop {
+                let next = rx.lock().await.recv().await;
+                let Some(batch) = next else { break };
+                w.write_batch(batch).await;
+            }
+        }));
+    }
+    read_loop(&w, read, tx, shutdown).await;
+    for t in writers {
+        let _ = t.await;
+    }
+}
+
+async fn read_loop(w: &Writer, read: Client, tx: mpsc::Sender<Batch>, shutdown: CancellationToken) {
+    let cfg = &w.cfg;
+    for key in &cfg.keys {
+        let mut backoff = Duration::from_millis(50);
+        while let Err(e) = proact_server::redis::ensure_group(&w.redis, key, &cfg.group).await {
+            w.ready.set("redis", false);
+            tracing::warn!(error = %e, key, "cannot create consumer group; retrying");
+            if sleep_or_cancel(&shutdown, &mut backoff).await {
+                return;
+            }
+        }
+    }
+    // Own pending entries first, walking each shard's pending list with a cursor, so a batch
+    // still being written is not read again.
+    let mut cursors: Vec<String> = cfg.keys.iter().map(|_| "0".to_string()).collect();
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        match xreadgroup(&read, cfg, &cursors, None).await {
+            Ok(entries) if entries.is_empty() => break,
+            Ok(entries) => {
+                w.ready.set("redis", true);
+                for e in &entries {
+                    if let Some(i) = cfg.keys.iter().position(|k| *k == e.key) {
+                        cursors[i] = e.id.clone();
+                    }
+                }
+                tracing::info!(entries = entries.len(), "finishing own pending entries");
+                if tx.send(Batch { entries, redelivered: true }).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                w.ready.set("redis", false);
+                tracing::warn!(error = %e, "reading own pending entries failed; retrying");
+                if sleep_or_cancel(&shutdown, &mut backoff).await {
+                    return;
+                }
+            }
+        }
+    }
+
+    let new: Vec<String> = cfg.keys.iter().map(|_| ">".to_string()).collect();
+    let claim_every = Duration::from_millis(cfg.claim_idle_ms.max(1000) / 2);
+    let mut last_claim = Instant::now();
+    let mut acc: Vec<StreamEntry> = Vec::new();
+    let mut first_at = Instant::now();
+    let mut backoff = Duration::from_millis(50);
+    while !shutdown.is_cancelled() {
+        if last_claim.elapsed() >= claim_every {
+            last_claim = Instant::now();
+            match proact_server::redis::claim_stale(
+                &w.redis,
+                &cfg.group,
+                &cfg.consumer,
+                &cfg.keys,
+                cfg.claim_idle_ms,
+                cfg.read_count,
+            )
+            .await
+            {
+                Ok(claimed) if !claimed.is_empty() => {
+                    tracing::info!(entries = claimed.len(), "claimed entries another consumer left pending");
+                    metrics::counter!("proact_archive_claimed_total").increment(claimed.len() as u64);
+                    if tx.send(Batch { entries: claimed, redelivered: true }).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "claiming stale entries failed"),
+            }
+        }
+        // With a partial batch in hand, wait only for what is left of its linger time.
+        let block = if acc.is_empty() {
+            cfg.block_ms
+        } else {
+            (cfg.linger.saturating_sub(first_at.elapsed()).as_millis() as u64).max(1)
+        };
+        // Not raced against shutdown: a read abandoned half-way would still deliver entries
+        // (to this consumer's pending list) that nobody handles until the next start.
+        let read = xreadgroup(&read, cfg, &new, Some(block)).await;
+        match read {
+            Ok(entries) => {
+                w.ready.set("redis", true);
+                backoff = Duration::from_millis(50);
+                if acc.is_empty() && !entries.is_empty() {
+                    first_at = Instant::now();
+                }
+                acc.extend(entries);
+            }
+            Err(e) => {
+                w.ready.set("redis", false);
+                tracing::warn!(error = %e, "stream read failed; retrying");
+                if sleep_or_cancel(&shutdown, &mut backoff).await {
+                    break;
+                }
+            }
+        }
+        if !acc.is_empty() && (acc.len() >= cfg.batch_rows || first_at.elapsed() >= cfg.linger) {
+            let entries = std::mem::take(&mut acc);
+            if tx.send(Batch { entries, redelivered: false }).await.is_err() {
+                return;
+            }
+        }
+    }
+    // Stop intake, flush what is in hand; the writers drain the channel.
+    if !acc.is_empty() {
+        let _ = tx.send(Batch { entries: acc, redelivered: false }).await;
+    }
+}
+
+/// Sleeps `backoff` (then doubles it, up to 5 s); true if `token` was cancelled meanwhile.
+async fn sleep_or_cancel(token: &CancellationToken, backoff: &mut Duration) -> bool {
+    let d = *backoff;
+    *backoff = (*backoff * 2).min(Duration::from_secs(5));
+    tokio::select! {
+        _ = token.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}
+
+/// `XREADGROUP` over every shard from `ids` (`>` for new entries, an id for own pending ones),
+/// parsed straight from the reply without intermediate maps.
+async fn xreadgroup(
+    client: &Client,
+    cfg: &PipelineConfig,
+    ids: &[String],
+    block_ms: Option<u64>,
+) -> Result<Vec<StreamEntry>, fred::error::Error> {
+    let keys: Vec<fred::types::Key> = cfg.keys.iter().map(|k| k.as_str().into()).collect();
+    let ids: Vec<fred::types::streams::XID> = ids.iter().map(|i| i.as_str().into()).collect();
+    let raw: Value = client
+        .xreadgroup(cfg.group.as_str(), cfg.consumer.as_str(), Some(cfg.read_count), block_ms, false, keys, ids)
+        .await?;
+    Ok(parse_xread(raw))
+}
+
+fn value_str(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.to_string()),
+        Value::Bytes(b) => std::str::from_utf8(b).ok().map(str::to_string),
+        _ => None,
+    }
+}
+
+/// Parses an `XREAD`/`XREADGROUP` reply (RESP2 arrays or RESP3 maps; nil when nothing came).
+pub fn parse_xread(raw: Value) -> Vec<StreamEntry> {
+    let per_key: Vec<(String, Value)> = match raw {
+        Value::Array(streams) => streams
+            .into_iter()
+            .filter_map(|s| match s {
+                Value::Array(mut kv) if kv.len() == 2 => {
+                    let entries = kv.pop()?;
+                    Some((value_str(&kv[0])?, entries))
+                }
+                _ => None,
+            })
+            .collect(),
+        Value::Map(m) => m.inner().into_iter().filter_map(|(k, v)| Some((k.as_str()?.to_string(), v))).collect(),
+        _ => Vec::new(),
+    };
+    let mut out = Vec::new();
+    for (key, entries) in per_key {
+        let Value::Array(entries) = entries else { continue };
+        out.reserve(entries.len());
+        for entry in entries {
+            let Value::Array(mut pair) = entry else { continue };
+            if pair.is_empty() {
+                continue;
+            }
+            let fields = if pair.len() > 1 { pair.pop() } else { None };
+            let Some(id) = value_str(&pair[0]) else { continue };
+            let mut payload = None;
+            match fields {
+                Some(Value::Array(fv)) => {
+                    let mut it = fv.into_iter();
+                    while let (Some(f), Some(v)) = (it.next(), it.next()) {
+                        if value_str(&f).as_deref() == Some(PAYLOAD_FIELD) {
+                            payload = bytes_of(v);
+                        }
+                    }
+                }
+                Some(Value::Map(m)) => {
+                    for (f, v) in m.inner() {
+                        if f.as_str() == Some(PAYLOAD_FIELD) {
+                            payload = bytes_of(v);
+                        }
+                    }
+                }
+                // A pending entry deleted from the stream (trimmed) comes back with nil fields.
+                _ => {}
+            }
+            out.push(StreamEntry { key: key.clone(), id, payload });
+        }
+    }
+    out
+}
+
+fn bytes_of(v: Value) -> Option<Bytes> {
+    match v {
+        Value::String(s) => Some(s.inner().clone()),
+        Value::Bytes(b) => Some(b),
+        _ => None,
+    }
+}
+
+/// Milliseconds part of a stream entry id (`<ms>-<seq>`).
+fn id_ms(id: &str) -> i64 {
+    id.split('-').next().and_then(|m| m.parse().ok()).unwrap_or(0)
+}
+
+pub(crate) fn dead_letter(e: &StreamEntry, reason: RejectReason, detail: String) -> DeadLetter {
+    DeadLetter {
+        source: "archive".into(),
+        topic: format!("{} {}", e.key, e.id),
+        reason: reason as i32,
+        detail,
+        payload: e.payload.as_ref().map(|p| p[..p.len().min(4096)].to_vec()).unwrap_or_default(),
+        payload_truncated: e.payload.as_ref().is_some_and(|p| p.len() > 4096),
+        at_micros: now_micros(),
+    }
+}
+
+/// Adds `dead` to the dead-letter stream in one pipeline.
+pub(crate) async fn send_dead_letters(redis: &Client, dead: &[DeadLetter]) -> Result<(), fred::error::Error> {
+    if dead.is_empty() {
+        return Ok(());
+    }
+    let pipeline = redis.pipeline();
+    for d in dead {
+        let _: () = pipeline
+            .xadd(DEAD_LETTER_STREAM, false, None::<()>, "*", (PAYLOAD_FIELD, Bytes::from(d.encode_to_vec())))
+            .await?;
+    }
+    let _: Vec<Value> = pipeline.all().await?;
+    metrics::counter!("proact_archive_dead_letters_total").increment(dead.len() as u64);
+    Ok(())
+}
+
+/// How many times each of `entries` was delivered (from `XPENDING`); absent when not pending.
+pub(crate) async fn delivery_counts(
+    redis: &Client,
+    group: &str,
+    entries: &[StreamEntry],
+) -> Result<HashMap<(String, String), u64>, fred::error::Error> {
+    let mut by_key: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for e in entries {
+        by_key.entry(e.key.as_str()).or_default().push(e.id.as_str());
+    }
+    let mut out = HashMap::new();
+    for (key, ids) in by_key {
+        let wanted: HashSet<&str> = ids.iter().copied().collect();
+        let (lo, hi) = (ids.iter().min().copied().unwrap_or("-"), ids.iter().max().copied().unwrap_or("+"));
+        // Ids compare as strings only at equal length; ask for the whole range of this batch.
+        let (lo, hi) = if ids.iter().all(|i| i.len() == lo.len()) { (lo, hi) } else { ("-", "+") };
+        let reply: Value = redis.xpending(key, group, (lo, hi, (ids.len() as u64) * 4 + 100)).await?;
+        let Value::Array(rows) = reply else { continue };
+        for r in rows {
+            let Value::Array(f) = r else { continue };
+            if f.len() < 4 {
+                continue;
+            }
+            let (Some(id), Value::Integer(n)) = (value_str(&f[0]), &f[3]) else { continue };
+            if wanted.contains(id.as_str()) {
+                out.insert((key.to_string(), id), *n as u64);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Waits `d`, or returns true at once if `abort` fires.
+async fn pause(abort: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = abort.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}
+
+impl Writer {
+    /// Stores, dead-letters and acks one batch. Returns without acking only when aborted
+    /// (shutdown past its grace period): the entries stay pending for the next start.
+    pub async fn write_batch(&self, batch: Batch) {
+        let started = Instant::now();
+        let Batch { entries, redelivered } = batch;
+        tracing::debug!(entries = entries.len(), redelivered, "batch in");
+        let mut dead: Vec<DeadLetter> = Vec::new();
+        let mut skip: HashSet<usize> = HashSet::new();
+        if redelivered {
+            match delivery_counts(&self.redis, &self.cfg.group, &entries).await {
+                Ok(counts) => {
+                    for (i, e) in entries.iter().enumerate() {
+                        let n = counts.get(&(e.key.clone(), e.id.clone())).copied().unwrap_or(0);
+                        if n > self.cfg.max_deliveries {
+                            skip.insert(i);
+                            dead.push(dead_letter(
+                                e,
+                                RejectReason::Unspecified,
+                                format!("delivered {n} times without being stored (the archive kept failing on it)"),
+                            ));
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "XPENDING failed; delivery counts not checked for this batch"),
+            }
+        }
+        let mut rows: Vec<Telemetry> = Vec::with_capacity(entries.len());
+        let mut row_entry: Vec<usize> = Vec::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            if skip.contains(&i) {
+                continue;
+            }
+            match e.payload.as_ref().map(|p| Telemetry::decode(p.as_ref())) {
+                Some(Ok(t)) if storable_ts(t.ts_micros) => {
+                    rows.push(t);
+                    row_entry.push(i);
+                }
+                Some(Ok(t)) => dead.push(dead_letter(
+                    e,
+                    RejectReason::AbsurdTimestamp,
+                    format!("ts_micros {} is outside the years 0001-9999", t.ts_micros),
+                )),
+                Some(Err(err)) => {
+                    dead.push(dead_letter(e, RejectReason::UndecodableEntry, format!("not a Telemetry message: {err}")))
+                }
+                None => dead.push(dead_letter(e, RejectReason::UndecodableEntry, "entry has no payload field".into())),
+            }
+        }
+
+        tracing::debug!(rows = rows.len(), dead = dead.len(), "batch decoded");
+        let Some((inserted, rejected)) = self.store_with_retry(&rows).await else {
+            tracing::warn!(entries = entries.len(), "shutting down with a batch not stored; it stays pending");
+            return;
+        };
+        tracing::debug!(inserted, rejected = rejected.len(), "batch stored");
+        let stored = rows.len() - rejected.len();
+        for (row, err) in rejected {
+            dead.push(dead_letter(
+                &entries[row_entry[row]],
+                RejectReason::Unspecified,
+                format!("PostgreSQL refused the row {} times: {err}", self.cfg.max_attempts),
+            ));
+        }
+        self.stats.rows_committed.fetch_add(stored as u64, Ordering::Relaxed);
+        self.stats.rows_inserted.fetch_add(inserted, Ordering::Relaxed);
+        metrics::counter!("proact_archive_rows_written_total").increment(inserted);
+        metrics::counter!("proact_archive_rows_duplicate_total").increment((stored as u64).saturating_sub(inserted));
+
+        let mut backoff = Duration::from_millis(50);
+        while let Err(e) = send_dead_letters(&self.redis, &dead).await {
+            tracing::warn!(error = %e, "dead-letter write failed; retrying");
+            if pause(&self.abort, backoff).await {
+                return;
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        self.stats.dead_letters.fetch_add(dead.len() as u64, Ordering::Relaxed);
+        if !self.cfg.skip_ack {
+            let mut backoff = Duration::from_millis(50);
+            while let Err(e) = proact_server::redis::ack(&self.redis, &self.cfg.group, &entries).await {
+                tracing::warn!(error = %e, "ack failed; retrying");
+                if pause(&self.abort, backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            self.stats.entries_acked.fetch_add(entries.len() as u64, Ordering::Relaxed);
+        }
+        if let Some(newest) = entries.iter().map(|e| id_ms(&e.id)).max() {
+            self.stats.last_committed_ms.fetch_max(newest, Ordering::Relaxed);
+            let lag = (now_micros() / 1000 - newest).max(0) as f64 / 1000.0;
+            metrics::gauge!("proact_archive_lag_seconds").set(lag);
+        }
+        metrics::histogram!("proact_archive_batch_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("proact_archive_batch_entries").record(entries.len() as f64);
+    }
+
+    /// Stores `rows`, retrying what is not the rows' fault until it works or `abort`.
+    /// Returns rows inserted and the rows refused for good (index, error), or `None` if aborted.
+    async fn store_with_retry(&self, rows: &[Telemetry]) -> Option<(u64, Vec<(usize, String)>)> {
+        let mut backoff = Duration::from_millis(50);
+        let mut partition_retries = 0;
+        loop {
+            let result = match self.parts.ensure(&self.pool, rows.iter().map(|t| t.ts_micros)).await {
+                Ok(_) => self.store_isolating(rows).await,
+                Err(e) => Err(e.into()),
+            };
+            match result {
+                Ok(r) => {
+                    self.ready.set("postgres", true);
+                    return Some(r);
+                }
+                Err(e) if e.failure() == Failure::MissingPartition && partition_retries < 3 => {
+                    // Dropped by retention or by hand since we last looked: look again.
+                    partition_retries += 1;
+                    if let Ok(client) = self.pool.get().await {
+                        let _ = self.parts.refresh(&client).await;
+                    }
+                }
+                Err(e) => {
+                    self.ready.set("postgres", false);
+                    tracing::warn!(error = %e, rows = rows.len(), retry_in = ?backoff, "telemetry batch not stored; retrying");
+                    metrics::counter!("proact_archive_write_retries_total").increment(1);
+                    if pause(&self.abort, backoff).await {
+                        return None;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    partition_retries = 0;
+                    if let Ok(client) = self.pool.get().await {
+                        let _ = self.parts.refresh(&client).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One attempt at `rows`; on a data error, bisects until the refused rows are alone, each
+    /// retried up to `max_attempts` times. Any other failure ends the attempt (the caller
+    /// retries everything; the halves already committed are idempotent).
+    async fn store_isolating(&self, rows: &[Telemetry]) -> Result<(u64, Vec<(usize, String)>), WriteError> {
+        let mut inserted = 0;
+        let mut rejected = Vec::new();
+        let mut todo = vec![(0, rows.len())];
+        while let Some((a, b)) = todo.pop() {
+            if a == b {
+                continue;
+            }
+            let err = match self.store_once(&rows[a..b]).await {
+                Ok(n) => {
+                    inserted += n;
+                    continue;
+                }
+                Err(e) if e.failure() == Failure::Data => e,
+                Err(e) => return Err(e),
+            };
+            if b - a > 1 {
+                let m = a + (b - a) / 2;
+                metrics::counter!("proact_archive_bisections_total").increment(1);
+                todo.push((m, b));
+                todo.push((a, m));
+                continue;
+            }
+            // One row PostgreSQL refuses: a few more tries (a refusal could come from a
+            // constraint that changes), then it is dead-lettered and the group moves on.
+            let mut last = err;
+            let mut stored = false;
+            let mut backoff = Duration::from_millis(100);
+            for _ in 1..self.cfg.max_attempts {
+                if pause(&self.abort, backoff).await {
+                    return Err(last);
+                }
+                backoff *= 2;
+                match self.store_once(&rows[a..b]).await {
+                    Ok(n) => {
+                        inserted += n;
+                        stored = true;
+                        break;
+                    }
+                    Err(e) if e.failure() == Failure::Data => last = e,
+                    Err(e) => return Err(e),
+                }
+            }
+            if !stored {
+                tracing::warn!(error = %last, equipement_id = %rows[a].equipement_id, ts_micros = rows[a].ts_micros,
+                    "PostgreSQL refuses a row; dead-lettering it");
+                rejected.push((a, last.to_string()));
+            }
+        }
+        Ok((inserted, rejected))
+    }
+
+    /// One transaction, bounded in time: a frozen server or a half-open connection costs a
+    /// timeout, and the connection is dropped rather than returned to the pool.
+    async fn store_once(&self, rows: &[Telemetry]) -> Result<u64, WriteError> {
+        let t = self.cfg.write_timeout;
+        let mut client = match tokio::time::timeout(t, self.pool.get()).await {
+            Ok(c) => c.map_err(StoreError::from)?,
+            Err(_) => return Err(WriteError::Timeout(t)),
+        };
+        match tokio::time::timeout(t, write_telemetry(&mut client, rows, self.cfg.method)).await {
+            Ok(r) => Ok(r?),
+            Err(_) => {
+                drop(deadpool_postgres::Object::take(client));
+                Err(WriteError::Timeout(t))
+            }
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! Writing telemetry batches into the partitioned `telemetry` table, idempotently.
+//!
+//! Three paths, all safe to run twice on the same rows (rows are unique on
+//! (`equipement_id`, `ts`)); `docs/BENCHMARKS.md` ("Archive") has their measured speed:
+//!
+//! - [`WriteMethod::Staging`]: binary `COPY` into a per-connection temporary staging table
+//!   (temporary tables are not WAL-logged), then one `INSERT … SELECT … ON CONFLICT DO NOTHING`.
+//! - [`WriteMethod::Unnest`]: one `INSERT … SELECT FROM unnest($1::text[], …) ON CONFLICT DO
+//!   NOTHING` with the columns as binary array parameters.
+//! - [`WriteMethod::CopyFirst`]: binary `COPY` straight into `telemetry` (bulk-load speed); if
+//!   the batch holds a row that is already stored (a redelivery after a crash between commit
+//!   and ack), the unique index refuses the COPY, the transaction rolls back and the batch goes
+//!   through the staging path instead. First deliveries, nearly all of them, pay raw COPY.
+//!
+//! The COPY stream is encoded here rather than through `BinaryCopyInWriter`: five fixed
+//! column types, written straight into one buffer, with no per-value type checks.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::SinkExt;
+use proact_proto::v1::Telemetry;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+
+use crate::StoreError;
+
+/// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01 UTC).
+const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+/// Timestamps the archive accepts: years 0001 to 9999 (PostgreSQL stores far more, but a
+/// partition per absurd date is not worth having; ingest refuses such readings anyway).
+pub const MIN_TS_MICROS: i64 = -62_135_596_800_000_000; // 0001-01-01T00:00:00Z
+pub const MAX_TS_MICROS: i64 = 253_402_300_799_999_999; // 9999-12-31T23:59:59.999999Z
+
+/// How a batch is written; see the module documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriteMethod {
+    Staging,
+    Unnest,
+    #[default]
+    CopyFirst,
+}
+
+impl std::str::FromStr for WriteMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "staging" => Ok(Self::Staging),
+            "unnest" => Ok(Self::Unnest),
+            "copy-first" => Ok(Self::CopyFirst),
+            _ => Err(format!("unknown write method {s:?} (staging, unnest, copy-first)")),
+        }
+    }
+}
+
+impl std::fmt::Display for WriteMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Staging => "staging",
+            Self::Unnest => "unnest",
+            Self::CopyFirst => "copy-first",
+        })
+    }
+}
+
+/// What a failed write means for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Connection lost, server down or restarting, lock timeout, schema being changed…:
+    /// retry the same batch later; nothing about the rows is wrong.
+    Transient,
+    /// A row's `ts` has no partition (created on demand by the archive, then retried).
+    MissingPartition,
+    /// PostgreSQL refuses a row's content (invalid text, value out of range…): retrying the
+    /// same rows fails the same way; isolate the row.
+    Data,
+}
+
+/// Classifies a storage error (see [`Failure`]).
+pub fn classify(e: &StoreError) -> Failure {
+    let StoreError::Pg(pg) = e else { return Failure::Transient };
+    let Some(code) = pg.code() else { return Failure::Transient };
+    if *code == SqlState::CHECK_VIOLATION && pg.to_string().contains("no partition") {
+        return Failure::MissingPartition;
+    }
+    match &code.code()[..2] {
+        // Data exceptions, integrity constraints, program limits (e.g. a row too large).
+        "22" | "23" | "54" => Failure::Data,
+        // Everything else (connection, resources, operator intervention, a schema out of date,
+        // internal errors) says nothing about the rows: retry, never dead-letter on it.
+        _ => Failure::Transient,
+    }
+}
+
+/// Whether `ts_micros` can be stored (see [`MIN_TS_MICROS`]).
+pub fn storable_ts(ts_micros: i64) -> bool {
+    (MIN_TS_MICROS..=MAX_TS_MICROS).contains(&ts_micros)
+}
+
+/// JSONB in binary form is a version byte then the JSON text; sent as is, no re-parse here.
+#[derive(Debug)]
+pub struct RawJsonb(pub String);
+
+impl ToSql for RawJsonb {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send + 'static>> {
+        out.put_u8(1);
+        out.put_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB
+    }
+    to_sql_checked!();
+}
+
+fn extra_json(t: &Telemetry) -> String {
+    if t.extra.is_empty() {
+        return "{}".to_string();
+    }
+    // Sorted keys: the same reading always gives the same document. Non-finite values (ingest
+    // refuses them) would become null rather than invalid JSON.
+    let sorted: std::collections::BTreeMap<&String, &f64> = t.extra.iter().collect();
+    serde_json::to_string(&sorted).unwrap_or_else(|_| "{}".to_string())
+}
+
+fn received(t: &Telemetry) -> i64 {
+    if t.received_micros > 0 && storable_ts(t.received_micros) {
+        t.received_micros
+    } else {
+        t.ts_micros
+    }
+}
+
+/// The rows as one binary COPY stream: header, tuples, trailer.
+pub fn encode_copy(rows: &[Telemetry]) -> Bytes {
+    let mut b = BytesMut::with_capacity(19 + rows.len() * 96 + 2);
+    b.put_slice(b"PGCOPY\n\xff\r\n\0");
+    b.put_i32(0); // flags
+    b.put_i32(0); // header extension length
+    for t in rows {
+        b.put_i16(6);
+        b.put_i32(t.equipement_id.len() as i32);
+        b.put_slice(t.equipement_id.as_bytes());
+        b.put_i32(8);
+        b.put_i64(t.ts_micros - PG_EPOCH_OFFSET_MICROS);
+        b.put_i32(8);
+        b.put_f64(t.temperature);
+        b.put_i32(8);
+        b.put_f64(t.vibration);
+        let extra = extra_json(t);
+        b.put_i32(extra.len() as i32 + 1);
+        b.put_u8(1);
+        b.put_slice(extra.as_bytes());
+        b.put_i32(8);
+        b.put_i64(received(t) - PG_EPOCH_OFFSET_MICROS);
+    }
+    b.put_i16(-1);
+    b.freeze()
+}
+
+const COLUMNS: &str = "equipement_id, ts, temperature, vibration, extra, received_at";
+
+async fn copy_into(tx: &tokio_postgres::Transaction<'_>, table: &str, data: Bytes) -> Result<u64, StoreError> {
+    let sink = tx.copy_in::<_, Bytes>(&format!("COPY {table} ({COLUMNS}) FROM STDIN BINARY")).await?;
+    futures::pin_mut!(sink);
+    // One message per ~1 MiB keeps the socket busy without one huge allocation on the wire.
+    let mut data = data;
+    while data.len() > 1 << 20 {
+        sink.feed(data.split_to(1 << 20)).await?;
+    }
+    sink.feed(data).await?;
+    Ok(sink.finish().await?)
+}
+
+async fn write_staging(client: &mut tokio_postgres::Client, data: Bytes) -> Result<u64, StoreError> {
+    let tx = client.transaction().await?;
+    // One round trip; the notice that the staging table already exists is noise.
+    tx.batch_execute(
+        "SET LOCAL client_min_messages = warning;
+         CREATE TEMP TABLE IF NOT EXISTS telemetry_stage (
+            equipement_id text, ts timestamptz, temperature double precision,
+            vibration double precision, extra jsonb, received_at timestamptz
+         ) ON COMMIT DELETE ROWS",
+    )
+    .await?;
+    copy_into(&tx, "telemetry_stage", data).await?;
+    let inserted = tx
+        .execute(
+            &format!(
+                "INSERT INTO telemetry ({COLUMNS}) SELECT {COLUMNS} FROM telemetry_stage
+                 ON CONFLICT (equipement_id, ts) DO NOTHING"
+            ),
+            &[],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+async fn write_unnest(client: &mut tokio_postgres::Client, rows: &[Telemetry]) -> Result<u64, StoreError> {
+    let ids: Vec<&str> = rows.iter().map(|t| t.equipement_id.as_str()).collect();
+    let ts: Vec<chrono::DateTime<chrono::Utc>> = rows.iter().map(|t| crate::micros_to_ts(t.ts_micros)).collect();
+    let temp: Vec<f64> = rows.iter().map(|t| t.temperature).collect();
+    let vib: Vec<f64> = rows.iter().map(|t| t.vibration).collect();
+    let extra: Vec<RawJsonb> = rows.iter().map(|t| RawJsonb(extra_json(t))).collect();
+    let rec: Vec<chrono::DateTime<chrono::Utc>> = rows.iter().map(|t| crate::micros_to_ts(received(t))).collect();
+    let inserted = client
+        .execute(
+            &format!(
+                "INSERT INTO telemetry ({COLUMNS})
+                 SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::float8[], $4::float8[], $5::jsonb[],
+                                      $6::timestamptz[])
+                 ON CONFLICT (equipement_id, ts) DO NOTHING"
+            ),
+            &[&ids, &ts, &temp, &vib, &extra, &rec],
+        )
+        .await?;
+    Ok(inserted)
+}
+
+/// Writes `rows` in one transaction with `method`; returns how many rows were new.
+/// Every row's `ts` must be [`storable_ts`] and have a partition (else
+/// [`Failure::MissingPartition`]).
+pub async fn write_telemetry(
+    client: &mut tokio_postgres::Client,
+    rows: &[Telemetry],
+    method: WriteMethod,
+) -> Result<u64, StoreError> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    match method {
+        WriteMethod::Staging => write_staging(client, encode_copy(rows)).await,
+        WriteMethod::Unnest => write_unnest(client, rows).await,
+        WriteMethod::CopyFirst => {
+            let data = encode_copy(rows);
+            let tx = client.transaction().await?;
+            match copy_into(&tx, "telemetry", data.clone()).await {
+                Ok(n) => {
+                    tx.commit().await?;
+                    Ok(n)
+                }
+                Err(StoreError::Pg(e)) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                    // Some rows are stored already: a redelivery. Roll back, take the slow path.
+                    drop(tx);
+                    write_staging(client, data).await
+                }
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+/// Plain binary COPY into `telemetry`, not idempotent: the reference the benchmarks compare
+/// the idempotent paths with.
+pub async fn copy_telemetry_plain(client: &mut tokio_postgres::Client, rows: &[Telemetry]) -> Result<u64, StoreError> {
+    let tx = client.transaction().await?;
+    let n = copy_into(&tx, "telemetry", encode_copy(rows)).await?;
+    tx.commit().await?;
+    Ok(n)
+}
