@@ -423,6 +423,41 @@ fn json_error(payload: &[u8], e: &serde_json::Error) -> Rejection {
     }
 }
 
+/// One fuzzing step, shared by the libFuzzer target (`crates/ingest/fuzz`) and the stable
+/// corpus-replay test: the first byte picks a topic (a valid one most of the time), the rest
+/// is the payload. Panics if the parser panics or breaks an invariant of what it accepts.
+#[doc(hidden)]
+pub fn fuzz_one(data: &[u8]) {
+    const TOPICS: [&str; 6] = [
+        "sensors/PUMP-01/telemetry",
+        "sensors/PUMP-01/telemetry",
+        "sensors/PUMP-01/telemetry",
+        "sensors/a b/telemetry",
+        "sensors/PUMP-01",
+        "sensors//telemetry",
+    ];
+    let (topic, payload) = match data.split_first() {
+        Some((t, rest)) => (TOPICS[*t as usize % TOPICS.len()], rest),
+        None => (TOPICS[0], data),
+    };
+    let limits = Limits { max_payload_bytes: 4096, ..Default::default() };
+    let now = 1_710_928_800_000_000; // 2024-03-20T10:00:00Z
+    match parse_mqtt(topic, payload, &limits, now) {
+        Ok(t) => {
+            assert!(payload.len() <= limits.max_payload_bytes);
+            assert_eq!(Ok(t.equipement_id.as_str()), topic_id(topic).map_err(|_| ()), "id bound to the topic");
+            assert!(valid_id(&t.equipement_id));
+            assert!(t.temperature.is_finite() && t.vibration.is_finite());
+            assert!(t.extra.values().all(|v| v.is_finite()));
+            assert!(t.extra.len() <= limits.max_fields);
+            assert!(t.extra.keys().all(|k| !k.is_empty() && k.len() <= 64));
+            assert!(t.ts_micros >= limits.min_ts_micros && t.ts_micros <= now + limits.max_future_micros);
+            assert!(check_telemetry(&t, &limits, now).is_ok(), "what MQTT accepts, gRPC accepts");
+        }
+        Err(r) => assert!(r.reason != RejectReason::Unspecified && !r.detail.is_empty()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
