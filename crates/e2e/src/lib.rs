@@ -58,21 +58,26 @@ impl Pipeline {
         let detector = proact_anomaly_detector::App::build(proact_anomaly_detector::Config::try_parse_from(d)?).await?;
         tasks.push(tokio::spawn(detector.run_until_stopped(shutdown.clone())));
 
+        // The trainer's registry on a free port the gateway is told about (the trainer does not
+        // report its bound address).
+        let registry_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut t = vec!["proact-trainer".to_string(), "--admin-addr".into(), "127.0.0.1:0".into()];
+        // The trainer publishes model events, so it needs the stack's Redis too.
+        t.extend(["--redis-url".into(), stack.redis.url()]);
+        t.extend(["--grpc-addr".into(), format!("127.0.0.1:{registry_port}"), "--database-url".into(), db.clone()]);
+        let trainer = proact_trainer::App::build(proact_trainer::Config::try_parse_from(t)?).await?;
+        tasks.push(tokio::spawn(trainer.run_until_stopped(shutdown.clone())));
+
         let mut g = common(stack, "proact-alert-gateway");
         g.extend(["--database-url".into(), db.clone(), "--http-addr".into(), "127.0.0.1:0".into()]);
+        g.extend(["--archive-grpc-url".into(), format!("http://{archive_grpc}")]);
+        g.extend(["--registry-grpc-url".into(), format!("http://127.0.0.1:{registry_port}")]);
         if let Some(t) = gateway_token {
             g.extend(["--token".into(), t.to_string()]);
         }
         let gateway = proact_alert_gateway::App::build(proact_alert_gateway::Config::try_parse_from(g)?).await?;
         let gateway_http = gateway.http_addr();
         tasks.push(tokio::spawn(gateway.run_until_stopped(shutdown.clone())));
-
-        let mut t = vec!["proact-trainer".to_string(), "--admin-addr".into(), "127.0.0.1:0".into()];
-        // The trainer publishes model events, so it needs the stack's Redis too.
-        t.extend(["--redis-url".into(), stack.redis.url()]);
-        t.extend(["--grpc-addr".into(), "127.0.0.1:0".into(), "--database-url".into(), db.clone()]);
-        let trainer = proact_trainer::App::build(proact_trainer::Config::try_parse_from(t)?).await?;
-        tasks.push(tokio::spawn(trainer.run_until_stopped(shutdown.clone())));
 
         let mut i = common(stack, "proact-ingest");
         i.extend(["--mqtt-url".into(), stack.mqtt.url(), "--client-id".into(), "ingest-e2e".into()]);
