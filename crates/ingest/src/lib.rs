@@ -50,6 +50,10 @@ pub struct Config {
     /// Messages held between the broker and the writer before reading stops.
     #[arg(long, env = "PROACT_INGEST_QUEUE", default_value_t = 8192)]
     pub queue: usize,
+    /// How readings are appended: `script` (one server-side loop per shard and batch) or
+    /// `xadd` (one pipelined XADD per reading).
+    #[arg(long, env = "PROACT_INGEST_WRITE_MODE", value_enum, default_value_t = sink::WriteMode::Script)]
+    pub write_mode: sink::WriteMode,
     /// Largest accepted payload, bytes.
     #[arg(long, env = "PROACT_INGEST_MAX_PAYLOAD", default_value_t = 16384)]
     pub max_payload: usize,
@@ -235,7 +239,7 @@ impl App {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let App { config, admin, grpc, redis, ready, mqtt_tls, grpc_tls, allow } = self;
         let grace = Duration::from_secs(config.admin.shutdown_grace_secs);
-        let sink = sink::StreamSink::new(redis.clone(), config.redis.shards);
+        let sink = sink::StreamSink::with_mode(redis.clone(), config.redis.shards, config.write_mode);
         let limits = validate::Limits { max_payload_bytes: config.max_payload, ..Default::default() };
         let (host, port, _tls) = config.mqtt.endpoint()?;
         let intake = mqtt::MqttIntake {

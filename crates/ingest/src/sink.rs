@@ -7,12 +7,26 @@ use std::time::Instant;
 use bytes::BytesMut;
 use fred::prelude::*;
 use fred::types::Key;
+use fred::types::{ClusterHash, CustomCommand};
 use proact_proto::streams::{shard_for, telemetry_stream, DEAD_LETTER_STREAM, PAYLOAD_FIELD};
 use proact_proto::v1::{DeadLetter, Telemetry};
 use prost::Message;
 
 /// Bound on the raw payload kept in a dead letter.
 pub const DLQ_PAYLOAD_LIMIT: usize = 4096;
+
+/// How a batch's readings are appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WriteMode {
+    /// One pipelined `XADD` per reading.
+    Xadd,
+    /// One pipelined `EVAL` per shard that runs the shard's `XADD`s server-side: the same
+    /// entries, far fewer commands for the client to encode and the server to parse.
+    Script,
+}
+
+/// Appends each argument to the stream `KEYS[1]` as field `p`, in order.
+const XADD_ALL: &str = "for i = 1, #ARGV do redis.call('XADD', KEYS[1], '*', 'p', ARGV[i]) end return #ARGV";
 
 /// Where accepted and rejected inputs go.
 ///
@@ -21,6 +35,7 @@ pub const DLQ_PAYLOAD_LIMIT: usize = 4096;
 #[derive(Clone)]
 pub struct StreamSink {
     client: Client,
+    mode: WriteMode,
     /// Shard keys, made once: cloning a `Key` shares its bytes.
     stream_keys: Vec<Key>,
     dlq_key: Key,
@@ -29,8 +44,13 @@ pub struct StreamSink {
 
 impl StreamSink {
     pub fn new(client: Client, shards: u32) -> Self {
+        Self::with_mode(client, shards, WriteMode::Script)
+    }
+
+    pub fn with_mode(client: Client, shards: u32, mode: WriteMode) -> Self {
         Self {
             client,
+            mode,
             stream_keys: (0..shards).map(|s| Key::from(telemetry_stream(s))).collect(),
             dlq_key: Key::from(DEAD_LETTER_STREAM),
             field: Key::from(PAYLOAD_FIELD),
@@ -54,11 +74,34 @@ impl StreamSink {
         let mut buf = BytesMut::with_capacity(size);
         let pipeline = self.client.pipeline();
         let shards = self.stream_keys.len() as u32;
-        for t in accepted {
-            let key = self.stream_keys[shard_for(&t.equipement_id, shards) as usize].clone();
-            t.encode(&mut buf).map_err(|e| Error::new(ErrorKind::Unknown, e.to_string()))?;
-            let entry = buf.split().freeze();
-            let _: () = pipeline.xadd(key, false, None::<()>, "*", (self.field.clone(), entry)).await?;
+        match self.mode {
+            WriteMode::Xadd => {
+                for t in accepted {
+                    let key = self.stream_keys[shard_for(&t.equipement_id, shards) as usize].clone();
+                    t.encode(&mut buf).map_err(|e| Error::new(ErrorKind::Unknown, e.to_string()))?;
+                    let entry = buf.split().freeze();
+                    let _: () = pipeline.xadd(key, false, None::<()>, "*", (self.field.clone(), entry)).await?;
+                }
+            }
+            WriteMode::Script => {
+                // EVAL script 1 key entry...: the key is argument 2 (for cluster routing).
+                let head = || vec![Value::from(XADD_ALL), Value::Integer(1)];
+                let mut per_shard: Vec<Vec<Value>> = vec![Vec::new(); self.stream_keys.len()];
+                for t in accepted {
+                    t.encode(&mut buf).map_err(|e| Error::new(ErrorKind::Unknown, e.to_string()))?;
+                    let shard = shard_for(&t.equipement_id, shards) as usize;
+                    let args = &mut per_shard[shard];
+                    if args.is_empty() {
+                        args.extend(head());
+                        args.push(Value::Bytes(self.stream_keys[shard].clone().into_bytes()));
+                    }
+                    args.push(Value::Bytes(buf.split().freeze()));
+                }
+                let eval = CustomCommand::new_static("EVAL", ClusterHash::Offset(2), false);
+                for args in per_shard.into_iter().filter(|a| !a.is_empty()) {
+                    let _: () = pipeline.custom(eval.clone(), args).await?;
+                }
+            }
         }
         for d in dead {
             d.encode(&mut buf).map_err(|e| Error::new(ErrorKind::Unknown, e.to_string()))?;
