@@ -38,6 +38,12 @@ pub struct Config {
     /// MQTT shared-subscription group: replicas in one group split the messages.
     #[arg(long, env = "PROACT_INGEST_GROUP", default_value = "proact-ingest")]
     pub group: String,
+    /// Subscribe through the shared subscription (`$share/<group>/…`) so replicas split the
+    /// load. `false`: a plain subscription, for a single replica on a broker that does not
+    /// restore shared subscriptions after its own restart (Mosquitto 2.0.11 does not: what is
+    /// published between the broker's restart and ingest's resubscribe is dropped by it).
+    #[arg(long, env = "PROACT_INGEST_SHARED_SUBSCRIPTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub shared_subscription: bool,
     /// MQTT client id; must be stable per replica for its persistent session (default: hostname).
     #[arg(long, env = "PROACT_INGEST_CLIENT_ID")]
     pub client_id: Option<String>,
@@ -249,7 +255,11 @@ impl App {
             username: config.mqtt.mqtt_username.clone(),
             password: config.mqtt.mqtt_password.clone(),
             tls: mqtt_tls,
-            topic: format!("$share/{}/sensors/+/telemetry", config.group),
+            topic: if config.shared_subscription {
+                format!("$share/{}/sensors/+/telemetry", config.group)
+            } else {
+                "sensors/+/telemetry".to_string()
+            },
             max_batch: config.max_batch,
             max_wait: Duration::from_millis(config.max_wait_ms),
             queue: config.queue,

@@ -1,5 +1,11 @@
 //! The broker restarted mid-stream: ingest reconnects (backoff), resumes its persistent
 //! session, and nothing the broker acked to the publisher is lost.
+//!
+//! With a plain subscription. Mosquitto 2.0.11 does not restore *shared* subscriptions
+//! from its persistence file: readings published after the broker is back but before
+//! ingest has resubscribed are dropped by the broker itself (about one run in fifteen lost
+//! a few that way here). That is a broker limitation, documented with the
+//! `--shared-subscription` flag; what this test pins is ingest's own part.
 
 mod common;
 
@@ -13,7 +19,8 @@ use proact_testkit::{Mosquitto, Redis};
 async fn broker_restart_mid_stream_loses_nothing() {
     let (mut mqtt, redis) = tokio::try_join!(Mosquitto::start(), Redis::start()).expect("servers");
     let r = common::redis(&redis.url()).await;
-    let ingest = start_ingest(&mqtt.url(), &redis.url(), "ingest-broker-restart", &[]).await;
+    let ingest =
+        start_ingest(&mqtt.url(), &redis.url(), "ingest-broker-restart", &["--shared-subscription", "false"]).await;
 
     let n = 20_000;
     let base = base_micros();
