@@ -278,14 +278,19 @@ async fn xreadgroup(
 }
 
 fn value_str(v: &Value) -> Option<String> {
+    std::str::from_utf8(value_bytes(v)?).ok().map(str::to_string)
+}
+
+fn value_bytes(v: &Value) -> Option<&[u8]> {
     match v {
-        Value::String(s) => Some(s.to_string()),
-        Value::Bytes(b) => std::str::from_utf8(b).ok().map(str::to_string),
+        Value::String(s) => Some(s.inner().as_ref()),
+        Value::Bytes(b) => Some(b.as_ref()),
         _ => None,
     }
 }
 
 /// Parses an `XREAD`/`XREADGROUP` reply (RESP2 arrays or RESP3 maps; nil when nothing came).
+/// On the hot path: no intermediate maps, one allocation per entry for its id.
 pub fn parse_xread(raw: Value) -> Vec<StreamEntry> {
     let per_key: Vec<(String, Value)> = match raw {
         Value::Array(streams) => streams
@@ -317,14 +322,14 @@ pub fn parse_xread(raw: Value) -> Vec<StreamEntry> {
                 Some(Value::Array(fv)) => {
                     let mut it = fv.into_iter();
                     while let (Some(f), Some(v)) = (it.next(), it.next()) {
-                        if value_str(&f).as_deref() == Some(PAYLOAD_FIELD) {
+                        if value_bytes(&f) == Some(PAYLOAD_FIELD.as_bytes()) {
                             payload = bytes_of(v);
                         }
                     }
                 }
                 Some(Value::Map(m)) => {
                     for (f, v) in m.inner() {
-                        if f.as_str() == Some(PAYLOAD_FIELD) {
+                        if f.as_bytes() == PAYLOAD_FIELD.as_bytes() {
                             payload = bytes_of(v);
                         }
                     }

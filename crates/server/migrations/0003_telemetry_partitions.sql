@@ -51,3 +51,9 @@ BEGIN
     END IF;
 END
 $$;
+
+-- Time-window queries over every equipment (the trainer's history, retention checks) prune
+-- to the partitions they touch; inside one, a BRIN index on `ts` skips the rest of it for a
+-- fraction of a per-cent of the insert cost (rows arrive in time order, so block ranges stay
+-- narrow). Measured against no index and a B-tree on `ts`: docs/BENCHMARKS.md "Archive".
+CREATE INDEX IF NOT EXISTS telemetry_ts_brin ON telemetry USING brin (ts) WITH (autosummarize = on);

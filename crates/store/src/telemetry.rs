@@ -133,6 +133,30 @@ fn received(t: &Telemetry) -> i64 {
     }
 }
 
+/// `extra` as a JSON object, keys sorted, written straight into `out`.
+fn write_extra_json(t: &Telemetry, out: &mut BytesMut) {
+    if t.extra.is_empty() {
+        out.put_slice(b"{}");
+        return;
+    }
+    let mut kv: Vec<(&String, &f64)> = t.extra.iter().collect();
+    kv.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.put_u8(b'{');
+    for (i, (k, v)) in kv.into_iter().enumerate() {
+        if i > 0 {
+            out.put_u8(b',');
+        }
+        // serde_json escapes the key and prints non-finite numbers as null.
+        let mut w = out.writer();
+        let _ = serde_json::to_writer(&mut w, k);
+        let out2 = w.into_inner();
+        out2.put_u8(b':');
+        let mut w = out2.writer();
+        let _ = serde_json::to_writer(&mut w, v);
+    }
+    out.put_u8(b'}');
+}
+
 /// The rows as one binary COPY stream: header, tuples, trailer.
 pub fn encode_copy(rows: &[Telemetry]) -> Bytes {
     let mut b = BytesMut::with_capacity(19 + rows.len() * 96 + 2);
@@ -149,10 +173,13 @@ pub fn encode_copy(rows: &[Telemetry]) -> Bytes {
         b.put_f64(t.temperature);
         b.put_i32(8);
         b.put_f64(t.vibration);
-        let extra = extra_json(t);
-        b.put_i32(extra.len() as i32 + 1);
+        // JSONB: length, version byte, the text written in place.
+        let at = b.len();
+        b.put_i32(0);
         b.put_u8(1);
-        b.put_slice(extra.as_bytes());
+        write_extra_json(t, &mut b);
+        let len = (b.len() - at - 4) as i32;
+        b[at..at + 4].copy_from_slice(&len.to_be_bytes());
         b.put_i32(8);
         b.put_i64(received(t) - PG_EPOCH_OFFSET_MICROS);
     }
@@ -260,4 +287,34 @@ pub async fn copy_telemetry_plain(client: &mut tokio_postgres::Client, rows: &[T
     let n = copy_into(&tx, "telemetry", encode_copy(rows)).await?;
     tx.commit().await?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_json_is_sorted_escaped_and_matches_serde() {
+        let mut t = Telemetry::default();
+        let mut b = BytesMut::new();
+        write_extra_json(&t, &mut b);
+        assert_eq!(&b[..], b"{}");
+        t.extra.insert("pressure".into(), 5.5);
+        t.extra.insert("a\"b".into(), -1.0);
+        t.extra.insert("flow".into(), f64::NAN);
+        let mut b = BytesMut::new();
+        write_extra_json(&t, &mut b);
+        assert_eq!(std::str::from_utf8(&b).unwrap(), extra_json(&t));
+        assert_eq!(std::str::from_utf8(&b).unwrap(), r#"{"a\"b":-1.0,"flow":null,"pressure":5.5}"#);
+    }
+
+    #[test]
+    fn copy_stream_frames_every_field() {
+        let t = Telemetry { equipement_id: "P-1".into(), ts_micros: PG_EPOCH_OFFSET_MICROS, ..Default::default() };
+        let b = encode_copy(&[t]);
+        // header 19, tuple: 2 + (4+3) + (4+8)·3 + (4+1+2) + (4+8), trailer 2
+        assert_eq!(b.len(), 19 + 2 + 7 + 36 + 7 + 12 + 2);
+        assert_eq!(&b[b.len() - 2..], &[0xff, 0xff]);
+        assert_eq!(&b[21..25], &3i32.to_be_bytes());
+    }
 }
