@@ -3,6 +3,15 @@
 //! them against the contract, writes accepted readings as protobuf entries to the telemetry
 //! stream of their shard, and every rejection, with its reason, to the dead-letter stream.
 //! Downstream: archive, anomaly-detector.
+//!
+//! Guarantees and where they live: ack-after-write and the reconnect/ack epochs in
+//! [`mqtt`]; all-or-retry batch writes in [`sink`]; group-safe trimming in [`trim`]; TLS,
+//! the gRPC token/mTLS and the equipment allow-list in [`security`]; the contract and its
+//! fuzz entry point in [`validate`]. Operational notes: a replica's MQTT client id must be
+//! stable (its persistent session holds its share of the subscription while it is down, and
+//! keeps receiving that share until the broker expires the session); the broker's in-flight
+//! window per client (`max_inflight_messages`) bounds ingest's batches, since nothing is
+//! acked before it is written.
 #![forbid(unsafe_code)]
 
 pub mod grpc;
