@@ -14,7 +14,7 @@ demo:
 
 # Every test: unit, integration against real Mosquitto/Redis/PostgreSQL, end to end.
 test:
-    bash deploy/install-deps.sh
+    bash deploy/install-deps.sh --browser
     cargo test --workspace --all-targets
     cargo test --workspace --doc
 

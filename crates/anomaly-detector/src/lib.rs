@@ -60,6 +60,10 @@ pub struct Config {
     /// Model registry (trainer) gRPC URL; models are fetched from it on model events.
     #[arg(long, env = "PROACT_REGISTRY_GRPC_URL", default_value = "http://127.0.0.1:50055")]
     pub registry_url: String,
+    /// Model artefact files loaded at start (for sites without a registry); models the
+    /// registry promotes later replace them.
+    #[arg(long = "model-file", env = "PROACT_DETECTOR_MODEL_FILES", value_delimiter = ',')]
+    pub model_files: Vec<std::path::PathBuf>,
     /// Consumer group of the detector replicas.
     #[arg(long, env = "PROACT_DETECTOR_GROUP", default_value = "anomaly-detector")]
     pub group: String,
@@ -263,13 +267,18 @@ impl App {
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "no AMDEC reference data; scoring without criticality"),
         }
         let schema_id = engine.schema_id().to_string();
-        let initial = match models::load_active(&config.registry_url, &schema_id).await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "no models from the registry yet; scoring with the rules");
-                Models::default()
+        let mut initial = models::load_files(&config.model_files, &schema_id)?;
+        match models::load_active(&config.registry_url, &schema_id).await {
+            Ok(m) => {
+                if m.forest.is_some() {
+                    initial.forest = m.forest;
+                }
+                initial.normal.extend(m.normal);
             }
-        };
+            Err(e) => {
+                tracing::warn!(error = %e, "no models from the registry yet; scoring with the rules and model files")
+            }
+        }
         engine.set_models(initial.clone());
         let (models_tx, models_rx) = watch::channel(initial);
         let follower =
@@ -396,14 +405,21 @@ async fn scoring_loop(
             }
             continue;
         }
+        let read_started = Instant::now();
         let entries = tokio::select! {
             _ = shutdown.cancelled() => break,
             r = read_group(&read, &ctx.group, &ctx.replica, &keys, ctx.batch, 200) => r,
         };
         match entries {
             Ok(entries) if !entries.is_empty() => {
+                let t0 = Instant::now();
+                metrics::histogram!("proact_detector_read_seconds").record((t0 - read_started).as_secs_f64());
                 process(&engine, &write, &entries).await?;
+                let t1 = Instant::now();
                 ack(&write, &ctx.group, &entries).await?;
+                metrics::histogram!("proact_detector_process_seconds").record((t1 - t0).as_secs_f64());
+                metrics::histogram!("proact_detector_ack_seconds").record(t1.elapsed().as_secs_f64());
+                metrics::histogram!("proact_detector_batch_size").record(entries.len() as f64);
             }
             Ok(_) => {}
             Err(e) => {

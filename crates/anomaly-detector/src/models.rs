@@ -91,6 +91,21 @@ pub async fn load_active(registry_url: &str, schema_id: &str) -> Result<Models, 
     Ok(models)
 }
 
+/// Loads artefact files given at start; a bad file stops the service (it is configuration).
+pub fn load_files(paths: &[std::path::PathBuf], schema_id: &str) -> anyhow::Result<Models> {
+    let mut models = Models::default();
+    for p in paths {
+        let artefact =
+            ModelArtefact::load(p).map_err(|e| anyhow::anyhow!("PROACT_DETECTOR_MODEL_FILES: {}: {e}", p.display()))?;
+        let scorer = artefact
+            .scorer(schema_id)
+            .map_err(|e| anyhow::anyhow!("PROACT_DETECTOR_MODEL_FILES: {}: {e}", p.display()))?;
+        tracing::info!(model = %scorer.name(), version = %scorer.version(), file = %p.display(), "model file loaded");
+        install(&mut models, scorer);
+    }
+    Ok(models)
+}
+
 fn install(models: &mut Models, s: Arc<dyn Scorer>) {
     if s.name() == FOREST_MODEL {
         models.forest = Some(s);
