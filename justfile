@@ -35,6 +35,9 @@ eval:
         cargo run --release -p proact-models --bin proact-model-eval -- skab --datasets "{{datasets}}"; \
         cargo run --release -p proact-models --bin proact-model-eval -- ai4i --datasets "{{datasets}}"; \
     fi
+    mkdir -p target/eval
+    # The live detector's code path on a SKAB file (normal-behaviour model fitted on the first 400 rows).
+    cargo run --release -p proact-anomaly-detector -- replay --input "{{datasets}}/SKAB/data/valve1/0.csv" --fit-first 400 --label-column anomaly --output target/eval/skab-valve1-0.scores.csv
 
 # Run one service alone against the local defaults: just run ingest|archive|anomaly-detector|alert-gateway|trainer|simulator
 run service *args:

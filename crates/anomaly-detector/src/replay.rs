@@ -80,6 +80,21 @@ pub fn run(args: &ReplayArgs, rules: &crate::RuleArgs) -> anyhow::Result<()> {
     write_scores(&args.output, &scored)?;
     let flagged = scored.iter().filter(|s| s.severity != Severity::Unspecified).count();
     println!("replay: {} rows scored, {} flagged, written to {}", scored.len(), flagged, args.output.display());
+    if args.label_column.is_some() {
+        // Rows used for fitting are not scored against their labels.
+        let test = &scored[args.fit_first.unwrap_or(0).min(scored.len())..];
+        let c = confusion(test);
+        println!(
+            "replay: against {:?} on {} rows (an open episode counts as positive): precision {:.3}, recall {:.3}, F1 {:.3}, FAR {:.1} %, MAR {:.1} %",
+            args.label_column.as_deref().unwrap_or(""),
+            test.len(),
+            c.precision(),
+            c.recall(),
+            c.f1(),
+            100.0 * c.far(),
+            100.0 * c.mar()
+        );
+    }
     Ok(())
 }
 
@@ -264,4 +279,55 @@ pub fn write_scores(path: &Path, scored: &[Scored]) -> Result<(), ReplayError> {
         .map_err(|e| err(&e))?;
     }
     w.flush().map_err(|e| err(&e))
+}
+
+/// Confusion counts of episodes against labels (a label other than empty, 0 or 0.0 is positive).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Confusion {
+    pub tp: u64,
+    pub fp: u64,
+    pub tn: u64,
+    pub fn_: u64,
+}
+
+impl Confusion {
+    pub fn precision(&self) -> f64 {
+        ratio(self.tp, self.tp + self.fp)
+    }
+    pub fn recall(&self) -> f64 {
+        ratio(self.tp, self.tp + self.fn_)
+    }
+    pub fn f1(&self) -> f64 {
+        ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn_)
+    }
+    /// False alarm rate: normal rows flagged.
+    pub fn far(&self) -> f64 {
+        ratio(self.fp, self.fp + self.tn)
+    }
+    /// Missed alarm rate: anomalous rows not flagged.
+    pub fn mar(&self) -> f64 {
+        ratio(self.fn_, self.fn_ + self.tp)
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+pub fn confusion(rows: &[Scored]) -> Confusion {
+    let mut c = Confusion::default();
+    for r in rows {
+        let positive = r.label.as_deref().map(str::trim).is_some_and(|l| !l.is_empty() && l != "0" && l != "0.0");
+        match (r.in_episode, positive) {
+            (true, true) => c.tp += 1,
+            (true, false) => c.fp += 1,
+            (false, false) => c.tn += 1,
+            (false, true) => c.fn_ += 1,
+        }
+    }
+    c
 }
