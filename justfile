@@ -15,7 +15,7 @@ demo:
 # Every test: unit, integration against real Mosquitto/Redis/PostgreSQL, end to end.
 test:
     bash deploy/install-deps.sh --browser
-    cargo test --workspace --all-targets
+    cargo test --workspace --lib --bins --tests
     cargo test --workspace --doc
 
 # Formatting and clippy with warnings as errors.

@@ -318,6 +318,11 @@ async fn drained(redis: &Client) -> bool {
 }
 
 fn main() {
+    // `cargo test --benches` runs this binary without `--bench`: nothing to measure then.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("detector_loop: run with `cargo bench` (just bench detector)");
+        return;
+    }
     let metrics = proact_server::telemetry::metrics_handle();
     let n: usize = std::env::var("PROACT_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
