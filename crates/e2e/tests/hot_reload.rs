@@ -1,0 +1,156 @@
+//! Hot model reload through the real registry: a model promoted in the trainer reaches the
+//! running detector over the model-events stream and gRPC, is verified and swapped in, and
+//! every later reading is scored by it (alerts carry its version); readings before the swap
+//! were scored by the rules alone.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Parser;
+use fred::prelude::*;
+use proact_features::{FeatureSchema, Window, WindowConfig};
+use proact_models::{ArtefactInfo, NormalBehaviourParams, SchemaRef};
+use proact_proto::streams::{shard_for, telemetry_stream, ALERTS_STREAM, PAYLOAD_FIELD};
+use proact_proto::v1::{AlertEvent, Telemetry};
+use prost::Message;
+
+fn normal(s: i64) -> (f64, f64) {
+    (60.0 + (s % 7) as f64 * 0.3, 2.0 + (s % 3) as f64 * 0.1)
+}
+
+async fn alerts(redis: &Client) -> Vec<AlertEvent> {
+    let entries: Vec<(String, HashMap<String, Bytes>)> =
+        redis.xrange(ALERTS_STREAM, "-", "+", None).await.unwrap_or_default();
+    entries.iter().filter_map(|(_, f)| AlertEvent::decode(f.get(PAYLOAD_FIELD)?.as_ref()).ok()).collect()
+}
+
+async fn send(redis: &Client, id: &str, base: i64, s: i64, temp: f64, vib: f64) {
+    let t = Telemetry {
+        equipement_id: id.into(),
+        ts_micros: base + s * 1_000_000,
+        temperature: temp,
+        vibration: vib,
+        ..Default::default()
+    };
+    let key = telemetry_stream(shard_for(id, 8));
+    let _: String =
+        redis.xadd(key, false, None::<()>, "*", (PAYLOAD_FIELD, Bytes::from(t.encode_to_vec()))).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_promoted_model_is_hot_swapped_into_the_running_detector() {
+    let stack = proact_testkit::Stack::start().await.unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let db = stack.postgres.url();
+    let trainer_cfg = proact_trainer::Config::try_parse_from([
+        "proact-trainer",
+        "--database-url",
+        &db,
+        "--redis-url",
+        &stack.redis.url(),
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--train-schedule",
+        "off",
+    ])
+    .unwrap();
+    let registry = proact_trainer::connect(&trainer_cfg).await.unwrap();
+    let trainer = proact_trainer::App::build(trainer_cfg).await.unwrap();
+    let registry_url = format!("http://{}", trainer.grpc_addr());
+    let t_task = tokio::spawn(trainer.run_until_stopped(shutdown.clone()));
+
+    let detector_cfg = proact_anomaly_detector::Config::try_parse_from([
+        "proact-anomaly-detector",
+        "--redis-url",
+        &stack.redis.url(),
+        "--database-url",
+        &db,
+        "--registry-url",
+        &registry_url,
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--consumer",
+        "hot",
+        "--silence-after-secs",
+        "0",
+    ])
+    .unwrap();
+    let detector = proact_anomaly_detector::App::build(detector_cfg).await.unwrap();
+    let d_task = tokio::spawn(detector.run_until_stopped(shutdown.clone()));
+    let redis = proact_server::redis::connect(&stack.redis.url()).await.unwrap();
+
+    // Before: normal history then a vibration shift the rules do not flag (7.5 < 11 mm/s).
+    let base = proact_proto::time::now_micros() - 3_600_000_000;
+    for s in 0..120 {
+        let (t, v) = normal(s);
+        send(&redis, "PUMP-07", base, s, t, v).await;
+    }
+    for s in 120..130 {
+        send(&redis, "PUMP-07", base, s, 60.0, 7.5).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(alerts(&redis).await.is_empty(), "the rules alone raise nothing");
+
+    // Promote a normal-behaviour model for PUMP-07 in the registry.
+    let schema = FeatureSchema::base();
+    let mut w = Window::new(&schema, WindowConfig::default());
+    let (mut rows, mut buf) = (Vec::new(), vec![0.0; schema.len()]);
+    for s in 0..600 {
+        let (t, v) = normal(s);
+        let _ = w.push(s * 1000, &[t, v]);
+        w.write_features(&mut buf).unwrap();
+        rows.extend_from_slice(&buf);
+    }
+    let model = NormalBehaviourParams::default().fit(&rows, schema.len()).unwrap();
+    let artefact =
+        model.to_artefact(ArtefactInfo::new("normal-behaviour/PUMP-07", "20261124-000001", SchemaRef::from(&schema)));
+    let candidate = proact_trainer::registry::Candidate {
+        artefact,
+        metrics: serde_json::json!({}),
+        parameters: serde_json::json!({}),
+        data_from: None,
+        data_to: None,
+        holdout: proact_trainer::registry::Holdout { n_features: schema.len(), x: vec![], y: vec![] },
+    };
+    registry.insert_candidate(&candidate).await.unwrap();
+    registry.promote("normal-behaviour/PUMP-07", "20261124-000001", true).await.unwrap();
+
+    // The promotion is published; the detector fetches, verifies and swaps it.
+    let mut published = 0u64;
+    for _ in 0..100 {
+        published = redis.xlen(proact_proto::streams::MODEL_EVENTS_STREAM).await.unwrap_or(0);
+        if published > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(published, 1, "the promotion published one model event");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // After: the same shift on the next readings is scored by the model.
+    for s in 130..140 {
+        send(&redis, "PUMP-07", base, s, 60.0, 7.6).await;
+    }
+    let mut raised = Vec::new();
+    for _ in 0..100 {
+        raised = alerts(&redis).await;
+        if !raised.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(raised.len(), 1, "one episode: {raised:?}");
+    let a = raised[0].alert.as_ref().unwrap();
+    assert_eq!(a.model_version, "normal-behaviour/PUMP-07@20261124-000001");
+    assert_eq!(a.rule, "model_normal_behaviour");
+    assert!(a.start_micros >= base + 130 * 1_000_000, "raised on a reading after the swap");
+
+    shutdown.cancel();
+    d_task.await.unwrap().unwrap();
+    t_task.await.unwrap().unwrap();
+}
