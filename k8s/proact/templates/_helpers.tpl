@@ -99,6 +99,10 @@ PROACT_GRPC_ADDR: {{ printf "0.0.0.0:%v" .svc.ports.grpc | quote }}
 PROACT_HTTP_ADDR: {{ printf "0.0.0.0:%v" .svc.ports.http | quote }}
 PROACT_ARCHIVE_GRPC_URL: {{ printf "http://%s:%v" (include "proact.componentName" (dict "root" .root "name" "archive")) $v.archive.ports.grpc | quote }}
 {{- end }}
+{{- if eq .name "trainer" }}
+{{- /* Training runs in the weekly CronJob; the Deployment serves the registry only. */}}
+PROACT_TRAIN_SCHEDULE: "off"
+{{- end }}
 {{- if eq .name "anomaly-detector" }}
 PROACT_REGISTRY_GRPC_URL: {{ printf "http://%s:%v" (include "proact.componentName" (dict "root" .root "name" "trainer")) $v.trainer.ports.grpc | quote }}
 {{- end }}
