@@ -1,11 +1,16 @@
 //! The alert feed: one reader of the alerts stream per gateway replica, fanned out to every
 //! client of this replica, plus replay from any past stream id for clients that resume.
 //!
-//! Fan-out is a `tokio::sync::broadcast` ring of pre-serialised frames: the reader never
-//! waits for a client (a send overwrites the oldest slot), each client has its own position
-//! in the ring, so the ring's capacity is every client's queue bound. A client that falls
-//! more than that behind gets `Lagged` and is cut off by its own task (see `ws`), without
-//! any other client noticing.
+//! Fan-out is a `tokio::sync::broadcast` ring of batches of pre-serialised frames (one batch
+//! per read of the stream): the reader never waits for a client (a send overwrites the
+//! oldest slot), each client has its own position in the ring, so the ring's capacity is
+//! every client's queue bound. A client that falls more than that behind gets `Lagged` and
+//! is cut off by its own task (see `ws`), without any other client noticing.
+//!
+//! Batches are what make thousands of clients affordable: each client wakes once per batch
+//! and writes it with one syscall. Under load the reader lingers a moment after each read
+//! (`linger`) so that a batch gathers the alerts of that moment instead of one each; when
+//! alerts are rare, an alert still goes out as soon as it is read.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -22,7 +27,7 @@ use prost::Message;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-/// Default bound of each client's queue (the broadcast ring), in events.
+/// Default bound of each client's queue (the broadcast ring), in batches (one per read of the stream).
 pub const CLIENT_BUFFER: usize = 1024;
 /// Entries read per replay page.
 const REPLAY_PAGE: u64 = 500;
@@ -60,6 +65,8 @@ pub struct FeedEvent {
 }
 
 pub type Frame = Arc<FeedEvent>;
+/// What the feed broadcasts: the events of one read of the stream, in order.
+pub type Batch = Arc<[Frame]>;
 
 impl FeedEvent {
     pub fn new(id: StreamId, event: AlertEvent) -> Frame {
@@ -115,12 +122,12 @@ pub fn merge_operator_fields(known: &Alert, next: &mut Alert) {
     }
 }
 
-/// Follows the alerts stream from its current end and broadcasts each event to `tx`, whose
-/// capacity is `queue`.
+/// Follows the alerts stream from its current end and broadcasts its events to `tx`, one
+/// batch per read, waiting `linger` after each non-empty read.
 pub async fn follow(
     client: Client,
-    tx: broadcast::Sender<Frame>,
-    queue: usize,
+    tx: broadcast::Sender<Batch>,
+    linger: Duration,
     recent: SharedRecent,
     ready: proact_server::Readiness,
     shutdown: CancellationToken,
@@ -141,20 +148,18 @@ pub async fn follow(
         }
     };
     ready.set("redis", true);
-    // A read's entries are broadcast back to back: a batch larger than the clients' queue
-    // would evict healthy clients on a burst.
-    let count = (queue / 4).clamp(1, 512) as u64;
     let mut backoff = Duration::from_millis(50);
     while !shutdown.is_cancelled() {
         let from = last.to_string();
         let r: Result<XReadResponse<String, String, String, Bytes>, Error> = tokio::select! {
             _ = shutdown.cancelled() => break,
-            r = client.xread::<Value, _, _>(Some(count), Some(1000), ALERTS_STREAM, from.as_str()) => r.and_then(proact_server::redis::xread_response),
+            r = client.xread::<Value, _, _>(Some(512), Some(1000), ALERTS_STREAM, from.as_str()) => r.and_then(proact_server::redis::xread_response),
         };
         match r {
             Ok(resp) => {
                 ready.set("redis", true);
                 backoff = Duration::from_millis(50);
+                let mut batch = Vec::new();
                 for (id, fields) in resp.get(ALERTS_STREAM).cloned().unwrap_or_default() {
                     let Some(sid) = StreamId::parse(&id) else { continue };
                     last = sid;
@@ -169,9 +174,19 @@ pub async fn follow(
                         }
                         r.put(a.clone());
                     }
-                    metrics::counter!("proact_gateway_feed_events_total").increment(1);
-                    // No receiver is not an error: the event is in the stream for later resumes.
-                    let _ = tx.send(FeedEvent::new(sid, ev));
+                    batch.push(FeedEvent::new(sid, ev));
+                }
+                if batch.is_empty() {
+                    continue;
+                }
+                metrics::counter!("proact_gateway_feed_events_total").increment(batch.len() as u64);
+                // No receiver is not an error: the events are in the stream for later resumes.
+                let _ = tx.send(batch.into());
+                if !linger.is_zero() {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(linger) => {}
+                    }
                 }
             }
             Err(e) => {
@@ -228,8 +243,8 @@ pub async fn find_in_stream(client: &Client, alert_id: &str, scan: u64) -> Resul
 /// Why a subscription ended.
 #[derive(Debug, thiserror::Error)]
 pub enum SubscriptionError {
-    /// The client fell more than its queue behind the live feed.
-    #[error("too slow: {0} alerts behind")]
+    /// The client fell more than its queue behind the live feed (that many batches lost).
+    #[error("too slow: {0} batches of alerts behind")]
     Lagged(u64),
     #[error("replay from the alerts stream failed: {0}")]
     Replay(#[from] Error),
@@ -238,7 +253,7 @@ pub enum SubscriptionError {
 /// One client's view of the feed: what it missed after its resume point (replayed from the
 /// stream, in pages), then the live feed, each event exactly once and in stream order.
 pub struct Subscription {
-    rx: broadcast::Receiver<Frame>,
+    rx: broadcast::Receiver<Batch>,
     redis: Client,
     /// The last id handed out: anything at or before it is a duplicate.
     last: StreamId,
@@ -248,7 +263,7 @@ pub struct Subscription {
 
 impl Subscription {
     /// `rx` must be subscribed before the replay starts, so nothing falls in between.
-    pub fn new(rx: broadcast::Receiver<Frame>, redis: Client, after: Option<StreamId>) -> Self {
+    pub fn new(rx: broadcast::Receiver<Batch>, redis: Client, after: Option<StreamId>) -> Self {
         Self { rx, redis, last: after.unwrap_or_default(), replaying: after.is_some(), backlog: VecDeque::new() }
     }
 
@@ -269,11 +284,7 @@ impl Subscription {
                 continue;
             }
             match self.rx.recv().await {
-                Ok(f) => {
-                    if let Some(f) = self.fresh(f) {
-                        return Ok(Some(f));
-                    }
-                }
+                Ok(batch) => self.take(&batch),
                 Err(broadcast::error::RecvError::Lagged(n)) => return Err(SubscriptionError::Lagged(n)),
                 Err(broadcast::error::RecvError::Closed) => return Ok(None),
             }
@@ -290,8 +301,9 @@ impl Subscription {
         }
         loop {
             match self.rx.try_recv() {
-                Ok(f) => {
-                    if let Some(f) = self.fresh(f) {
+                Ok(batch) => {
+                    self.take(&batch);
+                    if let Some(f) = self.backlog.pop_front() {
                         return Some(Ok(f));
                     }
                 }
@@ -301,13 +313,15 @@ impl Subscription {
         }
     }
 
-    fn fresh(&mut self, f: Frame) -> Option<Frame> {
-        // Already delivered by the replay (or before the resume point).
-        if f.id <= self.last {
-            return None;
+    /// Queues the events of `batch` not delivered yet (the replay, or before the resume
+    /// point, may have covered some).
+    fn take(&mut self, batch: &[Frame]) {
+        for f in batch {
+            if f.id > self.last {
+                self.last = f.id;
+                self.backlog.push_back(f.clone());
+            }
         }
-        self.last = f.id;
-        Some(f)
     }
 }
 

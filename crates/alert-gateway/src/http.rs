@@ -19,7 +19,7 @@ use serde_json::json;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::feed::{Frame, SharedRecent, StreamId};
+use crate::feed::{Batch, SharedRecent, StreamId};
 use crate::lifecycle::{Change, Lifecycle, LifecycleError};
 use crate::reference::ReferenceError;
 use crate::upstream::{self, IngestRate};
@@ -31,7 +31,7 @@ const DASHBOARD: &str = include_str!("../static/index.html");
 pub struct Shared {
     pub pool: deadpool_postgres::Pool,
     pub redis: fred::prelude::Client,
-    pub feed: broadcast::Sender<Frame>,
+    pub feed: broadcast::Sender<Batch>,
     pub recent: SharedRecent,
     pub token: Option<String>,
     pub heartbeat: Duration,

@@ -51,9 +51,14 @@ pub struct Config {
     /// Seconds between heartbeats on idle WebSockets.
     #[arg(long, env = "PROACT_WS_HEARTBEAT_SECS", default_value_t = 15)]
     pub heartbeat_secs: u64,
-    /// Alerts a client may fall behind the live feed before it is disconnected (close 4008).
+    /// Batches of alerts (one per read of the alerts stream, up to 512 alerts) a client may
+    /// fall behind the live feed before it is disconnected (close 4008).
     #[arg(long, env = "PROACT_WS_CLIENT_QUEUE", default_value_t = feed::CLIENT_BUFFER)]
     pub client_queue: usize,
+    /// Milliseconds the feed waits after each read of the alerts stream, so that under load
+    /// one write to each client carries several alerts (0: none; a lone alert never waits).
+    #[arg(long, env = "PROACT_WS_LINGER_MS", default_value_t = 2)]
+    pub linger_ms: u64,
     /// Seconds a client's socket may accept nothing before it is disconnected (close 4008).
     #[arg(long, env = "PROACT_WS_WRITE_TIMEOUT_SECS", default_value_t = 10.0)]
     pub write_timeout_secs: f64,
@@ -93,6 +98,9 @@ impl Config {
                 self.write_timeout_secs.to_string(),
                 "must be between 0.05 and 3600",
             ));
+        }
+        if self.linger_ms > 1000 {
+            return Err(ConfigError::new("PROACT_WS_LINGER_MS", self.linger_ms.to_string(), "must be at most 1000"));
         }
         if self.silent_after_secs < 1 {
             return Err(ConfigError::new(
@@ -149,7 +157,7 @@ impl App {
         let follow = tokio::spawn(feed::follow(
             feed_redis,
             tx.clone(),
-            config.client_queue,
+            Duration::from_millis(config.linger_ms),
             recent.clone(),
             ready.clone(),
             shutdown.clone(),
@@ -180,6 +188,10 @@ impl App {
         let hs = shutdown.clone();
         let router = http::router(shared.clone());
         let http_task = tokio::spawn(async move {
+            // Alerts are small frames that must leave at once: no Nagle delay waiting for an ACK.
+            let http = axum::serve::ListenerExt::tap_io(http, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             axum::serve(http, router).with_graceful_shutdown(async move { hs.cancelled().await }).await
         });
         let (health, health_service) = tonic_health::server::health_reporter();
