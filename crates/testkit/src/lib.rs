@@ -5,8 +5,12 @@
 //!
 //! PostgreSQL refuses to run as root; as root, the kit runs it as the `postgres` user (or
 //! `nobody`). A missing binary is an error that names the Debian package to install.
+//!
+//! [`fuzz`] holds the stable-toolchain half of the fuzz targets: corpus replay and seeded
+//! mutations.
 #![forbid(unsafe_code)]
 
+pub mod fuzz;
 mod process;
 mod servers;
 
