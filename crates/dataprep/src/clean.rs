@@ -357,7 +357,13 @@ fn derive(t: &mut CleanTable, report: &mut Report) {
             for (r, row) in t.rows.iter_mut().enumerate() {
                 let (sv, ov, dv) =
                     (row[s].as_i64().unwrap_or(0), row[o].as_i64().unwrap_or(0), row[d].as_i64().unwrap_or(0));
-                let computed = sv * ov * dv;
+                // Out-of-scale values (a typo, a column shifted) can overflow: keep the row
+                // and what it states, and say so, instead of aborting the whole import.
+                let Some(computed) = sv.checked_mul(ov).and_then(|x| x.checked_mul(dv)) else {
+                    let why = format!("severity {sv} × occurrence {ov} × detection {dv} is too large to compute");
+                    report.warn(t.lines[r], "rpn", why);
+                    continue;
+                };
                 match row[rpn].as_i64() {
                     None => {
                         report.rpn_computed += 1;
@@ -390,15 +396,27 @@ fn derive(t: &mut CleanTable, report: &mut Report) {
         Kind::Gmao => {
             let (Some(start), Some(end)) = (t.index("started_at"), t.index("ended_at")) else { return };
             let Some(dur) = t.index("duration_h") else { return };
-            for row in &mut t.rows {
+            for (r, row) in t.rows.iter_mut().enumerate() {
                 match (row[start].as_date(), row[end].as_date(), row[dur].as_f64()) {
                     (Some(a), Some(b), None) if b >= a => {
                         row[dur] = Cell::Float(round(((b - a).num_seconds() as f64) / 3600.0, 2));
                         bump(report, "duration_h");
                     }
                     (Some(a), None, Some(h)) => {
-                        row[end] = Cell::Date(a + Duration::seconds((h * 3600.0).round() as i64));
-                        bump(report, "ended_at");
+                        // A duration past the calendar (1e12 h) gives no end date: left empty.
+                        let ended =
+                            Duration::try_seconds((h * 3600.0).round() as i64).and_then(|d| a.checked_add_signed(d));
+                        match ended {
+                            Some(b) => {
+                                row[end] = Cell::Date(b);
+                                bump(report, "ended_at");
+                            }
+                            None => report.warn(
+                                t.lines[r],
+                                "ended_at",
+                                format!("started_at + duration_h {h} is not a date; left empty"),
+                            ),
+                        }
                     }
                     _ => {}
                 }
@@ -425,7 +443,14 @@ fn impute(t: &mut CleanTable, report: &mut Report) -> usize {
             report.warn(0, spec.name, "every value is missing: nothing to impute from, left empty".into());
             continue;
         }
-        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        // The sum of large finite values can overflow to infinity: then divide first.
+        let n = values.len() as f64;
+        let sum = values.iter().sum::<f64>();
+        let mean = if sum.is_finite() { sum / n } else { values.iter().map(|x| x / n).sum::<f64>() };
+        if !mean.is_finite() {
+            report.warn(0, spec.name, "the values are too large to average: nothing imputed".into());
+            continue;
+        }
         let fill = match spec.ty {
             Ty::Int => Cell::Int(mean.round() as i64),
             _ => Cell::Float(round(mean, 4)),
@@ -442,11 +467,46 @@ fn impute(t: &mut CleanTable, report: &mut Report) -> usize {
     touched.into_iter().filter(|t| *t).count()
 }
 
+/// One fuzzing step, shared by the libFuzzer target (`crates/dataprep/fuzz`) and the stable
+/// corpus-replay test: the first byte picks the kind of export, the rest is the file. Panics
+/// if cleaning panics or returns a table that breaks what the loaders rely on: every row as
+/// wide as the header, finite numbers, one input line per row, and a clean CSV that cleans
+/// again to as many rows.
+#[doc(hidden)]
+pub fn fuzz_one(data: &[u8]) {
+    let (kind, bytes) = match data.split_first() {
+        Some((k, rest)) => (Kind::ALL[*k as usize % Kind::ALL.len()], rest),
+        None => (Kind::Amdec, data),
+    };
+    let opts = CleanOptions::default();
+    let Ok(Cleaned { table, report }) = clean_bytes(bytes, "fuzz.csv", kind, &opts) else { return };
+    assert_eq!(table.rows.len(), table.lines.len());
+    assert_eq!(report.rows_kept, table.rows.len());
+    assert!(table.lines.windows(2).all(|w| w[0] <= w[1]), "rows keep their input order");
+    for row in &table.rows {
+        assert_eq!(row.len(), table.columns.len());
+        for cell in row {
+            match cell {
+                Cell::Float(x) => assert!(x.is_finite(), "non-finite float {x}"),
+                Cell::Text(t) => assert!(!t.trim().is_empty(), "blank text is Empty"),
+                _ => {}
+            }
+        }
+    }
+    let again = clean_bytes(&table.to_csv(), "fuzz-clean.csv", kind, &opts).expect("a clean CSV cleans again");
+    assert_eq!(again.table.rows.len(), table.rows.len(), "cleaning a clean CSV keeps every row");
+}
+
 fn bump(report: &mut Report, column: &str) {
     *report.derived.entry(column.to_string()).or_default() += 1;
 }
 
 pub(crate) fn round(x: f64, decimals: i32) -> f64 {
     let p = 10f64.powi(decimals);
-    (x * p).round() / p
+    let scaled = x * p;
+    // So large that it has no decimals to round (and scaling it would overflow).
+    if !scaled.is_finite() {
+        return x;
+    }
+    scaled.round() / p
 }

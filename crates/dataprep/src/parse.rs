@@ -1,7 +1,7 @@
 //! Cell parsers for what exports actually contain: decimal commas, thousands separators,
 //! percent signs, and dates in several formats with or without a time or an offset.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeZone, Utc};
 
 /// Parses a number written the French or the English way: `1 234,5`, `1234.5`, `85 %`.
 pub fn number(raw: &str) -> Option<f64> {
@@ -30,6 +30,12 @@ pub fn integer(raw: &str) -> Option<i64> {
 /// Parses a date or a date-time. Day-first for slashed dates, as a French export writes
 /// them; a date without a time is midnight; a time without an offset is taken as UTC.
 pub fn date(raw: &str) -> Option<DateTime<Utc>> {
+    // `%Y` also reads `-2025` or `+12025`: no export means those, and they would not
+    // survive the way dates are written out (RFC 3339 has years 0000-9999 only).
+    parse_date(raw).filter(|d| (1..=9999).contains(&d.year()))
+}
+
+fn parse_date(raw: &str) -> Option<DateTime<Utc>> {
     let s = raw.trim();
     if s.is_empty() {
         return None;
@@ -105,6 +111,10 @@ mod tests {
         assert_eq!(date("04/03/2025").map(|d| format_date(&d)).as_deref(), Some("2025-03-04T00:00:00Z"));
         assert_eq!(date("2025-03-04").map(|d| format_date(&d)).as_deref(), Some("2025-03-04T00:00:00Z"));
         assert_eq!(date("31/02/2025"), None);
+        // Found by the fuzzing (crates/dataprep/fuzz): these read as dates but cannot be written back.
+        assert_eq!(date("-2025-01-01"), None);
+        assert_eq!(date("+12025-01-01T00:00:00"), None);
+        assert!(date("9999-12-31T23:59:59Z").is_some());
         assert_eq!(date("soon"), None);
     }
 }
