@@ -217,6 +217,32 @@ pub fn decode(id: &str, payload: Option<&Bytes>) -> Option<AlertEvent> {
     Some(ev)
 }
 
+/// One fuzzing step, shared by the libFuzzer target (`crates/alert-gateway/fuzz`) and the
+/// stable corpus-replay test: the bytes are an alerts-stream entry's payload (an empty input:
+/// an entry without one). Panics if decoding panics, or if an event it accepts does not
+/// become the WebSocket message the page reads (JSON, its stream id as `event_id`), or
+/// breaks the merge of operator fields.
+#[doc(hidden)]
+pub fn fuzz_one(data: &[u8]) {
+    const ID: &str = "1700000000000-7";
+    let payload = (!data.is_empty()).then(|| Bytes::copy_from_slice(data));
+    let Some(event) = decode(ID, payload.as_ref()) else { return };
+    assert_eq!(event.event_id, ID);
+    let frame = FeedEvent::new(StreamId::parse(ID).expect("a stream id"), event);
+    let v: serde_json::Value = serde_json::from_str(frame.text.as_str()).expect("the message is JSON");
+    assert_eq!((v["type"].as_str(), v["event_id"].as_str()), (Some("alert"), Some(ID)));
+    assert!(v["kind"].is_string());
+    if let Some(known) = &frame.event.alert {
+        assert_eq!(v["alert"]["alert_id"].as_str(), Some(known.alert_id.as_str()));
+        let mut next = Alert { alert_id: known.alert_id.clone(), state: AlertState::Open as i32, ..Default::default() };
+        merge_operator_fields(known, &mut next);
+        assert_eq!(next.acknowledged_by, known.acknowledged_by);
+        let mut recent = Recent::default();
+        recent.put(next);
+        assert!(recent.get(&known.alert_id).is_some());
+    }
+}
+
 /// Up to `count` events after stream id `after`, in order.
 pub async fn replay_page(client: &Client, after: StreamId, count: u64) -> Result<Vec<Frame>, Error> {
     let start = format!("({after}");

@@ -356,6 +356,73 @@ fn id_ms(id: &str) -> i64 {
     id.split('-').next().and_then(|m| m.parse().ok()).unwrap_or(0)
 }
 
+/// A telemetry entry as a storable row, or why it goes to the dead-letter stream.
+pub fn decode_entry(e: &StreamEntry) -> Result<Telemetry, (RejectReason, String)> {
+    let Some(payload) = e.payload.as_ref() else {
+        return Err((RejectReason::UndecodableEntry, "entry has no payload field".into()));
+    };
+    let t = Telemetry::decode(payload.as_ref())
+        .map_err(|err| (RejectReason::UndecodableEntry, format!("not a Telemetry message: {err}")))?;
+    if !storable_ts(t.ts_micros) {
+        return Err((
+            RejectReason::AbsurdTimestamp,
+            format!("ts_micros {} is outside the years 0001-9999", t.ts_micros),
+        ));
+    }
+    Ok(t)
+}
+
+/// One fuzzing step, shared by the libFuzzer target (`crates/archive/fuzz`) and the stable
+/// corpus-replay test: the bytes are a telemetry entry's payload (an empty input: an entry
+/// without one). Panics if decoding panics, if a row it accepts cannot be framed as binary
+/// COPY exactly as PostgreSQL reads it, or if a refused entry's dead letter is malformed.
+#[doc(hidden)]
+pub fn fuzz_one(data: &[u8]) {
+    let e = StreamEntry {
+        key: proact_proto::streams::telemetry_stream(0),
+        id: "1-0".into(),
+        payload: (!data.is_empty()).then(|| Bytes::copy_from_slice(data)),
+    };
+    match decode_entry(&e) {
+        Ok(t) => {
+            assert!(storable_ts(t.ts_micros));
+            let copy = proact_store::telemetry::encode_copy(std::slice::from_ref(&t));
+            let fields = copy_fields(&copy);
+            assert_eq!(fields[0], t.equipement_id.as_bytes());
+            let extra = &fields[4];
+            assert_eq!(extra[0], 1, "jsonb version byte");
+            let doc: serde_json::Value = serde_json::from_slice(&extra[1..]).expect("extra is JSON");
+            assert_eq!(doc.as_object().map(|o| o.len()), Some(t.extra.len()), "one key per extra field");
+        }
+        Err((reason, detail)) => {
+            let d = dead_letter(&e, reason, detail);
+            assert!(d.reason != RejectReason::Unspecified as i32 && !d.detail.is_empty());
+            assert!(d.payload.len() <= 4096 && d.payload_truncated == (data.len() > 4096));
+        }
+    }
+}
+
+/// The six fields of the single tuple of a binary COPY stream; panics on bad framing.
+fn copy_fields(copy: &[u8]) -> Vec<&[u8]> {
+    let (head, mut rest) = copy.split_at(19);
+    assert_eq!(&head[..11], b"PGCOPY\n\xff\r\n\0");
+    let mut take = |n: usize| {
+        let (a, b) = rest.split_at(n);
+        rest = b;
+        a
+    };
+    assert_eq!(take(2), 6i16.to_be_bytes());
+    let fields = (0..6)
+        .map(|_| {
+            let len = i32::from_be_bytes(take(4).try_into().expect("4 bytes"));
+            take(usize::try_from(len).expect("no NULL field"))
+        })
+        .collect();
+    assert_eq!(take(2), (-1i16).to_be_bytes(), "trailer right after the tuple");
+    assert!(rest.is_empty());
+    fields
+}
+
 pub(crate) fn dead_letter(e: &StreamEntry, reason: RejectReason, detail: String) -> DeadLetter {
     DeadLetter {
         source: "archive".into(),
@@ -457,20 +524,12 @@ impl Writer {
             if skip.contains(&i) {
                 continue;
             }
-            match e.payload.as_ref().map(|p| Telemetry::decode(p.as_ref())) {
-                Some(Ok(t)) if storable_ts(t.ts_micros) => {
+            match decode_entry(e) {
+                Ok(t) => {
                     rows.push(t);
                     row_entry.push(i);
                 }
-                Some(Ok(t)) => dead.push(dead_letter(
-                    e,
-                    RejectReason::AbsurdTimestamp,
-                    format!("ts_micros {} is outside the years 0001-9999", t.ts_micros),
-                )),
-                Some(Err(err)) => {
-                    dead.push(dead_letter(e, RejectReason::UndecodableEntry, format!("not a Telemetry message: {err}")))
-                }
-                None => dead.push(dead_letter(e, RejectReason::UndecodableEntry, "entry has no payload field".into())),
+                Err((reason, detail)) => dead.push(dead_letter(e, reason, detail)),
             }
         }
 
