@@ -372,6 +372,9 @@ async fn scoring_loop(
                         tracing::info!(shard, "shard taken");
                     }
                     keys = leases.owned().into_iter().map(telemetry_stream).collect();
+                    if let Err(e) = score_orphans(&ctx, &write, &engine, &keys).await {
+                        tracing::warn!(error = %format!("{e:#}"), "own pending entries not re-read; next heartbeat");
+                    }
                     let lag = shard_lag(&write, &ctx.group, &leases.owned()).await;
                     let mut st = status.write().unwrap_or_else(|p| p.into_inner());
                     st.shards = leases.owned();
@@ -487,6 +490,32 @@ async fn take_over(
     }
     let _ = read;
     Ok(())
+}
+
+/// Scores and acks the entries of `keys` delivered to this replica that it never received:
+/// Redis records a delivery when it sends the reply, so a read whose reply is lost (the
+/// connection cut mid-read, Redis restarting) leaves them in this consumer's pending list,
+/// where no one else looks while the shard stays ours. Called between batches, when every
+/// pending entry of ours is such an orphan (a batch is scored and acked before the next read).
+async fn score_orphans(
+    ctx: &LoopCtx,
+    write: &Client,
+    engine: &Arc<Mutex<Engine>>,
+    keys: &[String],
+) -> anyhow::Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    loop {
+        let orphans = proact_server::redis::read_own_pending(write, &ctx.group, &ctx.replica, keys, ctx.batch).await?;
+        if orphans.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(entries = orphans.len(), "scoring entries delivered to this replica but never received");
+        metrics::counter!("proact_detector_orphaned_entries_total").increment(orphans.len() as u64);
+        process(engine, write, &orphans).await?;
+        ack(write, &ctx.group, &orphans).await?;
+    }
 }
 
 /// How many already-processed entries rebuild a shard's state on takeover.

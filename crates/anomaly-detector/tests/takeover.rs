@@ -1,5 +1,6 @@
 //! A detector replica killed with SIGKILL: another takes its shards over, finishes what it
 //! left unacknowledged, rebuilds state from the stream tail, and no alert is raised twice.
+//! And a live replica whose read reply was lost still scores what Redis delivered to it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::process::{Child, Command, Stdio};
@@ -14,11 +15,11 @@ use prost::Message;
 const SHARDS: u32 = 8;
 const GROUP: &str = "anomaly-detector";
 
-fn spawn_detector(redis_url: &str, name: &str) -> Child {
+fn spawn_detector(redis_url: &str, name: &str, lease_ttl_ms: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_proact-anomaly-detector"))
         .args(["--redis-url", redis_url, "--database-url", "postgres://proact@127.0.0.1:9/none"])
         .args(["--registry-url", "http://127.0.0.1:9", "--admin-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
-        .args(["--consumer", name, "--lease-ttl-ms", "1500", "--silence-after-secs", "0"])
+        .args(["--consumer", name, "--lease-ttl-ms", lease_ttl_ms, "--silence-after-secs", "0"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -56,6 +57,31 @@ async fn raised(redis: &Client) -> Vec<String> {
         .collect()
 }
 
+async fn owns_every_shard(redis: &Client, replica: &str) -> bool {
+    let mut n = 0;
+    for s in 0..SHARDS {
+        let owner: Option<String> = redis.get(format!("proact:detector:lease:{{{s}}}")).await.unwrap();
+        n += usize::from(owner.as_deref() == Some(replica));
+    }
+    n == SHARDS as usize
+}
+
+async fn pending_total(redis: &Client, keys: &[String]) -> u64 {
+    let mut total = 0u64;
+    for k in keys {
+        let v: Value = redis.xpending(k.as_str(), GROUP, ()).await.unwrap();
+        if let Value::Array(a) = v {
+            total += a.first().and_then(|x| x.as_u64()).unwrap_or(0);
+        }
+    }
+    total
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().unwrap().success();
+    assert!(ok, "kill -{sig}");
+}
+
 async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
     for _ in 0..300 {
         if f().await {
@@ -70,27 +96,21 @@ async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, mut f: im
 async fn killed_replica_is_taken_over_without_duplicate_alerts() {
     let server = proact_testkit::Redis::start().await.unwrap();
     let redis = proact_server::redis::connect(&server.url()).await.unwrap();
-    let mut a = spawn_detector(&server.url(), "a");
-    wait_until("replica a owns every shard", || async {
-        let mut n = 0;
-        for s in 0..SHARDS {
-            let owner: Option<String> = redis.get(format!("proact:detector:lease:{{{s}}}")).await.unwrap();
-            n += usize::from(owner.as_deref() == Some("a"));
-        }
-        n == SHARDS as usize
-    })
-    .await;
+    let mut a = spawn_detector(&server.url(), "a", "1500");
+    wait_until("replica a owns every shard", || owns_every_shard(&redis, "a")).await;
 
     // Phase 1, scored by a: EQ-00..04 run hot once.
     publish(&redis, 10, 0, 40, 20, &[0, 1, 2, 3, 4]).await;
     wait_until("a raises 5 alerts", || async { raised(&redis).await.len() == 5 }).await;
+    let keys: Vec<String> = (0..SHARDS).map(telemetry_stream).collect();
+    // Else what a is still scoring of phase 1 is counted in its pending list below.
+    wait_until("a acks phase 1", || async { pending_total(&redis, &keys).await == 0 }).await;
     a.kill().unwrap();
     a.wait().unwrap();
 
     // Phase 2 arrives while a is dead; pretend a had read it and died before acking, so it
     // sits in a's pending list: EQ-05..09 run hot.
     publish(&redis, 10, 40, 80, 60, &[5, 6, 7, 8, 9]).await;
-    let keys: Vec<String> = (0..SHARDS).map(telemetry_stream).collect();
     let mut pending = 0;
     loop {
         let got = proact_server::redis::read_group(&redis, GROUP, "a", &keys, 1000, 10).await.unwrap();
@@ -101,22 +121,12 @@ async fn killed_replica_is_taken_over_without_duplicate_alerts() {
     }
     assert_eq!(pending, 400, "phase 2 is pending on the dead replica");
 
-    let mut b = spawn_detector(&server.url(), "b");
+    let mut b = spawn_detector(&server.url(), "b", "1500");
     wait_until("b raises the 5 alerts a left unacknowledged", || async { raised(&redis).await.len() >= 10 }).await;
     // Phase 3, live on b: EQ-00 runs hot again much later: a new episode.
     publish(&redis, 10, 80, 240, 230, &[0]).await;
     wait_until("b raises the new episode", || async { raised(&redis).await.len() >= 11 }).await;
-    wait_until("every entry acknowledged", || async {
-        let mut total = 0u64;
-        for k in &keys {
-            let v: Value = redis.xpending(k.as_str(), GROUP, ()).await.unwrap();
-            if let Value::Array(a) = v {
-                total += a.first().and_then(|x| x.as_u64()).unwrap_or(0);
-            }
-        }
-        total == 0
-    })
-    .await;
+    wait_until("every entry acknowledged", || async { pending_total(&redis, &keys).await == 0 }).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let ids = raised(&redis).await;
     let distinct: BTreeSet<&String> = ids.iter().collect();
@@ -124,4 +134,39 @@ async fn killed_replica_is_taken_over_without_duplicate_alerts() {
     assert_eq!(distinct.len(), 10);
     b.kill().unwrap();
     b.wait().unwrap();
+}
+
+/// Found by `just chaos` (Redis restarted while the detector's read was answered): Redis
+/// counts entries as delivered when it sends the reply, so a lost reply leaves them pending
+/// on a replica that keeps its shards and never reads them. Simulated without a restart:
+/// the replica is paused (SIGSTOP) past its read's block time, entries are added and read
+/// in its name, then it resumes, holding its leases. It must still score and ack them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_whose_read_reply_was_lost_are_still_scored() {
+    let server = proact_testkit::Redis::start().await.unwrap();
+    let redis = proact_server::redis::connect(&server.url()).await.unwrap();
+    // A long lease: the pause must not look like a death (a takeover would claim them anyway).
+    let mut a = spawn_detector(&server.url(), "a", "20000");
+    wait_until("replica a owns every shard", || owns_every_shard(&redis, "a")).await;
+
+    signal(&a, "STOP");
+    // Its blocking read (200 ms) ends unanswered: nothing is sent to it in flight.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    publish(&redis, 10, 0, 30, 20, &[0, 1]).await;
+    let keys: Vec<String> = (0..SHARDS).map(telemetry_stream).collect();
+    let mut delivered = 0;
+    loop {
+        let got = proact_server::redis::read_group(&redis, GROUP, "a", &keys, 1000, 10).await.unwrap();
+        if got.is_empty() {
+            break;
+        }
+        delivered += got.len();
+    }
+    assert_eq!(delivered, 300, "delivered to a, which never received the reply");
+    signal(&a, "CONT");
+
+    wait_until("a scores what it never received", || async { raised(&redis).await.len() == 2 }).await;
+    wait_until("and acks it", || async { pending_total(&redis, &keys).await == 0 }).await;
+    a.kill().unwrap();
+    a.wait().unwrap();
 }
