@@ -18,6 +18,13 @@ test:
     cargo test --workspace --lib --bins --tests
     cargo test --workspace --doc
 
+# Fault injection under load (docs/RELIABILITY.md): `just chaos` (short, CI), `just chaos long`; extra flags after it (`--seed N`).
+chaos profile="short" *args:
+    bash deploy/install-deps.sh
+    # The same build as `just test` (same features): nothing to rebuild after it.
+    cargo test -q --workspace --lib --bins --tests --no-run
+    target/debug/proact-chaos --profile {{profile}} {{args}}
+
 # Formatting and clippy with warnings as errors.
 lint:
     cargo fmt --all -- --check

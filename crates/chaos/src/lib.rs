@@ -1,0 +1,574 @@
+//! `proact-chaos`: the fault-injection harness of `just chaos` (issue #11). It proves the
+//! delivery guarantees of DESIGN.md on the real thing rather than in-process: a real stack
+//! (`proact_testkit::Stack`: Mosquitto with persistent sessions, Redis with its append-only
+//! file, PostgreSQL), the five service binaries as separate OS processes, a QoS 1 sensor
+//! fleet that records exactly which messages the broker acknowledged ([`publisher`]), and a
+//! dashboard client on `/ws/alerts` that resumes with `after=` whenever the gateway goes
+//! away ([`watcher`]).
+//!
+//! Under that load it follows a seeded random schedule ([`plan`]): `kill -9` of each
+//! service (then a restart), restarts of Mosquitto, Redis and PostgreSQL, and PostgreSQL
+//! frozen with SIGSTOP for 20 s. Hot readings at known moments make a known set of alert
+//! episodes. After recovery it checks ([`verify`]) that every acknowledged message is a row,
+//! every row was published, no row is there twice, and each episode reached the client as
+//! exactly one `raised`; it exits non-zero on any violation. Results: docs/RELIABILITY.md.
+#![forbid(unsafe_code)]
+
+pub mod plan;
+pub mod publisher;
+pub mod services;
+pub mod verify;
+pub mod watcher;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fred::prelude::*;
+use proact_proto::streams::{telemetry_streams, ALERTS_STREAM, DEFAULT_SHARDS, PAYLOAD_FIELD};
+use proact_proto::v1::{AlertEvent, AlertEventKind};
+use proact_proto::Message;
+use proact_server::ConfigError;
+use proact_testkit::Stack;
+use tokio_util::sync::CancellationToken;
+
+use plan::{Fault, FaultMix, Plan, Server, Step, Svc};
+use services::{Endpoints, Ports, Service};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profile {
+    /// Each fault once, about three minutes: what CI runs.
+    Short,
+    /// Each fault several times at a higher rate, about ten minutes: on demand.
+    Long,
+}
+
+/// Command line and environment of `proact-chaos`.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "proact-chaos",
+    version,
+    about = "ProAct fault injection: kill, restart and freeze under load, then count"
+)]
+pub struct Config {
+    /// `short` (CI) or `long` (on demand).
+    #[arg(long, env = "PROACT_CHAOS_PROFILE", value_enum, default_value_t = Profile::Short)]
+    pub profile: Profile,
+    /// Seed of the fault schedule; a run prints its own, to replay it (default: from the clock).
+    #[arg(long, env = "PROACT_CHAOS_SEED")]
+    pub seed: Option<u64>,
+    /// Messages per second over all equipment (default: 1000 short, 1500 long).
+    #[arg(long, env = "PROACT_CHAOS_RATE")]
+    pub rate: Option<u32>,
+    /// Simulated equipment (the first four have the hot episodes).
+    #[arg(long, env = "PROACT_CHAOS_EQUIPMENT", default_value_t = 16)]
+    pub equipment: usize,
+    /// How long PostgreSQL stays frozen (SIGSTOP), seconds.
+    #[arg(long, env = "PROACT_CHAOS_FREEZE_SECS", default_value_t = 20)]
+    pub freeze_secs: u64,
+    /// Where the service binaries are (default: next to this one, e.g. target/debug).
+    #[arg(long, env = "PROACT_CHAOS_BIN_DIR")]
+    pub bin_dir: Option<PathBuf>,
+    /// Logs of the run's services go to `<dir>/<seed>/`.
+    #[arg(long, env = "PROACT_CHAOS_WORK_DIR", default_value = "target/chaos")]
+    pub work_dir: PathBuf,
+}
+
+/// What a profile injects and how hard it loads the pipeline.
+struct Preset {
+    rate: u32,
+    mix: FaultMix,
+    /// Load before the first fault and after the last one.
+    warm_up: Duration,
+    tail: Duration,
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(r) = self.rate {
+            if !(10..=20_000).contains(&r) {
+                return Err(ConfigError::new(
+                    "PROACT_CHAOS_RATE",
+                    r.to_string(),
+                    "must be between 10 and 20000 per second",
+                ));
+            }
+        }
+        if !(4..=1000).contains(&self.equipment) {
+            return Err(ConfigError::new(
+                "PROACT_CHAOS_EQUIPMENT",
+                self.equipment.to_string(),
+                "must be between 4 and 1000 (four of them carry the hot episodes)",
+            ));
+        }
+        if self.freeze_secs == 0 || self.freeze_secs > 600 {
+            return Err(ConfigError::new(
+                "PROACT_CHAOS_FREEZE_SECS",
+                self.freeze_secs.to_string(),
+                "must be between 1 and 600",
+            ));
+        }
+        if let Some(d) = &self.bin_dir {
+            if !d.is_dir() {
+                return Err(ConfigError::new("PROACT_CHAOS_BIN_DIR", d.display().to_string(), "is not a directory"));
+            }
+        }
+        Ok(())
+    }
+
+    fn preset(&self) -> Preset {
+        let freeze = Duration::from_secs(self.freeze_secs);
+        match self.profile {
+            Profile::Short => Preset {
+                rate: self.rate.unwrap_or(1000),
+                mix: FaultMix {
+                    kills_each: 1,
+                    restarts_each: 1,
+                    freezes: 1,
+                    freeze,
+                    gap: (Duration::from_secs(3), Duration::from_secs(8)),
+                },
+                warm_up: Duration::from_secs(5),
+                tail: Duration::from_secs(10),
+            },
+            Profile::Long => Preset {
+                rate: self.rate.unwrap_or(1500),
+                mix: FaultMix {
+                    kills_each: 4,
+                    restarts_each: 3,
+                    freezes: 2,
+                    freeze,
+                    gap: (Duration::from_secs(2), Duration::from_secs(15)),
+                },
+                warm_up: Duration::from_secs(10),
+                tail: Duration::from_secs(20),
+            },
+        }
+    }
+}
+
+/// What a run injected and counted.
+#[derive(Debug)]
+pub struct Outcome {
+    pub seed: u64,
+    pub profile: Profile,
+    pub rate: u32,
+    pub faults: Vec<String>,
+    /// Services that exited without being killed (each was restarted, as a supervisor would).
+    pub crashes: Vec<String>,
+    pub verdict: verify::Verdict,
+    pub ws_connections: u64,
+    pub publisher_connections: u64,
+    pub converged: bool,
+    pub wall: Duration,
+}
+
+impl Outcome {
+    pub fn passed(&self) -> bool {
+        self.verdict.violations.is_empty()
+    }
+
+    /// The report printed at the end (and pasted into docs/RELIABILITY.md).
+    pub fn report(&self) -> String {
+        let c = &self.verdict.counts;
+        let mut s = String::new();
+        s += &format!(
+            "chaos {:?} profile, seed {}, {} msg/s, wall time {:.0} s\n",
+            self.profile,
+            self.seed,
+            self.rate,
+            self.wall.as_secs_f64()
+        );
+        s += &format!("faults injected ({}):\n", self.faults.len());
+        for f in &self.faults {
+            s += &format!("  - {f}\n");
+        }
+        s += &format!("services that exited on their own and were restarted: {}\n", self.crashes.len());
+        for c in &self.crashes {
+            s += &format!("  - {c}\n");
+        }
+        s += &format!(
+            "published {} (resent after reconnects {}), acked {}, archived {} (of them unacked {}), \
+             missing acked {}, duplicate rows {}\n",
+            c.published, c.resent, c.acked, c.archived, c.archived_unacked, c.missing_acked, c.duplicate_rows
+        );
+        s += &format!(
+            "episodes expected {} (plus {} with no hot reading acked), delivered {}; \
+             events delivered {} ({} raised, {} cleared) over {} WebSocket connections\n",
+            c.episodes_expected,
+            c.episodes_unacked,
+            c.episodes_delivered,
+            c.events_delivered,
+            c.raised_events,
+            c.cleared_events,
+            self.ws_connections
+        );
+        if !self.converged {
+            s += "the pipeline did not settle before the checks (see the violations)\n";
+        }
+        if self.passed() {
+            s += "PASS: archived ⊇ acked, archived ⊆ published, no duplicates, each episode raised exactly once\n";
+        } else {
+            s += &format!("FAIL: {} violation(s):\n", self.verdict.violations.len());
+            for v in &self.verdict.violations {
+                s += &format!("  - {v}\n");
+            }
+        }
+        s
+    }
+}
+
+/// A run in progress: the stack, the service processes, and the clock of the log lines.
+struct Run {
+    stack: Stack,
+    services: Vec<Service>,
+    started: Instant,
+    crashes: Vec<String>,
+    violations: Vec<String>,
+}
+
+impl Run {
+    fn say(&self, msg: impl AsRef<str>) {
+        eprintln!("[{:6.1}s] {}", self.started.elapsed().as_secs_f64(), msg.as_ref());
+    }
+
+    fn service(&mut self, svc: Svc) -> &mut Service {
+        self.services.iter_mut().find(|s| s.svc == svc).expect("every service is in the run")
+    }
+
+    /// Restarts any service that exited without being told to, as Kubernetes would.
+    fn reap(&mut self) {
+        let mut lines = Vec::new();
+        for s in &mut self.services {
+            if let Some(status) = s.exited() {
+                let line = format!("{} exited with {status} (see {})", s.svc.name(), s.log().display());
+                if let Err(e) = s.start() {
+                    lines.push(format!("{line}; restart failed: {e}"));
+                } else {
+                    lines.push(format!("{line}; restarted"));
+                }
+            }
+        }
+        for l in lines {
+            self.say(&l);
+            self.crashes.push(format!("at {:.0} s: {l}", self.started.elapsed().as_secs_f64()));
+        }
+    }
+
+    /// Waits `d` under load, restarting whatever crashes meanwhile.
+    async fn hold(&mut self, d: Duration) {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            self.reap();
+            tokio::time::sleep(until.saturating_duration_since(Instant::now()).min(Duration::from_millis(250))).await;
+        }
+    }
+
+    /// Until every service answers `/readyz`; a service that does not within `timeout` is a
+    /// violation (it would never have recovered on its own).
+    async fn all_ready(&mut self, timeout: Duration, after: &str) {
+        let deadline = Instant::now() + timeout;
+        for svc in Svc::ALL {
+            loop {
+                self.reap();
+                let left = deadline.saturating_duration_since(Instant::now());
+                match self.service(svc).wait_ready(left.min(Duration::from_secs(1))).await {
+                    Ok(()) => break,
+                    Err(_) if !left.is_zero() => {}
+                    Err(e) => {
+                        let v = format!("after {after}: {e}");
+                        self.say(&v);
+                        self.violations.push(v);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn inject(&mut self, fault: &Fault) -> anyhow::Result<()> {
+        match *fault {
+            Fault::Kill { svc, down } => {
+                self.service(svc).kill9().await?;
+                self.hold(down).await;
+                self.service(svc).start()?;
+            }
+            Fault::Restart(server) => match server {
+                Server::Mosquitto => self.stack.mqtt.restart().await?,
+                Server::Redis => self.stack.redis.restart().await?,
+                Server::Postgres => self.stack.postgres.restart().await?,
+            },
+            Fault::FreezePostgres(d) => {
+                self.stack.postgres.signal("STOP")?;
+                self.hold(d).await;
+                self.stack.postgres.signal("CONT")?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn stop_services(&mut self) {
+        for s in self.services.iter_mut().rev() {
+            s.terminate(Duration::from_secs(30)).await;
+        }
+    }
+}
+
+/// Runs the whole thing: stack, services, load, faults, recovery, checks.
+pub async fn run(config: Config) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let preset = config.preset();
+    let seed = config.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+            % 1_000_000
+    });
+    let steps: Vec<Step> = plan::schedule(seed, &preset.mix);
+    let bin_dir = match &config.bin_dir {
+        Some(d) => d.clone(),
+        None => std::env::current_exe()?.parent().map(PathBuf::from).unwrap_or_default(),
+    };
+    let log_dir = config.work_dir.join(seed.to_string());
+    // A replay of the same seed starts its logs afresh (services append across restarts).
+    let _ = std::fs::remove_dir_all(&log_dir);
+    std::fs::create_dir_all(&log_dir)?;
+    eprintln!(
+        "chaos: {:?} profile, seed {seed} (replay with --seed {seed}), {} msg/s, {} faults; logs in {}",
+        config.profile,
+        preset.rate,
+        steps.len(),
+        log_dir.display()
+    );
+
+    let stack = Stack::start().await?;
+    let ep = Endpoints { mqtt: stack.mqtt.url(), redis: stack.redis.url(), database: stack.postgres.url() };
+    let ports = Ports::pick()?;
+    let services =
+        Svc::ALL.map(|s| Service::new(s, &bin_dir, &log_dir, services::args(s, &ports, &ep), ports.admin(s))).into();
+    let mut run = Run { stack, services, started, crashes: Vec::new(), violations: Vec::new() };
+    run.say(format!("stack up: {} {} {}", run.stack.mqtt.url(), run.stack.redis.url(), run.stack.postgres.url()));
+    for svc in Svc::ALL {
+        run.service(svc).start()?;
+        run.service(svc).wait_ready(Duration::from_secs(120)).await?;
+    }
+    run.say("services ready");
+
+    let seen = watcher::SharedSeen::default();
+    let watch_stop = CancellationToken::new();
+    let watcher = tokio::spawn(watcher::run(ports.http, seen.clone(), watch_stop.clone()));
+    while seen.lock().unwrap().connections == 0 {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(180), "the WebSocket client never connected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let plan = Arc::new(Plan::new(proact_proto::time::now_micros(), preset.rate, config.equipment));
+    let ledger = publisher::SharedLedger::default();
+    let pub_stop = CancellationToken::new();
+    let broker = format!("127.0.0.1:{}", run.stack.mqtt.port()).parse()?;
+    let publisher = tokio::spawn(
+        publisher::Publisher {
+            plan: plan.clone(),
+            broker,
+            rate: preset.rate,
+            client_id: "chaos-sensors".into(),
+            stop: pub_stop.clone(),
+            drain: Duration::from_secs(120),
+        }
+        .run(ledger.clone()),
+    );
+    run.say("publishing");
+    run.hold(preset.warm_up).await;
+
+    let mut faults = Vec::new();
+    for (n, step) in steps.iter().enumerate() {
+        run.hold(step.gap).await;
+        run.say(format!("fault {}/{}: {}", n + 1, steps.len(), step.fault));
+        let at = started.elapsed();
+        if let Err(e) = run.inject(&step.fault).await {
+            let v = format!("could not inject {}: {e:#}", step.fault);
+            run.say(&v);
+            run.violations.push(v);
+        }
+        run.all_ready(Duration::from_secs(120), &step.fault.to_string()).await;
+        let (sent, acked) = {
+            let l = ledger.lock().unwrap();
+            (l.sent, l.acked_count)
+        };
+        run.say(format!("  recovered; published {sent}, acked {acked}"));
+        faults.push(format!("at {:.0} s: {}", at.as_secs_f64(), step.fault));
+    }
+    run.hold(preset.tail).await;
+
+    pub_stop.cancel();
+    run.say("load stopped; draining the publisher");
+    while !publisher.is_finished() {
+        run.hold(Duration::from_millis(250)).await;
+    }
+    let ledger = ledger.lock().unwrap().clone();
+    run.say(format!("published {}, acked {}; waiting for the pipeline to settle", ledger.sent, ledger.acked_count));
+
+    let redis = proact_server::redis::connect(&ep.redis).await?;
+    let unsettled = settle(&mut run, &redis, &ep.database, &plan, &ledger, &seen).await?;
+    if let Some(state) = &unsettled {
+        run.violations
+            .push(format!("the pipeline had not caught up {} s after the load stopped: {state}", SETTLE.as_secs()));
+    }
+    watch_stop.cancel();
+    let _ = watcher.await;
+
+    let rows = fetch_rows(&ep.database).await?;
+    let stream = stream_raises(&redis).await?;
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    let mut verdict = verify::check(&plan, &ledger, &rows, &seen.events, &stream);
+    if verdict.counts.missing_acked > 0 {
+        let by = verify::missing_by_equipment(&plan, &ledger, &rows);
+        verdict.violations.push(format!("missing acked rows by equipment: {by:?}"));
+    }
+    if !seen.unexpected.is_empty() {
+        verdict.violations.push(format!("unexpected WebSocket messages: {:?}", seen.unexpected));
+    }
+    verdict.violations.splice(0..0, run.violations.drain(..));
+    run.say("stopping");
+    run.stop_services().await;
+    Ok(Outcome {
+        seed,
+        profile: config.profile,
+        rate: preset.rate,
+        faults,
+        crashes: std::mem::take(&mut run.crashes),
+        verdict,
+        ws_connections: seen.connections,
+        publisher_connections: ledger.connections,
+        converged: unsettled.is_none(),
+        wall: started.elapsed(),
+    })
+}
+
+/// How long the pipeline may take to finish after the load stops: the archive reclaims
+/// entries left pending after 30 s idle (`PROACT_ARCHIVE_CLAIM_IDLE_MS`), plus its backlog.
+const SETTLE: Duration = Duration::from_secs(240);
+
+/// Waits until the pipeline has done all it will: both consumer groups have read and acked
+/// every telemetry entry, every acked message is a row, and the client has every alert
+/// event. Returns what was still not done if that never happened within [`SETTLE`]: entries
+/// left pending for good are readings nobody will store or score.
+async fn settle(
+    run: &mut Run,
+    redis: &Client,
+    database: &str,
+    plan: &Plan,
+    ledger: &publisher::Ledger,
+    seen: &watcher::SharedSeen,
+) -> anyhow::Result<Option<String>> {
+    let deadline = Instant::now() + SETTLE;
+    let mut last_state = String::new();
+    while Instant::now() < deadline {
+        run.reap();
+        let idle = groups_idle(redis, &["archive", "anomaly-detector"]).await.unwrap_or_else(|e| Err(e.to_string()));
+        let state = match idle {
+            Err(why) => why,
+            Ok(()) => {
+                let rows = fetch_rows(database).await.unwrap_or_default();
+                let missing = verify::missing_by_equipment(plan, ledger, &rows).values().sum::<u64>();
+                let tail = alerts_tail(redis).await.unwrap_or_default();
+                let last = seen.lock().unwrap().last_id.clone();
+                if missing > 0 {
+                    format!("{missing} acked messages not archived yet")
+                } else if let Some(tail) = tail.filter(|t| *t != last) {
+                    format!("client at {last}, alerts stream at {tail}")
+                } else {
+                    run.say("settled");
+                    return Ok(None);
+                }
+            }
+        };
+        if state != last_state {
+            run.say(format!("  waiting: {state}"));
+            last_state = state;
+        }
+        run.hold(Duration::from_secs(2)).await;
+    }
+    run.say("did not settle; checking what there is");
+    Ok(Some(last_state))
+}
+
+/// `Ok(Ok(()))` when every telemetry shard's `groups` have no pending entry and no lag.
+async fn groups_idle(redis: &Client, groups: &[&str]) -> Result<Result<(), String>, Error> {
+    for key in telemetry_streams(DEFAULT_SHARDS) {
+        let exists: i64 = redis.exists(key.as_str()).await?;
+        if exists == 0 {
+            continue;
+        }
+        let info: Value = redis.xinfo_groups(key.as_str()).await?;
+        let found = group_fields(info);
+        for g in groups {
+            let Some(f) = found.iter().find(|f| f.get("name").and_then(|v| v.as_string()).as_deref() == Some(*g))
+            else {
+                return Ok(Err(format!("{key}: no group {g} yet")));
+            };
+            let pending = f.get("pending").and_then(|v| v.as_i64()).unwrap_or(-1);
+            // `lag` is nil when Redis cannot tell (never here: nothing is trimmed).
+            let lag = f.get("lag").and_then(|v| v.as_i64()).unwrap_or(-1);
+            if pending != 0 || lag != 0 {
+                return Ok(Err(format!("{key}: group {g} has {pending} pending, lag {lag}")));
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// `XINFO GROUPS` as one map per group, whichever RESP version answered.
+fn group_fields(info: Value) -> Vec<HashMap<String, Value>> {
+    let Value::Array(groups) = info else { return Vec::new() };
+    groups
+        .into_iter()
+        .map(|g| match g {
+            Value::Map(m) => m.inner().into_iter().filter_map(|(k, v)| Some((k.as_str()?.to_string(), v))).collect(),
+            Value::Array(kv) => kv
+                .chunks(2)
+                .filter_map(|p| match p {
+                    [k, v] => Some((k.as_string()?, v.clone())),
+                    _ => None,
+                })
+                .collect(),
+            _ => HashMap::new(),
+        })
+        .collect()
+}
+
+async fn alerts_tail(redis: &Client) -> Result<Option<String>, Error> {
+    let last: Vec<(String, HashMap<String, Bytes>)> = redis.xrevrange(ALERTS_STREAM, "+", "-", Some(1)).await?;
+    Ok(last.into_iter().next().map(|(id, _)| id))
+}
+
+/// Every `raised` in the alerts stream.
+async fn stream_raises(redis: &Client) -> Result<Vec<verify::Raised>, Error> {
+    let all: Vec<(String, HashMap<String, Bytes>)> = redis.xrange(ALERTS_STREAM, "-", "+", None).await?;
+    Ok(all
+        .into_iter()
+        .filter_map(|(_, f)| AlertEvent::decode(f.get(PAYLOAD_FIELD)?.as_ref()).ok())
+        .filter(|e| e.kind == AlertEventKind::Raised as i32)
+        .filter_map(|e| e.alert)
+        .map(|a| verify::Raised { alert_id: a.alert_id, equipement_id: a.equipement_id, start_micros: a.start_micros })
+        .collect())
+}
+
+/// The run's rows of `telemetry`, duplicates included if there were any.
+async fn fetch_rows(database: &str) -> anyhow::Result<Vec<verify::Row>> {
+    let (client, conn) = tokio_postgres::connect(database, tokio_postgres::NoTls).await?;
+    let conn = tokio::spawn(conn);
+    let rows = client
+        .query(
+            "SELECT equipement_id, (extract(epoch FROM ts) * 1000000)::int8, temperature \
+             FROM telemetry WHERE equipement_id LIKE $1",
+            &[&format!("{}%", plan::EQUIPMENT_PREFIX)],
+        )
+        .await?;
+    drop(client);
+    let _ = conn.await;
+    Ok(rows
+        .iter()
+        .map(|r| verify::Row { equipement_id: r.get(0), ts_micros: r.get(1), temperature: r.get(2) })
+        .collect())
+}
