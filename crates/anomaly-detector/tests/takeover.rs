@@ -77,6 +77,18 @@ async fn pending_total(redis: &Client, keys: &[String]) -> u64 {
     total
 }
 
+/// Reads every new entry of `keys` in `consumer`'s name (they are then pending on it).
+async fn read_as(redis: &Client, consumer: &str, keys: &[String]) -> usize {
+    let mut n = 0;
+    loop {
+        let got = proact_server::redis::read_group(redis, GROUP, consumer, keys, 1000, 10).await.unwrap();
+        if got.is_empty() {
+            return n;
+        }
+        n += got.len();
+    }
+}
+
 fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().unwrap().success();
     assert!(ok, "kill -{sig}");
@@ -111,15 +123,7 @@ async fn killed_replica_is_taken_over_without_duplicate_alerts() {
     // Phase 2 arrives while a is dead; pretend a had read it and died before acking, so it
     // sits in a's pending list: EQ-05..09 run hot.
     publish(&redis, 10, 40, 80, 60, &[5, 6, 7, 8, 9]).await;
-    let mut pending = 0;
-    loop {
-        let got = proact_server::redis::read_group(&redis, GROUP, "a", &keys, 1000, 10).await.unwrap();
-        if got.is_empty() {
-            break;
-        }
-        pending += got.len();
-    }
-    assert_eq!(pending, 400, "phase 2 is pending on the dead replica");
+    assert_eq!(read_as(&redis, "a", &keys).await, 400, "phase 2 is pending on the dead replica");
 
     let mut b = spawn_detector(&server.url(), "b", "1500");
     wait_until("b raises the 5 alerts a left unacknowledged", || async { raised(&redis).await.len() >= 10 }).await;
@@ -154,15 +158,7 @@ async fn entries_whose_read_reply_was_lost_are_still_scored() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     publish(&redis, 10, 0, 30, 20, &[0, 1]).await;
     let keys: Vec<String> = (0..SHARDS).map(telemetry_stream).collect();
-    let mut delivered = 0;
-    loop {
-        let got = proact_server::redis::read_group(&redis, GROUP, "a", &keys, 1000, 10).await.unwrap();
-        if got.is_empty() {
-            break;
-        }
-        delivered += got.len();
-    }
-    assert_eq!(delivered, 300, "delivered to a, which never received the reply");
+    assert_eq!(read_as(&redis, "a", &keys).await, 300, "delivered to a, which never received the reply");
     signal(&a, "CONT");
 
     wait_until("a scores what it never received", || async { raised(&redis).await.len() == 2 }).await;

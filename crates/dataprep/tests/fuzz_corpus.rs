@@ -5,15 +5,13 @@
 //! coverage-guided run needs nightly: see `crates/dataprep/fuzz/Cargo.toml`.
 
 use proact_dataprep::clean::fuzz_one;
-use proact_testkit::fuzz::{corpus, mutations};
+use proact_testkit::fuzz::{corpus, mutations, replay};
 
 const TARGET: &str = "import_csv";
 
 #[test]
 fn corpus_replays_without_panic() {
-    for input in corpus(env!("CARGO_MANIFEST_DIR"), TARGET) {
-        fuzz_one(&input);
-    }
+    replay(env!("CARGO_MANIFEST_DIR"), TARGET, fuzz_one);
 }
 
 /// What spreadsheets put in exports: other delimiters, quotes, line endings, encodings,

@@ -5,15 +5,13 @@
 //! The real coverage-guided run needs nightly: see `crates/ingest/fuzz/Cargo.toml`.
 
 use proact_ingest::validate::fuzz_one;
-use proact_testkit::fuzz::{corpus, mutations};
+use proact_testkit::fuzz::{corpus, mutations, replay};
 
 const TARGET: &str = "parse_mqtt";
 
 #[test]
 fn corpus_replays_without_panic() {
-    for input in corpus(env!("CARGO_MANIFEST_DIR"), TARGET) {
-        fuzz_one(&input);
-    }
+    replay(env!("CARGO_MANIFEST_DIR"), TARGET, fuzz_one);
 }
 
 /// Byte-level mutations (flip, insert a JSON-ish token, delete a span, splice two seeds),

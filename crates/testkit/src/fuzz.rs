@@ -24,6 +24,34 @@ pub fn corpus(manifest_dir: &str, target: &str) -> Vec<Vec<u8>> {
     out
 }
 
+/// Runs every input of the corpus of `target` (see [`corpus`]) through `run`.
+pub fn replay(manifest_dir: &str, target: &str, mut run: impl FnMut(&[u8])) {
+    for input in corpus(manifest_dir, target) {
+        run(&input);
+    }
+}
+
+/// Tokens for inputs that are protobuf messages (the stream entries): field tags, extreme
+/// varints, NaN and infinite doubles, a map entry, empty and overlong lengths, broken UTF-8.
+pub const PROTOBUF_TOKENS: &[&[u8]] = &[
+    b"\x08\x01",
+    b"\x0a\x07PUMP-01",
+    b"\x10\xff\xff\xff\xff\xff\xff\xff\xff\x7f",
+    b"\x10\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01",
+    b"\x19\x00\x00\x00\x00\x00\x00\xf8\x7f",
+    b"\x21\x00\x00\x00\x00\x00\x00\xf0\x7f",
+    b"\x2a\x0b\x0a\x01k\x11\x00\x00\x00\x00\x00\x00\xf0\x3f",
+    b"\x12\x00",
+    b"\x1a\x00",
+    b"\xff\xff\xff\xff\x0f",
+    b"\x80",
+    b"\x00",
+    b"\xc3\xa9",
+    b"\xed\xa0\x80",
+    b"\"",
+    b"\\",
+];
+
 /// Runs `cases` mutated inputs through `run`: each one of the `seeds` with up to four
 /// byte-level mutations (flip a bit, insert one of `tokens`, delete a span, splice another
 /// seed's tail), drawn from a fixed xorshift seed.
