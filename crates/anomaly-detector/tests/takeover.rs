@@ -1,6 +1,7 @@
 //! A detector replica killed with SIGKILL: another takes its shards over, finishes what it
 //! left unacknowledged, rebuilds state from the stream tail, and no alert is raised twice.
-//! And a live replica whose read reply was lost still scores what Redis delivered to it.
+//! A replica restarted after a long episode does not raise it again from its warm-up. And a
+//! live replica whose read reply was lost still scores what Redis delivered to it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::process::{Child, Command, Stdio};
@@ -165,4 +166,49 @@ async fn entries_whose_read_reply_was_lost_are_still_scored() {
     wait_until("and acks it", || async { pending_total(&redis, &keys).await == 0 }).await;
     a.kill().unwrap();
     a.wait().unwrap();
+}
+
+/// Found by `just chaos` at 1,500 readings/s: a replica taking a shard over rebuilds state
+/// from the last 5,000 entries; when they start inside an episode, replaying them raised
+/// that episode again, under the id of the first hot reading they contain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_inside_an_old_episode_does_not_raise_it_again() {
+    let server = proact_testkit::Redis::start().await.unwrap();
+    let redis = proact_server::redis::connect(&server.url()).await.unwrap();
+    let keys: Vec<String> = (0..SHARDS).map(telemetry_stream).collect();
+    let mut a = spawn_detector(&server.url(), "a", "1500");
+    wait_until("replica a owns every shard", || owns_every_shard(&redis, "a")).await;
+    // EQ-00 alone on its shard: hot for its first 100 s, then normal for long enough that
+    // the warm-up's 5,000 entries start in the middle of the hot part.
+    let base = proact_proto::time::now_micros() - 7_200_000_000;
+    let key = telemetry_stream(shard_for("EQ-00", SHARDS));
+    let pipe = redis.pipeline();
+    for s in 0..5_050i64 {
+        let t = Telemetry {
+            equipement_id: "EQ-00".into(),
+            ts_micros: base + s * 1_000_000,
+            temperature: if s < 100 { 96.0 } else { 55.0 },
+            vibration: 2.0,
+            ..Default::default()
+        };
+        let _: () = pipe
+            .xadd(key.as_str(), false, None::<()>, "*", (PAYLOAD_FIELD, Bytes::from(t.encode_to_vec())))
+            .await
+            .unwrap();
+    }
+    let _: Vec<Value> = pipe.all().await.unwrap();
+    wait_until("a raises the episode once", || async { raised(&redis).await.len() == 1 }).await;
+    wait_until("a acks everything", || async { pending_total(&redis, &keys).await == 0 }).await;
+    a.kill().unwrap();
+    a.wait().unwrap();
+
+    let mut b = spawn_detector(&server.url(), "b", "1500");
+    // Scored after b's warm-up of EQ-00's shard (its loop does one thing at a time).
+    wait_until("b owns every shard", || owns_every_shard(&redis, "b")).await;
+    publish(&redis, 2, 10_000, 10_040, 10_020, &[1]).await;
+    wait_until("b raises EQ-01", || async { raised(&redis).await.contains(&"EQ-01".to_string()) }).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(raised(&redis).await, ["EQ-00", "EQ-01"], "EQ-00's episode raised once, before the takeover");
+    b.kill().unwrap();
+    b.wait().unwrap();
 }
