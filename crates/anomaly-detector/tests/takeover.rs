@@ -16,15 +16,39 @@ use prost::Message;
 const SHARDS: u32 = 8;
 const GROUP: &str = "anomaly-detector";
 
-fn spawn_detector(redis_url: &str, name: &str, lease_ttl_ms: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_proact-anomaly-detector"))
+/// A detector process, killed when dropped: a failing test must not leave one running
+/// (or stopped, after a SIGSTOP) behind it.
+struct Detector(Child);
+
+impl Detector {
+    /// SIGKILL, as a crash: the replica's leases and pending entries stay in Redis.
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.0.id().to_string()).status().unwrap().success();
+        assert!(ok, "kill -{sig}");
+    }
+}
+
+impl Drop for Detector {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn_detector(redis_url: &str, name: &str, lease_ttl_ms: &str) -> Detector {
+    let child = Command::new(env!("CARGO_BIN_EXE_proact-anomaly-detector"))
         .args(["--redis-url", redis_url, "--database-url", "postgres://proact@127.0.0.1:9/none"])
         .args(["--registry-url", "http://127.0.0.1:9", "--admin-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
         .args(["--consumer", name, "--lease-ttl-ms", lease_ttl_ms, "--silence-after-secs", "0"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
-        .expect("detector binary starts")
+        .expect("detector binary starts");
+    Detector(child)
 }
 
 async fn publish(redis: &Client, equipment: usize, from: i64, to: i64, hot_at: i64, hot: &[usize]) {
@@ -90,11 +114,6 @@ async fn read_as(redis: &Client, consumer: &str, keys: &[String]) -> usize {
     }
 }
 
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().unwrap().success();
-    assert!(ok, "kill -{sig}");
-}
-
 async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
     for _ in 0..300 {
         if f().await {
@@ -118,8 +137,7 @@ async fn killed_replica_is_taken_over_without_duplicate_alerts() {
     let keys: Vec<String> = (0..SHARDS).map(telemetry_stream).collect();
     // Else what a is still scoring of phase 1 is counted in its pending list below.
     wait_until("a acks phase 1", || async { pending_total(&redis, &keys).await == 0 }).await;
-    a.kill().unwrap();
-    a.wait().unwrap();
+    a.kill();
 
     // Phase 2 arrives while a is dead; pretend a had read it and died before acking, so it
     // sits in a's pending list: EQ-05..09 run hot.
@@ -137,8 +155,7 @@ async fn killed_replica_is_taken_over_without_duplicate_alerts() {
     let distinct: BTreeSet<&String> = ids.iter().collect();
     assert_eq!(ids.len(), 11, "one raise per episode, none repeated by the takeover: {ids:?}");
     assert_eq!(distinct.len(), 10);
-    b.kill().unwrap();
-    b.wait().unwrap();
+    b.kill();
 }
 
 /// Found by `just chaos` (Redis restarted while the detector's read was answered): Redis
@@ -154,18 +171,17 @@ async fn entries_whose_read_reply_was_lost_are_still_scored() {
     let mut a = spawn_detector(&server.url(), "a", "20000");
     wait_until("replica a owns every shard", || owns_every_shard(&redis, "a")).await;
 
-    signal(&a, "STOP");
+    a.signal("STOP");
     // Its blocking read (200 ms) ends unanswered: nothing is sent to it in flight.
     tokio::time::sleep(Duration::from_millis(600)).await;
     publish(&redis, 10, 0, 30, 20, &[0, 1]).await;
     let keys: Vec<String> = (0..SHARDS).map(telemetry_stream).collect();
     assert_eq!(read_as(&redis, "a", &keys).await, 300, "delivered to a, which never received the reply");
-    signal(&a, "CONT");
+    a.signal("CONT");
 
     wait_until("a scores what it never received", || async { raised(&redis).await.len() == 2 }).await;
     wait_until("and acks it", || async { pending_total(&redis, &keys).await == 0 }).await;
-    a.kill().unwrap();
-    a.wait().unwrap();
+    a.kill();
 }
 
 /// Found by `just chaos` at 1,500 readings/s: a replica taking a shard over rebuilds state
@@ -199,8 +215,7 @@ async fn a_takeover_inside_an_old_episode_does_not_raise_it_again() {
     let _: Vec<Value> = pipe.all().await.unwrap();
     wait_until("a raises the episode once", || async { raised(&redis).await.len() == 1 }).await;
     wait_until("a acks everything", || async { pending_total(&redis, &keys).await == 0 }).await;
-    a.kill().unwrap();
-    a.wait().unwrap();
+    a.kill();
 
     let mut b = spawn_detector(&server.url(), "b", "1500");
     // Scored after b's warm-up of EQ-00's shard (its loop does one thing at a time).
@@ -209,6 +224,5 @@ async fn a_takeover_inside_an_old_episode_does_not_raise_it_again() {
     wait_until("b raises EQ-01", || async { raised(&redis).await.contains(&"EQ-01".to_string()) }).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(raised(&redis).await, ["EQ-00", "EQ-01"], "EQ-00's episode raised once, before the takeover");
-    b.kill().unwrap();
-    b.wait().unwrap();
+    b.kill();
 }
