@@ -431,6 +431,34 @@ impl Engine {
     }
 }
 
+/// One fuzzing step, shared by the libFuzzer target (`crates/anomaly-detector/fuzz`) and the
+/// stable corpus-replay test: the bytes are a sequence of telemetry stream entries (each a
+/// length byte, then that many bytes of payload), scored in order as the detector scores a
+/// shard, a second of wall clock apart. Ingest validates what it writes, but any writer of
+/// the stream may send any reading: none may panic the scoring, and every transition names
+/// the reading's equipment.
+#[doc(hidden)]
+pub fn fuzz_one(data: &[u8]) {
+    use prost::Message;
+    let mut engine = Engine::new(EngineConfig { silence_after_micros: 30_000_000, ..Default::default() });
+    let mut now = 1_710_928_800_000_000; // 2024-03-20T10:00:00Z
+    let mut rest = data;
+    while let Some((&len, tail)) = rest.split_first() {
+        let (entry, tail) = tail.split_at((len as usize).min(tail.len()));
+        rest = tail;
+        now += 1_000_000;
+        let Ok(t) = Telemetry::decode(entry) else { continue };
+        let _ = engine.score(&t);
+        for tr in engine.observe(&t, "0af7651916cd43dd8448eb211c80319c", now) {
+            assert_eq!(tr.alert.equipement_id, t.equipement_id);
+            assert!(!tr.alert.alert_id.is_empty());
+        }
+        for tr in engine.check_silence(now) {
+            assert_eq!(tr.kind, AlertEventKind::Raised);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
