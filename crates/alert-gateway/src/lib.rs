@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proact_server::config::{AdminArgs, PgArgs, RedisArgs};
+use proact_server::otel::Tracing;
 use proact_server::{ConfigError, Readiness};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
@@ -75,6 +76,7 @@ pub struct Config {
 
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.admin.validate()?;
         self.redis.validate()?;
         self.pg.validate()?;
         if let Some(t) = &self.token {
@@ -123,6 +125,7 @@ pub struct App {
     shared_redis: fred::prelude::Client,
     feed_redis: fred::prelude::Client,
     pool: deadpool_postgres::Pool,
+    traces: Tracing,
 }
 
 impl App {
@@ -137,7 +140,8 @@ impl App {
         let pool = proact_server::db::pool(&config.pg.database_url, config.pg.pool_size)?;
         let shared_redis = proact_server::redis::connect(&config.redis.redis_url).await?;
         let feed_redis = proact_server::redis::connect(&config.redis.redis_url).await?;
-        Ok(Self { config, admin, http, grpc, shared_redis, feed_redis, pool })
+        let traces = Tracing::start("alert-gateway", &config.admin.trace)?;
+        Ok(Self { config, admin, http, grpc, shared_redis, feed_redis, pool, traces })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -149,7 +153,7 @@ impl App {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let App { config, admin, http, grpc, shared_redis, feed_redis, pool } = self;
+        let App { config, admin, http, grpc, shared_redis, feed_redis, pool, traces } = self;
         let ready = Readiness::new();
         ready.set("postgres", true);
         let (tx, _) = broadcast::channel(config.client_queue);
@@ -160,6 +164,7 @@ impl App {
             Duration::from_millis(config.linger_ms),
             recent.clone(),
             ready.clone(),
+            traces.clone(),
             shutdown.clone(),
         ));
         let ingest_rate = upstream::IngestRate::new();
@@ -179,8 +184,8 @@ impl App {
             heartbeat: Duration::from_secs(config.heartbeat_secs),
             write_timeout: Duration::from_secs_f64(config.write_timeout_secs),
             silent_after_s: config.silent_after_secs,
-            archive: upstream::channel("PROACT_ARCHIVE_GRPC_URL", &config.archive_grpc_url)?,
-            registry: upstream::channel("PROACT_REGISTRY_GRPC_URL", &config.registry_grpc_url)?,
+            archive: upstream::channel("PROACT_ARCHIVE_GRPC_URL", &config.archive_grpc_url, &traces)?,
+            registry: upstream::channel("PROACT_REGISTRY_GRPC_URL", &config.registry_grpc_url, &traces)?,
             ingest_rate,
             clients: Default::default(),
             shutdown: shutdown.clone(),
@@ -199,6 +204,7 @@ impl App {
         let gs = shutdown.clone();
         let grpc_task = tokio::spawn(
             tonic::transport::Server::builder()
+                .layer(proact_server::grpc::ServerTraceLayer::new(traces.clone()))
                 .add_service(health_service)
                 .add_service(proact_proto::v1::alerts_server::AlertsServer::with_interceptor(
                     grpc::AlertsService { shared },
@@ -215,6 +221,7 @@ impl App {
         let _ = http_task.await;
         let _ = grpc_task.await;
         let _ = admin_task.await;
+        traces.shutdown();
         tracing::info!("alert gateway stopped");
         Ok(())
     }

@@ -25,6 +25,7 @@ use proact_proto::streams::{shard_for, telemetry_stream};
 use proact_proto::time::now_micros;
 use proact_proto::v1::{AlertEvent, Telemetry};
 use proact_server::config::{AdminArgs, PgArgs, RedisArgs};
+use proact_server::otel::{trace_id_of, KeyValue, PipelineSpan, Tracing};
 use proact_server::redis::{ack, ensure_group, read_group, StreamEntry};
 use proact_server::{ConfigError, Readiness};
 use prost::Message;
@@ -191,6 +192,7 @@ pub enum Command {
 
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.admin.validate()?;
         self.redis.validate()?;
         self.pg.validate()?;
         self.rules.engine_config()?;
@@ -239,6 +241,7 @@ pub struct App {
     read: Client,
     write: Client,
     events: Client,
+    traces: Tracing,
 }
 
 impl App {
@@ -248,7 +251,8 @@ impl App {
         let read = proact_server::redis::connect(&config.redis.redis_url).await?;
         let write = proact_server::redis::connect(&config.redis.redis_url).await?;
         let events = proact_server::redis::connect(&config.redis.redis_url).await?;
-        Ok(Self { config, admin, grpc, read, write, events })
+        let traces = Tracing::start("anomaly-detector", &config.admin.trace)?;
+        Ok(Self { config, admin, grpc, read, write, events, traces })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -256,7 +260,7 @@ impl App {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let App { config, admin, grpc, read, write, events } = self;
+        let App { config, admin, grpc, read, write, events, traces } = self;
         let ready = Readiness::new();
         let mut engine = Engine::new(config.rules.engine_config()?);
         match load_equipment_info(&config.pg.database_url).await {
@@ -268,7 +272,7 @@ impl App {
         }
         let schema_id = engine.schema_id().to_string();
         let mut initial = models::load_files(&config.model_files, &schema_id)?;
-        match models::load_active(&config.registry_url, &schema_id).await {
+        match models::load_active(&config.registry_url, &traces, &schema_id).await {
             Ok(m) => {
                 if m.forest.is_some() {
                     initial.forest = m.forest;
@@ -281,9 +285,24 @@ impl App {
         }
         engine.set_models(initial.clone());
         let (models_tx, models_rx) = watch::channel(initial);
-        let follower =
-            tokio::spawn(models::follow(events, config.registry_url.clone(), schema_id, models_tx, shutdown.clone()));
+        let follower = tokio::spawn(models::follow(
+            events,
+            config.registry_url.clone(),
+            traces.clone(),
+            schema_id,
+            models_tx,
+            shutdown.clone(),
+        ));
         let engine = Arc::new(Mutex::new(engine));
+        // Every replica reports the group's lag on every shard (one group, shared).
+        let lag = tokio::spawn(proact_server::redis::watch_lag(
+            write.clone(),
+            "proact_detector",
+            config.group.clone(),
+            proact_proto::streams::telemetry_streams(config.redis.shards),
+            Duration::from_secs(5),
+            shutdown.clone(),
+        ));
         let status = Arc::new(std::sync::RwLock::new(grpc::LoopStatus::default()));
         let replica = config.replica();
         let scoring = tokio::spawn(scoring_loop(
@@ -293,6 +312,7 @@ impl App {
                 shards: config.redis.shards,
                 lease_ttl_ms: config.lease_ttl_ms,
                 batch: config.batch,
+                traces: traces.clone(),
             },
             read,
             write,
@@ -308,6 +328,7 @@ impl App {
         let gs = shutdown.clone();
         let grpc_task = tokio::spawn(
             tonic::transport::Server::builder()
+                .layer(proact_server::grpc::ServerTraceLayer::new(traces.clone()))
                 .add_service(health_service)
                 .add_service(proact_proto::v1::detector_server::DetectorServer::new(service))
                 .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), async move {
@@ -318,8 +339,10 @@ impl App {
         tracing::info!(grpc = %config.grpc_addr, "anomaly detector running");
         let r = scoring.await;
         let _ = follower.await;
+        let _ = lag.await;
         let _ = grpc_task.await;
         let _ = admin_task.await;
+        traces.shutdown();
         tracing::info!("anomaly detector stopped");
         r?
     }
@@ -331,6 +354,7 @@ struct LoopCtx {
     shards: u32,
     lease_ttl_ms: u64,
     batch: u64,
+    traces: Tracing,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -414,7 +438,7 @@ async fn scoring_loop(
             Ok(entries) if !entries.is_empty() => {
                 let t0 = Instant::now();
                 metrics::histogram!("proact_detector_read_seconds").record((t0 - read_started).as_secs_f64());
-                process(&engine, &write, &entries).await?;
+                process(&engine, &write, &ctx.traces, &entries).await?;
                 let t1 = Instant::now();
                 ack(&write, &ctx.group, &entries).await?;
                 metrics::histogram!("proact_detector_process_seconds").record((t1 - t0).as_secs_f64());
@@ -460,7 +484,8 @@ async fn take_over(
                 })
                 .collect();
             metrics::counter!("proact_detector_warmup_entries_total").increment(entries.len() as u64);
-            process(engine, write, &entries).await?;
+            // Already scored by the previous owner (and traced there): rebuild state only.
+            process(engine, write, &Tracing::disabled(), &entries).await?;
         }
     }
     let mut cursor = "0-0".to_string();
@@ -477,7 +502,7 @@ async fn take_over(
         if claimed.is_empty() {
             break;
         }
-        process(engine, write, &claimed).await?;
+        process(engine, write, &ctx.traces, &claimed).await?;
         ack(write, &ctx.group, &claimed).await?;
         let last = claimed.last().map(|e| e.id.clone()).unwrap_or_default();
         if last == cursor {
@@ -493,35 +518,8 @@ async fn take_over(
 const WARM_UP_ENTRIES: u64 = 5_000;
 
 async fn last_delivered(client: &Client, key: &str, group: &str) -> Result<Option<String>, Error> {
-    let v: Value = client.xinfo_groups(key).await?;
-    let Value::Array(groups) = v else { return Ok(None) };
-    for g in groups {
-        let fields: Vec<Value> = match g {
-            Value::Array(f) => f,
-            Value::Map(m) => m
-                .inner()
-                .into_iter()
-                .flat_map(|(k, v)| [Value::from(k.as_str().unwrap_or_default().to_string()), v])
-                .collect(),
-            _ => continue,
-        };
-        let mut name = None;
-        let mut last = None;
-        for kv in fields.chunks(2) {
-            if kv.len() < 2 {
-                continue;
-            }
-            match kv[0].as_str().as_deref() {
-                Some("name") => name = kv[1].as_string(),
-                Some("last-delivered-id") => last = kv[1].as_string(),
-                _ => {}
-            }
-        }
-        if name.as_deref() == Some(group) {
-            return Ok(last);
-        }
-    }
-    Ok(None)
+    let groups = proact_server::redis::groups(client, key).await?;
+    Ok(groups.into_iter().find(|g| g.name == group).map(|g| g.last_delivered))
 }
 
 async fn shard_lag(client: &Client, group: &str, shards: &[u32]) -> Vec<(u32, u64)> {
@@ -537,24 +535,46 @@ async fn shard_lag(client: &Client, group: &str, shards: &[u32]) -> Vec<(u32, u6
     out
 }
 
-async fn process(engine: &Arc<Mutex<Engine>>, write: &Client, entries: &[StreamEntry]) -> anyhow::Result<()> {
+async fn process(
+    engine: &Arc<Mutex<Engine>>,
+    write: &Client,
+    traces: &Tracing,
+    entries: &[StreamEntry],
+) -> anyhow::Result<()> {
     let now = now_micros();
+    let started = std::time::SystemTime::now();
     let mut transitions = Vec::new();
+    let mut spans: Vec<PipelineSpan> = Vec::new();
     {
         let mut engine = engine.lock().await;
         for e in entries {
             // Ingest wrote these; an undecodable one is archive's to dead-letter, not ours.
             let Some(Ok(t)) = e.payload.as_ref().map(|p| Telemetry::decode(p.as_ref())) else { continue };
-            let trace_id = t
-                .trace_context
-                .get("traceparent")
-                .and_then(|tp| tp.split('-').nth(1))
-                .map(str::to_string)
-                .unwrap_or_else(|| {
-                    format!("{:032x}", u128::from(stable_hash(&t.equipement_id)) << 64 | t.ts_micros as u128)
-                });
-            for tr in engine.observe(&t, &trace_id, now) {
-                transitions.push((tr, t.trace_context.clone()));
+            // Only readings ingest sampled carry a trace; the rest cost this one lookup.
+            let span = traces.follow("detector.score", &t.trace_context, started, Vec::new());
+            let trace_id = match trace_id_of(&t.trace_context) {
+                Some(id) => id.to_string(),
+                None => format!("{:032x}", u128::from(stable_hash(&t.equipement_id)) << 64 | t.ts_micros as u128),
+            };
+            let produced = engine.observe(&t, &trace_id, now);
+            // The alert events carry the scoring span's context, so what the gateway does
+            // with them hangs below the scoring that raised them.
+            let context = match &span {
+                Some(s) if !produced.is_empty() => {
+                    let mut c = HashMap::new();
+                    s.inject(&mut c);
+                    c
+                }
+                _ => t.trace_context.clone(),
+            };
+            if let Some(mut s) = span {
+                s.set_attribute(KeyValue::new("equipement_id", t.equipement_id.clone()));
+                s.set_attribute(KeyValue::new("alert.transitions", produced.len() as i64));
+                spans.push(s);
+            }
+            for tr in produced {
+                tracing::info!(equipement_id = %t.equipement_id, trace_id = %trace_id, kind = ?tr.kind, "alert transition");
+                transitions.push((tr, context.clone()));
             }
         }
     }
@@ -562,6 +582,7 @@ async fn process(engine: &Arc<Mutex<Engine>>, write: &Client, entries: &[StreamE
     for (tr, ctx) in transitions {
         publish_all(write, vec![tr], &ctx).await?;
     }
+    spans.into_iter().for_each(PipelineSpan::end);
     Ok(())
 }
 

@@ -205,6 +205,7 @@ pub enum Command {
 
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.admin.validate()?;
         self.pg.validate()?;
         self.redis.validate()?;
         self.train.validate()
@@ -329,6 +330,7 @@ impl App {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let grpc_addr = self.grpc_addr();
         let App { config, admin, grpc, trainer, schedule } = self;
+        let traces = proact_server::otel::Tracing::start("trainer", &config.admin.trace)?;
         let ready = Readiness::new();
         ready.set("postgres", trainer.registry().pool().get().await.is_ok());
         ready.set("redis", proact_server::redis::ping(trainer.registry().redis()).await);
@@ -344,6 +346,7 @@ impl App {
         let gs = shutdown.clone();
         let grpc_task = tokio::spawn(
             tonic::transport::Server::builder()
+                .layer(proact_server::grpc::ServerTraceLayer::new(traces.clone()))
                 .add_service(health_service)
                 .add_service(proact_proto::v1::model_registry_server::ModelRegistryServer::new(service))
                 .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), async move {
@@ -360,6 +363,7 @@ impl App {
         if let Some(t) = schedule_task {
             t.abort();
         }
+        traces.shutdown();
         Ok(())
     }
 }
