@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use proact_server::config::{AdminArgs, PgArgs, RedisArgs};
 use proact_server::otel::Tracing;
+use proact_server::telemetry::Metric;
 use proact_server::{ConfigError, Readiness};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
@@ -117,6 +118,26 @@ impl Config {
     }
 }
 
+/// Every metric the gateway exports (see `proact_server::telemetry::Metric`).
+pub const METRICS: &[Metric] = &[
+    Metric::gauge("proact_gateway_ws_clients", "WebSocket clients connected"),
+    Metric::counter("proact_gateway_ws_messages_total", "Messages written to WebSocket clients"),
+    Metric::counter(
+        "proact_gateway_ws_evicted_total",
+        "WebSocket clients disconnected for being too slow (close 4008)",
+    ),
+    Metric::counter("proact_gateway_grpc_evicted_total", "gRPC subscribers disconnected for being too slow"),
+    Metric::counter("proact_gateway_feed_events_total", "Alert events read from the alerts stream and broadcast"),
+    Metric::counter("proact_gateway_undecodable_events_total", "Alert stream entries that could not be decoded"),
+    Metric::counter("proact_gateway_auth_refused_total", "Requests refused for a missing or wrong token, by API")
+        .labelled(&[("api", "http"), ("api", "grpc")]),
+    Metric::counter("proact_gateway_lifecycle_changes_total", "Operator actions on alerts, by action").labelled(&[
+        ("action", "acknowledged"),
+        ("action", "assigned"),
+        ("action", "cleared"),
+    ]),
+];
+
 pub struct App {
     config: Config,
     admin: TcpListener,
@@ -130,6 +151,7 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        proact_server::telemetry::register(METRICS);
         let admin = proact_server::admin::bind(config.admin.admin_addr_or(9104)).await?;
         let http = TcpListener::bind(config.http_addr).await?;
         let grpc = TcpListener::bind(config.grpc_addr).await?;

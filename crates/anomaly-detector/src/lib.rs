@@ -27,6 +27,7 @@ use proact_proto::v1::{AlertEvent, Telemetry};
 use proact_server::config::{AdminArgs, PgArgs, RedisArgs};
 use proact_server::otel::{trace_id_of, KeyValue, PipelineSpan, Tracing};
 use proact_server::redis::{ack, ensure_group, read_group, StreamEntry};
+use proact_server::telemetry::Metric;
 use proact_server::{ConfigError, Readiness};
 use prost::Message;
 use tokio::net::TcpListener;
@@ -234,6 +235,34 @@ pub async fn load_equipment_info(database_url: &str) -> anyhow::Result<HashMap<S
         .collect())
 }
 
+/// Every metric the detector exports (see `proact_server::telemetry::Metric`).
+pub const METRICS: &[Metric] = &[
+    Metric::counter("proact_detector_events_scored_total", "Readings scored"),
+    Metric::counter(
+        "proact_detector_alert_events_total",
+        "Alert events published (raised, escalated, cleared, no data)",
+    ),
+    Metric::counter(
+        "proact_detector_late_events_total",
+        "Readings older than the lateness tolerance (counted, skipped)",
+    ),
+    Metric::counter("proact_detector_reordered_events_total", "Out-of-order readings placed within the tolerance"),
+    Metric::counter("proact_detector_warmup_entries_total", "Entries re-read to rebuild state on a shard takeover"),
+    Metric::counter("proact_detector_model_reloads_total", "Models fetched and swapped in"),
+    Metric::counter(
+        "proact_detector_model_reload_failures_total",
+        "Models refused (checksum, schema, fetch); the old one serves",
+    ),
+    Metric::gauge("proact_detector_model_info", "1 for each model version serving, 0 once replaced"),
+    Metric::gauge("proact_detector_shards_owned", "Telemetry shards this replica leases"),
+    Metric::histogram("proact_detector_read_seconds", "Time waiting for one batch of the streams"),
+    Metric::histogram("proact_detector_process_seconds", "Time to score one batch and publish its alert events"),
+    Metric::histogram("proact_detector_ack_seconds", "Time to acknowledge one batch"),
+    Metric::histogram("proact_detector_batch_size", "Readings per batch"),
+    Metric::gauge("proact_detector_stream_lag_entries", "Entries not yet delivered to the detectors' group, by stream"),
+    Metric::gauge("proact_detector_stream_pending_entries", "Entries delivered and not yet acknowledged, by stream"),
+];
+
 pub struct App {
     config: Config,
     admin: TcpListener,
@@ -246,6 +275,7 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        proact_server::telemetry::register(METRICS);
         let admin = proact_server::admin::bind(config.admin.admin_addr_or(9103)).await?;
         let grpc = TcpListener::bind(config.grpc_addr).await?;
         let read = proact_server::redis::connect(&config.redis.redis_url).await?;

@@ -23,6 +23,7 @@ use proact_server::config::{AdminArgs, PgArgs, RedisArgs};
 use proact_server::consumer::{self, ConsumerConfig};
 use proact_server::otel::Tracing;
 use proact_server::redis::StreamEntry;
+use proact_server::telemetry::Metric;
 use proact_server::{ConfigError, Readiness};
 use proact_store::telemetry::{classify, Failure, WriteMethod};
 use prost::Message;
@@ -185,6 +186,24 @@ pub async fn migrate(pg: &PgArgs) -> anyhow::Result<()> {
 /// How often the consumer group's lag is sampled for `/metrics`.
 const LAG_EVERY: Duration = Duration::from_secs(5);
 
+/// Every metric the archive exports (see `proact_server::telemetry::Metric`).
+pub const METRICS: &[Metric] = &[
+    Metric::counter("proact_archive_rows_written_total", "Telemetry rows inserted"),
+    Metric::counter("proact_archive_rows_duplicate_total", "Redelivered rows already stored (not inserted again)"),
+    Metric::counter("proact_archive_dead_letters_total", "Stream entries sent to the dead-letter stream"),
+    Metric::counter("proact_archive_claimed_total", "Pending entries claimed from dead consumers"),
+    Metric::counter("proact_archive_write_retries_total", "Batch writes retried after a database error"),
+    Metric::counter("proact_archive_bisections_total", "Batches split to isolate a row PostgreSQL refuses"),
+    Metric::counter("proact_archive_alert_events_total", "Alert events stored"),
+    Metric::counter("proact_archive_partitions_created_total", "Telemetry partitions created"),
+    Metric::counter("proact_archive_partitions_dropped_total", "Telemetry partitions dropped by retention"),
+    Metric::gauge("proact_archive_lag_seconds", "Age of the newest committed entry when it was committed"),
+    Metric::histogram("proact_archive_batch_seconds", "Time to store, dead-letter and ack one batch"),
+    Metric::histogram("proact_archive_batch_entries", "Stream entries per batch"),
+    Metric::gauge("proact_archive_stream_lag_entries", "Entries not yet delivered to the archive's group, by stream"),
+    Metric::gauge("proact_archive_stream_pending_entries", "Entries delivered and not yet acknowledged, by stream"),
+];
+
 pub struct App {
     config: Config,
     admin: TcpListener,
@@ -202,6 +221,7 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        proact_server::telemetry::register(METRICS);
         let admin = proact_server::admin::bind(config.admin.admin_addr_or(9102)).await?;
         let grpc = TcpListener::bind(config.grpc_addr).await?;
         migrate(&config.pg).await?;

@@ -29,6 +29,7 @@ use std::time::Duration;
 use proact_proto::v1::Telemetry;
 use proact_server::config::{AdminArgs, MqttArgs, RedisArgs};
 use proact_server::otel::{KeyValue, PipelineSpan, Tracing};
+use proact_server::telemetry::Metric;
 use proact_server::{ConfigError, Readiness};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -215,6 +216,46 @@ pub(crate) fn trace_reading(
     Some(span)
 }
 
+/// Every metric ingest exports (see `proact_server::telemetry::Metric`).
+pub const METRICS: &[Metric] = &[
+    Metric::counter("proact_ingest_received_total", "Messages received, by source (mqtt, grpc)")
+        .labelled(&[("source", "mqtt"), ("source", "grpc")]),
+    Metric::counter(
+        "proact_ingest_accepted_total",
+        "Readings validated and written to the telemetry streams, by source",
+    )
+    .labelled(&[("source", "mqtt"), ("source", "grpc")]),
+    Metric::counter("proact_ingest_rejected_total", "Inputs refused and sent to the dead-letter stream, by reason")
+        .labelled(&[
+            ("reason", "invalid_json"),
+            ("reason", "not_an_object"),
+            ("reason", "missing_field"),
+            ("reason", "invalid_id"),
+            ("reason", "id_mismatch"),
+            ("reason", "non_finite"),
+            ("reason", "not_numeric"),
+            ("reason", "bad_timestamp"),
+            ("reason", "absurd_timestamp"),
+            ("reason", "oversize"),
+            ("reason", "bad_topic"),
+            ("reason", "unknown_equipment"),
+        ]),
+    Metric::histogram("proact_ingest_stream_write_seconds", "Time to write one batch to the streams"),
+    Metric::histogram("proact_ingest_batch_size", "Messages (accepted and rejected) per stream write"),
+    Metric::gauge("proact_ingest_queue_depth", "Messages read from the broker and not yet written"),
+    Metric::gauge("proact_ingest_mqtt_connected", "1 while connected to the MQTT broker"),
+    Metric::counter("proact_ingest_mqtt_reconnects_total", "Reconnections to the MQTT broker"),
+    Metric::counter("proact_ingest_mqtt_connection_errors_total", "MQTT connection errors"),
+    Metric::counter("proact_ingest_stream_write_errors_total", "Failed stream writes (the batch is held and retried)"),
+    Metric::counter(
+        "proact_ingest_stale_acks_skipped_total",
+        "Acks not sent because the connection changed (redelivered)",
+    ),
+    Metric::counter("proact_ingest_trimmed_entries_total", "Stream entries trimmed by length or age"),
+    Metric::counter("proact_ingest_grpc_unauthenticated_total", "gRPC calls refused for a missing or wrong token"),
+    Metric::gauge("proact_ingest_allowlist_size", "Equipment ids in the allow-list"),
+];
+
 /// A built ingest service: listeners bound, Redis connected.
 pub struct App {
     config: Config,
@@ -248,6 +289,7 @@ impl App {
             Some(src) => security::Allowlist::load(&src).await?,
             None => security::Allowlist::default(),
         };
+        proact_server::telemetry::register(METRICS);
         let admin = proact_server::admin::bind(config.admin.admin_addr_or(9101)).await?;
         let grpc = TcpListener::bind(config.grpc_addr).await?;
         let redis = proact_server::redis::connect(&config.redis.redis_url).await?;

@@ -24,6 +24,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use proact_server::config::{AdminArgs, PgArgs, RedisArgs};
+use proact_server::telemetry::Metric;
 use proact_server::{ConfigError, Readiness};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -297,6 +298,18 @@ pub async fn run_command(config: &Config, command: &Command) -> anyhow::Result<u
     }
 }
 
+/// Every metric the trainer exports (see `proact_server::telemetry::Metric`).
+pub const METRICS: &[Metric] = &[
+    Metric::counter("proact_trainer_runs_total", "Training runs, by result")
+        .labelled(&[("result", "ok"), ("result", "error")]),
+    Metric::histogram("proact_trainer_run_duration_seconds", "Duration of one training run"),
+    Metric::counter("proact_trainer_versions_stored_total", "Model versions stored in the registry"),
+    Metric::counter("proact_trainer_promotions_total", "Promotion decisions of the gate, by result")
+        .labelled(&[("result", "promoted"), ("result", "refused")]),
+    Metric::counter("proact_trainer_rollbacks_total", "Rollbacks to an earlier version"),
+    Metric::counter("proact_trainer_corrupt_artefacts_total", "Stored artefacts refused by their checksum"),
+];
+
 pub struct App {
     config: Config,
     admin: TcpListener,
@@ -308,6 +321,7 @@ pub struct App {
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let schedule = schedule::parse(&config.train.train_schedule).map_err(anyhow::Error::msg)?;
+        proact_server::telemetry::register(METRICS);
         let admin = proact_server::admin::bind(config.admin.admin_addr_or(9105)).await?;
         let grpc = TcpListener::bind(config.grpc_addr).await?;
         let trainer = Trainer::new(connect(&config).await?, config.train.settings());
