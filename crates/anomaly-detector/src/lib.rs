@@ -35,6 +35,7 @@ use tokio::sync::{watch, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use engine::{Engine, EngineConfig, EquipmentInfo, Models, Thresholds};
+use leases::Fence;
 
 pub use engine::RULES_VERSION;
 
@@ -248,6 +249,8 @@ pub const METRICS: &[Metric] = &[
     ),
     Metric::counter("proact_detector_reordered_events_total", "Out-of-order readings placed within the tolerance"),
     Metric::counter("proact_detector_warmup_entries_total", "Entries re-read to rebuild state on a shard takeover"),
+    Metric::counter("proact_detector_claimed_total", "Unacked entries of other replicas claimed and scored"),
+    Metric::counter("proact_detector_fenced_events_total", "Alert events not published: the shard's lease was lost"),
     Metric::counter("proact_detector_model_reloads_total", "Models fetched and swapped in"),
     Metric::counter(
         "proact_detector_model_reload_failures_total",
@@ -343,6 +346,7 @@ impl App {
                 lease_ttl_ms: config.lease_ttl_ms,
                 batch: config.batch,
                 traces: traces.clone(),
+                fence: Fence { replica: replica.clone(), shards: config.redis.shards },
             },
             read,
             write,
@@ -385,6 +389,7 @@ struct LoopCtx {
     lease_ttl_ms: u64,
     batch: u64,
     traces: Tracing,
+    fence: Fence,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -426,6 +431,11 @@ async fn scoring_loop(
                         tracing::info!(shard, "shard taken");
                     }
                     keys = leases.owned().into_iter().map(telemetry_stream).collect();
+                    // Entries read by another replica and never acked (one fenced off after
+                    // reading, or one that died while its lease was still ours) once idle.
+                    for key in &keys {
+                        claim_pending(&ctx, &write, &engine, key, 2 * ctx.lease_ttl_ms).await?;
+                    }
                     let lag = shard_lag(&write, &ctx.group, &leases.owned()).await;
                     let mut st = status.write().unwrap_or_else(|p| p.into_inner());
                     st.shards = leases.owned();
@@ -450,7 +460,11 @@ async fn scoring_loop(
         if Instant::now() >= next_silence {
             next_silence = Instant::now() + Duration::from_secs(1);
             let transitions = engine.lock().await.check_silence(now_micros());
-            publish_all(&write, transitions, &Default::default()).await?;
+            let fenced = publish_all(&write, &ctx.fence, transitions, &Default::default()).await?;
+            if !fenced.is_empty() {
+                lose_fenced(&engine, &ctx, &fenced).await;
+                next_heartbeat = Instant::now();
+            }
         }
         if keys.is_empty() {
             tokio::select! {
@@ -468,9 +482,23 @@ async fn scoring_loop(
             Ok(entries) if !entries.is_empty() => {
                 let t0 = Instant::now();
                 metrics::histogram!("proact_detector_read_seconds").record((t0 - read_started).as_secs_f64());
-                process(&engine, &write, &ctx.traces, &entries).await?;
+                let fenced = process(&engine, &write, &ctx, &ctx.traces, &entries).await?;
                 let t1 = Instant::now();
-                ack(&write, &ctx.group, &entries).await?;
+                if fenced.is_empty() {
+                    ack(&write, &ctx.group, &entries).await?;
+                } else {
+                    // Another replica owns these shards now: their entries stay pending for
+                    // it (it reclaims idle ones), and what we knew of them is stale.
+                    let keep: Vec<StreamEntry> = entries
+                        .iter()
+                        .filter(|e| !fenced.iter().any(|s| telemetry_stream(*s) == e.key))
+                        .cloned()
+                        .collect();
+                    ack(&write, &ctx.group, &keep).await?;
+                    lose_fenced(&engine, &ctx, &fenced).await;
+                    keys.retain(|k| !fenced.iter().any(|s| telemetry_stream(*s) == *k));
+                    next_heartbeat = Instant::now();
+                }
                 metrics::histogram!("proact_detector_process_seconds").record((t1 - t0).as_secs_f64());
                 metrics::histogram!("proact_detector_ack_seconds").record(t1.elapsed().as_secs_f64());
                 metrics::histogram!("proact_detector_batch_size").record(entries.len() as f64);
@@ -515,24 +543,36 @@ async fn take_over(
                 .collect();
             metrics::counter!("proact_detector_warmup_entries_total").increment(entries.len() as u64);
             // Already scored by the previous owner (and traced there): rebuild state only.
-            process(engine, write, &Tracing::disabled(), &entries).await?;
+            process(engine, write, ctx, &Tracing::disabled(), &entries).await?;
         }
     }
+    claim_pending(ctx, write, engine, &key, 0).await?;
+    let _ = read;
+    Ok(())
+}
+
+/// Scores and acks the group's entries of `key` that other consumers read and left unacked
+/// for at least `min_idle_ms` (all of them with 0).
+async fn claim_pending(
+    ctx: &LoopCtx,
+    write: &Client,
+    engine: &Arc<Mutex<Engine>>,
+    key: &str,
+    min_idle_ms: u64,
+) -> anyhow::Result<()> {
+    let keys = [key.to_string()];
     let mut cursor = "0-0".to_string();
     loop {
-        let claimed = proact_server::redis::claim_stale(
-            write,
-            &ctx.group,
-            &ctx.replica,
-            std::slice::from_ref(&key),
-            0,
-            ctx.batch,
-        )
-        .await?;
+        let claimed =
+            proact_server::redis::claim_stale(write, &ctx.group, &ctx.replica, &keys, min_idle_ms, ctx.batch).await?;
         if claimed.is_empty() {
             break;
         }
-        process(engine, write, &ctx.traces, &claimed).await?;
+        metrics::counter!("proact_detector_claimed_total").increment(claimed.len() as u64);
+        if !process(engine, write, ctx, &ctx.traces, &claimed).await?.is_empty() {
+            // Lost this shard meanwhile: its new owner takes the entries.
+            break;
+        }
         ack(write, &ctx.group, &claimed).await?;
         let last = claimed.last().map(|e| e.id.clone()).unwrap_or_default();
         if last == cursor {
@@ -540,7 +580,6 @@ async fn take_over(
         }
         cursor = last;
     }
-    let _ = read;
     Ok(())
 }
 
@@ -565,12 +604,15 @@ async fn shard_lag(client: &Client, group: &str, shards: &[u32]) -> Vec<(u32, u6
     out
 }
 
+/// Scores `entries` and publishes the alert events; returns the shards whose events were
+/// fenced off (this replica lost their leases).
 async fn process(
     engine: &Arc<Mutex<Engine>>,
     write: &Client,
+    ctx: &LoopCtx,
     traces: &Tracing,
     entries: &[StreamEntry],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<BTreeSet<u32>> {
     let now = now_micros();
     let started = std::time::SystemTime::now();
     let mut transitions = Vec::new();
@@ -609,30 +651,48 @@ async fn process(
         }
     }
     metrics::counter!("proact_detector_events_scored_total").increment(entries.len() as u64);
-    for (tr, ctx) in transitions {
-        publish_all(write, vec![tr], &ctx).await?;
+    let mut fenced = BTreeSet::new();
+    for (tr, trace_context) in transitions {
+        fenced.extend(publish_all(write, &ctx.fence, vec![tr], &trace_context).await?);
     }
     spans.into_iter().for_each(PipelineSpan::end);
-    Ok(())
+    Ok(fenced)
 }
 
+/// Publishes each transition once, under the lease of its equipment's shard; returns the
+/// shards it was fenced off.
 async fn publish_all(
     write: &Client,
+    fence: &Fence,
     transitions: Vec<engine::Transition>,
     trace_context: &HashMap<String, String>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<BTreeSet<u32>> {
+    let mut fenced = BTreeSet::new();
     for tr in transitions {
+        let shard = fence.shard_of(&tr.alert.equipement_id);
         let ev = AlertEvent {
             kind: tr.kind as i32,
             alert: Some(tr.alert),
             event_id: String::new(),
             trace_context: trace_context.clone(),
         };
-        if publish::publish_once(write, &ev).await?.is_some() {
-            metrics::counter!("proact_detector_alert_events_total").increment(1);
+        match publish::publish_once(write, &ev, Some(fence)).await? {
+            publish::Published::Added(_) => metrics::counter!("proact_detector_alert_events_total").increment(1),
+            publish::Published::Duplicate => {}
+            publish::Published::Fenced => {
+                metrics::counter!("proact_detector_fenced_events_total").increment(1);
+                fenced.insert(shard);
+            }
         }
     }
-    Ok(())
+    Ok(fenced)
+}
+
+/// Forgets the equipment of shards this replica was fenced off.
+async fn lose_fenced(engine: &Arc<Mutex<Engine>>, ctx: &LoopCtx, fenced: &BTreeSet<u32>) {
+    tracing::warn!(shards = ?fenced, replica = %ctx.replica, "lease lost while scoring (fenced); dropping those shards");
+    let shards = ctx.shards;
+    engine.lock().await.retain(|id| !fenced.contains(&shard_for(id, shards)));
 }
 
 /// FNV-1a of a string (stable across processes), for ids derived from names.
