@@ -2,7 +2,8 @@
 //! five services, every `proact_*` metric they render is in a service's `METRICS` catalogue
 //! (with its kind and a name that follows `proact_<service>_<what>_<unit>`), every counter
 //! of the catalogues is there from the start, and every metric the Grafana dashboard and the
-//! Prometheus alert rules in `deploy/observability/` use is one the services export.
+//! Prometheus alert rules in `deploy/observability/` use is one the services export (and
+//! the chart ships the same two files).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -102,6 +103,10 @@ fn dashboard_and_alert_rules_use_only_exported_metrics() {
     assert_eq!(count("summary:"), alerts, "every rule has a summary");
 
     for (file, text) in [("grafana-dashboard.json", &dashboard), ("prometheus-rules.yaml", &rules)] {
+        assert!(
+            repo_file(&format!("k8s/proact/files/{file}")) == *text,
+            "the chart's copy of {file} differs: cp deploy/observability/{file} k8s/proact/files/"
+        );
         let used = metric_names(text);
         assert!(used.len() > 5, "{file} uses {used:?}");
         for name in used {
