@@ -13,10 +13,12 @@
 //!   the quantised form removes both:
 //!   - every threshold of feature `f` is replaced by its rank among the forest's distinct
 //!     thresholds of `f`, and each feature value by the number of those thresholds below it
-//!     ([`Quantised::quantise`], one binary search per feature per row). `x <= t` becomes
+//!     (`Quantised::quantise`, one binary search per feature per row). `x <= t` becomes
 //!     `q <= rank(t)` on u16 integers, **exactly** (NaN maps past every threshold, so it still
 //!     goes right), so probabilities are bit-identical to the stored walk;
-//!   - a node is 8 bytes (u32 child, u16 feature, u16 rank), 3.8 MB for that forest;
+//!   - a node is 8 bytes (u32 child, u16 feature, u16 rank), 3.8 MB for that forest (plus, read
+//!     once per tree at the leaf, 12 bytes per node of leaf value and offset; the stored form is
+//!     kept too, for serialising and as the reference: memory is traded for speed);
 //!   - each tree is laid out breadth-first with both children adjacent, so the descent is
 //!     branch-free (`child + (q > rank)`) and the top levels share cache lines;
 //!   - a leaf points to itself with a rank no value exceeds, so a descent can run a fixed number
@@ -39,8 +41,8 @@ const LEAF: u32 = u32::MAX;
 const MAX_STACK_FEATURES: usize = 512;
 
 /// Trees descending in lockstep for one event. 16, 32, 64 and 100 measured alike on the
-/// benchmark's forest (within this machine's noise); 32 keeps more misses in flight when the
-/// caches are cold.
+/// benchmark's forest (within this machine's noise); 32 should keep more misses in flight than
+/// 16 when the caches are cold.
 const LOCKSTEP_TREES: usize = 32;
 
 /// Rows per block in batch scoring: one tree is walked by this many rows before the next. The
