@@ -163,6 +163,10 @@ pub async fn follow(
                 continue;
             }
             let Some(m) = ev.model else { continue };
+            // Other models (the trainer's tabular criticality-rf) are not the detector's.
+            if m.name != FOREST_MODEL && !m.name.starts_with(NORMAL_PREFIX) {
+                continue;
+            }
             match fetch(&registry_url, &traces, &m.name, &m.version, &schema_id).await {
                 Ok(s) => {
                     tracing::info!(model = %m.name, version = %m.version, "model loaded; swapping");
