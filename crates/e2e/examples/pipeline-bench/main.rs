@@ -119,6 +119,12 @@ struct Step {
     note: String,
     /// Event times of this step's readings start here.
     since_micros: i64,
+    /// From the first publish to the end of the measurements.
+    wall_secs: f64,
+    /// 1-minute load average at the end of the step: how much of the two cores others took.
+    load_1m: f64,
+    /// Times ingest lost its MQTT connection during the step (from its log).
+    ingest_reconnects: usize,
 }
 
 /// What is measured: the ProAct pipeline or the Python design.
@@ -255,6 +261,7 @@ struct Ctx {
 
 async fn run_step(ctx: &Ctx, sys: &System, own: &[(&str, u32)], rate: u64, drain_limit: f64) -> anyhow::Result<Step> {
     let a = &ctx.args;
+    let reconnects0 = ingest_reconnects(&a.out);
     let plan = Plan {
         rate,
         secs: a.secs,
@@ -299,13 +306,19 @@ async fn run_step(ctx: &Ctx, sys: &System, own: &[(&str, u32)], rate: u64, drain
         tokio::time::sleep(Duration::from_millis(50)).await;
         drained = sys.processed().await?.saturating_sub(done0) >= published.acked;
     }
+    // Redelivered duplicates (after a reconnect) count as processed too: the rows decide.
+    let mut rows = sys.rows_since(since).await?;
+    while rows < published.acked && publish_end.elapsed().as_secs_f64() < drain_limit {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        rows = sys.rows_since(since).await?;
+    }
+    drained = drained && rows >= published.acked;
     let drain_secs = publish_end.elapsed().as_secs_f64();
     // The last alerts.
     let alert_deadline = Instant::now() + Duration::from_secs(5);
     while ctx.book.waiting() > 0 && Instant::now() < alert_deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let rows = sys.rows_since(since).await?;
     let dead_letters = sys.dead_letters().await?.saturating_sub(dlq0);
 
     let cpu1 = cpu_snapshot(&w, ctx.ticks);
@@ -378,9 +391,22 @@ async fn run_step(ctx: &Ctx, sys: &System, own: &[(&str, u32)], rate: u64, drain
         why_not,
         note: String::new(),
         since_micros: since,
+        wall_secs: started.elapsed().as_secs_f64(),
+        load_1m: std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().and_then(|v| v.parse().ok()))
+            .unwrap_or(0.0),
+        ingest_reconnects: ingest_reconnects(&a.out).saturating_sub(reconnects0),
     };
     print_step(&step);
     Ok(step)
+}
+
+/// How often ingest has logged losing its MQTT connection so far.
+fn ingest_reconnects(out: &std::path::Path) -> usize {
+    std::fs::read_to_string(out.join("logs/ingest.log"))
+        .map(|l| l.lines().filter(|l| l.contains("MQTT connection lost")).count())
+        .unwrap_or(0)
 }
 
 /// Waits until nothing is being processed any more (what an earlier step left), at most
@@ -399,36 +425,56 @@ async fn settle(sys: &System, limit: f64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// CPU seconds of the measured system: services and servers, not the load driver.
+fn system_cpu(s: &Step) -> f64 {
+    s.cpu_secs.iter().filter(|(n, _)| n.as_str() != "load driver").map(|(_, v)| v).sum()
+}
+
 fn ms(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "–".into())
 }
 
-fn print_step(s: &Step) {
-    println!(
-        "{:<7} {:>7}/s: sent {} ({:.0}/s) acked {} rows {} lost {} dlq {} | backlog p50 {} max {} end {} slope {:.0}/s drain {:.2} s | alerts {}/{} p50 {} p99 {} max {} ms | {}",
+/// One step as a row of the report's main table.
+fn row(s: &Step) -> String {
+    format!(
+        "| {} | {} | {:.0} | {} | {} | {} | {} / {} | {:.2} | {}/{} | {} | {} | {} | {:.1} | {} |",
         s.system,
         s.rate,
-        s.sent,
         s.achieved_rate,
         s.acked,
         s.rows,
         s.lost,
-        s.dead_letters,
         s.backlog_p50,
         s.backlog_max,
-        s.backlog_at_end,
-        s.backlog_slope_per_s,
         s.drain_secs,
         s.alerts,
         s.hot,
         ms(s.latency_p50_ms),
         ms(s.latency_p99_ms),
         ms(s.latency_max_ms),
-        if s.sustained { "SUSTAINED".to_string() } else { format!("not sustained: {}", s.why_not.join("; ")) }
+        s.load_1m,
+        if s.sustained { "yes".to_string() } else { format!("no: {}", s.why_not.join("; ")) }
+    )
+}
+
+fn print_step(s: &Step) {
+    println!("{}", row(s));
+    println!(
+        "        sent {}, dead letters {}, backlog at the end {}, slope {:.0}/s",
+        s.sent, s.dead_letters, s.backlog_at_end, s.backlog_slope_per_s
     );
     let cpu: Vec<String> = s.cpu_secs.iter().map(|(k, v)| format!("{k} {v:.1}")).collect();
     let rss: Vec<String> = s.peak_rss_mib.iter().map(|(k, v)| format!("{k} {v:.0}")).collect();
-    println!("        CPU s: {}\n        peak RSS MiB: {}", cpu.join(", "), rss.join(", "));
+    println!(
+        "        CPU s: {} | system {:.1} s = {:.0} µs/msg, {:.2} cores; load {:.1}; ingest reconnects {}\n        peak RSS MiB: {}",
+        cpu.join(", "),
+        system_cpu(s),
+        1e6 * system_cpu(s) / s.acked.max(1) as f64,
+        system_cpu(s) / s.wall_secs.max(1e-9),
+        s.load_1m,
+        s.ingest_reconnects,
+        rss.join(", ")
+    );
 }
 
 /// Steps through `fixed`, then `search` until a step is not sustained, then once between the
@@ -645,27 +691,11 @@ fn report(machine: &Json, proact: &[Step], python: &[Step]) -> String {
         machine["loadavg_before"].as_str().unwrap_or("?")
     ));
     md.push_str(
-        "| system | rate offered /s | achieved /s | acked | rows | lost | backlog p50 / max | drain s | alerts | p50 ms | p99 ms | max ms | sustained |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        "| system | rate offered /s | achieved /s | acked | rows | lost | backlog p50 / max | drain s | alerts | p50 ms | p99 ms | max ms | load 1m | sustained |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for s in proact.iter().chain(python) {
-        md.push_str(&format!(
-            "| {} | {} | {:.0} | {} | {} | {} | {} / {} | {:.2} | {}/{} | {} | {} | {} | {} |\n",
-            s.system,
-            s.rate,
-            s.achieved_rate,
-            s.acked,
-            s.rows,
-            s.lost,
-            s.backlog_p50,
-            s.backlog_max,
-            s.drain_secs,
-            s.alerts,
-            s.hot,
-            ms(s.latency_p50_ms),
-            ms(s.latency_p99_ms),
-            ms(s.latency_max_ms),
-            if s.sustained { "yes".to_string() } else { format!("no: {}", s.why_not.join("; ")) }
-        ));
+        md.push_str(&row(s));
+        md.push('\n');
     }
     let names: Vec<String> = {
         let mut n: Vec<String> = proact.iter().chain(python).flat_map(|s| s.cpu_secs.keys().cloned()).collect();
@@ -674,7 +704,7 @@ fn report(machine: &Json, proact: &[Step], python: &[Step]) -> String {
         n
     };
     md.push_str(&format!(
-        "\nCPU seconds per step (publishing + drain) and peak RSS MiB at its end\n\n| system | rate | {} |\n|---|---:|{}\n",
+        "\nCPU seconds per step (publishing + drain) and peak RSS MiB at its end; system = all but the load driver\n\n| system | rate | system CPU s | µs/msg | cores | {} |\n|---|---:|---:|---:|---:|{}\n",
         names.join(" | "),
         "---:|".repeat(names.len())
     ));
@@ -686,7 +716,15 @@ fn report(machine: &Json, proact: &[Step], python: &[Step]) -> String {
                 _ => "–".into(),
             })
             .collect();
-        md.push_str(&format!("| {} | {} | {} |\n", s.system, s.rate, cells.join(" | ")));
+        let c = system_cpu(s);
+        md.push_str(&format!(
+            "| {} | {} | {c:.1} | {:.0} | {:.2} | {} |\n",
+            s.system,
+            s.rate,
+            1e6 * c / s.acked.max(1) as f64,
+            c / s.wall_secs.max(1e-9),
+            cells.join(" | ")
+        ));
     }
     let (p, q) = (best(proact), best(python));
     md.push_str(&format!(
