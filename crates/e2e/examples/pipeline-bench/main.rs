@@ -18,10 +18,12 @@
 //! publish. After the fixed rates it steps up (`--search`) until a step is not sustained.
 //!
 //! Then the ProAct services stop and `bench/baselines/python_design.py` runs against the same
-//! broker, Redis and PostgreSQL (its own database), stepped up the same way, and once more
-//! well beyond its highest sustained rate to count what it loses.
+//! broker, Redis and PostgreSQL (its own database), stepped up the same way, and once more at
+//! `--python-beyond` (10,000/s), stopped `--python-grace-secs` after the last publish, to count
+//! what it loses beyond its rate.
 //!
-//! Writes `results.json` and `report.md` under `--out`.
+//! Writes `results.json` and `report.md` under `--out`. An example rather than a binary because
+//! it uses the test kit (a dev-dependency), like `ingest-bench`.
 
 mod load;
 mod procs;
@@ -179,6 +181,12 @@ impl System {
         };
         let n: i64 = pg.query_one(&format!("SELECT count(*) FROM {table} WHERE ts >= $1"), &[&since]).await?.get(0);
         Ok(n as u64)
+    }
+
+    /// Closes the Redis connection (before the servers stop, so it does not retry).
+    async fn close(&self) {
+        let (System::ProAct { redis, .. } | System::Python { redis, .. }) = self;
+        let _ = redis.quit().await;
     }
 
     async fn dead_letters(&self) -> anyhow::Result<u64> {
@@ -576,6 +584,7 @@ async fn proact_phase(ctx: &Ctx, stack: &proact_testkit::Stack, logs: &std::path
     };
     let own: Vec<(&str, u32)> = services.iter().map(|s| (s.proc.name.as_str(), s.proc.pid())).collect();
     let steps = ramp(ctx, &sys, &own, &a.rates, &a.search, a.drain_secs).await;
+    sys.close().await;
     drop(listener);
     for s in services.iter_mut().rev() {
         if !s.proc.stop(Duration::from_secs(30)) {
@@ -678,6 +687,7 @@ async fn python_phase(ctx: &Ctx, stack: &proact_testkit::Stack, logs: &std::path
     s.sustained = false;
     s.why_not = vec!["overload step, stopped after the grace period".into()];
     steps.push(s);
+    sys.close().await;
     Ok(steps)
 }
 
