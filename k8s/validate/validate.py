@@ -134,6 +134,54 @@ CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
             }
         },
     },
+    ("monitoring.coreos.com/v1", "PrometheusRule"): {
+        "type": "object",
+        "required": ["metadata", "spec"],
+        "properties": {
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["groups"],
+                "properties": {
+                    "groups": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "rules"],
+                            "properties": {
+                                "name": {"type": "string"},
+                                "rules": {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["alert", "expr", "labels", "annotations"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "alert": {"type": "string", "pattern": "^ProAct[A-Za-z]+$"},
+                                            "expr": {"type": "string", "minLength": 1},
+                                            "for": {"type": "string", "pattern": "^[0-9]+(s|m|h)$"},
+                                            "labels": {
+                                                "type": "object",
+                                                "required": ["severity"],
+                                                "properties": {"severity": {"enum": ["critical", "warning", "info"]}},
+                                            },
+                                            "annotations": {
+                                                "type": "object",
+                                                "required": ["summary", "description"],
+                                                "additionalProperties": {"type": "string"},
+                                            },
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    }
+                },
+            }
+        },
+    },
     ("monitoring.coreos.com/v1", "ServiceMonitor"): {
         "type": "object",
         "required": ["metadata", "spec"],

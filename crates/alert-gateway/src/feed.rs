@@ -23,6 +23,7 @@ use fred::prelude::*;
 use fred::types::streams::XReadResponse;
 use proact_proto::streams::{ALERTS_STREAM, PAYLOAD_FIELD};
 use proact_proto::v1::{Alert, AlertEvent, AlertState};
+use proact_server::otel::{KeyValue, PipelineSpan, Tracing};
 use prost::Message;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -130,6 +131,7 @@ pub async fn follow(
     linger: Duration,
     recent: SharedRecent,
     ready: proact_server::Readiness,
+    traces: Tracing,
     shutdown: CancellationToken,
 ) {
     // Start at the stream's current end, pinned to an id so that nothing added between two
@@ -159,7 +161,9 @@ pub async fn follow(
             Ok(resp) => {
                 ready.set("redis", true);
                 backoff = Duration::from_millis(50);
+                let read_at = std::time::SystemTime::now();
                 let mut batch = Vec::new();
+                let mut spans: Vec<PipelineSpan> = Vec::new();
                 for (id, fields) in resp.get(ALERTS_STREAM).cloned().unwrap_or_default() {
                     let Some(sid) = StreamId::parse(&id) else { continue };
                     last = sid;
@@ -174,6 +178,14 @@ pub async fn follow(
                         }
                         r.put(a.clone());
                     }
+                    if let Some(mut span) = traces.follow("gateway.broadcast", &ev.trace_context, read_at, Vec::new()) {
+                        if let Some(a) = &ev.alert {
+                            span.set_attribute(KeyValue::new("alert_id", a.alert_id.clone()));
+                            span.set_attribute(KeyValue::new("equipement_id", a.equipement_id.clone()));
+                        }
+                        span.set_attribute(KeyValue::new("alert.event_id", id.clone()));
+                        spans.push(span);
+                    }
                     batch.push(FeedEvent::new(sid, ev));
                 }
                 if batch.is_empty() {
@@ -181,7 +193,12 @@ pub async fn follow(
                 }
                 metrics::counter!("proact_gateway_feed_events_total").increment(batch.len() as u64);
                 // No receiver is not an error: the events are in the stream for later resumes.
+                let clients = tx.receiver_count() as i64;
                 let _ = tx.send(batch.into());
+                for mut span in spans {
+                    span.set_attribute(KeyValue::new("ws.clients", clients));
+                    span.end();
+                }
                 if !linger.is_zero() {
                     tokio::select! {
                         _ = shutdown.cancelled() => break,

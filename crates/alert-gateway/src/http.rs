@@ -37,8 +37,8 @@ pub struct Shared {
     pub heartbeat: Duration,
     pub write_timeout: Duration,
     pub silent_after_s: i64,
-    pub archive: tonic::transport::Channel,
-    pub registry: tonic::transport::Channel,
+    pub archive: crate::upstream::Upstream,
+    pub registry: crate::upstream::Upstream,
     pub ingest_rate: Arc<IngestRate>,
     /// WebSocket clients connected to this replica.
     pub clients: AtomicUsize,

@@ -20,6 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proact_server::config::{AdminArgs, PgArgs, RedisArgs};
+use proact_server::otel::Tracing;
+use proact_server::telemetry::Metric;
 use proact_server::{ConfigError, Readiness};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
@@ -75,6 +77,7 @@ pub struct Config {
 
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.admin.validate()?;
         self.redis.validate()?;
         self.pg.validate()?;
         if let Some(t) = &self.token {
@@ -115,6 +118,26 @@ impl Config {
     }
 }
 
+/// Every metric the gateway exports (see `proact_server::telemetry::Metric`).
+pub const METRICS: &[Metric] = &[
+    Metric::gauge("proact_gateway_ws_clients", "WebSocket clients connected"),
+    Metric::counter("proact_gateway_ws_messages_total", "Messages written to WebSocket clients"),
+    Metric::counter(
+        "proact_gateway_ws_evicted_total",
+        "WebSocket clients disconnected for being too slow (close 4008)",
+    ),
+    Metric::counter("proact_gateway_grpc_evicted_total", "gRPC subscribers disconnected for being too slow"),
+    Metric::counter("proact_gateway_feed_events_total", "Alert events read from the alerts stream and broadcast"),
+    Metric::counter("proact_gateway_undecodable_events_total", "Alert stream entries that could not be decoded"),
+    Metric::counter("proact_gateway_auth_refused_total", "Requests refused for a missing or wrong token, by API")
+        .labelled(&[("api", "http"), ("api", "grpc")]),
+    Metric::counter("proact_gateway_lifecycle_changes_total", "Operator actions on alerts, by action").labelled(&[
+        ("action", "acknowledged"),
+        ("action", "assigned"),
+        ("action", "cleared"),
+    ]),
+];
+
 pub struct App {
     config: Config,
     admin: TcpListener,
@@ -123,10 +146,12 @@ pub struct App {
     shared_redis: fred::prelude::Client,
     feed_redis: fred::prelude::Client,
     pool: deadpool_postgres::Pool,
+    traces: Tracing,
 }
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        proact_server::telemetry::register(METRICS);
         let admin = proact_server::admin::bind(config.admin.admin_addr_or(9104)).await?;
         let http = TcpListener::bind(config.http_addr).await?;
         let grpc = TcpListener::bind(config.grpc_addr).await?;
@@ -137,7 +162,8 @@ impl App {
         let pool = proact_server::db::pool(&config.pg.database_url, config.pg.pool_size)?;
         let shared_redis = proact_server::redis::connect(&config.redis.redis_url).await?;
         let feed_redis = proact_server::redis::connect(&config.redis.redis_url).await?;
-        Ok(Self { config, admin, http, grpc, shared_redis, feed_redis, pool })
+        let traces = Tracing::start("alert-gateway", &config.admin.trace)?;
+        Ok(Self { config, admin, http, grpc, shared_redis, feed_redis, pool, traces })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -149,7 +175,7 @@ impl App {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let App { config, admin, http, grpc, shared_redis, feed_redis, pool } = self;
+        let App { config, admin, http, grpc, shared_redis, feed_redis, pool, traces } = self;
         let ready = Readiness::new();
         ready.set("postgres", true);
         let (tx, _) = broadcast::channel(config.client_queue);
@@ -160,6 +186,7 @@ impl App {
             Duration::from_millis(config.linger_ms),
             recent.clone(),
             ready.clone(),
+            traces.clone(),
             shutdown.clone(),
         ));
         let ingest_rate = upstream::IngestRate::new();
@@ -179,8 +206,8 @@ impl App {
             heartbeat: Duration::from_secs(config.heartbeat_secs),
             write_timeout: Duration::from_secs_f64(config.write_timeout_secs),
             silent_after_s: config.silent_after_secs,
-            archive: upstream::channel("PROACT_ARCHIVE_GRPC_URL", &config.archive_grpc_url)?,
-            registry: upstream::channel("PROACT_REGISTRY_GRPC_URL", &config.registry_grpc_url)?,
+            archive: upstream::channel("PROACT_ARCHIVE_GRPC_URL", &config.archive_grpc_url, &traces)?,
+            registry: upstream::channel("PROACT_REGISTRY_GRPC_URL", &config.registry_grpc_url, &traces)?,
             ingest_rate,
             clients: Default::default(),
             shutdown: shutdown.clone(),
@@ -199,6 +226,7 @@ impl App {
         let gs = shutdown.clone();
         let grpc_task = tokio::spawn(
             tonic::transport::Server::builder()
+                .layer(proact_server::grpc::ServerTraceLayer::new(traces.clone()))
                 .add_service(health_service)
                 .add_service(proact_proto::v1::alerts_server::AlertsServer::with_interceptor(
                     grpc::AlertsService { shared },
@@ -215,6 +243,7 @@ impl App {
         let _ = http_task.await;
         let _ = grpc_task.await;
         let _ = admin_task.await;
+        traces.shutdown();
         tracing::info!("alert gateway stopped");
         Ok(())
     }

@@ -11,6 +11,8 @@ use fred::prelude::*;
 use proact_proto::v1::archive_client::ArchiveClient;
 use proact_proto::v1::model_registry_client::ModelRegistryClient;
 use proact_proto::v1::{ListModelsRequest, ModelStatus, TelemetryRangeRequest};
+use proact_server::grpc::ClientTrace;
+use proact_server::otel::Tracing;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
@@ -31,10 +33,13 @@ pub fn endpoint(setting: &'static str, url: &str) -> Result<Endpoint, proact_ser
         .timeout(UPSTREAM_TIMEOUT))
 }
 
-/// A lazily connected gRPC channel to `url` (the service may start after the gateway).
-/// Needs a running Tokio runtime.
-pub fn channel(setting: &'static str, url: &str) -> Result<Channel, proact_server::ConfigError> {
-    Ok(endpoint(setting, url)?.connect_lazy())
+/// A traced gRPC channel to an upstream service.
+pub type Upstream = ClientTrace<Channel>;
+
+/// A lazily connected gRPC channel to `url` (the service may start after the gateway) that
+/// carries the current trace. Needs a running Tokio runtime.
+pub fn channel(setting: &'static str, url: &str, traces: &Tracing) -> Result<Upstream, proact_server::ConfigError> {
+    Ok(ClientTrace::new(endpoint(setting, url)?.connect_lazy(), traces.clone()))
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -47,7 +52,7 @@ pub struct Point {
 
 /// Readings of `equipement_id` in `[from, to)`, thinned to at most [`MAX_POINTS`].
 pub async fn telemetry(
-    archive: Channel,
+    archive: Upstream,
     equipement_id: &str,
     from_micros: i64,
     to_micros: i64,
@@ -99,7 +104,7 @@ pub struct ActiveModel {
 }
 
 /// The active versions in the registry.
-pub async fn active_models(registry: Channel) -> Result<Vec<ActiveModel>, tonic::Status> {
+pub async fn active_models(registry: Upstream) -> Result<Vec<ActiveModel>, tonic::Status> {
     let mut client = ModelRegistryClient::new(registry);
     let models = client.list(ListModelsRequest::default()).await?.into_inner().models;
     Ok(models

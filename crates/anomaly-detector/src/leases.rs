@@ -30,8 +30,24 @@ return 0
 
 const REPLICAS_KEY: &str = "proact:detector:replicas";
 
-fn lease_key(shard: u32) -> String {
+pub fn lease_key(shard: u32) -> String {
     format!("proact:detector:lease:{{{shard}}}")
+}
+
+/// What an alert event is published under: the lease of the equipment's shard must still be
+/// this replica's, checked by Redis in the same script that appends the event. A replica
+/// that paused past its TTL (GC, SIGSTOP, a slow disk) and lost the shard to another one
+/// therefore publishes nothing for it, even before its next heartbeat notices.
+#[derive(Debug, Clone)]
+pub struct Fence {
+    pub replica: String,
+    pub shards: u32,
+}
+
+impl Fence {
+    pub fn shard_of(&self, equipement_id: &str) -> u32 {
+        proact_proto::streams::shard_for(equipement_id, self.shards)
+    }
 }
 
 /// What changed at a heartbeat.

@@ -25,7 +25,9 @@ use proact_proto::streams::{shard_for, telemetry_stream};
 use proact_proto::time::now_micros;
 use proact_proto::v1::{AlertEvent, Telemetry};
 use proact_server::config::{AdminArgs, PgArgs, RedisArgs};
+use proact_server::otel::{trace_id_of, KeyValue, PipelineSpan, Tracing};
 use proact_server::redis::{ack, ensure_group, read_group, StreamEntry};
+use proact_server::telemetry::Metric;
 use proact_server::{ConfigError, Readiness};
 use prost::Message;
 use tokio::net::TcpListener;
@@ -33,6 +35,7 @@ use tokio::sync::{watch, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use engine::{Engine, EngineConfig, EquipmentInfo, Models, Thresholds};
+use leases::Fence;
 
 pub use engine::RULES_VERSION;
 
@@ -191,6 +194,7 @@ pub enum Command {
 
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.admin.validate()?;
         self.redis.validate()?;
         self.pg.validate()?;
         self.rules.engine_config()?;
@@ -232,6 +236,36 @@ pub async fn load_equipment_info(database_url: &str) -> anyhow::Result<HashMap<S
         .collect())
 }
 
+/// Every metric the detector exports (see `proact_server::telemetry::Metric`).
+pub const METRICS: &[Metric] = &[
+    Metric::counter("proact_detector_events_scored_total", "Readings scored"),
+    Metric::counter(
+        "proact_detector_alert_events_total",
+        "Alert events published (raised, escalated, cleared, no data)",
+    ),
+    Metric::counter(
+        "proact_detector_late_events_total",
+        "Readings older than the lateness tolerance (counted, skipped)",
+    ),
+    Metric::counter("proact_detector_reordered_events_total", "Out-of-order readings placed within the tolerance"),
+    Metric::counter("proact_detector_warmup_entries_total", "Entries re-read to rebuild state on a shard takeover"),
+    Metric::counter("proact_detector_claimed_total", "Unacked entries of other replicas claimed and scored"),
+    Metric::counter("proact_detector_fenced_events_total", "Alert events not published: the shard's lease was lost"),
+    Metric::counter("proact_detector_model_reloads_total", "Models fetched and swapped in"),
+    Metric::counter(
+        "proact_detector_model_reload_failures_total",
+        "Models refused (checksum, schema, fetch); the old one serves",
+    ),
+    Metric::gauge("proact_detector_model_info", "1 for each model version serving, 0 once replaced"),
+    Metric::gauge("proact_detector_shards_owned", "Telemetry shards this replica leases"),
+    Metric::histogram("proact_detector_read_seconds", "Time waiting for one batch of the streams"),
+    Metric::histogram("proact_detector_process_seconds", "Time to score one batch and publish its alert events"),
+    Metric::histogram("proact_detector_ack_seconds", "Time to acknowledge one batch"),
+    Metric::histogram("proact_detector_batch_size", "Readings per batch"),
+    Metric::gauge("proact_detector_stream_lag_entries", "Entries not yet delivered to the detectors' group, by stream"),
+    Metric::gauge("proact_detector_stream_pending_entries", "Entries delivered and not yet acknowledged, by stream"),
+];
+
 pub struct App {
     config: Config,
     admin: TcpListener,
@@ -239,16 +273,19 @@ pub struct App {
     read: Client,
     write: Client,
     events: Client,
+    traces: Tracing,
 }
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        proact_server::telemetry::register(METRICS);
         let admin = proact_server::admin::bind(config.admin.admin_addr_or(9103)).await?;
         let grpc = TcpListener::bind(config.grpc_addr).await?;
         let read = proact_server::redis::connect(&config.redis.redis_url).await?;
         let write = proact_server::redis::connect(&config.redis.redis_url).await?;
         let events = proact_server::redis::connect(&config.redis.redis_url).await?;
-        Ok(Self { config, admin, grpc, read, write, events })
+        let traces = Tracing::start("anomaly-detector", &config.admin.trace)?;
+        Ok(Self { config, admin, grpc, read, write, events, traces })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -256,7 +293,7 @@ impl App {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let App { config, admin, grpc, read, write, events } = self;
+        let App { config, admin, grpc, read, write, events, traces } = self;
         let ready = Readiness::new();
         let mut engine = Engine::new(config.rules.engine_config()?);
         match load_equipment_info(&config.pg.database_url).await {
@@ -268,7 +305,7 @@ impl App {
         }
         let schema_id = engine.schema_id().to_string();
         let mut initial = models::load_files(&config.model_files, &schema_id)?;
-        match models::load_active(&config.registry_url, &schema_id).await {
+        match models::load_active(&config.registry_url, &traces, &schema_id).await {
             Ok(m) => {
                 if m.forest.is_some() {
                     initial.forest = m.forest;
@@ -281,9 +318,24 @@ impl App {
         }
         engine.set_models(initial.clone());
         let (models_tx, models_rx) = watch::channel(initial);
-        let follower =
-            tokio::spawn(models::follow(events, config.registry_url.clone(), schema_id, models_tx, shutdown.clone()));
+        let follower = tokio::spawn(models::follow(
+            events,
+            config.registry_url.clone(),
+            traces.clone(),
+            schema_id,
+            models_tx,
+            shutdown.clone(),
+        ));
         let engine = Arc::new(Mutex::new(engine));
+        // Every replica reports the group's lag on every shard (one group, shared).
+        let lag = tokio::spawn(proact_server::redis::watch_lag(
+            write.clone(),
+            "proact_detector",
+            config.group.clone(),
+            proact_proto::streams::telemetry_streams(config.redis.shards),
+            Duration::from_secs(5),
+            shutdown.clone(),
+        ));
         let status = Arc::new(std::sync::RwLock::new(grpc::LoopStatus::default()));
         let replica = config.replica();
         let scoring = tokio::spawn(scoring_loop(
@@ -293,6 +345,8 @@ impl App {
                 shards: config.redis.shards,
                 lease_ttl_ms: config.lease_ttl_ms,
                 batch: config.batch,
+                traces: traces.clone(),
+                fence: Fence { replica: replica.clone(), shards: config.redis.shards },
             },
             read,
             write,
@@ -308,6 +362,7 @@ impl App {
         let gs = shutdown.clone();
         let grpc_task = tokio::spawn(
             tonic::transport::Server::builder()
+                .layer(proact_server::grpc::ServerTraceLayer::new(traces.clone()))
                 .add_service(health_service)
                 .add_service(proact_proto::v1::detector_server::DetectorServer::new(service))
                 .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), async move {
@@ -318,8 +373,10 @@ impl App {
         tracing::info!(grpc = %config.grpc_addr, "anomaly detector running");
         let r = scoring.await;
         let _ = follower.await;
+        let _ = lag.await;
         let _ = grpc_task.await;
         let _ = admin_task.await;
+        traces.shutdown();
         tracing::info!("anomaly detector stopped");
         r?
     }
@@ -331,6 +388,8 @@ struct LoopCtx {
     shards: u32,
     lease_ttl_ms: u64,
     batch: u64,
+    traces: Tracing,
+    fence: Fence,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -372,6 +431,11 @@ async fn scoring_loop(
                         tracing::info!(shard, "shard taken");
                     }
                     keys = leases.owned().into_iter().map(telemetry_stream).collect();
+                    // Entries read by another replica and never acked (one fenced off after
+                    // reading, or one that died while its lease was still ours) once idle.
+                    for key in &keys {
+                        claim_pending(&ctx, &write, &engine, key, 2 * ctx.lease_ttl_ms).await?;
+                    }
                     let lag = shard_lag(&write, &ctx.group, &leases.owned()).await;
                     let mut st = status.write().unwrap_or_else(|p| p.into_inner());
                     st.shards = leases.owned();
@@ -396,7 +460,11 @@ async fn scoring_loop(
         if Instant::now() >= next_silence {
             next_silence = Instant::now() + Duration::from_secs(1);
             let transitions = engine.lock().await.check_silence(now_micros());
-            publish_all(&write, transitions, &Default::default()).await?;
+            let fenced = publish_all(&write, &ctx.fence, transitions, &Default::default()).await?;
+            if !fenced.is_empty() {
+                lose_fenced(&engine, &ctx, &fenced).await;
+                next_heartbeat = Instant::now();
+            }
         }
         if keys.is_empty() {
             tokio::select! {
@@ -414,9 +482,23 @@ async fn scoring_loop(
             Ok(entries) if !entries.is_empty() => {
                 let t0 = Instant::now();
                 metrics::histogram!("proact_detector_read_seconds").record((t0 - read_started).as_secs_f64());
-                process(&engine, &write, &entries).await?;
+                let fenced = process(&engine, &write, &ctx, &ctx.traces, &entries).await?;
                 let t1 = Instant::now();
-                ack(&write, &ctx.group, &entries).await?;
+                if fenced.is_empty() {
+                    ack(&write, &ctx.group, &entries).await?;
+                } else {
+                    // Another replica owns these shards now: their entries stay pending for
+                    // it (it reclaims idle ones), and what we knew of them is stale.
+                    let keep: Vec<StreamEntry> = entries
+                        .iter()
+                        .filter(|e| !fenced.iter().any(|s| telemetry_stream(*s) == e.key))
+                        .cloned()
+                        .collect();
+                    ack(&write, &ctx.group, &keep).await?;
+                    lose_fenced(&engine, &ctx, &fenced).await;
+                    keys.retain(|k| !fenced.iter().any(|s| telemetry_stream(*s) == *k));
+                    next_heartbeat = Instant::now();
+                }
                 metrics::histogram!("proact_detector_process_seconds").record((t1 - t0).as_secs_f64());
                 metrics::histogram!("proact_detector_ack_seconds").record(t1.elapsed().as_secs_f64());
                 metrics::histogram!("proact_detector_batch_size").record(entries.len() as f64);
@@ -460,24 +542,37 @@ async fn take_over(
                 })
                 .collect();
             metrics::counter!("proact_detector_warmup_entries_total").increment(entries.len() as u64);
-            process(engine, write, &entries).await?;
+            // Already scored by the previous owner (and traced there): rebuild state only.
+            process(engine, write, ctx, &Tracing::disabled(), &entries).await?;
         }
     }
+    claim_pending(ctx, write, engine, &key, 0).await?;
+    let _ = read;
+    Ok(())
+}
+
+/// Scores and acks the group's entries of `key` that other consumers read and left unacked
+/// for at least `min_idle_ms` (all of them with 0).
+async fn claim_pending(
+    ctx: &LoopCtx,
+    write: &Client,
+    engine: &Arc<Mutex<Engine>>,
+    key: &str,
+    min_idle_ms: u64,
+) -> anyhow::Result<()> {
+    let keys = [key.to_string()];
     let mut cursor = "0-0".to_string();
     loop {
-        let claimed = proact_server::redis::claim_stale(
-            write,
-            &ctx.group,
-            &ctx.replica,
-            std::slice::from_ref(&key),
-            0,
-            ctx.batch,
-        )
-        .await?;
+        let claimed =
+            proact_server::redis::claim_stale(write, &ctx.group, &ctx.replica, &keys, min_idle_ms, ctx.batch).await?;
         if claimed.is_empty() {
             break;
         }
-        process(engine, write, &claimed).await?;
+        metrics::counter!("proact_detector_claimed_total").increment(claimed.len() as u64);
+        if !process(engine, write, ctx, &ctx.traces, &claimed).await?.is_empty() {
+            // Lost this shard meanwhile: its new owner takes the entries.
+            break;
+        }
         ack(write, &ctx.group, &claimed).await?;
         let last = claimed.last().map(|e| e.id.clone()).unwrap_or_default();
         if last == cursor {
@@ -485,7 +580,6 @@ async fn take_over(
         }
         cursor = last;
     }
-    let _ = read;
     Ok(())
 }
 
@@ -493,35 +587,8 @@ async fn take_over(
 const WARM_UP_ENTRIES: u64 = 5_000;
 
 async fn last_delivered(client: &Client, key: &str, group: &str) -> Result<Option<String>, Error> {
-    let v: Value = client.xinfo_groups(key).await?;
-    let Value::Array(groups) = v else { return Ok(None) };
-    for g in groups {
-        let fields: Vec<Value> = match g {
-            Value::Array(f) => f,
-            Value::Map(m) => m
-                .inner()
-                .into_iter()
-                .flat_map(|(k, v)| [Value::from(k.as_str().unwrap_or_default().to_string()), v])
-                .collect(),
-            _ => continue,
-        };
-        let mut name = None;
-        let mut last = None;
-        for kv in fields.chunks(2) {
-            if kv.len() < 2 {
-                continue;
-            }
-            match kv[0].as_str().as_deref() {
-                Some("name") => name = kv[1].as_string(),
-                Some("last-delivered-id") => last = kv[1].as_string(),
-                _ => {}
-            }
-        }
-        if name.as_deref() == Some(group) {
-            return Ok(last);
-        }
-    }
-    Ok(None)
+    let groups = proact_server::redis::groups(client, key).await?;
+    Ok(groups.into_iter().find(|g| g.name == group).map(|g| g.last_delivered))
 }
 
 async fn shard_lag(client: &Client, group: &str, shards: &[u32]) -> Vec<(u32, u64)> {
@@ -537,51 +604,95 @@ async fn shard_lag(client: &Client, group: &str, shards: &[u32]) -> Vec<(u32, u6
     out
 }
 
-async fn process(engine: &Arc<Mutex<Engine>>, write: &Client, entries: &[StreamEntry]) -> anyhow::Result<()> {
+/// Scores `entries` and publishes the alert events; returns the shards whose events were
+/// fenced off (this replica lost their leases).
+async fn process(
+    engine: &Arc<Mutex<Engine>>,
+    write: &Client,
+    ctx: &LoopCtx,
+    traces: &Tracing,
+    entries: &[StreamEntry],
+) -> anyhow::Result<BTreeSet<u32>> {
     let now = now_micros();
+    let started = std::time::SystemTime::now();
     let mut transitions = Vec::new();
+    let mut spans: Vec<PipelineSpan> = Vec::new();
     {
         let mut engine = engine.lock().await;
         for e in entries {
             // Ingest wrote these; an undecodable one is archive's to dead-letter, not ours.
             let Some(Ok(t)) = e.payload.as_ref().map(|p| Telemetry::decode(p.as_ref())) else { continue };
-            let trace_id = t
-                .trace_context
-                .get("traceparent")
-                .and_then(|tp| tp.split('-').nth(1))
-                .map(str::to_string)
-                .unwrap_or_else(|| {
-                    format!("{:032x}", u128::from(stable_hash(&t.equipement_id)) << 64 | t.ts_micros as u128)
-                });
-            for tr in engine.observe(&t, &trace_id, now) {
-                transitions.push((tr, t.trace_context.clone()));
+            // Only readings ingest sampled carry a trace; the rest cost this one lookup.
+            let span = traces.follow("detector.score", &t.trace_context, started, Vec::new());
+            let trace_id = match trace_id_of(&t.trace_context) {
+                Some(id) => id.to_string(),
+                None => format!("{:032x}", u128::from(stable_hash(&t.equipement_id)) << 64 | t.ts_micros as u128),
+            };
+            let produced = engine.observe(&t, &trace_id, now);
+            // The alert events carry the scoring span's context, so what the gateway does
+            // with them hangs below the scoring that raised them.
+            let context = match &span {
+                Some(s) if !produced.is_empty() => {
+                    let mut c = HashMap::new();
+                    s.inject(&mut c);
+                    c
+                }
+                _ => t.trace_context.clone(),
+            };
+            if let Some(mut s) = span {
+                s.set_attribute(KeyValue::new("equipement_id", t.equipement_id.clone()));
+                s.set_attribute(KeyValue::new("alert.transitions", produced.len() as i64));
+                spans.push(s);
+            }
+            for tr in produced {
+                tracing::info!(equipement_id = %t.equipement_id, trace_id = %trace_id, kind = ?tr.kind, "alert transition");
+                transitions.push((tr, context.clone()));
             }
         }
     }
     metrics::counter!("proact_detector_events_scored_total").increment(entries.len() as u64);
-    for (tr, ctx) in transitions {
-        publish_all(write, vec![tr], &ctx).await?;
+    let mut fenced = BTreeSet::new();
+    for (tr, trace_context) in transitions {
+        fenced.extend(publish_all(write, &ctx.fence, vec![tr], &trace_context).await?);
     }
-    Ok(())
+    spans.into_iter().for_each(PipelineSpan::end);
+    Ok(fenced)
 }
 
+/// Publishes each transition once, under the lease of its equipment's shard; returns the
+/// shards it was fenced off.
 async fn publish_all(
     write: &Client,
+    fence: &Fence,
     transitions: Vec<engine::Transition>,
     trace_context: &HashMap<String, String>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<BTreeSet<u32>> {
+    let mut fenced = BTreeSet::new();
     for tr in transitions {
+        let shard = fence.shard_of(&tr.alert.equipement_id);
         let ev = AlertEvent {
             kind: tr.kind as i32,
             alert: Some(tr.alert),
             event_id: String::new(),
             trace_context: trace_context.clone(),
         };
-        if publish::publish_once(write, &ev).await?.is_some() {
-            metrics::counter!("proact_detector_alert_events_total").increment(1);
+        match publish::publish_once(write, &ev, Some(fence)).await? {
+            publish::Published::Added(_) => metrics::counter!("proact_detector_alert_events_total").increment(1),
+            publish::Published::Duplicate => {}
+            publish::Published::Fenced => {
+                metrics::counter!("proact_detector_fenced_events_total").increment(1);
+                fenced.insert(shard);
+            }
         }
     }
-    Ok(())
+    Ok(fenced)
+}
+
+/// Forgets the equipment of shards this replica was fenced off.
+async fn lose_fenced(engine: &Arc<Mutex<Engine>>, ctx: &LoopCtx, fenced: &BTreeSet<u32>) {
+    tracing::warn!(shards = ?fenced, replica = %ctx.replica, "lease lost while scoring (fenced); dropping those shards");
+    let shards = ctx.shards;
+    engine.lock().await.retain(|id| !fenced.contains(&shard_for(id, shards)));
 }
 
 /// FNV-1a of a string (stable across processes), for ids derived from names.

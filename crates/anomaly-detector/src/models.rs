@@ -14,6 +14,7 @@ use proact_models::{ModelArtefact, Scorer};
 use proact_proto::streams::{MODEL_EVENTS_STREAM, PAYLOAD_FIELD};
 use proact_proto::v1::model_registry_client::ModelRegistryClient;
 use proact_proto::v1::{GetModelRequest, ListModelsRequest, ModelEvent, ModelEventKind, ModelStatus};
+use proact_server::otel::Tracing;
 use prost::Message;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -38,11 +39,12 @@ pub enum LoadError {
 /// Downloads and verifies one version, returning its scorer.
 pub async fn fetch(
     registry_url: &str,
+    traces: &Tracing,
     name: &str,
     version: &str,
     schema_id: &str,
 ) -> Result<Arc<dyn Scorer>, LoadError> {
-    let mut client = ModelRegistryClient::connect(registry_url.to_string()).await?;
+    let mut client = ModelRegistryClient::new(proact_server::grpc::connect(registry_url, traces).await?);
     let mut stream = client.get(GetModelRequest { name: name.into(), version: version.into() }).await?.into_inner();
     let mut bytes = Vec::new();
     let mut expected_sha = String::new();
@@ -72,15 +74,15 @@ pub async fn fetch(
 }
 
 /// Loads every active model the detector uses.
-pub async fn load_active(registry_url: &str, schema_id: &str) -> Result<Models, LoadError> {
-    let mut client = ModelRegistryClient::connect(registry_url.to_string()).await?;
+pub async fn load_active(registry_url: &str, traces: &Tracing, schema_id: &str) -> Result<Models, LoadError> {
+    let mut client = ModelRegistryClient::new(proact_server::grpc::connect(registry_url, traces).await?);
     let list = client.list(ListModelsRequest { name: String::new() }).await?.into_inner();
     let mut models = Models::default();
     for m in list.models.into_iter().filter(|m| m.status == ModelStatus::Active as i32) {
         if m.name != FOREST_MODEL && !m.name.starts_with(NORMAL_PREFIX) {
             continue;
         }
-        match fetch(registry_url, &m.name, &m.version, schema_id).await {
+        match fetch(registry_url, traces, &m.name, &m.version, schema_id).await {
             Ok(s) => install(&mut models, s),
             Err(e) => {
                 metrics::counter!("proact_detector_model_reload_failures_total").increment(1);
@@ -107,17 +109,27 @@ pub fn load_files(paths: &[std::path::PathBuf], schema_id: &str) -> anyhow::Resu
 }
 
 fn install(models: &mut Models, s: Arc<dyn Scorer>) {
-    if s.name() == FOREST_MODEL {
-        models.forest = Some(s);
+    let replaced = if s.name() == FOREST_MODEL {
+        models.forest.replace(s.clone())
     } else if let Some(eq) = s.name().strip_prefix(NORMAL_PREFIX) {
-        models.normal.insert(eq.to_string(), s);
+        models.normal.insert(eq.to_string(), s.clone())
+    } else {
+        return;
+    };
+    // One series per model name and version: 1 for the version serving, 0 once replaced.
+    if let Some(old) = replaced {
+        metrics::gauge!("proact_detector_model_info", "model" => old.name().to_string(), "version" => old.version().to_string())
+            .set(0.0);
     }
+    metrics::gauge!("proact_detector_model_info", "model" => s.name().to_string(), "version" => s.version().to_string())
+        .set(1.0);
 }
 
 /// Follows the model-events stream from its end and publishes each new model set on `tx`.
 pub async fn follow(
     redis: Client,
     registry_url: String,
+    traces: Tracing,
     schema_id: String,
     tx: watch::Sender<Models>,
     shutdown: CancellationToken,
@@ -151,7 +163,11 @@ pub async fn follow(
                 continue;
             }
             let Some(m) = ev.model else { continue };
-            match fetch(&registry_url, &m.name, &m.version, &schema_id).await {
+            // Other models (the trainer's tabular criticality-rf) are not the detector's.
+            if m.name != FOREST_MODEL && !m.name.starts_with(NORMAL_PREFIX) {
+                continue;
+            }
+            match fetch(&registry_url, &traces, &m.name, &m.version, &schema_id).await {
                 Ok(s) => {
                     tracing::info!(model = %m.name, version = %m.version, "model loaded; swapping");
                     metrics::counter!("proact_detector_model_reloads_total").increment(1);

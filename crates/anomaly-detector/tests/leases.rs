@@ -78,3 +78,40 @@ async fn more_replicas_than_shards() {
     }
     assert_eq!(taken, 1);
 }
+
+/// A replica that paused past its TTL and lost a shard publishes nothing for it: Redis checks
+/// the lease in the same script that appends the alert event.
+#[tokio::test]
+async fn a_replica_that_lost_its_lease_is_fenced_off() {
+    use proact_anomaly_detector::leases::Fence;
+    use proact_anomaly_detector::publish::{publish_once, Published};
+    use proact_proto::v1::{Alert, AlertEvent, AlertEventKind};
+
+    let redis = proact_testkit::Redis::start().await.unwrap();
+    let c = client(&redis.url()).await;
+    let mut a = Leases::new(client(&redis.url()).await, "a", 8, 1_000);
+    assert_eq!(a.heartbeat(now_ms()).await.unwrap().gained.len(), 8);
+    let fence = Fence { replica: "a".into(), shards: 8 };
+    let event = |id: &str| AlertEvent {
+        kind: AlertEventKind::Raised as i32,
+        alert: Some(Alert { alert_id: id.into(), equipement_id: "PUMP-01".into(), severity: 2, ..Default::default() }),
+        ..Default::default()
+    };
+
+    assert!(matches!(publish_once(&c, &event("A-1"), Some(&fence)).await.unwrap(), Published::Added(_)));
+    assert_eq!(publish_once(&c, &event("A-1"), Some(&fence)).await.unwrap(), Published::Duplicate);
+
+    // a pauses; its lease on PUMP-01's shard expires and replica b takes it.
+    let key = proact_anomaly_detector::leases::lease_key(fence.shard_of("PUMP-01"));
+    let _: () = fred::prelude::KeysInterface::del(&c, &key).await.unwrap();
+    let _: () = fred::prelude::KeysInterface::set(&c, &key, "b", None, None, false).await.unwrap();
+    assert_eq!(publish_once(&c, &event("A-2"), Some(&fence)).await.unwrap(), Published::Fenced);
+    // Fenced means nothing was appended or claimed: b publishes the same event itself.
+    let fence_b = Fence { replica: "b".into(), shards: 8 };
+    assert!(matches!(publish_once(&c, &event("A-2"), Some(&fence_b)).await.unwrap(), Published::Added(_)));
+    let n: u64 = fred::prelude::StreamsInterface::xlen(&c, proact_proto::streams::ALERTS_STREAM).await.unwrap();
+    assert_eq!(n, 2, "A-1 once, A-2 once (by b)");
+    // And a's next heartbeat notices the loss.
+    let change = a.heartbeat(now_ms()).await.unwrap();
+    assert!(change.lost.contains(&fence.shard_of("PUMP-01")), "{change:?}");
+}

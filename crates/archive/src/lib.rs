@@ -21,7 +21,9 @@ use proact_proto::time::now_micros;
 use proact_proto::v1::{Alert, AlertEvent, DeadLetter, RejectReason};
 use proact_server::config::{AdminArgs, PgArgs, RedisArgs};
 use proact_server::consumer::{self, ConsumerConfig};
+use proact_server::otel::Tracing;
 use proact_server::redis::StreamEntry;
+use proact_server::telemetry::Metric;
 use proact_server::{ConfigError, Readiness};
 use proact_store::telemetry::{classify, Failure, WriteMethod};
 use prost::Message;
@@ -106,6 +108,7 @@ pub enum Command {
 
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.admin.validate()?;
         self.redis.validate()?;
         self.pg.validate()?;
         if self.batch == 0 || self.batch > 100_000 {
@@ -180,6 +183,27 @@ pub async fn migrate(pg: &PgArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How often the consumer group's lag is sampled for `/metrics`.
+const LAG_EVERY: Duration = Duration::from_secs(5);
+
+/// Every metric the archive exports (see `proact_server::telemetry::Metric`).
+pub const METRICS: &[Metric] = &[
+    Metric::counter("proact_archive_rows_written_total", "Telemetry rows inserted"),
+    Metric::counter("proact_archive_rows_duplicate_total", "Redelivered rows already stored (not inserted again)"),
+    Metric::counter("proact_archive_dead_letters_total", "Stream entries sent to the dead-letter stream"),
+    Metric::counter("proact_archive_claimed_total", "Pending entries claimed from dead consumers"),
+    Metric::counter("proact_archive_write_retries_total", "Batch writes retried after a database error"),
+    Metric::counter("proact_archive_bisections_total", "Batches split to isolate a row PostgreSQL refuses"),
+    Metric::counter("proact_archive_alert_events_total", "Alert events stored"),
+    Metric::counter("proact_archive_partitions_created_total", "Telemetry partitions created"),
+    Metric::counter("proact_archive_partitions_dropped_total", "Telemetry partitions dropped by retention"),
+    Metric::gauge("proact_archive_lag_seconds", "Age of the newest committed entry when it was committed"),
+    Metric::histogram("proact_archive_batch_seconds", "Time to store, dead-letter and ack one batch"),
+    Metric::histogram("proact_archive_batch_entries", "Stream entries per batch"),
+    Metric::gauge("proact_archive_stream_lag_entries", "Entries not yet delivered to the archive's group, by stream"),
+    Metric::gauge("proact_archive_stream_pending_entries", "Entries delivered and not yet acknowledged, by stream"),
+];
+
 pub struct App {
     config: Config,
     admin: TcpListener,
@@ -192,10 +216,12 @@ pub struct App {
     parts: Arc<Partitions>,
     stats: Arc<Stats>,
     skip_ack: bool,
+    traces: Tracing,
 }
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        proact_server::telemetry::register(METRICS);
         let admin = proact_server::admin::bind(config.admin.admin_addr_or(9102)).await?;
         let grpc = TcpListener::bind(config.grpc_addr).await?;
         migrate(&config.pg).await?;
@@ -211,7 +237,9 @@ impl App {
         let write = proact_server::redis::connect(&config.redis.redis_url).await?;
         let ready = Readiness::new();
         ready.set("postgres", true);
+        let traces = Tracing::start("archive", &config.admin.trace)?;
         Ok(Self {
+            traces,
             config,
             admin,
             grpc,
@@ -252,7 +280,20 @@ impl App {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let App { config, admin, grpc, pool, read_telemetry, read_alerts, write, ready, parts, stats, skip_ack } = self;
+        let App {
+            config,
+            admin,
+            grpc,
+            pool,
+            read_telemetry,
+            read_alerts,
+            write,
+            ready,
+            parts,
+            stats,
+            skip_ack,
+            traces,
+        } = self;
         let consumer = config.consumer_name();
         let grace = Duration::from_secs(config.admin.shutdown_grace_secs);
         // Writers keep retrying a batch for the grace period after shutdown starts, then leave
@@ -290,8 +331,19 @@ impl App {
             parts: parts.clone(),
             stats,
             abort: abort.clone(),
+            traces: traces.clone(),
         });
         let t = tokio::spawn(pipeline::run(writer.clone(), read_telemetry, shutdown.clone()));
+        let mut watched = telemetry_streams(config.redis.shards);
+        watched.push(ALERTS_STREAM.to_string());
+        let lag = tokio::spawn(proact_server::redis::watch_lag(
+            write.clone(),
+            "proact_archive",
+            config.group.clone(),
+            watched,
+            LAG_EVERY,
+            shutdown.clone(),
+        ));
 
         let alerts_cfg = ConsumerConfig {
             group: config.group.clone(),
@@ -328,6 +380,7 @@ impl App {
         let gs = shutdown.clone();
         let grpc_task = tokio::spawn(
             tonic::transport::Server::builder()
+                .layer(proact_server::grpc::ServerTraceLayer::new(traces.clone()))
                 .add_service(health_service)
                 .add_service(proact_proto::v1::archive_server::ArchiveServer::new(query::ArchiveService { pool }))
                 .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), async move {
@@ -338,11 +391,13 @@ impl App {
         tracing::info!(grpc = %config.grpc_addr, consumer = %consumer, method = %config.write_method, "archive running");
         let _ = t.await;
         let _ = a.await;
+        let _ = lag.await;
         let _ = probe.await;
         let _ = maintenance.await;
         let _ = grpc_task.await;
         let _ = admin_task.await;
         abort.cancel();
+        traces.shutdown();
         tracing::info!("archive stopped");
         Ok(())
     }

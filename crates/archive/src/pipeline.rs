@@ -28,6 +28,7 @@ use fred::prelude::*;
 use proact_proto::streams::{DEAD_LETTER_STREAM, PAYLOAD_FIELD};
 use proact_proto::time::now_micros;
 use proact_proto::v1::{DeadLetter, RejectReason, Telemetry};
+use proact_server::otel::{KeyValue, PipelineSpan, Tracing};
 use proact_server::redis::StreamEntry;
 use proact_server::Readiness;
 use proact_store::telemetry::{classify, storable_ts, write_telemetry, Failure, WriteMethod};
@@ -94,6 +95,8 @@ pub struct Writer {
     pub stats: Arc<Stats>,
     /// Cancelled `grace` after shutdown began: stop retrying, leave entries pending.
     pub abort: CancellationToken,
+    /// Records an `archive.store` span for each sampled reading, from read to commit.
+    pub traces: Tracing,
 }
 
 /// A write that did not commit.
@@ -429,6 +432,7 @@ impl Writer {
     /// (shutdown past its grace period): the entries stay pending for the next start.
     pub async fn write_batch(&self, batch: Batch) {
         let started = Instant::now();
+        let started_at = std::time::SystemTime::now();
         let Batch { entries, redelivered } = batch;
         tracing::debug!(entries = entries.len(), redelivered, "batch in");
         let mut dead: Vec<DeadLetter> = Vec::new();
@@ -475,6 +479,19 @@ impl Writer {
         }
 
         tracing::debug!(rows = rows.len(), dead = dead.len(), "batch decoded");
+        let spans: Vec<PipelineSpan> = if self.traces.enabled() {
+            rows.iter()
+                .filter_map(|t| {
+                    let attrs = vec![
+                        KeyValue::new("equipement_id", t.equipement_id.clone()),
+                        KeyValue::new("batch.rows", rows.len() as i64),
+                    ];
+                    self.traces.follow("archive.store", &t.trace_context, started_at, attrs)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let Some((inserted, rejected)) = self.store_with_retry(&rows).await else {
             tracing::warn!(entries = entries.len(), "shutting down with a batch not stored; it stays pending");
             return;
@@ -488,6 +505,7 @@ impl Writer {
                 format!("PostgreSQL refused the row {} times: {err}", self.cfg.max_attempts),
             ));
         }
+        spans.into_iter().for_each(PipelineSpan::end);
         self.stats.rows_committed.fetch_add(stored as u64, Ordering::Relaxed);
         self.stats.rows_inserted.fetch_add(inserted, Ordering::Relaxed);
         metrics::counter!("proact_archive_rows_written_total").increment(inserted);

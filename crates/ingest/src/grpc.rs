@@ -4,6 +4,7 @@
 use proact_proto::time::now_micros;
 use proact_proto::v1::ingest_server::Ingest;
 use proact_proto::v1::{ItemRejection, PublishRequest, PublishResponse, Telemetry};
+use proact_server::otel::{PipelineSpan, Tracing};
 use proact_server::Readiness;
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
@@ -21,6 +22,7 @@ pub struct IngestService {
     pub limits: Limits,
     pub ready: Readiness,
     pub allow: Allowlist,
+    pub tracing: Tracing,
 }
 
 impl IngestService {
@@ -33,11 +35,16 @@ impl IngestService {
         let mut dead = Vec::new();
         let mut rejections = Vec::new();
         let allow = self.allow.snapshot();
+        let started = std::time::SystemTime::now();
+        let mut spans: Vec<PipelineSpan> = Vec::new();
         for (i, mut t) in items.into_iter().enumerate() {
             match check_telemetry(&t, &self.limits, now).and_then(|()| allow.check(&t.equipement_id)) {
                 Ok(()) => {
                     t.received_micros = now;
                     t.source = "grpc".into();
+                    if self.tracing.enabled() {
+                        spans.extend(crate::trace_reading(&self.tracing, &mut t, started, "grpc:Ingest.Publish"));
+                    }
                     accepted.push(t);
                 }
                 Err(r) => {
@@ -52,6 +59,7 @@ impl IngestService {
             }
         }
         write_with_retry(&self.sink, &accepted, &dead, &self.ready).await;
+        spans.into_iter().for_each(PipelineSpan::end);
         metrics::counter!("proact_ingest_accepted_total", "source" => "grpc").increment(accepted.len() as u64);
         Ok(PublishResponse { accepted: accepted.len() as u32, rejections })
     }

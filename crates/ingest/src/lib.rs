@@ -26,7 +26,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use proact_proto::v1::Telemetry;
 use proact_server::config::{AdminArgs, MqttArgs, RedisArgs};
+use proact_server::otel::{KeyValue, PipelineSpan, Tracing};
+use proact_server::telemetry::Metric;
 use proact_server::{ConfigError, Readiness};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -122,6 +125,7 @@ pub struct Config {
 
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.admin.validate()?;
         self.mqtt.validate()?;
         self.redis.validate()?;
         if self.max_batch == 0 || self.max_batch > 10_000 {
@@ -195,6 +199,63 @@ impl Config {
     }
 }
 
+/// Starts the span of an accepted reading and writes its context into the reading, so every
+/// service downstream continues the same trace (see `proact_server::otel`).
+pub(crate) fn trace_reading(
+    tracing: &Tracing,
+    t: &mut Telemetry,
+    at: std::time::SystemTime,
+    topic: &str,
+) -> Option<PipelineSpan> {
+    let attributes = vec![
+        KeyValue::new("equipement_id", t.equipement_id.clone()),
+        KeyValue::new("messaging.destination.name", topic.to_string()),
+    ];
+    let span = tracing.begin("ingest.accept", &t.trace_context, at, attributes)?;
+    span.inject(&mut t.trace_context);
+    Some(span)
+}
+
+/// Every metric ingest exports (see `proact_server::telemetry::Metric`).
+pub const METRICS: &[Metric] = &[
+    Metric::counter("proact_ingest_received_total", "Messages received, by source (mqtt, grpc)")
+        .labelled(&[("source", "mqtt"), ("source", "grpc")]),
+    Metric::counter(
+        "proact_ingest_accepted_total",
+        "Readings validated and written to the telemetry streams, by source",
+    )
+    .labelled(&[("source", "mqtt"), ("source", "grpc")]),
+    Metric::counter("proact_ingest_rejected_total", "Inputs refused and sent to the dead-letter stream, by reason")
+        .labelled(&[
+            ("reason", "invalid_json"),
+            ("reason", "not_an_object"),
+            ("reason", "missing_field"),
+            ("reason", "invalid_id"),
+            ("reason", "id_mismatch"),
+            ("reason", "non_finite"),
+            ("reason", "not_numeric"),
+            ("reason", "bad_timestamp"),
+            ("reason", "absurd_timestamp"),
+            ("reason", "oversize"),
+            ("reason", "bad_topic"),
+            ("reason", "unknown_equipment"),
+        ]),
+    Metric::histogram("proact_ingest_stream_write_seconds", "Time to write one batch to the streams"),
+    Metric::histogram("proact_ingest_batch_size", "Messages (accepted and rejected) per stream write"),
+    Metric::gauge("proact_ingest_queue_depth", "Messages read from the broker and not yet written"),
+    Metric::gauge("proact_ingest_mqtt_connected", "1 while connected to the MQTT broker"),
+    Metric::counter("proact_ingest_mqtt_reconnects_total", "Reconnections to the MQTT broker"),
+    Metric::counter("proact_ingest_mqtt_connection_errors_total", "MQTT connection errors"),
+    Metric::counter("proact_ingest_stream_write_errors_total", "Failed stream writes (the batch is held and retried)"),
+    Metric::counter(
+        "proact_ingest_stale_acks_skipped_total",
+        "Acks not sent because the connection changed (redelivered)",
+    ),
+    Metric::counter("proact_ingest_trimmed_entries_total", "Stream entries trimmed by length or age"),
+    Metric::counter("proact_ingest_grpc_unauthenticated_total", "gRPC calls refused for a missing or wrong token"),
+    Metric::gauge("proact_ingest_allowlist_size", "Equipment ids in the allow-list"),
+];
+
 /// A built ingest service: listeners bound, Redis connected.
 pub struct App {
     config: Config,
@@ -205,6 +266,7 @@ pub struct App {
     mqtt_tls: Option<Arc<rustls::ClientConfig>>,
     grpc_tls: Option<tonic::transport::ServerTlsConfig>,
     allow: security::Allowlist,
+    traces: Tracing,
 }
 
 impl App {
@@ -227,13 +289,15 @@ impl App {
             Some(src) => security::Allowlist::load(&src).await?,
             None => security::Allowlist::default(),
         };
+        proact_server::telemetry::register(METRICS);
         let admin = proact_server::admin::bind(config.admin.admin_addr_or(9101)).await?;
         let grpc = TcpListener::bind(config.grpc_addr).await?;
         let redis = proact_server::redis::connect(&config.redis.redis_url).await?;
         let ready = Readiness::new();
         ready.set("redis", true);
         ready.set("mqtt", false);
-        Ok(Self { config, admin, grpc, redis, ready, mqtt_tls, grpc_tls, allow })
+        let traces = Tracing::start("ingest", &config.admin.trace)?;
+        Ok(Self { config, admin, grpc, redis, ready, mqtt_tls, grpc_tls, allow, traces })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -252,7 +316,7 @@ impl App {
     /// Runs until `shutdown` is cancelled, then drains: stops reading MQTT, writes and acks
     /// what it holds, finishes gRPC calls in flight (each bounded by the grace period).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let App { config, admin, grpc, redis, ready, mqtt_tls, grpc_tls, allow } = self;
+        let App { config, admin, grpc, redis, ready, mqtt_tls, grpc_tls, allow, traces } = self;
         let grace = Duration::from_secs(config.admin.shutdown_grace_secs);
         let sink = sink::StreamSink::with_mode(redis.clone(), config.redis.shards, config.write_mode);
         let limits = validate::Limits { max_payload_bytes: config.max_payload, ..Default::default() };
@@ -275,6 +339,7 @@ impl App {
             limits: limits.clone(),
             allow: allow.clone(),
             grace,
+            tracing: traces.clone(),
         };
         let mut background = tokio::task::JoinSet::new();
         if let Some(src) = config.allow_source() {
@@ -289,7 +354,8 @@ impl App {
         }
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<proact_proto::v1::ingest_server::IngestServer<grpc::IngestService>>().await;
-        let service = grpc::IngestService { sink: sink.clone(), limits, ready: ready.clone(), allow };
+        let service =
+            grpc::IngestService { sink: sink.clone(), limits, ready: ready.clone(), allow, tracing: traces.clone() };
         let auth = security::BearerAuth::new(config.grpc_token.as_deref());
         let grpc_shutdown = shutdown.clone();
         let mut builder = tonic::transport::Server::builder();
@@ -298,6 +364,7 @@ impl App {
         }
         let grpc_task = tokio::spawn(
             builder
+                .layer(proact_server::grpc::ServerTraceLayer::new(traces.clone()))
                 .add_service(health_service)
                 .add_service(proact_proto::v1::ingest_server::IngestServer::with_interceptor(service, auth))
                 .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), async move {
@@ -312,6 +379,7 @@ impl App {
         }
         let _ = admin_task.await;
         background.shutdown().await;
+        traces.shutdown();
         tracing::info!("ingest stopped");
         Ok(())
     }

@@ -17,10 +17,11 @@
 //! (the duplicates carry the same (equipement_id, ts), which downstream deduplicates).
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use proact_proto::time::now_micros;
 use proact_proto::v1::{DeadLetter, Telemetry};
+use proact_server::otel::{PipelineSpan, Tracing};
 use proact_server::Readiness;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS, Transport};
 use tokio::sync::mpsc;
@@ -49,12 +50,16 @@ pub struct MqttIntake {
     pub allow: Allowlist,
     /// How long a drain may take on shutdown before unwritten messages are left to redelivery.
     pub grace: Duration,
+    /// Starts a trace per sampled reading (see `proact_server::otel`).
+    pub tracing: Tracing,
 }
 
 /// A message and the connection generation it arrived in.
 struct Inbound {
     publish: Publish,
     epoch: u64,
+    /// When it was read from the socket, if traced: its span starts there.
+    at: Option<SystemTime>,
 }
 
 /// Capacity of rumqttc's request channel. Its only steady traffic is our PUBACKs, one per
@@ -98,6 +103,7 @@ pub async fn run(
         stop: shutdown.clone(),
         writer_done: writer_done.clone(),
         grace: cfg.grace,
+        timestamps: cfg.tracing.enabled(),
     }));
     let mut writer = tokio::spawn(write_loop(cfg.clone(), client, rx, sink, ready, epoch));
     shutdown.cancelled().await;
@@ -122,10 +128,12 @@ struct ReadLoop {
     stop: CancellationToken,
     writer_done: CancellationToken,
     grace: Duration,
+    /// Note when each message arrived (only for tracing).
+    timestamps: bool,
 }
 
 async fn read_loop(r: ReadLoop) {
-    let ReadLoop { mut eventloop, client, topic, tx, ready, epoch, stop, writer_done, grace } = r;
+    let ReadLoop { mut eventloop, client, topic, tx, ready, epoch, stop, writer_done, grace, timestamps } = r;
     let received = metrics::counter!("proact_ingest_received_total", "source" => "mqtt");
     let queue_depth = metrics::gauge!("proact_ingest_queue_depth");
     let reconnects = metrics::counter!("proact_ingest_mqtt_reconnects_total");
@@ -145,7 +153,8 @@ async fn read_loop(r: ReadLoop) {
                 queue_depth.set((tx.max_capacity() - tx.capacity()) as f64);
                 // Waiting here is the backpressure: the event loop is not polled, so the
                 // socket is not read and the broker holds the messages.
-                let send = tx.send(Inbound { publish, epoch: current });
+                let at = timestamps.then(SystemTime::now);
+                let send = tx.send(Inbound { publish, epoch: current, at });
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     sent = send => if sent.is_err() { break },
@@ -228,6 +237,7 @@ async fn write_loop(
     let mut batch: Vec<Inbound> = Vec::with_capacity(cfg.max_batch);
     let mut accepted: Vec<Telemetry> = Vec::with_capacity(cfg.max_batch);
     let mut dead: Vec<DeadLetter> = Vec::new();
+    let mut spans: Vec<PipelineSpan> = Vec::new();
     loop {
         batch.clear();
         accepted.clear();
@@ -261,6 +271,9 @@ async fn write_loop(
             {
                 Ok(mut t) => {
                     t.received_micros = now;
+                    if let Some(at) = m.at {
+                        spans.extend(crate::trace_reading(&cfg.tracing, &mut t, at, &p.topic));
+                    }
                     accepted.push(t);
                 }
                 Err(r) => {
@@ -271,6 +284,7 @@ async fn write_loop(
             }
         }
         write_with_retry(&sink, &accepted, &dead, &ready).await;
+        spans.drain(..).for_each(PipelineSpan::end);
         accepted_total.increment(accepted.len() as u64);
         let ep = epoch.lock().unwrap_or_else(|p| p.into_inner());
         for m in &batch {

@@ -1,6 +1,8 @@
 //! Criterion benches of the forest: fit, single-event and batch scoring, and the feature
 //! window update, on deterministic synthetic data (no ../shared needed). The side-by-side
-//! comparison with scikit-learn is bench/trainer/run.sh.
+//! comparison with scikit-learn is bench/trainer/run.sh. `*_reference` is the stored-node walk
+//! (f64 thresholds, one branch per level) that scored before the quantised form: before/after in
+//! one run.
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
 use ndarray::Array2;
@@ -25,8 +27,17 @@ fn forest(c: &mut Criterion) {
             black_box(flat.predict_proba(&x[i * d..(i + 1) * d]))
         })
     });
+    g.bench_function("predict_proba_single_reference", |b| {
+        b.iter(|| {
+            i = (i + 1) % n;
+            black_box(flat.predict_proba_reference(&x[i * d..(i + 1) * d]))
+        })
+    });
     let mut out = vec![0.0; n];
     g.bench_function("predict_proba_batch_10k_2_threads", |b| b.iter(|| flat.predict_proba_batch(&x, &mut out, 2)));
+    g.bench_function("predict_proba_batch_10k_2_threads_reference", |b| {
+        b.iter(|| flat.predict_proba_batch_reference(&x, &mut out, 2))
+    });
     g.finish();
 }
 

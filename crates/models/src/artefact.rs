@@ -172,22 +172,8 @@ impl ModelArtefact {
 
     fn validate(&self) -> Result<(), ModelError> {
         let (kind, n_features) = match &self.payload {
-            ModelPayload::RandomForest { forest, .. } => {
-                let bad_node = forest.nodes.iter().enumerate().any(|(i, n)| {
-                    if n.feature == u32::MAX {
-                        n.next as usize + forest.n_classes > forest.leaf_probs.len()
-                    } else {
-                        n.feature as usize >= forest.n_features
-                            || n.next as usize <= i
-                            || n.next as usize >= forest.nodes.len()
-                    }
-                });
-                if bad_node || forest.roots.iter().any(|&r| r as usize >= forest.nodes.len()) || forest.roots.is_empty()
-                {
-                    return Err(ModelError::Artefact("forest structure is inconsistent".into()));
-                }
-                (ModelKind::RandomForest, forest.n_features)
-            }
+            // The forest's structure was checked when it was deserialised (`FlatForest`).
+            ModelPayload::RandomForest { forest, .. } => (ModelKind::RandomForest, forest.n_features()),
             ModelPayload::NormalBehaviour { model } => {
                 let k = model.features.len();
                 let ok = model.center.len() == k

@@ -9,7 +9,8 @@
 //!   grown in parallel, class probabilities, importances, deterministic for a seed; fitted
 //!   through linfa's `Fit` trait and predicted through `Predict`.
 //! - [`FlatForest`]: the compiled form the detector uses (allocation-free single event, blocked
-//!   batch scoring).
+//!   batch scoring), scored through a quantised, branch-free layout derived from the stored
+//!   nodes (bit-identical results; see `flat.rs`).
 //! - [`NormalBehaviourParams`] / [`NormalBehaviourModel`]: unsupervised per-equipment model
 //!   for equipment without failure labels.
 //! - [`metrics`]: precision, recall, F1, ROC AUC, confusion matrix, stratified split.

@@ -193,3 +193,171 @@ fn normal_behaviour_flags_a_shifted_signal_and_not_the_normal_one() {
         assert!(scorer.score(shifted.row(400)) > scorer.score(normal.row(400)));
     }
 }
+
+/// Held-out rows plus the values where a quantised comparison could go wrong: every threshold
+/// of the forest exactly, its neighbours one ulp away, NaN, ±∞, ±0.
+fn hard_rows(forest: &proact_models::FlatForest, held_out: &Array2<f64>) -> Vec<Vec<f64>> {
+    let d = forest.n_features();
+    let mut rows: Vec<Vec<f64>> = held_out.rows().into_iter().map(|r| r.to_vec()).collect();
+    let specials = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0, -0.0, f64::MAX, f64::MIN];
+    let n = rows.len();
+    for (k, node) in forest.nodes().iter().filter(|n| n.feature != u32::MAX).enumerate().take(3_000) {
+        let t = node.value;
+        for v in [t, f64::from_bits(t.to_bits() + 1), f64::from_bits(t.to_bits() - 1)] {
+            let mut row = rows[k % n].clone();
+            row[node.feature as usize] = v;
+            rows.push(row);
+        }
+    }
+    for (k, &s) in specials.iter().enumerate() {
+        for f in 0..d {
+            let mut row = rows[(k * d + f) % n].clone();
+            row[f] = s;
+            rows.push(row);
+        }
+    }
+    rows
+}
+
+#[test]
+fn quantised_scoring_is_bit_identical_to_the_stored_walk() {
+    let (x, y) = data(3_000, 10, 11);
+    let (xt, _) = data(400, 10, 12);
+    for learner in [TreeLearner::Histogram, TreeLearner::LinfaTrees] {
+        let sampling =
+            if learner == TreeLearner::Histogram { FeatureSampling::SqrtPerSplit } else { FeatureSampling::All };
+        let rf = RandomForestParams::default()
+            .n_trees(40)
+            .max_depth(14)
+            .learner(learner)
+            .feature_sampling(sampling)
+            .threads(2)
+            .seed(3)
+            .fit_arrays(&x, &y)
+            .unwrap();
+        let f = rf.compiled();
+        assert!(f.is_quantised(), "{learner:?}: this forest must take the quantised path");
+        let rows = hard_rows(f, &xt);
+        let flat_rows: Vec<f64> = rows.iter().flatten().copied().collect();
+        let reference: Vec<f64> = rows.iter().map(|r| f.predict_proba_reference(r)).collect();
+        for threads in [1, 2] {
+            let mut batch = vec![0.0; rows.len()];
+            f.predict_proba_batch(&flat_rows, &mut batch, threads);
+            let mut batch_ref = vec![0.0; rows.len()];
+            f.predict_proba_batch_reference(&flat_rows, &mut batch_ref, threads);
+            for i in 0..rows.len() {
+                assert_eq!(batch[i].to_bits(), reference[i].to_bits(), "{learner:?} batch row {i}: {:?}", rows[i]);
+                assert_eq!(batch_ref[i].to_bits(), reference[i].to_bits(), "{learner:?} reference batch row {i}");
+            }
+        }
+        let mut probs = [0.0; 2];
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(f.predict_proba(row).to_bits(), reference[i].to_bits(), "{learner:?} row {i}: {row:?}");
+            // The trees themselves, walked node by node, agree too.
+            assert_eq!(rf.predict_proba_trees(row)[1].to_bits(), reference[i].to_bits(), "{learner:?} trees row {i}");
+            f.predict_proba_into(row, &mut probs);
+            assert_eq!(probs[1].to_bits(), reference[i].to_bits(), "{learner:?} distribution row {i}");
+        }
+    }
+}
+
+#[test]
+fn quantised_scoring_keeps_every_class_of_a_multiclass_forest() {
+    let (x, y2) = data(2_000, 8, 13);
+    // Three classes: the binary label split by the sign of a feature.
+    let y: Vec<usize> = y2.iter().zip(x.rows()).map(|(&c, r)| if c == 1 && r[5] > 0.0 { 2 } else { c }).collect();
+    let rf = small_forest(TreeLearner::Histogram, FeatureSampling::SqrtPerSplit, 2).fit_arrays(&x, &y).unwrap();
+    assert!(rf.compiled().is_quantised());
+    let (xt, _) = data(300, 8, 14);
+    let mut probs = [0.0; 3];
+    for row in hard_rows(rf.compiled(), &xt) {
+        rf.flat.predict_proba_into(&row, &mut probs);
+        let reference = rf.predict_proba_trees(&row);
+        for c in 0..3 {
+            assert_eq!(probs[c].to_bits(), reference[c].to_bits(), "class {c} of {row:?}");
+        }
+    }
+}
+
+/// A balanced tree splitting feature 0 at `thresholds` (sorted), leaves with probabilities
+/// that differ by leaf, so a wrong turn anywhere changes the score.
+fn balanced_tree(thresholds: &[f64]) -> proact_models::Tree {
+    use proact_models::{Tree, TreeNode};
+    fn grow(t: &[f64], nodes: &mut Vec<TreeNode>, leaf: &mut usize) -> usize {
+        let me = nodes.len();
+        if t.is_empty() {
+            let p = (*leaf % 97) as f64 / 96.0;
+            *leaf += 1;
+            nodes.push(TreeNode::Leaf { probs: vec![1.0 - p, p] });
+            return me;
+        }
+        nodes.push(TreeNode::Leaf { probs: vec![] });
+        let mid = t.len() / 2;
+        let left = grow(&t[..mid], nodes, leaf);
+        let right = grow(&t[mid + 1..], nodes, leaf);
+        nodes[me] = TreeNode::Split { feature: 0, threshold: t[mid], left, right };
+        me
+    }
+    let mut nodes = Vec::new();
+    grow(thresholds, &mut nodes, &mut 0);
+    Tree { nodes }
+}
+
+#[test]
+fn forests_that_cannot_be_ranked_in_u16_keep_the_stored_walk_and_its_results() {
+    use proact_models::FlatForest;
+    // 70,000 distinct thresholds on one feature: more than a u16 rank holds.
+    let many: Vec<f64> = (0..70_000).map(|i| f64::from(i) * 0.5).collect();
+    // A NaN threshold: `x <= NaN` is false, so everything goes right.
+    let with_nan = [1.0, 2.0, f64::NAN, 4.0];
+    let ok: Vec<f64> = (0..1_000).map(f64::from).collect();
+    for (thresholds, quantised) in [(&many[..], false), (&with_nan[..], false), (&ok[..], true)] {
+        let trees = vec![balanced_tree(thresholds), balanced_tree(&thresholds[thresholds.len() / 3..])];
+        let f = FlatForest::compile(&trees, 2, 2);
+        assert_eq!(f.is_quantised(), quantised, "{} thresholds", thresholds.len());
+        let xs: Vec<f64> = (0..5_000).flat_map(|i| [f64::from(i) * 7.25 - 3.0, 0.0]).chain([f64::NAN, 0.0]).collect();
+        let mut batch = vec![0.0; xs.len() / 2];
+        f.predict_proba_batch(&xs, &mut batch, 2);
+        for (i, row) in xs.chunks(2).enumerate() {
+            let walk: f64 = trees.iter().map(|t| t.leaf_probs(row)[1]).sum::<f64>() / 2.0;
+            assert_eq!(f.predict_proba(row).to_bits(), walk.to_bits(), "row {row:?}");
+            assert_eq!(batch[i].to_bits(), walk.to_bits(), "batch row {row:?}");
+        }
+    }
+}
+
+/// The stored form of a two-tree forest exactly as `proact-model/1` artefacts carry it.
+const STORED_FOREST_V1: &str = concat!(
+    r#"{"n_features":2,"n_classes":2,"nodes":["#,
+    r#"{"value":0.5,"feature":0,"next":4},{"value":-1.25,"feature":1,"next":3},"#,
+    r#"{"value":0.1,"feature":4294967295,"next":0},{"value":0.7,"feature":4294967295,"next":2},"#,
+    r#"{"value":0.9,"feature":4294967295,"next":4},"#,
+    r#"{"value":0.0,"feature":4294967295,"next":6}],"#,
+    r#""roots":[0,5],"leaf_probs":[0.9,0.1,0.3,0.7,0.1,0.9,1.0,0.0]}"#
+);
+
+#[test]
+fn stored_forests_of_format_1_load_score_and_serialise_unchanged() {
+    use proact_models::FlatForest;
+    let f: FlatForest = serde_json::from_str(STORED_FOREST_V1).unwrap();
+    assert!(f.is_quantised());
+    // Same bytes back: artefacts written before and after the quantised form hash alike.
+    assert_eq!(serde_json::to_string(&f).unwrap(), STORED_FOREST_V1);
+    // (x0, x1) → tree 1 leaf + tree 2 leaf (always 0.0), averaged.
+    for (x, p) in [([0.5, -1.25], 0.05), ([0.5, -1.0], 0.35), ([0.6, -9.0], 0.45), ([f64::NAN, -2.0], 0.45)] {
+        assert_eq!(f.predict_proba(&x), p, "{x:?}");
+        assert_eq!(f.predict_proba_reference(&x), p, "{x:?}");
+    }
+    // Nodes that do not form trees are refused when the artefact is read, not when scoring.
+    // Roots sharing a subtree were always accepted: still scored, by the stored walk.
+    let shared: FlatForest =
+        serde_json::from_str(&STORED_FOREST_V1.replace(r#""roots":[0,5]"#, r#""roots":[0,1,1,1]"#)).unwrap();
+    assert!(!shared.is_quantised());
+    assert_eq!(shared.predict_proba(&[0.0, 0.0]), (0.7 + 3.0 * 0.7) / 4.0);
+    let backwards =
+        STORED_FOREST_V1.replace(r#"{"value":-1.25,"feature":1,"next":3}"#, r#"{"value":-1.25,"feature":1,"next":1}"#);
+    let err = serde_json::from_str::<FlatForest>(&backwards).unwrap_err();
+    assert!(err.to_string().contains("inconsistent"), "{err}");
+    let bad_feature = STORED_FOREST_V1.replace(r#""feature":1,"#, r#""feature":7,"#);
+    assert!(serde_json::from_str::<FlatForest>(&bad_feature).is_err());
+}

@@ -112,9 +112,15 @@ pub struct AdminArgs {
     /// Grace period for draining on SIGTERM, in seconds.
     #[arg(long = "shutdown-grace-secs", env = "PROACT_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
+    #[command(flatten)]
+    pub trace: crate::otel::TraceArgs,
 }
 
 impl AdminArgs {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.trace.validate()
+    }
+
     /// The admin address, or the service's default port on all interfaces of loopback.
     pub fn admin_addr_or(&self, default_port: u16) -> SocketAddr {
         self.admin_addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], default_port)))

@@ -9,6 +9,8 @@ pub mod admin;
 pub mod config;
 pub mod consumer;
 pub mod db;
+pub mod grpc;
+pub mod otel;
 pub mod redis;
 pub mod shutdown;
 pub mod telemetry;

@@ -171,3 +171,88 @@ pub async fn claim_stale(
     }
     Ok(out)
 }
+
+/// One consumer group of a stream, as `XINFO GROUPS` reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupInfo {
+    pub name: String,
+    /// Entries delivered to the group's consumers and not acknowledged yet.
+    pub pending: u64,
+    /// Entries not delivered to the group yet (Redis 7+; `None` when Redis cannot tell).
+    pub lag: Option<u64>,
+    pub last_delivered: String,
+}
+
+/// The consumer groups of stream `key` (none if the stream does not exist yet).
+pub async fn groups(client: &Client, key: &str) -> Result<Vec<GroupInfo>, Error> {
+    let v: Result<Value, Error> = client.xinfo_groups(key).await;
+    let v = match v {
+        Ok(v) => v,
+        Err(e) if e.details().contains("no such key") => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let Value::Array(groups) = v else { return Ok(Vec::new()) };
+    Ok(groups.into_iter().filter_map(parse_group).collect())
+}
+
+fn parse_group(g: Value) -> Option<GroupInfo> {
+    // RESP2 gives a flat array of names and values, RESP3 a map.
+    let pairs: Vec<(String, Value)> = match g {
+        Value::Array(f) => {
+            let mut it = f.into_iter();
+            let mut out = Vec::new();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                out.push((k.as_string()?, v));
+            }
+            out
+        }
+        Value::Map(m) => m.inner().into_iter().map(|(k, v)| (k.as_str().unwrap_or_default().to_string(), v)).collect(),
+        _ => return None,
+    };
+    let mut info = GroupInfo::default();
+    for (k, v) in pairs {
+        match k.as_str() {
+            "name" => info.name = v.as_string()?,
+            "pending" => info.pending = v.as_u64().unwrap_or(0),
+            "lag" => info.lag = v.as_u64(),
+            "last-delivered-id" => info.last_delivered = v.as_string().unwrap_or_default(),
+            _ => {}
+        }
+    }
+    Some(info)
+}
+
+/// Reports, every `every` until `shutdown`, how far consumer group `group` is behind on each
+/// of `keys`: gauges `{prefix}_stream_lag_entries` (not yet delivered) and
+/// `{prefix}_stream_pending_entries` (delivered, not acknowledged), labelled by stream.
+pub async fn watch_lag(
+    client: Client,
+    prefix: &'static str,
+    group: String,
+    keys: Vec<String>,
+    every: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let lag_name = format!("{prefix}_stream_lag_entries");
+    let pending_name = format!("{prefix}_stream_pending_entries");
+    while !shutdown.is_cancelled() {
+        for key in &keys {
+            match groups(&client, key).await {
+                Ok(gs) => {
+                    if let Some(g) = gs.into_iter().find(|g| g.name == group) {
+                        let labels = [("stream", key.clone()), ("group", group.clone())];
+                        if let Some(lag) = g.lag {
+                            metrics::gauge!(lag_name.clone(), &labels).set(lag as f64);
+                        }
+                        metrics::gauge!(pending_name.clone(), &labels).set(g.pending as f64);
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, stream = %key, "XINFO GROUPS failed"),
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}

@@ -36,6 +36,7 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
             .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_size".into()), SIZE_BUCKETS))
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_entries".into()), SIZE_BUCKETS))
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
@@ -46,4 +47,65 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
         }
         handle
     })
+}
+
+/// What a metric is, for its `# TYPE` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// One entry of a service's metric catalogue: every metric a service exports is listed in
+/// its `METRICS`, with the help text Prometheus shows (the end-to-end tests check that what
+/// the services render and what the Grafana dashboard and the alert rules use is listed).
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+    /// For counters: label sets created at 0 when the service starts, so that `rate()` and
+    /// `increase()` see the first event (a series born at 1 has no increase).
+    pub zero: &'static [(&'static str, &'static str)],
+}
+
+impl Metric {
+    pub const fn counter(name: &'static str, help: &'static str) -> Self {
+        Self { name, kind: Kind::Counter, help, zero: &[] }
+    }
+
+    pub const fn gauge(name: &'static str, help: &'static str) -> Self {
+        Self { name, kind: Kind::Gauge, help, zero: &[] }
+    }
+
+    pub const fn histogram(name: &'static str, help: &'static str) -> Self {
+        Self { name, kind: Kind::Histogram, help, zero: &[] }
+    }
+
+    /// A counter whose series `label=value` for each pair start at 0.
+    pub const fn labelled(mut self, zero: &'static [(&'static str, &'static str)]) -> Self {
+        self.zero = zero;
+        self
+    }
+}
+
+/// Describes a service's metrics (help text) and creates its counters at 0.
+pub fn register(catalogue: &[Metric]) {
+    metrics_handle();
+    for m in catalogue {
+        match m.kind {
+            Kind::Counter => {
+                metrics::describe_counter!(m.name, m.help);
+                if m.zero.is_empty() {
+                    metrics::counter!(m.name).increment(0);
+                }
+                for (k, v) in m.zero {
+                    metrics::counter!(m.name, *k => *v).increment(0);
+                }
+            }
+            Kind::Gauge => metrics::describe_gauge!(m.name, m.help),
+            Kind::Histogram => metrics::describe_histogram!(m.name, m.help),
+        }
+    }
 }

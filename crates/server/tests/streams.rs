@@ -23,3 +23,50 @@ async fn read_group_returns_each_entry_once() {
     assert!(proact_server::redis::read_group(&c, "g", "c", &keys, 100, 10).await.unwrap().is_empty());
     assert!(proact_server::redis::read_own_pending(&c, "g", "c", &keys, 100).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn group_lag_and_pending_are_reported() {
+    let redis = proact_testkit::Redis::start().await.unwrap();
+    let c = proact_server::redis::connect(&redis.url()).await.unwrap();
+    assert!(proact_server::redis::groups(&c, "absent").await.unwrap().is_empty(), "no stream, no groups");
+    let key = "lag:{0}";
+    proact_server::redis::ensure_group(&c, key, "g").await.unwrap();
+    for i in 0..5 {
+        let _: String = c.xadd(key, false, None::<()>, "*", ("p", i)).await.unwrap();
+    }
+    // Two delivered (pending), three not delivered yet (lag).
+    let got = proact_server::redis::read_group(&c, "g", "c", &[key.to_string()], 2, 10).await.unwrap();
+    assert_eq!(got.len(), 2);
+    let g = proact_server::redis::groups(&c, key).await.unwrap();
+    assert_eq!(g.len(), 1);
+    assert_eq!(g[0].name, "g");
+    assert_eq!(g[0].pending, 2);
+    assert_eq!(g[0].lag, Some(3));
+    assert_eq!(g[0].last_delivered, got[1].id);
+
+    // The watcher publishes the same numbers as gauges.
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let w = tokio::spawn(proact_server::redis::watch_lag(
+        c.clone(),
+        "proact_test",
+        "g".into(),
+        vec![key.to_string()],
+        std::time::Duration::from_millis(50),
+        shutdown.clone(),
+    ));
+    let text = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let t = proact_server::telemetry::metrics_handle().render();
+            if t.contains("proact_test_stream_lag_entries") {
+                break t;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the watcher reports within seconds");
+    assert!(text.contains(r#"proact_test_stream_lag_entries{stream="lag:{0}",group="g"} 3"#), "{text}");
+    assert!(text.contains(r#"proact_test_stream_pending_entries{stream="lag:{0}",group="g"} 2"#), "{text}");
+    shutdown.cancel();
+    w.await.unwrap();
+}

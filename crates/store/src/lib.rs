@@ -37,6 +37,12 @@ pub async fn store_telemetry(pool: &Pool, rows: &[Telemetry]) -> Result<u64, Sto
 }
 
 /// Upserts alert states; an older update never overwrites a newer one.
+///
+/// The detector knows nothing of operators: its later events for an episode (escalated,
+/// cleared) carry empty operator fields and the state `open`. They keep what an operator
+/// already set (who acknowledged, the comment, the assignee), and an acknowledged alert does
+/// not go back to open (states 1 = open, 2 = acknowledged; the gateway's live view applies the
+/// same rule, `merge_operator_fields`).
 pub async fn store_alerts(pool: &Pool, alerts: &[Alert]) -> Result<(), StoreError> {
     if alerts.is_empty() {
         return Ok(());
@@ -52,9 +58,12 @@ pub async fn store_alerts(pool: &Pool, alerts: &[Alert]) -> Result<(), StoreErro
              ON CONFLICT (alert_id) DO UPDATE SET
                 end_ts = EXCLUDED.end_ts, severity = EXCLUDED.severity, score = EXCLUDED.score,
                 reason = EXCLUDED.reason, rule = EXCLUDED.rule, model_version = EXCLUDED.model_version,
-                state = EXCLUDED.state, updated_at = EXCLUDED.updated_at,
-                acknowledged_by = EXCLUDED.acknowledged_by, comment = EXCLUDED.comment,
-                assigned_to = EXCLUDED.assigned_to, value = EXCLUDED.value
+                state = CASE WHEN EXCLUDED.state = 1 AND alerts.state = 2 THEN alerts.state ELSE EXCLUDED.state END,
+                updated_at = EXCLUDED.updated_at,
+                acknowledged_by = COALESCE(NULLIF(EXCLUDED.acknowledged_by, ''), alerts.acknowledged_by),
+                comment = COALESCE(NULLIF(EXCLUDED.comment, ''), alerts.comment),
+                assigned_to = COALESCE(NULLIF(EXCLUDED.assigned_to, ''), alerts.assigned_to),
+                value = EXCLUDED.value
              WHERE alerts.updated_at <= EXCLUDED.updated_at",
         )
         .await?;

@@ -24,6 +24,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use proact_server::config::{AdminArgs, PgArgs, RedisArgs};
+use proact_server::telemetry::Metric;
 use proact_server::{ConfigError, Readiness};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -101,6 +102,14 @@ pub struct TrainArgs {
     /// The label column of --labelled-csv (1/0, true/false).
     #[arg(long, env = "PROACT_TRAIN_LABEL_COLUMN", default_value = "label", global = true)]
     pub label_column: String,
+    /// Equipment table for the `criticality-rf` model (an AI4I-like CSV, or the AMDEC table);
+    /// cleaned and one-hot encoded as `proact-prepare` does. Unset: that model is not trained.
+    #[arg(long, env = "PROACT_TRAIN_CRITICALITY_TABLE", global = true)]
+    pub criticality_table: Option<PathBuf>,
+    /// What --criticality-table is: `ai4i` (label `Machine failure`) or `amdec` (positive =
+    /// criticality `high`).
+    #[arg(long, env = "PROACT_TRAIN_CRITICALITY_KIND", default_value = "ai4i", global = true)]
+    pub criticality_kind: String,
 }
 
 impl TrainArgs {
@@ -148,6 +157,15 @@ impl TrainArgs {
         if let Some(p) = &self.labelled_csv {
             check(p.is_file(), "PROACT_TRAIN_LABELLED_CSV", p.display().to_string(), "is not a readable file")?;
         }
+        if let Some(p) = &self.criticality_table {
+            check(p.is_file(), "PROACT_TRAIN_CRITICALITY_TABLE", p.display().to_string(), "is not a readable file")?;
+        }
+        check(
+            self.criticality_kind().is_some(),
+            "PROACT_TRAIN_CRITICALITY_KIND",
+            self.criticality_kind.clone(),
+            "must be ai4i or amdec",
+        )?;
         Ok(())
     }
 
@@ -165,7 +183,17 @@ impl TrainArgs {
             nb_min_rows: self.nb_min_rows,
             labelled_csv: self.labelled_csv.clone(),
             label_column: self.label_column.clone(),
+            criticality_table: self.criticality_table.clone(),
+            criticality_kind: self.criticality_kind().unwrap_or(d.criticality_kind),
             ..d
+        }
+    }
+
+    fn criticality_kind(&self) -> Option<proact_dataprep::Kind> {
+        match self.criticality_kind.trim().to_ascii_lowercase().as_str() {
+            "ai4i" => Some(proact_dataprep::Kind::Ai4i),
+            "amdec" => Some(proact_dataprep::Kind::Amdec),
+            _ => None,
         }
     }
 }
@@ -205,6 +233,7 @@ pub enum Command {
 
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.admin.validate()?;
         self.pg.validate()?;
         self.redis.validate()?;
         self.train.validate()
@@ -296,6 +325,18 @@ pub async fn run_command(config: &Config, command: &Command) -> anyhow::Result<u
     }
 }
 
+/// Every metric the trainer exports (see `proact_server::telemetry::Metric`).
+pub const METRICS: &[Metric] = &[
+    Metric::counter("proact_trainer_runs_total", "Training runs, by result")
+        .labelled(&[("result", "ok"), ("result", "error")]),
+    Metric::histogram("proact_trainer_run_duration_seconds", "Duration of one training run"),
+    Metric::counter("proact_trainer_versions_stored_total", "Model versions stored in the registry"),
+    Metric::counter("proact_trainer_promotions_total", "Promotion decisions of the gate, by result")
+        .labelled(&[("result", "promoted"), ("result", "refused")]),
+    Metric::counter("proact_trainer_rollbacks_total", "Rollbacks to an earlier version"),
+    Metric::counter("proact_trainer_corrupt_artefacts_total", "Stored artefacts refused by their checksum"),
+];
+
 pub struct App {
     config: Config,
     admin: TcpListener,
@@ -307,6 +348,7 @@ pub struct App {
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let schedule = schedule::parse(&config.train.train_schedule).map_err(anyhow::Error::msg)?;
+        proact_server::telemetry::register(METRICS);
         let admin = proact_server::admin::bind(config.admin.admin_addr_or(9105)).await?;
         let grpc = TcpListener::bind(config.grpc_addr).await?;
         let trainer = Trainer::new(connect(&config).await?, config.train.settings());
@@ -329,6 +371,7 @@ impl App {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let grpc_addr = self.grpc_addr();
         let App { config, admin, grpc, trainer, schedule } = self;
+        let traces = proact_server::otel::Tracing::start("trainer", &config.admin.trace)?;
         let ready = Readiness::new();
         ready.set("postgres", trainer.registry().pool().get().await.is_ok());
         ready.set("redis", proact_server::redis::ping(trainer.registry().redis()).await);
@@ -344,6 +387,7 @@ impl App {
         let gs = shutdown.clone();
         let grpc_task = tokio::spawn(
             tonic::transport::Server::builder()
+                .layer(proact_server::grpc::ServerTraceLayer::new(traces.clone()))
                 .add_service(health_service)
                 .add_service(proact_proto::v1::model_registry_server::ModelRegistryServer::new(service))
                 .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), async move {
@@ -360,6 +404,7 @@ impl App {
         if let Some(t) = schedule_task {
             t.abort();
         }
+        traces.shutdown();
         Ok(())
     }
 }

@@ -490,26 +490,42 @@ fn bench(a: &BenchArgs) -> Result<()> {
     let xs = xte.as_standard_layout().to_owned();
     let xs = xs.as_slice().context("layout")?;
     let mut out = vec![0.0; yte.len()];
-    // Batch: best of several passes over the whole test set.
-    let mut batch_s = f64::INFINITY;
+    let mut out_ref = vec![0.0; yte.len()];
+    // Batch: best of several passes over the whole test set, the scorer and the stored-node
+    // reference walk interleaved so that both see the same machine load.
+    let (mut batch_s, mut batch_ref_s) = (f64::INFINITY, f64::INFINITY);
     for _ in 0..5 {
         let t0 = Instant::now();
         flat.predict_proba_batch(xs, &mut out, a.threads);
         batch_s = batch_s.min(t0.elapsed().as_secs_f64());
+        let t0 = Instant::now();
+        flat.predict_proba_batch_reference(xs, &mut out_ref, a.threads);
+        batch_ref_s = batch_ref_s.min(t0.elapsed().as_secs_f64());
     }
     let m = evaluate(&yte, &out, 0.5);
-    // Single event: each test row scored alone, timed individually.
+    // Single event: each test row scored alone, timed individually; one scorer over all rows,
+    // then the other (interleaving them would have each evict the other's nodes from cache).
     let d = xte.ncols();
-    let mut lat = Vec::with_capacity(yte.len().min(20_000));
+    let rows = yte.len().min(20_000);
     let mut sink = 0.0;
-    for r in 0..yte.len().min(20_000) {
-        let row = &xs[r * d..(r + 1) * d];
-        let t0 = Instant::now();
-        sink += flat.predict_proba(row);
-        lat.push(t0.elapsed().as_nanos() as f64 / 1000.0);
-    }
+    let mut identical = out.iter().zip(&out_ref).all(|(a, b)| a.to_bits() == b.to_bits());
+    let mut time_single = |score: &dyn Fn(&[f64]) -> f64| -> Vec<f64> {
+        let mut lat = Vec::with_capacity(rows);
+        for r in 0..rows {
+            let row = &xs[r * d..(r + 1) * d];
+            let t0 = Instant::now();
+            let p = score(row);
+            lat.push(t0.elapsed().as_nanos() as f64 / 1000.0);
+            identical &= p.to_bits() == out[r].to_bits();
+            sink += p;
+        }
+        lat
+    };
+    let mut lat = time_single(&|row| flat.predict_proba(row));
+    let mut lat_ref = time_single(&|row| flat.predict_proba_reference(row));
     lat.sort_by(f64::total_cmp);
-    let pct = |q: f64| lat[((lat.len() - 1) as f64 * q).round() as usize];
+    lat_ref.sort_by(f64::total_cmp);
+    let pct = |l: &[f64], q: f64| l[((l.len() - 1) as f64 * q).round() as usize];
     let json = serde_json::json!({
         "impl": format!("proact-{}", a.learner),
         "sampling": a.sampling,
@@ -517,9 +533,14 @@ fn bench(a: &BenchArgs) -> Result<()> {
         "f1": m.f1,
         "roc_auc": m.roc_auc,
         "batch_rows_per_s": yte.len() as f64 / batch_s,
-        "single_p50_us": pct(0.5),
-        "single_p99_us": pct(0.99),
-        "nodes": flat.nodes.len(),
+        "single_p50_us": pct(&lat, 0.5),
+        "single_p99_us": pct(&lat, 0.99),
+        "reference_batch_rows_per_s": yte.len() as f64 / batch_ref_s,
+        "reference_single_p50_us": pct(&lat_ref, 0.5),
+        "reference_single_p99_us": pct(&lat_ref, 0.99),
+        "bit_identical_to_reference": identical,
+        "nodes": flat.nodes().len(),
+        "quantised": flat.is_quantised(),
         "checksum": sink,
     });
     println!("{json}");
