@@ -1,0 +1,280 @@
+//! The load: sensors publishing seed-shaped readings at QoS 1 at a fixed rate, a few of them
+//! hot now and then, and a dashboard client timing each hot reading's alert.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use proact_proto::time::now_micros;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// What one step publishes.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub rate: u64,
+    pub secs: f64,
+    /// Publisher connections; readings of one equipment always go over the same one.
+    pub publishers: usize,
+    /// Equipment ids `EQ-0000` …; a multiple of `publishers`.
+    pub equipment: usize,
+    /// `EQ-0000` … `EQ-{hot-1}` each send a reading above 90 °C every `hot_period`.
+    pub hot: usize,
+    pub hot_period: Duration,
+}
+
+/// What a step published, as acknowledged by the broker.
+#[derive(Debug, Default)]
+pub struct Published {
+    pub sent: u64,
+    pub acked: u64,
+    pub hot: u64,
+    /// First publish to the last publish.
+    pub secs: f64,
+    pub errors: Vec<String>,
+}
+
+/// `(equipement_id, event time µs)` of a hot reading → wall-clock µs just before its publish.
+pub type Key = (String, i64);
+
+/// Hot readings in flight and the latencies of those whose alert arrived.
+#[derive(Default)]
+pub struct AlertBook {
+    sent: Mutex<HashMap<Key, i64>>,
+    latencies_ms: Mutex<Vec<f64>>,
+}
+
+impl AlertBook {
+    /// Forgets everything: a step measures only its own hot readings.
+    pub fn reset(&self) {
+        self.sent.lock().unwrap().clear();
+        self.latencies_ms.lock().unwrap().clear();
+    }
+
+    fn published(&self, key: Key, at_micros: i64) {
+        self.sent.lock().unwrap().insert(key, at_micros);
+    }
+
+    fn received(&self, key: &Key, at_micros: i64) {
+        if let Some(sent) = self.sent.lock().unwrap().remove(key) {
+            self.latencies_ms.lock().unwrap().push((at_micros - sent) as f64 / 1000.0);
+        }
+    }
+
+    /// Hot readings still without their alert.
+    pub fn waiting(&self) -> usize {
+        self.sent.lock().unwrap().len()
+    }
+
+    pub fn latencies_ms(&self) -> Vec<f64> {
+        self.latencies_ms.lock().unwrap().clone()
+    }
+}
+
+/// A dashboard client reading alerts on a thread of its own, so that receipt times are not
+/// delayed by the publishers' tasks; it stops when dropped.
+pub struct Listener {
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Reads `/ws/alerts` (or the Python design's socket) until dropped, timing every alert that
+/// answers a hot reading of the book.
+pub fn listen_alerts(url: String, book: Arc<AlertBook>) -> anyhow::Result<Listener> {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let token = stop.clone();
+    std::thread::spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = tx.send(Err(anyhow::Error::from(e)));
+                return;
+            }
+        };
+        rt.block_on(async move {
+            let mut ws = match tokio_tungstenite::connect_async(url.as_str()).await {
+                Ok((ws, _)) => ws,
+                Err(e) => {
+                    let _ = tx.send(Err(anyhow::anyhow!("{url}: {e}")));
+                    return;
+                }
+            };
+            let _ = tx.send(Ok(()));
+            loop {
+                let msg = tokio::select! {
+                    _ = token.cancelled() => break,
+                    m = ws.next() => m,
+                };
+                let Some(Ok(msg)) = msg else { break };
+                let at = now_micros();
+                let WsMessage::Text(text) = msg else { continue };
+                if let Some(key) = alert_key(&text) {
+                    book.received(&key, at);
+                }
+            }
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(10)).map_err(|_| anyhow::anyhow!("WebSocket client did not start"))??;
+    Ok(Listener { stop })
+}
+
+/// The hot reading an alert frame answers: ProAct's `raised` events carry the reading's time
+/// in `alert_id` (`{equipement_id}-{µs}`); the Python design echoes the reading's timestamp.
+fn alert_key(text: &str) -> Option<Key> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    if v["type"] != "alert" {
+        return None;
+    }
+    if v["kind"] == "raised" {
+        let id = v["alert"]["equipement_id"].as_str()?;
+        let micros = v["alert"]["alert_id"].as_str()?.strip_prefix(id)?.strip_prefix('-')?.parse().ok()?;
+        return Some((id.to_string(), micros));
+    }
+    let id = v["equipement_id"].as_str()?;
+    let ts = chrono::DateTime::parse_from_rfc3339(v["timestamp"].as_str()?).ok()?;
+    Some((id.to_string(), ts.timestamp_micros()))
+}
+
+fn payload(id: &str, ts_micros: i64, temperature: f64, vibration: f64) -> (String, bytes::Bytes) {
+    let ts = chrono::DateTime::from_timestamp_micros(ts_micros).expect("a valid time").format("%Y-%m-%dT%H:%M:%S%.6fZ");
+    let body = format!(
+        r#"{{"equipement_id":"{id}","temperature":{temperature:.1},"vibration":{vibration:.1},"timestamp":"{ts}"}}"#
+    );
+    (format!("sensors/{id}/telemetry"), bytes::Bytes::from(body))
+}
+
+/// Publishes `plan` to the broker on `port` and returns once every message is acked (or
+/// 30 s after the last publish). Event times are the wall clock at publish, strictly
+/// increasing per equipment, so every reading is a distinct row.
+/// `progress` counts publishes as they are made.
+pub async fn publish(port: u16, tag: &str, plan: &Plan, book: Arc<AlertBook>, progress: Arc<AtomicU64>) -> Published {
+    assert!(plan.equipment % plan.publishers == 0 && plan.hot <= plan.equipment);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for p in 0..plan.publishers {
+        let (plan, book, tag, progress) = (plan.clone(), book.clone(), tag.to_string(), progress.clone());
+        tasks.push(tokio::spawn(async move { one_connection(port, &tag, p, &plan, &book, &progress, start).await }));
+    }
+    let mut out = Published::default();
+    for t in tasks {
+        match t.await {
+            Ok(r) => {
+                out.sent += r.sent;
+                out.acked += r.acked;
+                out.hot += r.hot;
+                out.secs = out.secs.max(r.secs);
+                out.errors.extend(r.errors);
+            }
+            Err(e) => out.errors.push(format!("publisher task: {e}")),
+        }
+    }
+    out
+}
+
+async fn one_connection(
+    port: u16,
+    tag: &str,
+    p: usize,
+    plan: &Plan,
+    book: &AlertBook,
+    progress: &AtomicU64,
+    start: Instant,
+) -> Published {
+    let mut opts = MqttOptions::new(format!("bench-{tag}-{p}"), "127.0.0.1", port);
+    opts.set_inflight(1000).set_keep_alive(Duration::from_secs(30));
+    let (client, mut ev) = AsyncClient::new(opts, 4096);
+    let sent = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let (s, d) = (sent.clone(), done.clone());
+    let acks = tokio::spawn(async move {
+        let mut acked = 0u64;
+        let mut error = None;
+        let mut deadline = None;
+        loop {
+            if d.load(Ordering::Acquire) {
+                if acked >= s.load(Ordering::Acquire) {
+                    break;
+                }
+                let dl = *deadline.get_or_insert_with(|| Instant::now() + Duration::from_secs(30));
+                if Instant::now() > dl {
+                    error =
+                        Some(format!("{} publishes unacked 30 s after the last", s.load(Ordering::Acquire) - acked));
+                    break;
+                }
+            }
+            match tokio::time::timeout(Duration::from_millis(50), ev.poll()).await {
+                Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acked += 1,
+                Ok(Ok(_)) | Err(_) => {}
+                Ok(Err(e)) => {
+                    error = Some(format!("publisher connection failed: {e}"));
+                    break;
+                }
+            }
+        }
+        (acked, error)
+    });
+
+    // This connection's share of the rate and its equipment: ids ≡ p (mod publishers).
+    let mine: Vec<usize> = (p..plan.equipment).step_by(plan.publishers).collect();
+    let ids: Vec<String> = mine.iter().map(|e| format!("EQ-{e:04}")).collect();
+    let rate = plan.rate as f64 / plan.publishers as f64;
+    let total = (rate * plan.secs).round() as u64;
+    let period = plan.hot_period.as_micros() as i64;
+    let t0 = now_micros();
+    // Hot equipment are staggered over the period so alerts come evenly.
+    let mut next_hot: Vec<i64> =
+        mine.iter().map(|&e| if e < plan.hot { t0 + period * e as i64 / plan.hot as i64 } else { i64::MAX }).collect();
+    let mut last_ts = vec![0i64; mine.len()];
+    let (mut k, mut hot) = (0u64, 0u64);
+    let mut first = None;
+    // The step lasts `secs` whatever happens: a publisher that cannot keep up sends less.
+    let deadline = start + Duration::from_secs_f64(plan.secs);
+    while k < total && Instant::now() < deadline {
+        let due = ((start.elapsed().as_secs_f64() * rate) as u64).min(total);
+        while k < due {
+            let j = (k as usize) % mine.len();
+            let now = now_micros();
+            // 1 ms apart at least: the detector's window keys readings by millisecond.
+            let ts = now.max(last_ts[j] + 1000);
+            last_ts[j] = ts;
+            let is_hot = ts >= next_hot[j];
+            let temperature = if is_hot { 95.0 } else { 60.0 + (k % 150) as f64 / 10.0 };
+            let (topic, body) = payload(&ids[j], ts, temperature, 1.0 + (k % 70) as f64 / 10.0);
+            if is_hot {
+                next_hot[j] = (next_hot[j] + period).max(ts + period / 2);
+                book.published((ids[j].clone(), ts), now_micros());
+                hot += 1;
+            }
+            first.get_or_insert_with(Instant::now);
+            if let Err(e) = client.publish_bytes(topic, QoS::AtLeastOnce, false, body).await {
+                done.store(true, Ordering::Release);
+                let _ = acks.await;
+                return Published { sent: k, hot, errors: vec![format!("publish: {e}")], ..Default::default() };
+            }
+            k += 1;
+            sent.store(k, Ordering::Release);
+            progress.fetch_add(1, Ordering::Relaxed);
+            if k % 64 == 0 {
+                // The channel to the event loop rarely makes us wait: let the ack task run.
+                tokio::task::yield_now().await;
+                if Instant::now() >= deadline {
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let secs = first.map(|f| f.elapsed().as_secs_f64()).unwrap_or(0.0);
+    done.store(true, Ordering::Release);
+    let (acked, error) = acks.await.unwrap_or((0, Some("ack task panicked".into())));
+    let _ = client.disconnect().await;
+    Published { sent: k, acked, hot, secs, errors: error.into_iter().collect() }
+}

@@ -1,0 +1,797 @@
+//! `just bench pipeline`: the whole pipeline under load, next to the original Python design,
+//! in one run on the same servers.
+//!
+//! Starts Mosquitto, Redis and PostgreSQL from the test kit on free loopback ports, then the
+//! five ProAct services from their release binaries as OS processes (`--bin-dir`), and steps
+//! through fixed publish rates (QoS 1, seed-shaped readings over `--equipment` ids, a few of
+//! them above 90 °C every `--hot-period-secs`, each a new episode). For each step it reports:
+//! - the rate the publishers achieved, rows archived in `telemetry` against messages the broker
+//!   acked (count in = count out), dead letters, and the end-to-end backlog (published −
+//!   archived, sampled every 200 ms from the archive's consumer group) and how long it took to
+//!   drain after the last publish;
+//! - publish → `/ws/alerts` latency of every hot reading's `raised` alert (p50/p99/max);
+//! - CPU seconds of each service and server process over the step, and each one's peak RSS.
+//!
+//! A step is *sustained* when the publishers offered ≥ 97 % of the rate, every acked message
+//! became a row (no loss, no dead letter), the backlog did not grow (least-squares slope over
+//! the publishing window < 2 % of the rate per second) and it drained within 3 s of the last
+//! publish. After the fixed rates it steps up (`--search`) until a step is not sustained.
+//!
+//! Then the ProAct services stop and `bench/baselines/python_design.py` runs against the same
+//! broker, Redis and PostgreSQL (its own database), stepped up the same way, and once more at
+//! `--python-beyond` (10,000/s), stopped `--python-grace-secs` after the last publish, to count
+//! what it loses beyond its rate.
+//!
+//! Writes `results.json` and `report.md` under `--out`. An example rather than a binary because
+//! it uses the test kit (a dev-dependency), like `ingest-bench`.
+
+mod load;
+mod procs;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use fred::prelude::*;
+use proact_proto::streams::{telemetry_streams, DEAD_LETTER_STREAM};
+use serde_json::{json, Value as Json};
+
+use load::{AlertBook, Plan};
+use procs::{cpu_secs, peak_rss_mib, Proc, Service};
+
+#[derive(Debug, Parser)]
+#[command(name = "pipeline-bench")]
+struct Args {
+    /// Where the release binaries of the services are.
+    #[arg(long, default_value = "target/release")]
+    bin_dir: PathBuf,
+    /// Results (`results.json`, `report.md`) and the processes' logs.
+    #[arg(long, default_value = "target/bench-pipeline")]
+    out: PathBuf,
+    /// Seconds of publishing per step.
+    #[arg(long, default_value_t = 30.0)]
+    secs: f64,
+    /// Fixed rates, messages/s, always run.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    rates: Vec<u64>,
+    /// Rates tried next, in order, until one is not sustained.
+    #[arg(long, value_delimiter = ',', default_value = "20000,30000,40000,50000,60000,80000,100000")]
+    search: Vec<u64>,
+    #[arg(long, default_value_t = 4)]
+    publishers: usize,
+    #[arg(long, default_value_t = 200)]
+    equipment: usize,
+    /// Equipment that send a hot reading every `hot_period_secs`.
+    #[arg(long, default_value_t = 30)]
+    hot: usize,
+    #[arg(long, default_value_t = 3.0)]
+    hot_period_secs: f64,
+    /// Most seconds a step waits for the pipeline to drain after its last publish.
+    #[arg(long, default_value_t = 120.0)]
+    drain_secs: f64,
+    /// Python interpreter with paho-mqtt, psycopg2, redis and websockets; empty: no baseline.
+    #[arg(long, default_value = "")]
+    python: String,
+    #[arg(long, default_value = "bench/baselines/python_design.py")]
+    python_script: PathBuf,
+    /// Rates for the Python design, in order, until one is not sustained.
+    #[arg(long, value_delimiter = ',', default_value = "250,500,1000,1500,2000,3000,4000,6000,8000")]
+    python_rates: Vec<u64>,
+    /// The Python design's overload step: this rate for `secs`, then `python_grace_secs`
+    /// to catch up, then it is stopped and what it did not store is counted as lost.
+    #[arg(long, default_value_t = 10_000)]
+    python_beyond: u64,
+    #[arg(long, default_value_t = 10.0)]
+    python_grace_secs: f64,
+}
+
+const SHARDS: u32 = 8;
+const ARCHIVE_GROUP: &str = "archive";
+
+/// One step's measurements.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+struct Step {
+    system: String,
+    rate: u64,
+    secs: f64,
+    sent: u64,
+    acked: u64,
+    achieved_rate: f64,
+    rows: u64,
+    lost: i64,
+    dead_letters: u64,
+    backlog_p50: u64,
+    backlog_max: u64,
+    backlog_at_end: u64,
+    backlog_slope_per_s: f64,
+    drain_secs: f64,
+    drained: bool,
+    hot: u64,
+    alerts: usize,
+    latency_p50_ms: Option<f64>,
+    latency_p99_ms: Option<f64>,
+    latency_max_ms: Option<f64>,
+    cpu_secs: BTreeMap<String, f64>,
+    peak_rss_mib: BTreeMap<String, f64>,
+    sustained: bool,
+    why_not: Vec<String>,
+    note: String,
+    /// Event times of this step's readings start here.
+    since_micros: i64,
+    /// From the first publish to the end of the measurements.
+    wall_secs: f64,
+    /// 1-minute load average at the end of the step: how much of the two cores others took.
+    load_1m: f64,
+    /// Times ingest lost its MQTT connection during the step (from its log).
+    ingest_reconnects: usize,
+}
+
+/// What is measured: the ProAct pipeline or the Python design.
+enum System {
+    ProAct { redis: Client, pg: tokio_postgres::Client },
+    Python { redis: Client, pg: tokio_postgres::Client },
+}
+
+impl System {
+    fn name(&self) -> &'static str {
+        match self {
+            System::ProAct { .. } => "proact",
+            System::Python { .. } => "python",
+        }
+    }
+
+    /// Messages processed to the end so far, cheap enough to sample often: entries the
+    /// archive has committed and acked (read − pending of its group), or the Python design's
+    /// XADDs (each after its INSERT's commit).
+    async fn processed(&self) -> anyhow::Result<u64> {
+        match self {
+            System::ProAct { redis, .. } => {
+                let mut total = 0u64;
+                for key in telemetry_streams(SHARDS) {
+                    let exists: u64 = redis.exists(key.as_str()).await?;
+                    if exists == 0 {
+                        continue;
+                    }
+                    let groups: Value = redis.xinfo_groups(key.as_str()).await?;
+                    let Value::Array(groups) = groups else { continue };
+                    for g in groups {
+                        let f = fields(&g);
+                        if f.get("name").and_then(Value::as_string).as_deref() == Some(ARCHIVE_GROUP) {
+                            let read = f.get("entries-read").and_then(Value::as_u64).unwrap_or(0);
+                            let pending = f.get("pending").and_then(Value::as_u64).unwrap_or(0);
+                            total += read.saturating_sub(pending);
+                        }
+                    }
+                }
+                Ok(total)
+            }
+            System::Python { redis, .. } => Ok(redis.xlen("py:telemetry").await?),
+        }
+    }
+
+    /// Rows stored with an event time at or after `since` (the step's start).
+    async fn rows_since(&self, since_micros: i64) -> anyhow::Result<u64> {
+        let since = chrono::DateTime::from_timestamp_micros(since_micros).expect("a valid time");
+        let (pg, table) = match self {
+            System::ProAct { pg, .. } => (pg, "telemetry"),
+            System::Python { pg, .. } => (pg, "py_telemetry"),
+        };
+        let n: i64 = pg.query_one(&format!("SELECT count(*) FROM {table} WHERE ts >= $1"), &[&since]).await?.get(0);
+        Ok(n as u64)
+    }
+
+    /// Closes the Redis connection (before the servers stop, so it does not retry).
+    async fn close(&self) {
+        let (System::ProAct { redis, .. } | System::Python { redis, .. }) = self;
+        let _ = redis.quit().await;
+    }
+
+    async fn dead_letters(&self) -> anyhow::Result<u64> {
+        match self {
+            System::ProAct { redis, .. } => Ok(redis.xlen(DEAD_LETTER_STREAM).await?),
+            System::Python { .. } => Ok(0),
+        }
+    }
+}
+
+/// The fields of one `XINFO GROUPS` item (a flat key/value array in RESP2, a map in RESP3).
+fn fields(g: &Value) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    match g {
+        Value::Array(kv) => {
+            for pair in kv.chunks(2) {
+                if let [k, v] = pair {
+                    if let Some(k) = k.as_string() {
+                        out.insert(k, v.clone());
+                    }
+                }
+            }
+        }
+        Value::Map(m) => {
+            for (k, v) in m.clone().inner() {
+                if let Some(k) = k.as_str() {
+                    out.insert(k.to_string(), v);
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    Some(sorted[i])
+}
+
+/// Least-squares slope of `(t, y)`.
+fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    if n < 2.0 {
+        return 0.0;
+    }
+    let (mt, my) = (points.iter().map(|p| p.0).sum::<f64>() / n, points.iter().map(|p| p.1).sum::<f64>() / n);
+    let num: f64 = points.iter().map(|(t, y)| (t - mt) * (y - my)).sum();
+    let den: f64 = points.iter().map(|(t, _)| (t - mt).powi(2)).sum();
+    if den == 0.0 {
+        0.0
+    } else {
+        num / den
+    }
+}
+
+/// The processes whose CPU and memory a step reports: `name → pids`.
+type Watched = Vec<(String, Vec<u32>)>;
+
+fn watched(own: &[(&str, u32)]) -> Watched {
+    let mut w: Watched = own.iter().map(|(n, p)| (n.to_string(), vec![*p])).collect();
+    w.extend(procs::servers().into_iter().map(|(n, p)| (n.to_string(), p)));
+    w.push(("load driver".into(), vec![std::process::id()]));
+    w
+}
+
+fn cpu_snapshot(w: &Watched, ticks: f64) -> BTreeMap<(String, u32), f64> {
+    w.iter().flat_map(|(n, pids)| pids.iter().map(move |&p| ((n.clone(), p), cpu_secs(p, ticks)))).collect()
+}
+
+struct Ctx {
+    args: Args,
+    mqtt_port: u16,
+    book: Arc<AlertBook>,
+    ticks: f64,
+}
+
+async fn run_step(ctx: &Ctx, sys: &System, own: &[(&str, u32)], rate: u64, drain_limit: f64) -> anyhow::Result<Step> {
+    let a = &ctx.args;
+    let reconnects0 = ingest_reconnects(&a.out);
+    let plan = Plan {
+        rate,
+        secs: a.secs,
+        publishers: a.publishers,
+        equipment: a.equipment,
+        hot: a.hot,
+        hot_period: Duration::from_secs_f64(a.hot_period_secs),
+    };
+    settle(sys, drain_limit).await?;
+    ctx.book.reset();
+    let w = watched(own);
+    let cpu0 = cpu_snapshot(&w, ctx.ticks);
+    let dlq0 = sys.dead_letters().await?;
+    let done0 = sys.processed().await?;
+    let since = proact_proto::time::now_micros();
+    let progress = Arc::new(AtomicU64::new(0));
+    let tag = format!("{}-{rate}", sys.name());
+    let started = Instant::now();
+
+    // Publish while sampling the backlog (sent − processed) every 200 ms.
+    let publishing = load::publish(ctx.mqtt_port, &tag, &plan, ctx.book.clone(), progress.clone());
+    tokio::pin!(publishing);
+    let mut samples: Vec<(f64, f64)> = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let published = loop {
+        tokio::select! {
+            p = &mut publishing => break p,
+            _ = tick.tick() => {
+                let done = sys.processed().await?.saturating_sub(done0);
+                let backlog = progress.load(Ordering::Relaxed).saturating_sub(done);
+                samples.push((started.elapsed().as_secs_f64(), backlog as f64));
+            }
+        }
+    };
+    let publish_end = Instant::now();
+    let done = sys.processed().await?.saturating_sub(done0);
+    let backlog_at_end = published.sent.saturating_sub(done);
+
+    // Drain: every acked message processed, or the limit.
+    let mut drained = done >= published.acked;
+    while !drained && publish_end.elapsed().as_secs_f64() < drain_limit {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drained = sys.processed().await?.saturating_sub(done0) >= published.acked;
+    }
+    // Redelivered duplicates (after a reconnect) count as processed too: the rows decide.
+    let mut rows = sys.rows_since(since).await?;
+    while rows < published.acked && publish_end.elapsed().as_secs_f64() < drain_limit {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        rows = sys.rows_since(since).await?;
+    }
+    drained = drained && rows >= published.acked;
+    let drain_secs = publish_end.elapsed().as_secs_f64();
+    // The last alerts.
+    let alert_deadline = Instant::now() + Duration::from_secs(5);
+    while ctx.book.waiting() > 0 && Instant::now() < alert_deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dead_letters = sys.dead_letters().await?.saturating_sub(dlq0);
+
+    let cpu1 = cpu_snapshot(&w, ctx.ticks);
+    let mut cpu: BTreeMap<String, f64> = BTreeMap::new();
+    for ((name, pid), t1) in &cpu1 {
+        let t0 = cpu0.get(&(name.clone(), *pid)).copied().unwrap_or(0.0);
+        *cpu.entry(name.clone()).or_default() += t1 - t0;
+    }
+    let mut rss: BTreeMap<String, f64> = BTreeMap::new();
+    for (name, pids) in &w {
+        // PostgreSQL's processes share its buffers: the largest one, not the sum.
+        let peak = pids.iter().map(|&p| peak_rss_mib(p)).fold(0.0, f64::max);
+        rss.insert(name.clone(), peak);
+    }
+
+    let mut lat = ctx.book.latencies_ms();
+    lat.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    let mut backlogs: Vec<f64> = samples.iter().map(|s| s.1).collect();
+    backlogs.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    // The first second is the pipeline filling up, not a trend.
+    let trend: Vec<(f64, f64)> = samples.iter().copied().filter(|s| s.0 >= 1.0).collect();
+    let slope_per_s = slope(&trend);
+    let achieved = published.sent as f64 / a.secs;
+
+    let mut why_not = Vec::new();
+    if achieved < 0.97 * rate as f64 {
+        why_not.push(format!("publishers offered only {achieved:.0}/s"));
+    }
+    if published.acked < published.sent {
+        why_not.push(format!("{} publishes not acked by the broker", published.sent - published.acked));
+    }
+    if rows != published.acked {
+        why_not.push(format!("{} rows for {} acked messages", rows, published.acked));
+    }
+    if dead_letters > 0 {
+        why_not.push(format!("{dead_letters} dead letters"));
+    }
+    if slope_per_s > 0.02 * rate as f64 {
+        why_not.push(format!("backlog grew {slope_per_s:.0} msg/s"));
+    }
+    if !drained || drain_secs > 3.0 {
+        why_not.push(format!("drain took {drain_secs:.1} s{}", if drained { "" } else { " (not drained)" }));
+    }
+    why_not.extend(published.errors.iter().cloned());
+
+    let step = Step {
+        system: sys.name().into(),
+        rate,
+        secs: a.secs,
+        sent: published.sent,
+        acked: published.acked,
+        achieved_rate: achieved,
+        rows,
+        lost: published.acked as i64 - rows as i64,
+        dead_letters,
+        backlog_p50: percentile(&backlogs, 0.5).unwrap_or(0.0) as u64,
+        backlog_max: backlogs.last().copied().unwrap_or(0.0) as u64,
+        backlog_at_end,
+        backlog_slope_per_s: slope_per_s,
+        drain_secs,
+        drained,
+        hot: published.hot,
+        alerts: lat.len(),
+        latency_p50_ms: percentile(&lat, 0.5),
+        latency_p99_ms: percentile(&lat, 0.99),
+        latency_max_ms: lat.last().copied(),
+        cpu_secs: cpu,
+        peak_rss_mib: rss,
+        sustained: why_not.is_empty(),
+        why_not,
+        note: String::new(),
+        since_micros: since,
+        wall_secs: started.elapsed().as_secs_f64(),
+        load_1m: std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().and_then(|v| v.parse().ok()))
+            .unwrap_or(0.0),
+        ingest_reconnects: ingest_reconnects(&a.out).saturating_sub(reconnects0),
+    };
+    print_step(&step);
+    Ok(step)
+}
+
+/// How often ingest has logged losing its MQTT connection so far.
+fn ingest_reconnects(out: &std::path::Path) -> usize {
+    std::fs::read_to_string(out.join("logs/ingest.log"))
+        .map(|l| l.lines().filter(|l| l.contains("MQTT connection lost")).count())
+        .unwrap_or(0)
+}
+
+/// Waits until nothing is being processed any more (what an earlier step left), at most
+/// `limit` seconds.
+async fn settle(sys: &System, limit: f64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs_f64(limit);
+    let mut last = sys.processed().await?;
+    let mut still_since = Instant::now();
+    while still_since.elapsed() < Duration::from_secs(1) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = sys.processed().await?;
+        if now != last {
+            (last, still_since) = (now, Instant::now());
+        }
+    }
+    Ok(())
+}
+
+/// CPU seconds of the measured system: services and servers, not the load driver.
+fn system_cpu(s: &Step) -> f64 {
+    s.cpu_secs.iter().filter(|(n, _)| n.as_str() != "load driver").map(|(_, v)| v).sum()
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "–".into())
+}
+
+/// One step as a row of the report's main table.
+fn row(s: &Step) -> String {
+    format!(
+        "| {} | {} | {:.0} | {} | {} | {} | {} / {} | {:.2} | {}/{} | {} | {} | {} | {:.1} | {} |",
+        s.system,
+        s.rate,
+        s.achieved_rate,
+        s.acked,
+        s.rows,
+        s.lost,
+        s.backlog_p50,
+        s.backlog_max,
+        s.drain_secs,
+        s.alerts,
+        s.hot,
+        ms(s.latency_p50_ms),
+        ms(s.latency_p99_ms),
+        ms(s.latency_max_ms),
+        s.load_1m,
+        if s.sustained { "yes".to_string() } else { format!("no: {}", s.why_not.join("; ")) }
+    )
+}
+
+fn print_step(s: &Step) {
+    println!("{}", row(s));
+    println!(
+        "        sent {}, dead letters {}, backlog at the end {}, slope {:.0}/s",
+        s.sent, s.dead_letters, s.backlog_at_end, s.backlog_slope_per_s
+    );
+    let cpu: Vec<String> = s.cpu_secs.iter().map(|(k, v)| format!("{k} {v:.1}")).collect();
+    let rss: Vec<String> = s.peak_rss_mib.iter().map(|(k, v)| format!("{k} {v:.0}")).collect();
+    println!(
+        "        CPU s: {} | system {:.1} s = {:.0} µs/msg, {:.2} cores; load {:.1}; ingest reconnects {}\n        peak RSS MiB: {}",
+        cpu.join(", "),
+        system_cpu(s),
+        1e6 * system_cpu(s) / s.acked.max(1) as f64,
+        system_cpu(s) / s.wall_secs.max(1e-9),
+        s.load_1m,
+        s.ingest_reconnects,
+        rss.join(", ")
+    );
+}
+
+/// Steps through `fixed`, then `search` until a step is not sustained, then once between the
+/// last sustained and the first failed rate when they are far apart.
+async fn ramp(
+    ctx: &Ctx,
+    sys: &System,
+    own: &[(&str, u32)],
+    fixed: &[u64],
+    search: &[u64],
+    drain_limit: f64,
+) -> anyhow::Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    for &r in fixed {
+        steps.push(run_step(ctx, sys, own, r, drain_limit).await?);
+    }
+    let mut last_ok = steps.iter().filter(|s| s.sustained).map(|s| s.rate).max().unwrap_or(0);
+    let candidates: Vec<u64> = search.iter().copied().filter(|&r| r > last_ok).collect();
+    for r in candidates {
+        let s = run_step(ctx, sys, own, r, drain_limit).await?;
+        let ok = s.sustained;
+        steps.push(s);
+        if ok {
+            last_ok = r;
+            continue;
+        }
+        let mid = (last_ok + r) / 2 / 250 * 250;
+        if last_ok > 0 && mid > last_ok && (r - last_ok) as f64 / r as f64 > 0.15 {
+            steps.push(run_step(ctx, sys, own, mid, drain_limit).await?);
+        }
+        break;
+    }
+    Ok(steps)
+}
+
+fn best(steps: &[Step]) -> u64 {
+    steps.iter().filter(|s| s.sustained).map(|s| s.rate).max().unwrap_or(0)
+}
+
+async fn proact_phase(ctx: &Ctx, stack: &proact_testkit::Stack, logs: &std::path::Path) -> anyhow::Result<Vec<Step>> {
+    let a = &ctx.args;
+    let base: Vec<(String, String)> =
+        stack.env().into_iter().map(|(k, v)| (k.to_string(), v)).chain([("RUST_LOG".into(), "warn".into())]).collect();
+    let status = std::process::Command::new(a.bin_dir.join("proact-trainer"))
+        .arg("migrate")
+        .envs(base.iter().cloned())
+        .stdout(std::fs::File::create(logs.join("migrate.log"))?)
+        .stderr(std::fs::File::create(logs.join("migrate.err.log"))?)
+        .status()?;
+    anyhow::ensure!(status.success(), "proact-trainer migrate failed (see {})", logs.display());
+
+    let port = || procs::free_port().map(|p| format!("127.0.0.1:{p}"));
+    let (archive_grpc, detector_grpc, gateway_grpc) = (port()?, port()?, port()?);
+    let (trainer_grpc, ingest_grpc, http) = (port()?, port()?, port()?);
+    let with = |extra: &[(&str, &str)]| -> Vec<(String, String)> {
+        let mut e = base.clone();
+        e.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        e
+    };
+    let registry = format!("http://{trainer_grpc}");
+    let archive_url = format!("http://{archive_grpc}");
+    let specs: Vec<(&str, Vec<(String, String)>)> = vec![
+        ("archive", with(&[("PROACT_GRPC_ADDR", archive_grpc.as_str()), ("PROACT_ARCHIVE_CONSUMER", "bench-archive")])),
+        (
+            "anomaly-detector",
+            with(&[
+                ("PROACT_GRPC_ADDR", detector_grpc.as_str()),
+                ("PROACT_REGISTRY_GRPC_URL", registry.as_str()),
+                ("PROACT_DETECTOR_CONSUMER", "bench-detector"),
+                // Each hot reading is a new episode: the previous one cleared after 1 s of normal readings.
+                ("PROACT_CLEAR_AFTER_SECS", "1"),
+            ]),
+        ),
+        (
+            "alert-gateway",
+            with(&[
+                ("PROACT_GRPC_ADDR", gateway_grpc.as_str()),
+                ("PROACT_HTTP_ADDR", http.as_str()),
+                ("PROACT_REGISTRY_GRPC_URL", registry.as_str()),
+                ("PROACT_ARCHIVE_GRPC_URL", archive_url.as_str()),
+            ]),
+        ),
+        ("trainer", with(&[("PROACT_GRPC_ADDR", trainer_grpc.as_str()), ("PROACT_TRAIN_SCHEDULE", "off")])),
+        ("ingest", with(&[("PROACT_GRPC_ADDR", ingest_grpc.as_str()), ("PROACT_INGEST_CLIENT_ID", "bench-ingest")])),
+    ];
+    let mut services = Vec::new();
+    for (name, env) in &specs {
+        services.push(Service::spawn(&a.bin_dir, name, env, logs)?);
+    }
+    for s in &mut services {
+        s.wait_ready(Duration::from_secs(60)).await?;
+    }
+    println!("proact: five services ready ({})", a.bin_dir.display());
+    let listener = load::listen_alerts(format!("ws://{http}/ws/alerts"), ctx.book.clone())?;
+
+    let sys = System::ProAct {
+        redis: proact_server::redis::connect(&stack.redis.url()).await?,
+        pg: pg_connect(&stack.postgres.url()).await?,
+    };
+    let own: Vec<(&str, u32)> = services.iter().map(|s| (s.proc.name.as_str(), s.proc.pid())).collect();
+    let steps = ramp(ctx, &sys, &own, &a.rates, &a.search, a.drain_secs).await;
+    sys.close().await;
+    drop(listener);
+    for s in services.iter_mut().rev() {
+        if !s.proc.stop(Duration::from_secs(30)) {
+            println!("proact: {} did not stop within 30 s of SIGTERM", s.proc.name);
+        }
+    }
+    forget_session(ctx.mqtt_port, "bench-ingest").await;
+    steps
+}
+
+/// Removes ingest's persistent session, or the broker would keep queueing messages for it
+/// while the Python design runs.
+async fn forget_session(port: u16, client_id: &str) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet};
+    let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
+    opts.set_clean_session(true);
+    let (client, mut ev) = AsyncClient::new(opts, 8);
+    let connected = tokio::time::timeout(Duration::from_secs(5), async {
+        while !matches!(ev.poll().await, Ok(Event::Incoming(Packet::ConnAck(_)))) {}
+    });
+    if connected.await.is_ok() {
+        let _ = client.disconnect().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async { while ev.poll().await.is_ok() {} }).await;
+    }
+}
+
+async fn pg_connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    Ok(c)
+}
+
+struct Python {
+    proc: Proc,
+    listener: load::Listener,
+}
+
+async fn start_python(
+    ctx: &Ctx,
+    stack: &proact_testkit::Stack,
+    db: &str,
+    logs: &std::path::Path,
+) -> anyhow::Result<Python> {
+    let a = &ctx.args;
+    let ws_port = procs::free_port()?;
+    let mut cmd = std::process::Command::new(&a.python);
+    cmd.arg("-u").arg(&a.python_script).args(["--mqtt-url", &stack.mqtt.url(), "--redis-url", &stack.redis.url()]);
+    cmd.args(["--database-url", db, "--ws-port", &ws_port.to_string()]);
+    let mut proc = Proc::spawn("python-design", cmd, logs)?;
+    let log = logs.join("python-design.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log).unwrap_or_default().lines().any(|l| l == "ready") {
+        proc.check_alive()?;
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the Python design did not subscribe within 30 s (see {})",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let listener = load::listen_alerts(format!("ws://127.0.0.1:{ws_port}/"), ctx.book.clone())?;
+    Ok(Python { proc, listener })
+}
+
+async fn python_phase(ctx: &Ctx, stack: &proact_testkit::Stack, logs: &std::path::Path) -> anyhow::Result<Vec<Step>> {
+    let a = &ctx.args;
+    let admin = pg_connect(&format!("postgres://proact@127.0.0.1:{}/postgres", stack.postgres.port())).await?;
+    // Two statements: CREATE DATABASE cannot run in the implicit transaction of a batch.
+    admin.batch_execute("DROP DATABASE IF EXISTS python_design").await?;
+    admin.batch_execute("CREATE DATABASE python_design").await?;
+    let db = format!("postgres://proact@127.0.0.1:{}/python_design", stack.postgres.port());
+    let redis = proact_server::redis::connect(&stack.redis.url()).await?;
+    let _: u64 = redis.del(vec!["py:telemetry", "py:alerts"]).await?;
+
+    let mut py = start_python(ctx, stack, &db, logs).await?;
+    println!("python: the original design ready ({})", a.python_script.display());
+    let sys = System::Python { redis: redis.clone(), pg: pg_connect(&db).await? };
+    let own = [("python-design", py.proc.pid())];
+    let mut steps = ramp(ctx, &sys, &own, &[], &a.python_rates, 30.0).await?;
+    drop(py.listener);
+    py.proc.stop(Duration::from_secs(10));
+
+    // Beyond its rate: a fresh process, the overload, a grace period, then a stop. What the
+    // broker still held for its clean session is gone with it.
+    let mut py = start_python(ctx, stack, &db, logs).await?;
+    let own = [("python-design", py.proc.pid())];
+    let mut s = run_step(ctx, &sys, &own, a.python_beyond, a.python_grace_secs).await?;
+    drop(py.listener);
+    py.proc.stop(Duration::from_secs(10));
+    s.rows = sys.rows_since(s.since_micros).await?;
+    s.lost = s.acked as i64 - s.rows as i64;
+    s.note = format!(
+        "overload: stopped {:.0} s after the last publish; {} of {} acked messages never stored ({:.1} %)",
+        a.python_grace_secs,
+        s.lost,
+        s.acked,
+        100.0 * s.lost as f64 / s.acked.max(1) as f64
+    );
+    println!("python  {}", s.note);
+    s.sustained = false;
+    s.why_not = vec!["overload step, stopped after the grace period".into()];
+    steps.push(s);
+    sys.close().await;
+    Ok(steps)
+}
+
+fn report(machine: &Json, proact: &[Step], python: &[Step]) -> String {
+    let mut md = String::new();
+    md.push_str(&format!(
+        "machine: {} cores, {}, {}; load average before the run {}\n\n",
+        machine["nproc"],
+        machine["cpu"].as_str().unwrap_or("?"),
+        machine["date"].as_str().unwrap_or("?"),
+        machine["loadavg_before"].as_str().unwrap_or("?")
+    ));
+    md.push_str(
+        "| system | rate offered /s | achieved /s | acked | rows | lost | backlog p50 / max | drain s | alerts | p50 ms | p99 ms | max ms | load 1m | sustained |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    for s in proact.iter().chain(python) {
+        md.push_str(&row(s));
+        md.push('\n');
+    }
+    let names: Vec<String> = {
+        let mut n: Vec<String> = proact.iter().chain(python).flat_map(|s| s.cpu_secs.keys().cloned()).collect();
+        n.sort();
+        n.dedup();
+        n
+    };
+    md.push_str(&format!(
+        "\nCPU seconds per step (publishing + drain) and peak RSS MiB at its end; system = all but the load driver\n\n| system | rate | system CPU s | µs/msg | cores | {} |\n|---|---:|---:|---:|---:|{}\n",
+        names.join(" | "),
+        "---:|".repeat(names.len())
+    ));
+    for s in proact.iter().chain(python) {
+        let cells: Vec<String> = names
+            .iter()
+            .map(|n| match (s.cpu_secs.get(n), s.peak_rss_mib.get(n)) {
+                (Some(c), Some(r)) => format!("{c:.1} s / {r:.0} MiB"),
+                _ => "–".into(),
+            })
+            .collect();
+        let c = system_cpu(s);
+        md.push_str(&format!(
+            "| {} | {} | {c:.1} | {:.0} | {:.2} | {} |\n",
+            s.system,
+            s.rate,
+            1e6 * c / s.acked.max(1) as f64,
+            c / s.wall_secs.max(1e-9),
+            cells.join(" | ")
+        ));
+    }
+    let (p, q) = (best(proact), best(python));
+    md.push_str(&format!(
+        "\nhighest sustained: proact {p}/s, python {q}/s, ratio {}\n",
+        if q > 0 { format!("{:.1}×", p as f64 / q as f64) } else { "–".into() }
+    ));
+    if let Some(s) = python.iter().find(|s| !s.note.is_empty()) {
+        md.push_str(&format!("python at {}/s: {}\n", s.rate, s.note));
+    }
+    let at10k = proact.iter().find(|s| s.rate == 10_000).and_then(|s| s.latency_p99_ms);
+    md.push_str(&format!(
+        "targets: >= 50000/s sustained: {}; >= 25x python: {}; p99 publish->alert <= 20 ms at 10000/s: {}\n",
+        if p >= 50_000 { "met" } else { "MISSED" },
+        if q > 0 && p as f64 >= 25.0 * q as f64 { "met" } else { "MISSED" },
+        match at10k {
+            Some(v) if v <= 20.0 => format!("met ({v:.1} ms)"),
+            Some(v) => format!("MISSED ({v:.1} ms)"),
+            None => "not measured".into(),
+        }
+    ));
+    md
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    proact_server::telemetry::init("text");
+    std::fs::create_dir_all(args.out.join("logs"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async move {
+        let machine = json!({
+            "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "cpu": std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().lines()
+                .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split(':').nth(1)).map(|s| s.trim().to_string())),
+            "date": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "loadavg_before": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+        });
+        let logs = args.out.join("logs");
+        let stack = proact_testkit::Stack::start().await?;
+        println!("stack: {}", stack.env().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
+        let ctx = Ctx { mqtt_port: stack.mqtt.port(), book: Arc::new(AlertBook::default()), ticks: procs::clock_ticks(), args };
+        let proact = proact_phase(&ctx, &stack, &logs).await?;
+        let python = if ctx.args.python.is_empty() { Vec::new() } else { python_phase(&ctx, &stack, &logs).await? };
+        let mut machine = machine;
+        machine["loadavg_after"] = json!(std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
+        let md = report(&machine, &proact, &python);
+        println!("\n{md}");
+        let results = json!({
+            "machine": machine,
+            "settings": {
+                "secs": ctx.args.secs, "publishers": ctx.args.publishers, "equipment": ctx.args.equipment,
+                "hot": ctx.args.hot, "hot_period_secs": ctx.args.hot_period_secs,
+            },
+            "proact": proact, "python": python,
+            "highest_sustained": {"proact": best(&proact), "python": best(&python)},
+        });
+        std::fs::write(ctx.args.out.join("results.json"), serde_json::to_string_pretty(&results)?)?;
+        std::fs::write(ctx.args.out.join("report.md"), md)?;
+        anyhow::Ok(())
+    })
+}

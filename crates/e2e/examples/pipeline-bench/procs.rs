@@ -1,0 +1,169 @@
+//! The measured processes: the five services (and the Python design) started from their
+//! release binaries as OS processes, and their CPU time and peak memory read from /proc.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A free loopback port (bound, then released for the service to take).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A child process that is stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, mut cmd: Command, logs: &Path) -> anyhow::Result<Self> {
+        let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
+        let child = cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).spawn()?;
+        Ok(Self { name: name.to_string(), child })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            anyhow::bail!("{} exited with {status} (see its log)", self.name);
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`; returns whether it exited by itself.
+    pub fn stop(&mut self, grace: Duration) -> bool {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return true;
+        }
+        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(10));
+    }
+}
+
+/// A ProAct service: its process and its admin address (`/readyz`).
+pub struct Service {
+    pub proc: Proc,
+    pub admin: SocketAddr,
+}
+
+impl Service {
+    pub fn spawn(bin_dir: &Path, name: &str, env: &[(String, String)], logs: &Path) -> anyhow::Result<Self> {
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let mut cmd = Command::new(bin_dir.join(format!("proact-{name}")));
+        cmd.envs(env.iter().cloned()).env("PROACT_ADMIN_ADDR", admin.to_string());
+        Ok(Self { proc: Proc::spawn(name, cmd, logs)?, admin })
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.proc.check_alive()?;
+            if http_status(self.admin, "/readyz").await == Some(200) {
+                return Ok(());
+            }
+            anyhow::ensure!(Instant::now() < deadline, "{} not ready after {timeout:?}", self.proc.name);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Status code of a plain HTTP/1.0 GET, or `None` if nothing answered.
+pub async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    let mut s = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await.ok()?.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.ok()?;
+    let mut head = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut head)).await.ok()?.ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// CPU seconds (user + system) of a process so far.
+pub fn cpu_secs(pid: u32, ticks_per_sec: f64) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    // Fields after the command name, which may hold spaces: state is field 3, utime 14, stime 15.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { return 0.0 };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / ticks_per_sec
+}
+
+/// Peak resident memory (`VmHWM`), MiB.
+pub fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(0.0)
+}
+
+pub fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The servers this process started (Mosquitto, Redis, PostgreSQL and its backends), found
+/// among its descendants by command name: `comm → pids`.
+pub fn servers() -> BTreeMap<&'static str, Vec<u32>> {
+    let me = std::process::id();
+    let mut parent: BTreeMap<u32, (u32, String)> = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let comm = stat[open + 1..close].to_string();
+        let ppid = stat[close + 2..].split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+        parent.insert(pid, (ppid, comm));
+    }
+    let descends = |mut pid: u32| {
+        while let Some((ppid, _)) = parent.get(&pid) {
+            if *ppid == me {
+                return true;
+            }
+            pid = *ppid;
+        }
+        false
+    };
+    let mut out: BTreeMap<&'static str, Vec<u32>> = BTreeMap::new();
+    for (&pid, (_, comm)) in &parent {
+        let name = match comm.as_str() {
+            "mosquitto" => "mosquitto",
+            "redis-server" => "redis",
+            c if c == "postgres" || c.starts_with("postgres:") => "postgresql",
+            _ => continue,
+        };
+        if descends(pid) {
+            out.entry(name).or_default().push(pid);
+        }
+    }
+    out
+}
