@@ -541,11 +541,11 @@ impl Writer {
         let spans: Vec<PipelineSpan> = if self.traces.enabled() {
             rows.iter()
                 .filter_map(|t| {
-                    let attrs = vec![
-                        KeyValue::new("equipement_id", t.equipement_id.clone()),
-                        KeyValue::new("batch.rows", rows.len() as i64),
-                    ];
-                    self.traces.follow("archive.store", &t.trace_context, started_at, attrs)
+                    // Most rows carry no trace: `follow` returns at once, nothing allocated.
+                    let mut span = self.traces.follow("archive.store", &t.trace_context, started_at, Vec::new())?;
+                    span.set_attribute(KeyValue::new("equipement_id", t.equipement_id.clone()));
+                    span.set_attribute(KeyValue::new("batch.rows", rows.len() as i64));
+                    Some(span)
                 })
                 .collect()
         } else {

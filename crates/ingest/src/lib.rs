@@ -207,11 +207,10 @@ pub(crate) fn trace_reading(
     at: std::time::SystemTime,
     topic: &str,
 ) -> Option<PipelineSpan> {
-    let attributes = vec![
-        KeyValue::new("equipement_id", t.equipement_id.clone()),
-        KeyValue::new("messaging.destination.name", topic.to_string()),
-    ];
-    let span = tracing.begin("ingest.accept", &t.trace_context, at, attributes)?;
+    // Attributes only once sampled: an unsampled reading allocates nothing here.
+    let mut span = tracing.begin("ingest.accept", &t.trace_context, at, Vec::new())?;
+    span.set_attribute(KeyValue::new("equipement_id", t.equipement_id.clone()));
+    span.set_attribute(KeyValue::new("messaging.destination.name", topic.to_string()));
     span.inject(&mut t.trace_context);
     Some(span)
 }
