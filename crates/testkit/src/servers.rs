@@ -182,7 +182,8 @@ impl Mosquitto {
              persistent_client_expiration 1d\n\
              log_dest stdout\n\
              log_type error\n\
-             log_type warning\n",
+             log_type warning\n\
+             log_type notice\n",
             options.users.is_empty(),
             dir.path().display()
         );
@@ -232,6 +233,12 @@ impl Mosquitto {
 
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// The broker's log (errors, warnings and notices, such as "Outgoing messages are being
+    /// dropped for client …").
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("mosquitto.log")
     }
 
     pub fn signal(&self, sig: &str) -> std::io::Result<()> {

@@ -127,11 +127,38 @@ struct Step {
     load_1m: f64,
     /// Times ingest lost its MQTT connection during the step (from its log).
     ingest_reconnects: usize,
+    /// Where the messages were when rows were still missing at the drain limit.
+    shortfall: Option<Shortfall>,
+}
+
+/// Counts along the path, at the step's start and end (ProAct only): the broker's acks to the
+/// publishers against what reached ingest, what it wrote, what the archive took and stored.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+struct Probe {
+    /// MQTT messages ingest read (redeliveries included) / accepted / rejected.
+    ingest_received: u64,
+    ingest_accepted: u64,
+    ingest_rejected: u64,
+    /// Entries in the telemetry streams (not trimmed during the bench).
+    stream_entries: u64,
+    /// Entries the archive's group has read and acked.
+    archived_entries: u64,
+}
+
+/// A step that ended with rows missing: the path's counts over the step, then what happened
+/// once ingest's session was taken over and resumed (a broker that holds messages back from
+/// a connected client sends them again on a new connection).
+#[derive(Debug, Default, Clone, serde::Serialize)]
+struct Shortfall {
+    missing: u64,
+    delta: Probe,
+    rows_after_resume: u64,
+    resume_wait_secs: f64,
 }
 
 /// What is measured: the ProAct pipeline or the Python design.
 enum System {
-    ProAct { redis: Client, pg: tokio_postgres::Client },
+    ProAct { redis: Client, pg: tokio_postgres::Client, ingest_admin: std::net::SocketAddr },
     Python { redis: Client, pg: tokio_postgres::Client },
 }
 
@@ -187,6 +214,24 @@ impl System {
     async fn close(&self) {
         let (System::ProAct { redis, .. } | System::Python { redis, .. }) = self;
         let _ = redis.quit().await;
+    }
+
+    /// The path's counts now (ProAct only).
+    async fn probe(&self) -> anyhow::Result<Option<Probe>> {
+        let System::ProAct { redis, ingest_admin, .. } = self else { return Ok(None) };
+        let metrics = procs::http_body(*ingest_admin, "/metrics").await.unwrap_or_default();
+        let m = |name: &str| procs::metric_sum(&metrics, name, &[("source", "mqtt")]) as u64;
+        let mut stream_entries = 0;
+        for key in telemetry_streams(SHARDS) {
+            stream_entries += redis.xlen::<u64, _>(key.as_str()).await?;
+        }
+        Ok(Some(Probe {
+            ingest_received: m("proact_ingest_received_total"),
+            ingest_accepted: m("proact_ingest_accepted_total"),
+            ingest_rejected: procs::metric_sum(&metrics, "proact_ingest_rejected_total", &[]) as u64,
+            stream_entries,
+            archived_entries: self.processed().await?,
+        }))
     }
 
     async fn dead_letters(&self) -> anyhow::Result<u64> {
@@ -263,6 +308,8 @@ fn cpu_snapshot(w: &Watched, ticks: f64) -> BTreeMap<(String, u32), f64> {
 struct Ctx {
     args: Args,
     mqtt_port: u16,
+    /// The broker's log: its notices say when it drops messages for a client.
+    mqtt_log: PathBuf,
     book: Arc<AlertBook>,
     ticks: f64,
 }
@@ -284,6 +331,7 @@ async fn run_step(ctx: &Ctx, sys: &System, own: &[(&str, u32)], rate: u64, drain
     let cpu0 = cpu_snapshot(&w, ctx.ticks);
     let dlq0 = sys.dead_letters().await?;
     let done0 = sys.processed().await?;
+    let probe0 = sys.probe().await?;
     let since = proact_proto::time::now_micros();
     let progress = Arc::new(AtomicU64::new(0));
     let tag = format!("{}-{rate}", sys.name());
@@ -322,6 +370,10 @@ async fn run_step(ctx: &Ctx, sys: &System, own: &[(&str, u32)], rate: u64, drain
     }
     drained = drained && rows >= published.acked;
     let drain_secs = publish_end.elapsed().as_secs_f64();
+    let shortfall = match (probe0, rows < published.acked) {
+        (Some(p0), true) => Some(locate_shortfall(ctx, sys, p0, since, published.acked, rows).await?),
+        _ => None,
+    };
     // The last alerts.
     let alert_deadline = Instant::now() + Duration::from_secs(5);
     while ctx.book.waiting() > 0 && Instant::now() < alert_deadline {
@@ -405,6 +457,7 @@ async fn run_step(ctx: &Ctx, sys: &System, own: &[(&str, u32)], rate: u64, drain
             .and_then(|l| l.split_whitespace().next().and_then(|v| v.parse().ok()))
             .unwrap_or(0.0),
         ingest_reconnects: ingest_reconnects(&a.out).saturating_sub(reconnects0),
+        shortfall,
     };
     print_step(&step);
     Ok(step)
@@ -483,6 +536,75 @@ fn print_step(s: &Step) {
         s.ingest_reconnects,
         rss.join(", ")
     );
+}
+
+/// Rows are missing at the drain limit: count where the messages got to, then take ingest's
+/// MQTT session over for a moment (a client with its id connects and leaves at once, so
+/// ingest reconnects and the broker resends what the session holds) and wait for the rows.
+async fn locate_shortfall(
+    ctx: &Ctx,
+    sys: &System,
+    p0: Probe,
+    since: i64,
+    acked: u64,
+    rows: u64,
+) -> anyhow::Result<Shortfall> {
+    let p1 = sys.probe().await?.unwrap_or_default();
+    let delta = Probe {
+        ingest_received: p1.ingest_received.saturating_sub(p0.ingest_received),
+        ingest_accepted: p1.ingest_accepted.saturating_sub(p0.ingest_accepted),
+        ingest_rejected: p1.ingest_rejected.saturating_sub(p0.ingest_rejected),
+        stream_entries: p1.stream_entries.saturating_sub(p0.stream_entries),
+        archived_entries: p1.archived_entries.saturating_sub(p0.archived_entries),
+    };
+    println!(
+        "    SHORTFALL: {} of {acked} acked messages not stored. Over the step: ingest read {} MQTT messages \
+         (accepted {}, rejected {}), the streams grew by {}, the archive took {}, rows {rows}",
+        acked - rows,
+        delta.ingest_received,
+        delta.ingest_accepted,
+        delta.ingest_rejected,
+        delta.stream_entries,
+        delta.archived_entries
+    );
+    let broker_notes: Vec<String> = std::fs::read_to_string(&ctx.mqtt_log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("dropped") || l.contains("bench-ingest"))
+        .map(str::to_string)
+        .collect();
+    println!("    the broker's log about ingest's client or dropped messages ({} lines):", broker_notes.len());
+    for l in broker_notes.iter().rev().take(10).rev() {
+        println!("      {l}");
+    }
+    take_over_session(ctx.mqtt_port, "bench-ingest").await;
+    let t = Instant::now();
+    let mut after = sys.rows_since(since).await?;
+    while after < acked && t.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        after = sys.rows_since(since).await?;
+    }
+    println!(
+        "    after ingest's session was taken over and resumed: {after} rows of {acked} within {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(Shortfall { missing: acked - rows, delta, rows_after_resume: after, resume_wait_secs: t.elapsed().as_secs_f64() })
+}
+
+/// Connects with `client_id` and its persistent session (closing the session's current
+/// connection), acks nothing, and leaves: what the session held stays in it for the owner.
+async fn take_over_session(port: u16, client_id: &str) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet};
+    let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
+    opts.set_clean_session(false).set_manual_acks(true);
+    let (client, mut ev) = AsyncClient::new(opts, 8);
+    let connected = tokio::time::timeout(Duration::from_secs(5), async {
+        while !matches!(ev.poll().await, Ok(Event::Incoming(Packet::ConnAck(_)))) {}
+    });
+    if connected.await.is_ok() {
+        let _ = client.disconnect().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async { while ev.poll().await.is_ok() {} }).await;
+    }
 }
 
 /// Steps through `fixed`, then `search` until a step is not sustained, then once between the
@@ -578,9 +700,11 @@ async fn proact_phase(ctx: &Ctx, stack: &proact_testkit::Stack, logs: &std::path
     println!("proact: five services ready ({})", a.bin_dir.display());
     let listener = load::listen_alerts(format!("ws://{http}/ws/alerts"), ctx.book.clone())?;
 
+    let ingest_admin = services.iter().find(|s| s.proc.name == "ingest").map(|s| s.admin).expect("ingest is spawned");
     let sys = System::ProAct {
         redis: proact_server::redis::connect(&stack.redis.url()).await?,
         pg: pg_connect(&stack.postgres.url()).await?,
+        ingest_admin,
     };
     let own: Vec<(&str, u32)> = services.iter().map(|s| (s.proc.name.as_str(), s.proc.pid())).collect();
     let steps = ramp(ctx, &sys, &own, &a.rates, &a.search, a.drain_secs).await;
@@ -774,7 +898,10 @@ fn main() -> anyhow::Result<()> {
         let logs = args.out.join("logs");
         let stack = proact_testkit::Stack::start().await?;
         println!("stack: {}", stack.env().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
-        let ctx = Ctx { mqtt_port: stack.mqtt.port(), book: Arc::new(AlertBook::default()), ticks: procs::clock_ticks(), args };
+        let ctx = Ctx {
+            mqtt_port: stack.mqtt.port(),
+            mqtt_log: stack.mqtt.log_path(),
+            book: Arc::new(AlertBook::default()), ticks: procs::clock_ticks(), args };
         let proact = proact_phase(&ctx, &stack, &logs).await?;
         let python = if ctx.args.python.is_empty() { Vec::new() } else { python_phase(&ctx, &stack, &logs).await? };
         let mut machine = machine;
