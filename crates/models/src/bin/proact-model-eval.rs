@@ -14,9 +14,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use ndarray::Array2;
-use proact_features::{features_over_series, FeatureSchema, WindowConfig, STATS};
+use proact_features::{features_over_series, FeatureSchema, SeriesFeatures, WindowConfig, STATS};
 use proact_models::metrics::{evaluate, stratified_split, synthetic_classification};
-use proact_models::selection::{leave_one_group_out, mean_over_folds, pooled_held_out, select_under_far};
+use proact_models::selection::{leave_one_group_out, mean_over_folds, pooled, pooled_held_out, select_under_far};
 use proact_models::{
     Confusion, FeatureSampling, HoldoutCheck, NbMethod, NormalBehaviourParams, RandomForestParams, TreeLearner,
 };
@@ -167,7 +167,9 @@ struct Series {
     labels: Vec<usize>,
 }
 
-fn read_skab(path: &Path, schema: &FeatureSchema) -> Result<Series> {
+/// Reads one SKAB file. `labelled`: the `anomaly` column is required; otherwise (the
+/// anomaly-free file, which has none) every row is labelled normal.
+fn read_skab(path: &Path, schema: &FeatureSchema, labelled: bool) -> Result<Series> {
     let mut rdr =
         csv::ReaderBuilder::new().delimiter(b';').from_path(path).with_context(|| path.display().to_string())?;
     let headers = rdr.headers()?.clone();
@@ -175,7 +177,7 @@ fn read_skab(path: &Path, schema: &FeatureSchema) -> Result<Series> {
         headers.iter().position(|h| h == name).with_context(|| format!("{}: no column {name}", path.display()))
     };
     let ts_col = col("datetime")?;
-    let label_col = col("anomaly")?;
+    let label_col = if labelled { Some(col("anomaly")?) } else { None };
     let mut order = vec![0; schema.channels().len()];
     for (skab, ch) in SKAB_CHANNELS {
         let i = schema.channel_index(ch).context("schema lacks a SKAB channel")?;
@@ -192,7 +194,11 @@ fn read_skab(path: &Path, schema: &FeatureSchema) -> Result<Series> {
             s.values
                 .push(rec[c].parse::<f64>().with_context(|| format!("{}: bad number {:?}", path.display(), &rec[c]))?);
         }
-        s.labels.push(usize::from(rec[label_col].parse::<f64>()? >= 0.5));
+        let label = match label_col {
+            Some(c) => rec[c].parse::<f64>().with_context(|| format!("{}: bad label {:?}", path.display(), &rec[c]))?,
+            None => 0.0,
+        };
+        s.labels.push(usize::from(label >= 0.5));
     }
     Ok(s)
 }
@@ -298,7 +304,7 @@ fn load_skab(dir: &Path, schema: &FeatureSchema) -> Result<Vec<SkabFile>> {
     let root = dir.join("SKAB/data");
     let mut out = Vec::new();
     for path in skab_files(dir)? {
-        let series = read_skab(&path, schema)?;
+        let series = read_skab(&path, schema, true)?;
         if series.labels.len() <= TRAIN_ROWS {
             bail!("{}: {} rows, the protocol needs more than {TRAIN_ROWS}", path.display(), series.labels.len());
         }
@@ -354,13 +360,32 @@ impl Scored {
     }
 }
 
+fn grid_params(schema: &FeatureSchema, stats: &[&str], drop: &[&str]) -> NormalBehaviourParams {
+    NormalBehaviourParams {
+        method: NbMethod::Mahalanobis { shrinkage: GRID_SHRINKAGE },
+        features: Some(feature_indices(schema, stats, drop)),
+        quantile: GRID_QUANTILE,
+        margin: 1.0,
+        ..Default::default()
+    }
+}
+
+/// Fits on one series' training rows (after the warm-up) and scores its test rows.
+fn score_file(params: &NormalBehaviourParams, f: &SeriesFeatures, warm: usize) -> Result<Scored> {
+    let train = &f.values[warm * f.n_features..TRAIN_ROWS * f.n_features];
+    let model = params.fit(train, f.n_features)?;
+    let check = params.holdout_check(train, f.n_features, HOLDOUT_ROWS)?;
+    let test_distances = (TRAIN_ROWS..f.rows()).map(|i| model.distance(f.row(i))).collect();
+    Ok(Scored { base_threshold: model.threshold, check, test_distances })
+}
+
+fn grid_rules() -> Vec<Rule> {
+    GRID_MARGINS.iter().map(|&m| Rule::Margin(m)).chain(GRID_ALARM_RATES.iter().map(|&r| Rule::Calibrated(r))).collect()
+}
+
 /// Every candidate of the grid and its confusion on every file's test part: `scores[c][f]`.
 fn score_grid(files: &[SkabFile], schema: &FeatureSchema) -> Result<(Vec<Candidate>, Vec<Vec<Confusion>>)> {
-    let rules: Vec<Rule> = GRID_MARGINS
-        .iter()
-        .map(|&m| Rule::Margin(m))
-        .chain(GRID_ALARM_RATES.iter().map(|&r| Rule::Calibrated(r)))
-        .collect();
+    let rules = grid_rules();
     let (mut candidates, mut scores) = (Vec::new(), Vec::new());
     for window_secs in GRID_WINDOWS_S {
         let feats = files
@@ -370,25 +395,11 @@ fn score_grid(files: &[SkabFile], schema: &FeatureSchema) -> Result<(Vec<Candida
         let warm = warm_rows(window_secs);
         for stats in GRID_STATS {
             for drop in GRID_DROPS {
-                let params = NormalBehaviourParams {
-                    method: NbMethod::Mahalanobis { shrinkage: GRID_SHRINKAGE },
-                    features: Some(feature_indices(schema, stats, drop)),
-                    quantile: GRID_QUANTILE,
-                    margin: 1.0,
-                    ..Default::default()
-                };
+                let params = grid_params(schema, stats, drop);
                 let scored = files
                     .iter()
                     .zip(&feats)
-                    .map(|(file, f)| {
-                        let train = &f.values[warm * f.n_features..TRAIN_ROWS * f.n_features];
-                        let model = params.fit(train, f.n_features).with_context(|| file.name.clone())?;
-                        let check = params
-                            .holdout_check(train, f.n_features, HOLDOUT_ROWS)
-                            .with_context(|| file.name.clone())?;
-                        let test_distances = (TRAIN_ROWS..f.rows()).map(|i| model.distance(f.row(i))).collect();
-                        Ok(Scored { base_threshold: model.threshold, check, test_distances })
-                    })
+                    .map(|(file, f)| score_file(&params, f, warm).with_context(|| file.name.clone()))
                     .collect::<Result<Vec<_>>>()?;
                 for &rule in &rules {
                     let per_file = files
@@ -403,6 +414,108 @@ fn score_grid(files: &[SkabFile], schema: &FeatureSchema) -> Result<(Vec<Candida
         }
     }
     Ok((candidates, scores))
+}
+
+/// The anomaly-free recording is cut into pseudo-experiments of this many rows (about the
+/// length of a labelled file): the first 400 train, the rest are healthy "test" rows.
+const PSEUDO_RUN_ROWS: usize = 1_100;
+
+/// False-alarm rate of every threshold rule of one feature configuration on the anomaly-free
+/// recording (not part of the leaderboard's files), cut into pseudo-experiments that follow the
+/// protocol: a check of the thresholds that uses no label and no test row. Returns the number
+/// of pseudo-experiments and, per rule, the pooled FAR.
+fn anomaly_free_far(dir: &Path, schema: &FeatureSchema, c: &Candidate) -> Result<(usize, Vec<(Rule, f64)>)> {
+    let path = dir.join("SKAB/data/anomaly-free/anomaly-free.csv");
+    let s = read_skab(&path, schema, false)?;
+    let channels = schema.channels().len();
+    let params = grid_params(schema, c.stats, c.drop);
+    let rules = grid_rules();
+    let mut fp = vec![0u64; rules.len()];
+    let mut rows = 0u64;
+    let runs = s.ts.len() / PSEUDO_RUN_ROWS;
+    for r in 0..runs {
+        let (a, b) = (r * PSEUDO_RUN_ROWS, (r + 1) * PSEUDO_RUN_ROWS);
+        let f = features_over_series(
+            schema,
+            window_config(c.window_secs),
+            &s.ts[a..b],
+            &s.values[a * channels..b * channels],
+        )?;
+        let scored = score_file(&params, &f, warm_rows(c.window_secs))
+            .with_context(|| format!("{}: pseudo-experiment {r}", path.display()))?;
+        rows += scored.test_distances.len() as u64;
+        for (k, &rule) in rules.iter().enumerate() {
+            let t = scored.threshold(rule)?;
+            fp[k] += scored.test_distances.iter().filter(|&&d| d >= t).count() as u64;
+        }
+    }
+    if rows == 0 {
+        bail!("{}: fewer than {PSEUDO_RUN_ROWS} rows", path.display());
+    }
+    Ok((runs, rules.into_iter().zip(fp).map(|(rule, n)| (rule, n as f64 / rows as f64)).collect()))
+}
+
+/// [`anomaly_free_far`] for every candidate of the grid (one pass per feature configuration).
+fn anomaly_free_far_grid(dir: &Path, schema: &FeatureSchema, candidates: &[Candidate]) -> Result<(usize, Vec<f64>)> {
+    let mut out = vec![f64::NAN; candidates.len()];
+    let mut runs = 0;
+    for i in 0..candidates.len() {
+        if !out[i].is_nan() {
+            continue;
+        }
+        let c = &candidates[i];
+        let (n, per_rule) = anomaly_free_far(dir, schema, c)?;
+        runs = n;
+        for (j, o) in candidates.iter().enumerate() {
+            if (o.window_secs, o.stats, o.drop) == (c.window_secs, c.stats, c.drop) {
+                out[j] = per_rule.iter().find(|(r, _)| *r == o.rule).map_or(f64::INFINITY, |(_, f)| *f);
+            }
+        }
+    }
+    Ok((runs, out))
+}
+
+/// Thresholds set with no label at all: per feature configuration, the margin candidate with
+/// the smallest margin whose FAR on the anomaly-free pseudo-experiments is within `budget` (the
+/// largest margin if none is). Returns which candidates are kept.
+fn label_free_margins(candidates: &[Candidate], free_far: &[f64], budget: f64) -> Vec<bool> {
+    type Key<'a> = (i64, &'a [&'a str], &'a [&'a str]);
+    let mut chosen: std::collections::HashMap<Key, (usize, f64, bool)> = std::collections::HashMap::new();
+    for (i, c) in candidates.iter().enumerate() {
+        let Rule::Margin(m) = c.rule else { continue };
+        let ok = free_far[i] <= budget;
+        let e = chosen.entry((c.window_secs, c.stats, c.drop)).or_insert((i, m, ok));
+        let (_, m0, ok0) = *e;
+        let better = match (ok, ok0) {
+            (true, false) => true,
+            (false, true) => false,
+            (true, true) => m < m0,
+            (false, false) => m > m0,
+        };
+        if better {
+            *e = (i, m, ok);
+        }
+    }
+    let mut keep = vec![false; candidates.len()];
+    for (i, _, _) in chosen.into_values() {
+        keep[i] = true;
+    }
+    keep
+}
+
+/// Leave-one-group-out restricted to the candidates `keep` accepts; pooled held-out confusion
+/// and whether every selection met the budget.
+fn logo_on(
+    candidates: &[Candidate],
+    scores: &[Vec<Confusion>],
+    groups: &[&str],
+    budget: f64,
+    keep: impl Fn(usize) -> bool,
+) -> Result<(Confusion, bool)> {
+    let sub: Vec<Vec<Confusion>> = (0..candidates.len()).filter(|&i| keep(i)).map(|i| scores[i].clone()).collect();
+    let folds =
+        leave_one_group_out(&sub, groups, budget).context("SKAB needs at least two subfolders and a candidate")?;
+    Ok((pooled_held_out(&folds), folds.iter().all(|f| f.choice.met_budget)))
 }
 
 fn pct(x: f64) -> String {
@@ -438,6 +551,7 @@ fn skab(a: &SkabArgs) -> Result<()> {
         return skab_fixed(a, &schema, &files);
     }
     let (candidates, scores) = score_grid(&files, &schema)?;
+    let (runs, free_far) = anomaly_free_far_grid(&a.data.dir, &schema, &candidates)?;
     let groups: Vec<&str> = files.iter().map(|f| f.group.as_str()).collect();
     let budget = a.far_budget / 100.0;
     println!(
@@ -447,10 +561,12 @@ fn skab(a: &SkabArgs) -> Result<()> {
     );
     println!(
         "Selection: best pooled F1 with pooled FAR ≤ {} % among {} candidates (windows {GRID_WINDOWS_S:?} s × stats \
-         {GRID_STATS:?} × dropped channels {GRID_DROPS:?} × thresholds q{GRID_QUANTILE} × {GRID_MARGINS:?} or \
-         calibrated to {:?} % alarms on training rows 300–399 after fitting on the rows before).",
+         {} × left out {} × thresholds q{GRID_QUANTILE} × {GRID_MARGINS:?} or calibrated to {:?} % alarms on \
+         training rows 300–399 after fitting on the rows before).",
         a.far_budget,
         candidates.len(),
+        GRID_STATS.map(|s| s.join("+")).join(" | "),
+        GRID_DROPS.map(|d| if d.is_empty() { "nothing".to_string() } else { d.join("+") }).join(" | "),
         GRID_ALARM_RATES.map(|r| 100.0 * r)
     );
     println!(
@@ -496,12 +612,36 @@ fn skab(a: &SkabArgs) -> Result<()> {
     println!("Trade-off: the same leave-one-group-out selection under other FAR budgets (pooled held-out scores).");
     println!("| FAR budget, % | F1 | FAR, % | MAR, % | budget met on every selection |\n|---|---|---|---|---|");
     for b in TRADE_OFF_BUDGETS {
-        let folds = leave_one_group_out(&scores, &groups, b).context("SKAB needs at least two subfolders")?;
-        let c = pooled_held_out(&folds);
-        let met = folds.iter().all(|f| f.choice.met_budget);
+        let (c, met) = logo_on(&candidates, &scores, &groups, b, |_| true)?;
         println!(
             "| {} | {:.2} | {} | {} | {} |",
             100.0 * b,
+            c.f1(),
+            pct(c.far()),
+            pct(c.mar()),
+            if met { "yes" } else { "no" }
+        );
+    }
+
+    println!(
+        "\nSensitivity: the same selection (budget {} %) on parts of the grid. Leaving channels out was an idea \
+         found by looking at test scores; the first row shows what the grid gives without it.",
+        a.far_budget
+    );
+    println!("| grid | candidates | F1 | FAR, % | MAR, % | budget met on every selection |\n|---|---|---|---|---|---|");
+    let label_free = label_free_margins(&candidates, &free_far, budget);
+    let parts: [(&str, &dyn Fn(usize) -> bool); 5] = [
+        ("all channels only", &|i| candidates[i].drop.is_empty()),
+        ("margin thresholds only", &|i| matches!(candidates[i].rule, Rule::Margin(_))),
+        ("calibrated thresholds only", &|i| matches!(candidates[i].rule, Rule::Calibrated(_))),
+        ("margin set without labels: smallest with anomaly-free FAR ≤ budget", &|i| label_free[i]),
+        ("whole grid", &|_| true),
+    ];
+    for (name, keep) in parts {
+        let n = (0..candidates.len()).filter(|&i| keep(i)).count();
+        let (c, met) = logo_on(&candidates, &scores, &groups, budget, keep)?;
+        println!(
+            "| {name} | {n} | {:.2} | {} | {} | {} |",
             c.f1(),
             pct(c.far()),
             pct(c.mar()),
@@ -523,27 +663,38 @@ fn skab(a: &SkabArgs) -> Result<()> {
         pct(c.mar())
     );
 
-    // Calibration check: the alarm rate wanted on the held-out training rows against the
-    // false-alarm rate it gives on the test rows, for the deployed feature configuration.
+    // Calibration check: the alarm rate wanted on the held-out training rows, against the
+    // false-alarm rate it gives on the anomaly-free recording (label-free) and on the test rows.
     let d = &candidates[deploy.candidate];
-    println!("\nCalibration check ({} s {}, without {:?}): wanted alarm rate on training rows 300–399 vs test FAR, per group.", d.window_secs, d.stats.join("+"), d.drop);
+    println!(
+        "\nThreshold check for that feature configuration ({} s {}, {}): FAR predicted on the training rows vs \
+         FAR on {runs} anomaly-free pseudo-experiments of {PSEUDO_RUN_ROWS} rows (label-free, not in the \
+         leaderboard's files) vs FAR on the test rows, per group.",
+        d.window_secs,
+        d.stats.join("+"),
+        if d.drop.is_empty() { "all channels".to_string() } else { format!("without {}", d.drop.join("+")) }
+    );
     let group_names: Vec<&str> = folds.iter().map(|f| f.group.as_str()).collect();
     println!(
-        "| alarm rate wanted, % | test FAR, % all files | {} |\n|---|---|{}",
+        "| threshold | wanted FAR, % | anomaly-free FAR, % | test FAR, % all files | {} |\n|---|---|---|---|{}",
         group_names.join(" | "),
         "---|".repeat(group_names.len())
     );
     for (i, c) in candidates.iter().enumerate() {
-        let Rule::Calibrated(r) = c.rule else { continue };
         if (c.window_secs, c.stats, c.drop) != (d.window_secs, d.stats, d.drop) {
             continue;
         }
-        let per_group: Vec<String> =
-            folds.iter().map(|f| pct(proact_models::selection::pooled(&scores[i], &f.files).far())).collect();
+        let (rule, wanted) = match c.rule {
+            Rule::Margin(m) => {
+                (format!("q{GRID_QUANTILE} × {m}"), format!("{:.0} (in-sample)", 100.0 * (1.0 - GRID_QUANTILE)))
+            }
+            Rule::Calibrated(r) => ("calibrated".to_string(), format!("{}", 100.0 * r)),
+        };
+        let per_group: Vec<String> = folds.iter().map(|f| pct(pooled(&scores[i], &f.files).far())).collect();
         println!(
-            "| {} | {} | {} |",
-            100.0 * r,
-            pct(proact_models::selection::pooled(&scores[i], &all).far()),
+            "| {rule} | {wanted} | {} | {} | {} |",
+            pct(free_far[i]),
+            pct(pooled(&scores[i], &all).far()),
             per_group.join(" | ")
         );
     }
@@ -574,12 +725,19 @@ fn skab_fixed(a: &SkabArgs, schema: &FeatureSchema, files: &[SkabFile]) -> Resul
             bail!("unknown statistic {s:?}; choose from {STATS:?}");
         }
     }
-    for d in &a.drop_channels {
+    // `--drop-channels ''` leaves nothing out.
+    let drop: Vec<String> = a.drop_channels.iter().filter(|d| !d.is_empty()).cloned().collect();
+    for d in &drop {
         if schema.channel_index(d).is_none() {
             bail!("unknown channel {d:?} in --drop-channels; choose from {:?}", schema.channels());
         }
     }
-    let features = feature_indices(schema, &a.stats, &a.drop_channels);
+    if let Some(rate) = a.calibrate {
+        if !(rate > 0.0 && rate < 100.0) {
+            bail!("--calibrate is an alarm rate in % in (0, 100), got {rate}");
+        }
+    }
+    let features = feature_indices(schema, &a.stats, &drop);
     let method = match a.method {
         Method::Mahalanobis => NbMethod::Mahalanobis { shrinkage: a.shrinkage },
         Method::RobustZ => NbMethod::RobustZ,
@@ -626,7 +784,7 @@ fn skab_fixed(a: &SkabArgs, schema: &FeatureSchema, files: &[SkabFile]) -> Resul
         files.len(),
         a.window_secs,
         a.stats,
-        a.drop_channels
+        drop
     );
     println!("Exploration only: a configuration picked by looking at this output is selected on the test labels.");
     print_leaderboard("ProAct normal-behaviour (this fixed configuration)", &pooled);
@@ -869,4 +1027,60 @@ fn bench(a: &BenchArgs) -> Result<()> {
     });
     println!("{json}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A SKAB-shaped series (one row per second, 8 channels) of deterministic noise.
+    fn series(rows: usize) -> (Vec<i64>, Vec<f64>) {
+        let mut seed = 11u64;
+        let mut noise = || {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let ts = (0..rows as i64).map(|i| 1_600_000_000_000 + 1000 * i).collect();
+        let values = (0..rows * SKAB_CHANNELS.len()).map(|_| noise()).collect();
+        (ts, values)
+    }
+
+    #[test]
+    fn grid_thresholds_are_the_ones_the_library_fits() {
+        let schema = skab_schema().unwrap();
+        let (ts, values) = series(700);
+        let f = features_over_series(&schema, window_config(5), &ts, &values).unwrap();
+        let params = grid_params(&schema, GRID_STATS[1], GRID_DROPS[1]);
+        let warm = warm_rows(5);
+        let scored = score_file(&params, &f, warm).unwrap();
+        let train = &f.values[warm * f.n_features..TRAIN_ROWS * f.n_features];
+        for rule in grid_rules() {
+            let model = match rule {
+                Rule::Margin(m) => NormalBehaviourParams { margin: m, ..params.clone() }.fit(train, f.n_features),
+                Rule::Calibrated(r) => params.fit_calibrated(train, f.n_features, HOLDOUT_ROWS, r),
+            }
+            .unwrap();
+            assert_eq!(scored.threshold(rule).unwrap(), model.threshold, "{rule:?}");
+            let alarms: Vec<bool> = (TRAIN_ROWS..f.rows()).map(|i| model.is_anomalous(f.row(i))).collect();
+            let t = scored.threshold(rule).unwrap();
+            assert_eq!(alarms, scored.test_distances.iter().map(|&d| d >= t).collect::<Vec<_>>(), "{rule:?}");
+        }
+    }
+
+    #[test]
+    fn label_free_margin_is_the_smallest_within_budget_per_configuration() {
+        let cand = |window_secs, rule| Candidate { window_secs, stats: GRID_STATS[0], drop: GRID_DROPS[0], rule };
+        let candidates = vec![
+            cand(5, Rule::Margin(1.0)),
+            cand(5, Rule::Margin(2.0)),
+            cand(5, Rule::Margin(3.0)),
+            cand(5, Rule::Calibrated(0.01)),
+            cand(10, Rule::Margin(1.0)),
+            cand(10, Rule::Margin(2.0)),
+        ];
+        // 5 s: margins 2 and 3 are within 15 %, so 2; 10 s: none is, so the largest.
+        let free_far = [0.30, 0.10, 0.02, 0.0, 0.5, 0.4];
+        let keep = label_free_margins(&candidates, &free_far, 0.15);
+        assert_eq!(keep, [false, true, false, false, false, true]);
+    }
 }
