@@ -75,10 +75,23 @@ pub fn leave_one_group_out<S: AsRef<str>>(
     groups: &[S],
     far_budget: f64,
 ) -> Option<Vec<Fold>> {
+    let all: Vec<usize> = (0..groups.len()).collect();
+    folds_within(scores, groups, &all, |rest| select_under_far(scores, rest, far_budget))
+}
+
+/// The folds of leave-one-group-out over the files `within`, each choice made by `select` on
+/// the fold's other files.
+fn folds_within<S: AsRef<str>>(
+    scores: &[Vec<Confusion>],
+    groups: &[S],
+    within: &[usize],
+    select: impl Fn(&[usize]) -> Option<Selection>,
+) -> Option<Vec<Fold>> {
     let mut names: Vec<&str> = Vec::new();
-    for g in groups {
-        if !names.contains(&g.as_ref()) {
-            names.push(g.as_ref());
+    for &f in within {
+        let g = groups.get(f)?.as_ref();
+        if !names.contains(&g) {
+            names.push(g);
         }
     }
     if names.len() < 2 || scores.iter().any(|s| s.len() != groups.len()) {
@@ -87,12 +100,62 @@ pub fn leave_one_group_out<S: AsRef<str>>(
     names
         .into_iter()
         .map(|name| {
-            let (held, rest): (Vec<usize>, Vec<usize>) = (0..groups.len()).partition(|&f| groups[f].as_ref() == name);
-            let choice = select_under_far(scores, &rest, far_budget)?;
+            let (held, rest): (Vec<usize>, Vec<usize>) = within.iter().partition(|&&f| groups[f].as_ref() == name);
+            let choice = select(&rest)?;
             let held_out = pooled(&scores[choice.candidate], &held);
             Some(Fold { group: name.to_string(), files: held, choice, held_out })
         })
         .collect()
+}
+
+/// A selection whose FAR budget is itself chosen without the held-out files: among `budgets`,
+/// the one whose inner leave-one-group-out over `files` (grouped by `inner_groups`) gives the
+/// best held-out F1 with a held-out FAR ≤ `far_target` (if none does, the smallest budget);
+/// then [`select_under_far`] on all of `files` with it. Selecting right at the target leaves
+/// no room for the optimism of choosing the best of many candidates; this measures how much
+/// room is needed. Returns the budget and the selection.
+pub fn select_nested<S: AsRef<str>>(
+    scores: &[Vec<Confusion>],
+    files: &[usize],
+    inner_groups: &[S],
+    budgets: &[f64],
+    far_target: f64,
+) -> Option<(f64, Selection)> {
+    let mut best: Option<(f64, f64)> = None; // (budget, inner held-out F1)
+    for &b in budgets {
+        let inner = folds_within(scores, inner_groups, files, |rest| select_under_far(scores, rest, b))?;
+        let c = pooled_held_out(&inner);
+        if c.far() <= far_target && best.is_none_or(|(_, f1)| c.f1() > f1) {
+            best = Some((b, c.f1()));
+        }
+    }
+    let budget = match best {
+        Some((b, _)) => b,
+        None => budgets.iter().copied().fold(f64::INFINITY, f64::min),
+    };
+    Some((budget, select_under_far(scores, files, budget)?))
+}
+
+/// [`leave_one_group_out`] with [`select_nested`] as the selection: the outer folds hold out
+/// each group of `groups`, the inner ones each group of `inner_groups` among the rest.
+pub fn nested_leave_one_group_out<S: AsRef<str>, T: AsRef<str>>(
+    scores: &[Vec<Confusion>],
+    groups: &[S],
+    inner_groups: &[T],
+    budgets: &[f64],
+    far_target: f64,
+) -> Option<Vec<(f64, Fold)>> {
+    if inner_groups.len() != groups.len() {
+        return None;
+    }
+    let all: Vec<usize> = (0..groups.len()).collect();
+    let budgets_used = std::cell::RefCell::new(Vec::new());
+    let folds = folds_within(scores, groups, &all, |rest| {
+        let (b, s) = select_nested(scores, rest, inner_groups, budgets, far_target)?;
+        budgets_used.borrow_mut().push(b);
+        Some(s)
+    })?;
+    Some(budgets_used.into_inner().into_iter().zip(folds).collect())
 }
 
 /// Pooled over the held-out groups: each file counted once, under the choice made without it.
@@ -164,6 +227,31 @@ mod tests {
         assert_eq!(pooled_held_out(&folds), c(0, 0, 30, 30));
         assert_eq!(mean_over_folds(&folds), (0.0, 0.0, 1.0));
         assert!(leave_one_group_out(&scores, &["a", "a", "a"], 0.15).is_none(), "one group");
+        assert!(leave_one_group_out(&scores, &["a", "b", "c", "d"], 0.15).is_none(), "more groups than files");
         assert!(leave_one_group_out(&scores, &["a", "b"], 0.15).is_none(), "groups do not match files");
+    }
+
+    #[test]
+    fn nested_selection_tightens_the_budget_when_selection_is_optimistic() {
+        // Four files. Candidate 0 alarms at 12 % on files 0–2 but 70 % on file 3; candidate 1
+        // alarms at 4 % everywhere, with a lower F1.
+        let good = c(98, 12, 88, 2);
+        let scores = vec![vec![good, good, good, c(98, 70, 30, 2)], vec![c(50, 4, 96, 50); 4]];
+        let files = ["f0", "f1", "f2", "f3"];
+        // Selected on files 0–2 at 15 %, candidate 0 looks fine; on file 3 it then fails.
+        assert_eq!(select_under_far(&scores, &[0, 1, 2], 0.15).unwrap().candidate, 0);
+        // Inner leave-one-file-out sees it: at budget 15 %, holding out file 3 picks candidate
+        // 0 (FAR 70 % there; the other folds pick 1), so the inner FAR is (3·4 + 70)/400 =
+        // 20.5 % > 15 %, and the 5 % budget (candidate 1 everywhere, 4 %) is chosen.
+        let (b, s) = select_nested(&scores, &[0, 1, 2, 3], &files, &[0.05, 0.15], 0.15).unwrap();
+        assert_eq!((b, s.candidate), (0.05, 1));
+        // With a 25 % target, 15 % passes and its inner F1 (248/365) beats 5 %'s (50/77).
+        let (b, s) = select_nested(&scores, &[0, 1, 2, 3], &files, &[0.05, 0.15], 0.25).unwrap();
+        assert_eq!(b, 0.15);
+        assert_eq!(s.candidate, 1, "on all four files, candidate 0's FAR is 26.5 % > 15 %");
+        // Outer folds record the budget each one used.
+        let nested = nested_leave_one_group_out(&scores, &files, &files, &[0.05, 0.15], 0.15).unwrap();
+        assert_eq!(nested.len(), 4);
+        assert!(nested.iter().all(|(b, f)| f.files.len() == 1 && (*b == 0.05 || *b == 0.15)));
     }
 }
