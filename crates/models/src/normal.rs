@@ -165,12 +165,19 @@ impl HoldoutCheck {
         if !t.is_finite() {
             return Err(ModelError::Data("a held-out distance is not finite (NaN feature in training rows?)".into()));
         }
-        Ok((t / self.base.max(1e-9)).max(1e-9))
+        let base = self.base.max(1e-9);
+        let mut margin = (t / base).max(1e-9);
+        // The division rounds; make sure base × margin does not land above that row's distance,
+        // or it would not alarm.
+        while base * margin > t && margin > 1e-9 {
+            margin = f64::from_bits(margin.to_bits() - 1);
+        }
+        Ok(margin)
     }
 
     /// Fraction of held-out rows that alarm at `margin`.
     pub fn alarm_rate_at(&self, margin: f64) -> f64 {
-        let t = (self.base * margin).max(1e-9);
+        let t = (self.base.max(1e-9) * margin).max(1e-9);
         let n = self.distances.iter().filter(|&&d| d >= t).count();
         n as f64 / self.distances.len() as f64
     }
@@ -329,6 +336,17 @@ mod tests {
         assert!(check.margin_for(0.0).is_err());
         assert!(check.margin_for(1.0).is_err());
         assert!(check.margin_for(f64::NAN).is_err());
+        // Distances and a base whose quotients round: the chosen row must still alarm.
+        let mut seed = 5u64;
+        for base in [0.3, 0.7, 1.1, 2.9] {
+            let mut distances: Vec<f64> = (0..100).map(|_| 1.0 + noise(&mut seed)).collect();
+            distances.sort_by(f64::total_cmp);
+            let check = HoldoutCheck { base, distances };
+            for (rate, rows) in [(0.01, 1), (0.02, 2), (0.05, 5), (0.1, 10)] {
+                let m = check.margin_for(rate).unwrap();
+                assert_eq!(check.alarm_rate_at(m), rows as f64 / 100.0, "base {base}, rate {rate}");
+            }
+        }
     }
 
     #[test]
