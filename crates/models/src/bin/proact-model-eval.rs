@@ -3,7 +3,10 @@
 //!
 //! - `skab`: SKAB outlier detection with the leaderboard protocol (first 400 rows of each file
 //!   train a per-file normal-behaviour model on the shared window features; the rest is test;
-//!   pooled F1/FAR/MAR), printed beside the published leaderboard.
+//!   pooled F1/FAR/MAR), printed beside the published leaderboard. The configuration is chosen
+//!   from a fixed grid by `models::selection`, and the score reported is that of files the
+//!   selection did not see (leave-one-group-out over the subfolders, and the other declared
+//!   splits); `--fixed` scores one configuration given on the command line instead.
 //! - `ai4i`: AI4I 2020 failure prediction (Type one-hot, stratified 80/20), beside
 //!   scikit-learn's F1 on the same split when the benchmark has produced it.
 //! - `export` / `bench`: write the benchmark's train/test CSVs, then time one configuration.
