@@ -6,6 +6,9 @@
 //! one kind of fault), selects on the others, and scores the held-out group with the choice, so
 //! every file is scored by a configuration chosen without its labels.
 
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
 use crate::metrics::Confusion;
 
 /// What a selection chose, and how it did on the files it was chosen on.
@@ -174,6 +177,35 @@ pub fn mean_over_folds(folds: &[Fold]) -> (f64, f64, f64) {
     (sum(Confusion::f1), sum(Confusion::far), sum(Confusion::mar))
 }
 
+/// Percentile bootstrap over files: resamples the files (with replacement, `reps` times, seeded)
+/// and pools their confusions; returns the `(1 − level)/2` and `(1 + level)/2` quantiles of
+/// `metric`. It measures how much a pooled score owes to which files happen to be in the
+/// benchmark, given each file's confusion (the selection is not re-run).
+pub fn bootstrap_interval(
+    per_file: &[Confusion],
+    metric: fn(&Confusion) -> f64,
+    reps: usize,
+    level: f64,
+    seed: u64,
+) -> Option<(f64, f64)> {
+    if per_file.is_empty() || reps == 0 || !(level > 0.0 && level < 1.0) {
+        return None;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut values: Vec<f64> = (0..reps)
+        .map(|_| {
+            let mut c = Confusion::default();
+            for _ in 0..per_file.len() {
+                c.add(&per_file[rng.gen_range(0..per_file.len())]);
+            }
+            metric(&c)
+        })
+        .collect();
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((reps - 1) as f64 * q).round() as usize];
+    Some((at((1.0 - level) / 2.0), at((1.0 + level) / 2.0)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,5 +285,20 @@ mod tests {
         let nested = nested_leave_one_group_out(&scores, &files, &files, &[0.05, 0.15], 0.15).unwrap();
         assert_eq!(nested.len(), 4);
         assert!(nested.iter().all(|(b, f)| f.files.len() == 1 && (*b == 0.05 || *b == 0.15)));
+    }
+
+    #[test]
+    fn bootstrap_interval_reflects_how_much_files_differ() {
+        let same = vec![c(80, 10, 90, 20); 30];
+        let (lo, hi) = bootstrap_interval(&same, Confusion::far, 500, 0.9, 1).unwrap();
+        assert!((lo - 0.1).abs() < 1e-12 && (hi - 0.1).abs() < 1e-12, "identical files: no spread");
+        // Half the files never alarm falsely, half do at 40 %: pooled 20 %, and a real spread.
+        let mixed: Vec<Confusion> =
+            (0..30).map(|i| if i % 2 == 0 { c(80, 0, 100, 20) } else { c(80, 40, 60, 20) }).collect();
+        let (lo, hi) = bootstrap_interval(&mixed, Confusion::far, 2_000, 0.9, 1).unwrap();
+        assert!(lo < 0.2 && hi > 0.2 && lo > 0.1 && hi < 0.3, "[{lo}, {hi}]");
+        assert_eq!(bootstrap_interval(&mixed, Confusion::far, 2_000, 0.9, 1), Some((lo, hi)), "seeded");
+        assert!(bootstrap_interval(&[], Confusion::far, 100, 0.9, 1).is_none());
+        assert!(bootstrap_interval(&mixed, Confusion::far, 100, 1.0, 1).is_none());
     }
 }
