@@ -14,6 +14,8 @@
 //! - [`NormalBehaviourParams`] / [`NormalBehaviourModel`]: unsupervised per-equipment model
 //!   for equipment without failure labels.
 //! - [`metrics`]: precision, recall, F1, ROC AUC, confusion matrix, stratified split.
+//! - [`selection`]: hyper-parameter selection under a false-alarm budget, leave-one-group-out
+//!   over files, so that reported scores come from files the selection never saw.
 #![forbid(unsafe_code)]
 
 mod artefact;
@@ -22,13 +24,14 @@ mod forest;
 pub mod metrics;
 mod normal;
 mod scorer;
+pub mod selection;
 mod tree;
 
 pub use artefact::{ModelArtefact, ModelKind, ModelPayload, SchemaRef, TrainingRange, ARTEFACT_FORMAT};
 pub use flat::{FlatForest, FlatNode};
 pub use forest::{FeatureSampling, RandomForest, RandomForestParams, TreeLearner};
 pub use metrics::{Confusion, Metrics};
-pub use normal::{NbMethod, NormalBehaviourModel, NormalBehaviourParams, MAX_NB_FEATURES};
+pub use normal::{HoldoutCheck, NbMethod, NormalBehaviourModel, NormalBehaviourParams, MAX_NB_FEATURES};
 pub use scorer::{ForestScorer, NormalScorer, Scorer};
 pub use tree::{Tree, TreeNode};
 

@@ -4,6 +4,12 @@
 //! scored by a shrunk Mahalanobis distance (or the RMS of robust z-scores). The alarm threshold
 //! is a quantile of the training distances times a margin, so the false-alarm rate on healthy
 //! data is known by construction. Score = d / (d + threshold): in [0, 1), 0.5 at the threshold.
+//!
+//! The in-sample quantile underestimates the distances of later healthy rows (the rows a model
+//! scores are never the rows it was fitted on, and machines drift), so a fixed margin has to be
+//! guessed. [`NormalBehaviourParams::fit_calibrated`] estimates it instead: fit on the earlier
+//! rows, measure the distances of the last `holdout` rows, set the margin that gives the wanted
+//! alarm rate on them, then refit on everything with that margin. It uses failure-free rows only.
 
 use serde::{Deserialize, Serialize};
 
@@ -135,6 +141,82 @@ impl NormalBehaviourParams {
     }
 }
 
+/// Distances of held-out healthy rows under a model fitted on the rows before them: what the
+/// in-sample quantile becomes on data the model has not seen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HoldoutCheck {
+    /// The fitted (earlier) part's own `quantile` of distances (its threshold at margin 1).
+    pub base: f64,
+    /// Distances of the held-out rows, ascending.
+    pub distances: Vec<f64>,
+}
+
+impl HoldoutCheck {
+    /// Margin (on the in-sample quantile) at which a fraction `alarm_rate` of the held-out rows
+    /// alarm (`distance ≥ base × margin`); at least one row alarms when `alarm_rate` > 0.
+    pub fn margin_for(&self, alarm_rate: f64) -> Result<f64, ModelError> {
+        if !(alarm_rate > 0.0 && alarm_rate < 1.0) {
+            return Err(ModelError::Params(format!("alarm rate must be in (0, 1), got {alarm_rate}")));
+        }
+        let h = self.distances.len();
+        // The ⌈α·h⌉-th largest distance: exactly that many held-out rows reach it (ties aside).
+        let alarms = ((alarm_rate * h as f64).ceil() as usize).clamp(1, h);
+        let t = self.distances[h - alarms];
+        if !t.is_finite() {
+            return Err(ModelError::Data("a held-out distance is not finite (NaN feature in training rows?)".into()));
+        }
+        let base = self.base.max(1e-9);
+        let mut margin = (t / base).max(1e-9);
+        // The division rounds; make sure base × margin does not land above that row's distance,
+        // or it would not alarm.
+        while base * margin > t && margin > 1e-9 {
+            margin = f64::from_bits(margin.to_bits() - 1);
+        }
+        Ok(margin)
+    }
+
+    /// Fraction of held-out rows that alarm at `margin`.
+    pub fn alarm_rate_at(&self, margin: f64) -> f64 {
+        let t = (self.base.max(1e-9) * margin).max(1e-9);
+        let n = self.distances.iter().filter(|&&d| d >= t).count();
+        n as f64 / self.distances.len() as f64
+    }
+}
+
+impl NormalBehaviourParams {
+    /// Fits on all rows but the last `holdout` (with this quantile, margin 1) and measures the
+    /// distances of those last rows. Both parts must be failure-free.
+    pub fn holdout_check(&self, rows: &[f64], n_features: usize, holdout: usize) -> Result<HoldoutCheck, ModelError> {
+        if n_features == 0 || rows.len() % n_features != 0 {
+            return Err(ModelError::Data(format!("{} values are not rows of {n_features} features", rows.len())));
+        }
+        let n = rows.len() / n_features;
+        if holdout == 0 || holdout >= n {
+            return Err(ModelError::Params(format!("holdout must be in 1..{n} rows, got {holdout}")));
+        }
+        let split = (n - holdout) * n_features;
+        let first = NormalBehaviourParams { margin: 1.0, ..self.clone() }.fit(&rows[..split], n_features)?;
+        let mut distances: Vec<f64> = rows[split..].chunks_exact(n_features).map(|r| first.distance(r)).collect();
+        distances.sort_by(f64::total_cmp);
+        Ok(HoldoutCheck { base: first.threshold, distances })
+    }
+
+    /// Threshold calibrated on held-out healthy rows instead of a guessed margin: the margin is
+    /// the one at which `alarm_rate` of the last `holdout` rows alarm under a model fitted on
+    /// the rows before them; the model is then refitted on all rows with that margin (which
+    /// replaces `self.margin` and is recorded in the returned model's params).
+    pub fn fit_calibrated(
+        &self,
+        rows: &[f64],
+        n_features: usize,
+        holdout: usize,
+        alarm_rate: f64,
+    ) -> Result<NormalBehaviourModel, ModelError> {
+        let margin = self.holdout_check(rows, n_features, holdout)?.margin_for(alarm_rate)?;
+        NormalBehaviourParams { margin, ..self.clone() }.fit(rows, n_features)
+    }
+}
+
 impl NormalBehaviourModel {
     fn standardise(&self, x: &[f64], z: &mut [f64]) {
         let clip = self.params.z_clip;
@@ -219,4 +301,95 @@ fn invert_spd(a: &[f64], k: usize) -> Option<Vec<f64>> {
         }
     }
     Some(inv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic noise in [-0.5, 0.5) (a linear congruential generator: no test dependency).
+    fn noise(seed: &mut u64) -> f64 {
+        *seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (*seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    }
+
+    /// Two features; from row `drift_from` on the first one drifts slowly upward, as a warming
+    /// machine would.
+    fn rows(n: usize, drift_from: usize, seed: u64) -> Vec<f64> {
+        let mut s = seed;
+        (0..n)
+            .flat_map(|i| {
+                let drift = i.saturating_sub(drift_from) as f64 * 0.01;
+                [noise(&mut s) + drift, noise(&mut s)]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn margin_for_gives_the_wanted_alarm_rate_on_the_holdout() {
+        let check = HoldoutCheck { base: 2.0, distances: (1..=100).map(f64::from).collect() };
+        // 5 % of 100 rows: the 5th largest distance, 96, i.e. margin 48 on a base of 2.
+        assert_eq!(check.margin_for(0.05).unwrap(), 48.0);
+        assert!((check.alarm_rate_at(48.0) - 0.05).abs() < 1e-12);
+        // A rate below one row still alarms on the largest one.
+        assert_eq!(check.margin_for(0.001).unwrap(), 50.0);
+        assert!(check.margin_for(0.0).is_err());
+        assert!(check.margin_for(1.0).is_err());
+        assert!(check.margin_for(f64::NAN).is_err());
+        // Distances and a base whose quotients round: the chosen row must still alarm.
+        let mut seed = 5u64;
+        for base in [0.3, 0.7, 1.1, 2.9] {
+            let mut distances: Vec<f64> = (0..100).map(|_| 1.0 + noise(&mut seed)).collect();
+            distances.sort_by(f64::total_cmp);
+            let check = HoldoutCheck { base, distances };
+            for (rate, rows) in [(0.01, 1), (0.02, 2), (0.05, 5), (0.1, 10)] {
+                let m = check.margin_for(rate).unwrap();
+                assert_eq!(check.alarm_rate_at(m), rows as f64 / 100.0, "base {base}, rate {rate}");
+            }
+        }
+    }
+
+    #[test]
+    fn calibration_widens_the_threshold_when_later_rows_drift() {
+        let params = NormalBehaviourParams { quantile: 0.99, ..Default::default() };
+        let stationary = rows(400, usize::MAX, 1);
+        let drifting = rows(400, 200, 1);
+        let m_stat = params.fit_calibrated(&stationary, 2, 100, 0.01).unwrap();
+        let m_drift = params.fit_calibrated(&drifting, 2, 100, 0.01).unwrap();
+        // Out-of-sample distances of i.i.d. rows are close to the in-sample ones…
+        assert!(m_stat.params.margin > 0.7 && m_stat.params.margin < 1.5, "{}", m_stat.params.margin);
+        // …but a drift that goes on after the fitted rows needs a much wider margin.
+        assert!(
+            m_drift.params.margin > 1.5 * m_stat.params.margin,
+            "{} vs {}",
+            m_drift.params.margin,
+            m_stat.params.margin
+        );
+        // The refitted model is the plain fit with that margin.
+        let plain =
+            NormalBehaviourParams { margin: m_drift.params.margin, ..params.clone() }.fit(&drifting, 2).unwrap();
+        assert_eq!(plain, m_drift);
+    }
+
+    #[test]
+    fn calibrated_threshold_predicts_the_alarm_rate_of_later_healthy_rows() {
+        let params = NormalBehaviourParams::default();
+        let all = rows(4_400, usize::MAX, 7);
+        let (train, later) = all.split_at(400 * 2);
+        let model = params.fit_calibrated(train, 2, 100, 0.05).unwrap();
+        let alarms = later.chunks_exact(2).filter(|r| model.is_anomalous(r)).count();
+        let rate = alarms as f64 / 4_000.0;
+        assert!(rate > 0.01 && rate < 0.12, "alarm rate {rate} on 4,000 later healthy rows, wanted about 0.05");
+    }
+
+    #[test]
+    fn holdout_check_refuses_bad_sizes() {
+        let params = NormalBehaviourParams::default();
+        let r = rows(50, usize::MAX, 3);
+        assert!(params.holdout_check(&r, 2, 0).is_err());
+        assert!(params.holdout_check(&r, 2, 50).is_err());
+        assert!(params.holdout_check(&r, 2, 45).is_err(), "5 rows are too few to fit");
+        assert!(params.holdout_check(&r[..99], 2, 10).is_err(), "not whole rows");
+        assert!(params.holdout_check(&r, 2, 10).is_ok());
+    }
 }
