@@ -69,7 +69,7 @@ impl Default for TrainSettings {
             to: None,
             rf: RandomForestParams::default().n_trees(100).max_depth(12),
             rf_threshold: 0.5,
-            nb: NormalBehaviourParams { margin: 1.75, ..NormalBehaviourParams::default() },
+            nb: NormalBehaviourParams { margin: 2.0, ..NormalBehaviourParams::default() },
             nb_min_rows: 32,
             labelled_csv: None,
             label_column: "label".into(),
