@@ -68,6 +68,16 @@ pub struct Config {
     /// Messages held between the broker and the writer before reading stops.
     #[arg(long, env = "PROACT_INGEST_QUEUE", default_value_t = 8192)]
     pub queue: usize,
+    /// MQTT keep-alive, seconds: a PINGREQ goes out this often and the connection is dropped
+    /// when the previous one is still unanswered. Under a backlog the broker's PINGRESP
+    /// queues behind the messages it has already sent, so this must exceed the time ingest
+    /// takes to read what the broker sends ahead of it (see docs/deploy.md, "MQTT broker").
+    #[arg(long, env = "PROACT_MQTT_KEEP_ALIVE_SECS", default_value_t = 30)]
+    pub mqtt_keep_alive_secs: u64,
+    /// Capacity of the MQTT client's request channel (PUBACKs on their way to the socket).
+    /// For tests; acks that do not fit wait in ingest, they are never dropped.
+    #[arg(long, env = "PROACT_INGEST_MQTT_REQUEST_CHANNEL", default_value_t = mqtt::REQUEST_CHANNEL, hide = true)]
+    pub mqtt_request_channel: usize,
     /// How readings are appended: `script` (one server-side loop per shard and batch) or
     /// `xadd` (one pipelined XADD per reading).
     #[arg(long, env = "PROACT_INGEST_WRITE_MODE", value_enum, default_value_t = sink::WriteMode::Script)]
@@ -137,6 +147,16 @@ impl Config {
                 self.queue.to_string(),
                 "must be at least PROACT_INGEST_MAX_BATCH",
             ));
+        }
+        if !(5..=3600).contains(&self.mqtt_keep_alive_secs) {
+            return Err(ConfigError::new(
+                "PROACT_MQTT_KEEP_ALIVE_SECS",
+                self.mqtt_keep_alive_secs.to_string(),
+                "must be 5..=3600 seconds",
+            ));
+        }
+        if self.mqtt_request_channel == 0 {
+            return Err(ConfigError::new("PROACT_INGEST_MQTT_REQUEST_CHANNEL", "0", "must be at least 1"));
         }
         if self.group.is_empty() || self.group.contains('/') || self.group.contains('+') || self.group.contains('#') {
             return Err(ConfigError::new("PROACT_INGEST_GROUP", &self.group, "must be non-empty with no / + #"));
@@ -243,6 +263,10 @@ pub const METRICS: &[Metric] = &[
     Metric::histogram("proact_ingest_batch_size", "Messages (accepted and rejected) per stream write"),
     Metric::gauge("proact_ingest_queue_depth", "Messages read from the broker and not yet written"),
     Metric::gauge("proact_ingest_mqtt_connected", "1 while connected to the MQTT broker"),
+    Metric::gauge(
+        "proact_ingest_acks_deferred",
+        "PUBACKs of written messages waiting for room in the MQTT client's request channel",
+    ),
     Metric::counter("proact_ingest_mqtt_reconnects_total", "Reconnections to the MQTT broker"),
     Metric::counter("proact_ingest_mqtt_connection_errors_total", "MQTT connection errors"),
     Metric::counter("proact_ingest_stream_write_errors_total", "Failed stream writes (the batch is held and retried)"),
@@ -335,6 +359,8 @@ impl App {
             max_batch: config.max_batch,
             max_wait: Duration::from_millis(config.max_wait_ms),
             queue: config.queue,
+            keep_alive: Duration::from_secs(config.mqtt_keep_alive_secs),
+            request_channel: config.mqtt_request_channel,
             limits: limits.clone(),
             allow: allow.clone(),
             grace,

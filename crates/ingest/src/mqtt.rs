@@ -46,6 +46,9 @@ pub struct MqttIntake {
     pub max_batch: usize,
     pub max_wait: Duration,
     pub queue: usize,
+    pub keep_alive: Duration,
+    /// Capacity of rumqttc's request channel (see [`REQUEST_CHANNEL`]).
+    pub request_channel: usize,
     pub limits: Limits,
     pub allow: Allowlist,
     /// How long a drain may take on shutdown before unwritten messages are left to redelivery.
@@ -63,10 +66,72 @@ struct Inbound {
 }
 
 /// Capacity of rumqttc's request channel. Its only steady traffic is our PUBACKs, one per
-/// message the broker has in flight to us, and MQTT packet ids (16 bit) bound those: with
-/// room for all of them, queuing an ack never waits on the event loop (which may itself be
-/// waiting for room in our queue).
-const REQUEST_CHANNEL: usize = u16::MAX as usize + 1024;
+/// message the broker has in flight to us, and MQTT packet ids (16 bit) bound those for a
+/// broker that keeps to its in-flight window. rumqttc 0.25 sends one request per turn of
+/// its event loop but reads up to ten packets per turn, so under a flood (a broker that does
+/// not hold its window: Mosquitto 2.0.11 lets a whole window out per PUBACK) acks fall
+/// behind and this channel fills. Acks that do not fit wait in the writer ([`AckQueue`]):
+/// the writer never blocks on the event loop (which may itself be waiting for room in our
+/// queue), and no ack of a written message is ever dropped.
+pub const REQUEST_CHANNEL: usize = u16::MAX as usize + 1024;
+
+/// How often the writer retries its deferred acks while no message arrives.
+const ACK_RETRY: Duration = Duration::from_millis(5);
+
+/// The current connection epoch and the PUBACKs of written messages that did not fit in
+/// rumqttc's request channel yet. One lock for both: the reader moves the epoch (and drops
+/// the old epoch's acks: those messages are redelivered on the new connection and acked
+/// there) under it, and acks are only put into the channel under it, so no ack of an old
+/// connection can reach a new one.
+#[derive(Default)]
+struct Acks {
+    epoch: u64,
+    deferred: std::collections::VecDeque<u16>,
+}
+
+impl Acks {
+    /// Queues the acks of `batch` that belong to the current epoch and moves as many as fit
+    /// into the client's channel. Returns the stale acks skipped.
+    fn push(&mut self, client: &AsyncClient, batch: &[Inbound]) -> u64 {
+        let mut stale = 0;
+        for m in batch {
+            if m.epoch != self.epoch {
+                stale += 1;
+            } else if m.publish.qos != QoS::AtMostOnce {
+                self.deferred.push_back(m.publish.pkid);
+            }
+        }
+        self.flush(client);
+        stale
+    }
+
+    /// The connection failed: a new epoch, and the old one's deferred acks dropped (counted
+    /// as stale).
+    fn next_epoch(&mut self) -> (u64, u64) {
+        self.epoch += 1;
+        let dropped = self.deferred.len() as u64;
+        self.deferred.clear();
+        (self.epoch, dropped)
+    }
+
+    /// Moves deferred acks into the client's channel until it is full.
+    fn flush(&mut self, client: &AsyncClient) {
+        while let Some(&pkid) = self.deferred.front() {
+            let mut ack = Publish::new("", QoS::AtLeastOnce, Vec::new());
+            ack.pkid = pkid;
+            if client.try_ack(&ack).is_err() {
+                break;
+            }
+            self.deferred.pop_front();
+        }
+    }
+}
+
+type SharedAcks = Arc<Mutex<Acks>>;
+
+fn lock(acks: &SharedAcks) -> std::sync::MutexGuard<'_, Acks> {
+    acks.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Runs the intake until `shutdown`; on shutdown stops reading, writes and acks what it
 /// holds, and returns.
@@ -77,7 +142,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut opts = MqttOptions::new(cfg.client_id.clone(), cfg.host.clone(), cfg.port);
-    opts.set_keep_alive(Duration::from_secs(30))
+    opts.set_keep_alive(cfg.keep_alive)
         .set_clean_session(false)
         .set_manual_acks(true)
         .set_max_packet_size(cfg.limits.max_payload_bytes * 4 + 1024, 64 * 1024);
@@ -89,9 +154,9 @@ pub async fn run(
     if let Some(tls) = &cfg.tls {
         opts.set_transport(Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(tls.clone())));
     }
-    let (client, eventloop) = AsyncClient::new(opts, REQUEST_CHANNEL);
+    let (client, eventloop) = AsyncClient::new(opts, cfg.request_channel);
     let (tx, rx) = mpsc::channel::<Inbound>(cfg.queue);
-    let epoch = Arc::new(Mutex::new(0u64));
+    let acks: SharedAcks = Arc::default();
     let writer_done = CancellationToken::new();
     let reader = tokio::spawn(read_loop(ReadLoop {
         eventloop,
@@ -99,13 +164,13 @@ pub async fn run(
         topic: cfg.topic.clone(),
         tx,
         ready: ready.clone(),
-        epoch: epoch.clone(),
+        acks: acks.clone(),
         stop: shutdown.clone(),
         writer_done: writer_done.clone(),
         grace: cfg.grace,
         timestamps: cfg.tracing.enabled(),
     }));
-    let mut writer = tokio::spawn(write_loop(cfg.clone(), client, rx, sink, ready, epoch));
+    let mut writer = tokio::spawn(write_loop(cfg.clone(), client, rx, sink, ready, acks));
     shutdown.cancelled().await;
     // Drain: the reader stops reading and drops the queue's sender; the writer empties the
     // queue and acks; the reader flushes those acks to the broker, then disconnects.
@@ -124,7 +189,7 @@ struct ReadLoop {
     topic: String,
     tx: mpsc::Sender<Inbound>,
     ready: Readiness,
-    epoch: Arc<Mutex<u64>>,
+    acks: SharedAcks,
     stop: CancellationToken,
     writer_done: CancellationToken,
     grace: Duration,
@@ -133,7 +198,8 @@ struct ReadLoop {
 }
 
 async fn read_loop(r: ReadLoop) {
-    let ReadLoop { mut eventloop, client, topic, tx, ready, epoch, stop, writer_done, grace, timestamps } = r;
+    let ReadLoop { mut eventloop, client, topic, tx, ready, acks, stop, writer_done, grace, timestamps } = r;
+    let stale_total = metrics::counter!("proact_ingest_stale_acks_skipped_total");
     let received = metrics::counter!("proact_ingest_received_total", "source" => "mqtt");
     let queue_depth = metrics::gauge!("proact_ingest_queue_depth");
     let reconnects = metrics::counter!("proact_ingest_mqtt_reconnects_total");
@@ -178,17 +244,25 @@ async fn read_loop(r: ReadLoop) {
                     tracing::error!(error = %e, "subscribe request failed");
                 }
             }
+            Ok(Event::Outgoing(Outgoing::PubAck(_))) => {
+                // An ack left the request channel: room for a deferred one.
+                let mut a = lock(&acks);
+                if !a.deferred.is_empty() {
+                    a.flush(&client);
+                }
+            }
             Ok(_) => {}
             Err(e) => {
                 ready.set("mqtt", false);
                 connected.set(0.0);
                 errors.increment(1);
                 {
-                    // Under the writer's ack lock: no ack of the old connection can slip
-                    // into the request channel after this purge.
-                    let mut ep = epoch.lock().unwrap_or_else(|p| p.into_inner());
-                    *ep += 1;
-                    current = *ep;
+                    // Under the ack lock: no ack of the old connection can slip into the
+                    // request channel after this purge.
+                    let mut a = lock(&acks);
+                    let (epoch, dropped) = a.next_epoch();
+                    current = epoch;
+                    stale_total.increment(dropped);
                     eventloop.clean();
                 }
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection lost");
@@ -208,12 +282,21 @@ async fn read_loop(r: ReadLoop) {
         loop {
             tokio::select! {
                 _ = writer_done.cancelled(), if !disconnect_sent => {
-                    // Queued after every ack: once it is out, so are they.
-                    let _ = client.try_disconnect();
-                    disconnect_sent = true;
+                    // Queued after every ack: once it is out, so are they. (A full request
+                    // channel still holds acks: try again once some have gone out.)
+                    disconnect_sent = client.try_disconnect().is_ok();
+                    if !disconnect_sent {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
                 }
                 e = eventloop.poll() => match e {
                     Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                    Ok(Event::Outgoing(Outgoing::PubAck(_))) => {
+                        let mut a = lock(&acks);
+                        if !a.deferred.is_empty() {
+                            a.flush(&client);
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -229,7 +312,7 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Inbound>,
     sink: StreamSink,
     ready: Readiness,
-    epoch: Arc<Mutex<u64>>,
+    acks: SharedAcks,
 ) {
     let queue_depth = metrics::gauge!("proact_ingest_queue_depth");
     let accepted_total = metrics::counter!("proact_ingest_accepted_total", "source" => "mqtt");
@@ -238,11 +321,28 @@ async fn write_loop(
     let mut accepted: Vec<Telemetry> = Vec::with_capacity(cfg.max_batch);
     let mut dead: Vec<DeadLetter> = Vec::new();
     let mut spans: Vec<PipelineSpan> = Vec::new();
+    let deferred_gauge = metrics::gauge!("proact_ingest_acks_deferred");
+    let deferred = |acks: &SharedAcks| lock(acks).deferred.len();
     loop {
         batch.clear();
         accepted.clear();
         dead.clear();
-        let Some(first) = rx.recv().await else { break };
+        // Deferred acks also move on each ack the event loop sends (the reader tops the
+        // channel up); this retry is the backstop while no message arrives.
+        let first = if deferred(&acks) == 0 {
+            rx.recv().await
+        } else {
+            match tokio::time::timeout(ACK_RETRY, rx.recv()).await {
+                Ok(m) => m,
+                Err(_) => {
+                    let mut a = lock(&acks);
+                    a.flush(&client);
+                    deferred_gauge.set(a.deferred.len() as f64);
+                    continue;
+                }
+            }
+        };
+        let Some(first) = first else { break };
         batch.push(first);
         // Take what is already queued without waiting; wait (bounded) only if that is not a
         // full batch yet.
@@ -286,16 +386,25 @@ async fn write_loop(
         write_with_retry(&sink, &accepted, &dead, &ready).await;
         spans.drain(..).for_each(PipelineSpan::end);
         accepted_total.increment(accepted.len() as u64);
-        let ep = epoch.lock().unwrap_or_else(|p| p.into_inner());
-        for m in &batch {
-            if m.epoch != *ep {
-                stale_total.increment(1);
-                continue;
-            }
-            if let Err(e) = client.try_ack(&m.publish) {
-                tracing::warn!(error = %e, "ack not queued; the broker will redeliver");
-            }
+        {
+            let mut a = lock(&acks);
+            stale_total.increment(a.push(&client, &batch));
+            deferred_gauge.set(a.deferred.len() as f64);
         }
+    }
+    // The queue is closed (shutdown): the last acks go out while the reader still services
+    // the connection (the caller bounds this by the grace period).
+    loop {
+        let left = {
+            let mut a = lock(&acks);
+            a.flush(&client);
+            a.deferred.len()
+        };
+        deferred_gauge.set(left as f64);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(ACK_RETRY).await;
     }
 }
 
