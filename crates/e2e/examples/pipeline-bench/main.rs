@@ -588,7 +588,12 @@ async fn locate_shortfall(
         "    after ingest's session was taken over and resumed: {after} rows of {acked} within {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    Ok(Shortfall { missing: acked - rows, delta, rows_after_resume: after, resume_wait_secs: t.elapsed().as_secs_f64() })
+    Ok(Shortfall {
+        missing: acked - rows,
+        delta,
+        rows_after_resume: after,
+        resume_wait_secs: t.elapsed().as_secs_f64(),
+    })
 }
 
 /// Connects with `client_id` and its persistent session (closing the session's current
