@@ -78,9 +78,13 @@ where
     // than the delivery itself with thousands of clients.
     let mut sent: u64 = 0;
     let mut wrote_since_tick = false;
+    // One registration with the shutdown token for the connection's life, not one per wake-up
+    // (with thousands of clients woken per batch, that lock would be contended).
+    let cancelled = shared.shutdown.cancelled();
+    tokio::pin!(cancelled);
     let end = 'serve: loop {
         tokio::select! {
-            _ = shared.shutdown.cancelled() => break End::Shutdown,
+            _ = &mut cancelled => break End::Shutdown,
             next = sub.next_wire() => match next {
                 Ok(Some(first)) => {
                     let (bytes, n, lagged) = gather(&mut sub, first);
