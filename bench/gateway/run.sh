@@ -2,10 +2,11 @@
 # `just bench gateway`: delivery latency of alerts from the alerts-stream write to WebSocket
 # receipt, 1,000 clients at 1,000 alerts/s, against real Redis and PostgreSQL (test kit) on
 # free ports of 127.0.0.1. Side by side in one run: the Redis floor (one XREAD reader),
-# gateways with linger 0 / 2 / 5 ms (LINGERS), and a tenth of the clients. The gateway runs
-# in the bench process; the clients in a second process (the same example, --clients-only)
-# with a minimal frame reader; the publisher on a thread of its own. All on this machine
-# (127.0.0.1 only). Bounded: 5 scenarios of SECONDS_EACH seconds (default 10) plus setup.
+# gateways with linger 0 / 2 / 5 ms (LINGERS), a tenth of the alerts, and a tenth of the
+# clients. The gateway runs in the bench process; the clients in a second process (the same
+# example, --clients-only) with a minimal frame reader; the publisher on a thread of its own.
+# All on this machine
+# (127.0.0.1 only). Bounded: 6 scenarios of SECONDS_EACH seconds (default 10) plus setup.
 # Results: a table on stdout, JSON lines in target/bench-gateway/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

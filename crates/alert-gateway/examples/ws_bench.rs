@@ -99,6 +99,8 @@ struct Outcome {
     published: Published,
     clients: ClientsReport,
     cpu_gateway_s: f64,
+    /// Of which in the kernel.
+    cpu_gateway_sys_s: f64,
     cpu_redis_s: f64,
     cpu_publisher_s: f64,
     load: String,
@@ -134,13 +136,17 @@ fn main() -> anyhow::Result<()> {
         let redis_pid = pid_of("redis-server", &format!(":{}", redis.port()));
         let cpu_redis = || redis_pid.map(process_cpu_s).unwrap_or(f64::NAN);
         let mut outcomes = vec![floor(&redis.url(), &args).await?];
-        let mut scenarios: Vec<(usize, u64)> = args.lingers.iter().map(|&l| (args.clients, l)).collect();
-        scenarios.push(((args.clients / 10).max(1), 2));
-        for (clients, linger) in scenarios {
+        // The main load at each linger, then the same clients at a tenth of the alerts, then a
+        // tenth of the clients at the full rate.
+        let mut scenarios: Vec<(usize, u64, u64)> =
+            args.lingers.iter().map(|&l| (args.clients, args.rate, l)).collect();
+        scenarios.push((args.clients, (args.rate / 10).max(1), 2));
+        scenarios.push(((args.clients / 10).max(1), args.rate, 2));
+        for (clients, rate, linger) in scenarios {
             let (http, shutdown, task) = start_gateway(&gateway_rt, &redis.url(), &pg.url(), linger).await?;
             let load = loadavg();
-            let mut o = websockets(http, &redis.url(), clients, &args, || {
-                (cpu_by_thread_name().get("gateway").copied().unwrap_or(0.0), cpu_redis())
+            let mut o = websockets(http, &redis.url(), clients, rate, &args, || {
+                (user_sys_by_thread_name().get("gateway").copied().unwrap_or_default(), cpu_redis())
             })
             .await?;
             o.name = format!("gateway /ws/alerts, linger {linger} ms");
@@ -309,6 +315,7 @@ async fn floor(redis_url: &str, args: &Args) -> anyhow::Result<Outcome> {
         clients,
         load,
         cpu_gateway_s: f64::NAN,
+        cpu_gateway_sys_s: f64::NAN,
         cpu_redis_s: f64::NAN,
         cpu_publisher_s: f64::NAN,
     })
@@ -320,11 +327,12 @@ async fn websockets(
     http: std::net::SocketAddr,
     redis_url: &str,
     clients: usize,
+    rate: u64,
     args: &Args,
-    cpu: impl Fn() -> (f64, f64),
+    cpu: impl Fn() -> ((f64, f64), f64),
 ) -> anyhow::Result<Outcome> {
     static SEQ: AtomicU64 = AtomicU64::new(1_000_000_000);
-    let expected = args.rate * args.seconds;
+    let expected = rate * args.seconds;
     let seq0 = SEQ.fetch_add(expected, Ordering::Relaxed);
     let t0 = Instant::now();
     let mut child = Command::new(std::env::current_exe()?)
@@ -350,7 +358,7 @@ async fn websockets(
     let t1 = Instant::now();
     let (gw0, redis0) = cpu();
     let pub0 = cpu_by_thread_name().get("publisher").copied().unwrap_or(0.0);
-    let published = publish(redis_url, args.rate, args.seconds, seq0).await?;
+    let published = publish(redis_url, rate, args.seconds, seq0).await?;
     let pub1 = cpu_by_thread_name().get("publisher").copied().unwrap_or(0.0);
     let t2 = Instant::now();
     let report = tokio::time::timeout(Duration::from_secs(300), lines_rx.recv()).await?;
@@ -366,10 +374,11 @@ async fn websockets(
     );
     Ok(Outcome {
         name: String::new(),
-        rate: args.rate,
+        rate,
         published,
         clients: report,
-        cpu_gateway_s: gw1 - gw0,
+        cpu_gateway_s: (gw1.0 + gw1.1) - (gw0.0 + gw0.1),
+        cpu_gateway_sys_s: gw1.1 - gw0.1,
         cpu_redis_s: redis1 - redis0,
         cpu_publisher_s: pub1 - pub0,
         load: String::new(),
@@ -576,12 +585,17 @@ fn pct(sorted: &[u32], p: f64) -> f64 {
 // ---------------------------------------------------------------------------------------
 // CPU and load (Linux `/proc`).
 
-/// utime + stime of a `stat` line, in seconds.
-fn stat_cpu_s(stat: &str) -> f64 {
+/// (utime, stime) of a `stat` line, in seconds.
+fn stat_user_sys_s(stat: &str) -> (f64, f64) {
     // Fields after the parenthesised name: utime and stime are the 12th and 13th.
     let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-    let ticks: f64 = fields.get(11..13).map(|f| f.iter().filter_map(|x| x.parse::<f64>().ok()).sum()).unwrap_or(0.0);
-    ticks / 100.0 // USER_HZ
+    let f = |i: usize| fields.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0) / 100.0; // USER_HZ
+    (f(11), f(12))
+}
+
+fn stat_cpu_s(stat: &str) -> f64 {
+    let (u, s) = stat_user_sys_s(stat);
+    u + s
 }
 
 fn process_cpu_s(pid: u32) -> f64 {
@@ -590,12 +604,18 @@ fn process_cpu_s(pid: u32) -> f64 {
 
 /// CPU seconds of this process's threads, by thread name.
 fn cpu_by_thread_name() -> HashMap<String, f64> {
+    user_sys_by_thread_name().into_iter().map(|(k, (u, s))| (k, u + s)).collect()
+}
+
+/// (user, system) CPU seconds of this process's threads, by thread name.
+fn user_sys_by_thread_name() -> HashMap<String, (f64, f64)> {
     let mut out = HashMap::new();
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return out };
     for t in dir.flatten() {
         let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().trim().to_string();
-        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-        *out.entry(comm).or_insert(0.0) += stat_cpu_s(&stat);
+        let (u, s) = stat_user_sys_s(&std::fs::read_to_string(t.path().join("stat")).unwrap_or_default());
+        let e = out.entry(comm).or_insert((0.0, 0.0));
+        (e.0, e.1) = (e.0 + u, e.1 + s);
     }
     out
 }
@@ -620,13 +640,13 @@ fn loadavg() -> String {
 fn print_report(outcomes: &[Outcome]) {
     let floor_p99 = outcomes.first().map(|o| o.clients.p99_ms).unwrap_or(f64::NAN);
     println!(
-        "| scenario | clients | alerts/s offered (achieved, max late ms) | deliveries | p50 ms | p99 ms | p99.9 ms | max ms | p99 / floor | worst client p99 ms | per-client min / max (of) | complete / out of order / evicted | alerts per read | CPU s gateway / clients / redis / publisher | CPU µs per delivery gateway / clients | load before |"
+        "| scenario | clients | alerts/s offered (achieved, max late ms) | deliveries | p50 ms | p99 ms | p99.9 ms | max ms | p99 / floor | worst client p99 ms | per-client min / max (of) | complete / out of order / evicted | alerts per read | CPU s gateway (sys) / clients / redis / publisher | CPU µs per delivery gateway / clients | load before |"
     );
     println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|---|---|");
     for o in outcomes {
         let c = &o.clients;
         println!(
-            "| {} | {} | {} ({:.0}, {:.1}) | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1}× | {:.2} | {} / {} ({}) | {} / {} / {} | {:.1} | {:.1} / {:.1} / {:.1} / {:.1} | {:.2} / {:.2} | {} |",
+            "| {} | {} | {} ({:.0}, {:.1}) | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1}× | {:.2} | {} / {} ({}) | {} / {} / {} | {:.1} | {:.1} ({:.1}) / {:.1} / {:.1} / {:.1} | {:.2} / {:.2} | {} |",
             o.name,
             c.clients,
             o.rate,
@@ -647,6 +667,7 @@ fn print_report(outcomes: &[Outcome]) {
             c.evicted,
             c.deliveries as f64 / c.reads as f64,
             o.cpu_gateway_s,
+            o.cpu_gateway_sys_s,
             c.cpu_s,
             o.cpu_redis_s,
             o.cpu_publisher_s,
@@ -659,7 +680,7 @@ fn print_report(outcomes: &[Outcome]) {
             serde_json::json!({
                 "scenario": o.name, "rate": o.rate, "achieved_rate": o.published.achieved,
                 "publisher_max_late_ms": o.published.max_late_ms, "sent": o.published.sent,
-                "clients": c, "cpu_gateway_s": o.cpu_gateway_s, "cpu_redis_s": o.cpu_redis_s,
+                "clients": c, "cpu_gateway_s": o.cpu_gateway_s, "cpu_gateway_sys_s": o.cpu_gateway_sys_s, "cpu_redis_s": o.cpu_redis_s,
                 "cpu_publisher_s": o.cpu_publisher_s, "load_before": o.load,
             })
         );
