@@ -5,8 +5,8 @@
 # gateways with linger 0 / 2 / 5 ms (LINGERS), a tenth of the alerts, and a tenth of the
 # clients. The gateway runs in the bench process; the clients in a second process (the same
 # example, --clients-only) with a minimal frame reader; the publisher on a thread of its own.
-# All on this machine
-# (127.0.0.1 only). Bounded: 6 scenarios of SECONDS_EACH seconds (default 10) plus setup.
+# All on this machine (127.0.0.1 only). Bounded: 6 scenarios of SECONDS_EACH seconds
+# (default 10) plus setup.
 # Results: a table on stdout, JSON lines in target/bench-gateway/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
