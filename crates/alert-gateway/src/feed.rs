@@ -1,14 +1,14 @@
 //! The alert feed: one reader of the alerts stream per gateway replica, fanned out to every
 //! client of this replica, plus replay from any past stream id for clients that resume.
 //!
-//! Fan-out is a `tokio::sync::broadcast` ring of batches of pre-serialised frames (one batch
-//! per read of the stream): the reader never waits for a client (a send overwrites the
-//! oldest slot), each client has its own position in the ring, so the ring's capacity is
-//! every client's queue bound. A client that falls more than that behind gets `Lagged` and
+//! Fan-out is a `tokio::sync::broadcast` ring of batches (one per read of the stream), each
+//! encoded once as the WebSocket frames every client receives, laid end to end: the reader
+//! never waits for a client (a send overwrites the oldest slot), each client has its own
+//! position in the ring, so the ring's capacity is every client's queue bound. A client that falls more than that behind gets `Lagged` and
 //! is cut off by its own task (see `ws`), without any other client noticing.
 //!
 //! Batches are what make thousands of clients affordable: each client wakes once per batch
-//! and writes it with one syscall. Under load the reader lingers a moment after each read
+//! and writes the batch's shared bytes with one syscall, without encoding or copying them. Under load the reader lingers a moment after each read
 //! (`linger`) so that a batch gathers the alerts of that moment instead of one each; when
 //! alerts are rare, an alert still goes out as soon as it is read.
 
@@ -17,7 +17,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use fred::prelude::*;
 use fred::types::streams::XReadResponse;
@@ -56,23 +55,59 @@ impl fmt::Display for StreamId {
     }
 }
 
-/// One alert event as every client receives it: decoded once, serialised once.
+/// One alert event as every client receives it: decoded once, serialised once, framed once.
 #[derive(Debug)]
 pub struct FeedEvent {
     pub id: StreamId,
     pub event: AlertEvent,
-    /// The JSON text of the WebSocket message (cheap to clone: shared bytes).
-    pub text: Utf8Bytes,
+    /// The WebSocket text frame carrying the event's JSON (server frames are not masked, so
+    /// these bytes are the same for every client; cheap to clone: shared).
+    pub frame: Bytes,
+    json_at: usize,
 }
 
 pub type Frame = Arc<FeedEvent>;
-/// What the feed broadcasts: the events of one read of the stream, in order.
-pub type Batch = Arc<[Frame]>;
 
 impl FeedEvent {
     pub fn new(id: StreamId, event: AlertEvent) -> Frame {
-        let text = Utf8Bytes::from(crate::json::event(&event).to_string());
-        Arc::new(Self { id, event, text })
+        let json = crate::json::event(&event).to_string();
+        let frame = crate::wsframe::text(&json);
+        let json_at = frame.len() - json.len();
+        Arc::new(Self { id, event, frame, json_at })
+    }
+
+    /// The JSON text of the WebSocket message.
+    pub fn json(&self) -> &[u8] {
+        &self.frame[self.json_at..]
+    }
+}
+
+/// What the feed broadcasts: the events of one read of the stream, in order, and their
+/// frames end to end, so that a client that is up to date gets the whole batch in one write.
+#[derive(Debug)]
+pub struct Batch {
+    pub events: Vec<Frame>,
+    /// The frames of `events`, concatenated (copied once per batch, not once per client).
+    wire: Bytes,
+    /// Where each event's frame ends in `wire`.
+    ends: Vec<usize>,
+}
+
+impl Batch {
+    pub fn new(events: Vec<Frame>) -> Self {
+        let mut wire = bytes::BytesMut::with_capacity(events.iter().map(|e| e.frame.len()).sum());
+        let mut ends = Vec::with_capacity(events.len());
+        for e in &events {
+            wire.extend_from_slice(&e.frame);
+            ends.push(wire.len());
+        }
+        Self { events, wire: wire.freeze(), ends }
+    }
+
+    /// The frames of `events[from..]`, without a copy.
+    pub fn wire_from(&self, from: usize) -> Bytes {
+        let start = if from == 0 { 0 } else { self.ends[from - 1] };
+        self.wire.slice(start..)
     }
 }
 
@@ -127,7 +162,7 @@ pub fn merge_operator_fields(known: &Alert, next: &mut Alert) {
 /// batch per read, waiting `linger` after each non-empty read.
 pub async fn follow(
     client: Client,
-    tx: broadcast::Sender<Batch>,
+    tx: broadcast::Sender<Arc<Batch>>,
     linger: Duration,
     recent: SharedRecent,
     ready: proact_server::Readiness,
@@ -194,7 +229,7 @@ pub async fn follow(
                 metrics::counter!("proact_gateway_feed_events_total").increment(batch.len() as u64);
                 // No receiver is not an error: the events are in the stream for later resumes.
                 let clients = tx.receiver_count() as i64;
-                let _ = tx.send(batch.into());
+                let _ = tx.send(Arc::new(Batch::new(batch)));
                 for mut span in spans {
                     span.set_attribute(KeyValue::new("ws.clients", clients));
                     span.end();
@@ -246,7 +281,7 @@ pub fn fuzz_one(data: &[u8]) {
     let Some(event) = decode(ID, payload.as_ref()) else { return };
     assert_eq!(event.event_id, ID);
     let frame = FeedEvent::new(StreamId::parse(ID).expect("a stream id"), event);
-    let v: serde_json::Value = serde_json::from_str(frame.text.as_str()).expect("the message is JSON");
+    let v: serde_json::Value = serde_json::from_slice(frame.json()).expect("the message is JSON");
     assert_eq!((v["type"].as_str(), v["event_id"].as_str()), (Some("alert"), Some(ID)));
     assert!(v["kind"].is_string());
     if let Some(known) = &frame.event.alert {
@@ -296,26 +331,68 @@ pub enum SubscriptionError {
 /// One client's view of the feed: what it missed after its resume point (replayed from the
 /// stream, in pages), then the live feed, each event exactly once and in stream order.
 pub struct Subscription {
-    rx: broadcast::Receiver<Batch>,
+    rx: broadcast::Receiver<Arc<Batch>>,
     redis: Client,
-    /// The last id handed out: anything at or before it is a duplicate.
+    /// The last id queued: anything at or before it is a duplicate.
     last: StreamId,
     replaying: bool,
-    backlog: VecDeque<Frame>,
+    backlog: VecDeque<Pending>,
+}
+
+/// Events queued for a client, in order.
+enum Pending {
+    /// A replayed event.
+    One(Frame),
+    /// A live batch from this event on (the ones before it were delivered already).
+    Run(Arc<Batch>, usize),
+}
+
+/// Consecutive events as their WebSocket frames, ready to write.
+#[derive(Debug, Clone)]
+pub struct Wire {
+    pub bytes: Bytes,
+    pub events: usize,
 }
 
 impl Subscription {
     /// `rx` must be subscribed before the replay starts, so nothing falls in between.
-    pub fn new(rx: broadcast::Receiver<Batch>, redis: Client, after: Option<StreamId>) -> Self {
+    pub fn new(rx: broadcast::Receiver<Arc<Batch>>, redis: Client, after: Option<StreamId>) -> Self {
         Self { rx, redis, last: after.unwrap_or_default(), replaying: after.is_some(), backlog: VecDeque::new() }
     }
 
-    /// The next event; `Ok(None)` once the feed is closed. Cancel-safe: state only changes
-    /// after an await completes.
+    /// The next event; `Ok(None)` once the feed is closed. Cancel-safe.
     pub async fn next(&mut self) -> Result<Option<Frame>, SubscriptionError> {
+        Ok(if self.fill().await? { self.pop_event() } else { None })
+    }
+
+    /// The next event if one is ready now (to batch writes), else `None`.
+    pub fn try_next(&mut self) -> Option<Result<Frame, SubscriptionError>> {
+        match self.try_fill()? {
+            Ok(()) => self.pop_event().map(Ok),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// The next events as frames: a whole live batch (shared bytes), or one replayed
+    /// event; `Ok(None)` once the feed is closed. Cancel-safe.
+    pub async fn next_wire(&mut self) -> Result<Option<Wire>, SubscriptionError> {
+        Ok(if self.fill().await? { self.pop_wire() } else { None })
+    }
+
+    /// [`Self::next_wire`] if something is ready now, else `None`.
+    pub fn try_next_wire(&mut self) -> Option<Result<Wire, SubscriptionError>> {
+        match self.try_fill()? {
+            Ok(()) => self.pop_wire().map(Ok),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// Waits until something is queued; `false` once the feed is closed. Cancel-safe: state
+    /// only changes after an await completes.
+    async fn fill(&mut self) -> Result<bool, SubscriptionError> {
         loop {
-            if let Some(f) = self.backlog.pop_front() {
-                return Ok(Some(f));
+            if !self.backlog.is_empty() {
+                return Ok(true);
             }
             if self.replaying {
                 let page = replay_page(&self.redis, self.last, REPLAY_PAGE).await?;
@@ -323,47 +400,60 @@ impl Subscription {
                 if let Some(f) = page.last() {
                     self.last = f.id;
                 }
-                self.backlog.extend(page);
+                self.backlog.extend(page.into_iter().map(Pending::One));
                 continue;
             }
             match self.rx.recv().await {
-                Ok(batch) => self.take(&batch),
+                Ok(batch) => self.take(batch),
                 Err(broadcast::error::RecvError::Lagged(n)) => return Err(SubscriptionError::Lagged(n)),
-                Err(broadcast::error::RecvError::Closed) => return Ok(None),
+                Err(broadcast::error::RecvError::Closed) => return Ok(false),
             }
         }
     }
 
-    /// The next event if one is ready now (to batch writes), else `None`.
-    pub fn try_next(&mut self) -> Option<Result<Frame, SubscriptionError>> {
-        if let Some(f) = self.backlog.pop_front() {
-            return Some(Ok(f));
-        }
-        if self.replaying {
-            return None;
-        }
+    /// Queues what is ready now; `None` if nothing is.
+    fn try_fill(&mut self) -> Option<Result<(), SubscriptionError>> {
         loop {
+            if !self.backlog.is_empty() {
+                return Some(Ok(()));
+            }
+            if self.replaying {
+                return None;
+            }
             match self.rx.try_recv() {
-                Ok(batch) => {
-                    self.take(&batch);
-                    if let Some(f) = self.backlog.pop_front() {
-                        return Some(Ok(f));
-                    }
-                }
+                Ok(batch) => self.take(batch),
                 Err(broadcast::error::TryRecvError::Lagged(n)) => return Some(Err(SubscriptionError::Lagged(n))),
                 Err(_) => return None,
             }
         }
     }
 
-    /// Queues the events of `batch` not delivered yet (the replay, or before the resume
-    /// point, may have covered some).
-    fn take(&mut self, batch: &[Frame]) {
-        for f in batch {
-            if f.id > self.last {
-                self.last = f.id;
-                self.backlog.push_back(f.clone());
+    fn pop_event(&mut self) -> Option<Frame> {
+        match self.backlog.pop_front()? {
+            Pending::One(f) => Some(f),
+            Pending::Run(batch, i) => {
+                let f = batch.events[i].clone();
+                if i + 1 < batch.events.len() {
+                    self.backlog.push_front(Pending::Run(batch, i + 1));
+                }
+                Some(f)
             }
+        }
+    }
+
+    fn pop_wire(&mut self) -> Option<Wire> {
+        Some(match self.backlog.pop_front()? {
+            Pending::One(f) => Wire { bytes: f.frame.clone(), events: 1 },
+            Pending::Run(batch, i) => Wire { bytes: batch.wire_from(i), events: batch.events.len() - i },
+        })
+    }
+
+    /// Queues the events of `batch` not delivered yet (the replay, or before the resume
+    /// point, may have covered some: always a prefix, since a batch is in stream order).
+    fn take(&mut self, batch: Arc<Batch>) {
+        if let Some(i) = batch.events.iter().position(|f| f.id > self.last) {
+            self.last = batch.events[batch.events.len() - 1].id;
+            self.backlog.push_back(Pending::Run(batch, i));
         }
     }
 }
@@ -401,6 +491,53 @@ mod tests {
         merge_operator_fields(&known, &mut cleared);
         assert_eq!(cleared.state, AlertState::Cleared as i32);
         assert_eq!(cleared.comment, "on y va");
+    }
+
+    fn event(id: &str, alert_id: &str) -> Frame {
+        let alert = Alert { alert_id: alert_id.into(), ..Default::default() };
+        FeedEvent::new(
+            StreamId::parse(id).unwrap(),
+            AlertEvent { event_id: id.into(), alert: Some(alert), ..Default::default() },
+        )
+    }
+
+    #[test]
+    fn a_batch_is_its_events_frames_end_to_end() {
+        let events: Vec<Frame> = (1..=3).map(|i| event(&format!("5-{i}"), &format!("A{i}"))).collect();
+        let batch = Batch::new(events.clone());
+        let concat = |from: usize| events[from..].iter().flat_map(|e| e.frame.to_vec()).collect::<Vec<u8>>();
+        for from in 0..=3 {
+            assert_eq!(&batch.wire_from(from)[..], &concat(from)[..], "from {from}");
+        }
+        // Each frame is the text frame of the event's JSON.
+        let e = &events[1];
+        assert_eq!(&e.frame[..], &crate::wsframe::text(std::str::from_utf8(e.json()).unwrap())[..]);
+        let v: serde_json::Value = serde_json::from_slice(e.json()).unwrap();
+        assert_eq!(v["event_id"], "5-2");
+    }
+
+    #[tokio::test]
+    async fn live_batches_skip_what_was_delivered_and_keep_order() {
+        let (tx, rx) = broadcast::channel(16);
+        // Resumed after 5-2 and caught up: the live batch overlaps the resume point.
+        let mut sub =
+            Subscription { replaying: false, ..Subscription::new(rx, Client::default(), StreamId::parse("5-2")) };
+        let events: Vec<Frame> = (1..=4).map(|i| event(&format!("5-{i}"), &format!("A{i}"))).collect();
+        tx.send(Arc::new(Batch::new(events.clone()))).unwrap();
+        tx.send(Arc::new(Batch::new(events[..2].to_vec()))).unwrap(); // all old: skipped
+        tx.send(Arc::new(Batch::new(vec![event("6-0", "A5")]))).unwrap();
+        let w = sub.next_wire().await.unwrap().unwrap();
+        assert_eq!(w.events, 2);
+        assert_eq!(&w.bytes[..], &[&events[2].frame[..], &events[3].frame[..]].concat()[..]);
+        let w = sub.try_next_wire().unwrap().unwrap();
+        assert_eq!(w.events, 1);
+        assert!(sub.try_next_wire().is_none());
+        // The per-event view (gRPC) sees the same order.
+        tx.send(Arc::new(Batch::new((7..=9).map(|i| event(&format!("{i}-0"), "B")).collect()))).unwrap();
+        let ids: Vec<String> = std::iter::from_fn(|| sub.try_next().map(|f| f.unwrap().id.to_string())).collect();
+        assert_eq!(ids, ["7-0", "8-0", "9-0"]);
+        drop(tx);
+        assert!(sub.next_wire().await.unwrap().is_none());
     }
 
     #[test]

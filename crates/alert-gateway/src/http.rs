@@ -31,7 +31,7 @@ const DASHBOARD: &str = include_str!("../static/index.html");
 pub struct Shared {
     pub pool: deadpool_postgres::Pool,
     pub redis: fred::prelude::Client,
-    pub feed: broadcast::Sender<Batch>,
+    pub feed: broadcast::Sender<Arc<Batch>>,
     pub recent: SharedRecent,
     pub token: Option<String>,
     pub heartbeat: Duration,
@@ -190,11 +190,10 @@ pub struct WsParams {
     pub after: Option<String>,
 }
 
-async fn ws_alerts(
-    State(shared): State<Arc<Shared>>,
-    Query(p): Query<WsParams>,
-    ws: axum::extract::WebSocketUpgrade,
-) -> ApiResult {
+/// The WebSocket handshake (RFC 6455 §4.2, HTTP/1.1), done here rather than by axum's
+/// `WebSocketUpgrade` because `ws` writes pre-encoded frames straight to the upgraded
+/// connection, which axum's socket type does not give access to.
+async fn ws_alerts(State(shared): State<Arc<Shared>>, Query(p): Query<WsParams>, mut req: Request) -> ApiResult {
     let after = match p.after.as_deref().filter(|a| !a.is_empty()) {
         None => None,
         Some(a) => Some(
@@ -202,14 +201,45 @@ async fn ws_alerts(
                 .ok_or_else(|| ApiError::BadRequest(format!("after: {a:?} is not a stream id (ms-seq)")))?,
         ),
     };
+    if req.version() != axum::http::Version::HTTP_11 {
+        return Err(ApiError::BadRequest("a WebSocket upgrade needs HTTP/1.1".into()));
+    }
+    let accept = websocket_accept(req.headers()).map_err(|e| ApiError::BadRequest(e.into()))?;
+    let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return Ok((StatusCode::UPGRADE_REQUIRED, "this connection cannot be upgraded to a WebSocket").into_response());
+    };
     // Subscribe before replaying, so nothing falls between the replay and the live feed.
     let rx = shared.feed.subscribe();
-    // Clients send nothing but control frames: small read buffers keep thousands of them cheap.
-    Ok(ws
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(16 * 1024)
-        .max_message_size(64 * 1024)
-        .on_upgrade(move |socket| ws::serve(shared, socket, rx, after)))
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => ws::serve(shared, hyper_util::rt::TokioIo::new(upgraded), rx, after).await,
+            Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+        }
+    });
+    Ok((
+        StatusCode::SWITCHING_PROTOCOLS,
+        [(header::CONNECTION, "upgrade"), (header::UPGRADE, "websocket")],
+        [(header::SEC_WEBSOCKET_ACCEPT, accept)],
+    )
+        .into_response())
+}
+
+/// The `Sec-WebSocket-Accept` answer to a valid WebSocket upgrade request, or what is wrong with it.
+fn websocket_accept(headers: &HeaderMap) -> Result<String, &'static str> {
+    let has = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))))
+    };
+    if !has(header::CONNECTION, "upgrade") || !has(header::UPGRADE, "websocket") {
+        return Err("a WebSocket upgrade request needs `Connection: upgrade` and `Upgrade: websocket`");
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v != "13") {
+        return Err("only WebSocket version 13 is supported (Sec-WebSocket-Version: 13)");
+    }
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or("Sec-WebSocket-Key is missing")?;
+    Ok(tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()))
 }
 
 #[derive(Debug, Deserialize, Default)]

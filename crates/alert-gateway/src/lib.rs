@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod reference;
 pub mod upstream;
 pub mod ws;
+pub mod wsframe;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use proact_proto::v1::alerts_client::AlertsClient;
 use proact_proto::v1::{ListAlertsRequest, SubscribeAlertsRequest};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -245,5 +245,58 @@ async fn a_client_further_behind_than_its_queue_is_closed_with_4008_and_resumes(
         got.push(next_alert(&mut again, WAIT).await.expect("resumed").0);
     }
     assert_eq!(got, rest);
+    gw.stop().await;
+}
+
+/// The gateway speaks the WebSocket protocol itself (it writes pre-encoded frames): pings
+/// are answered, a close is answered with its code, a broken frame or a request that is not
+/// an upgrade is refused, and a delivered alert still reads as a normal text message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_websocket_protocol_is_spoken_as_tungstenite_expects() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+    let servers = Servers::start().await;
+    let redis = servers.redis_client().await;
+    let gw = Gateway::start(&servers, &[]).await;
+
+    let mut ws = gw.ws("").await;
+    ws.send(Message::Ping("are you there".into())).await.unwrap();
+    let pong = tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(pong, Message::Pong("are you there".into()));
+    let ids = publish_many(&redis, "proto", 3, 200_000).await; // also a frame with a 64-bit length
+    for id in &ids {
+        assert_eq!(&next_alert(&mut ws, WAIT).await.expect("alert").0, id);
+    }
+    ws.send(Message::Close(Some(CloseFrame { code: CloseCode::Away, reason: "bye".into() }))).await.unwrap();
+    match tokio::time::timeout(WAIT, ws.next()).await.unwrap() {
+        Some(Ok(Message::Close(Some(c)))) => assert_eq!(c.code, CloseCode::Away),
+        other => panic!("expected the close to be answered, got {other:?}"),
+    }
+    wait_for("client gone", WAIT, || async { gw.clients(None).await == 0 }).await;
+
+    // A plain GET is not an upgrade.
+    let (code, body) = gw.get("/ws/alerts", None).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("Upgrade: websocket"), "{body}");
+
+    // An unmasked client frame breaks the protocol: close 1002.
+    let mut tcp = tokio::net::TcpStream::connect(gw.http).await.unwrap();
+    let req = format!(
+        "GET /ws/alerts HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        gw.http
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(tcp.read_u8().await.unwrap());
+    }
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{head}");
+    tcp.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(WAIT, tcp.read_to_end(&mut reply)).await.unwrap().unwrap();
+    assert_eq!(&reply[..4], &[0x88, reply[1], 0x03, 0xEA], "close 1002: {reply:?}");
     gw.stop().await;
 }
