@@ -412,10 +412,16 @@ impl Engine {
                 }
             }
             Some(open) => {
-                // Normal by the rules' verdict, but is it clear of the thresholds by the
-                // hysteresis margin? Near a threshold, the clock does not run.
-                let near = t.temperature > th.temperature_warning - hysteresis
-                    || t.vibration > th.vibration_warning - hysteresis;
+                // Normal again, but is it clear of the threshold that holds the episode by
+                // the hysteresis margin? Near it, the clock does not run. Only that rule's
+                // signal counts: an episode a model raised is not held open by a temperature
+                // that merely sits near the temperature rule (SKAB's valve runs at 74-79 °C,
+                // within 2 °C of the 80 °C warning, and no model episode ever cleared).
+                let near = match open.rule.split('_').next() {
+                    Some("temperature") => t.temperature > th.temperature_warning - hysteresis,
+                    Some("vibration") => t.vibration > th.vibration_warning - hysteresis,
+                    _ => false,
+                };
                 if near {
                     st.normal_since = None;
                     return out;
@@ -611,12 +617,17 @@ mod swap_tests {
     }
 
     fn normal_model(version: &str) -> Arc<dyn Scorer> {
+        normal_model_at(version, 60.0)
+    }
+
+    /// A normal-behaviour model of "P" learned at about `temperature` °C and 2 mm/s.
+    fn normal_model_at(version: &str, temperature: f64) -> Arc<dyn Scorer> {
         let schema = FeatureSchema::base();
         let mut w = Window::new(&schema, WindowConfig::default());
         let mut rows = Vec::new();
         let mut buf = vec![0.0; schema.len()];
         for i in 0..500 {
-            let _ = w.push(i * 1000, &[60.0 + (i % 7) as f64 * 0.3, 2.0 + (i % 3) as f64 * 0.1]);
+            let _ = w.push(i * 1000, &[temperature + (i % 7) as f64 * 0.3, 2.0 + (i % 3) as f64 * 0.1]);
             w.write_features(&mut buf).unwrap();
             rows.extend_from_slice(&buf);
         }
@@ -642,6 +653,25 @@ mod swap_tests {
         assert_eq!(after[0].alert.model_version, "normal-behaviour/P@v2");
         assert_eq!(after[0].alert.rule, "model_normal_behaviour");
         assert_eq!(e.models().versions(), vec![("normal-behaviour/P".to_string(), "v2".to_string())]);
+    }
+
+    /// Found on SKAB (issue 7): a model episode on a machine running within the hysteresis
+    /// of the temperature warning (78-79 °C against 80 °C) never cleared, so the replay's
+    /// false-alarm rate was 100 %. Only the rule holding the episode keeps its clock still.
+    #[test]
+    fn a_model_episode_clears_near_an_unrelated_rule_threshold() {
+        let mut e = Engine::new(EngineConfig::default());
+        let warm = |s: i64| reading(s, 77.5 + (s % 7) as f64 * 0.3, 2.0 + (s % 3) as f64 * 0.1);
+        for s in 0..100 {
+            assert!(e.observe(&warm(s), "", 0).is_empty(), "the rules alone: 77.5-79.3 °C is normal");
+        }
+        let mut models = Models::default();
+        models.normal.insert("P".into(), normal_model_at("v1", 77.5));
+        e.set_models(models);
+        let raised = e.observe(&reading(100, 77.5, 7.5), "", 0);
+        assert_eq!(raised[0].alert.rule, "model_normal_behaviour");
+        let kinds: Vec<AlertEventKind> = (101..400).flat_map(|s| e.observe(&warm(s), "", 0)).map(|t| t.kind).collect();
+        assert_eq!(kinds, [AlertEventKind::Cleared], "cleared once the model says normal for the hold time");
     }
 }
 
