@@ -177,14 +177,17 @@ async fn loop_bench(paths: &[std::path::PathBuf], backlog: usize, samples: &Samp
     let secs = start.elapsed().as_secs_f64();
     println!("loop: backlog of {backlog} entries drained in {secs:.2} s = {:.0} events/s (one runtime thread; includes start-up and lease acquisition)", backlog as f64 / secs);
     for &rate in rates {
-        paced(&redis, &server.url(), samples, rate, seconds).await;
+        paced(&redis, &server.url(), samples, &format!("paced {rate}/s"), rate, seconds, 20).await;
     }
+    // Many alerts per batch (one reading in ten hot, ten per 10 ms slice): what publishing a
+    // batch's events in one round trip instead of one each is for.
+    paced(&redis, &server.url(), samples, "burst 10000/s, 1 in 10 hot", 10_000, 2, 1_000).await;
     shutdown.cancel();
     let _ = service.join();
 }
 
-/// Paced: `rate` readings/s for `seconds`, written in 10 ms pipelined slices; 20 readings a
-/// second are hot, each on a fresh equipment id so that each raises an alert. Three
+/// Paced: `rate` readings/s for `seconds`, written in 10 ms pipelined slices; `hot_per_s`
+/// readings a second are hot, each on a fresh equipment id so that each raises an alert. Three
 /// latencies per hot reading:
 /// - end to end: the slice's XADD → the alert event read back from the alerts stream (this
 ///   process's clock; includes the producer's write and the reader's wake-up);
@@ -192,10 +195,11 @@ async fn loop_bench(paths: &[std::path::PathBuf], backlog: usize, samples: &Samp
 ///   stamped by Redis, whole milliseconds);
 /// - added, service: `proact_detector_alert_latency_seconds`, from a batch's read reply to
 ///   its alert events appended, recorded by the detector itself (one sample per batch).
-async fn paced(redis: &Client, url: &str, samples: &Samples, rate: u64, seconds: u64) {
+async fn paced(redis: &Client, url: &str, samples: &Samples, label: &str, rate: u64, seconds: u64, hot_per_s: u64) {
     let total = rate * seconds;
     let slice = (rate / 100).max(1);
-    let hot_every = (rate / 20).max(1);
+    let hot_every = (rate / hot_per_s.max(1)).max(1);
+    let tag: String = label.chars().filter(char::is_ascii_alphanumeric).collect();
     let stop_reader = tokio_util::sync::CancellationToken::new();
     let (tx, rx) = std::sync::mpsc::channel::<(String, Instant, String)>();
     let reader_url = url.to_string();
@@ -239,7 +243,7 @@ async fn paced(redis: &Client, url: &str, samples: &Samples, rate: u64, seconds:
         for j in 0..slice {
             let (e, i) = ((k as usize) % EQUIPMENT, k as i64);
             let hot = k % hot_every == 0;
-            let id = if hot { format!("HOT-{rate}-{k}") } else { format!("EQ-{e:03}") };
+            let id = if hot { format!("HOT-{tag}-{k}") } else { format!("EQ-{e:03}") };
             let (t, v) = signal(e, i);
             let t = Telemetry {
                 equipement_id: id.clone(),
@@ -278,16 +282,16 @@ async fn paced(redis: &Client, url: &str, samples: &Samples, rate: u64, seconds:
     }
     let added: Vec<f64> = samples.take("proact_detector_alert_latency_seconds").into_iter().map(|s| s * 1e3).collect();
     println!(
-        "paced {rate}/s: {total} readings in {send_secs:.1} s ({:.0}/s); {} hot readings → {} alerts; all entries acked: {}",
+        "{label}: {total} readings in {send_secs:.1} s ({:.0}/s); {} hot readings → {} alerts; all entries acked: {}",
         total as f64 / send_secs,
         sent.len(),
         end_to_end.len(),
         drained(redis).await
     );
-    println!("paced {rate}/s: end to end, XADD → alert event read back: {}", summary(end_to_end));
-    println!("paced {rate}/s: added, telemetry entry id → alert entry id (Redis clock, whole ms): {}", summary(by_ids));
+    println!("{label}: end to end, XADD → alert event read back: {}", summary(end_to_end));
+    println!("{label}: added, telemetry entry id → alert entry id (Redis clock, whole ms): {}", summary(by_ids));
     println!(
-        "paced {rate}/s: added, proact_detector_alert_latency_seconds (batch read → alerts appended): {}",
+        "{label}: added, proact_detector_alert_latency_seconds (batch read → alerts appended): {}",
         summary(added)
     );
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use fred::prelude::*;
 use proact_proto::streams::{shard_for, telemetry_stream};
 use proact_proto::time::now_micros;
-use proact_proto::v1::{AlertEvent, Telemetry};
+use proact_proto::v1::{AlertEvent, AlertEventKind, Telemetry};
 use proact_server::config::{AdminArgs, PgArgs, RedisArgs};
 use proact_server::otel::{trace_id_of, KeyValue, PipelineSpan, Tracing};
 use proact_server::redis::{ack, ensure_group, read_group, StreamEntry};
@@ -421,11 +421,8 @@ async fn scoring_loop(
     let mut next_silence = Instant::now() + Duration::from_secs(1);
     let mut keys: Vec<String> = Vec::new();
     let mut groups_ready: BTreeSet<u32> = BTreeSet::new();
-    let mut acking = Acking::default();
     while !shutdown.is_cancelled() {
         if Instant::now() >= next_heartbeat {
-            // Our pending list must hold only orphans when it is re-read below.
-            acking.settle().await?;
             next_heartbeat = Instant::now() + heartbeat_every;
             match leases.heartbeat(now_micros() / 1000).await {
                 Ok(change) => {
@@ -501,28 +498,30 @@ async fn scoring_loop(
             Ok(entries) if !entries.is_empty() => {
                 let t0 = Instant::now();
                 metrics::histogram!("proact_detector_read_seconds").record((t0 - read_started).as_secs_f64());
-                // The previous batch's ack went out while this one was read; it must have
-                // landed before this batch is scored (one ack in flight, its errors ours).
-                acking.settle().await?;
                 let batch = process(&engine, &write, &ctx, &ctx.traces, &entries).await?;
                 if let Some(appended) = batch.appended_at {
                     metrics::histogram!("proact_detector_alert_latency_seconds").record((appended - t0).as_secs_f64());
                 }
-                metrics::histogram!("proact_detector_process_seconds").record(t0.elapsed().as_secs_f64());
-                metrics::histogram!("proact_detector_batch_size").record(entries.len() as f64);
+                let t1 = Instant::now();
                 let fenced = batch.fenced;
                 if fenced.is_empty() {
-                    acking.start(&write, &ctx.group, entries);
+                    ack(&write, &ctx.group, &entries).await?;
                 } else {
                     // Another replica owns these shards now: their entries stay pending for
                     // it (it reclaims idle ones), and what we knew of them is stale.
-                    let keep: Vec<StreamEntry> =
-                        entries.into_iter().filter(|e| !fenced.iter().any(|s| telemetry_stream(*s) == e.key)).collect();
-                    acking.start(&write, &ctx.group, keep);
+                    let keep: Vec<StreamEntry> = entries
+                        .iter()
+                        .filter(|e| !fenced.iter().any(|s| telemetry_stream(*s) == e.key))
+                        .cloned()
+                        .collect();
+                    ack(&write, &ctx.group, &keep).await?;
                     lose_fenced(&engine, &ctx, &fenced).await;
                     keys.retain(|k| !fenced.iter().any(|s| telemetry_stream(*s) == *k));
                     next_heartbeat = Instant::now();
                 }
+                metrics::histogram!("proact_detector_process_seconds").record((t1 - t0).as_secs_f64());
+                metrics::histogram!("proact_detector_ack_seconds").record(t1.elapsed().as_secs_f64());
+                metrics::histogram!("proact_detector_batch_size").record(entries.len() as f64);
             }
             Ok(_) => {}
             Err(e) => {
@@ -532,8 +531,6 @@ async fn scoring_loop(
             }
         }
     }
-    // The last batch's ack lands before the leases go, or its entries would be re-scored.
-    acking.settle().await?;
     if let Err(e) = leases.release_all().await {
         tracing::warn!(error = %e, "leases not released; they expire on their own");
     }
@@ -803,10 +800,7 @@ async fn score(
                 s.set_attribute(KeyValue::new("alert.transitions", produced.len() as i64));
                 spans.push(s);
             }
-            for tr in produced {
-                tracing::info!(equipement_id = %t.equipement_id, trace_id = %trace_id, kind = ?tr.kind, "alert transition");
-                outgoing.push(self::outgoing(tr, context.clone()));
-            }
+            outgoing.extend(produced.into_iter().map(|tr| self::outgoing(tr, context.clone())));
         }
     }
     metrics::counter!("proact_detector_events_scored_total").increment(entries.len() as u64);
@@ -835,6 +829,11 @@ async fn publish_all(
     let appended_at = Instant::now();
     let mut added = 0;
     for (out, result) in outgoing.iter().zip(results) {
+        // Logged once published, not before: a log write is not on the alert's path.
+        if let Some(alert) = &out.event.alert {
+            let kind = AlertEventKind::try_from(out.event.kind).unwrap_or_default();
+            tracing::info!(equipement_id = %alert.equipement_id, trace_id = %alert.trace_id, ?kind, outcome = ?result, "alert transition");
+        }
         match result {
             publish::Published::Added(_) => added += 1,
             publish::Published::Duplicate => {}
@@ -847,32 +846,6 @@ async fn publish_all(
     }
     metrics::counter!("proact_detector_alert_events_total").increment(added);
     Ok((fenced, (added > 0).then_some(appended_at)))
-}
-
-/// The acknowledgement of the last batch, sent while the next one is read so that it is not
-/// on the path of the next batch's alerts. At most one is in flight; it is settled before the
-/// next batch is scored, before the pending list is re-read, and before the leases go.
-#[derive(Default)]
-struct Acking(Option<tokio::task::JoinHandle<Result<(), Error>>>);
-
-impl Acking {
-    fn start(&mut self, write: &Client, group: &str, entries: Vec<StreamEntry>) {
-        debug_assert!(self.0.is_none(), "settled before the next batch");
-        let (write, group) = (write.clone(), group.to_string());
-        self.0 = Some(tokio::spawn(async move {
-            let started = Instant::now();
-            let r = ack(&write, &group, &entries).await;
-            metrics::histogram!("proact_detector_ack_seconds").record(started.elapsed().as_secs_f64());
-            r
-        }));
-    }
-
-    async fn settle(&mut self) -> anyhow::Result<()> {
-        if let Some(h) = self.0.take() {
-            h.await??;
-        }
-        Ok(())
-    }
 }
 
 /// Forgets the equipment of shards this replica was fenced off.
