@@ -5,10 +5,14 @@
 //!    on one thread: events/s per core and per-event latency percentiles.
 //! 2. Loop: the real service (consumer group, leases, publish, ack) in this process on a
 //!    one-thread runtime against a real Redis (the other core): a backlog of N entries
-//!    drained, events/s; then a paced stream at a fixed rate with hot readings, and the
-//!    latency from XADD to the alert event in the alerts stream (p50/p99).
+//!    drained, events/s; then paced streams (1,000 and 10,000 readings/s by default,
+//!    `PROACT_BENCH_RATES`, `PROACT_BENCH_PACED_SECS` s each) with hot readings, and for
+//!    them the latency end to end (XADD → alert event read back) and the latency the
+//!    detector adds (entry ids on the Redis clock, and the service's own histogram), p50/p99.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -108,7 +112,7 @@ fn engine_bench(paths: &[std::path::PathBuf], n: usize) {
     );
 }
 
-async fn loop_bench(paths: &[std::path::PathBuf], backlog: usize, rate: u64, seconds: u64) {
+async fn loop_bench(paths: &[std::path::PathBuf], backlog: usize, samples: &Samples, rates: &[u64], seconds: u64) {
     let server = proact_testkit::Redis::start().await.unwrap();
     let redis = proact_server::redis::connect(&server.url()).await.unwrap();
     // Backlog written before the detector starts.
@@ -172,15 +176,33 @@ async fn loop_bench(paths: &[std::path::PathBuf], backlog: usize, rate: u64, sec
     }
     let secs = start.elapsed().as_secs_f64();
     println!("loop: backlog of {backlog} entries drained in {secs:.2} s = {:.0} events/s (one runtime thread; includes start-up and lease acquisition)", backlog as f64 / secs);
+    for &rate in rates {
+        paced(&redis, &server.url(), samples, &format!("paced {rate}/s"), rate, seconds, 20).await;
+    }
+    // Many alerts per batch (one reading in ten hot, ten per 10 ms slice): what publishing a
+    // batch's events in one round trip instead of one each is for.
+    paced(&redis, &server.url(), samples, "burst 10000/s, 1 in 10 hot", 10_000, 2, 1_000).await;
+    shutdown.cancel();
+    let _ = service.join();
+}
 
-    // Paced: `rate` readings/s for `seconds`, written in 10 ms pipelined slices; every
-    // 2,000th reading is hot on a fresh equipment id so that each raises an alert. Latency:
-    // the slice's XADD → the alert event read back from the alerts stream.
+/// Paced: `rate` readings/s for `seconds`, written in 10 ms pipelined slices; `hot_per_s`
+/// readings a second are hot, each on a fresh equipment id so that each raises an alert. Three
+/// latencies per hot reading:
+/// - end to end: the slice's XADD → the alert event read back from the alerts stream (this
+///   process's clock; includes the producer's write and the reader's wake-up);
+/// - added, Redis clock: the telemetry entry id's time → the alert entry id's time (both ids
+///   stamped by Redis, whole milliseconds);
+/// - added, service: `proact_detector_alert_latency_seconds`, from a batch's read reply to
+///   its alert events appended, recorded by the detector itself (one sample per batch).
+async fn paced(redis: &Client, url: &str, samples: &Samples, label: &str, rate: u64, seconds: u64, hot_per_s: u64) {
     let total = rate * seconds;
     let slice = (rate / 100).max(1);
+    let hot_every = (rate / hot_per_s.max(1)).max(1);
+    let tag: String = label.chars().filter(char::is_ascii_alphanumeric).collect();
     let stop_reader = tokio_util::sync::CancellationToken::new();
-    let (tx, rx) = std::sync::mpsc::channel::<(String, Instant)>();
-    let reader_url = server.url();
+    let (tx, rx) = std::sync::mpsc::channel::<(String, Instant, String)>();
+    let reader_url = url.to_string();
     let stop = stop_reader.clone();
     let reader = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -192,10 +214,10 @@ async fn loop_bench(paths: &[std::path::PathBuf], backlog: usize, rate: u64, sec
                     follower.xread(Some(1000), Some(100), ALERTS_STREAM, last_id.as_str()).await.unwrap_or(Value::Null);
                 let resp = proact_server::redis::xread_response(v).unwrap_or_default();
                 for (id, f) in resp.get(ALERTS_STREAM).cloned().unwrap_or_default() {
-                    last_id = id;
+                    last_id = id.clone();
                     if let Some(ev) = f.get(PAYLOAD_FIELD).and_then(|p| AlertEvent::decode(p.as_ref()).ok()) {
                         if ev.kind == 1 {
-                            let _ = tx.send((ev.alert.unwrap().equipement_id, Instant::now()));
+                            let _ = tx.send((ev.alert.unwrap().equipement_id, Instant::now(), id));
                         }
                     }
                 }
@@ -203,7 +225,9 @@ async fn loop_bench(paths: &[std::path::PathBuf], backlog: usize, rate: u64, sec
         });
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut sent_at: HashMap<String, Instant> = HashMap::new();
+    samples.take("proact_detector_alert_latency_seconds");
+    // Hot equipment id → (when its slice was flushed, its telemetry entry id).
+    let mut sent: HashMap<String, (Instant, String)> = HashMap::new();
     let t0 = Instant::now();
     let now = proact_proto::time::now_micros();
     let mut k: u64 = 0;
@@ -216,10 +240,10 @@ async fn loop_bench(paths: &[std::path::PathBuf], backlog: usize, rate: u64, sec
         }
         let pipeline = redis.pipeline();
         let mut hot_ids = Vec::new();
-        for _ in 0..slice {
+        for j in 0..slice {
             let (e, i) = ((k as usize) % EQUIPMENT, k as i64);
-            let hot = k % 2000 == 0;
-            let id = if hot { format!("HOT-{k}") } else { format!("EQ-{e:03}") };
+            let hot = k % hot_every == 0;
+            let id = if hot { format!("HOT-{tag}-{k}") } else { format!("EQ-{e:03}") };
             let (t, v) = signal(e, i);
             let t = Telemetry {
                 equipement_id: id.clone(),
@@ -229,7 +253,7 @@ async fn loop_bench(paths: &[std::path::PathBuf], backlog: usize, rate: u64, sec
                 ..Default::default()
             };
             if hot {
-                hot_ids.push(id);
+                hot_ids.push((id, j as usize));
             }
             let key = telemetry_stream(shard_for(&t.equipement_id, 8));
             let _: () = pipeline
@@ -240,54 +264,145 @@ async fn loop_bench(paths: &[std::path::PathBuf], backlog: usize, rate: u64, sec
         }
         // Stamped before the flush: the latency includes the write itself.
         let at = Instant::now();
-        let _: Vec<Value> = pipeline.all().await.unwrap();
-        for id in hot_ids {
-            sent_at.insert(id, at);
+        let ids: Vec<Value> = pipeline.all().await.unwrap();
+        for (id, j) in hot_ids {
+            sent.insert(id, (at, ids[j].as_string().unwrap_or_default()));
         }
     }
     let send_secs = t0.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let all: Vec<(String, HashMap<String, Bytes>)> =
-        redis.xrange(ALERTS_STREAM, "-", "+", None).await.unwrap_or_default();
-    let hot_raised = all
-        .iter()
-        .filter_map(|(_, f)| AlertEvent::decode(f.get(PAYLOAD_FIELD)?.as_ref()).ok())
-        .filter(|ev| ev.kind == 1 && ev.alert.as_ref().is_some_and(|a| a.equipement_id.starts_with("HOT-")))
-        .count();
-    let mut xlen = 0u64;
-    for s in 0..8 {
-        xlen += redis.xlen::<u64, _>(telemetry_stream(s)).await.unwrap_or(0);
-    }
-    println!("paced: telemetry streams hold {xlen} entries (written: {})", backlog as u64 + total);
-    println!(
-        "paced: alerts stream holds {} events, {hot_raised} raised for the hot readings; all entries acked: {}",
-        all.len(),
-        drained(&redis).await
-    );
     stop_reader.cancel();
     let _ = reader.join();
-    shutdown.cancel();
-    let mut lat = Vec::new();
-    while let Ok((id, at)) = rx.try_recv() {
-        if let Some(s) = sent_at.get(&id) {
-            lat.push(at.saturating_duration_since(*s).as_secs_f64() * 1e3);
+    let (mut end_to_end, mut by_ids) = (Vec::new(), Vec::new());
+    while let Ok((id, at, alert_entry)) = rx.try_recv() {
+        if let Some((s, telemetry_entry)) = sent.get(&id) {
+            end_to_end.push(at.saturating_duration_since(*s).as_secs_f64() * 1e3);
+            by_ids.push((entry_ms(&alert_entry) - entry_ms(telemetry_entry)) as f64);
         }
     }
-    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    if lat.is_empty() {
-        println!("paced: no alerts measured");
-    } else {
-        println!(
-            "paced: {total} readings at {:.0}/s for {send_secs:.1} s; {} hot readings → {} alerts; XADD → alert event p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            total as f64 / send_secs,
-            sent_at.len(),
-            lat.len(),
-            percentile(&lat, 0.5),
-            percentile(&lat, 0.99),
-            lat[lat.len() - 1]
-        );
+    let added: Vec<f64> = samples.take("proact_detector_alert_latency_seconds").into_iter().map(|s| s * 1e3).collect();
+    println!(
+        "{label}: {total} readings in {send_secs:.1} s ({:.0}/s); {} hot readings → {} alerts; all entries acked: {}",
+        total as f64 / send_secs,
+        sent.len(),
+        end_to_end.len(),
+        drained(redis).await
+    );
+    println!("{label}: end to end, XADD → alert event read back: {}", summary(end_to_end));
+    println!("{label}: added, telemetry entry id → alert entry id (Redis clock, whole ms): {}", summary(by_ids));
+    println!(
+        "{label}: added, proact_detector_alert_latency_seconds (batch read → alerts appended): {}",
+        summary(added)
+    );
+}
+
+/// The millisecond part of a stream entry id (`1700000000000-3`).
+fn entry_ms(id: &str) -> i64 {
+    id.split('-').next().and_then(|ms| ms.parse().ok()).unwrap_or(0)
+}
+
+/// `n, p50, p99, max` of values in milliseconds.
+fn summary(mut v: Vec<f64>) -> String {
+    if v.is_empty() {
+        return "no samples".into();
     }
-    let _ = service.join();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    format!(
+        "n {}, p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        v.len(),
+        percentile(&v, 0.5),
+        percentile(&v, 0.99),
+        v[v.len() - 1]
+    )
+}
+
+/// The bench's metrics recorder, installed instead of the Prometheus one: it keeps every
+/// value a histogram records (Prometheus' buckets, 1 ms then 2.5 ms, are too coarse to read
+/// a p99 against a 2 ms target).
+#[derive(Default, Clone)]
+struct Samples(Arc<Mutex<BTreeMap<String, Series>>>);
+
+#[derive(Clone)]
+enum Series {
+    Counter(Arc<AtomicU64>),
+    Gauge(Arc<AtomicU64>),
+    Histogram(Arc<Values>),
+}
+
+#[derive(Default)]
+struct Values(Mutex<Vec<f64>>);
+
+impl metrics::HistogramFn for Values {
+    fn record(&self, value: f64) {
+        self.0.lock().unwrap().push(value);
+    }
+}
+
+impl Samples {
+    fn series(&self, key: &metrics::Key, new: impl FnOnce() -> Series) -> Series {
+        let mut name = key.name().to_string();
+        for l in key.labels() {
+            name.push_str(&format!("{{{}={}}}", l.key(), l.value()));
+        }
+        self.0.lock().unwrap().entry(name).or_insert_with(new).clone()
+    }
+
+    /// The values a histogram recorded since the last call.
+    fn take(&self, name: &str) -> Vec<f64> {
+        match self.0.lock().unwrap().get(name) {
+            Some(Series::Histogram(v)) => std::mem::take(&mut *v.0.lock().unwrap()),
+            _ => Vec::new(),
+        }
+    }
+
+    fn print(&self) {
+        for (name, series) in self.0.lock().unwrap().iter() {
+            if !name.starts_with("proact_detector_") {
+                continue;
+            }
+            match series {
+                Series::Counter(c) => println!("metrics: {name} {}", c.load(Ordering::Relaxed)),
+                Series::Gauge(g) => println!("metrics: {name} {}", f64::from_bits(g.load(Ordering::Relaxed))),
+                Series::Histogram(v) => {
+                    let v = v.0.lock().unwrap().clone();
+                    let sum: f64 = v.iter().sum();
+                    let unit = if name.ends_with("_seconds") { 1e3 } else { 1.0 };
+                    let scaled: Vec<f64> = v.iter().map(|x| x * unit).collect();
+                    println!(
+                        "metrics: {name} sum {sum:.3}, {}",
+                        summary(scaled).replace(" ms", if unit == 1.0 { "" } else { " ms" })
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl metrics::Recorder for Samples {
+    fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        match self.series(key, || Series::Counter(Default::default())) {
+            Series::Counter(c) => metrics::Counter::from_arc(c),
+            _ => metrics::Counter::noop(),
+        }
+    }
+
+    fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        match self.series(key, || Series::Gauge(Default::default())) {
+            Series::Gauge(g) => metrics::Gauge::from_arc(g),
+            _ => metrics::Gauge::noop(),
+        }
+    }
+
+    fn register_histogram(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+        match self.series(key, || Series::Histogram(Default::default())) {
+            Series::Histogram(v) => metrics::Histogram::from_arc(v),
+            _ => metrics::Histogram::noop(),
+        }
+    }
 }
 
 /// (entries not yet delivered, entries delivered but not acked) over the groups of a stream.
@@ -323,8 +438,16 @@ fn main() {
         println!("detector_loop: run with `cargo bench` (just bench detector)");
         return;
     }
-    let metrics = proact_server::telemetry::metrics_handle();
-    let n: usize = std::env::var("PROACT_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let samples = Samples::default();
+    metrics::set_global_recorder(samples.clone()).expect("the bench's recorder is the first");
+    let env = |name: &str| std::env::var(name).ok();
+    let n: usize = env("PROACT_BENCH_EVENTS").and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let rates: Vec<u64> = env("PROACT_BENCH_RATES")
+        .unwrap_or_else(|| "1000,10000".into())
+        .split(',')
+        .map(|r| r.trim().parse().expect("PROACT_BENCH_RATES: readings/s, comma-separated"))
+        .collect();
+    let seconds: u64 = env("PROACT_BENCH_PACED_SECS").and_then(|v| v.parse().ok()).unwrap_or(10);
     let dir = tempfile::tempdir().unwrap();
     let t = Instant::now();
     let paths = train(dir.path());
@@ -334,10 +457,6 @@ fn main() {
     );
     engine_bench(&paths, n);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    rt.block_on(loop_bench(&paths, n / 5, 10_000, 10));
-    for line in metrics.render().lines() {
-        if line.starts_with("proact_detector_") && !line.contains("_bucket") {
-            println!("metrics: {line}");
-        }
-    }
+    rt.block_on(loop_bench(&paths, n / 5, &samples, &rates, seconds));
+    samples.print();
 }

@@ -118,6 +118,19 @@ pub struct Assessment {
 pub struct Transition {
     pub kind: AlertEventKind,
     pub alert: Alert,
+    /// Event time of the reading that moved the episode (raised, escalated, cleared it);
+    /// `None` for the no-data alarm, which runs on the wall clock and is not recorded.
+    pub at_micros: Option<i64>,
+}
+
+/// The last transition of an equipment's condition episodes, as published (see
+/// [`crate::publish`]): the alert (open, or cleared) and the event time of the reading that
+/// caused it. Restored when the equipment's shard is taken over, because the warm-up re-reads
+/// only the stream's tail, which may start in the middle of an episode or after its start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpisodeRecord {
+    pub alert: Alert,
+    pub at_micros: i64,
 }
 
 #[derive(Debug)]
@@ -137,6 +150,9 @@ pub struct Engine {
     models: Models,
     info: HashMap<String, EquipmentInfo>,
     states: HashMap<String, EquipmentState>,
+    /// Episode records of equipment not seen since their shard was taken over, consumed by
+    /// their first reading (equipment gone for good never get a state, nor a no-data alarm).
+    restored: HashMap<String, EpisodeRecord>,
     features: FeatureVector,
     pub too_late: u64,
     pub reordered: u64,
@@ -155,6 +171,7 @@ impl Engine {
             models: Models::default(),
             info: HashMap::new(),
             states: HashMap::new(),
+            restored: HashMap::new(),
             features: FeatureVector { values: vec![0.0; n] },
             too_late: 0,
             reordered: 0,
@@ -187,6 +204,16 @@ impl Engine {
     /// Forgets the equipment `keep` says no (a shard handed to another replica).
     pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
         self.states.retain(|id, _| keep(id));
+        self.restored.retain(|id, _| keep(id));
+    }
+
+    /// Starts an equipment from the last published transition of its episodes: an open
+    /// episode continues (no second raise, the same id, escalation only above its severity)
+    /// and readings older than that transition only fill the window, since the episode state
+    /// at that instant is known. Call before the equipment's warm-up readings.
+    pub fn restore(&mut self, equipement_id: &str, record: EpisodeRecord) {
+        self.states.remove(equipement_id);
+        self.restored.insert(equipement_id.to_string(), record);
     }
 
     fn thresholds(&self, id: &str) -> &Thresholds {
@@ -298,20 +325,24 @@ impl Engine {
         let mut out = Vec::new();
         let window_cfg = self.cfg.window;
         let schema = &self.schema;
-        let st = self.states.entry(t.equipement_id.clone()).or_insert_with(|| EquipmentState {
-            window: Window::new(schema, window_cfg),
-            open: None,
-            normal_since: None,
-            silent: None,
-            last_ts: i64::MIN,
-            last_seen_wall: now_micros,
+        let restored = &mut self.restored;
+        let st = self.states.entry(t.equipement_id.clone()).or_insert_with(|| {
+            let record = restored.remove(&t.equipement_id);
+            EquipmentState {
+                window: Window::new(schema, window_cfg),
+                open: record.as_ref().map(|r| r.alert.clone()).filter(|a| a.state == AlertState::Open as i32),
+                normal_since: None,
+                silent: None,
+                last_ts: record.map_or(i64::MIN, |r| r.at_micros),
+                last_seen_wall: now_micros,
+            }
         });
         st.last_seen_wall = now_micros;
         if let Some(mut alarm) = st.silent.take() {
             alarm.state = AlertState::Cleared as i32;
             alarm.end_micros = t.ts_micros;
             alarm.updated_micros = now_micros;
-            out.push(Transition { kind: AlertEventKind::Cleared, alert: alarm });
+            out.push(Transition { kind: AlertEventKind::Cleared, alert: alarm, at_micros: None });
         }
         let placement = st.window.push(t.ts_micros / 1000, &[t.temperature, t.vibration]);
         match placement {
@@ -360,7 +391,7 @@ impl Engine {
                 };
                 st.open = Some(alert.clone());
                 st.normal_since = None;
-                out.push(Transition { kind: AlertEventKind::Raised, alert });
+                out.push(Transition { kind: AlertEventKind::Raised, alert, at_micros: Some(t.ts_micros) });
             }
             None => {}
             Some(open) if abnormal => {
@@ -373,14 +404,24 @@ impl Engine {
                     open.value = assessment.value;
                     open.model_version = assessment.model_version;
                     open.updated_micros = now_micros;
-                    out.push(Transition { kind: AlertEventKind::Escalated, alert: open.clone() });
+                    out.push(Transition {
+                        kind: AlertEventKind::Escalated,
+                        alert: open.clone(),
+                        at_micros: Some(t.ts_micros),
+                    });
                 }
             }
             Some(open) => {
-                // Normal by the rules' verdict, but is it clear of the thresholds by the
-                // hysteresis margin? Near a threshold, the clock does not run.
-                let near = t.temperature > th.temperature_warning - hysteresis
-                    || t.vibration > th.vibration_warning - hysteresis;
+                // Normal again, but is it clear of the threshold that holds the episode by
+                // the hysteresis margin? Near it, the clock does not run. Only that rule's
+                // signal counts: an episode a model raised is not held open by a temperature
+                // that merely sits near the temperature rule (SKAB's valve runs at 74-79 °C,
+                // within 2 °C of the 80 °C warning, and no model episode ever cleared).
+                let near = match open.rule.split('_').next() {
+                    Some("temperature") => t.temperature > th.temperature_warning - hysteresis,
+                    Some("vibration") => t.vibration > th.vibration_warning - hysteresis,
+                    _ => false,
+                };
                 if near {
                     st.normal_since = None;
                     return out;
@@ -393,7 +434,7 @@ impl Engine {
                     alert.updated_micros = now_micros;
                     st.open = None;
                     st.normal_since = None;
-                    out.push(Transition { kind: AlertEventKind::Cleared, alert });
+                    out.push(Transition { kind: AlertEventKind::Cleared, alert, at_micros: Some(t.ts_micros) });
                 }
             }
         }
@@ -424,7 +465,7 @@ impl Engine {
                     ..Default::default()
                 };
                 st.silent = Some(alert.clone());
-                out.push(Transition { kind: AlertEventKind::Raised, alert });
+                out.push(Transition { kind: AlertEventKind::Raised, alert, at_micros: None });
             }
         }
         out
@@ -576,12 +617,17 @@ mod swap_tests {
     }
 
     fn normal_model(version: &str) -> Arc<dyn Scorer> {
+        normal_model_at(version, 60.0)
+    }
+
+    /// A normal-behaviour model of "P" learned at about `temperature` °C and 2 mm/s.
+    fn normal_model_at(version: &str, temperature: f64) -> Arc<dyn Scorer> {
         let schema = FeatureSchema::base();
         let mut w = Window::new(&schema, WindowConfig::default());
         let mut rows = Vec::new();
         let mut buf = vec![0.0; schema.len()];
         for i in 0..500 {
-            let _ = w.push(i * 1000, &[60.0 + (i % 7) as f64 * 0.3, 2.0 + (i % 3) as f64 * 0.1]);
+            let _ = w.push(i * 1000, &[temperature + (i % 7) as f64 * 0.3, 2.0 + (i % 3) as f64 * 0.1]);
             w.write_features(&mut buf).unwrap();
             rows.extend_from_slice(&buf);
         }
@@ -607,5 +653,88 @@ mod swap_tests {
         assert_eq!(after[0].alert.model_version, "normal-behaviour/P@v2");
         assert_eq!(after[0].alert.rule, "model_normal_behaviour");
         assert_eq!(e.models().versions(), vec![("normal-behaviour/P".to_string(), "v2".to_string())]);
+    }
+
+    /// Found on SKAB (issue 7): a model episode on a machine running within the hysteresis
+    /// of the temperature warning (78-79 °C against 80 °C) never cleared, so the replay's
+    /// false-alarm rate was 100 %. Only the rule holding the episode keeps its clock still.
+    #[test]
+    fn a_model_episode_clears_near_an_unrelated_rule_threshold() {
+        let mut e = Engine::new(EngineConfig::default());
+        let warm = |s: i64| reading(s, 77.5 + (s % 7) as f64 * 0.3, 2.0 + (s % 3) as f64 * 0.1);
+        for s in 0..100 {
+            assert!(e.observe(&warm(s), "", 0).is_empty(), "the rules alone: 77.5-79.3 °C is normal");
+        }
+        let mut models = Models::default();
+        models.normal.insert("P".into(), normal_model_at("v1", 77.5));
+        e.set_models(models);
+        let raised = e.observe(&reading(100, 77.5, 7.5), "", 0);
+        assert_eq!(raised[0].alert.rule, "model_normal_behaviour");
+        let kinds: Vec<AlertEventKind> = (101..400).flat_map(|s| e.observe(&warm(s), "", 0)).map(|t| t.kind).collect();
+        assert_eq!(kinds, [AlertEventKind::Cleared], "cleared once the model says normal for the hold time");
+    }
+}
+
+#[cfg(test)]
+mod restore_tests {
+    use super::*;
+
+    fn reading(s: i64, temp: f64) -> Telemetry {
+        Telemetry {
+            equipement_id: "P".into(),
+            ts_micros: s * 1_000_000,
+            temperature: temp,
+            vibration: 1.0,
+            ..Default::default()
+        }
+    }
+
+    fn open_at(s: i64) -> EpisodeRecord {
+        let alert = Alert {
+            alert_id: format!("P-{}", s * 1_000_000),
+            equipement_id: "P".into(),
+            start_micros: s * 1_000_000,
+            severity: Severity::Warning as i32,
+            state: AlertState::Open as i32,
+            ..Default::default()
+        };
+        EpisodeRecord { alert, at_micros: s * 1_000_000 }
+    }
+
+    #[test]
+    fn a_restored_open_episode_continues_under_its_id() {
+        let mut e = Engine::new(EngineConfig::default());
+        e.restore("P", open_at(10));
+        assert!(e.observe(&reading(500, 85.0), "", 0).is_empty(), "still the same warning episode: no second raise");
+        let up = e.observe(&reading(501, 95.0), "", 0);
+        assert_eq!(up[0].kind, AlertEventKind::Escalated);
+        assert_eq!(up[0].alert.alert_id, "P-10000000");
+        assert!(e.observe(&reading(502, 60.0), "", 0).is_empty());
+        let clear = e.observe(&reading(562, 60.0), "", 0);
+        assert_eq!(clear[0].kind, AlertEventKind::Cleared);
+        assert_eq!(clear[0].alert.alert_id, "P-10000000");
+    }
+
+    #[test]
+    fn readings_before_the_restored_transition_only_fill_the_window() {
+        let mut e = Engine::new(EngineConfig::default());
+        let mut cleared = open_at(10);
+        cleared.alert.state = AlertState::Cleared as i32;
+        cleared.at_micros = 100_000_000;
+        e.restore("P", cleared);
+        // The warm-up starts inside the episode that was cleared at 100 s: its hot readings
+        // must not raise it again under another id.
+        assert!(e.observe(&reading(50, 95.0), "", 0).is_empty());
+        assert!(e.observe(&reading(99, 60.0), "", 0).is_empty());
+        assert!(e.observe(&reading(100, 60.0), "", 0).is_empty());
+        assert_eq!(e.observe(&reading(101, 95.0), "", 0)[0].kind, AlertEventKind::Raised, "a later one is new");
+    }
+
+    #[test]
+    fn retain_forgets_restored_records_of_lost_shards() {
+        let mut e = Engine::new(EngineConfig::default());
+        e.restore("P", open_at(10));
+        e.retain(|_| false);
+        assert_eq!(e.observe(&reading(500, 85.0), "", 0)[0].kind, AlertEventKind::Raised);
     }
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use fred::prelude::*;
 use proact_proto::streams::{shard_for, telemetry_stream};
 use proact_proto::time::now_micros;
-use proact_proto::v1::{AlertEvent, Telemetry};
+use proact_proto::v1::{AlertEvent, AlertEventKind, Telemetry};
 use proact_server::config::{AdminArgs, PgArgs, RedisArgs};
 use proact_server::otel::{trace_id_of, KeyValue, PipelineSpan, Tracing};
 use proact_server::redis::{ack, ensure_group, read_group, StreamEntry};
@@ -251,6 +251,10 @@ pub const METRICS: &[Metric] = &[
     Metric::counter("proact_detector_warmup_entries_total", "Entries re-read to rebuild state on a shard takeover"),
     Metric::counter("proact_detector_claimed_total", "Unacked entries of other replicas claimed and scored"),
     Metric::counter(
+        "proact_detector_reclaimed_late_entries_total",
+        "Reclaimed entries (claimed, or never received) older than the lateness tolerance: acked unscored",
+    ),
+    Metric::counter(
         "proact_detector_orphaned_entries_total",
         "Entries delivered to this replica whose read reply it never got, scored at the next heartbeat",
     ),
@@ -265,6 +269,10 @@ pub const METRICS: &[Metric] = &[
     Metric::histogram("proact_detector_read_seconds", "Time waiting for one batch of the streams"),
     Metric::histogram("proact_detector_process_seconds", "Time to score one batch and publish its alert events"),
     Metric::histogram("proact_detector_ack_seconds", "Time to acknowledge one batch"),
+    Metric::histogram(
+        "proact_detector_alert_latency_seconds",
+        "Time the detector adds to an alert: from a batch's read reply to its alert events appended",
+    ),
     Metric::histogram("proact_detector_batch_size", "Readings per batch"),
     Metric::gauge("proact_detector_stream_lag_entries", "Entries not yet delivered to the detectors' group, by stream"),
     Metric::gauge("proact_detector_stream_pending_entries", "Entries delivered and not yet acknowledged, by stream"),
@@ -441,7 +449,7 @@ async fn scoring_loop(
                     // Entries read by another replica and never acked (one fenced off after
                     // reading, or one that died while its lease was still ours) once idle.
                     for key in &keys {
-                        claim_pending(&ctx, &write, &engine, key, 2 * ctx.lease_ttl_ms).await?;
+                        claim_pending(&ctx, &write, &engine, key, 2 * ctx.lease_ttl_ms, &HashSet::new()).await?;
                     }
                     let lag = shard_lag(&write, &ctx.group, &leases.owned()).await;
                     let mut st = status.write().unwrap_or_else(|p| p.into_inner());
@@ -467,7 +475,8 @@ async fn scoring_loop(
         if Instant::now() >= next_silence {
             next_silence = Instant::now() + Duration::from_secs(1);
             let transitions = engine.lock().await.check_silence(now_micros());
-            let fenced = publish_all(&write, &ctx.fence, transitions, &Default::default()).await?;
+            let outgoing = transitions.into_iter().map(|tr| outgoing(tr, HashMap::new())).collect();
+            let (fenced, _) = publish_all(&write, &ctx.fence, outgoing).await?;
             if !fenced.is_empty() {
                 lose_fenced(&engine, &ctx, &fenced).await;
                 next_heartbeat = Instant::now();
@@ -489,8 +498,12 @@ async fn scoring_loop(
             Ok(entries) if !entries.is_empty() => {
                 let t0 = Instant::now();
                 metrics::histogram!("proact_detector_read_seconds").record((t0 - read_started).as_secs_f64());
-                let fenced = process(&engine, &write, &ctx, &ctx.traces, &entries).await?;
+                let batch = process(&engine, &write, &ctx, &ctx.traces, &entries).await?;
+                if let Some(appended) = batch.appended_at {
+                    metrics::histogram!("proact_detector_alert_latency_seconds").record((appended - t0).as_secs_f64());
+                }
                 let t1 = Instant::now();
+                let fenced = batch.fenced;
                 if fenced.is_empty() {
                     ack(&write, &ctx.group, &entries).await?;
                 } else {
@@ -533,6 +546,10 @@ async fn scoring_loop(
 /// the middle of an episode would raise that episode again under another id (the id is its
 /// first abnormal reading, which the tail does not have). Found by `just chaos` at 1,500
 /// readings/s, where 5,000 entries are half a minute of a shard.
+///
+/// Before the warm-up, each equipment's last published episode transition is restored from
+/// the shard's episode hash (see [`publish`]): an episode raised before the tail starts stays
+/// open, under its id, so an unacked abnormal reading inside it does not raise it again.
 async fn take_over(
     ctx: &LoopCtx,
     read: &Client,
@@ -541,6 +558,17 @@ async fn take_over(
     shard: u32,
 ) -> anyhow::Result<()> {
     let key = telemetry_stream(shard);
+    let mut warmed = HashSet::new();
+    let records = publish::load_episodes(write, shard).await?;
+    {
+        let mut engine = engine.lock().await;
+        for (equipment, record) in records {
+            // Only equipment this shard still holds (the shard count may have changed).
+            if shard_for(&equipment, ctx.shards) == shard {
+                engine.restore(&equipment, record);
+            }
+        }
+    }
     if let Some(last) = last_delivered(write, &key, &ctx.group).await? {
         if last != "0-0" {
             let tail: Vec<(String, HashMap<String, bytes::Bytes>)> =
@@ -558,22 +586,27 @@ async fn take_over(
             // Already scored by the previous owner (and traced there): rebuild state, and
             // publish only what the entries it left unacked cause (see above).
             let unacked = pending_ids(write, &key, &ctx.group).await?;
-            score(engine, write, ctx, &Tracing::disabled(), &entries, |e| unacked.contains(&e.id)).await?;
+            let batch = score(engine, write, ctx, &Tracing::disabled(), &entries, |e| unacked.contains(&e.id)).await?;
+            reclaimed_late(&batch, &entries, "left unacked by the shard's previous owner");
+            warmed = entries.into_iter().map(|e| e.id).collect();
         }
     }
-    claim_pending(ctx, write, engine, &key, 0).await?;
+    // The unacked entries the warm-up just scored are only claimed and acked; older ones are
+    // scored now.
+    claim_pending(ctx, write, engine, &key, 0, &warmed).await?;
     let _ = read;
     Ok(())
 }
 
 /// Scores and acks the group's entries of `key` that other consumers read and left unacked
-/// for at least `min_idle_ms` (all of them with 0).
+/// for at least `min_idle_ms` (all of them with 0); those in `scored` are only acked.
 async fn claim_pending(
     ctx: &LoopCtx,
     write: &Client,
     engine: &Arc<Mutex<Engine>>,
     key: &str,
     min_idle_ms: u64,
+    scored: &HashSet<String>,
 ) -> anyhow::Result<()> {
     let keys = [key.to_string()];
     let mut cursor = "0-0".to_string();
@@ -584,10 +617,13 @@ async fn claim_pending(
             break;
         }
         metrics::counter!("proact_detector_claimed_total").increment(claimed.len() as u64);
-        if !process(engine, write, ctx, &ctx.traces, &claimed).await?.is_empty() {
+        let fresh: Vec<StreamEntry> = claimed.iter().filter(|e| !scored.contains(&e.id)).cloned().collect();
+        let batch = process(engine, write, ctx, &ctx.traces, &fresh).await?;
+        if !batch.fenced.is_empty() {
             // Lost this shard meanwhile: its new owner takes the entries.
             break;
         }
+        reclaimed_late(&batch, &fresh, "claimed from another consumer");
         ack(write, &ctx.group, &claimed).await?;
         let last = claimed.last().map(|e| e.id.clone()).unwrap_or_default();
         if last == cursor {
@@ -619,12 +655,42 @@ async fn score_orphans(
         }
         tracing::info!(entries = orphans.len(), "scoring entries delivered to this replica but never received");
         metrics::counter!("proact_detector_orphaned_entries_total").increment(orphans.len() as u64);
-        if !process(engine, write, ctx, &ctx.traces, &orphans).await?.is_empty() {
+        let batch = process(engine, write, ctx, &ctx.traces, &orphans).await?;
+        if !batch.fenced.is_empty() {
             // Lost a shard meanwhile: its new owner takes the entries.
             return Ok(());
         }
+        reclaimed_late(&batch, &orphans, "delivered to this replica but never received");
         ack(write, &ctx.group, &orphans).await?;
     }
+}
+
+/// Counts and logs (once per batch) the reclaimed entries that were too late to score.
+///
+/// A reclaimed entry (another consumer's, idle for two lease TTLs; or one of ours whose read
+/// reply was lost) can be older than the lateness tolerance behind its equipment's newest
+/// reading, when live reads went on past it meanwhile. It is acked without being scored, by
+/// choice: the window is ordered by event time and has already dropped what it would need to
+/// place the reading, and an episode only moves forward in event time, so scoring it in its
+/// own equipment order would raise, escalate or clear an episode in the past, after the
+/// events already published for later readings (a second, contradicting history on the
+/// dashboard). Keeping it pending would only have it reclaimed again. What is lost is at most
+/// the readings of one batch read by a replica that lost its lease; the count says when.
+fn reclaimed_late(batch: &Batch, entries: &[StreamEntry], how: &'static str) {
+    if batch.too_late == 0 {
+        return;
+    }
+    metrics::counter!("proact_detector_reclaimed_late_entries_total").increment(batch.too_late);
+    let first = entries.first().map_or("", |e| e.id.as_str());
+    let last = entries.last().map_or("", |e| e.id.as_str());
+    tracing::warn!(
+        entries = batch.too_late,
+        of = entries.len(),
+        how,
+        first_id = first,
+        last_id = last,
+        "reclaimed entries older than the lateness tolerance: acked without scoring"
+    );
 }
 
 /// How many already-processed entries rebuild a shard's state on takeover.
@@ -662,20 +728,31 @@ async fn pending_ids(client: &Client, key: &str, group: &str) -> Result<HashSet<
         .collect())
 }
 
-/// Scores `entries` and publishes the alert events; returns the shards whose events were
-/// fenced off (this replica lost their leases).
+/// What scoring a batch did.
+#[derive(Debug, Default)]
+struct Batch {
+    /// Shards whose events were fenced off (this replica lost their leases).
+    fenced: BTreeSet<u32>,
+    /// When the batch's alert events were appended, if it appended any.
+    appended_at: Option<Instant>,
+    /// Readings (of those whose events it publishes) older than the lateness tolerance, not
+    /// scored.
+    too_late: u64,
+}
+
+/// Scores `entries` and publishes the alert events.
 async fn process(
     engine: &Arc<Mutex<Engine>>,
     write: &Client,
     ctx: &LoopCtx,
     traces: &Tracing,
     entries: &[StreamEntry],
-) -> anyhow::Result<BTreeSet<u32>> {
+) -> anyhow::Result<Batch> {
     score(engine, write, ctx, traces, entries, |_| true).await
 }
 
 /// Scores `entries` in order and publishes the alert events of those `publish` selects (the
-/// others only move the state on); returns the shards whose events were fenced off.
+/// others only move the state on).
 async fn score(
     engine: &Arc<Mutex<Engine>>,
     write: &Client,
@@ -683,11 +760,12 @@ async fn score(
     traces: &Tracing,
     entries: &[StreamEntry],
     publish: impl Fn(&StreamEntry) -> bool,
-) -> anyhow::Result<BTreeSet<u32>> {
+) -> anyhow::Result<Batch> {
     let now = now_micros();
     let started = std::time::SystemTime::now();
-    let mut transitions = Vec::new();
+    let mut outgoing = Vec::new();
     let mut spans: Vec<PipelineSpan> = Vec::new();
+    let mut too_late = 0;
     {
         let mut engine = engine.lock().await;
         for e in entries {
@@ -699,8 +777,14 @@ async fn score(
                 Some(id) => id.to_string(),
                 None => format!("{:032x}", u128::from(stable_hash(&t.equipement_id)) << 64 | t.ts_micros as u128),
             };
+            let late_before = engine.too_late;
             let produced = engine.observe(&t, &trace_id, now);
-            let produced = if publish(e) { produced } else { Vec::new() };
+            let produced = if publish(e) {
+                too_late += engine.too_late - late_before;
+                produced
+            } else {
+                Vec::new()
+            };
             // The alert events carry the scoring span's context, so what the gateway does
             // with them hangs below the scoring that raised them.
             let context = match &span {
@@ -716,48 +800,52 @@ async fn score(
                 s.set_attribute(KeyValue::new("alert.transitions", produced.len() as i64));
                 spans.push(s);
             }
-            for tr in produced {
-                tracing::info!(equipement_id = %t.equipement_id, trace_id = %trace_id, kind = ?tr.kind, "alert transition");
-                transitions.push((tr, context.clone()));
-            }
+            outgoing.extend(produced.into_iter().map(|tr| self::outgoing(tr, context.clone())));
         }
     }
     metrics::counter!("proact_detector_events_scored_total").increment(entries.len() as u64);
-    let mut fenced = BTreeSet::new();
-    for (tr, trace_context) in transitions {
-        fenced.extend(publish_all(write, &ctx.fence, vec![tr], &trace_context).await?);
-    }
+    let (fenced, appended_at) = publish_all(write, &ctx.fence, outgoing).await?;
     spans.into_iter().for_each(PipelineSpan::end);
-    Ok(fenced)
+    Ok(Batch { fenced, appended_at, too_late })
 }
 
-/// Publishes each transition once, under the lease of its equipment's shard; returns the
-/// shards it was fenced off.
+fn outgoing(tr: engine::Transition, trace_context: HashMap<String, String>) -> publish::Outgoing {
+    let event = AlertEvent { kind: tr.kind as i32, alert: Some(tr.alert), event_id: String::new(), trace_context };
+    publish::Outgoing { event, at_micros: tr.at_micros }
+}
+
+/// Publishes each event once, under the lease of its equipment's shard, all in one round
+/// trip; returns the shards it was fenced off, and when the events were appended (if any was).
 async fn publish_all(
     write: &Client,
     fence: &Fence,
-    transitions: Vec<engine::Transition>,
-    trace_context: &HashMap<String, String>,
-) -> anyhow::Result<BTreeSet<u32>> {
+    outgoing: Vec<publish::Outgoing>,
+) -> anyhow::Result<(BTreeSet<u32>, Option<Instant>)> {
     let mut fenced = BTreeSet::new();
-    for tr in transitions {
-        let shard = fence.shard_of(&tr.alert.equipement_id);
-        let ev = AlertEvent {
-            kind: tr.kind as i32,
-            alert: Some(tr.alert),
-            event_id: String::new(),
-            trace_context: trace_context.clone(),
-        };
-        match publish::publish_once(write, &ev, Some(fence)).await? {
-            publish::Published::Added(_) => metrics::counter!("proact_detector_alert_events_total").increment(1),
+    if outgoing.is_empty() {
+        return Ok((fenced, None));
+    }
+    let results = publish::publish_batch(write, &outgoing, fence).await?;
+    let appended_at = Instant::now();
+    let mut added = 0;
+    for (out, result) in outgoing.iter().zip(results) {
+        // Logged once published, not before: a log write is not on the alert's path.
+        if let Some(alert) = &out.event.alert {
+            let kind = AlertEventKind::try_from(out.event.kind).unwrap_or_default();
+            tracing::info!(equipement_id = %alert.equipement_id, trace_id = %alert.trace_id, ?kind, outcome = ?result, "alert transition");
+        }
+        match result {
+            publish::Published::Added(_) => added += 1,
             publish::Published::Duplicate => {}
             publish::Published::Fenced => {
                 metrics::counter!("proact_detector_fenced_events_total").increment(1);
-                fenced.insert(shard);
+                let equipment = out.event.alert.as_ref().map_or("", |a| a.equipement_id.as_str());
+                fenced.insert(fence.shard_of(equipment));
             }
         }
     }
-    Ok(fenced)
+    metrics::counter!("proact_detector_alert_events_total").increment(added);
+    Ok((fenced, (added > 0).then_some(appended_at)))
 }
 
 /// Forgets the equipment of shards this replica was fenced off.

@@ -1,17 +1,28 @@
-//! Publishing alert events exactly once.
+//! Publishing alert events exactly once, and recording what they leave of each episode.
 //!
 //! The detector's input is at-least-once (a batch may be redelivered after a crash), so the
 //! same transition can be computed twice. Each event is appended by a script that first
 //! claims a dedupe key for (alert id, kind): a replayed transition finds the key taken and
 //! adds nothing. Both steps run atomically inside Redis, after a third: the publishing
 //! replica must still hold the lease of the equipment's shard (see [`crate::leases::Fence`]).
+//!
+//! The same script records the equipment's last episode transition in its shard's episode
+//! hash (`proact:detector:episodes:{shard}`, one field per equipment: the event time of the
+//! reading, then the alert). A replica taking the shard over reads it back
+//! ([`load_episodes`]): its warm-up re-reads only the stream's tail, which can start after an
+//! episode was raised, and would otherwise raise it again on its next abnormal reading.
+//!
+//! A batch's events go out in one pipeline ([`publish_batch`]): one round trip, however many
+//! alerts a batch raises.
 
 use bytes::Bytes;
 use fred::prelude::*;
+use fred::types::CustomCommand;
 use proact_proto::streams::{ALERTS_STREAM, PAYLOAD_FIELD};
-use proact_proto::v1::AlertEvent;
+use proact_proto::v1::{Alert, AlertEvent};
 use prost::Message;
 
+use crate::engine::EpisodeRecord;
 use crate::leases::{lease_key, Fence};
 
 const SCRIPT: &str = r#"
@@ -19,6 +30,9 @@ if ARGV[4] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[4] then
   return -1
 end
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
+  if ARGV[5] ~= '' then
+    redis.call('HSET', KEYS[4], ARGV[5], ARGV[6])
+  end
   return redis.call('XADD', KEYS[2], '*', ARGV[3], ARGV[1])
 end
 return false
@@ -35,12 +49,53 @@ pub enum Published {
     Fenced,
 }
 
+/// One event to publish.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub event: AlertEvent,
+    /// Event time of the reading that moved the episode: when set (and published under a
+    /// fence), the equipment's episode record is updated with the event.
+    pub at_micros: Option<i64>,
+}
+
 /// How long a dedupe key is kept: longer than any redelivery can take.
 const DEDUPE_TTL_SECS: u64 = 7 * 24 * 3600;
 
-/// Appends `event` to the alerts stream unless the same (alert, kind) was appended before or,
-/// with a `fence`, this replica lost the lease of the equipment's shard.
-pub async fn publish_once(client: &Client, event: &AlertEvent, fence: Option<&Fence>) -> Result<Published, Error> {
+/// The hash of the last episode transition of each equipment of `shard`.
+pub fn episodes_key(shard: u32) -> String {
+    format!("proact:detector:episodes:{{{shard}}}")
+}
+
+/// An episode record as stored: the event time (8 bytes, big-endian), then the alert.
+fn encode_record(alert: &Alert, at_micros: i64) -> Bytes {
+    let mut buf = at_micros.to_be_bytes().to_vec();
+    alert.encode(&mut buf).expect("a Vec grows");
+    Bytes::from(buf)
+}
+
+fn decode_record(raw: &[u8]) -> Option<EpisodeRecord> {
+    let (at, alert) = raw.split_at_checked(8)?;
+    let at_micros = i64::from_be_bytes(at.try_into().ok()?);
+    Some(EpisodeRecord { alert: Alert::decode(alert).ok()?, at_micros })
+}
+
+/// The episode records of `shard`'s equipment; unreadable ones (written by a future version)
+/// are skipped with a warning: the equipment then starts from its warm-up alone.
+pub async fn load_episodes(client: &Client, shard: u32) -> Result<Vec<(String, EpisodeRecord)>, Error> {
+    let raw: std::collections::HashMap<String, Bytes> = client.hgetall(episodes_key(shard)).await?;
+    let mut out = Vec::with_capacity(raw.len());
+    for (equipment, value) in raw {
+        match decode_record(&value) {
+            Some(r) => out.push((equipment, r)),
+            None => tracing::warn!(shard, equipement_id = %equipment, "unreadable episode record skipped"),
+        }
+    }
+    Ok(out)
+}
+
+/// The EVAL arguments of one event: numkeys, keys, then the script's arguments.
+fn script_args(out: &Outgoing, fence: Option<&Fence>) -> Vec<Value> {
+    let event = &out.event;
     let (alert_id, severity, equipment) = event
         .alert
         .as_ref()
@@ -49,25 +104,60 @@ pub async fn publish_once(client: &Client, event: &AlertEvent, fence: Option<&Fe
     // An episode escalates at most once per severity level, so the level is part of the key.
     let dedupe = format!("proact:alert-dedupe:{alert_id}:{}:{severity}", event.kind);
     let payload = Bytes::from(event.encode_to_vec());
-    let (lease, holder) = match fence {
-        Some(f) => (lease_key(f.shard_of(equipment)), f.replica.clone()),
-        None => (String::new(), String::new()),
+    let (lease, holder, episodes) = match fence {
+        Some(f) => {
+            let shard = f.shard_of(equipment);
+            (lease_key(shard), f.replica.clone(), episodes_key(shard))
+        }
+        None => (String::new(), String::new(), String::new()),
     };
-    let r: Value = client
-        .eval(
-            SCRIPT,
-            vec![dedupe, ALERTS_STREAM.to_string(), lease],
-            vec![
-                Value::Bytes(payload),
-                Value::from(DEDUPE_TTL_SECS as i64),
-                Value::from(PAYLOAD_FIELD),
-                Value::from(holder),
-            ],
-        )
-        .await?;
-    Ok(match r {
+    let (field, record) = match (fence, out.at_micros, event.alert.as_ref()) {
+        (Some(_), Some(at), Some(alert)) => (equipment.to_string(), encode_record(alert, at)),
+        _ => (String::new(), Bytes::new()),
+    };
+    vec![
+        Value::from(SCRIPT),
+        Value::Integer(4),
+        Value::from(dedupe),
+        Value::from(ALERTS_STREAM),
+        Value::from(lease),
+        Value::from(episodes),
+        Value::Bytes(payload),
+        Value::from(DEDUPE_TTL_SECS as i64),
+        Value::from(PAYLOAD_FIELD),
+        Value::from(holder),
+        Value::from(field),
+        Value::Bytes(record),
+    ]
+}
+
+fn outcome(reply: Value) -> Published {
+    match reply {
         Value::Integer(-1) => Published::Fenced,
         Value::Null => Published::Duplicate,
         other => other.as_string().map(Published::Added).unwrap_or(Published::Duplicate),
-    })
+    }
+}
+
+/// Appends `event` to the alerts stream unless the same (alert, kind) was appended before or,
+/// with a `fence`, this replica lost the lease of the equipment's shard.
+pub async fn publish_once(client: &Client, event: &AlertEvent, fence: Option<&Fence>) -> Result<Published, Error> {
+    let out = Outgoing { event: event.clone(), at_micros: None };
+    let r: Value = client.custom(CustomCommand::new_static("EVAL", None, false), script_args(&out, fence)).await?;
+    Ok(outcome(r))
+}
+
+/// Publishes `events` in order, each as [`publish_once`] does, in one round trip; the result
+/// has one entry per event. The first failed command fails the whole call: what did go out
+/// is deduplicated when the caller retries.
+pub async fn publish_batch(client: &Client, events: &[Outgoing], fence: &Fence) -> Result<Vec<Published>, Error> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pipeline = client.pipeline();
+    for out in events {
+        let _: () =
+            pipeline.custom(CustomCommand::new_static("EVAL", None, false), script_args(out, Some(fence))).await?;
+    }
+    pipeline.try_all::<Value>().await.into_iter().map(|r| r.map(outcome)).collect()
 }

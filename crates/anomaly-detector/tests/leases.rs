@@ -115,3 +115,58 @@ async fn a_replica_that_lost_its_lease_is_fenced_off() {
     let change = a.heartbeat(now_ms()).await.unwrap();
     assert!(change.lost.contains(&fence.shard_of("PUMP-01")), "{change:?}");
 }
+
+/// A batch's events go out in one pipeline, with one outcome each in order, and each
+/// published transition leaves the equipment's episode record (what a takeover restores);
+/// a fenced or duplicate one leaves nothing.
+#[tokio::test]
+async fn a_batch_is_published_in_one_call_and_records_its_episodes() {
+    use proact_anomaly_detector::leases::Fence;
+    use proact_anomaly_detector::publish::{load_episodes, publish_batch, Outgoing, Published};
+    use proact_proto::v1::{Alert, AlertEvent, AlertEventKind};
+
+    let redis = proact_testkit::Redis::start().await.unwrap();
+    let c = client(&redis.url()).await;
+    let mut a = Leases::new(client(&redis.url()).await, "a", 8, 10_000);
+    assert_eq!(a.heartbeat(now_ms()).await.unwrap().gained.len(), 8);
+    let fence = Fence { replica: "a".into(), shards: 8 };
+    let ours = "PUMP-01";
+    let theirs = (0..100).map(|i| format!("FAN-{i:02}")).find(|id| fence.shard_of(id) != fence.shard_of(ours)).unwrap();
+    // Replica b holds the other equipment's shard now.
+    let key = proact_anomaly_detector::leases::lease_key(fence.shard_of(&theirs));
+    let _: () = fred::prelude::KeysInterface::set(&c, &key, "b", None, None, false).await.unwrap();
+    let out = |kind: AlertEventKind, id: &str, equipment: &str, severity: i32, at: i64| Outgoing {
+        event: AlertEvent {
+            kind: kind as i32,
+            alert: Some(Alert {
+                alert_id: id.into(),
+                equipement_id: equipment.into(),
+                severity,
+                state: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        at_micros: Some(at),
+    };
+    let batch = [
+        out(AlertEventKind::Raised, "P-1", ours, 2, 10),
+        out(AlertEventKind::Raised, "P-1", ours, 2, 10),
+        out(AlertEventKind::Raised, "F-1", &theirs, 2, 20),
+        out(AlertEventKind::Escalated, "P-1", ours, 3, 30),
+    ];
+    let results = publish_batch(&c, &batch, &fence).await.unwrap();
+    assert!(matches!(results[0], Published::Added(_)), "{results:?}");
+    assert_eq!(results[1..3], [Published::Duplicate, Published::Fenced]);
+    assert!(matches!(results[3], Published::Added(_)), "{results:?}");
+    let n: u64 = fred::prelude::StreamsInterface::xlen(&c, proact_proto::streams::ALERTS_STREAM).await.unwrap();
+    assert_eq!(n, 2, "the raise and the escalation");
+
+    let records = load_episodes(&c, fence.shard_of(ours)).await.unwrap();
+    assert_eq!(records.len(), 1);
+    let (equipment, record) = &records[0];
+    assert_eq!(equipment, ours);
+    assert_eq!((record.at_micros, record.alert.severity, record.alert.alert_id.as_str()), (30, 3, "P-1"));
+    assert!(load_episodes(&c, fence.shard_of(&theirs)).await.unwrap().is_empty(), "fenced: nothing recorded");
+    assert!(publish_batch(&c, &[], &fence).await.unwrap().is_empty());
+}

@@ -226,3 +226,73 @@ async fn a_takeover_inside_an_old_episode_does_not_raise_it_again() {
     assert_eq!(raised(&redis).await, ["EQ-00", "EQ-01"], "EQ-00's episode raised once, before the takeover");
     b.kill();
 }
+
+/// Every alert event of the alerts stream: (kind, alert id).
+async fn events(redis: &Client) -> Vec<(i32, String)> {
+    let entries: Vec<(String, HashMap<String, Bytes>)> =
+        redis.xrange(ALERTS_STREAM, "-", "+", None).await.unwrap_or_default();
+    entries
+        .iter()
+        .filter_map(|(_, f)| AlertEvent::decode(f.get(PAYLOAD_FIELD)?.as_ref()).ok())
+        .map(|ev| (ev.kind, ev.alert.unwrap().alert_id))
+        .collect()
+}
+
+/// Issue 7: the warm-up re-reads only the last 5,000 entries, so an episode raised before
+/// them was unknown to the new owner, and an unacked abnormal reading inside it raised it a
+/// second time under a new id. The shard's episode record carries it over the takeover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_episode_raised_before_the_warm_up_tail_survives_a_takeover() {
+    let server = proact_testkit::Redis::start().await.unwrap();
+    let redis = proact_server::redis::connect(&server.url()).await.unwrap();
+    let keys: Vec<String> = (0..SHARDS).map(telemetry_stream).collect();
+    let mut a = spawn_detector(&server.url(), "a", "1500");
+    wait_until("replica a owns every shard", || owns_every_shard(&redis, "a")).await;
+    // EQ-00 hot once, then at 79 °C: normal, but within the hysteresis of the 80 °C warning,
+    // so the episode stays open through the 5,000 entries a warm-up re-reads.
+    let base = proact_proto::time::now_micros() - 7_200_000_000;
+    let key = telemetry_stream(shard_for("EQ-00", SHARDS));
+    let reading = |s: i64, temperature: f64| {
+        let t = Telemetry {
+            equipement_id: "EQ-00".into(),
+            ts_micros: base + s * 1_000_000,
+            temperature,
+            vibration: 2.0,
+            ..Default::default()
+        };
+        (PAYLOAD_FIELD, Bytes::from(t.encode_to_vec()))
+    };
+    let pipe = redis.pipeline();
+    for s in 0..5_050i64 {
+        let _: () = pipe
+            .xadd(key.as_str(), false, None::<()>, "*", reading(s, if s == 0 { 96.0 } else { 79.0 }))
+            .await
+            .unwrap();
+    }
+    let _: Vec<Value> = pipe.all().await.unwrap();
+    wait_until("a raises the episode", || async { raised(&redis).await.len() == 1 }).await;
+    wait_until("a acks everything", || async { pending_total(&redis, &keys).await == 0 }).await;
+    a.kill();
+
+    // Hot again, read by a, which died before acking it.
+    let _: String = redis.xadd(key.as_str(), false, None::<()>, "*", reading(5_050, 96.0)).await.unwrap();
+    assert_eq!(read_as(&redis, "a", &keys).await, 1);
+    let mut b = spawn_detector(&server.url(), "b", "1500");
+    wait_until("b owns every shard", || owns_every_shard(&redis, "b")).await;
+    wait_until("b finishes what a left", || async { pending_total(&redis, &keys).await == 0 }).await;
+    // Normal for 70 s: the episode clears, under the id a raised it with.
+    for s in 5_051..5_121 {
+        let _: String = redis.xadd(key.as_str(), false, None::<()>, "*", reading(s, 55.0)).await.unwrap();
+    }
+    let cleared = AlertEventKind::Cleared as i32;
+    wait_until("b clears the episode", || async { events(&redis).await.iter().any(|(k, _)| *k == cleared) }).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all = events(&redis).await;
+    let raised_id = format!("EQ-00-{base}");
+    assert_eq!(
+        all,
+        [(AlertEventKind::Raised as i32, raised_id.clone()), (cleared, raised_id)],
+        "one episode, raised by a and cleared by b"
+    );
+    b.kill();
+}
