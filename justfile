@@ -62,3 +62,7 @@ k8s-validate:
 # Regenerate the sample data in data/ from the seeded generator.
 data:
     cargo run -p proact-dataprep --bin proact-prepare -- generate --out data --seed 42
+
+# Coverage-guided fuzzing with libFuzzer on stable (docs/RELIABILITY.md): each of the five targets for `seconds`; fails on a crash.
+fuzz seconds="30":
+    bash deploy/fuzz.sh {{seconds}}
