@@ -14,6 +14,8 @@
 #   stable replay test (tests/fuzz_corpus.rs) reads: minimise one with
 #   `cargo fuzz tmin`, commit it there, fix the bug.
 # - PROACT_FUZZ_SANITIZER=none builds without AddressSanitizer (default: address).
+# - PROACT_FUZZ_SEED=N fixes libFuzzer's seed (CI does, so that its short run is repeatable;
+#   an exploratory run leaves it unset).
 #
 # Exits 1 when any target crashed or failed to build, after running all of them.
 set -uo pipefail
@@ -73,7 +75,7 @@ for entry in "${targets[@]}"; do
   echo "fuzz: running $target for ${seconds}s (log: ${log#"$root"/})"
   t0=$SECONDS
   (cd "$root/crates/$crate" && cargo fuzz run --target-dir "$target_dir" --sanitizer "$sanitizer" "$target" "$scratch" -- \
-    -max_total_time="$seconds" -print_final_stats=1) >"$log" 2>&1
+    -max_total_time="$seconds" -print_final_stats=1 ${PROACT_FUZZ_SEED:+-seed="$PROACT_FUZZ_SEED"}) >"$log" 2>&1
   rc=$?
   took=$((SECONDS - t0))
 
