@@ -599,17 +599,7 @@ async fn locate_shortfall(
 /// Connects with `client_id` and its persistent session (closing the session's current
 /// connection), acks nothing, and leaves: what the session held stays in it for the owner.
 async fn take_over_session(port: u16, client_id: &str) {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet};
-    let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
-    opts.set_clean_session(false).set_manual_acks(true);
-    let (client, mut ev) = AsyncClient::new(opts, 8);
-    let connected = tokio::time::timeout(Duration::from_secs(5), async {
-        while !matches!(ev.poll().await, Ok(Event::Incoming(Packet::ConnAck(_)))) {}
-    });
-    if connected.await.is_ok() {
-        let _ = client.disconnect().await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), async { while ev.poll().await.is_ok() {} }).await;
-    }
+    connect_and_leave(port, client_id, false).await;
 }
 
 /// Steps through `fixed`, then `search` until a step is not sustained, then once between the
@@ -727,9 +717,15 @@ async fn proact_phase(ctx: &Ctx, stack: &proact_testkit::Stack, logs: &std::path
 /// Removes ingest's persistent session, or the broker would keep queueing messages for it
 /// while the Python design runs.
 async fn forget_session(port: u16, client_id: &str) {
+    connect_and_leave(port, client_id, true).await;
+}
+
+/// Connects as `client_id` (a clean session ends the old one, a persistent one takes it over,
+/// acking nothing), waits for the CONNACK, and disconnects.
+async fn connect_and_leave(port: u16, client_id: &str, clean_session: bool) {
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet};
     let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
-    opts.set_clean_session(true);
+    opts.set_clean_session(clean_session).set_manual_acks(true);
     let (client, mut ev) = AsyncClient::new(opts, 8);
     let connected = tokio::time::timeout(Duration::from_secs(5), async {
         while !matches!(ev.poll().await, Ok(Event::Incoming(Packet::ConnAck(_)))) {}
