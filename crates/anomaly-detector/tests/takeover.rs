@@ -121,6 +121,40 @@ async fn delivered_all(redis: &Client, keys: &[String]) -> bool {
     true
 }
 
+/// Waits until the group has read every entry of `keys` and acked it. (Pending counts only
+/// what was handed out, so "nothing pending" alone passes before the reading starts.)
+async fn wait_all_read_and_acked(who: &str, redis: &Client, keys: &[String]) {
+    wait_until(&format!("{who} reads and acks everything"), || async {
+        delivered_all(redis, keys).await && pending_total(redis, keys).await == 0
+    })
+    .await;
+}
+
+/// Appends `n` readings of EQ-00, one a second from `base`, with `temperature(s)` at second
+/// `s`, to its shard stream in one pipeline; returns that stream's key.
+async fn fill_eq00(redis: &Client, base: i64, n: i64, temperature: impl Fn(i64) -> f64) -> String {
+    let key = telemetry_stream(shard_for("EQ-00", SHARDS));
+    let pipe = redis.pipeline();
+    for s in 0..n {
+        let _: () =
+            pipe.xadd(key.as_str(), false, None::<()>, "*", eq00_reading(base, s, temperature(s))).await.unwrap();
+    }
+    let _: Vec<Value> = pipe.all().await.unwrap();
+    key
+}
+
+/// EQ-00's reading at second `s` after `base`, as a stream entry's field.
+fn eq00_reading(base: i64, s: i64, temperature: f64) -> (&'static str, Bytes) {
+    let t = Telemetry {
+        equipement_id: "EQ-00".into(),
+        ts_micros: base + s * 1_000_000,
+        temperature,
+        vibration: 2.0,
+        ..Default::default()
+    };
+    (PAYLOAD_FIELD, Bytes::from(t.encode_to_vec()))
+}
+
 /// Reads every new entry of `keys` in `consumer`'s name (they are then pending on it).
 async fn read_as(redis: &Client, consumer: &str, keys: &[String]) -> usize {
     let mut n = 0;
@@ -216,24 +250,9 @@ async fn a_takeover_inside_an_old_episode_does_not_raise_it_again() {
     // EQ-00 alone on its shard: hot for its first 100 s, then normal for long enough that
     // the warm-up's 5,000 entries start in the middle of the hot part.
     let base = proact_proto::time::now_micros() - 7_200_000_000;
-    let key = telemetry_stream(shard_for("EQ-00", SHARDS));
-    let pipe = redis.pipeline();
-    for s in 0..5_050i64 {
-        let t = Telemetry {
-            equipement_id: "EQ-00".into(),
-            ts_micros: base + s * 1_000_000,
-            temperature: if s < 100 { 96.0 } else { 55.0 },
-            vibration: 2.0,
-            ..Default::default()
-        };
-        let _: () = pipe
-            .xadd(key.as_str(), false, None::<()>, "*", (PAYLOAD_FIELD, Bytes::from(t.encode_to_vec())))
-            .await
-            .unwrap();
-    }
-    let _: Vec<Value> = pipe.all().await.unwrap();
+    fill_eq00(&redis, base, 5_050, |s| if s < 100 { 96.0 } else { 55.0 }).await;
     wait_until("a raises the episode once", || async { raised(&redis).await.len() == 1 }).await;
-    wait_until("a acks everything", || async { pending_total(&redis, &keys).await == 0 }).await;
+    wait_all_read_and_acked("a", &redis, &keys).await;
     a.kill();
 
     let mut b = spawn_detector(&server.url(), "b", "1500");
@@ -270,31 +289,10 @@ async fn an_episode_raised_before_the_warm_up_tail_survives_a_takeover() {
     // EQ-00 hot once, then at 79 °C: normal, but within the hysteresis of the 80 °C warning,
     // so the episode stays open through the 5,000 entries a warm-up re-reads.
     let base = proact_proto::time::now_micros() - 7_200_000_000;
-    let key = telemetry_stream(shard_for("EQ-00", SHARDS));
-    let reading = |s: i64, temperature: f64| {
-        let t = Telemetry {
-            equipement_id: "EQ-00".into(),
-            ts_micros: base + s * 1_000_000,
-            temperature,
-            vibration: 2.0,
-            ..Default::default()
-        };
-        (PAYLOAD_FIELD, Bytes::from(t.encode_to_vec()))
-    };
-    let pipe = redis.pipeline();
-    for s in 0..5_050i64 {
-        let _: () = pipe
-            .xadd(key.as_str(), false, None::<()>, "*", reading(s, if s == 0 { 96.0 } else { 79.0 }))
-            .await
-            .unwrap();
-    }
-    let _: Vec<Value> = pipe.all().await.unwrap();
+    let key = fill_eq00(&redis, base, 5_050, |s| if s == 0 { 96.0 } else { 79.0 }).await;
+    let reading = |s: i64, temperature: f64| eq00_reading(base, s, temperature);
     wait_until("a raises the episode", || async { raised(&redis).await.len() == 1 }).await;
-    // Pending counts only what was handed out: wait until everything was read, then acked.
-    wait_until("a reads and acks everything", || async {
-        delivered_all(&redis, &keys).await && pending_total(&redis, &keys).await == 0
-    })
-    .await;
+    wait_all_read_and_acked("a", &redis, &keys).await;
     a.kill();
 
     // Hot again, read by a, which died before acking it.
