@@ -127,10 +127,35 @@ impl Acks {
     }
 }
 
-type SharedAcks = Arc<Mutex<Acks>>;
+/// [`Acks`] behind its lock, with the number of deferred acks mirrored outside it: the
+/// reader looks at that after every ack the event loop sends, and takes the lock only when
+/// some wait (never, with a broker that keeps to its window), not once per message.
+#[derive(Default)]
+struct SharedAcks {
+    acks: Mutex<Acks>,
+    waiting: std::sync::atomic::AtomicUsize,
+}
 
-fn lock(acks: &SharedAcks) -> std::sync::MutexGuard<'_, Acks> {
-    acks.lock().unwrap_or_else(|p| p.into_inner())
+impl SharedAcks {
+    /// Runs `f` under the lock, then mirrors the deferred count; returns that count.
+    fn with<R>(&self, f: impl FnOnce(&mut Acks) -> R) -> (R, usize) {
+        let mut a = self.acks.lock().unwrap_or_else(|p| p.into_inner());
+        let r = f(&mut a);
+        let left = a.deferred.len();
+        self.waiting.store(left, std::sync::atomic::Ordering::Relaxed);
+        (r, left)
+    }
+
+    fn waiting(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// An ack left the request channel: moves deferred ones into the room, if any wait.
+    fn top_up(&self, client: &AsyncClient) {
+        if self.waiting() > 0 {
+            self.with(|a| a.flush(client));
+        }
+    }
 }
 
 /// Runs the intake until `shutdown`; on shutdown stops reading, writes and acks what it
@@ -156,7 +181,7 @@ pub async fn run(
     }
     let (client, eventloop) = AsyncClient::new(opts, cfg.request_channel);
     let (tx, rx) = mpsc::channel::<Inbound>(cfg.queue);
-    let acks: SharedAcks = Arc::default();
+    let acks: Arc<SharedAcks> = Arc::default();
     let writer_done = CancellationToken::new();
     let reader = tokio::spawn(read_loop(ReadLoop {
         eventloop,
@@ -189,7 +214,7 @@ struct ReadLoop {
     topic: String,
     tx: mpsc::Sender<Inbound>,
     ready: Readiness,
-    acks: SharedAcks,
+    acks: Arc<SharedAcks>,
     stop: CancellationToken,
     writer_done: CancellationToken,
     grace: Duration,
@@ -244,27 +269,21 @@ async fn read_loop(r: ReadLoop) {
                     tracing::error!(error = %e, "subscribe request failed");
                 }
             }
-            Ok(Event::Outgoing(Outgoing::PubAck(_))) => {
-                // An ack left the request channel: room for a deferred one.
-                let mut a = lock(&acks);
-                if !a.deferred.is_empty() {
-                    a.flush(&client);
-                }
-            }
+            Ok(Event::Outgoing(Outgoing::PubAck(_))) => acks.top_up(&client),
             Ok(_) => {}
             Err(e) => {
                 ready.set("mqtt", false);
                 connected.set(0.0);
                 errors.increment(1);
-                {
-                    // Under the ack lock: no ack of the old connection can slip into the
-                    // request channel after this purge.
-                    let mut a = lock(&acks);
-                    let (epoch, dropped) = a.next_epoch();
-                    current = epoch;
-                    stale_total.increment(dropped);
+                // Under the ack lock: no ack of the old connection can slip into the request
+                // channel after this purge.
+                let ((epoch, dropped), _) = acks.with(|a| {
+                    let next = a.next_epoch();
                     eventloop.clean();
-                }
+                    next
+                });
+                current = epoch;
+                stale_total.increment(dropped);
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection lost");
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -291,12 +310,7 @@ async fn read_loop(r: ReadLoop) {
                 }
                 e = eventloop.poll() => match e {
                     Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
-                    Ok(Event::Outgoing(Outgoing::PubAck(_))) => {
-                        let mut a = lock(&acks);
-                        if !a.deferred.is_empty() {
-                            a.flush(&client);
-                        }
-                    }
+                    Ok(Event::Outgoing(Outgoing::PubAck(_))) => acks.top_up(&client),
                     _ => {}
                 }
             }
@@ -312,7 +326,7 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Inbound>,
     sink: StreamSink,
     ready: Readiness,
-    acks: SharedAcks,
+    acks: Arc<SharedAcks>,
 ) {
     let queue_depth = metrics::gauge!("proact_ingest_queue_depth");
     let accepted_total = metrics::counter!("proact_ingest_accepted_total", "source" => "mqtt");
@@ -322,22 +336,20 @@ async fn write_loop(
     let mut dead: Vec<DeadLetter> = Vec::new();
     let mut spans: Vec<PipelineSpan> = Vec::new();
     let deferred_gauge = metrics::gauge!("proact_ingest_acks_deferred");
-    let deferred = |acks: &SharedAcks| lock(acks).deferred.len();
     loop {
         batch.clear();
         accepted.clear();
         dead.clear();
         // Deferred acks also move on each ack the event loop sends (the reader tops the
         // channel up); this retry is the backstop while no message arrives.
-        let first = if deferred(&acks) == 0 {
+        let first = if acks.waiting() == 0 {
             rx.recv().await
         } else {
             match tokio::time::timeout(ACK_RETRY, rx.recv()).await {
                 Ok(m) => m,
                 Err(_) => {
-                    let mut a = lock(&acks);
-                    a.flush(&client);
-                    deferred_gauge.set(a.deferred.len() as f64);
+                    let ((), left) = acks.with(|a| a.flush(&client));
+                    deferred_gauge.set(left as f64);
                     continue;
                 }
             }
@@ -386,20 +398,14 @@ async fn write_loop(
         write_with_retry(&sink, &accepted, &dead, &ready).await;
         spans.drain(..).for_each(PipelineSpan::end);
         accepted_total.increment(accepted.len() as u64);
-        {
-            let mut a = lock(&acks);
-            stale_total.increment(a.push(&client, &batch));
-            deferred_gauge.set(a.deferred.len() as f64);
-        }
+        let (stale, left) = acks.with(|a| a.push(&client, &batch));
+        stale_total.increment(stale);
+        deferred_gauge.set(left as f64);
     }
     // The queue is closed (shutdown): the last acks go out while the reader still services
     // the connection (the caller bounds this by the grace period).
     loop {
-        let left = {
-            let mut a = lock(&acks);
-            a.flush(&client);
-            a.deferred.len()
-        };
+        let ((), left) = acks.with(|a| a.flush(&client));
         deferred_gauge.set(left as f64);
         if left == 0 {
             break;
