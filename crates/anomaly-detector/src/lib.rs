@@ -383,14 +383,29 @@ impl App {
         );
         let admin_task = tokio::spawn(proact_server::admin::serve(admin, ready, shutdown.clone()));
         tracing::info!(grpc = %config.grpc_addr, "anomaly detector running");
-        let r = scoring.await;
-        let _ = follower.await;
-        let _ = lag.await;
-        let _ = grpc_task.await;
-        let _ = admin_task.await;
+        let handles = [
+            scoring.abort_handle(),
+            follower.abort_handle(),
+            lag.abort_handle(),
+            grpc_task.abort_handle(),
+            admin_task.abort_handle(),
+        ];
+        let limit = Duration::from_secs(config.admin.shutdown_grace_secs) + proact_server::shutdown::DRAIN_MARGIN;
+        let r = proact_server::shutdown::join_within(&shutdown, limit, &handles, async {
+            let r = scoring.await;
+            let _ = follower.await;
+            let _ = lag.await;
+            let _ = grpc_task.await;
+            let _ = admin_task.await;
+            r
+        })
+        .await;
         traces.shutdown();
         tracing::info!("anomaly detector stopped");
-        r?
+        match r {
+            Some(r) => r?,
+            None => Ok(()),
+        }
     }
 }
 

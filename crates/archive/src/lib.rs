@@ -389,13 +389,26 @@ impl App {
         );
         let admin_task = tokio::spawn(proact_server::admin::serve(admin, ready, shutdown.clone()));
         tracing::info!(grpc = %config.grpc_addr, consumer = %consumer, method = %config.write_method, "archive running");
-        let _ = t.await;
-        let _ = a.await;
-        let _ = lag.await;
-        let _ = probe.await;
-        let _ = maintenance.await;
-        let _ = grpc_task.await;
-        let _ = admin_task.await;
+        let handles = [
+            t.abort_handle(),
+            a.abort_handle(),
+            lag.abort_handle(),
+            probe.abort_handle(),
+            maintenance.abort_handle(),
+            grpc_task.abort_handle(),
+            admin_task.abort_handle(),
+        ];
+        let limit = grace + proact_server::shutdown::DRAIN_MARGIN;
+        proact_server::shutdown::join_within(&shutdown, limit, &handles, async {
+            let _ = t.await;
+            let _ = a.await;
+            let _ = lag.await;
+            let _ = probe.await;
+            let _ = maintenance.await;
+            let _ = grpc_task.await;
+            let _ = admin_task.await;
+        })
+        .await;
         abort.cancel();
         traces.shutdown();
         tracing::info!("archive stopped");

@@ -36,3 +36,66 @@ async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// Time a service's tasks get after the grace period (in which writers still retry) to
+/// finish what they were doing before they are stopped.
+pub const DRAIN_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Awaits `join` (a service's tasks) and returns its output; but once `shutdown` has been
+/// cancelled for `limit`, aborts `tasks` and returns `None`. What an aborted task held
+/// unacked stays pending in its stream and is redelivered, so nothing is lost; a Redis or
+/// PostgreSQL that went away together with the process (a stack stopped as a whole) must
+/// not hold it forever.
+pub async fn join_within<F: std::future::Future>(
+    shutdown: &CancellationToken,
+    limit: std::time::Duration,
+    tasks: &[tokio::task::AbortHandle],
+    join: F,
+) -> Option<F::Output> {
+    tokio::pin!(join);
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(limit).await;
+    };
+    tokio::select! {
+        out = &mut join => Some(out),
+        _ = deadline => {
+            tracing::warn!(limit_secs = limit.as_secs_f64(), "tasks still draining after the grace period; stopping them (unacked entries will be redelivered)");
+            tasks.iter().for_each(tokio::task::AbortHandle::abort);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_task_stuck_after_shutdown_is_stopped_at_the_limit() {
+        let shutdown = CancellationToken::new();
+        let stuck = tokio::spawn(std::future::pending::<()>());
+        let handles = [stuck.abort_handle()];
+        shutdown.cancel();
+        let out = join_within(&shutdown, Duration::from_millis(20), &handles, stuck).await;
+        assert!(out.is_none(), "the stuck task is given up on");
+        // Aborting takes effect when the runtime next looks at the task.
+        for _ in 0..100 {
+            if handles[0].is_finished() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(handles[0].is_finished(), "and aborted");
+    }
+
+    #[tokio::test]
+    async fn tasks_that_finish_return_their_output() {
+        let shutdown = CancellationToken::new();
+        let done = tokio::spawn(async { 7 });
+        let handles = [done.abort_handle()];
+        let out = join_within(&shutdown, Duration::from_millis(20), &handles, done).await;
+        assert_eq!(out.map(|r| r.unwrap()), Some(7));
+    }
+}
