@@ -2,7 +2,8 @@
 # `just bench ingest`: MQTT QoS 1 → ingest → Redis Streams throughput, next to the raw
 # broker's own QoS 1 publish→subscribe rate in the same run (see
 # crates/ingest/examples/ingest-bench.rs). Servers from the test kit on free loopback ports.
-# Arguments (optional): messages per round (200000), rounds (3), publisher connections (4).
+# Arguments (optional): messages per round (200000), rounds (3), publisher connections (4),
+# ack batches to alternate (512; e.g. 512,1 to compare with upstream rumqttc, vendor/PATCHES.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%Y-%m-%d)"

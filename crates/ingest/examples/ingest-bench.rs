@@ -10,7 +10,10 @@
 //!   and afterwards count in = count out is checked (XLEN sum == N, dead letters == 0).
 //!
 //! An example rather than a binary because it uses the test kit (a dev-dependency).
-//! Usage: `cargo run --release -p proact-ingest --example ingest-bench -- [N] [ROUNDS] [PUBLISHERS]`.
+//! Usage: `cargo run --release -p proact-ingest --example ingest-bench -- [N] [ROUNDS] [PUBLISHERS] [ACK_BATCHES]`.
+//! `ACK_BATCHES`, a comma list (default `512`, ingest's default), runs one ingest round per
+//! value of `PROACT_INGEST_MQTT_ACK_BATCH` after each raw round, side by side: `512,1` compares
+//! the batched PUBACK flush with upstream rumqttc's one-per-turn (vendor/PATCHES.md).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -120,7 +123,26 @@ async fn stream_len(r: &Client) -> u64 {
     total
 }
 
-/// Ingest in this process as the subscriber. Returns messages/s.
+/// CPU seconds (user + system) a process has used so far; `self` for this one.
+fn cpu_secs(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { return 0.0 };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime, in clock ticks (100 a second on Linux).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// What an ingest round measured.
+struct IngestRound {
+    rate: f64,
+    /// CPU µs per message of this process (ingest and the publishers) and of the broker.
+    own_us: f64,
+    broker_us: f64,
+}
+
+/// Ingest in this process as the subscriber.
+#[allow(clippy::too_many_arguments)]
 async fn ingest_round(
     mqtt_url: &str,
     redis_url: &str,
@@ -129,10 +151,13 @@ async fn ingest_round(
     msgs: Arc<Vec<(String, bytes::Bytes)>>,
     publishers: usize,
     round: usize,
-) -> f64 {
+    ack_batch: usize,
+    broker_pid: u32,
+) -> IngestRound {
     let n = msgs.len() as u64;
     let _: u64 = r.del(telemetry_streams(SHARDS)).await.unwrap();
-    let client_id = format!("bench-ingest-{round}");
+    let client_id = format!("bench-ingest-{round}-{ack_batch}");
+    let ack_batch = ack_batch.to_string();
     let args = [
         "proact-ingest",
         "--mqtt-url",
@@ -149,6 +174,8 @@ async fn ingest_round(
         &client_id,
         "--shards",
         &SHARDS.to_string(),
+        "--mqtt-ack-batch",
+        &ack_batch,
     ];
     let config = proact_ingest::Config::try_parse_from(args).unwrap();
     config.validate().unwrap();
@@ -159,8 +186,9 @@ async fn ingest_round(
     while !ready.is_ready() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let (own0, broker0) = (cpu_secs("self"), cpu_secs(&broker_pid.to_string()));
     let start = Instant::now();
-    publish_all(port, &format!("ing{round}"), msgs, publishers).await;
+    publish_all(port, &format!("ing{round}-{ack_batch}"), msgs, publishers).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut got = 0;
     while got < n {
@@ -169,6 +197,7 @@ async fn ingest_round(
         got = stream_len(r).await;
     }
     let secs = start.elapsed().as_secs_f64();
+    let (own1, broker1) = (cpu_secs("self"), cpu_secs(&broker_pid.to_string()));
     stop.cancel();
     task.await.unwrap().unwrap();
     forget_session(port, &client_id).await;
@@ -176,7 +205,11 @@ async fn ingest_round(
     let dlq: u64 = r.xlen(DEAD_LETTER_STREAM).await.unwrap();
     assert_eq!(out, n, "ingest: count in = count out");
     assert_eq!(dlq, 0, "no dead letters for valid readings");
-    n as f64 / secs
+    IngestRound {
+        rate: n as f64 / secs,
+        own_us: (own1 - own0) * 1e6 / n as f64,
+        broker_us: (broker1 - broker0) * 1e6 / n as f64,
+    }
 }
 
 /// Removes ingest's persistent session (and its share of the subscription), or the broker
@@ -200,6 +233,11 @@ fn main() -> anyhow::Result<()> {
     let n: u64 = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(200_000);
     let rounds: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(3);
     let publishers: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(4);
+    let batches: Vec<usize> = match args.get(4) {
+        Some(list) => list.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?,
+        None => vec![proact_ingest::mqtt::ACK_FLUSH_BATCH],
+    };
+    anyhow::ensure!(!batches.is_empty() && !batches.contains(&0), "ACK_BATCHES: values of at least 1");
     proact_server::telemetry::init("text");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
@@ -208,24 +246,61 @@ fn main() -> anyhow::Result<()> {
         let base = (proact_proto::time::now_micros() / 1_000_000 - 7200) * 1_000_000;
         let msgs = Arc::new(payloads(n, base));
         let avg = msgs.iter().map(|(_, b)| b.len()).sum::<usize>() as f64 / n as f64;
-        println!("ingest bench: N={n} per round, {rounds} rounds, {publishers} publishers, payload {avg:.0} B avg, {SHARDS} shards");
-        let (mut raw, mut ing) = (Vec::new(), Vec::new());
+        println!(
+            "ingest bench: N={n} per round, {rounds} rounds, {publishers} publishers, payload {avg:.0} B avg, \
+             {SHARDS} shards, ack batches {batches:?}"
+        );
+        let mut raw = Vec::new();
+        let mut ing: Vec<Vec<f64>> = vec![Vec::new(); batches.len()];
+        let mut cpu: Vec<Vec<(f64, f64)>> = vec![Vec::new(); batches.len()];
         for round in 0..rounds {
             let a = raw_round(mqtt.port(), msgs.clone(), publishers, round).await;
-            let b = ingest_round(&mqtt.url(), &redis.url(), &r, mqtt.port(), msgs.clone(), publishers, round).await;
-            println!("round {round}: raw broker {a:>9.0} msg/s   ingest {b:>9.0} msg/s   ratio {:.2}", b / a);
             raw.push(a);
-            ing.push(b);
+            for (k, &batch) in batches.iter().enumerate() {
+                let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+                let load = load.split(' ').next().unwrap_or("?").to_string();
+                let m = ingest_round(
+                    &mqtt.url(),
+                    &redis.url(),
+                    &r,
+                    mqtt.port(),
+                    msgs.clone(),
+                    publishers,
+                    round,
+                    batch,
+                    mqtt.pid(),
+                )
+                .await;
+                let b = m.rate;
+                println!(
+                    "round {round}: raw broker {a:>9.0} msg/s   ingest (ack batch {batch:>3}) {b:>9.0} msg/s   ratio {:.2}   \
+                     CPU µs/msg: bench process {:.1}, broker {:.1}   load {load}",
+                    b / a,
+                    m.own_us,
+                    m.broker_us
+                );
+                ing[k].push(b);
+                cpu[k].push((m.own_us, m.broker_us));
+            }
         }
-        let mut ratios: Vec<f64> = raw.iter().zip(&ing).map(|(a, b)| b / a).collect();
-        let ratio = median(&mut ratios);
-        let (a, b) = (median(&mut raw), median(&mut ing));
-        println!("median: raw broker {a:.0} msg/s, ingest {b:.0} msg/s, ratio (median of rounds) {ratio:.2}");
-        println!(
-            "targets: ingest >= 80% of raw: {} ; ingest >= 50000 msg/s: {}",
-            if ratio >= 0.8 { "met" } else { "MISSED" },
-            if b >= 50_000.0 { "met" } else { "MISSED" }
-        );
+        for (k, &batch) in batches.iter().enumerate() {
+            let mut ratios: Vec<f64> = raw.iter().zip(&ing[k]).map(|(a, b)| b / a).collect();
+            let ratio = median(&mut ratios);
+            let (a, b) = (median(&mut raw.clone()), median(&mut ing[k]));
+            let mut own: Vec<f64> = cpu[k].iter().map(|c| c.0).collect();
+            let mut broker: Vec<f64> = cpu[k].iter().map(|c| c.1).collect();
+            println!(
+                "median, ack batch {batch}: raw broker {a:.0} msg/s, ingest {b:.0} msg/s, ratio (median of rounds) {ratio:.2}, \
+                 CPU µs/msg: bench process {:.1}, broker {:.1}",
+                median(&mut own),
+                median(&mut broker)
+            );
+            println!(
+                "targets, ack batch {batch}: ingest >= 80% of raw: {} ; ingest >= 50000 msg/s: {}",
+                if ratio >= 0.8 { "met" } else { "MISSED" },
+                if b >= 50_000.0 { "met" } else { "MISSED" }
+            );
+        }
         anyhow::Ok(())
     })
 }

@@ -78,6 +78,10 @@ pub struct Config {
     /// For tests; acks that do not fit wait in ingest, they are never dropped.
     #[arg(long, env = "PROACT_INGEST_MQTT_REQUEST_CHANNEL", default_value_t = mqtt::REQUEST_CHANNEL, hide = true)]
     pub mqtt_request_channel: usize,
+    /// Most queued PUBACKs the MQTT client writes before one flush (1: one per turn of its
+    /// event loop, upstream rumqttc's behaviour; vendor/PATCHES.md). For benchmarks.
+    #[arg(long, env = "PROACT_INGEST_MQTT_ACK_BATCH", default_value_t = mqtt::ACK_FLUSH_BATCH, hide = true)]
+    pub mqtt_ack_batch: usize,
     /// How readings are appended: `script` (one server-side loop per shard and batch) or
     /// `xadd` (one pipelined XADD per reading).
     #[arg(long, env = "PROACT_INGEST_WRITE_MODE", value_enum, default_value_t = sink::WriteMode::Script)]
@@ -157,6 +161,9 @@ impl Config {
         }
         if self.mqtt_request_channel == 0 {
             return Err(ConfigError::new("PROACT_INGEST_MQTT_REQUEST_CHANNEL", "0", "must be at least 1"));
+        }
+        if self.mqtt_ack_batch == 0 {
+            return Err(ConfigError::new("PROACT_INGEST_MQTT_ACK_BATCH", "0", "must be at least 1"));
         }
         if self.group.is_empty() || self.group.contains('/') || self.group.contains('+') || self.group.contains('#') {
             return Err(ConfigError::new("PROACT_INGEST_GROUP", &self.group, "must be non-empty with no / + #"));
@@ -361,6 +368,7 @@ impl App {
             queue: config.queue,
             keep_alive: Duration::from_secs(config.mqtt_keep_alive_secs),
             request_channel: config.mqtt_request_channel,
+            ack_batch: config.mqtt_ack_batch,
             limits: limits.clone(),
             allow: allow.clone(),
             grace,

@@ -49,6 +49,8 @@ pub struct MqttIntake {
     pub keep_alive: Duration,
     /// Capacity of rumqttc's request channel (see [`REQUEST_CHANNEL`]).
     pub request_channel: usize,
+    /// Most queued PUBACKs written before one flush ([`ACK_FLUSH_BATCH`] by default).
+    pub ack_batch: usize,
     pub limits: Limits,
     pub allow: Allowlist,
     /// How long a drain may take on shutdown before unwritten messages are left to redelivery.
@@ -158,6 +160,11 @@ impl SharedAcks {
     }
 }
 
+/// Most queued requests (in practice: PUBACKs) rumqttc's event loop writes before one flush.
+/// Upstream writes one per turn of its loop while it reads up to ten packets a turn; the
+/// vendored copy batches them (vendor/PATCHES.md). 512 acks are 2 KiB on the wire.
+pub const ACK_FLUSH_BATCH: usize = 512;
+
 /// Runs the intake until `shutdown`; on shutdown stops reading, writes and acks what it
 /// holds, and returns.
 pub async fn run(
@@ -170,6 +177,7 @@ pub async fn run(
     opts.set_keep_alive(cfg.keep_alive)
         .set_clean_session(false)
         .set_manual_acks(true)
+        .set_max_request_batch(cfg.ack_batch)
         .set_max_packet_size(cfg.limits.max_payload_bytes * 4 + 1024, 64 * 1024);
     if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
         opts.set_credentials(u.clone(), p.clone());

@@ -235,6 +235,11 @@ impl Mosquitto {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
 
+    /// The broker's process id (benchmarks read its CPU time from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.guard.pid()
+    }
+
     /// The broker's log (errors, warnings and notices, such as "Outgoing messages are being
     /// dropped for client …").
     pub fn log_path(&self) -> PathBuf {
