@@ -564,7 +564,8 @@ async fn scoring_loop(
 ///
 /// Before the warm-up, each equipment's last published episode transition is restored from
 /// the shard's episode hash (see [`publish`]): an episode raised before the tail starts stays
-/// open, under its id, so an unacked abnormal reading inside it does not raise it again.
+/// open, under its id, so an unacked abnormal reading inside it does not raise it again; and
+/// an open no-data alarm stays open until the equipment's data comes back, then clears.
 async fn take_over(
     ctx: &LoopCtx,
     read: &Client,
@@ -826,7 +827,7 @@ async fn score(
 
 fn outgoing(tr: engine::Transition, trace_context: HashMap<String, String>) -> publish::Outgoing {
     let event = AlertEvent { kind: tr.kind as i32, alert: Some(tr.alert), event_id: String::new(), trace_context };
-    publish::Outgoing { event, at_micros: tr.at_micros }
+    publish::Outgoing { event, at_micros: Some(tr.at_micros), episode: tr.episode }
 }
 
 /// Publishes each event once, under the lease of its equipment's shard, all in one round
