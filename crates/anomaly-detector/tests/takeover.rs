@@ -415,3 +415,29 @@ async fn a_no_data_alarm_open_at_a_takeover_is_not_raised_again_while_the_silenc
     assert_eq!(events_of(&redis, &sibling_alarm).await, [AlertEventKind::Raised], "still silent, still open");
     b.kill();
 }
+
+/// Entries another consumer read and left unacked while this replica kept the shard (one
+/// fenced off after reading) are claimed by the owner's heartbeat once idle for two lease
+/// TTLs, then scored and acked. The replica is paused (well under its TTL) so that the entry
+/// goes to the other consumer and not to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_left_unacked_by_another_consumer_are_claimed_by_the_owners_heartbeat() {
+    let server = proact_testkit::Redis::start().await.unwrap();
+    let redis = proact_server::redis::connect(&server.url()).await.unwrap();
+    let keys: Vec<String> = (0..SHARDS).map(telemetry_stream).collect();
+    let mut a = spawn_detector(&server.url(), "a", "1500");
+    wait_until("replica a owns every shard", || owns_every_shard(&redis, "a")).await;
+    // Let a's read of the (still empty) streams start, so it is not the one that gets the entry.
+    a.signal("STOP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let base = proact_proto::time::now_micros() - 3_600_000_000;
+    fill_eq00(&redis, base, 1, |_| 96.0).await;
+    assert_eq!(read_as(&redis, "fenced-off", &keys).await, 1);
+    a.signal("CONT");
+    wait_until("a claims, scores and acks it", || async {
+        pending_total(&redis, &keys).await == 0 && raised(&redis).await.len() == 1
+    })
+    .await;
+    assert!(owns_every_shard(&redis, "a").await, "a kept its shards: the claim was the heartbeat's");
+    a.kill();
+}
