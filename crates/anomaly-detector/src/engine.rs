@@ -113,24 +113,44 @@ pub struct Assessment {
     pub model_version: String,
 }
 
+/// Which of an equipment's two kinds of episode a transition moves; each has its own record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Episode {
+    /// Raised by the rules or the models from the readings.
+    #[default]
+    Condition,
+    /// Raised when the equipment went silent (wall clock), cleared when its data returns.
+    NoData,
+}
+
 /// A lifecycle event to publish.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
     pub kind: AlertEventKind,
     pub alert: Alert,
-    /// Event time of the reading that moved the episode (raised, escalated, cleared it);
-    /// `None` for the no-data alarm, which runs on the wall clock and is not recorded.
-    pub at_micros: Option<i64>,
+    pub episode: Episode,
+    /// Event time of the reading that moved the episode (raised, escalated, cleared it); for
+    /// a no-data alarm raised, that of the last reading before the silence.
+    pub at_micros: i64,
 }
 
-/// The last transition of an equipment's condition episodes, as published (see
+/// The last transition of one of an equipment's episodes, as published (see
 /// [`crate::publish`]): the alert (open, or cleared) and the event time of the reading that
 /// caused it. Restored when the equipment's shard is taken over, because the warm-up re-reads
-/// only the stream's tail, which may start in the middle of an episode or after its start.
+/// only the stream's tail, which may start in the middle of an episode or after its start,
+/// and a no-data alarm is not in the stream at all.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EpisodeRecord {
     pub alert: Alert,
     pub at_micros: i64,
+    pub episode: Episode,
+}
+
+/// What a takeover restored of an equipment, until its first reading.
+#[derive(Debug, Default)]
+struct Restored {
+    condition: Option<EpisodeRecord>,
+    no_data: Option<EpisodeRecord>,
 }
 
 #[derive(Debug)]
@@ -138,7 +158,9 @@ struct EquipmentState {
     window: Window,
     open: Option<Alert>,
     normal_since: Option<i64>,
-    silent: Option<Alert>,
+    /// The open no-data alarm, with the event time of the last reading before the silence:
+    /// only a newer reading ends it (the warm-up re-reads older ones).
+    silent: Option<EpisodeRecord>,
     last_ts: i64,
     last_seen_wall: i64,
 }
@@ -152,7 +174,7 @@ pub struct Engine {
     states: HashMap<String, EquipmentState>,
     /// Episode records of equipment not seen since their shard was taken over, consumed by
     /// their first reading (equipment gone for good never get a state, nor a no-data alarm).
-    restored: HashMap<String, EpisodeRecord>,
+    restored: HashMap<String, Restored>,
     features: FeatureVector,
     pub too_late: u64,
     pub reordered: u64,
@@ -207,13 +229,21 @@ impl Engine {
         self.restored.retain(|id, _| keep(id));
     }
 
-    /// Starts an equipment from the last published transition of its episodes: an open
-    /// episode continues (no second raise, the same id, escalation only above its severity)
-    /// and readings older than that transition only fill the window, since the episode state
-    /// at that instant is known. Call before the equipment's warm-up readings.
+    /// Starts an equipment from the last published transition of its episodes (call once per
+    /// record, condition and no-data, before the equipment's warm-up readings).
+    ///
+    /// An open condition episode continues (no second raise, the same id, escalation only
+    /// above its severity) and readings older than that transition only fill the window,
+    /// since the episode state at that instant is known. An open no-data alarm stays open
+    /// (no second alarm for the same silence) until a reading newer than the last one before
+    /// the silence, and is then cleared under its id.
     pub fn restore(&mut self, equipement_id: &str, record: EpisodeRecord) {
         self.states.remove(equipement_id);
-        self.restored.insert(equipement_id.to_string(), record);
+        let r = self.restored.entry(equipement_id.to_string()).or_default();
+        match record.episode {
+            Episode::Condition => r.condition = Some(record),
+            Episode::NoData => r.no_data = Some(record),
+        }
     }
 
     fn thresholds(&self, id: &str) -> &Thresholds {
@@ -327,22 +357,32 @@ impl Engine {
         let schema = &self.schema;
         let restored = &mut self.restored;
         let st = self.states.entry(t.equipement_id.clone()).or_insert_with(|| {
-            let record = restored.remove(&t.equipement_id);
+            let Restored { condition, no_data } = restored.remove(&t.equipement_id).unwrap_or_default();
+            let is_open = |r: &EpisodeRecord| r.alert.state == AlertState::Open as i32;
             EquipmentState {
                 window: Window::new(schema, window_cfg),
-                open: record.as_ref().map(|r| r.alert.clone()).filter(|a| a.state == AlertState::Open as i32),
+                open: condition.as_ref().filter(|r| is_open(r)).map(|r| r.alert.clone()),
                 normal_since: None,
-                silent: None,
-                last_ts: record.map_or(i64::MIN, |r| r.at_micros),
+                silent: no_data.filter(is_open),
+                last_ts: condition.map_or(i64::MIN, |r| r.at_micros),
                 last_seen_wall: now_micros,
             }
         });
         st.last_seen_wall = now_micros;
-        if let Some(mut alarm) = st.silent.take() {
+        // Data is back when a reading newer than the silence comes: an older one is the
+        // warm-up re-reading what came before it (or a redelivery), and clearing on it would
+        // lose the clear (the warm-up publishes nothing for acked entries).
+        if let Some(silent) = st.silent.take_if(|s| t.ts_micros > s.at_micros) {
+            let mut alarm = silent.alert;
             alarm.state = AlertState::Cleared as i32;
             alarm.end_micros = t.ts_micros;
             alarm.updated_micros = now_micros;
-            out.push(Transition { kind: AlertEventKind::Cleared, alert: alarm, at_micros: None });
+            out.push(Transition {
+                kind: AlertEventKind::Cleared,
+                alert: alarm,
+                episode: Episode::NoData,
+                at_micros: t.ts_micros,
+            });
         }
         let placement = st.window.push(t.ts_micros / 1000, &[t.temperature, t.vibration]);
         match placement {
@@ -391,7 +431,12 @@ impl Engine {
                 };
                 st.open = Some(alert.clone());
                 st.normal_since = None;
-                out.push(Transition { kind: AlertEventKind::Raised, alert, at_micros: Some(t.ts_micros) });
+                out.push(Transition {
+                    kind: AlertEventKind::Raised,
+                    alert,
+                    episode: Episode::Condition,
+                    at_micros: t.ts_micros,
+                });
             }
             None => {}
             Some(open) if abnormal => {
@@ -407,7 +452,8 @@ impl Engine {
                     out.push(Transition {
                         kind: AlertEventKind::Escalated,
                         alert: open.clone(),
-                        at_micros: Some(t.ts_micros),
+                        episode: Episode::Condition,
+                        at_micros: t.ts_micros,
                     });
                 }
             }
@@ -434,7 +480,12 @@ impl Engine {
                     alert.updated_micros = now_micros;
                     st.open = None;
                     st.normal_since = None;
-                    out.push(Transition { kind: AlertEventKind::Cleared, alert, at_micros: Some(t.ts_micros) });
+                    out.push(Transition {
+                        kind: AlertEventKind::Cleared,
+                        alert,
+                        episode: Episode::Condition,
+                        at_micros: t.ts_micros,
+                    });
                 }
             }
         }
@@ -464,8 +515,16 @@ impl Engine {
                     updated_micros: now_micros,
                     ..Default::default()
                 };
-                st.silent = Some(alert.clone());
-                out.push(Transition { kind: AlertEventKind::Raised, alert, at_micros: None });
+                // Recorded with the last reading's event time: a new owner of the shard keeps
+                // the alarm open through its warm-up, which re-reads the readings before it.
+                st.silent =
+                    Some(EpisodeRecord { alert: alert.clone(), at_micros: st.last_ts, episode: Episode::NoData });
+                out.push(Transition {
+                    kind: AlertEventKind::Raised,
+                    alert,
+                    episode: Episode::NoData,
+                    at_micros: st.last_ts,
+                });
             }
         }
         out
@@ -698,7 +757,7 @@ mod restore_tests {
             state: AlertState::Open as i32,
             ..Default::default()
         };
-        EpisodeRecord { alert, at_micros: s * 1_000_000 }
+        EpisodeRecord { alert, at_micros: s * 1_000_000, episode: Episode::Condition }
     }
 
     #[test]
@@ -728,6 +787,79 @@ mod restore_tests {
         assert!(e.observe(&reading(99, 60.0), "", 0).is_empty());
         assert!(e.observe(&reading(100, 60.0), "", 0).is_empty());
         assert_eq!(e.observe(&reading(101, 95.0), "", 0)[0].kind, AlertEventKind::Raised, "a later one is new");
+    }
+
+    fn silent_since(s: i64) -> EpisodeRecord {
+        let alert = Alert {
+            alert_id: format!("P-nodata-{}", s * 1_000_000),
+            equipement_id: "P".into(),
+            rule: "no_data".into(),
+            severity: Severity::Warning as i32,
+            state: AlertState::Open as i32,
+            ..Default::default()
+        };
+        EpisodeRecord { alert, at_micros: s * 1_000_000, episode: Episode::NoData }
+    }
+
+    fn silence_engine() -> Engine {
+        Engine::new(EngineConfig { silence_after_micros: 30_000_000, ..Default::default() })
+    }
+
+    /// Issue 7: a no-data alarm open when its replica died. The new owner's warm-up re-reads
+    /// the readings before the silence: they neither clear it (that clear would never be
+    /// published) nor let a second alarm be raised; the first newer reading clears it.
+    #[test]
+    fn a_restored_no_data_alarm_stays_open_through_the_warm_up_and_clears_once_on_new_data() {
+        let mut e = silence_engine();
+        e.restore("P", silent_since(100));
+        for s in 0..=100 {
+            assert!(e.observe(&reading(s, 60.0), "", 1_000_000).is_empty(), "warm-up reading at {s} s");
+        }
+        assert!(e.check_silence(500_000_000).is_empty(), "the same silence: no second alarm");
+        let back = e.observe(&reading(101, 60.0), "", 501_000_000);
+        assert_eq!(back.len(), 1);
+        assert_eq!((back[0].kind, back[0].episode), (AlertEventKind::Cleared, Episode::NoData));
+        assert_eq!(back[0].alert.alert_id, "P-nodata-100000000");
+        assert_eq!(back[0].alert.state, AlertState::Cleared as i32);
+        assert_eq!(back[0].at_micros, 101_000_000);
+        assert!(e.observe(&reading(102, 60.0), "", 502_000_000).is_empty(), "cleared once");
+        let next = e.check_silence(540_000_000);
+        assert_eq!(next[0].alert.alert_id, "P-nodata-102000000", "a later silence is a new alarm");
+    }
+
+    #[test]
+    fn a_restored_no_data_alarm_of_an_equipment_not_in_the_warm_up_is_not_raised_again() {
+        let mut e = silence_engine();
+        e.restore("P", silent_since(100));
+        assert!(e.check_silence(500_000_000).is_empty(), "no state, no second alarm");
+        let back = e.observe(&reading(400, 60.0), "", 501_000_000);
+        assert_eq!(back.len(), 1);
+        assert_eq!((back[0].kind, back[0].alert.alert_id.as_str()), (AlertEventKind::Cleared, "P-nodata-100000000"));
+    }
+
+    #[test]
+    fn both_records_of_an_equipment_are_restored() {
+        let mut e = silence_engine();
+        e.restore("P", open_at(10));
+        e.restore("P", silent_since(100));
+        let back = e.observe(&reading(101, 85.0), "", 0);
+        assert_eq!(back.len(), 1, "the alarm clears; the warning episode continues, not raised again: {back:?}");
+        assert_eq!(back[0].episode, Episode::NoData);
+        let mut cleared = silent_since(100);
+        cleared.alert.state = AlertState::Cleared as i32;
+        e.restore("Q", cleared);
+        let q = Telemetry { equipement_id: "Q".into(), ..reading(200, 60.0) };
+        assert!(e.observe(&q, "", 0).is_empty(), "a cleared alarm stays cleared");
+    }
+
+    #[test]
+    fn a_raised_no_data_alarm_is_recorded_with_the_last_reading_before_the_silence() {
+        let mut e = silence_engine();
+        e.observe(&reading(7, 60.0), "", 0);
+        let t = e.check_silence(31_000_000);
+        assert_eq!((t[0].episode, t[0].at_micros), (Episode::NoData, 7_000_000));
+        assert!(e.observe(&reading(7, 60.0), "", 40_000_000).is_empty(), "a redelivered old reading is not data back");
+        assert_eq!(e.observe(&reading(8, 60.0), "", 41_000_000)[0].kind, AlertEventKind::Cleared);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 use std::collections::BTreeSet;
 
 use fred::prelude::*;
+use fred::types::CustomCommand;
 
 const RENEW: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -82,20 +83,31 @@ impl Leases {
     /// Renews, rebalances and acquires; call well within the TTL (a third of it).
     pub async fn heartbeat(&mut self, now_ms: i64) -> Result<Change, Error> {
         let mut change = Change::default();
-        // Presence, and the count of live replicas for the fair share.
+        // Presence, the count of live replicas for the fair share, and the renewals, in one
+        // round trip: the heartbeat runs on the scoring task, and while it waits no reading
+        // is read (see `shard_pending` in the library for what that measured).
+        let pipeline = self.client.pipeline();
         let _: () =
-            self.client.zadd(REPLICAS_KEY, None, None, false, false, (now_ms as f64, self.replica.as_str())).await?;
+            pipeline.zadd(REPLICAS_KEY, None, None, false, false, (now_ms as f64, self.replica.as_str())).await?;
         let stale = (now_ms - self.ttl_ms as i64) as f64;
-        let _: () = self.client.zremrangebyscore(REPLICAS_KEY, f64::NEG_INFINITY, stale).await?;
-        let live: u64 = self.client.zcard(REPLICAS_KEY).await?;
+        let _: () = pipeline.zremrangebyscore(REPLICAS_KEY, f64::NEG_INFINITY, stale).await?;
+        let _: () = pipeline.zcard(REPLICAS_KEY).await?;
+        let owned = self.owned();
+        for &shard in &owned {
+            let args =
+                vec![RENEW.to_string(), "1".into(), lease_key(shard), self.replica.clone(), self.ttl_ms.to_string()];
+            let _: () = pipeline.custom(CustomCommand::new_static("EVAL", None, false), args).await?;
+        }
+        let replies: Vec<Value> = pipeline.all().await?;
+        let integer = |i: usize| {
+            replies.get(i).and_then(Value::as_i64).ok_or_else(|| {
+                Error::new(ErrorKind::Parse, format!("lease heartbeat: reply {i} is not an integer: {replies:?}"))
+            })
+        };
+        let live = integer(2)?;
         let fair = self.shards.div_ceil(live.max(1) as u32) as usize;
-
-        for shard in self.owned.clone() {
-            let ok: i64 = self
-                .client
-                .eval(RENEW, vec![lease_key(shard)], vec![self.replica.clone(), self.ttl_ms.to_string()])
-                .await?;
-            if ok == 0 {
+        for (i, shard) in owned.into_iter().enumerate() {
+            if integer(3 + i)? == 0 {
                 self.owned.remove(&shard);
                 change.lost.push(shard);
             }

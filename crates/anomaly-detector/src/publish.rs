@@ -7,10 +7,12 @@
 //! replica must still hold the lease of the equipment's shard (see [`crate::leases::Fence`]).
 //!
 //! The same script records the equipment's last episode transition in its shard's episode
-//! hash (`proact:detector:episodes:{shard}`, one field per equipment: the event time of the
-//! reading, then the alert). A replica taking the shard over reads it back
-//! ([`load_episodes`]): its warm-up re-reads only the stream's tail, which can start after an
-//! episode was raised, and would otherwise raise it again on its next abnormal reading.
+//! hash (`proact:detector:episodes:{shard}`: the event time of the reading, then the alert).
+//! A replica taking the shard over reads it back ([`load_episodes`]): its warm-up re-reads
+//! only the stream's tail, which can start after an episode was raised, and would otherwise
+//! raise it again on its next abnormal reading. The field is the equipment id for its
+//! condition episodes, as from the start, and the id followed by [`NO_DATA_SUFFIX`] for its
+//! no-data alarm (added later: a no-data alarm open at a takeover was never cleared).
 //!
 //! A batch's events go out in one pipeline ([`publish_batch`]): one round trip, however many
 //! alerts a batch raises.
@@ -22,7 +24,7 @@ use proact_proto::streams::{ALERTS_STREAM, PAYLOAD_FIELD};
 use proact_proto::v1::{Alert, AlertEvent};
 use prost::Message;
 
-use crate::engine::EpisodeRecord;
+use crate::engine::{Episode, EpisodeRecord};
 use crate::leases::{lease_key, Fence};
 
 const SCRIPT: &str = r#"
@@ -54,8 +56,10 @@ pub enum Published {
 pub struct Outgoing {
     pub event: AlertEvent,
     /// Event time of the reading that moved the episode: when set (and published under a
-    /// fence), the equipment's episode record is updated with the event.
+    /// fence), the equipment's record of that episode is updated with the event.
     pub at_micros: Option<i64>,
+    /// Which of the equipment's records that is.
+    pub episode: Episode,
 }
 
 /// How long a dedupe key is kept: longer than any redelivery can take.
@@ -66,28 +70,48 @@ pub fn episodes_key(shard: u32) -> String {
     format!("proact:detector:episodes:{{{shard}}}")
 }
 
-/// An episode record as stored: the event time (8 bytes, big-endian), then the alert.
+/// Ends the episode hash field of an equipment's no-data alarm. `:` is outside the alphabet
+/// of equipment ids (DESIGN, MQTT contract; ingest refuses others), so no id collides with it.
+/// A version that predates it reads the field as the condition record of an equipment that
+/// never reports, which is harmless.
+pub const NO_DATA_SUFFIX: &str = ":nodata";
+
+/// The hash field of an equipment's record of `episode`.
+fn record_field(equipment: &str, episode: Episode) -> String {
+    match episode {
+        Episode::Condition => equipment.to_string(),
+        Episode::NoData => format!("{equipment}{NO_DATA_SUFFIX}"),
+    }
+}
+
+/// An episode record as stored: the event time (8 bytes, big-endian), then the alert. Both
+/// kinds of record have this form; the field name says which one it is.
 fn encode_record(alert: &Alert, at_micros: i64) -> Bytes {
     let mut buf = at_micros.to_be_bytes().to_vec();
     alert.encode(&mut buf).expect("a Vec grows");
     Bytes::from(buf)
 }
 
-fn decode_record(raw: &[u8]) -> Option<EpisodeRecord> {
+fn decode_record(field: &str, raw: &[u8]) -> Option<(String, EpisodeRecord)> {
+    let (equipment, episode) = match field.strip_suffix(NO_DATA_SUFFIX) {
+        Some(id) => (id, Episode::NoData),
+        None => (field, Episode::Condition),
+    };
     let (at, alert) = raw.split_at_checked(8)?;
     let at_micros = i64::from_be_bytes(at.try_into().ok()?);
-    Some(EpisodeRecord { alert: Alert::decode(alert).ok()?, at_micros })
+    Some((equipment.to_string(), EpisodeRecord { alert: Alert::decode(alert).ok()?, at_micros, episode }))
 }
 
-/// The episode records of `shard`'s equipment; unreadable ones (written by a future version)
-/// are skipped with a warning: the equipment then starts from its warm-up alone.
+/// The episode records of `shard`'s equipment (zero to two per equipment: its condition
+/// episodes, its no-data alarm); unreadable ones (written by a future version) are skipped
+/// with a warning: the equipment then starts from its warm-up alone.
 pub async fn load_episodes(client: &Client, shard: u32) -> Result<Vec<(String, EpisodeRecord)>, Error> {
     let raw: std::collections::HashMap<String, Bytes> = client.hgetall(episodes_key(shard)).await?;
     let mut out = Vec::with_capacity(raw.len());
-    for (equipment, value) in raw {
-        match decode_record(&value) {
-            Some(r) => out.push((equipment, r)),
-            None => tracing::warn!(shard, equipement_id = %equipment, "unreadable episode record skipped"),
+    for (field, value) in raw {
+        match decode_record(&field, &value) {
+            Some(r) => out.push(r),
+            None => tracing::warn!(shard, field = %field, "unreadable episode record skipped"),
         }
     }
     Ok(out)
@@ -112,7 +136,7 @@ fn script_args(out: &Outgoing, fence: Option<&Fence>) -> Vec<Value> {
         None => (String::new(), String::new(), String::new()),
     };
     let (field, record) = match (fence, out.at_micros, event.alert.as_ref()) {
-        (Some(_), Some(at), Some(alert)) => (equipment.to_string(), encode_record(alert, at)),
+        (Some(_), Some(at), Some(alert)) => (record_field(equipment, out.episode), encode_record(alert, at)),
         _ => (String::new(), Bytes::new()),
     };
     vec![
@@ -142,7 +166,7 @@ fn outcome(reply: Value) -> Published {
 /// Appends `event` to the alerts stream unless the same (alert, kind) was appended before or,
 /// with a `fence`, this replica lost the lease of the equipment's shard.
 pub async fn publish_once(client: &Client, event: &AlertEvent, fence: Option<&Fence>) -> Result<Published, Error> {
-    let out = Outgoing { event: event.clone(), at_micros: None };
+    let out = Outgoing { event: event.clone(), at_micros: None, episode: Episode::Condition };
     let r: Value = client.custom(CustomCommand::new_static("EVAL", None, false), script_args(&out, fence)).await?;
     Ok(outcome(r))
 }
@@ -160,4 +184,49 @@ pub async fn publish_batch(client: &Client, events: &[Outgoing], fence: &Fence) 
             pipeline.custom(CustomCommand::new_static("EVAL", None, false), script_args(out, Some(fence))).await?;
     }
     pipeline.try_all::<Value>().await.into_iter().map(|r| r.map(outcome)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proact_proto::v1::AlertState;
+
+    fn alert(id: &str, rule: &str) -> Alert {
+        Alert {
+            alert_id: id.into(),
+            equipement_id: "PUMP-01".into(),
+            rule: rule.into(),
+            severity: 2,
+            state: AlertState::Open as i32,
+            ..Default::default()
+        }
+    }
+
+    /// A record as the version before the no-data record wrote it, spelled out byte by byte
+    /// so that a change of `encode_record` cannot hide a change of the stored form: field
+    /// `PUMP-01`, value the event time then the alert.
+    #[test]
+    fn a_record_of_the_previous_version_loads_as_a_condition_record() {
+        let a = alert("PUMP-01-30", "temperature_warning");
+        let mut old = vec![0, 0, 0, 0, 0, 0, 0, 30];
+        old.extend_from_slice(&a.encode_to_vec());
+        let (equipment, record) = decode_record("PUMP-01", &old).unwrap();
+        assert_eq!(equipment, "PUMP-01");
+        assert_eq!(record, EpisodeRecord { alert: a, at_micros: 30, episode: Episode::Condition });
+    }
+
+    #[test]
+    fn a_no_data_record_loads_under_its_equipment() {
+        let a = alert("PUMP-01-nodata-30", "no_data");
+        let field = record_field("PUMP-01", Episode::NoData);
+        assert_eq!(field, "PUMP-01:nodata");
+        let (equipment, record) = decode_record(&field, &encode_record(&a, -7)).unwrap();
+        assert_eq!(equipment, "PUMP-01");
+        assert_eq!(record, EpisodeRecord { alert: a, at_micros: -7, episode: Episode::NoData });
+    }
+
+    #[test]
+    fn a_truncated_record_is_refused() {
+        assert!(decode_record("PUMP-01", &[0, 0, 1]).is_none());
+    }
 }

@@ -148,6 +148,7 @@ async fn a_batch_is_published_in_one_call_and_records_its_episodes() {
             ..Default::default()
         },
         at_micros: Some(at),
+        episode: proact_anomaly_detector::engine::Episode::Condition,
     };
     let batch = [
         out(AlertEventKind::Raised, "P-1", ours, 2, 10),

@@ -1,7 +1,8 @@
 //! A detector replica killed with SIGKILL: another takes its shards over, finishes what it
 //! left unacknowledged, rebuilds state from the stream tail, and no alert is raised twice.
-//! A replica restarted after a long episode does not raise it again from its warm-up. And a
-//! live replica whose read reply was lost still scores what Redis delivered to it.
+//! A replica restarted after a long episode does not raise it again from its warm-up, and a
+//! no-data alarm open at a takeover is cleared once, by the new owner. And a live replica
+//! whose read reply was lost still scores what Redis delivered to it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::process::{Child, Command, Stdio};
@@ -40,10 +41,15 @@ impl Drop for Detector {
 }
 
 fn spawn_detector(redis_url: &str, name: &str, lease_ttl_ms: &str) -> Detector {
+    spawn_detector_silence(redis_url, name, lease_ttl_ms, "0")
+}
+
+/// A detector raising a no-data alarm after `silence_secs` without a reading ("0": never).
+fn spawn_detector_silence(redis_url: &str, name: &str, lease_ttl_ms: &str, silence_secs: &str) -> Detector {
     let child = Command::new(env!("CARGO_BIN_EXE_proact-anomaly-detector"))
         .args(["--redis-url", redis_url, "--database-url", "postgres://proact@127.0.0.1:9/none"])
         .args(["--registry-url", "http://127.0.0.1:9", "--admin-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
-        .args(["--consumer", name, "--lease-ttl-ms", lease_ttl_ms, "--silence-after-secs", "0"])
+        .args(["--consumer", name, "--lease-ttl-ms", lease_ttl_ms, "--silence-after-secs", silence_secs])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -133,11 +139,16 @@ async fn wait_all_read_and_acked(who: &str, redis: &Client, keys: &[String]) {
 /// Appends `n` readings of EQ-00, one a second from `base`, with `temperature(s)` at second
 /// `s`, to its shard stream in one pipeline; returns that stream's key.
 async fn fill_eq00(redis: &Client, base: i64, n: i64, temperature: impl Fn(i64) -> f64) -> String {
-    let key = telemetry_stream(shard_for("EQ-00", SHARDS));
+    fill(redis, "EQ-00", base, n, temperature).await
+}
+
+/// As [`fill_eq00`], for any equipment.
+async fn fill(redis: &Client, id: &str, base: i64, n: i64, temperature: impl Fn(i64) -> f64) -> String {
+    let key = telemetry_stream(shard_for(id, SHARDS));
     let pipe = redis.pipeline();
     for s in 0..n {
         let _: () =
-            pipe.xadd(key.as_str(), false, None::<()>, "*", eq00_reading(base, s, temperature(s))).await.unwrap();
+            pipe.xadd(key.as_str(), false, None::<()>, "*", reading_of(id, base, s, temperature(s))).await.unwrap();
     }
     let _: Vec<Value> = pipe.all().await.unwrap();
     key
@@ -145,8 +156,12 @@ async fn fill_eq00(redis: &Client, base: i64, n: i64, temperature: impl Fn(i64) 
 
 /// EQ-00's reading at second `s` after `base`, as a stream entry's field.
 fn eq00_reading(base: i64, s: i64, temperature: f64) -> (&'static str, Bytes) {
+    reading_of("EQ-00", base, s, temperature)
+}
+
+fn reading_of(id: &str, base: i64, s: i64, temperature: f64) -> (&'static str, Bytes) {
     let t = Telemetry {
-        equipement_id: "EQ-00".into(),
+        equipement_id: id.into(),
         ts_micros: base + s * 1_000_000,
         temperature,
         vibration: 2.0,
@@ -319,4 +334,110 @@ async fn an_episode_raised_before_the_warm_up_tail_survives_a_takeover() {
         "one episode, raised by a and cleared by b"
     );
     b.kill();
+}
+
+/// The events of the alerts stream about `alert_id`, by kind.
+async fn events_of(redis: &Client, alert_id: &str) -> Vec<AlertEventKind> {
+    let all = events(redis).await;
+    all.iter().filter(|(_, id)| id == alert_id).map(|(k, _)| AlertEventKind::try_from(*k).unwrap()).collect()
+}
+
+/// Issue 7: a no-data alarm was not recorded, so when its replica died the new owner knew
+/// nothing of it: its warm-up (the readings before the silence) made the equipment look
+/// fine, and the data coming back cleared nothing; the alarm stayed open on the dashboard.
+/// The data comes back right after the takeover, before the new owner's own silence clock
+/// (started by its warm-up) could raise a duplicate of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_data_alarm_open_at_a_takeover_is_cleared_once_by_the_new_owner() {
+    let server = proact_testkit::Redis::start().await.unwrap();
+    let redis = proact_server::redis::connect(&server.url()).await.unwrap();
+    let keys: Vec<String> = (0..SHARDS).map(telemetry_stream).collect();
+    let mut a = spawn_detector_silence(&server.url(), "a", "1500", "3");
+    wait_until("replica a owns every shard", || owns_every_shard(&redis, "a")).await;
+    let base = proact_proto::time::now_micros() - 7_200_000_000;
+    let key = fill_eq00(&redis, base, 20, |_| 55.0).await;
+    wait_all_read_and_acked("a", &redis, &keys).await;
+    let alarm = format!("EQ-00-nodata-{}", base + 19_000_000);
+    wait_until("a raises the no-data alarm", || async { events_of(&redis, &alarm).await == [AlertEventKind::Raised] })
+        .await;
+    a.kill();
+
+    let mut b = spawn_detector_silence(&server.url(), "b", "1500", "3");
+    wait_until("b owns every shard", || owns_every_shard(&redis, "b")).await;
+    for s in 20..25 {
+        let _: String = redis.xadd(key.as_str(), false, None::<()>, "*", eq00_reading(base, s, 55.0)).await.unwrap();
+    }
+    wait_until("b clears the alarm a raised", || async { events_of(&redis, &alarm).await.len() == 2 }).await;
+    wait_all_read_and_acked("b", &redis, &keys).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(events_of(&redis, &alarm).await, [AlertEventKind::Raised, AlertEventKind::Cleared]);
+    // The only other event b may publish: the alarm of the silence after reading 24.
+    let later = format!("EQ-00-nodata-{}", base + 24_000_000);
+    let others: Vec<(i32, String)> =
+        events(&redis).await.into_iter().filter(|(_, id)| *id != alarm && *id != later).collect();
+    assert!(others.is_empty(), "{others:?}");
+    b.kill();
+}
+
+/// The same, when the silent equipment is not in the new owner's warm-up (5,000 readings of
+/// another equipment of its shard came after it) and stays silent for longer than the
+/// silence time: no second alarm for that silence, and one clear when its data comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_data_alarm_open_at_a_takeover_is_not_raised_again_while_the_silence_lasts() {
+    let server = proact_testkit::Redis::start().await.unwrap();
+    let redis = proact_server::redis::connect(&server.url()).await.unwrap();
+    let keys: Vec<String> = (0..SHARDS).map(telemetry_stream).collect();
+    let mut a = spawn_detector_silence(&server.url(), "a", "1500", "2");
+    wait_until("replica a owns every shard", || owns_every_shard(&redis, "a")).await;
+    let base = proact_proto::time::now_micros() - 7_200_000_000;
+    let key = fill_eq00(&redis, base, 20, |_| 55.0).await;
+    wait_all_read_and_acked("a", &redis, &keys).await;
+    let alarm = format!("EQ-00-nodata-{}", base + 19_000_000);
+    wait_until("a raises EQ-00's alarm", || async { events_of(&redis, &alarm).await == [AlertEventKind::Raised] })
+        .await;
+    let sibling =
+        (1..100).map(|i| format!("EQ-{i:02}")).find(|id| shard_for(id, SHARDS) == shard_for("EQ-00", SHARDS)).unwrap();
+    fill(&redis, &sibling, base, 5_000, |_| 55.0).await;
+    wait_all_read_and_acked("a", &redis, &keys).await;
+    let sibling_alarm = format!("{sibling}-nodata-{}", base + 4_999_000_000);
+    wait_until("a raises the sibling's alarm", || async { events_of(&redis, &sibling_alarm).await.len() == 1 }).await;
+    a.kill();
+
+    let mut b = spawn_detector_silence(&server.url(), "b", "1500", "2");
+    wait_until("b owns every shard", || owns_every_shard(&redis, "b")).await;
+    // Both stay silent for more than twice the silence time under b.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(events(&redis).await.len(), 2, "no second alarm: {:?}", events(&redis).await);
+    let _: String = redis.xadd(key.as_str(), false, None::<()>, "*", eq00_reading(base, 20, 55.0)).await.unwrap();
+    wait_until("b clears EQ-00's alarm", || async { events_of(&redis, &alarm).await.len() == 2 }).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(events_of(&redis, &alarm).await, [AlertEventKind::Raised, AlertEventKind::Cleared]);
+    assert_eq!(events_of(&redis, &sibling_alarm).await, [AlertEventKind::Raised], "still silent, still open");
+    b.kill();
+}
+
+/// Entries another consumer read and left unacked while this replica kept the shard (one
+/// fenced off after reading) are claimed by the owner's heartbeat once idle for two lease
+/// TTLs, then scored and acked. The replica is paused (well under its TTL) so that the entry
+/// goes to the other consumer and not to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_left_unacked_by_another_consumer_are_claimed_by_the_owners_heartbeat() {
+    let server = proact_testkit::Redis::start().await.unwrap();
+    let redis = proact_server::redis::connect(&server.url()).await.unwrap();
+    let keys: Vec<String> = (0..SHARDS).map(telemetry_stream).collect();
+    let mut a = spawn_detector(&server.url(), "a", "1500");
+    wait_until("replica a owns every shard", || owns_every_shard(&redis, "a")).await;
+    // Let a's read of the (still empty) streams start, so it is not the one that gets the entry.
+    a.signal("STOP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let base = proact_proto::time::now_micros() - 3_600_000_000;
+    fill_eq00(&redis, base, 1, |_| 96.0).await;
+    assert_eq!(read_as(&redis, "fenced-off", &keys).await, 1);
+    a.signal("CONT");
+    wait_until("a claims, scores and acks it", || async {
+        pending_total(&redis, &keys).await == 0 && raised(&redis).await.len() == 1
+    })
+    .await;
+    assert!(owns_every_shard(&redis, "a").await, "a kept its shards: the claim was the heartbeat's");
+    a.kill();
 }
