@@ -90,6 +90,7 @@ struct Args {
 
 const SHARDS: u32 = 8;
 const ARCHIVE_GROUP: &str = "archive";
+const DETECTOR_GROUP: &str = "anomaly-detector";
 
 /// One step's measurements.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -109,6 +110,10 @@ struct Step {
     backlog_slope_per_s: f64,
     drain_secs: f64,
     drained: bool,
+    /// From the last publish until the detector's group had processed every acked message
+    /// (or the drain limit), and how many it had.
+    detector_drain_secs: f64,
+    scored: u64,
     hot: u64,
     alerts: usize,
     latency_p50_ms: Option<f64>,
@@ -174,6 +179,12 @@ impl System {
     /// archive has committed and acked (read − pending of its group), or the Python design's
     /// XADDs (each after its INSERT's commit).
     async fn processed(&self) -> anyhow::Result<u64> {
+        self.processed_by(ARCHIVE_GROUP).await
+    }
+
+    /// Like [`Self::processed`], for another consumer group (ProAct; the Python design has
+    /// one path, so the same count).
+    async fn processed_by(&self, group: &str) -> anyhow::Result<u64> {
         match self {
             System::ProAct { redis, .. } => {
                 let mut total = 0u64;
@@ -186,7 +197,7 @@ impl System {
                     let Value::Array(groups) = groups else { continue };
                     for g in groups {
                         let f = fields(&g);
-                        if f.get("name").and_then(Value::as_string).as_deref() == Some(ARCHIVE_GROUP) {
+                        if f.get("name").and_then(Value::as_string).as_deref() == Some(group) {
                             let read = f.get("entries-read").and_then(Value::as_u64).unwrap_or(0);
                             let pending = f.get("pending").and_then(Value::as_u64).unwrap_or(0);
                             total += read.saturating_sub(pending);
@@ -331,6 +342,7 @@ async fn run_step(ctx: &Ctx, sys: &System, own: &[(&str, u32)], rate: u64, drain
     let cpu0 = cpu_snapshot(&w, ctx.ticks);
     let dlq0 = sys.dead_letters().await?;
     let done0 = sys.processed().await?;
+    let scored0 = sys.processed_by(DETECTOR_GROUP).await?;
     let probe0 = sys.probe().await?;
     let since = proact_proto::time::now_micros();
     let progress = Arc::new(AtomicU64::new(0));
@@ -374,7 +386,14 @@ async fn run_step(ctx: &Ctx, sys: &System, own: &[(&str, u32)], rate: u64, drain
         (Some(p0), true) => Some(locate_shortfall(ctx, sys, p0, since, published.acked, rows).await?),
         _ => None,
     };
-    // The last alerts.
+    // The last alerts: the detector reads the streams beside the archive and may be further
+    // behind; wait (to the drain limit) until it has scored every acked message, then 5 s.
+    let mut scored = sys.processed_by(DETECTOR_GROUP).await?.saturating_sub(scored0);
+    while scored < published.acked && publish_end.elapsed().as_secs_f64() < drain_limit {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        scored = sys.processed_by(DETECTOR_GROUP).await?.saturating_sub(scored0);
+    }
+    let detector_drain_secs = publish_end.elapsed().as_secs_f64();
     let alert_deadline = Instant::now() + Duration::from_secs(5);
     while ctx.book.waiting() > 0 && Instant::now() < alert_deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -439,6 +458,8 @@ async fn run_step(ctx: &Ctx, sys: &System, own: &[(&str, u32)], rate: u64, drain
         backlog_at_end,
         backlog_slope_per_s: slope_per_s,
         drain_secs,
+        detector_drain_secs,
+        scored,
         drained,
         hot: published.hot,
         alerts: lat.len(),
@@ -521,8 +542,8 @@ fn row(s: &Step) -> String {
 fn print_step(s: &Step) {
     println!("{}", row(s));
     println!(
-        "        sent {}, dead letters {}, backlog at the end {}, slope {:.0}/s",
-        s.sent, s.dead_letters, s.backlog_at_end, s.backlog_slope_per_s
+        "        sent {}, dead letters {}, backlog at the end {}, slope {:.0}/s; detector scored {} of {} acked, {:.2} s after the last publish",
+        s.sent, s.dead_letters, s.backlog_at_end, s.backlog_slope_per_s, s.scored, s.acked, s.detector_drain_secs
     );
     let cpu: Vec<String> = s.cpu_secs.iter().map(|(k, v)| format!("{k} {v:.1}")).collect();
     let rss: Vec<String> = s.peak_rss_mib.iter().map(|(k, v)| format!("{k} {v:.0}")).collect();
