@@ -5,6 +5,8 @@
 //! Replicas split the shards with leases ([`leases`]) so each equipment's rolling state lives
 //! in one replica; a dead replica's shards and unacked entries are taken over. Models are
 //! hot-reloaded from the registry on model events ([`models`]) and swapped between batches.
+//! What an owner has seen of each equipment is recorded per shard at each heartbeat
+//! ([`seen`]), so a new owner still raises the no-data alarm of one silent at the takeover.
 //! Upstream: ingest (telemetry streams), trainer (models). Downstream: archive, gateway.
 #![forbid(unsafe_code)]
 
