@@ -81,45 +81,48 @@ pub fn expired(seen: Seen, now_micros: i64, retention_micros: i64) -> bool {
 /// The EVAL calls (argument lists) that write `changes` under `replica`'s leases, one per
 /// shard and [`CHUNK`] equipment.
 pub fn write_calls(replica: &str, shards: u32, changes: &SeenChanges) -> Vec<Vec<Value>> {
-    #[derive(Default)]
-    struct Shard<'a> {
-        set: Vec<(&'a str, Seen)>,
-        del: Vec<&'a str>,
-    }
-    let mut by_shard: BTreeMap<u32, Shard> = BTreeMap::new();
+    /// One shard's records to write, and to delete.
+    type Writes<'a> = (Vec<(&'a str, Seen)>, Vec<&'a str>);
+    let mut by_shard: BTreeMap<u32, Writes> = BTreeMap::new();
     for (id, seen) in &changes.set {
-        by_shard.entry(shard_for(id, shards)).or_default().set.push((id, *seen));
+        by_shard.entry(shard_for(id, shards)).or_default().0.push((id, *seen));
     }
     for id in &changes.pruned {
-        by_shard.entry(shard_for(id, shards)).or_default().del.push(id);
+        by_shard.entry(shard_for(id, shards)).or_default().1.push(id);
     }
     let mut calls = Vec::new();
-    for (shard, Shard { set, del }) in by_shard {
-        let head = |n: usize| {
-            vec![
-                Value::from(SCRIPT),
-                Value::Integer(2),
-                Value::from(lease_key(shard)),
-                Value::from(seen_key(shard)),
-                Value::from(replica),
-                Value::Integer(n as i64),
-            ]
-        };
-        for chunk in set.chunks(CHUNK) {
-            let mut args = head(chunk.len());
-            for (id, seen) in chunk {
-                args.push(Value::from(*id));
-                args.push(Value::Bytes(Bytes::copy_from_slice(&encode(*seen))));
-            }
-            calls.push(args);
-        }
-        for chunk in del.chunks(CHUNK) {
-            let mut args = head(0);
-            args.extend(chunk.iter().map(|id| Value::from(*id)));
-            calls.push(args);
-        }
+    for (shard, (set, del)) in by_shard {
+        shard_calls(&mut calls, replica, shard, &set, &del);
     }
     calls
+}
+
+/// The calls writing `set` and deleting `del` in `shard`'s hash, whichever shard the
+/// equipment belong to.
+fn shard_calls(calls: &mut Vec<Vec<Value>>, replica: &str, shard: u32, set: &[(&str, Seen)], del: &[&str]) {
+    let head = |n: usize| {
+        vec![
+            Value::from(SCRIPT),
+            Value::Integer(2),
+            Value::from(lease_key(shard)),
+            Value::from(seen_key(shard)),
+            Value::from(replica),
+            Value::Integer(n as i64),
+        ]
+    };
+    for chunk in set.chunks(CHUNK) {
+        let mut args = head(chunk.len());
+        for (id, seen) in chunk {
+            args.push(Value::from(*id));
+            args.push(Value::Bytes(Bytes::copy_from_slice(&encode(*seen))));
+        }
+        calls.push(args);
+    }
+    for chunk in del.chunks(CHUNK) {
+        let mut args = head(0);
+        args.extend(chunk.iter().map(|id| Value::from(*id)));
+        calls.push(args);
+    }
 }
 
 /// Queues `calls` (from [`write_calls`]) on `pipeline`.
@@ -133,7 +136,11 @@ pub async fn queue(pipeline: &fred::clients::Pipeline<Client>, calls: Vec<Vec<Va
 /// Writes `changes` in a round trip of their own (at shutdown, before the leases go); returns
 /// how many calls were fenced off.
 pub async fn write(client: &Client, replica: &str, shards: u32, changes: &SeenChanges) -> Result<usize, Error> {
-    let calls = write_calls(replica, shards, changes);
+    run(client, write_calls(replica, shards, changes)).await
+}
+
+/// Runs `calls` in one pipeline; returns how many were fenced off.
+async fn run(client: &Client, calls: Vec<Vec<Value>>) -> Result<usize, Error> {
     if calls.is_empty() {
         return Ok(0);
     }
@@ -156,19 +163,22 @@ pub async fn load(
 ) -> Result<Vec<(String, Seen)>, Error> {
     let raw: std::collections::HashMap<String, Bytes> = client.hgetall(seen_key(shard)).await?;
     let mut out = Vec::with_capacity(raw.len());
-    let mut gone = SeenChanges::default();
+    let mut gone = Vec::new();
     for (id, value) in raw {
         match decode(&value) {
             None => tracing::warn!(shard, equipement_id = %id, "unreadable seen record skipped"),
             Some(seen) if shard_for(&id, shards) != shard || expired(seen, now_micros, retention_micros) => {
-                gone.pruned.push(id)
+                gone.push(id)
             }
             Some(seen) => out.push((id, seen)),
         }
     }
-    if !gone.pruned.is_empty() {
-        tracing::info!(shard, records = gone.pruned.len(), "expired or foreign seen records deleted");
-        write(client, replica, shards, &gone).await?;
+    if !gone.is_empty() {
+        tracing::info!(shard, records = gone.len(), "expired or foreign seen records deleted");
+        // From this shard's hash, where they are (a foreign one belongs to another shard now).
+        let mut calls = Vec::new();
+        shard_calls(&mut calls, replica, shard, &[], &gone.iter().map(String::as_str).collect::<Vec<_>>());
+        run(client, calls).await?;
     }
     Ok(out)
 }
