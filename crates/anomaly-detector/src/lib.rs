@@ -374,6 +374,7 @@ impl App {
                 lease_ttl_ms: config.lease_ttl_ms,
                 batch: config.batch,
                 seen_retention_micros: config.seen_retention_secs.saturating_mul(1_000_000) as i64,
+                record_seen: config.rules.silence_after_secs > 0,
                 traces: traces.clone(),
                 fence: Fence { replica: replica.clone(), shards: config.redis.shards },
             },
@@ -434,6 +435,9 @@ struct LoopCtx {
     batch: u64,
     /// How long a seen record outlives its equipment's last reading (see [`seen`]).
     seen_retention_micros: i64,
+    /// Whether seen records are written and loaded: only for the no-data alarm, so not when
+    /// it is off.
+    record_seen: bool,
     traces: Tracing,
     fence: Fence,
 }
@@ -461,7 +465,11 @@ async fn scoring_loop(
             // What this replica saw since the last heartbeat, written under the leases in the
             // renewals' pipeline (see `seen`): one script per shard with changes, no round trip.
             let now = now_micros();
-            let seen_changes = engine.lock().await.seen_changes(now, ctx.seen_retention_micros);
+            let seen_changes = if ctx.record_seen {
+                engine.lock().await.seen_changes(now, ctx.seen_retention_micros)
+            } else {
+                engine::SeenChanges::default()
+            };
             let calls = seen::write_calls(&ctx.replica, ctx.shards, &seen_changes);
             match leases.heartbeat_with(now / 1000, calls).await {
                 Ok((change, seen_replies)) => {
@@ -575,7 +583,11 @@ async fn scoring_loop(
         }
     }
     // What was read since the last heartbeat, for the replicas taking the shards over now.
-    let changes = engine.lock().await.seen_changes(now_micros(), ctx.seen_retention_micros);
+    let changes = if ctx.record_seen {
+        engine.lock().await.seen_changes(now_micros(), ctx.seen_retention_micros)
+    } else {
+        engine::SeenChanges::default()
+    };
     if let Err(e) = seen::write(&write, &ctx.replica, ctx.shards, &changes).await {
         tracing::warn!(error = %e, "seen records not written before releasing the shards");
     }
@@ -623,7 +635,11 @@ async fn take_over(
     let key = telemetry_stream(shard);
     let mut warmed = HashSet::new();
     let records = publish::load_episodes(write, shard).await?;
-    let seen = seen::load(write, &ctx.replica, shard, ctx.shards, now_micros(), ctx.seen_retention_micros).await?;
+    let seen = if ctx.record_seen {
+        seen::load(write, &ctx.replica, shard, ctx.shards, now_micros(), ctx.seen_retention_micros).await?
+    } else {
+        Vec::new()
+    };
     {
         let mut engine = engine.lock().await;
         for (equipment, record) in records {
