@@ -146,6 +146,24 @@ pub struct EpisodeRecord {
     pub episode: Episode,
 }
 
+/// What the shard's owner last knew of an equipment's readings, kept in Redis (see
+/// [`crate::seen`]) so that a new owner runs its silence clock from there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    /// Event time of its newest reading (a no-data alarm's id is built on it).
+    pub last_ts: i64,
+    /// When the owner got a reading of it last (wall clock, µs): the silence clock's start.
+    pub wall_micros: i64,
+}
+
+/// The seen records to write: equipment read since they were last written, and recorded
+/// equipment silent past the retention (to delete).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeenChanges {
+    pub set: Vec<(String, Seen)>,
+    pub pruned: Vec<String>,
+}
+
 /// What a takeover restored of an equipment, until its first reading.
 #[derive(Debug, Default)]
 struct Restored {
@@ -163,6 +181,29 @@ struct EquipmentState {
     silent: Option<EpisodeRecord>,
     last_ts: i64,
     last_seen_wall: i64,
+    /// Read since its seen record was last written (a flag, not a set: no allocation per
+    /// reading; the heartbeat scans the states).
+    seen_dirty: bool,
+    /// Its seen record is in Redis (written, or loaded at a takeover).
+    seen_recorded: bool,
+}
+
+impl EquipmentState {
+    /// An equipment's state before its first reading, from what a takeover restored of it.
+    fn start(schema: &FeatureSchema, window: WindowConfig, restored: Restored, wall_micros: i64) -> Self {
+        let Restored { condition, no_data } = restored;
+        let is_open = |r: &EpisodeRecord| r.alert.state == AlertState::Open as i32;
+        Self {
+            window: Window::new(schema, window),
+            open: condition.as_ref().filter(|r| is_open(r)).map(|r| r.alert.clone()),
+            normal_since: None,
+            silent: no_data.filter(is_open),
+            last_ts: condition.map_or(i64::MIN, |r| r.at_micros),
+            last_seen_wall: wall_micros,
+            seen_dirty: false,
+            seen_recorded: false,
+        }
+    }
 }
 
 /// Per-equipment state of the equipment this replica owns.
@@ -173,7 +214,8 @@ pub struct Engine {
     info: HashMap<String, EquipmentInfo>,
     states: HashMap<String, EquipmentState>,
     /// Episode records of equipment not seen since their shard was taken over, consumed by
-    /// their first reading (equipment gone for good never get a state, nor a no-data alarm).
+    /// their first reading or by their seen record ([`Engine::seed_seen`]); equipment with
+    /// neither (gone for longer than the seen retention) never get a state, nor an alarm.
     restored: HashMap<String, Restored>,
     features: FeatureVector,
     pub too_late: u64,
@@ -243,6 +285,64 @@ impl Engine {
         match record.episode {
             Episode::Condition => r.condition = Some(record),
             Episode::NoData => r.no_data = Some(record),
+        }
+    }
+
+    /// Seeds an equipment's silence clock from its owner's seen record (call after the
+    /// shard's warm-up, for each record loaded at the takeover).
+    ///
+    /// Not in the warm-up (the shard's tail did not reach back to it): it gets a state, so
+    /// that a silence past the configured time raises its no-data alarm, once, under the id
+    /// the previous owner would have used (`{id}-nodata-{last event time}`); an alarm the
+    /// previous owner raised, restored from the episode record, is not raised again. In the
+    /// warm-up with nothing newer than the record: the silence clock starts when the previous
+    /// owner got that reading rather than at the takeover. With newer readings (the owner
+    /// read them after its last write), the takeover time stays: an alarm may come up to one
+    /// heartbeat later, never early.
+    pub fn seed_seen(&mut self, equipement_id: &str, seen: Seen) {
+        if let Some(st) = self.states.get_mut(equipement_id) {
+            if st.last_ts <= seen.last_ts {
+                st.last_ts = seen.last_ts;
+                st.last_seen_wall = st.last_seen_wall.min(seen.wall_micros);
+            }
+            st.seen_recorded = true;
+            return;
+        }
+        let r = self.restored.remove(equipement_id).unwrap_or_default();
+        let mut st = EquipmentState::start(&self.schema, self.cfg.window, r, seen.wall_micros);
+        st.last_ts = st.last_ts.max(seen.last_ts);
+        st.seen_recorded = true;
+        self.states.insert(equipement_id.to_string(), st);
+    }
+
+    /// What to write of the seen records: every equipment read since the last write, and
+    /// every recorded one not read for longer than `retention_micros` (to delete). Call
+    /// [`Engine::seen_written`] once they are written.
+    pub fn seen_changes(&self, now_micros: i64, retention_micros: i64) -> SeenChanges {
+        let mut out = SeenChanges::default();
+        for (id, st) in &self.states {
+            let seen = Seen { last_ts: st.last_ts, wall_micros: st.last_seen_wall };
+            if st.seen_dirty {
+                out.set.push((id.clone(), seen));
+            } else if st.seen_recorded && crate::seen::expired(seen, now_micros, retention_micros) {
+                out.pruned.push(id.clone());
+            }
+        }
+        out
+    }
+
+    /// Marks `changes` (from [`Engine::seen_changes`]) written.
+    pub fn seen_written(&mut self, changes: &SeenChanges) {
+        for (id, _) in &changes.set {
+            if let Some(st) = self.states.get_mut(id) {
+                st.seen_dirty = false;
+                st.seen_recorded = true;
+            }
+        }
+        for id in &changes.pruned {
+            if let Some(st) = self.states.get_mut(id) {
+                st.seen_recorded = false;
+            }
         }
     }
 
@@ -357,18 +457,11 @@ impl Engine {
         let schema = &self.schema;
         let restored = &mut self.restored;
         let st = self.states.entry(t.equipement_id.clone()).or_insert_with(|| {
-            let Restored { condition, no_data } = restored.remove(&t.equipement_id).unwrap_or_default();
-            let is_open = |r: &EpisodeRecord| r.alert.state == AlertState::Open as i32;
-            EquipmentState {
-                window: Window::new(schema, window_cfg),
-                open: condition.as_ref().filter(|r| is_open(r)).map(|r| r.alert.clone()),
-                normal_since: None,
-                silent: no_data.filter(is_open),
-                last_ts: condition.map_or(i64::MIN, |r| r.at_micros),
-                last_seen_wall: now_micros,
-            }
+            let r = restored.remove(&t.equipement_id).unwrap_or_default();
+            EquipmentState::start(schema, window_cfg, r, now_micros)
         });
         st.last_seen_wall = now_micros;
+        st.seen_dirty = true;
         // Data is back when a reading newer than the silence comes: an older one is the
         // warm-up re-reading what came before it (or a redelivery), and clearing on it would
         // lose the clear (the warm-up publishes nothing for acked entries).
@@ -868,5 +961,87 @@ mod restore_tests {
         e.restore("P", open_at(10));
         e.retain(|_| false);
         assert_eq!(e.observe(&reading(500, 85.0), "", 0)[0].kind, AlertEventKind::Raised);
+    }
+
+    fn seen_at(s: i64, wall_s: i64) -> Seen {
+        Seen { last_ts: s * 1_000_000, wall_micros: wall_s * 1_000_000 }
+    }
+
+    /// Issue 7: an equipment silent at a takeover, its alarm not raised yet, that the warm-up
+    /// did not reach: its seen record alone starts its silence clock.
+    #[test]
+    fn a_seen_record_alone_raises_the_alarm_once_after_the_silence_time() {
+        let mut e = silence_engine();
+        e.seed_seen("P", seen_at(100, 1_000));
+        assert!(e.check_silence(1_029_000_000).is_empty(), "not silent for 30 s yet");
+        let t = e.check_silence(1_030_000_000);
+        assert_eq!(t.len(), 1);
+        assert_eq!((t[0].kind, t[0].episode, t[0].at_micros), (AlertEventKind::Raised, Episode::NoData, 100_000_000));
+        assert_eq!(t[0].alert.alert_id, "P-nodata-100000000", "the id the previous owner would have used");
+        assert!(e.check_silence(1_100_000_000).is_empty(), "once");
+        assert!(e.observe(&reading(100, 60.0), "", 1_101_000_000).is_empty(), "a redelivered old reading");
+        let back = e.observe(&reading(101, 60.0), "", 1_102_000_000);
+        assert_eq!((back[0].kind, back[0].alert.alert_id.as_str()), (AlertEventKind::Cleared, "P-nodata-100000000"));
+    }
+
+    #[test]
+    fn a_seen_record_does_not_raise_again_an_alarm_the_episode_record_has_open() {
+        let mut e = silence_engine();
+        e.restore("P", silent_since(100));
+        e.seed_seen("P", seen_at(100, 1_000));
+        assert!(e.check_silence(2_000_000_000).is_empty());
+        let back = e.observe(&reading(101, 60.0), "", 2_001_000_000);
+        assert_eq!((back[0].kind, back[0].alert.alert_id.as_str()), (AlertEventKind::Cleared, "P-nodata-100000000"));
+    }
+
+    #[test]
+    fn a_seen_record_keeps_a_restored_condition_episode() {
+        let mut e = silence_engine();
+        e.restore("P", open_at(10));
+        e.seed_seen("P", seen_at(100, 1_000));
+        assert!(e.observe(&reading(101, 85.0), "", 1_001_000_000).is_empty(), "the same warning, not raised again");
+        assert_eq!(e.observe(&reading(102, 95.0), "", 1_002_000_000)[0].alert.alert_id, "P-10000000");
+    }
+
+    #[test]
+    fn in_the_warm_up_the_silence_clock_starts_at_the_recorded_wall_time_unless_newer_data() {
+        let mut e = silence_engine();
+        // Warm-up at wall 1,000 s re-reads P up to 100 s; the record says it came at 980 s.
+        e.observe(&reading(100, 60.0), "", 1_000_000_000);
+        e.seed_seen("P", seen_at(100, 980));
+        assert_eq!(e.check_silence(1_010_000_000)[0].alert.alert_id, "P-nodata-100000000", "due at 980 + 30 s");
+        // Q's warm-up has a reading newer than its record: the takeover time stays.
+        let q = |s| Telemetry { equipement_id: "Q".into(), ..reading(s, 60.0) };
+        e.observe(&q(200), "", 1_000_000_000);
+        e.seed_seen("Q", seen_at(150, 900));
+        assert!(e.check_silence(1_029_000_000).is_empty());
+        assert_eq!(e.check_silence(1_030_000_000)[0].alert.alert_id, "Q-nodata-200000000");
+    }
+
+    #[test]
+    fn seen_changes_are_the_equipment_read_since_the_last_write_then_the_expired() {
+        let mut e = silence_engine();
+        let retention = 100_000_000;
+        e.observe(&reading(1, 60.0), "", 5_000_000);
+        let c = e.seen_changes(6_000_000, retention);
+        assert_eq!(c.set, [("P".to_string(), seen_at(1, 5))]);
+        assert!(c.pruned.is_empty());
+        e.seen_written(&c);
+        assert_eq!(e.seen_changes(7_000_000, retention), SeenChanges::default(), "nothing read since");
+        // Unwritten (the heartbeat failed): still to write.
+        e.observe(&reading(2, 60.0), "", 8_000_000);
+        let _ = e.seen_changes(9_000_000, retention);
+        assert_eq!(e.seen_changes(9_000_000, retention).set.len(), 1);
+        e.seen_written(&e.seen_changes(9_000_000, retention));
+        assert!(e.seen_changes(108_000_000, retention).pruned.is_empty(), "at the retention: kept");
+        let c = e.seen_changes(108_000_001, retention);
+        assert_eq!(c.pruned, ["P"]);
+        e.seen_written(&c);
+        assert_eq!(e.seen_changes(200_000_000, retention), SeenChanges::default(), "deleted once");
+        e.observe(&reading(3, 60.0), "", 201_000_000);
+        assert_eq!(e.seen_changes(202_000_000, retention).set, [("P".to_string(), seen_at(3, 201))], "back: written");
+        // A record loaded at a takeover is recorded, so it expires too.
+        e.seed_seen("Q", seen_at(1, 1));
+        assert_eq!(e.seen_changes(202_000_000, retention).pruned, ["Q"]);
     }
 }

@@ -82,6 +82,18 @@ impl Leases {
 
     /// Renews, rebalances and acquires; call well within the TTL (a third of it).
     pub async fn heartbeat(&mut self, now_ms: i64) -> Result<Change, Error> {
+        Ok(self.heartbeat_with(now_ms, Vec::new()).await?.0)
+    }
+
+    /// As [`Leases::heartbeat`], also running the EVAL calls `also` (argument lists) in the
+    /// renewals' pipeline, after them: the writes a shard owner fences with its lease (see
+    /// [`crate::seen`]) cost no round trip of their own. Returns their replies, in order; an
+    /// error of one of them is its own, not the heartbeat's.
+    pub async fn heartbeat_with(
+        &mut self,
+        now_ms: i64,
+        also: Vec<Vec<Value>>,
+    ) -> Result<(Change, Vec<Result<Value, Error>>), Error> {
         let mut change = Change::default();
         // Presence, the count of live replicas for the fair share, and the renewals, in one
         // round trip: the heartbeat runs on the scoring task, and while it waits no reading
@@ -98,7 +110,21 @@ impl Leases {
                 vec![RENEW.to_string(), "1".into(), lease_key(shard), self.replica.clone(), self.ttl_ms.to_string()];
             let _: () = pipeline.custom(CustomCommand::new_static("EVAL", None, false), args).await?;
         }
-        let replies: Vec<Value> = pipeline.all().await?;
+        let also_count = also.len();
+        for args in also {
+            let _: () = pipeline.custom(CustomCommand::new_static("EVAL", None, false), args).await?;
+        }
+        let mut replies = pipeline.try_all::<Value>().await;
+        let ours = 3 + owned.len();
+        if replies.len() != ours + also_count {
+            // The pipeline failed as a whole (connection lost, timeout): one error for all.
+            return Err(replies
+                .into_iter()
+                .find_map(Result::err)
+                .unwrap_or_else(|| Error::new(ErrorKind::Unknown, "lease heartbeat: fewer replies than commands")));
+        }
+        let also_replies = replies.split_off(ours);
+        let replies: Vec<Value> = replies.into_iter().collect::<Result<_, _>>()?;
         let integer = |i: usize| {
             replies.get(i).and_then(Value::as_i64).ok_or_else(|| {
                 Error::new(ErrorKind::Parse, format!("lease heartbeat: reply {i} is not an integer: {replies:?}"))
@@ -146,7 +172,7 @@ impl Leases {
         }
         change.gained.sort_unstable();
         change.lost.sort_unstable();
-        Ok(change)
+        Ok((change, also_replies))
     }
 
     /// Releases every lease (on shutdown, after the last batch was acked) so others take

@@ -5,6 +5,8 @@
 //! Replicas split the shards with leases ([`leases`]) so each equipment's rolling state lives
 //! in one replica; a dead replica's shards and unacked entries are taken over. Models are
 //! hot-reloaded from the registry on model events ([`models`]) and swapped between batches.
+//! What an owner has seen of each equipment is recorded per shard at each heartbeat
+//! ([`seen`]), so a new owner still raises the no-data alarm of one silent at the takeover.
 //! Upstream: ingest (telemetry streams), trainer (models). Downstream: archive, gateway.
 #![forbid(unsafe_code)]
 
@@ -14,6 +16,7 @@ pub mod leases;
 pub mod models;
 pub mod publish;
 pub mod replay;
+pub mod seen;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -79,6 +82,10 @@ pub struct Config {
     /// Most entries read per shard per batch.
     #[arg(long, env = "PROACT_DETECTOR_BATCH", default_value_t = 1000)]
     pub batch: u64,
+    /// Seconds an equipment not read stays in its shard's seen record (what a replica taking
+    /// the shard over runs the silence clock from); must exceed the silence time.
+    #[arg(long, env = "PROACT_DETECTOR_SEEN_RETENTION_SECS", default_value_t = 86_400)]
+    pub seen_retention_secs: u64,
 }
 
 /// Rules and episode timing.
@@ -207,6 +214,15 @@ impl Config {
         }
         if self.batch == 0 {
             return Err(ConfigError::new("PROACT_DETECTOR_BATCH", "0", "must be at least 1"));
+        }
+        // A record must outlive the silence it is kept for, with a takeover's delay on top.
+        let floor = self.rules.silence_after_secs.saturating_mul(2).max(60);
+        if self.seen_retention_secs < floor {
+            return Err(ConfigError::new(
+                "PROACT_DETECTOR_SEEN_RETENTION_SECS",
+                self.seen_retention_secs.to_string(),
+                format!("must be at least {floor} (twice PROACT_SILENCE_AFTER_SECS, and 60)"),
+            ));
         }
         Ok(())
     }
@@ -357,6 +373,8 @@ impl App {
                 shards: config.redis.shards,
                 lease_ttl_ms: config.lease_ttl_ms,
                 batch: config.batch,
+                seen_retention_micros: config.seen_retention_secs.saturating_mul(1_000_000) as i64,
+                record_seen: config.rules.silence_after_secs > 0,
                 traces: traces.clone(),
                 fence: Fence { replica: replica.clone(), shards: config.redis.shards },
             },
@@ -415,6 +433,11 @@ struct LoopCtx {
     shards: u32,
     lease_ttl_ms: u64,
     batch: u64,
+    /// How long a seen record outlives its equipment's last reading (see [`seen`]).
+    seen_retention_micros: i64,
+    /// Whether seen records are written and loaded: only for the no-data alarm, so not when
+    /// it is off.
+    record_seen: bool,
     traces: Tracing,
     fence: Fence,
 }
@@ -439,9 +462,19 @@ async fn scoring_loop(
     while !shutdown.is_cancelled() {
         if Instant::now() >= next_heartbeat {
             next_heartbeat = Instant::now() + heartbeat_every;
-            match leases.heartbeat(now_micros() / 1000).await {
-                Ok(change) => {
+            // What this replica saw since the last heartbeat, written under the leases in the
+            // renewals' pipeline (see `seen`): one script per shard with changes, no round trip.
+            let now = now_micros();
+            let seen_changes = if ctx.record_seen {
+                engine.lock().await.seen_changes(now, ctx.seen_retention_micros)
+            } else {
+                engine::SeenChanges::default()
+            };
+            let calls = seen::write_calls(&ctx.replica, ctx.shards, &seen_changes);
+            match leases.heartbeat_with(now / 1000, calls).await {
+                Ok((change, seen_replies)) => {
                     ready.set("redis", true);
+                    seen_written(&engine, &seen_changes, seen_replies).await;
                     if !change.lost.is_empty() {
                         let lost: BTreeSet<u32> = change.lost.iter().copied().collect();
                         let shards = ctx.shards;
@@ -549,10 +582,30 @@ async fn scoring_loop(
             }
         }
     }
+    // What was read since the last heartbeat, for the replicas taking the shards over now.
+    let changes = if ctx.record_seen {
+        engine.lock().await.seen_changes(now_micros(), ctx.seen_retention_micros)
+    } else {
+        engine::SeenChanges::default()
+    };
+    if let Err(e) = seen::write(&write, &ctx.replica, ctx.shards, &changes).await {
+        tracing::warn!(error = %e, "seen records not written before releasing the shards");
+    }
     if let Err(e) = leases.release_all().await {
         tracing::warn!(error = %e, "leases not released; they expire on their own");
     }
     Ok(())
+}
+
+/// Marks the seen records the heartbeat wrote as written. A failed script leaves them to
+/// write at the next heartbeat; a fenced one means the shard is lost (the renewal said so too,
+/// and its equipment are dropped).
+async fn seen_written(engine: &Arc<Mutex<Engine>>, changes: &engine::SeenChanges, replies: Vec<Result<Value, Error>>) {
+    if let Some(e) = replies.iter().find_map(|r| r.as_ref().err()) {
+        tracing::warn!(error = %e, "seen records not written; next heartbeat");
+        return;
+    }
+    engine.lock().await.seen_written(changes);
 }
 
 /// Taking a shard over: first rebuild its equipment's windows and episodes from the entries
@@ -568,7 +621,10 @@ async fn scoring_loop(
 /// Before the warm-up, each equipment's last published episode transition is restored from
 /// the shard's episode hash (see [`publish`]): an episode raised before the tail starts stays
 /// open, under its id, so an unacked abnormal reading inside it does not raise it again; and
-/// an open no-data alarm stays open until the equipment's data comes back, then clears.
+/// an open no-data alarm stays open until the equipment's data comes back, then clears. After
+/// the warm-up, the previous owner's seen records (see [`seen`]) seed the silence clock of
+/// the equipment the tail did not reach, so one silent since shortly before the takeover is
+/// still alarmed, once, after the silence time.
 async fn take_over(
     ctx: &LoopCtx,
     read: &Client,
@@ -579,6 +635,11 @@ async fn take_over(
     let key = telemetry_stream(shard);
     let mut warmed = HashSet::new();
     let records = publish::load_episodes(write, shard).await?;
+    let seen = if ctx.record_seen {
+        seen::load(write, &ctx.replica, shard, ctx.shards, now_micros(), ctx.seen_retention_micros).await?
+    } else {
+        Vec::new()
+    };
     {
         let mut engine = engine.lock().await;
         for (equipment, record) in records {
@@ -608,6 +669,12 @@ async fn take_over(
             let batch = score(engine, write, ctx, &Tracing::disabled(), &entries, |e| unacked.contains(&e.id)).await?;
             reclaimed_late(&batch, &entries, "left unacked by the shard's previous owner");
             warmed = entries.into_iter().map(|e| e.id).collect();
+        }
+    }
+    {
+        let mut engine = engine.lock().await;
+        for (equipment, record) in seen {
+            engine.seed_seen(&equipment, record);
         }
     }
     // The unacked entries the warm-up just scored are only claimed and acked; older ones are

@@ -441,3 +441,67 @@ async fn entries_left_unacked_by_another_consumer_are_claimed_by_the_owners_hear
     assert!(owns_every_shard(&redis, "a").await, "a kept its shards: the claim was the heartbeat's");
     a.kill();
 }
+
+/// The no-data events of the alerts stream about `equipment`, whatever their id (a second
+/// alarm for the same silence under another id would show here).
+async fn no_data_events_of(redis: &Client, equipment: &str) -> Vec<(AlertEventKind, proact_proto::v1::Alert)> {
+    let entries: Vec<(String, HashMap<String, Bytes>)> =
+        redis.xrange(ALERTS_STREAM, "-", "+", None).await.unwrap_or_default();
+    entries
+        .iter()
+        .filter_map(|(_, f)| AlertEvent::decode(f.get(PAYLOAD_FIELD)?.as_ref()).ok())
+        .filter_map(|ev| Some((AlertEventKind::try_from(ev.kind).ok()?, ev.alert?)))
+        .filter(|(_, a)| a.equipement_id == equipment && a.rule == "no_data")
+        .collect()
+}
+
+/// Issue 7: an equipment that went silent shortly before its replica died, its alarm not
+/// raised yet. The new owner knew it only from its warm-up, and here 5,000 readings of another
+/// equipment of the shard came after it, so it knew nothing and never raised the alarm. The
+/// owner's record of what it has seen (`proact:detector:seen:{shard}`) carries it over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_equipment_silent_at_a_takeover_and_out_of_the_warm_up_is_alarmed_once_by_the_new_owner() {
+    const SILENCE_SECS: i64 = 6;
+    let server = proact_testkit::Redis::start().await.unwrap();
+    let redis = proact_server::redis::connect(&server.url()).await.unwrap();
+    let keys: Vec<String> = (0..SHARDS).map(telemetry_stream).collect();
+    let silence = SILENCE_SECS.to_string();
+    let mut a = spawn_detector_silence(&server.url(), "a", "1500", &silence);
+    wait_until("replica a owns every shard", || owns_every_shard(&redis, "a")).await;
+    let base = proact_proto::time::now_micros() - 7_200_000_000;
+    let before_last_reading = proact_proto::time::now_micros();
+    let key = fill_eq00(&redis, base, 20, |_| 55.0).await;
+    wait_all_read_and_acked("a", &redis, &keys).await;
+    let sibling =
+        (1..100).map(|i| format!("EQ-{i:02}")).find(|id| shard_for(id, SHARDS) == shard_for("EQ-00", SHARDS)).unwrap();
+    fill(&redis, &sibling, base + 20_000_000, 5_000, |_| 55.0).await;
+    wait_all_read_and_acked("a", &redis, &keys).await;
+    // At least one heartbeat of a (every 500 ms) after it read them, then a dies, before
+    // EQ-00's silence time.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    a.kill();
+    let elapsed = proact_proto::time::now_micros() - before_last_reading;
+    assert!(elapsed < SILENCE_SECS * 1_000_000, "a must die before EQ-00's silence time; took {elapsed} µs");
+    assert!(no_data_events_of(&redis, "EQ-00").await.is_empty(), "a raised nothing for EQ-00");
+
+    let mut b = spawn_detector_silence(&server.url(), "b", "1500", &silence);
+    wait_until("b owns every shard", || owns_every_shard(&redis, "b")).await;
+    let alarm = format!("EQ-00-nodata-{}", base + 19_000_000);
+    wait_until("b raises EQ-00's alarm", || async { !no_data_events_of(&redis, "EQ-00").await.is_empty() }).await;
+    // Silent for one more silence time: still one alarm.
+    tokio::time::sleep(Duration::from_secs(SILENCE_SECS as u64 + 1)).await;
+    let raised = no_data_events_of(&redis, "EQ-00").await;
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert_eq!((raised[0].0, raised[0].1.alert_id.as_str()), (AlertEventKind::Raised, alarm.as_str()));
+    assert!(
+        raised[0].1.start_micros >= before_last_reading + SILENCE_SECS * 1_000_000,
+        "raised after the silence time, not before"
+    );
+    let _: String = redis.xadd(key.as_str(), false, None::<()>, "*", eq00_reading(base, 20, 55.0)).await.unwrap();
+    wait_until("b clears EQ-00's alarm", || async { no_data_events_of(&redis, "EQ-00").await.len() == 2 }).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all: Vec<(AlertEventKind, String)> =
+        no_data_events_of(&redis, "EQ-00").await.into_iter().map(|(k, a)| (k, a.alert_id)).collect();
+    assert_eq!(all, [(AlertEventKind::Raised, alarm.clone()), (AlertEventKind::Cleared, alarm)]);
+    b.kill();
+}
