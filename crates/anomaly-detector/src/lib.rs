@@ -36,6 +36,7 @@ use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Mutex};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use engine::{Engine, EngineConfig, EquipmentInfo, Models, Thresholds};
 use leases::Fence;
@@ -346,27 +347,27 @@ impl App {
         }
         engine.set_models(initial.clone());
         let (models_tx, models_rx) = watch::channel(initial);
-        let follower = tokio::spawn(models::follow(
+        let follower = AbortOnDropHandle::new(tokio::spawn(models::follow(
             events,
             config.registry_url.clone(),
             traces.clone(),
             schema_id,
             models_tx,
             shutdown.clone(),
-        ));
+        )));
         let engine = Arc::new(Mutex::new(engine));
         // Every replica reports the group's lag on every shard (one group, shared).
-        let lag = tokio::spawn(proact_server::redis::watch_lag(
+        let lag = AbortOnDropHandle::new(tokio::spawn(proact_server::redis::watch_lag(
             write.clone(),
             "proact_detector",
             config.group.clone(),
             proact_proto::streams::telemetry_streams(config.redis.shards),
             Duration::from_secs(5),
             shutdown.clone(),
-        ));
+        )));
         let status = Arc::new(std::sync::RwLock::new(grpc::LoopStatus::default()));
         let replica = config.replica();
-        let scoring = tokio::spawn(scoring_loop(
+        let scoring = AbortOnDropHandle::new(tokio::spawn(scoring_loop(
             LoopCtx {
                 group: config.group.clone(),
                 replica: replica.clone(),
@@ -385,12 +386,12 @@ impl App {
             status.clone(),
             ready.clone(),
             shutdown.clone(),
-        ));
+        )));
         let service = grpc::DetectorService { engine, replica_id: replica, status };
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<proact_proto::v1::detector_server::DetectorServer<grpc::DetectorService>>().await;
         let gs = shutdown.clone();
-        let grpc_task = tokio::spawn(
+        let grpc_task = AbortOnDropHandle::new(tokio::spawn(
             tonic::transport::Server::builder()
                 .layer(proact_server::grpc::ServerTraceLayer::new(traces.clone()))
                 .add_service(health_service)
@@ -398,18 +399,12 @@ impl App {
                 .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), async move {
                     gs.cancelled().await
                 }),
-        );
-        let admin_task = tokio::spawn(proact_server::admin::serve(admin, ready, shutdown.clone()));
+        ));
+        let admin_task =
+            AbortOnDropHandle::new(tokio::spawn(proact_server::admin::serve(admin, ready, shutdown.clone())));
         tracing::info!(grpc = %config.grpc_addr, "anomaly detector running");
-        let handles = [
-            scoring.abort_handle(),
-            follower.abort_handle(),
-            lag.abort_handle(),
-            grpc_task.abort_handle(),
-            admin_task.abort_handle(),
-        ];
         let limit = Duration::from_secs(config.admin.shutdown_grace_secs) + proact_server::shutdown::DRAIN_MARGIN;
-        let r = proact_server::shutdown::join_within(&shutdown, limit, &handles, async {
+        let r = proact_server::shutdown::join_within(&shutdown, limit, async move {
             let r = scoring.await;
             let _ = follower.await;
             let _ = lag.await;

@@ -29,6 +29,7 @@ use proact_store::telemetry::{classify, Failure, WriteMethod};
 use prost::Message;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::partitions::Partitions;
 use crate::pipeline::{dead_letter, send_dead_letters, PipelineConfig, Stats, Writer};
@@ -333,17 +334,17 @@ impl App {
             abort: abort.clone(),
             traces: traces.clone(),
         });
-        let t = tokio::spawn(pipeline::run(writer.clone(), read_telemetry, shutdown.clone()));
+        let t = AbortOnDropHandle::new(tokio::spawn(pipeline::run(writer.clone(), read_telemetry, shutdown.clone())));
         let mut watched = telemetry_streams(config.redis.shards);
         watched.push(ALERTS_STREAM.to_string());
-        let lag = tokio::spawn(proact_server::redis::watch_lag(
+        let lag = AbortOnDropHandle::new(tokio::spawn(proact_server::redis::watch_lag(
             write.clone(),
             "proact_archive",
             config.group.clone(),
             watched,
             LAG_EVERY,
             shutdown.clone(),
-        ));
+        )));
 
         let alerts_cfg = ConsumerConfig {
             group: config.group.clone(),
@@ -356,29 +357,33 @@ impl App {
         };
         let a = {
             let w = writer.clone();
-            tokio::spawn(consumer::run(
+            AbortOnDropHandle::new(tokio::spawn(consumer::run(
                 alerts_cfg,
                 read_alerts,
                 write.clone(),
                 ready.clone(),
                 shutdown.clone(),
                 move |e| handle_alerts(w.clone(), e),
-            ))
+            )))
         };
-        let probe = tokio::spawn(probe_postgres(config.pg.database_url.clone(), ready.clone(), shutdown.clone()));
-        let maintenance = tokio::spawn(maintain_partitions(
+        let probe = AbortOnDropHandle::new(tokio::spawn(probe_postgres(
+            config.pg.database_url.clone(),
+            ready.clone(),
+            shutdown.clone(),
+        )));
+        let maintenance = AbortOnDropHandle::new(tokio::spawn(maintain_partitions(
             pool.clone(),
             parts,
             config.partitions_ahead,
             config.retention_days,
             Duration::from_secs(config.maintenance_secs.max(1)),
             shutdown.clone(),
-        ));
+        )));
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<proact_proto::v1::archive_server::ArchiveServer<query::ArchiveService>>().await;
         let gs = shutdown.clone();
-        let grpc_task = tokio::spawn(
+        let grpc_task = AbortOnDropHandle::new(tokio::spawn(
             tonic::transport::Server::builder()
                 .layer(proact_server::grpc::ServerTraceLayer::new(traces.clone()))
                 .add_service(health_service)
@@ -386,20 +391,12 @@ impl App {
                 .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), async move {
                     gs.cancelled().await
                 }),
-        );
-        let admin_task = tokio::spawn(proact_server::admin::serve(admin, ready, shutdown.clone()));
+        ));
+        let admin_task =
+            AbortOnDropHandle::new(tokio::spawn(proact_server::admin::serve(admin, ready, shutdown.clone())));
         tracing::info!(grpc = %config.grpc_addr, consumer = %consumer, method = %config.write_method, "archive running");
-        let handles = [
-            t.abort_handle(),
-            a.abort_handle(),
-            lag.abort_handle(),
-            probe.abort_handle(),
-            maintenance.abort_handle(),
-            grpc_task.abort_handle(),
-            admin_task.abort_handle(),
-        ];
         let limit = grace + proact_server::shutdown::DRAIN_MARGIN;
-        proact_server::shutdown::join_within(&shutdown, limit, &handles, async {
+        proact_server::shutdown::join_within(&shutdown, limit, async move {
             let _ = t.await;
             let _ = a.await;
             let _ = lag.await;

@@ -41,15 +41,15 @@ async fn wait_for_signal() {
 /// finish what they were doing before they are stopped.
 pub const DRAIN_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Awaits `join` (a service's tasks) and returns its output; but once `shutdown` has been
-/// cancelled for `limit`, aborts `tasks` and returns `None`. What an aborted task held
+/// Awaits `join` (a service's tasks, held as [`tokio_util::task::AbortOnDropHandle`]s) and
+/// returns its output; but once `shutdown` has been cancelled for `limit`, drops it, which
+/// aborts the tasks it still holds, and returns `None`. What an aborted task held
 /// unacked stays pending in its stream and is redelivered, so nothing is lost; a Redis or
 /// PostgreSQL that went away together with the process (a stack stopped as a whole) must
 /// not hold it forever.
 pub async fn join_within<F: std::future::Future>(
     shutdown: &CancellationToken,
     limit: std::time::Duration,
-    tasks: &[tokio::task::AbortHandle],
     join: F,
 ) -> Option<F::Output> {
     tokio::pin!(join);
@@ -61,7 +61,6 @@ pub async fn join_within<F: std::future::Future>(
         out = &mut join => Some(out),
         _ = deadline => {
             tracing::warn!(limit_secs = limit.as_secs_f64(), "tasks still draining after the grace period; stopping them (unacked entries will be redelivered)");
-            tasks.iter().for_each(tokio::task::AbortHandle::abort);
             None
         }
     }
@@ -78,7 +77,8 @@ mod tests {
         let stuck = tokio::spawn(std::future::pending::<()>());
         let handles = [stuck.abort_handle()];
         shutdown.cancel();
-        let out = join_within(&shutdown, Duration::from_millis(20), &handles, stuck).await;
+        let stuck = tokio_util::task::AbortOnDropHandle::new(stuck);
+        let out = join_within(&shutdown, Duration::from_millis(20), stuck).await;
         assert!(out.is_none(), "the stuck task is given up on");
         // Aborting takes effect when the runtime next looks at the task.
         for _ in 0..100 {
@@ -93,9 +93,8 @@ mod tests {
     #[tokio::test]
     async fn tasks_that_finish_return_their_output() {
         let shutdown = CancellationToken::new();
-        let done = tokio::spawn(async { 7 });
-        let handles = [done.abort_handle()];
-        let out = join_within(&shutdown, Duration::from_millis(20), &handles, done).await;
+        let done = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async { 7 }));
+        let out = join_within(&shutdown, Duration::from_millis(20), done).await;
         assert_eq!(out.map(|r| r.unwrap()), Some(7));
     }
 }
