@@ -460,11 +460,7 @@ async fn scoring_loop(
             // What this replica saw since the last heartbeat, written under the leases in the
             // renewals' pipeline (see `seen`): one script per shard with changes, no round trip.
             let now = now_micros();
-            let seen_changes = if ctx.record_seen {
-                engine.lock().await.seen_changes(now, ctx.seen_retention_micros)
-            } else {
-                engine::SeenChanges::default()
-            };
+            let seen_changes = seen_to_write(&ctx, &engine, now).await;
             let calls = seen::write_calls(&ctx.replica, ctx.shards, &seen_changes);
             match leases.heartbeat_with(now / 1000, calls).await {
                 Ok((change, seen_replies)) => {
@@ -578,11 +574,7 @@ async fn scoring_loop(
         }
     }
     // What was read since the last heartbeat, for the replicas taking the shards over now.
-    let changes = if ctx.record_seen {
-        engine.lock().await.seen_changes(now_micros(), ctx.seen_retention_micros)
-    } else {
-        engine::SeenChanges::default()
-    };
+    let changes = seen_to_write(&ctx, &engine, now_micros()).await;
     if let Err(e) = seen::write(&write, &ctx.replica, ctx.shards, &changes).await {
         tracing::warn!(error = %e, "seen records not written before releasing the shards");
     }
@@ -590,6 +582,15 @@ async fn scoring_loop(
         tracing::warn!(error = %e, "leases not released; they expire on their own");
     }
     Ok(())
+}
+
+/// The seen records to write now (none when the no-data alarm is off).
+async fn seen_to_write(ctx: &LoopCtx, engine: &Arc<Mutex<Engine>>, now: i64) -> engine::SeenChanges {
+    if ctx.record_seen {
+        engine.lock().await.seen_changes(now, ctx.seen_retention_micros)
+    } else {
+        engine::SeenChanges::default()
+    }
 }
 
 /// Marks the seen records the heartbeat wrote as written. A failed script leaves them to
