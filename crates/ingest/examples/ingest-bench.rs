@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use fred::prelude::*;
 use proact_proto::streams::{telemetry_streams, DEAD_LETTER_STREAM};
+use proact_testkit::procstat::{clock_ticks, cpu_secs};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio_util::sync::CancellationToken;
 
@@ -123,16 +124,6 @@ async fn stream_len(r: &Client) -> u64 {
     total
 }
 
-/// CPU seconds (user + system) a process has used so far; `self` for this one.
-fn cpu_secs(pid: &str) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { return 0.0 };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime, in clock ticks (100 a second on Linux).
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// What an ingest round measured.
 struct IngestRound {
     rate: f64,
@@ -186,7 +177,9 @@ async fn ingest_round(
     while !ready.is_ready() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let (own0, broker0) = (cpu_secs("self"), cpu_secs(&broker_pid.to_string()));
+    let ticks = clock_ticks();
+    let own = std::process::id();
+    let (own0, broker0) = (cpu_secs(own, ticks), cpu_secs(broker_pid, ticks));
     let start = Instant::now();
     publish_all(port, &format!("ing{round}-{ack_batch}"), msgs, publishers).await;
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -197,7 +190,7 @@ async fn ingest_round(
         got = stream_len(r).await;
     }
     let secs = start.elapsed().as_secs_f64();
-    let (own1, broker1) = (cpu_secs("self"), cpu_secs(&broker_pid.to_string()));
+    let (own1, broker1) = (cpu_secs(own, ticks), cpu_secs(broker_pid, ticks));
     stop.cancel();
     task.await.unwrap().unwrap();
     forget_session(port, &client_id).await;

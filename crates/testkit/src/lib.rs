@@ -12,6 +12,7 @@
 
 pub mod fuzz;
 mod process;
+pub mod procstat;
 mod servers;
 
 pub use servers::{Mosquitto, MosquittoOptions, Postgres, Redis, Stack, StackOptions};

@@ -126,15 +126,7 @@ pub fn metric_sum(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 
         .sum()
 }
 
-/// CPU seconds (user + system) of a process so far.
-pub fn cpu_secs(pid: u32, ticks_per_sec: f64) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
-    // Fields after the command name, which may hold spaces: state is field 3, utime 14, stime 15.
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { return 0.0 };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / ticks_per_sec
-}
+pub use proact_testkit::procstat::{clock_ticks, cpu_secs};
 
 /// Peak resident memory (`VmHWM`), MiB.
 pub fn peak_rss_mib(pid: u32) -> f64 {
@@ -145,16 +137,6 @@ pub fn peak_rss_mib(pid: u32) -> f64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map(|kib| kib / 1024.0)
         .unwrap_or(0.0)
-}
-
-pub fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 /// The servers this process started (Mosquitto, Redis, PostgreSQL and its backends), found
