@@ -28,8 +28,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::security::Allowlist;
-use crate::sink::{dead_letter, StreamSink};
-use crate::validate::{parse_mqtt, reason_label, Limits};
+use crate::sink::{dead_letter, StreamSink, DLQ_PAYLOAD_LIMIT};
+use crate::validate::{oversize, parse_mqtt, reason_label, Limits};
 
 /// MQTT intake settings.
 #[derive(Clone)]
@@ -65,7 +65,19 @@ struct Inbound {
     epoch: u64,
     /// When it was read from the socket, if traced: its span starts there.
     at: Option<SystemTime>,
+    /// The payload's size when it was over the limit: `publish` then holds only the head
+    /// that its dead letter keeps.
+    oversize: Option<usize>,
 }
+
+/// The largest packet MQTT can frame (a remaining length of 268,435,455 plus the fixed
+/// header). The client reads any packet up to it: a packet it refused would fail the
+/// connection, and the persistent session would redeliver it on every reconnect, so one
+/// large message would stop the intake for good. A payload over the service's limit is cut
+/// to the head its dead letter keeps as soon as it is read, so at most one such packet is
+/// in memory at a time; the broker's `message_size_limit` keeps them small in the first
+/// place (docs/deploy.md).
+pub const MQTT_MAX_PACKET: usize = 268_435_455 + 5;
 
 /// Capacity of rumqttc's request channel. Its only steady traffic is our PUBACKs, one per
 /// message the broker has in flight to us, and MQTT packet ids (16 bit) bound those for a
@@ -178,7 +190,7 @@ pub async fn run(
         .set_clean_session(false)
         .set_manual_acks(true)
         .set_max_request_batch(cfg.ack_batch)
-        .set_max_packet_size(cfg.limits.max_payload_bytes * 4 + 1024, 64 * 1024);
+        .set_max_packet_size(MQTT_MAX_PACKET, 64 * 1024);
     if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
         opts.set_credentials(u.clone(), p.clone());
     } else if let Some(u) = &cfg.username {
@@ -202,6 +214,7 @@ pub async fn run(
         writer_done: writer_done.clone(),
         grace: cfg.grace,
         timestamps: cfg.tracing.enabled(),
+        max_payload: cfg.limits.max_payload_bytes,
     }));
     let mut writer = tokio::spawn(write_loop(cfg.clone(), client, rx, sink, ready, acks));
     shutdown.cancelled().await;
@@ -228,10 +241,13 @@ struct ReadLoop {
     grace: Duration,
     /// Note when each message arrived (only for tracing).
     timestamps: bool,
+    /// Payloads over this many bytes are cut at once (see [`MQTT_MAX_PACKET`]).
+    max_payload: usize,
 }
 
 async fn read_loop(r: ReadLoop) {
-    let ReadLoop { mut eventloop, client, topic, tx, ready, acks, stop, writer_done, grace, timestamps } = r;
+    let ReadLoop { mut eventloop, client, topic, tx, ready, acks, stop, writer_done, grace, timestamps, max_payload } =
+        r;
     let stale_total = metrics::counter!("proact_ingest_stale_acks_skipped_total");
     let received = metrics::counter!("proact_ingest_received_total", "source" => "mqtt");
     let queue_depth = metrics::gauge!("proact_ingest_queue_depth");
@@ -247,13 +263,19 @@ async fn read_loop(r: ReadLoop) {
             e = eventloop.poll() => e,
         };
         match event {
-            Ok(Event::Incoming(Packet::Publish(publish))) => {
+            Ok(Event::Incoming(Packet::Publish(mut publish))) => {
                 received.increment(1);
+                let oversize = (publish.payload.len() > max_payload).then(|| publish.payload.len());
+                if oversize.is_some() {
+                    // A copy, not a slice: a slice would keep the whole packet alive.
+                    let head = publish.payload.len().min(DLQ_PAYLOAD_LIMIT + 1);
+                    publish.payload = bytes::Bytes::copy_from_slice(&publish.payload[..head]);
+                }
                 queue_depth.set((tx.max_capacity() - tx.capacity()) as f64);
                 // Waiting here is the backpressure: the event loop is not polled, so the
                 // socket is not read and the broker holds the messages.
                 let at = timestamps.then(SystemTime::now);
-                let send = tx.send(Inbound { publish, epoch: current, at });
+                let send = tx.send(Inbound { publish, epoch: current, at, oversize });
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     sent = send => if sent.is_err() { break },
@@ -386,9 +408,11 @@ async fn write_loop(
         let allow = cfg.allow.snapshot();
         for m in &batch {
             let p = &m.publish;
-            match parse_mqtt(&p.topic, &p.payload, &cfg.limits, now)
-                .and_then(|t| allow.check(&t.equipement_id).map(|()| t))
-            {
+            let parsed = match m.oversize {
+                Some(len) => Err(oversize(len, &cfg.limits)),
+                None => parse_mqtt(&p.topic, &p.payload, &cfg.limits, now),
+            };
+            match parsed.and_then(|t| allow.check(&t.equipement_id).map(|()| t)) {
                 Ok(mut t) => {
                     t.received_micros = now;
                     if let Some(at) = m.at {

@@ -85,16 +85,18 @@ pub fn topic_id(topic: &str) -> Result<&str, Rejection> {
     }
 }
 
+/// The rejection of a payload of `len` bytes, over the limit.
+pub fn oversize(len: usize, limits: &Limits) -> Rejection {
+    Rejection::new(RejectReason::Oversize, format!("payload of {len} bytes exceeds {} bytes", limits.max_payload_bytes))
+}
+
 /// Validates an MQTT message; `now_micros` is the reference for absurd timestamps.
 ///
 /// The payload is read in one pass into borrowed strings and numbers (no `serde_json::Value`
 /// tree): on the hot path the only allocations are the ones the `Telemetry` keeps.
 pub fn parse_mqtt(topic: &str, payload: &[u8], limits: &Limits, now_micros: i64) -> Result<Telemetry, Rejection> {
     if payload.len() > limits.max_payload_bytes {
-        return Err(Rejection::new(
-            RejectReason::Oversize,
-            format!("payload of {} bytes exceeds {} bytes", payload.len(), limits.max_payload_bytes),
-        ));
+        return Err(oversize(payload.len(), limits));
     }
     let topic_id = topic_id(topic)?;
     let mut de = serde_json::Deserializer::from_slice(payload);

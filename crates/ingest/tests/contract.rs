@@ -129,6 +129,46 @@ async fn malformed_corpus_ends_in_the_dead_letter_stream_with_its_reason() {
     ingest.stop().await;
 }
 
+/// A sensor publishes one 400 KB message (under the broker's 1 MiB limit, far over ingest's
+/// 16 KiB) and then valid readings: the large one is dead-lettered once, with its reason and
+/// its head, and every reading after it is stored. A replica that refused the packet would
+/// fail its connection, have it redelivered on every reconnect and store nothing after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_oversized_message_is_dead_lettered_once_and_the_intake_goes_on() {
+    let (mqtt, redis) = tokio::try_join!(Mosquitto::start(), Redis::start()).expect("servers");
+    let r = common::redis(&redis.url()).await;
+    let ingest = start_ingest(&mqtt.url(), &redis.url(), "ingest-oversize", &[]).await;
+    let base = base_micros();
+    let big = format!(r#"{{"equipement_id":"P-1","pad":"{}"}}"#, "x".repeat(400 * 1024));
+    let mut msgs = vec![("sensors/P-1/telemetry".to_string(), big.clone().into_bytes())];
+    msgs.extend(
+        (0..50).map(|i| ("sensors/P-1/telemetry".to_string(), payload("P-1", ts_micros(base, i), i).into_bytes())),
+    );
+    publish_raw(mqtt.port(), &msgs).await;
+
+    let (_, distinct) = wait_for_distinct(&r, 50, Duration::from_secs(20)).await;
+    assert_eq!(distinct, 50, "every reading after the large message is stored");
+    let dead = dead_letters(&r).await;
+    assert_eq!(dead.len(), 1, "the large message is dead-lettered once");
+    assert_eq!(dead[0].reason, RejectReason::Oversize as i32);
+    assert!(dead[0].detail.contains(&big.len().to_string()), "the detail gives the real size: {}", dead[0].detail);
+    assert_eq!(dead[0].payload, big.as_bytes()[..proact_ingest::sink::DLQ_PAYLOAD_LIMIT]);
+    assert!(dead[0].payload_truncated);
+    let page = http_get(ingest.admin, "/metrics").await;
+    assert_eq!(metric(&page, "proact_ingest_mqtt_connection_errors_total", "").unwrap_or(0.0), 0.0, "{page}");
+    ingest.stop().await;
+
+    // The same session again: had the large message not been acked, the broker would
+    // redeliver it now, before the new reading.
+    let ingest = start_ingest(&mqtt.url(), &redis.url(), "ingest-oversize", &[]).await;
+    publish_raw(mqtt.port(), &[("sensors/P-1/telemetry".into(), payload("P-1", ts_micros(base, 50), 50).into_bytes())])
+        .await;
+    let (_, distinct) = wait_for_distinct(&r, 51, Duration::from_secs(20)).await;
+    assert_eq!(distinct, 51);
+    assert_eq!(dead_letters(&r).await.len(), 1, "not redelivered to the new connection");
+    ingest.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_publish_mixed_items_and_bearer_token() {
     let (mqtt, redis) = tokio::try_join!(Mosquitto::start(), Redis::start()).expect("servers");
