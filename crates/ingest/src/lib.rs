@@ -89,6 +89,13 @@ pub struct Config {
     /// Largest accepted payload, bytes.
     #[arg(long, env = "PROACT_INGEST_MAX_PAYLOAD", default_value_t = 16384)]
     pub max_payload: usize,
+    /// How far after its reception a reading's timestamp may be, seconds (sensor clocks
+    /// ahead by more are dead-lettered).
+    #[arg(long, env = "PROACT_INGEST_MAX_FUTURE_SECS", default_value_t = validate::DEFAULT_MAX_FUTURE_SECS)]
+    pub max_future_secs: u64,
+    /// How far before its reception a reading's timestamp may be, days (the back-fill window).
+    #[arg(long, env = "PROACT_INGEST_BACKFILL_DAYS", default_value_t = validate::DEFAULT_BACKFILL_DAYS)]
+    pub backfill_days: u64,
     /// Entries kept per telemetry stream (0: no length cap). Entries a consumer group has
     /// not acknowledged are kept whatever this says.
     #[arg(long, env = "PROACT_STREAM_MAXLEN", default_value_t = 0)]
@@ -167,6 +174,20 @@ impl Config {
         }
         if self.group.is_empty() || self.group.contains('/') || self.group.contains('+') || self.group.contains('#') {
             return Err(ConfigError::new("PROACT_INGEST_GROUP", &self.group, "must be non-empty with no / + #"));
+        }
+        if !(1..=86_400).contains(&self.max_future_secs) {
+            return Err(ConfigError::new(
+                "PROACT_INGEST_MAX_FUTURE_SECS",
+                self.max_future_secs.to_string(),
+                "must be 1..=86400 seconds",
+            ));
+        }
+        if !(1..=36_500).contains(&self.backfill_days) {
+            return Err(ConfigError::new(
+                "PROACT_INGEST_BACKFILL_DAYS",
+                self.backfill_days.to_string(),
+                "must be 1..=36500 days",
+            ));
         }
         if self.stream_maxlen < 0 {
             return Err(ConfigError::new("PROACT_STREAM_MAXLEN", self.stream_maxlen.to_string(), "must be >= 0"));
@@ -349,7 +370,12 @@ impl App {
         let App { config, admin, grpc, redis, ready, mqtt_tls, grpc_tls, allow, traces } = self;
         let grace = Duration::from_secs(config.admin.shutdown_grace_secs);
         let sink = sink::StreamSink::with_mode(redis.clone(), config.redis.shards, config.write_mode);
-        let limits = validate::Limits { max_payload_bytes: config.max_payload, ..Default::default() };
+        let limits = validate::Limits {
+            max_payload_bytes: config.max_payload,
+            max_future_micros: config.max_future_secs as i64 * 1_000_000,
+            max_past_micros: config.backfill_days as i64 * 86_400 * 1_000_000,
+            ..Default::default()
+        };
         let (host, port, _tls) = config.mqtt.endpoint()?;
         let intake = mqtt::MqttIntake {
             host,

@@ -17,10 +17,15 @@ pub struct Limits {
     pub max_payload_bytes: usize,
     /// Most measurement fields per reading.
     pub max_fields: usize,
-    /// Oldest accepted event time, microseconds since the epoch.
+    /// Oldest accepted event time, microseconds since the epoch, whatever the back-fill window.
     pub min_ts_micros: i64,
-    /// How far in the future an event time may be, in microseconds.
+    /// How far after the time ingest received it an event time may be, in microseconds: a
+    /// sensor clock ahead by more is refused, so a reading dated tomorrow cannot push the
+    /// detector's event time ahead and make it drop every real reading as late.
     pub max_future_micros: i64,
+    /// How far before the time ingest received it an event time may be (the back-fill
+    /// window), in microseconds: older readings would each create a partition of their own.
+    pub max_past_micros: i64,
 }
 
 impl Default for Limits {
@@ -30,10 +35,16 @@ impl Default for Limits {
             max_fields: 64,
             // 2000-01-01T00:00:00Z
             min_ts_micros: 946_684_800_000_000,
-            max_future_micros: 24 * 3600 * 1_000_000,
+            max_future_micros: DEFAULT_MAX_FUTURE_SECS as i64 * 1_000_000,
+            max_past_micros: DEFAULT_BACKFILL_DAYS as i64 * 86_400 * 1_000_000,
         }
     }
 }
+
+/// Default of `PROACT_INGEST_MAX_FUTURE_SECS`.
+pub const DEFAULT_MAX_FUTURE_SECS: u64 = 300;
+/// Default of `PROACT_INGEST_BACKFILL_DAYS`.
+pub const DEFAULT_BACKFILL_DAYS: u64 = 90;
 
 /// Why an input was refused.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +76,7 @@ pub fn reason_label(r: RejectReason) -> &'static str {
         RejectReason::BadTopic => "bad_topic",
         RejectReason::UnknownEquipment => "unknown_equipment",
         RejectReason::UndecodableEntry => "undecodable_entry",
+        RejectReason::InvalidFieldName => "invalid_field_name",
     }
 }
 
@@ -140,10 +152,7 @@ pub fn parse_mqtt(topic: &str, payload: &[u8], limits: &Limits, now_micros: i64)
         return Err(Rejection::new(RejectReason::NotNumeric, format!("{k} is {} not a number", v.kind())));
     }
     if let Some(k) = &r.bad_name {
-        return Err(Rejection::new(
-            RejectReason::Oversize,
-            format!("field name {:?} is empty or longer than 64", clip(k, 80)),
-        ));
+        return Err(field_name(k).expect_err("a bad name is refused"));
     }
     let (Some(temperature), Some(vibration)) = (r.temperature, r.vibration) else {
         let which = if r.temperature.is_none() { "temperature" } else { "vibration" };
@@ -243,7 +252,7 @@ impl<'de> Visitor<'de> for TopVisitor {
                     Val::Num(x) => match k.as_ref() {
                         "temperature" => r.temperature = Some(x),
                         "vibration" => r.vibration = Some(x),
-                        name if name.is_empty() || name.len() > 64 => {
+                        name if field_name(name).is_err() => {
                             r.bad_name.get_or_insert(k);
                         }
                         // Past the limit the count alone decides (Oversize): keep memory bounded.
@@ -386,9 +395,7 @@ pub fn check_telemetry(t: &Telemetry, limits: &Limits, now_micros: i64) -> Resul
         ));
     }
     for (k, v) in &t.extra {
-        if k.is_empty() || k.len() > 64 {
-            return Err(Rejection::new(RejectReason::Oversize, "a field name is empty or longer than 64"));
-        }
+        field_name(k)?;
         if !v.is_finite() {
             return Err(Rejection::new(RejectReason::NonFinite, format!("{k} is not finite")));
         }
@@ -403,12 +410,48 @@ fn parse_timestamp(s: &str) -> Result<i64, Rejection> {
     Ok(dt.timestamp_micros())
 }
 
+/// The name of an extra measurement: 1 to 64 bytes of printable characters. A control
+/// character (a NUL above all) would make PostgreSQL refuse the whole row later.
+fn field_name(k: &str) -> Result<(), Rejection> {
+    if k.is_empty() || k.len() > 64 {
+        return Err(Rejection::new(
+            RejectReason::Oversize,
+            format!("field name {:?} is empty or longer than 64 bytes", clip(k, 80)),
+        ));
+    }
+    if k.chars().any(char::is_control) {
+        return Err(Rejection::new(
+            RejectReason::InvalidFieldName,
+            format!("field name {:?} has a control character", clip(k, 80)),
+        ));
+    }
+    Ok(())
+}
+
+/// `now` is when ingest received the reading: both bounds are relative to it.
 fn check_ts(ts: i64, limits: &Limits, now: i64) -> Result<(), Rejection> {
     if ts < limits.min_ts_micros {
         return Err(Rejection::new(RejectReason::AbsurdTimestamp, "timestamp is before 2000-01-01"));
     }
     if ts > now.saturating_add(limits.max_future_micros) {
-        return Err(Rejection::new(RejectReason::AbsurdTimestamp, "timestamp is too far in the future"));
+        return Err(Rejection::new(
+            RejectReason::AbsurdTimestamp,
+            format!(
+                "timestamp is {} s after its reception, at most {} s allowed (PROACT_INGEST_MAX_FUTURE_SECS): is the sensor's clock right?",
+                (ts - now) / 1_000_000,
+                limits.max_future_micros / 1_000_000
+            ),
+        ));
+    }
+    if ts < now.saturating_sub(limits.max_past_micros) {
+        return Err(Rejection::new(
+            RejectReason::AbsurdTimestamp,
+            format!(
+                "timestamp is {} days before its reception, past the back-fill window of {} days (PROACT_INGEST_BACKFILL_DAYS)",
+                (now - ts) / 86_400_000_000,
+                limits.max_past_micros / 86_400_000_000
+            ),
+        ));
     }
     Ok(())
 }
@@ -566,6 +609,43 @@ mod tests {
         assert_eq!(parse_mqtt("sensors/PUMP-01", ok, &l, NOW).unwrap_err().reason, RejectReason::BadTopic);
         assert_eq!(parse_mqtt("other/PUMP-01/telemetry", ok, &l, NOW).unwrap_err().reason, RejectReason::BadTopic);
         assert_eq!(parse_mqtt("sensors/a b/telemetry", ok, &l, NOW).unwrap_err().reason, RejectReason::InvalidId);
+    }
+
+    #[test]
+    fn event_time_is_bounded_around_the_reception_time() {
+        let l = Limits::default();
+        let at = |offset_secs: i64| {
+            let t = chrono::DateTime::from_timestamp_micros(NOW + offset_secs * 1_000_000).unwrap();
+            let p = format!(
+                r#"{{"equipement_id":"PUMP-01","temperature":1,"vibration":2,"timestamp":"{}"}}"#,
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
+            parse_mqtt("sensors/PUMP-01/telemetry", p.as_bytes(), &l, NOW)
+        };
+        assert!(at(300).is_ok(), "five minutes ahead is a clock's drift");
+        let ahead = at(301).unwrap_err();
+        assert_eq!(ahead.reason, RejectReason::AbsurdTimestamp);
+        assert!(ahead.detail.contains("PROACT_INGEST_MAX_FUTURE_SECS"), "{}", ahead.detail);
+        assert_eq!(at(23 * 3600).unwrap_err().reason, RejectReason::AbsurdTimestamp, "a day ahead is refused");
+        assert!(at(-89 * 86_400).is_ok(), "inside the back-fill window");
+        let old = at(-91 * 86_400).unwrap_err();
+        assert_eq!(old.reason, RejectReason::AbsurdTimestamp);
+        assert!(old.detail.contains("PROACT_INGEST_BACKFILL_DAYS"), "{}", old.detail);
+        let grpc = Telemetry { equipement_id: "P".into(), ts_micros: NOW + 3_600_000_000, ..Default::default() };
+        assert_eq!(check_telemetry(&grpc, &l, NOW).unwrap_err().reason, RejectReason::AbsurdTimestamp);
+    }
+
+    #[test]
+    fn field_names_are_printable() {
+        let p = "{\"equipement_id\":\"PUMP-01\",\"temperature\":1,\"vibration\":2,\"pres\\u0000sure\":3,\"timestamp\":\"2024-03-20T10:00:00Z\"}";
+        let r = parse_mqtt("sensors/PUMP-01/telemetry", p.as_bytes(), &Limits::default(), NOW).unwrap_err();
+        assert_eq!(r.reason, RejectReason::InvalidFieldName, "{}", r.detail);
+        let mut t = Telemetry { equipement_id: "P".into(), ts_micros: NOW, ..Default::default() };
+        t.extra.insert("tab\there".into(), 1.0);
+        assert_eq!(check_telemetry(&t, &Limits::default(), NOW).unwrap_err().reason, RejectReason::InvalidFieldName);
+        t.extra.clear();
+        t.extra.insert("débit_m³/h".into(), 1.0);
+        assert!(check_telemetry(&t, &Limits::default(), NOW).is_ok(), "printable non-ASCII is fine");
     }
 
     #[test]

@@ -44,7 +44,14 @@ async fn malformed_corpus_ends_in_the_dead_letter_stream_with_its_reason() {
     let (mqtt, redis) = tokio::try_join!(Mosquitto::start(), Redis::start()).expect("servers");
     let r = common::redis(&redis.url()).await;
     let ingest = start_ingest(&mqtt.url(), &redis.url(), "ingest-corpus", &["--max-payload", "2048"]).await;
-    let ts = "2026-11-24T09:00:00Z";
+    let ts = chrono::DateTime::from_timestamp_micros(base_micros())
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let at_offset = |secs: i64| {
+        let t = chrono::DateTime::from_timestamp_micros(proact_proto::time::now_micros() + secs * 1_000_000).unwrap();
+        let t = t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        format!(r#"{{"equipement_id":"P-1","temperature":1,"vibration":2,"timestamp":"{t}"}}"#)
+    };
     let ok = |id: &str| format!(r#"{{"equipement_id":"{id}","temperature":1,"vibration":2,"timestamp":"{ts}"}}"#);
     let cases: Vec<(&str, String, RejectReason)> = vec![
         ("P-1", "not json".into(), RejectReason::InvalidJson),
@@ -93,6 +100,15 @@ async fn malformed_corpus_ends_in_the_dead_letter_stream_with_its_reason() {
             RejectReason::AbsurdTimestamp,
         ),
         ("P-1", format!(r#"{{"equipement_id":"P-1","pad":"{}"}}"#, "x".repeat(3000)), RejectReason::Oversize),
+        // A sensor clock an hour ahead: it would push the detector's event time past every real reading.
+        ("P-1", at_offset(3600), RejectReason::AbsurdTimestamp),
+        // Older than the back-fill window: it would create a partition of its own.
+        ("P-1", at_offset(-120 * 86_400), RejectReason::AbsurdTimestamp),
+        (
+            "P-1",
+            format!(r#"{{"equipement_id":"P-1","temperature":1,"vibration":2,"a\u0000b":3,"timestamp":"{ts}"}}"#),
+            RejectReason::InvalidFieldName,
+        ),
     ];
     let mut msgs: Vec<(String, Vec<u8>)> =
         cases.iter().map(|(id, p, _)| (format!("sensors/{id}/telemetry"), p.clone().into_bytes())).collect();
