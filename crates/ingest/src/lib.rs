@@ -16,6 +16,7 @@
 
 pub mod grpc;
 pub mod mqtt;
+pub mod provision;
 pub mod security;
 pub mod sink;
 pub mod trim;

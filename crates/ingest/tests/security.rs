@@ -95,6 +95,83 @@ async fn broker_password_is_required() {
     );
 }
 
+/// Publishes `(topic, payload)` pairs as `user` and waits for every PUBACK (Mosquitto acks
+/// a QoS 1 message its ACL refused too, and drops it: MQTT 3.1.1 has no way to say no).
+async fn publish_as(port: u16, user: &str, password: &str, msgs: &[(String, String)]) {
+    let mut opts = MqttOptions::new(format!("dev-{user}"), "127.0.0.1", port);
+    opts.set_credentials(user, password);
+    let (client, mut ev) = AsyncClient::new(opts, 100);
+    for (t, p) in msgs {
+        client.publish(t.clone(), QoS::AtLeastOnce, false, p.clone()).await.unwrap();
+    }
+    let mut acked = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while acked < msgs.len() {
+        assert!(tokio::time::Instant::now() < deadline, "broker did not ack {user}'s messages");
+        match tokio::time::timeout(Duration::from_secs(2), ev.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acked += 1,
+            Ok(Err(e)) => panic!("{user} could not publish: {e}"),
+            _ => {}
+        }
+    }
+}
+
+/// Devices provisioned with `proact-device add` against the shipped ACL: each publishes
+/// under its own id only. PUMP-01 publishing as PUMP-02 (topic and payload agree, so
+/// ingest's own check cannot tell) never reaches the streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_publishes_as_itself_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = dir.path().join("passwd");
+    let allow = dir.path().join("allow.txt");
+    let mut creds = std::collections::HashMap::new();
+    for id in ["PUMP-01", "PUMP-02"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_proact-device"))
+            .args(["add", id, "--passwd-file"])
+            .arg(&passwd)
+            .arg("--allowlist-file")
+            .arg(&allow)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let device: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(device["topic"], format!("sensors/{id}/telemetry"));
+        creds.insert(id, device["password"].as_str().unwrap().to_string());
+    }
+    assert_eq!(std::fs::read_to_string(&allow).unwrap(), "PUMP-01\nPUMP-02\n");
+    let acl = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/docker/mosquitto-acl.conf");
+    let opts = MosquittoOptions {
+        users: vec![("proact-ingest".into(), "ingest-pw".into())],
+        password_file: Some(passwd),
+        acl_file: Some(acl),
+        ..Default::default()
+    };
+    let (mqtt, redis) = tokio::try_join!(Mosquitto::start_secured(opts), Redis::start()).unwrap();
+    let r = common::redis(&redis.url()).await;
+    let allow_arg = allow.display().to_string();
+    let ingest = start_ingest(
+        &mqtt.url(),
+        &redis.url(),
+        "ingest-acl",
+        &["--mqtt-username", "proact-ingest", "--mqtt-password", "ingest-pw", "--allowlist", &allow_arg],
+    )
+    .await;
+    let base = base_micros();
+    let reading = |id: &str, i: u64| (format!("sensors/{id}/telemetry"), payload(id, ts_micros(base, i), i));
+    publish_as(mqtt.port(), "PUMP-01", &creds["PUMP-01"], &[reading("PUMP-01", 0), reading("PUMP-02", 1)]).await;
+    // PUMP-01's last reading and PUMP-02's own come after the spoof on their connections:
+    // once both are stored, the spoof had its chance.
+    publish_as(mqtt.port(), "PUMP-01", &creds["PUMP-01"], &[reading("PUMP-01", 2)]).await;
+    publish_as(mqtt.port(), "PUMP-02", &creds["PUMP-02"], &[reading("PUMP-02", 3)]).await;
+    let (_, distinct) = wait_for_distinct(&r, 3, Duration::from_secs(20)).await;
+    assert_eq!(distinct, 3);
+    let (_, stored) = stream_contents(&r).await;
+    let mut stored: Vec<_> = stored.into_iter().map(|(id, ts)| (id, (ts - base) / 1000)).collect();
+    stored.sort();
+    assert_eq!(stored, [("PUMP-01".to_string(), 0), ("PUMP-01".to_string(), 2), ("PUMP-02".to_string(), 3)]);
+    ingest.stop().await;
+}
+
 async fn tls_publish(port: u16, tls: Arc<rustls::ClientConfig>, body: String) {
     let mut opts = MqttOptions::new("sensor-tls", "127.0.0.1", port);
     opts.set_transport(Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(tls)));

@@ -131,6 +131,11 @@ impl Redis {
 pub struct MosquittoOptions {
     /// `(user, password)` pairs; when non-empty, anonymous clients are refused.
     pub users: Vec<(String, String)>,
+    /// A Mosquitto password file to start from (e.g. written by `proact-device add`);
+    /// `users` are added to a copy of it. Anonymous clients are then refused.
+    pub password_file: Option<PathBuf>,
+    /// A Mosquitto ACL file (`acl_file`), e.g. the shipped `deploy/docker/mosquitto-acl.conf`.
+    pub acl_file: Option<PathBuf>,
     /// PEM files `(ca, server certificate, server key)`: the listener speaks TLS only.
     pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
     /// With `tls`: clients must present a certificate signed by the CA.
@@ -184,12 +189,15 @@ impl Mosquitto {
              log_type error\n\
              log_type warning\n\
              log_type notice\n",
-            options.users.is_empty(),
+            options.users.is_empty() && options.password_file.is_none(),
             dir.path().display()
         );
-        if !options.users.is_empty() {
+        if !options.users.is_empty() || options.password_file.is_some() {
             let passwd = dir.path().join("passwd");
             let _ = std::fs::remove_file(&passwd);
+            if let Some(from) = &options.password_file {
+                std::fs::copy(from, &passwd)?;
+            }
             let tool = find_binary("mosquitto_passwd", "mosquitto", &[])?;
             for (user, password) in &options.users {
                 let mut cmd = Command::new(&tool);
@@ -205,6 +213,9 @@ impl Mosquitto {
                 }
             }
             text.push_str(&format!("password_file {}\n", passwd.display()));
+        }
+        if let Some(acl) = &options.acl_file {
+            text.push_str(&format!("acl_file {}\n", acl.display()));
         }
         if let Some((ca, cert, key)) = &options.tls {
             text.push_str(&format!(
