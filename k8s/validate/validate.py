@@ -57,6 +57,8 @@ CONTRACT_ENV = CONNECTION_ENV | {
     "PROACT_MQTT_USERNAME",
     "PROACT_MQTT_PASSWORD",
     "PROACT_TRAIN_SCHEDULE",
+    "PROACT_INGEST_ALLOWLIST",
+    "PROACT_MQTT_CA_FILE",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "RUST_LOG",
 }
@@ -80,6 +82,7 @@ REQUIRED_ENV = {
         "PROACT_DATABASE_URL",
         "PROACT_HTTP_ADDR",
         "PROACT_ARCHIVE_GRPC_URL",
+        "PROACT_REGISTRY_GRPC_URL",
         "PROACT_GATEWAY_TOKEN",
     },
     "trainer": {"PROACT_REDIS_URL", "PROACT_DATABASE_URL"},
@@ -527,6 +530,53 @@ def check_wiring(objects: list[dict[str, Any]], values: dict[str, Any]) -> list[
     return problems
 
 
+def check_hardening(objects: list[dict[str, Any]], values: dict[str, Any]) -> list[str]:
+    """What a neighbour pod or a spoofing sensor could do (issue #21): client ports open to
+    any source, the equipment allow-list off, an mqtts:// broker without its CA, a gateway
+    without the registry it shows."""
+    problems = []
+    for o in objects:
+        if o["kind"] != "NetworkPolicy":
+            continue
+        for rule in o["spec"].get("ingress") or []:
+            ports = {p.get("port") for p in rule.get("ports") or []}
+            if ports and not rule.get("from"):
+                problems.append(f"{kn(o)}: ports {sorted(ports)} admit any source (no `from`)")
+    configmaps = {o["metadata"]["name"]: o.get("data") or {} for o in objects if o["kind"] == "ConfigMap"}
+    ingest_values = values.get("ingest") or {}
+    mqtt_url = (values.get("config") or {}).get("mqttUrl", "")
+    for owner, pod, _ in pod_templates(objects):
+        component = pod["metadata"].get("labels", {}).get("app.kubernetes.io/component", "?")
+        for c in containers(pod):
+            env = env_of(c, configmaps)
+            if component == "ingest":
+                if ingest_values.get("allowlist", "db") == "db":
+                    if env.get("PROACT_INGEST_ALLOWLIST", ("", ""))[1] != "db":
+                        problems.append(f"{kn(owner)}: the equipment allow-list is not on (PROACT_INGEST_ALLOWLIST=db)")
+                    if "PROACT_DATABASE_URL" not in env:
+                        problems.append(f"{kn(owner)}: allow-list `db` without PROACT_DATABASE_URL")
+                if mqtt_url.startswith("mqtts://"):
+                    ca = env.get("PROACT_MQTT_CA_FILE", ("", ""))[1]
+                    mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+                    secrets = {v["name"] for v in pod["spec"].get("volumes", []) if "secret" in v}
+                    mounted = any(ca.startswith(path + "/") and name in secrets for path, name in mounts.items())
+                    if not ca or not mounted:
+                        problems.append(f"{kn(owner)}: mqtts:// but PROACT_MQTT_CA_FILE ({ca!r}) is not a mounted Secret")
+            if component == "alert-gateway" and "PROACT_REGISTRY_GRPC_URL" not in env:
+                problems.append(f"{kn(owner)}: no PROACT_REGISTRY_GRPC_URL (the page shows the models in use)")
+    gateway_egress = [o for o in objects if o["kind"] == "NetworkPolicy"
+                      and o["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/component") == "alert-gateway"]
+    trainer_port = (values.get("trainer") or {}).get("ports", {}).get("grpc", 50055)
+    for o in gateway_egress:
+        to_trainer = [r for r in o["spec"].get("egress") or []
+                      if trainer_port in {p.get("port") for p in r.get("ports") or []}
+                      and any((t.get("podSelector") or {}).get("matchLabels", {}).get("app.kubernetes.io/component") == "trainer"
+                              for t in r.get("to") or [])]
+        if not to_trainer:
+            problems.append(f"{kn(o)}: no egress to the trainer's gRPC port {trainer_port}")
+    return problems
+
+
 def credential_leaks(values: Any, path: str = "") -> list[str]:
     """Non-empty credential-looking keys, and URLs with a password, in a values tree."""
     leaks = []
@@ -581,6 +631,16 @@ def check_compose_and_dockerfile() -> list[str]:
     mosq = (REPO / "deploy" / "docker" / "mosquitto.conf").read_text()
     if not re.search(r"^persistence true", mosq, re.M):
         problems.append("deploy/docker/mosquitto.conf: persistence is off")
+    for name, svc in services.items():
+        for port in svc.get("ports") or []:
+            if not str(port).startswith("127.0.0.1:"):
+                problems.append(f"deploy/compose.yaml {name}: port {port} is published on every interface, not 127.0.0.1")
+    token = (services.get("alert-gateway", {}).get("environment") or {}).get("PROACT_GATEWAY_TOKEN", "")
+    default = re.search(r":-([^}]*)\}", str(token))
+    if default and len(default.group(1)) < 16:
+        problems.append(f"deploy/compose.yaml: the gateway's default token {default.group(1)!r} is shorter than the 16 characters it requires")
+    if not re.search(r"^message_size_limit \d+", mosq, re.M):
+        problems.append("deploy/docker/mosquitto.conf: no message_size_limit")
     if services.get("postgres", {}).get("environment", {}).get("POSTGRES_DB") != "proact":
         problems.append("deploy/compose.yaml: PostgreSQL database is not `proact`")
     return problems
@@ -658,6 +718,8 @@ def main() -> int:
                          check_env(objects, doc_text))
             report.check(f"{label} autoscalers, accounts, NetworkPolicies and CronJob wired",
                          check_wiring(objects, values))
+            report.check(f"{label} client ports closed to strangers, allow-list on, broker CA mounted, gateway reaches the registry",
+                         check_hardening(objects, values))
             leaks = [f"ConfigMap {o['metadata']['name']}: {p}" for o in objects if o["kind"] == "ConfigMap"
                      for p in credential_leaks(o.get("data") or {})]
             report.check(f"{label} no credentials in ConfigMaps", leaks)

@@ -82,7 +82,12 @@ app.kubernetes.io/component: {{ .name }}
 
 {{/* Which external dependencies and peers a component talks to (fixed by the design). */}}
 {{- define "proact.usesMqtt" -}}{{ if eq .name "ingest" }}true{{ end }}{{- end }}
-{{- define "proact.usesDatabase" -}}{{ if has .name (list "archive" "anomaly-detector" "alert-gateway" "trainer") }}true{{ end }}{{- end }}
+{{- define "proact.usesDatabase" -}}
+{{- if has .name (list "archive" "anomaly-detector" "alert-gateway" "trainer") }}true{{ end }}
+{{- if and (eq .name "ingest") (eq (toString .root.Values.ingest.allowlist) "db") }}true{{ end }}
+{{- end }}
+{{/* The CA file ingest reads for mqtts:// (mounted from ingest.mqttCa). */}}
+{{- define "proact.mqttCaDir" -}}/etc/proact/mqtt-ca{{- end }}
 
 {{/* Non-secret environment of a component (its ConfigMap data). */}}
 {{- define "proact.configData" -}}
@@ -98,6 +103,15 @@ PROACT_GRPC_ADDR: {{ printf "0.0.0.0:%v" .svc.ports.grpc | quote }}
 {{- if eq .name "alert-gateway" }}
 PROACT_HTTP_ADDR: {{ printf "0.0.0.0:%v" .svc.ports.http | quote }}
 PROACT_ARCHIVE_GRPC_URL: {{ printf "http://%s:%v" (include "proact.componentName" (dict "root" .root "name" "archive")) $v.archive.ports.grpc | quote }}
+PROACT_REGISTRY_GRPC_URL: {{ printf "http://%s:%v" (include "proact.componentName" (dict "root" .root "name" "trainer")) $v.trainer.ports.grpc | quote }}
+{{- end }}
+{{- if eq .name "ingest" }}
+{{- if .svc.allowlist }}
+PROACT_INGEST_ALLOWLIST: {{ .svc.allowlist | quote }}
+{{- end }}
+{{- if .svc.mqttCa.secretName }}
+PROACT_MQTT_CA_FILE: {{ printf "%s/%s" (include "proact.mqttCaDir" .) .svc.mqttCa.key | quote }}
+{{- end }}
 {{- end }}
 {{- if eq .name "trainer" }}
 {{- /* Training runs in the weekly CronJob; the Deployment serves the registry only. */}}
