@@ -35,6 +35,14 @@ use proact_server::{ConfigError, Readiness};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// Model events kept: a detector needs only the newest, the rest is an audit trail that the
+/// `models` table keeps in full.
+pub const MODEL_EVENTS_KEPT: u64 = 1_000;
+
+fn secs(s: u64) -> Option<Duration> {
+    (s > 0).then(|| Duration::from_secs(s))
+}
+
 /// Command line and environment of `proact-ingest`.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "proact-ingest", version, about = "ProAct ingest: MQTT and gRPC intake into Redis streams")]
@@ -103,8 +111,18 @@ pub struct Config {
     pub stream_maxlen: i64,
     /// Age, in seconds, past which telemetry entries are trimmed (0: no age cap); same
     /// guarantee for unacknowledged entries.
-    #[arg(long, env = "PROACT_STREAM_MAX_AGE_SECS", default_value_t = 0)]
+    #[arg(long, env = "PROACT_STREAM_MAX_AGE_SECS", default_value_t = 86_400)]
     pub stream_max_age_secs: u64,
+    /// Age, in seconds, past which alert events are trimmed from the alerts stream (0: never);
+    /// entries the archive has not stored are kept. Also the oldest a dashboard can resume from.
+    #[arg(long, env = "PROACT_ALERTS_STREAM_MAX_AGE_SECS", default_value_t = 30 * 86_400)]
+    pub alerts_stream_max_age_secs: u64,
+    /// Entries kept in the dead-letter stream (0: no length cap).
+    #[arg(long, env = "PROACT_DLQ_MAXLEN", default_value_t = 100_000)]
+    pub dlq_maxlen: u64,
+    /// Age, in seconds, past which dead letters are trimmed (0: no age cap).
+    #[arg(long, env = "PROACT_DLQ_MAX_AGE_SECS", default_value_t = 14 * 86_400)]
+    pub dlq_max_age_secs: u64,
     /// How often the trimmer runs, in seconds.
     #[arg(long, env = "PROACT_STREAM_TRIM_INTERVAL_SECS", default_value_t = 10)]
     pub trim_interval_secs: u64,
@@ -225,12 +243,35 @@ impl Config {
         Ok(())
     }
 
-    /// The trimming policy from the stream settings.
+    /// The trimming policy of the telemetry shards from the stream settings.
     pub fn trim_policy(&self) -> trim::TrimPolicy {
         trim::TrimPolicy {
             max_len: (self.stream_maxlen > 0).then_some(self.stream_maxlen as u64),
-            max_age: (self.stream_max_age_secs > 0).then(|| Duration::from_secs(self.stream_max_age_secs)),
+            max_age: secs(self.stream_max_age_secs),
+            no_groups: false,
         }
+    }
+
+    /// Every stream ingest keeps bounded, with its policy: the telemetry shards and the
+    /// alerts stream behind their consumer groups, the dead letters and model events by
+    /// length and age alone (nobody reads them through a group).
+    pub fn trimmed_streams(&self) -> Vec<(String, trim::TrimPolicy)> {
+        use proact_proto::streams::{ALERTS_STREAM, DEAD_LETTER_STREAM, MODEL_EVENTS_STREAM};
+        let telemetry = self.trim_policy();
+        let mut streams: Vec<_> =
+            proact_proto::streams::telemetry_streams(self.redis.shards).into_iter().map(|k| (k, telemetry)).collect();
+        let alerts = trim::TrimPolicy { max_age: secs(self.alerts_stream_max_age_secs), ..Default::default() };
+        let dead = trim::TrimPolicy {
+            max_len: (self.dlq_maxlen > 0).then_some(self.dlq_maxlen),
+            max_age: secs(self.dlq_max_age_secs),
+            no_groups: true,
+        };
+        let models = trim::TrimPolicy { max_len: Some(MODEL_EVENTS_KEPT), max_age: None, no_groups: true };
+        streams.push((ALERTS_STREAM.to_string(), alerts));
+        streams.push((DEAD_LETTER_STREAM.to_string(), dead));
+        streams.push((MODEL_EVENTS_STREAM.to_string(), models));
+        streams.retain(|(_, p)| !p.is_off());
+        streams
     }
 
     fn allow_source(&self) -> Option<security::AllowSource> {
@@ -287,6 +328,7 @@ pub const METRICS: &[Metric] = &[
             ("reason", "oversize"),
             ("reason", "bad_topic"),
             ("reason", "unknown_equipment"),
+            ("reason", "invalid_field_name"),
         ]),
     Metric::histogram("proact_ingest_stream_write_seconds", "Time to write one batch to the streams"),
     Metric::histogram("proact_ingest_batch_size", "Messages (accepted and rejected) per stream write"),
@@ -304,6 +346,8 @@ pub const METRICS: &[Metric] = &[
         "Acks not sent because the connection changed (redelivered)",
     ),
     Metric::counter("proact_ingest_trimmed_entries_total", "Stream entries trimmed by length or age"),
+    Metric::gauge("proact_ingest_redis_used_memory_bytes", "Redis' used_memory, read at each trimming round"),
+    Metric::gauge("proact_ingest_redis_maxmemory_bytes", "Redis' maxmemory (0: no limit), read at each trimming round"),
     Metric::counter("proact_ingest_grpc_unauthenticated_total", "gRPC calls refused for a missing or wrong token"),
     Metric::gauge("proact_ingest_allowlist_size", "Equipment ids in the allow-list"),
 ];
@@ -406,12 +450,8 @@ impl App {
             let every = Duration::from_secs(config.allowlist_refresh_secs);
             background.spawn(allow.clone().refresh(src, every, shutdown.clone()));
         }
-        let policy = config.trim_policy();
-        if !policy.is_off() {
-            let keys = proact_proto::streams::telemetry_streams(config.redis.shards);
-            let every = Duration::from_secs(config.trim_interval_secs);
-            background.spawn(trim::run(redis, keys, policy, every, shutdown.clone()));
-        }
+        let every = Duration::from_secs(config.trim_interval_secs);
+        background.spawn(trim::run(redis, config.trimmed_streams(), every, shutdown.clone()));
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<proact_proto::v1::ingest_server::IngestServer<grpc::IngestService>>().await;
         let service =

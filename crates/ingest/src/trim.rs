@@ -7,6 +7,10 @@
 //! last-delivered id, whichever is lower), and trims with `XTRIM MINID` to the lower of that
 //! floor and the policy's cut. A shard with no consumer group is left alone: its readers
 //! have not started yet, and a group created later starts from the beginning (`0`).
+//!
+//! Streams nobody reads through a group (the dead-letter stream, the model events) are cut
+//! by their policy alone. Each round also reads Redis' memory use, so an operator is warned
+//! (`ProActRedisMemoryHigh`) before a `noeviction` Redis refuses writes.
 
 use std::time::Duration;
 
@@ -21,6 +25,9 @@ pub struct TrimPolicy {
     pub max_len: Option<u64>,
     /// Keep entries younger than this (`None`: no age cap). Age is the entry id's time.
     pub max_age: Option<Duration>,
+    /// The stream has no consumer group by design: cut by the policy alone. Otherwise the
+    /// groups decide what may go, and a stream without a group keeps everything.
+    pub no_groups: bool,
 }
 
 impl TrimPolicy {
@@ -66,8 +73,13 @@ pub async fn trim_once(client: &Client, key: &str, policy: TrimPolicy, now_ms: u
     if policy.is_off() {
         return Ok(0);
     }
-    let Some(floor) = consumer_floor(client, key).await? else {
-        return Ok(0);
+    let floor = if policy.no_groups {
+        None
+    } else {
+        match consumer_floor(client, key).await? {
+            Some(f) => Some(f),
+            None => return Ok(0),
+        }
     };
     let mut cut: Option<EntryId> = None;
     if let Some(age) = policy.max_age {
@@ -84,7 +96,7 @@ pub async fn trim_once(client: &Client, key: &str, policy: TrimPolicy, now_ms: u
         }
     }
     let Some(cut) = cut else { return Ok(0) };
-    let cut = cut.min(floor);
+    let cut = floor.map_or(cut, |f| cut.min(f));
     let removed: u64 = client.xtrim(key, XCap::try_from(("MINID", "=", cut.to_string()))?).await?;
     Ok(removed)
 }
@@ -154,11 +166,22 @@ fn group_fields(g: &Value) -> (Option<String>, Option<EntryId>) {
     (name, last)
 }
 
-/// Trims every key in `keys` every `every` until `shutdown`.
-pub async fn run(client: Client, keys: Vec<String>, policy: TrimPolicy, every: Duration, shutdown: CancellationToken) {
-    if policy.is_off() {
-        return;
+/// Redis' `used_memory` and `maxmemory` (0: no limit), from `INFO memory`.
+pub async fn redis_memory(client: &Client) -> Result<(u64, u64), Error> {
+    let info: String = client.info(Some(fred::types::InfoKind::Memory)).await?;
+    let field =
+        |name: &str| info.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse::<u64>().ok());
+    match (field("used_memory"), field("maxmemory")) {
+        (Some(used), Some(max)) => Ok((used, max)),
+        _ => Err(Error::new(fred::error::ErrorKind::Parse, "INFO memory has no used_memory/maxmemory")),
     }
+}
+
+/// Trims every stream by its policy every `every` until `shutdown`, and reports Redis'
+/// memory use.
+pub async fn run(client: Client, streams: Vec<(String, TrimPolicy)>, every: Duration, shutdown: CancellationToken) {
+    let used = metrics::gauge!("proact_ingest_redis_used_memory_bytes");
+    let max = metrics::gauge!("proact_ingest_redis_maxmemory_bytes");
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -167,8 +190,15 @@ pub async fn run(client: Client, keys: Vec<String>, policy: TrimPolicy, every: D
             _ = tick.tick() => {}
         }
         let now_ms = proact_proto::time::now_micros().max(0) as u64 / 1000;
-        for key in &keys {
-            match trim_once(&client, key, policy, now_ms).await {
+        match redis_memory(&client).await {
+            Ok((u, m)) => {
+                used.set(u as f64);
+                max.set(m as f64);
+            }
+            Err(e) => tracing::warn!(error = %e, "reading Redis' memory use failed; will retry"),
+        }
+        for (key, policy) in &streams {
+            match trim_once(&client, key, *policy, now_ms).await {
                 Ok(0) => {}
                 Ok(n) => {
                     metrics::counter!("proact_ingest_trimmed_entries_total").increment(n);

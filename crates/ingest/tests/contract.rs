@@ -322,7 +322,7 @@ async fn trimming_never_removes_what_a_group_has_not_acked() {
     let r = common::redis(&redis.url()).await;
     let key = "proact:telemetry:{0}";
     xadd_ids(&r, key, 1..=100).await;
-    let by_len = TrimPolicy { max_len: Some(10), max_age: None };
+    let by_len = TrimPolicy { max_len: Some(10), ..Default::default() };
 
     // No consumer group yet: its readers have not started, nothing goes.
     assert_eq!(trim_once(&r, key, by_len, 1_000).await.unwrap(), 0);
@@ -354,10 +354,51 @@ async fn trimming_never_removes_what_a_group_has_not_acked() {
     xadd_ids(&r, key, 101..=120).await;
     let pending = read_group(&r, key, "archive", 5).await; // 101..=105 pending
     assert_eq!(pending.len(), 5);
-    let by_age = TrimPolicy { max_len: None, max_age: Some(Duration::from_millis(60)) };
+    let by_age = TrimPolicy { max_age: Some(Duration::from_millis(60)), ..Default::default() };
     let removed = trim_once(&r, key, by_age, 150).await.unwrap();
     assert_eq!(removed, 0, "91..=100 are younger than 90 ms, 101.. are pending or unread for detector");
     let removed = trim_once(&r, key, by_age, 200).await.unwrap();
     assert_eq!(removed, 10, "91..=100 are past the cap and acked by both groups; 101.. are not");
     assert_eq!(first_id(&r, key).await, EntryId { ms: 101, seq: 0 });
+}
+
+/// With no trimming setting at all, ingest keeps every stream bounded: old dead letters and
+/// model events go (nobody reads them through a group), acknowledged telemetry past a day
+/// goes, and what the archive has not acknowledged stays, however old. Redis' memory use is
+/// exported for the `ProActRedisMemoryHigh` alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stream_is_bounded_by_default_without_losing_unacked_entries() {
+    use proact_proto::streams::{telemetry_stream, DEAD_LETTER_STREAM, MODEL_EVENTS_STREAM};
+    let (mqtt, redis) = tokio::try_join!(Mosquitto::start(), Redis::start()).expect("servers");
+    let r = common::redis(&redis.url()).await;
+    // Ids are milliseconds since the epoch: these entries are from January 1970.
+    xadd_ids(&r, DEAD_LETTER_STREAM, 1..=30).await;
+    xadd_ids(&r, MODEL_EVENTS_STREAM, 1..=1_200).await;
+    let shard = telemetry_stream(0);
+    xadd_ids(&r, &shard, 1..=40).await;
+    proact_server::redis::ensure_group(&r, &shard, "archive").await.unwrap();
+    let delivered = read_group(&r, &shard, "archive", 40).await;
+    let _: u64 = r.xack(&shard, "archive", delivered[..25].to_vec()).await.unwrap();
+
+    let ingest = start_ingest(&mqtt.url(), &redis.url(), "ingest-trim", &[]).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let dlq: u64 = r.xlen(DEAD_LETTER_STREAM).await.unwrap();
+        let models: u64 = r.xlen(MODEL_EVENTS_STREAM).await.unwrap();
+        let telemetry: u64 = r.xlen(&shard).await.unwrap();
+        if (dlq, models, telemetry) == (0, proact_ingest::MODEL_EVENTS_KEPT, 15) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not trimmed: dlq {dlq}, model events {models}, shard {telemetry}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(first_id(&r, &shard).await, EntryId { ms: 26, seq: 0 }, "the 15 unacknowledged entries stay");
+    assert_eq!(first_id(&r, MODEL_EVENTS_STREAM).await, EntryId { ms: 201, seq: 0 }, "the newest model events stay");
+    let page = http_get(ingest.admin, "/metrics").await;
+    assert!(metric(&page, "proact_ingest_redis_used_memory_bytes", "").unwrap_or(0.0) > 0.0, "{page}");
+    assert!(metric(&page, "proact_ingest_redis_maxmemory_bytes", "").is_some(), "{page}");
+    ingest.stop().await;
 }
