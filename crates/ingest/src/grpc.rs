@@ -17,6 +17,25 @@ use crate::validate::{check_telemetry, reason_label, Limits};
 /// Largest batch accepted in one call.
 pub const MAX_ITEMS: usize = 10_000;
 
+/// Rejections listed in one response; `rejected` counts them all. A client stream that sent
+/// bad items for hours must not make the server hold every rejection until it ends.
+pub const MAX_REJECTIONS_LISTED: usize = 1_000;
+
+/// Longest `traceparent` kept (version 00 is 55 bytes) and longest `tracestate` (the W3C
+/// limit): a reading carries its trace context through every stream and table.
+const MAX_TRACEPARENT: usize = 128;
+const MAX_TRACESTATE: usize = 512;
+
+/// Keeps only the W3C keys, within their bounds: the rest of a caller's map is dropped, not
+/// refused (tracing metadata never costs a reading).
+fn bound_trace_context(c: &mut std::collections::HashMap<String, String>) {
+    c.retain(|k, v| match k.as_str() {
+        "traceparent" => v.len() <= MAX_TRACEPARENT,
+        "tracestate" => v.len() <= MAX_TRACESTATE,
+        _ => false,
+    });
+}
+
 pub struct IngestService {
     pub sink: StreamSink,
     pub limits: Limits,
@@ -37,7 +56,9 @@ impl IngestService {
         let allow = self.allow.snapshot();
         let started = std::time::SystemTime::now();
         let mut spans: Vec<PipelineSpan> = Vec::new();
+        let mut rejected = 0u32;
         for (i, mut t) in items.into_iter().enumerate() {
+            bound_trace_context(&mut t.trace_context);
             match check_telemetry(&t, &self.limits, now).and_then(|()| allow.check(&t.equipement_id)) {
                 Ok(()) => {
                     t.received_micros = now;
@@ -50,18 +71,21 @@ impl IngestService {
                 Err(r) => {
                     metrics::counter!("proact_ingest_rejected_total", "reason" => reason_label(r.reason)).increment(1);
                     dead.push(dead_letter("grpc", "grpc:Ingest.Publish", &r, &t.encode_to_vec(), now));
-                    rejections.push(ItemRejection {
-                        index: offset + i as u32,
-                        reason: r.reason as i32,
-                        detail: r.detail,
-                    });
+                    rejected += 1;
+                    if rejections.len() < MAX_REJECTIONS_LISTED {
+                        rejections.push(ItemRejection {
+                            index: offset + i as u32,
+                            reason: r.reason as i32,
+                            detail: r.detail,
+                        });
+                    }
                 }
             }
         }
         write_with_retry(&self.sink, &accepted, &dead, &self.ready).await;
         spans.into_iter().for_each(PipelineSpan::end);
         metrics::counter!("proact_ingest_accepted_total", "source" => "grpc").increment(accepted.len() as u64);
-        Ok(PublishResponse { accepted: accepted.len() as u32, rejections })
+        Ok(PublishResponse { accepted: accepted.len() as u32, rejections, rejected })
     }
 }
 
@@ -85,7 +109,9 @@ impl Ingest for IngestService {
             metrics::counter!("proact_ingest_received_total", "source" => "grpc").increment(u64::from(n));
             let r = self.publish_items(batch.items, offset).await?;
             total.accepted += r.accepted;
-            total.rejections.extend(r.rejections);
+            total.rejected += r.rejected;
+            let room = MAX_REJECTIONS_LISTED - total.rejections.len();
+            total.rejections.extend(r.rejections.into_iter().take(room));
             offset += n;
         }
         Ok(Response::new(total))

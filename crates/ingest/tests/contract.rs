@@ -238,6 +238,31 @@ async fn grpc_publish_mixed_items_and_bearer_token() {
     assert_eq!(resp.accepted, 2);
     let idx: Vec<u32> = resp.rejections.iter().map(|x| x.index).collect();
     assert_eq!(idx, vec![1, 3]);
+    assert_eq!(resp.rejected, 2);
+
+    // A stream of bad items lists the first 1,000 rejections and counts them all; each
+    // still reaches the dead-letter stream.
+    let bad = |from: i64| PublishRequest { items: (0..700).map(|i| reading("S-2", -from - i)).collect() };
+    let mut stream_req = tonic::Request::new(tokio_stream::iter(vec![bad(0), bad(700), bad(1400)]));
+    stream_req.metadata_mut().insert("authorization", "Bearer t0ken".parse().unwrap());
+    let resp = client.publish_stream(stream_req).await.unwrap().into_inner();
+    assert_eq!((resp.accepted, resp.rejected), (0, 2100));
+    assert_eq!(resp.rejections.len(), proact_ingest::grpc::MAX_REJECTIONS_LISTED);
+    assert_eq!(resp.rejections.last().unwrap().index, 999);
+    assert_eq!(dead_letters(&r).await.len(), 3 + 2 + 2100);
+
+    // A caller's trace context keeps the W3C keys only, within their bounds.
+    let mut t = reading("S-3", base + 20);
+    t.trace_context.insert("traceparent".into(), "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+    t.trace_context.insert("tracestate".into(), "x".repeat(10_000));
+    for i in 0..100 {
+        t.trace_context.insert(format!("junk{i}"), "y".repeat(1000));
+    }
+    let mut one = tonic::Request::new(PublishRequest { items: vec![t] });
+    one.metadata_mut().insert("authorization", "Bearer t0ken".parse().unwrap());
+    assert_eq!(client.publish(one).await.unwrap().into_inner().accepted, 1);
+    let stored = stored_readings(&r).await.into_iter().find(|t| t.equipement_id == "S-3").expect("S-3 stored");
+    assert_eq!(stored.trace_context.keys().collect::<Vec<_>>(), ["traceparent"]);
     ingest.stop().await;
 }
 

@@ -77,6 +77,8 @@ pub struct Tracing {
 struct Inner {
     provider: SdkTracerProvider,
     tracer: SdkTracer,
+    /// The share of incoming items traced, applied at the edge to callers' traces too.
+    ratio: f64,
 }
 
 impl std::fmt::Debug for Tracing {
@@ -111,7 +113,7 @@ impl Tracing {
             .build();
         let tracer = provider.tracer(name);
         tracing::info!(endpoint = %endpoint, sample_ratio = args.trace_sample_ratio, "exporting traces over OTLP");
-        Ok(Self { inner: Some(Arc::new(Inner { provider, tracer })) })
+        Ok(Self { inner: Some(Arc::new(Inner { provider, tracer, ratio: args.trace_sample_ratio })) })
     }
 
     pub fn enabled(&self) -> bool {
@@ -146,7 +148,9 @@ impl Tracing {
 
     /// The span of an item entering the pipeline: it continues the trace `carrier` already
     /// holds (a traced gRPC client's), else the trace of the call being served, else it
-    /// starts a new one (subject to sampling).
+    /// starts a new one (subject to sampling). A caller's trace is continued only if the
+    /// service's own ratio admits its trace id: an outside client marking every item
+    /// "sampled" must not make the pipeline trace every reading.
     pub fn begin(
         &self,
         name: &'static str,
@@ -154,12 +158,19 @@ impl Tracing {
         start: SystemTime,
         attributes: Vec<KeyValue>,
     ) -> Option<PipelineSpan> {
-        self.inner.as_ref()?;
+        let ratio = self.inner.as_ref()?.ratio;
         if carrier.contains_key(TRACEPARENT) {
+            let parent = extract(carrier);
+            if !ratio_admits(ratio, parent.span().span_context().trace_id()) {
+                return None;
+            }
             return self.follow(name, carrier, start, attributes);
         }
         let current = Context::current();
         if current.span().span_context().is_valid() {
+            if !ratio_admits(ratio, current.span().span_context().trace_id()) {
+                return None;
+            }
             return self.start_span(name, SpanKind::Producer, start, attributes, &current);
         }
         self.root(name, start, attributes)
@@ -277,9 +288,47 @@ pub fn trace_id_of(carrier: &HashMap<String, String>) -> Option<&str> {
     (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
 }
 
+/// The decision `Sampler::TraceIdRatioBased(ratio)` makes for `trace_id` (its low 64 bits
+/// against the ratio), so the edge and the SDK agree on which traces a ratio keeps.
+fn ratio_admits(ratio: f64, trace_id: opentelemetry::trace::TraceId) -> bool {
+    if ratio >= 1.0 {
+        return true;
+    }
+    let bound = (ratio.max(0.0) * (1u64 << 63) as f64) as u64;
+    let bytes = trace_id.to_bytes();
+    let low = u64::from_be_bytes(bytes[8..].try_into().expect("8 bytes"));
+    (low >> 1) < bound
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_callers_sampled_trace_is_kept_at_the_services_own_ratio() {
+        let sampled = |i: u64| {
+            let mut c = HashMap::new();
+            c.insert(
+                TRACEPARENT.to_string(),
+                format!("00-{:016x}{:016x}-b7ad6b7169203331-01", i, i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            );
+            c
+        };
+        let endpoint = Some("http://127.0.0.1:9".to_string());
+        let none =
+            Tracing::start("test", &TraceArgs { otlp_endpoint: endpoint.clone(), trace_sample_ratio: 0.0 }).unwrap();
+        let all =
+            Tracing::start("test", &TraceArgs { otlp_endpoint: endpoint.clone(), trace_sample_ratio: 1.0 }).unwrap();
+        let tenth = Tracing::start("test", &TraceArgs { otlp_endpoint: endpoint, trace_sample_ratio: 0.1 }).unwrap();
+        let kept =
+            |t: &Tracing| (1..=2000).filter(|&i| t.begin("x", &sampled(i), SystemTime::now(), vec![]).is_some()).count();
+        assert_eq!(kept(&none), 0, "ratio 0 traces nothing, whatever the caller says");
+        assert_eq!(kept(&all), 2000);
+        let k = kept(&tenth);
+        assert!((120..=280).contains(&k), "about a tenth of 2000 callers' traces kept: {k}");
+        // Following an alert's or reading's carrier inside the pipeline is not an edge: kept.
+        assert!(none.follow("x", &sampled(1), SystemTime::now(), vec![]).is_some());
+    }
 
     #[test]
     fn settings_are_checked() {

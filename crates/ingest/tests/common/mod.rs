@@ -178,6 +178,17 @@ pub async fn stream_contents(client: &Client) -> (u64, HashSet<(String, i64)>) {
     (total, distinct)
 }
 
+/// Every reading in the shards, decoded.
+pub async fn stored_readings(client: &Client) -> Vec<Telemetry> {
+    let mut out = Vec::new();
+    for key in telemetry_streams(SHARDS) {
+        let entries: Vec<(String, std::collections::HashMap<String, bytes::Bytes>)> =
+            client.xrange(key.as_str(), "-", "+", None).await.expect("xrange");
+        out.extend(entries.iter().map(|(_, f)| Telemetry::decode(f[PAYLOAD_FIELD].as_ref()).expect("telemetry entry")));
+    }
+    out
+}
+
 /// Waits until `want` distinct readings are in the streams; returns (total, distinct).
 pub async fn wait_for_distinct(client: &Client, want: usize, timeout: Duration) -> (u64, usize) {
     let deadline = tokio::time::Instant::now() + timeout;
