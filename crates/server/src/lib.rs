@@ -14,6 +14,7 @@ pub mod otel;
 pub mod redis;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 pub use admin::Readiness;
 pub use config::ConfigError;

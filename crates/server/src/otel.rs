@@ -320,8 +320,9 @@ mod tests {
         let all =
             Tracing::start("test", &TraceArgs { otlp_endpoint: endpoint.clone(), trace_sample_ratio: 1.0 }).unwrap();
         let tenth = Tracing::start("test", &TraceArgs { otlp_endpoint: endpoint, trace_sample_ratio: 0.1 }).unwrap();
-        let kept =
-            |t: &Tracing| (1..=2000).filter(|&i| t.begin("x", &sampled(i), SystemTime::now(), vec![]).is_some()).count();
+        let kept = |t: &Tracing| {
+            (1..=2000).filter(|&i| t.begin("x", &sampled(i), SystemTime::now(), vec![]).is_some()).count()
+        };
         assert_eq!(kept(&none), 0, "ratio 0 traces nothing, whatever the caller says");
         assert_eq!(kept(&all), 2000);
         let k = kept(&tenth);

@@ -11,9 +11,18 @@ use fred::types::config::{Config as FredConfig, ReconnectPolicy};
 pub use fred::prelude::Client as RedisClient;
 
 /// Connects to `url`, retrying forever with exponential backoff (100 ms to 5 s) on loss.
-/// Returns once the first connection is up, or the first connection error.
+/// Returns once the first connection is up, or the first connection error. `rediss://`
+/// speaks TLS, verifying the server against `sslrootcert=PATH` in the URL or the system's CAs.
 pub async fn connect(url: &str) -> Result<Client, Error> {
-    let config = FredConfig::from_url(url)?;
+    let (url, root) = crate::tls::take_root_cert(url);
+    let mut config = FredConfig::from_url(&url)?;
+    if url.starts_with("rediss") {
+        let tls = crate::tls::client_config(root.as_deref())
+            .map_err(|e| Error::new(fred::error::ErrorKind::Tls, e.to_string()))?;
+        config.tls = Some(fred::types::config::TlsConnector::from(tls).into());
+    } else if root.is_some() {
+        return Err(Error::new(fred::error::ErrorKind::Config, "sslrootcert is set but the URL is not rediss://"));
+    }
     let client = Builder::from_config(config)
         .with_connection_config(|c| {
             c.connection_timeout = Duration::from_secs(5);

@@ -11,11 +11,12 @@
 #![forbid(unsafe_code)]
 
 pub mod fuzz;
+pub mod pki;
 mod process;
 pub mod procstat;
 mod servers;
 
-pub use servers::{Mosquitto, MosquittoOptions, Postgres, Redis, Stack, StackOptions};
+pub use servers::{Mosquitto, MosquittoOptions, Postgres, Redis, ServerTls, Stack, StackOptions};
 
 /// Why a server could not be started.
 #[derive(Debug, thiserror::Error)]

@@ -51,11 +51,21 @@ fn pick_port(wanted: Option<u16>) -> Result<u16, KitError> {
     }
 }
 
+/// PEM files of a server that speaks TLS: the CA clients verify it with, its certificate
+/// (for `localhost` and `127.0.0.1`) and its key, e.g. from [`crate::pki::Pki`].
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// A Redis server with append-only persistence.
 pub struct Redis {
     port: u16,
     guard: Guard,
     dir: Dir,
+    tls: bool,
 }
 
 impl Redis {
@@ -64,18 +74,37 @@ impl Redis {
     }
 
     pub async fn start_with(port: Option<u16>, keep_in: Option<PathBuf>) -> Result<Self, KitError> {
-        tokio::task::spawn_blocking(move || Self::start_blocking(port, keep_in.as_deref()))
+        tokio::task::spawn_blocking(move || Self::start_blocking(port, keep_in.as_deref(), None))
             .await
             .map_err(|e| KitError::Start { server: "redis", detail: e.to_string() })?
     }
 
-    fn start_blocking(port: Option<u16>, keep_in: Option<&Path>) -> Result<Self, KitError> {
+    /// A Redis that speaks TLS only (clients are not asked for a certificate); its
+    /// [`url`](Self::url) is `rediss://`.
+    pub async fn start_tls(tls: ServerTls) -> Result<Self, KitError> {
+        tokio::task::spawn_blocking(move || Self::start_blocking(None, None, Some(&tls)))
+            .await
+            .map_err(|e| KitError::Start { server: "redis", detail: e.to_string() })?
+    }
+
+    fn start_blocking(port: Option<u16>, keep_in: Option<&Path>, tls: Option<&ServerTls>) -> Result<Self, KitError> {
         let bin = find_binary("redis-server", "redis-server", &[])?;
         let dir = Dir::new(keep_in)?;
         let port = pick_port(port)?;
         let log = dir.path().join("redis.log");
         let mut cmd = Command::new(bin);
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"]).arg(dir.path()).args([
+        match tls {
+            None => cmd.args(["--port", &port.to_string()]),
+            Some(t) => cmd
+                .args(["--port", "0", "--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+                .arg("--tls-cert-file")
+                .arg(&t.cert)
+                .arg("--tls-key-file")
+                .arg(&t.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&t.ca),
+        };
+        cmd.args(["--bind", "127.0.0.1", "--dir"]).arg(dir.path()).args([
             "--appendonly",
             "yes",
             "--appendfsync",
@@ -87,7 +116,7 @@ impl Redis {
         ]);
         let mut guard = Guard::spawn("redis", cmd, &log)?;
         wait_for_port(&mut guard, port, &log, START_TIMEOUT)?;
-        Ok(Self { port, guard, dir })
+        Ok(Self { port, guard, dir, tls: tls.is_some() })
     }
 
     pub fn port(&self) -> u16 {
@@ -95,7 +124,7 @@ impl Redis {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", if self.tls { "rediss" } else { "redis" }, self.port)
     }
 
     pub fn dir(&self) -> &Path {
@@ -112,7 +141,7 @@ impl Redis {
         self.guard.stop();
         let keep = self.dir.path().to_path_buf();
         let port = self.port;
-        let fresh = tokio::task::spawn_blocking(move || Self::start_blocking(Some(port), Some(&keep)))
+        let fresh = tokio::task::spawn_blocking(move || Self::start_blocking(Some(port), Some(&keep), None))
             .await
             .map_err(|e| KitError::Start { server: "redis", detail: e.to_string() })??;
         self.guard = fresh.into_guard();
@@ -290,14 +319,24 @@ impl Postgres {
     }
 
     pub async fn start_with(port: Option<u16>, keep_in: Option<PathBuf>) -> Result<Self, KitError> {
-        let pg = tokio::task::spawn_blocking(move || Self::start_blocking(port, keep_in.as_deref()))
+        let pg = tokio::task::spawn_blocking(move || Self::start_blocking(port, keep_in.as_deref(), None))
             .await
             .map_err(|e| KitError::Start { server: "postgres", detail: e.to_string() })??;
         pg.create_database().await?;
         Ok(pg)
     }
 
-    fn start_blocking(port: Option<u16>, keep_in: Option<&Path>) -> Result<Self, KitError> {
+    /// A PostgreSQL with `ssl = on` (plain connections are still accepted, as with a
+    /// default `pg_hba.conf`: a client's `sslmode` decides).
+    pub async fn start_tls(tls: ServerTls) -> Result<Self, KitError> {
+        let pg = tokio::task::spawn_blocking(move || Self::start_blocking(None, None, Some(&tls)))
+            .await
+            .map_err(|e| KitError::Start { server: "postgres", detail: e.to_string() })??;
+        pg.create_database().await?;
+        Ok(pg)
+    }
+
+    fn start_blocking(port: Option<u16>, keep_in: Option<&Path>, tls: Option<&ServerTls>) -> Result<Self, KitError> {
         let pg_dirs = postgres_bin_dirs();
         let initdb = find_binary("initdb", "postgresql", &pg_dirs)?;
         let postgres = find_binary("postgres", "postgresql", &pg_dirs)?;
@@ -330,6 +369,22 @@ impl Postgres {
             .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k", ""])
             .args(["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=200"])
             .args(["-c", "shared_buffers=256MB", "-c", "max_wal_size=4GB", "-c", "timezone=UTC"]);
+        if let Some(t) = tls {
+            // The server reads its key as its own user, and refuses one others can read.
+            let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+            std::fs::copy(&t.cert, &cert)?;
+            std::fs::copy(&t.key, &key)?;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+            if let Some((uid, gid)) = user {
+                std::os::unix::fs::chown(&key, Some(uid), Some(gid))?;
+                std::os::unix::fs::chown(&cert, Some(uid), Some(gid))?;
+            }
+            cmd.args(["-c", "ssl=on"])
+                .arg("-c")
+                .arg(format!("ssl_cert_file={}", cert.display()))
+                .arg("-c")
+                .arg(format!("ssl_key_file={}", key.display()));
+        }
         run_as(&mut cmd, user, dir.path());
         let mut guard = Guard::spawn("postgres", cmd, &log)?.with_stop_signal("INT");
         wait_for_port(&mut guard, port, &log, START_TIMEOUT)?;
@@ -381,7 +436,7 @@ impl Postgres {
         self.guard.stop();
         let keep = self.dir.path().to_path_buf();
         let port = self.port;
-        let fresh = tokio::task::spawn_blocking(move || Self::start_blocking(Some(port), Some(&keep)))
+        let fresh = tokio::task::spawn_blocking(move || Self::start_blocking(Some(port), Some(&keep), None))
             .await
             .map_err(|e| KitError::Start { server: "postgres", detail: e.to_string() })??;
         let Postgres { guard, .. } = fresh;
