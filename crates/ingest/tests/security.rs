@@ -14,43 +14,9 @@ use proact_ingest::{App, Config};
 use proact_proto::v1::ingest_client::IngestClient;
 use proact_proto::v1::{PublishRequest, Telemetry};
 use proact_testkit::{Mosquitto, MosquittoOptions, Redis};
-use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType};
+use proact_testkit::pki::Pki;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
 use tokio_util::sync::CancellationToken;
-
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    /// A CA, a server certificate for 127.0.0.1/localhost and a client certificate, as PEM files.
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(rcgen::DnType::CommonName, "proact test CA");
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        let write = |name: &str, pem: String| std::fs::write(dir.path().join(name), pem).unwrap();
-        write("ca.pem", ca_cert.pem());
-        for (name, usage) in
-            [("server", ExtendedKeyUsagePurpose::ServerAuth), ("client", ExtendedKeyUsagePurpose::ClientAuth)]
-        {
-            let key = KeyPair::generate().unwrap();
-            let mut p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-            p.subject_alt_names.push(SanType::IpAddress([127, 0, 0, 1].into()));
-            p.extended_key_usages = vec![usage];
-            let cert = p.signed_by(&key, &ca_cert, &ca_key).unwrap();
-            write(&format!("{name}.pem"), cert.pem());
-            write(&format!("{name}.key"), key.serialize_pem());
-        }
-        Self { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
 
 /// Starts ingest without waiting for readiness; returns (readiness, shutdown, task).
 async fn spawn(
@@ -190,8 +156,8 @@ async fn tls_publish(port: u16, tls: Arc<rustls::ClientConfig>, body: String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_tls_with_client_certificate() {
-    let pki = Pki::new();
-    let other = Pki::new();
+    let pki = Pki::new().unwrap();
+    let other = Pki::new().unwrap();
     let opts = MosquittoOptions {
         tls: Some((pki.path("ca.pem"), pki.path("server.pem"), pki.path("server.key"))),
         require_client_cert: true,
@@ -238,7 +204,7 @@ async fn broker_tls_with_client_certificate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_mutual_tls_refuses_clients_without_a_certificate() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let pki = Pki::new();
+    let pki = Pki::new().unwrap();
     let (mqtt, redis) = tokio::try_join!(Mosquitto::start(), Redis::start()).unwrap();
     let s = |n: &str| pki.path(n).to_str().unwrap().to_string();
     let (cert, key, ca) = (s("server.pem"), s("server.key"), s("ca.pem"));
