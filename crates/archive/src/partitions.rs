@@ -172,7 +172,8 @@ pub enum PartitionError {
 /// covering nothing / everything on that side.
 pub async fn list(client: &impl tokio_postgres::GenericClient) -> Result<Vec<Partition>, tokio_postgres::Error> {
     // The bound expression prints timestamps in the session time zone; casting them back in
-    // the same session reads them right.
+    // the same session reads them right. A DEFAULT partition an operator added has no range
+    // (`b` is NULL): it is not one of ours and is left out, never read as one.
     let rows = client
         .query(
             "SELECT c.relname::text,
@@ -181,7 +182,8 @@ pub async fn list(client: &impl tokio_postgres::GenericClient) -> Result<Vec<Par
              FROM pg_inherits i
              JOIN pg_class c ON c.oid = i.inhrelid
              CROSS JOIN LATERAL regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \\((.+)\\) TO \\((.+)\\)') AS b
-             WHERE i.inhparent = 'telemetry'::regclass",
+             WHERE i.inhparent = 'telemetry'::regclass
+               AND b IS NOT NULL",
             &[],
         )
         .await?;

@@ -512,6 +512,25 @@ async fn large_ranges_stream_under_backpressure() {
     a.stop().await;
 }
 
+/// An operator added a DEFAULT partition (the schema has none on purpose): the archive
+/// lists its own range partitions around it instead of panicking on the DEFAULT's bound,
+/// and keeps storing.
+#[tokio::test]
+async fn a_default_partition_added_by_hand_is_left_alone() {
+    let (redis, pg) = servers().await;
+    let r = redis_client(&redis).await;
+    let a = start(&redis, &pg, "d1", &["--maintenance-secs", "1"], false).await;
+    let db = pg_client(&pg).await;
+    db.batch_execute("CREATE TABLE telemetry_default PARTITION OF telemetry DEFAULT").await.unwrap();
+    let parts = proact_archive::partitions::list(&db).await.unwrap();
+    assert!(!parts.is_empty() && parts.iter().all(|p| p.name != "telemetry_default"), "{parts:?}");
+    let now = proact_proto::time::now_micros();
+    produce(&r, &[reading("EQ-DEF", now, 1.0)]).await;
+    eventually("stored beside a DEFAULT partition", || async { a.stats.rows_committed.load(Ordering::Relaxed) == 1 })
+        .await;
+    a.stop().await;
+}
+
 #[tokio::test]
 async fn retention_drops_old_partitions() {
     let (redis, pg) = servers().await;

@@ -13,8 +13,8 @@ use common::*;
 use proact_ingest::{App, Config};
 use proact_proto::v1::ingest_client::IngestClient;
 use proact_proto::v1::{PublishRequest, Telemetry};
-use proact_testkit::{Mosquitto, MosquittoOptions, Redis};
 use proact_testkit::pki::Pki;
+use proact_testkit::{Mosquitto, MosquittoOptions, Redis};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
 use tokio_util::sync::CancellationToken;
 

@@ -78,8 +78,15 @@ pub enum Failure {
 pub fn classify(e: &StoreError) -> Failure {
     let StoreError::Pg(pg) = e else { return Failure::Transient };
     let Some(code) = pg.code() else { return Failure::Transient };
-    if *code == SqlState::CHECK_VIOLATION && pg.to_string().contains("no partition") {
-        return Failure::MissingPartition;
+    // PostgreSQL reports a row no partition accepts as a check violation on the parent table
+    // that names no constraint (the table has no CHECK of its own). The message text is
+    // translated with the server's lc_messages, so it is not read.
+    if *code == SqlState::CHECK_VIOLATION {
+        if let Some(db) = pg.as_db_error() {
+            if db.constraint().is_none() && db.table() == Some("telemetry") {
+                return Failure::MissingPartition;
+            }
+        }
     }
     match &code.code()[..2] {
         // Data exceptions, integrity constraints, program limits (e.g. a row too large).
