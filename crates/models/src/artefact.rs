@@ -173,16 +173,34 @@ impl ModelArtefact {
     fn validate(&self) -> Result<(), ModelError> {
         let (kind, n_features) = match &self.payload {
             // The forest's structure was checked when it was deserialised (`FlatForest`).
-            ModelPayload::RandomForest { forest, .. } => (ModelKind::RandomForest, forest.n_features()),
+            ModelPayload::RandomForest { forest, threshold, importances } => {
+                if !(0.0..=1.0).contains(threshold) {
+                    return Err(ModelError::Artefact(format!(
+                        "random-forest threshold {threshold} is not a probability in [0, 1]"
+                    )));
+                }
+                if importances.iter().any(|x| !x.is_finite()) {
+                    return Err(ModelError::Artefact("a feature importance is not finite".into()));
+                }
+                (ModelKind::RandomForest, forest.n_features())
+            }
             ModelPayload::NormalBehaviour { model } => {
                 let k = model.features.len();
-                let ok = model.center.len() == k
+                let ok = k <= crate::normal::MAX_NB_FEATURES
+                    && model.center.len() == k
                     && model.scale.len() == k
-                    && (model.precision.is_empty() || model.precision.len() == k * k)
-                    && k <= crate::normal::MAX_NB_FEATURES
-                    && model.features.iter().all(|&f| f < model.n_features);
+                    && (model.precision.is_empty() || Some(model.precision.len()) == k.checked_mul(k))
+                    && model.features.iter().all(|&f| f < model.n_features)
+                    && model.center.iter().chain(&model.precision).all(|x| x.is_finite())
+                    && model.scale.iter().all(|x| x.is_finite() && *x > 0.0);
                 if !ok {
                     return Err(ModelError::Artefact("normal-behaviour model is inconsistent".into()));
+                }
+                if !(model.threshold.is_finite() && model.threshold >= 0.0) {
+                    return Err(ModelError::Artefact(format!(
+                        "normal-behaviour threshold {} is not a finite distance",
+                        model.threshold
+                    )));
                 }
                 (ModelKind::NormalBehaviour, model.n_features)
             }

@@ -4,6 +4,7 @@ use linfa::prelude::*;
 use ndarray::{Array1, Array2};
 use proact_features::{features_over_series, FeatureSchema, WindowConfig};
 use proact_models::metrics::{evaluate, roc_auc, stratified_split, synthetic_classification};
+use proact_models::ModelPayload;
 use proact_models::{
     ArtefactInfo, FeatureSampling, ModelArtefact, ModelError, ModelKind, NbMethod, NormalBehaviourParams,
     RandomForestParams, SchemaRef, Scorer, TreeLearner,
@@ -141,6 +142,22 @@ fn corrupted_artefact_is_refused_by_checksum() {
     }
     assert!(matches!(ModelArtefact::from_bytes(&bytes[..n - 1]), Err(ModelError::Artefact(_))));
     assert!(matches!(ModelArtefact::from_bytes(b"{}"), Err(ModelError::Artefact(_))));
+}
+
+/// A well-formed artefact (right checksum) whose numbers make no sense is refused before a
+/// scorer is built from it: a threshold outside [0, 1] would silence or flood the detector.
+#[test]
+fn artefact_with_nonsense_numbers_is_refused() {
+    let (a, _) = forest_artefact();
+    for bad in [1.5, -0.1, f64::NAN] {
+        let mut b = a.clone();
+        if let ModelPayload::RandomForest { threshold, .. } = &mut b.payload {
+            *threshold = bad;
+        }
+        // NaN is written as null, which is not a number: refused at parse or validation.
+        let err = ModelArtefact::from_bytes(&b.to_bytes().unwrap()).unwrap_err();
+        assert!(matches!(err, ModelError::Artefact(_)), "threshold {bad}: {err}");
+    }
 }
 
 #[test]
