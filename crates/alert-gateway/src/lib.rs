@@ -4,7 +4,6 @@
 //! lifecycle (acknowledge, assign, clear) and serves the dashboard page with its JSON API.
 //! Upstream: anomaly-detector (alerts stream), archive (history, gRPC), trainer (model
 //! registry, gRPC), the reference tables (AMDEC, workload). Downstream: people.
-#![forbid(unsafe_code)]
 
 pub mod feed;
 pub mod grpc;

@@ -3,7 +3,6 @@
 //! server with `/healthz`, `/readyz` and `/metrics` ([`admin`]), graceful shutdown
 //! ([`shutdown`]), and connections to Redis ([`redis`]) and PostgreSQL ([`db`], with the
 //! versioned migrations every service applies at start).
-#![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod config;

@@ -5,7 +5,6 @@
 //! Telemetry goes through binary `COPY` (see [`telemetry`] for the paths and why), so a
 //! redelivered entry never duplicates a row. Alert events are upserts keyed by `alert_id`
 //! that never move an alert back to an older state.
-#![forbid(unsafe_code)]
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;

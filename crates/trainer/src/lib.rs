@@ -10,7 +10,6 @@
 //! - [`train`]: fit, evaluate, store, gate (`anomaly-rf`, `normal-behaviour/<id>`).
 //! - [`registry`]: versions, statuses, the gate, rollback, events.
 //! - [`grpc`]: the `ModelRegistry` service. [`schedule`]: the cron-driven retraining.
-#![forbid(unsafe_code)]
 
 pub mod dataset;
 pub mod error;
