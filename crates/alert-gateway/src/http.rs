@@ -427,11 +427,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> ApiResult {
 /// The model version stamped on the most recently raised alert (what the detector runs).
 async fn model_of_recent_alerts(pool: &deadpool_postgres::Pool) -> Option<String> {
     let client = pool.get().await.ok()?;
-    let row = client
-        .query_opt("SELECT model_version FROM alerts WHERE model_version <> '' ORDER BY start_ts DESC LIMIT 1", &[])
-        .await
-        .ok()??;
-    Some(row.get(0))
+    proact_store::alerts::model_of_recent_alerts(&client).await.ok()?
 }
 
 #[cfg(test)]

@@ -157,7 +157,7 @@ impl App {
         let grpc = TcpListener::bind(config.grpc_addr).await?;
         {
             let pool = proact_server::db::pool(&config.pg.database_url, 1)?;
-            proact_server::db::migrate(&mut *pool.get().await?).await?;
+            proact_store::schema::migrate(&mut *pool.get().await?).await?;
         }
         let pool = proact_server::db::pool(&config.pg.database_url, config.pg.pool_size)?;
         let shared_redis = proact_server::redis::connect(&config.redis.redis_url).await?;

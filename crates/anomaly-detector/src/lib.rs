@@ -243,12 +243,10 @@ impl Config {
 pub async fn load_equipment_info(database_url: &str) -> anyhow::Result<HashMap<String, EquipmentInfo>> {
     let (client, conn) = tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
-    let rows = client
-        .query("SELECT equipement_id, coalesce(max(equipment_type), ''), max(rpn)::float8 FROM amdec GROUP BY equipement_id", &[])
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get::<_, String>(0), EquipmentInfo { equipment_type: r.get(1), max_rpn: r.get(2) }))
+    Ok(proact_store::reference::amdec_summary(&client)
+        .await?
+        .into_iter()
+        .map(|r| (r.equipement_id, EquipmentInfo { equipment_type: r.equipment_type, max_rpn: f64::from(r.max_rpn) }))
         .collect())
 }
 

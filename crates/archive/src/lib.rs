@@ -179,7 +179,7 @@ fn hostname_or(default: &str) -> String {
 pub async fn migrate(pg: &PgArgs) -> anyhow::Result<()> {
     let pool = proact_server::db::pool(&pg.database_url, 1)?;
     let mut client = pool.get().await?;
-    proact_server::db::migrate(&mut client).await?;
+    proact_store::schema::migrate(&mut client).await?;
     Ok(())
 }
 

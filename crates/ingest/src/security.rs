@@ -197,13 +197,13 @@ async fn read_source(source: &AllowSource) -> Result<HashSet<String>, SecurityEr
             .map(str::to_string)
             .collect(),
         AllowSource::Database(url) => {
-            let err = |e: tokio_postgres::Error| SecurityError::Allowlist(format!("reading table amdec: {e}"));
-            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(err)?;
+            let err = |e: &dyn std::fmt::Display| SecurityError::Allowlist(format!("reading table amdec: {e}"));
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(|e| err(&e))?;
             let conn = tokio::spawn(conn);
-            let rows = client.query("SELECT DISTINCT equipement_id FROM amdec", &[]).await.map_err(err)?;
+            let ids = proact_store::reference::amdec_equipment_ids(&client).await.map_err(|e| err(&e))?;
             drop(client);
             let _ = conn.await;
-            rows.iter().map(|r| r.get::<_, String>(0)).collect()
+            ids.into_iter().collect()
         }
     };
     if ids.is_empty() {

@@ -289,6 +289,22 @@ pub async fn copy_telemetry_plain(client: &mut tokio_postgres::Client, rows: &[T
     Ok(n)
 }
 
+/// The time of the latest stored reading of each of `ids` (`None`: never heard from).
+pub async fn last_readings(
+    client: &tokio_postgres::Client,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, Option<chrono::DateTime<chrono::Utc>>>, StoreError> {
+    // One index probe per equipment (the unique index on (equipement_id, ts) answers max(ts)
+    // backwards), instead of scanning recent telemetry.
+    let rows = client
+        .query(
+            "SELECT e.id, (SELECT max(t.ts) FROM telemetry t WHERE t.equipement_id = e.id) FROM unnest($1::text[]) AS e(id)",
+            &[&ids],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

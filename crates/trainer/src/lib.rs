@@ -242,7 +242,7 @@ impl Config {
 
 pub async fn migrate(pg: &PgArgs) -> anyhow::Result<()> {
     let pool = proact_server::db::pool(&pg.database_url, 1)?;
-    proact_server::db::migrate(&mut *pool.get().await?).await?;
+    proact_store::schema::migrate(&mut *pool.get().await?).await?;
     Ok(())
 }
 
