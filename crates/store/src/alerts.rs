@@ -91,9 +91,9 @@ pub fn row_to_alert(r: &tokio_postgres::Row) -> Alert {
 }
 
 /// SQL and parameters for an alerts query with optional filters, newest first.
-pub fn alerts_sql(q: &AlertsQuery) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
+pub fn alerts_sql(q: &AlertsQuery) -> (String, crate::SqlParams) {
     let mut sql = String::from("SELECT * FROM alerts WHERE true");
-    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+    let mut params: crate::SqlParams = Vec::new();
     if !q.equipement_id.is_empty() {
         params.push(Box::new(q.equipement_id.clone()));
         sql.push_str(&format!(" AND equipement_id = ${}", params.len()));

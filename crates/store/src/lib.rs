@@ -20,6 +20,9 @@ pub mod telemetry;
 
 pub use alerts::{alerts_sql, get_alert, list_alerts, row_to_alert, store_alerts};
 
+/// Bound parameters of a query built here and run by the caller (streamed, for instance).
+pub type SqlParams = Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>>;
+
 /// A storage failure: the batch was not committed and must be retried.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
