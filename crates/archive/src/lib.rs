@@ -162,16 +162,7 @@ impl Config {
     }
 
     pub fn consumer_name(&self) -> String {
-        self.consumer.clone().unwrap_or_else(|| hostname_or("archive"))
-    }
-}
-
-fn hostname_or(default: &str) -> String {
-    let h = std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim().to_string();
-    if h.is_empty() {
-        default.to_string()
-    } else {
-        h
+        self.consumer.clone().or_else(proact_server::config::hostname).unwrap_or_else(|| "archive".to_string())
     }
 }
 

@@ -103,7 +103,7 @@ impl tonic::service::Interceptor for BearerAuth {
     fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         let Some(expected) = &self.expected else { return Ok(req) };
         match req.metadata().get("authorization").map(|v| v.as_bytes()) {
-            Some(got) if constant_time_eq(got, expected.as_bytes()) => Ok(req),
+            Some(got) if proact_server::auth::token_matches(got, expected.as_bytes()) => Ok(req),
             Some(_) => {
                 metrics::counter!("proact_ingest_grpc_unauthenticated_total").increment(1);
                 Err(tonic::Status::unauthenticated("invalid bearer token"))
@@ -114,11 +114,6 @@ impl tonic::service::Interceptor for BearerAuth {
             }
         }
     }
-}
-
-/// Compares without an early exit, so the time taken does not tell how much of a guess matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Where the allow-list of known equipment comes from.

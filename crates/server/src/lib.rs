@@ -5,6 +5,7 @@
 //! and its migrations are the domain's, in `proact_store::schema`).
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod consumer;
 pub mod db;
