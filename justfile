@@ -38,10 +38,8 @@ bench area="all":
 eval:
     test -d "{{datasets}}" || { echo "eval: no datasets at {{datasets}} (set PROACT_DATASETS)"; exit 1; }
     cargo run --release -p proact-dataprep --bin proact-prepare -- eval --datasets "{{datasets}}"
-    if [ -f crates/models/Cargo.toml ] && grep -q proact-model-eval crates/models/Cargo.toml; then \
-        cargo run --release -p proact-models --bin proact-model-eval -- skab --datasets "{{datasets}}"; \
-        cargo run --release -p proact-models --bin proact-model-eval -- ai4i --datasets "{{datasets}}"; \
-    fi
+    cargo run --release -p proact-model-eval -- skab --datasets "{{datasets}}"
+    cargo run --release -p proact-model-eval -- ai4i --datasets "{{datasets}}"
     mkdir -p target/eval
     # The live detector's code path on a SKAB file (normal-behaviour model fitted on the first 400 rows).
     cargo run --release -p proact-anomaly-detector -- replay --input "{{datasets}}/SKAB/data/valve1/0.csv" --fit-first 400 --label-column anomaly --output target/eval/skab-valve1-0.scores.csv

@@ -20,7 +20,7 @@ if ! "${PY[@]}" -c 'import sklearn, numpy, pandas' 2>/dev/null; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check scikit-learn numpy pandas
 fi
 
-cargo build --quiet --release -p proact-models --bin proact-model-eval
+cargo build --quiet --release -p proact-model-eval
 EVAL=target/release/proact-model-eval
 mkdir -p "$OUT"
 "$EVAL" export --out "$OUT"

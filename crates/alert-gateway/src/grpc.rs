@@ -13,7 +13,7 @@ use proact_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::feed::{StreamId, Subscription, SubscriptionError};
-use crate::http::{constant_time_eq, Shared};
+use crate::http::Shared;
 use crate::lifecycle::Change;
 
 pub struct AlertsService {
@@ -27,7 +27,7 @@ pub fn auth_interceptor(token: Option<String>) -> impl Fn(Request<()>) -> Result
         let got =
             req.metadata().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         match got {
-            Some(got) if constant_time_eq(got.as_bytes(), want.as_bytes()) => Ok(req),
+            Some(got) if proact_server::auth::token_matches(got.as_bytes(), want.as_bytes()) => Ok(req),
             _ => {
                 metrics::counter!("proact_gateway_auth_refused_total", "api" => "grpc").increment(1);
                 Err(Status::unauthenticated("missing or wrong bearer token (metadata `authorization: Bearer …`)"))

@@ -54,7 +54,9 @@ impl Shared {
     pub fn accepts(&self, presented: Option<&str>) -> bool {
         match self.token.as_deref() {
             None => true,
-            Some(want) => presented.is_some_and(|got| constant_time_eq(got.as_bytes(), want.as_bytes())),
+            Some(want) => {
+                presented.is_some_and(|got| proact_server::auth::token_matches(got.as_bytes(), want.as_bytes()))
+            }
         }
     }
 }
@@ -129,10 +131,6 @@ async fn auth(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
             .into_response();
     }
     next.run(req).await
-}
-
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Every failure of the JSON API, mapped to one status code in one place.
@@ -427,11 +425,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> ApiResult {
 /// The model version stamped on the most recently raised alert (what the detector runs).
 async fn model_of_recent_alerts(pool: &deadpool_postgres::Pool) -> Option<String> {
     let client = pool.get().await.ok()?;
-    let row = client
-        .query_opt("SELECT model_version FROM alerts WHERE model_version <> '' ORDER BY start_ts DESC LIMIT 1", &[])
-        .await
-        .ok()??;
-    Some(row.get(0))
+    proact_store::alerts::model_of_recent_alerts(&client).await.ok()?
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 //! lifecycle (acknowledge, assign, clear) and serves the dashboard page with its JSON API.
 //! Upstream: anomaly-detector (alerts stream), archive (history, gRPC), trainer (model
 //! registry, gRPC), the reference tables (AMDEC, workload). Downstream: people.
-#![forbid(unsafe_code)]
 
 pub mod feed;
 pub mod grpc;
@@ -158,7 +157,7 @@ impl App {
         let grpc = TcpListener::bind(config.grpc_addr).await?;
         {
             let pool = proact_server::db::pool(&config.pg.database_url, 1)?;
-            proact_server::db::migrate(&mut *pool.get().await?).await?;
+            proact_store::schema::migrate(&mut *pool.get().await?).await?;
         }
         let pool = proact_server::db::pool(&config.pg.database_url, config.pg.pool_size)?;
         let shared_redis = proact_server::redis::connect(&config.redis.redis_url).await?;

@@ -136,15 +136,16 @@ impl Lifecycle<'_> {
         };
         alert.updated_micros = now_micros().max(alert.updated_micros + 1);
         proact_store::store_alerts(self.pool, std::slice::from_ref(&alert)).await?;
-        self.pool
-            .get()
-            .await
-            .map_err(proact_store::StoreError::from)?
-            .execute(
-                "INSERT INTO alert_actions (alert_id, action, by_whom, comment, technician_id) VALUES ($1, $2, $3, $4, $5)",
-                &[&alert.alert_id, &action.name, &action.by, &action.comment, &action.technician_id],
-            )
-            .await?;
+        let client = self.pool.get().await.map_err(proact_store::StoreError::from)?;
+        proact_store::alerts::record_action(
+            &client,
+            &alert.alert_id,
+            action.name,
+            &action.by,
+            &action.comment,
+            &action.technician_id,
+        )
+        .await?;
         let event = AlertEvent { kind: kind as i32, alert: Some(alert.clone()), ..Default::default() };
         let _: String = self
             .redis
@@ -176,33 +177,10 @@ fn limit(name: &str, v: &str) -> Result<(), LifecycleError> {
     Ok(())
 }
 
-/// One line of an alert's audit trail.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ActionRecord {
-    pub at: chrono::DateTime<chrono::Utc>,
-    pub action: String,
-    pub by: String,
-    pub comment: String,
-    pub technician_id: String,
-}
+pub use proact_store::alerts::ActionRecord;
 
 /// Who did what on `alert_id`, oldest first.
 pub async fn history(pool: &deadpool_postgres::Pool, alert_id: &str) -> Result<Vec<ActionRecord>, LifecycleError> {
     let client = pool.get().await.map_err(proact_store::StoreError::from)?;
-    let rows = client
-        .query(
-            "SELECT at, action, by_whom, comment, technician_id FROM alert_actions WHERE alert_id = $1 ORDER BY at, id",
-            &[&alert_id],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| ActionRecord {
-            at: r.get(0),
-            action: r.get(1),
-            by: r.get(2),
-            comment: r.get(3),
-            technician_id: r.get(4),
-        })
-        .collect())
+    Ok(proact_store::alerts::action_history(&client, alert_id).await?)
 }

@@ -2,17 +2,17 @@
 //! `proact-prepare load`) joined with live state: the status of each equipment, and the
 //! technicians to suggest for an alert.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use proact_proto::v1::{Alert, AlertState, Severity};
+use proact_proto::v1::{Alert, Severity};
 use serde::Serialize;
 
 /// A reference query failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReferenceError {
-    #[error("PostgreSQL: {0}")]
-    Pg(#[from] tokio_postgres::Error),
+    #[error("storage: {0}")]
+    Store(#[from] proact_store::StoreError),
     #[error("connection pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
 }
@@ -62,41 +62,18 @@ pub async fn equipment(
     silent_after_s: i64,
 ) -> Result<Vec<EquipmentStatus>, ReferenceError> {
     let client = pool.get().await?;
-    let amdec = client
-        .query(
-            "SELECT equipement_id, coalesce(max(equipment_type), '') AS equipment_type,
-                    coalesce(max(CASE criticality WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN 1 END), 0) AS crit,
-                    max(rpn) AS max_rpn, count(*) AS modes
-             FROM amdec GROUP BY equipement_id",
-            &[],
-        )
-        .await?;
-    let open: Vec<Alert> = client
-        .query(
-            "SELECT * FROM alerts WHERE state <> $1 ORDER BY start_ts DESC LIMIT 5000",
-            &[&(AlertState::Cleared as i16)],
-        )
-        .await?
-        .iter()
-        .map(proact_store::row_to_alert)
-        .collect();
+    let amdec = proact_store::reference::amdec_summary(&client).await?;
+    let open: Vec<Alert> = proact_store::alerts::open_alerts(&client, 5000).await?;
     let mut ids: BTreeMap<String, EquipmentStatus> = BTreeMap::new();
-    for r in &amdec {
-        let id: String = r.get("equipement_id");
-        let crit = match r.get::<_, i32>("crit") {
-            3 => "high",
-            2 => "medium",
-            1 => "low",
-            _ => "",
-        };
+    for r in amdec {
         ids.insert(
-            id.clone(),
+            r.equipement_id.clone(),
             EquipmentStatus {
-                equipement_id: id,
-                equipment_type: r.get("equipment_type"),
-                criticality: crit.into(),
-                max_rpn: r.get::<_, Option<i32>>("max_rpn").unwrap_or(0),
-                failure_modes: r.get("modes"),
+                equipement_id: r.equipement_id,
+                equipment_type: r.equipment_type,
+                criticality: r.criticality.into(),
+                max_rpn: r.max_rpn,
+                failure_modes: r.failure_modes,
                 status: Status::Silent,
                 open_alerts: 0,
                 last_reading: None,
@@ -116,15 +93,7 @@ pub async fn equipment(
         });
     }
     let list: Vec<String> = ids.keys().cloned().collect();
-    // One index probe per equipment (the unique index on (equipement_id, ts) answers max(ts)
-    // backwards), instead of scanning recent telemetry.
-    let last = client
-        .query(
-            "SELECT e.id, (SELECT max(t.ts) FROM telemetry t WHERE t.equipement_id = e.id) FROM unnest($1::text[]) AS e(id)",
-            &[&list],
-        )
-        .await?;
-    let last: HashMap<String, Option<DateTime<Utc>>> = last.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let last = proact_store::telemetry::last_readings(&client, &list).await?;
     let now = Utc::now();
     for (id, e) in ids.iter_mut() {
         let mine: Vec<&Alert> = open.iter().filter(|a| &a.equipement_id == id).collect();
@@ -192,36 +161,18 @@ pub async fn suggestions(
     mode: Option<&str>,
 ) -> Result<Suggestions, ReferenceError> {
     let client = pool.get().await?;
-    // A mode's skill: the mapping table, else the skills of whoever repaired it before.
-    let rows = client
-        .query(
-            "SELECT a.failure_mode_code, a.failure_mode, coalesce(a.component, '') AS component,
-                    coalesce(a.effect, '') AS effect, a.rpn, coalesce(a.criticality, '') AS criticality,
-                    coalesce(a.recommended_action, '') AS action,
-                    coalesce(s.skill, (
-                        SELECT string_agg(DISTINCT w.skills, '|') FROM gmao_interventions g
-                        JOIN workload w ON w.technician_id = g.technician_id
-                        WHERE g.failure_mode_code = a.failure_mode_code), '') AS skill
-             FROM amdec a LEFT JOIN failure_mode_skills s ON s.failure_mode_code = a.failure_mode_code
-             WHERE a.equipement_id = $1 ORDER BY a.rpn DESC, a.failure_mode_code",
-            &[&alert.equipement_id],
-        )
-        .await?;
-    let mut modes: Vec<FailureMode> = rows
-        .iter()
-        .map(|r| {
-            let name: String = r.get("failure_mode");
-            let effect: String = r.get("effect");
-            FailureMode {
-                code: r.get("failure_mode_code"),
-                likely: likely(&alert.rule, &format!("{name} {effect}")),
-                name,
-                component: r.get("component"),
-                skill: r.get("skill"),
-                rpn: r.get("rpn"),
-                criticality: r.get("criticality"),
-                recommended_action: r.get("action"),
-            }
+    let mut modes: Vec<FailureMode> = proact_store::reference::failure_modes(&client, &alert.equipement_id)
+        .await?
+        .into_iter()
+        .map(|m| FailureMode {
+            likely: likely(&alert.rule, &format!("{} {}", m.name, m.effect)),
+            code: m.code,
+            name: m.name,
+            component: m.component,
+            skill: m.skill,
+            rpn: m.rpn,
+            criticality: m.criticality,
+            recommended_action: m.recommended_action,
         })
         .collect();
     // Likely modes first, then by RPN (the query's order; the sort is stable).
@@ -236,31 +187,17 @@ pub async fn suggestions(
     skills.sort();
     skills.dedup();
 
-    let techs = client
-        .query(
-            "SELECT DISTINCT ON (w.technician_id) w.technician_id, coalesce(w.technician_name, w.technician_id) AS name,
-                    coalesce(w.skills, '') AS skills,
-                    CASE WHEN w.planned_hours > 0 THEN 100 * w.actual_hours / w.planned_hours END AS load_pct,
-                    w.availability_pct,
-                    (SELECT count(*) FROM alerts al WHERE al.assigned_to = w.technician_id AND al.state <> $1) AS open_assignments
-             FROM workload w ORDER BY w.technician_id, w.period_start DESC",
-            &[&(AlertState::Cleared as i16)],
-        )
-        .await?;
-    let mut technicians: Vec<Technician> = techs
-        .iter()
-        .map(|r| {
-            let have: Vec<String> =
-                r.get::<_, String>("skills").split('|').filter(|s| !s.is_empty()).map(str::to_string).collect();
-            Technician {
-                technician_id: r.get("technician_id"),
-                name: r.get("name"),
-                matching: have.iter().filter(|s| skills.contains(s)).cloned().collect(),
-                skills: have,
-                open_assignments: r.get("open_assignments"),
-                load_pct: r.get::<_, Option<f64>>("load_pct").map(|x| (x * 10.0).round() / 10.0),
-                availability_pct: r.get("availability_pct"),
-            }
+    let mut technicians: Vec<Technician> = proact_store::reference::technicians(&client)
+        .await?
+        .into_iter()
+        .map(|t| Technician {
+            matching: t.skills.iter().filter(|s| skills.contains(s)).cloned().collect(),
+            technician_id: t.technician_id,
+            name: t.name,
+            skills: t.skills,
+            open_assignments: t.open_assignments,
+            load_pct: t.load_pct.map(|x| (x * 10.0).round() / 10.0),
+            availability_pct: t.availability_pct,
         })
         .collect();
     rank(&mut technicians);

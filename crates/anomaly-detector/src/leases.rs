@@ -146,7 +146,7 @@ impl Leases {
         }
         // Start the scan at a replica-specific offset so replicas starting together do not
         // all race for shard 0 first.
-        let offset = crate::stable_hash(&self.replica) % self.shards.max(1);
+        let offset = proact_proto::streams::shard_for(&self.replica, self.shards);
         for i in 0..self.shards {
             if self.owned.len() >= fair {
                 break;

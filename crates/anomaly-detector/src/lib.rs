@@ -8,7 +8,6 @@
 //! What an owner has seen of each equipment is recorded per shard at each heartbeat
 //! ([`seen`]), so a new owner still raises the no-data alarm of one silent at the takeover.
 //! Upstream: ingest (telemetry streams), trainer (models). Downstream: archive, gateway.
-#![forbid(unsafe_code)]
 
 pub mod engine;
 pub mod grpc;
@@ -229,14 +228,10 @@ impl Config {
     }
 
     fn replica(&self) -> String {
-        self.consumer.clone().unwrap_or_else(|| {
-            let h = std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim().to_string();
-            if h.is_empty() {
-                format!("detector-{}", std::process::id())
-            } else {
-                h
-            }
-        })
+        self.consumer
+            .clone()
+            .or_else(proact_server::config::hostname)
+            .unwrap_or_else(|| format!("detector-{}", std::process::id()))
     }
 }
 
@@ -244,12 +239,10 @@ impl Config {
 pub async fn load_equipment_info(database_url: &str) -> anyhow::Result<HashMap<String, EquipmentInfo>> {
     let (client, conn) = tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
-    let rows = client
-        .query("SELECT equipement_id, coalesce(max(equipment_type), ''), max(rpn)::float8 FROM amdec GROUP BY equipement_id", &[])
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get::<_, String>(0), EquipmentInfo { equipment_type: r.get(1), max_rpn: r.get(2) }))
+    Ok(proact_store::reference::amdec_summary(&client)
+        .await?
+        .into_iter()
+        .map(|r| (r.equipement_id, EquipmentInfo { equipment_type: r.equipment_type, max_rpn: f64::from(r.max_rpn) }))
         .collect())
 }
 
@@ -893,7 +886,10 @@ async fn score(
             let span = traces.follow("detector.score", &t.trace_context, started, Vec::new());
             let trace_id = match trace_id_of(&t.trace_context) {
                 Some(id) => id.to_string(),
-                None => format!("{:032x}", u128::from(stable_hash(&t.equipement_id)) << 64 | t.ts_micros as u128),
+                // The shard function over u32::MAX "shards" is a stable 32-bit hash of the id.
+                None => {
+                    format!("{:032x}", u128::from(shard_for(&t.equipement_id, u32::MAX)) << 64 | t.ts_micros as u128)
+                }
             };
             let late_before = engine.too_late;
             let produced = engine.observe(&t, &trace_id, now);
@@ -971,9 +967,4 @@ async fn lose_fenced(engine: &Arc<Mutex<Engine>>, ctx: &LoopCtx, fenced: &BTreeS
     tracing::warn!(shards = ?fenced, replica = %ctx.replica, "lease lost while scoring (fenced); dropping those shards");
     let shards = ctx.shards;
     engine.lock().await.retain(|id| !fenced.contains(&shard_for(id, shards)));
-}
-
-/// FNV-1a of a string (stable across processes), for ids derived from names.
-pub fn stable_hash(s: &str) -> u32 {
-    proact_proto::streams::shard_for(s, u32::MAX)
 }

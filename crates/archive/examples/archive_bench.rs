@@ -162,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
     let (redis, pg) = tokio::try_join!(proact_testkit::Redis::start(), proact_testkit::Postgres::start())?;
     let (rurl, purl) = (redis.url(), pg.url());
     let mut db = pg_connect(&purl).await?;
-    proact_server::db::migrate(&mut db).await?;
+    proact_store::schema::migrate(&mut db).await?;
     let pool = proact_server::db::pool(&purl, 4)?;
     let parts = Partitions::new(1);
     let data = rows(args.rows, args.equipment, BASE);

@@ -5,7 +5,6 @@
 //! Redelivery is harmless: rows are unique on (`equipement_id`, `ts`). It also answers
 //! history queries over gRPC (`Archive`, [`query`]).
 //! Upstream: ingest, anomaly-detector, alert-gateway. Downstream: trainer, dashboard.
-#![forbid(unsafe_code)]
 
 pub mod partitions;
 pub mod pipeline;
@@ -163,16 +162,7 @@ impl Config {
     }
 
     pub fn consumer_name(&self) -> String {
-        self.consumer.clone().unwrap_or_else(|| hostname_or("archive"))
-    }
-}
-
-fn hostname_or(default: &str) -> String {
-    let h = std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim().to_string();
-    if h.is_empty() {
-        default.to_string()
-    } else {
-        h
+        self.consumer.clone().or_else(proact_server::config::hostname).unwrap_or_else(|| "archive".to_string())
     }
 }
 
@@ -180,7 +170,7 @@ fn hostname_or(default: &str) -> String {
 pub async fn migrate(pg: &PgArgs) -> anyhow::Result<()> {
     let pool = proact_server::db::pool(&pg.database_url, 1)?;
     let mut client = pool.get().await?;
-    proact_server::db::migrate(&mut client).await?;
+    proact_store::schema::migrate(&mut client).await?;
     Ok(())
 }
 

@@ -87,23 +87,8 @@ impl Archive for ArchiveService {
         let q = req.into_inner();
         let (from, to) = range(q.from_micros, q.to_micros)?;
         let limit = if q.limit == 0 { i64::MAX } else { i64::from(q.limit) };
-        let sql = "SELECT ts, temperature, vibration, extra FROM telemetry
-                   WHERE equipement_id = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4"
-            .to_string();
-        let params: Vec<Box<dyn ToSql + Sync + Send>> =
-            vec![Box::new(q.equipement_id), Box::new(from), Box::new(to), Box::new(limit)];
-        Ok(Response::new(stream_rows(self.pool.clone(), sql, params, |r| {
-            let extra: serde_json::Value = r.get(3);
-            TelemetryPoint {
-                ts_micros: r.get::<_, chrono::DateTime<chrono::Utc>>(0).timestamp_micros(),
-                temperature: r.get(1),
-                vibration: r.get(2),
-                extra: extra
-                    .as_object()
-                    .map(|m| m.iter().filter_map(|(k, v)| v.as_f64().map(|x| (k.clone(), x))).collect())
-                    .unwrap_or_default(),
-            }
-        })))
+        let (sql, params) = proact_store::telemetry::range_sql(q.equipement_id, from, to, limit);
+        Ok(Response::new(stream_rows(self.pool.clone(), sql, params, proact_store::telemetry::row_to_point)))
     }
 
     async fn query_buckets(&self, req: Request<BucketsRequest>) -> Result<Response<Self::QueryBucketsStream>, Status> {
@@ -112,45 +97,8 @@ impl Archive for ArchiveService {
         if q.bucket_seconds == 0 {
             return Err(Status::invalid_argument("bucket_seconds must be > 0"));
         }
-        let tz = if q.time_zone.is_empty() { "UTC".to_string() } else { q.time_zone.clone() };
-        // The column is chosen from a fixed list; an extra channel is a bound parameter.
-        let (value, extra_key) = match q.field.as_str() {
-            "" | "temperature" => ("temperature".to_string(), None),
-            "vibration" => ("vibration".to_string(), None),
-            other => ("(extra->>$6)::double precision".to_string(), Some(other.to_string())),
-        };
-        // Whole-day buckets are calendar days in `tz` (23 or 25 hours across a DST change),
-        // starting at local midnight. Shorter buckets are fixed lengths of real time aligned
-        // on the local clock (local hours, quarter hours…): each row's bucket starts as long
-        // before the row as its local time is past its local bin, so the hour a fall-back
-        // change repeats stays two buckets instead of one with twice the rows.
-        let bucket = if q.bucket_seconds % 86_400 == 0 {
-            "(date_bin(make_interval(secs => $4), ts AT TIME ZONE $5, TIMESTAMP '2000-01-03') AT TIME ZONE $5)"
-        } else {
-            "(ts - ((ts AT TIME ZONE $5) - date_bin(make_interval(secs => $4), ts AT TIME ZONE $5, TIMESTAMP '2000-01-03')))"
-        };
-        let sql = format!(
-            "SELECT {bucket} AS b, min({value}), max({value}), avg({value}), count({value})
-             FROM telemetry WHERE equipement_id = $1 AND ts >= $2 AND ts < $3
-             GROUP BY b ORDER BY b"
-        );
-        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![
-            Box::new(q.equipement_id),
-            Box::new(from),
-            Box::new(to),
-            Box::new(f64::from(q.bucket_seconds)),
-            Box::new(tz),
-        ];
-        if let Some(k) = extra_key {
-            params.push(Box::new(k));
-        }
-        Ok(Response::new(stream_rows(self.pool.clone(), sql, params, |r| Bucket {
-            start_micros: r.get::<_, chrono::DateTime<chrono::Utc>>(0).timestamp_micros(),
-            min: r.get::<_, Option<f64>>(1).unwrap_or(f64::NAN),
-            max: r.get::<_, Option<f64>>(2).unwrap_or(f64::NAN),
-            avg: r.get::<_, Option<f64>>(3).unwrap_or(f64::NAN),
-            count: r.get::<_, i64>(4) as u64,
-        })))
+        let (sql, params) = proact_store::telemetry::buckets_sql(q, from, to);
+        Ok(Response::new(stream_rows(self.pool.clone(), sql, params, proact_store::telemetry::row_to_bucket)))
     }
 
     async fn query_alerts(&self, req: Request<AlertsQuery>) -> Result<Response<Self::QueryAlertsStream>, Status> {

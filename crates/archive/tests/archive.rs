@@ -563,7 +563,7 @@ async fn migrations_convert_a_plain_telemetry_table_and_rerun_idempotently() {
     )
     .await
     .unwrap();
-    for (v, name, sql) in proact_server::db::migrations().iter().filter(|m| m.0 < 3) {
+    for (v, name, sql) in proact_store::schema::migrations().iter().filter(|m| m.0 < 3) {
         db.batch_execute(sql).await.unwrap();
         db.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", &[v, name]).await.unwrap();
     }
@@ -573,7 +573,7 @@ async fn migrations_convert_a_plain_telemetry_table_and_rerun_idempotently() {
     )
     .await
     .unwrap();
-    let applied = proact_server::db::migrate(&mut db).await.unwrap();
+    let applied = proact_store::schema::migrate(&mut db).await.unwrap();
     assert!(applied.contains(&3), "{applied:?}");
     let kind: i8 =
         db.query_one("SELECT relkind::\"char\" FROM pg_class WHERE relname = 'telemetry'", &[]).await.unwrap().get(0);
@@ -593,5 +593,5 @@ async fn migrations_convert_a_plain_telemetry_table_and_rerun_idempotently() {
         )
         .await;
     assert!(dup.is_err());
-    assert!(proact_server::db::migrate(&mut db).await.unwrap().is_empty(), "second run applies nothing");
+    assert!(proact_store::schema::migrate(&mut db).await.unwrap().is_empty(), "second run applies nothing");
 }

@@ -238,7 +238,7 @@ mod tests {
     #[test]
     fn every_simulator_type_label_maps_to_its_code() {
         let a = Aliases::builtin();
-        for t in proact_simulator::fleet::EquipmentType::ALL {
+        for t in proact_store::taxonomy::EquipmentType::ALL {
             for kind in [Kind::Amdec, Kind::Gmao] {
                 assert_eq!(a.value(kind, "equipment_type", t.label_fr()), Some(t.code()), "{t:?}");
                 assert_eq!(a.value(kind, "equipment_type", t.code()), Some(t.code()), "{t:?}");

@@ -44,7 +44,7 @@ pub enum PrepError {
     #[error("PostgreSQL: {0}")]
     Pg(#[from] tokio_postgres::Error),
     #[error("migrations: {0}")]
-    Migrate(#[from] proact_server::db::DbError),
+    Migrate(#[from] proact_store::schema::MigrationError),
     #[error("loading {table} from {path}: {detail}")]
     Load { table: &'static str, path: String, detail: String },
 }

@@ -158,7 +158,7 @@ pub fn ai4i_features(t: &CleanTable) -> Result<FeatureMatrix> {
 /// AMDEC: one-hot `equipment_type_<code>` over the simulator's equipment types, then
 /// `severity`, `occurrence`, `detection`; label `criticality` ([`CRITICALITY_CLASSES`]).
 pub fn amdec_features(t: &CleanTable) -> Result<FeatureMatrix> {
-    let types: Vec<&str> = proact_simulator::fleet::EquipmentType::ALL.iter().map(|t| t.code()).collect();
+    let types: Vec<&str> = proact_store::taxonomy::EquipmentType::ALL.iter().map(|t| t.code()).collect();
     let ty = need(t, "equipment_type", "AMDEC")?;
     let crit = need(t, "criticality", "AMDEC")?;
     let num: Vec<usize> =

@@ -4,7 +4,7 @@
 //! `data/*_clean.csv`. So the clean files are exactly what the cleaner makes of the raw ones.
 //!
 //! Coherence with the live simulator: the fleet, types and failure modes come from
-//! [`proact_simulator::fleet`], and every corrective intervention starts at the `end` of a
+//! [`proact_store::taxonomy`], and every corrective intervention starts at the `end` of a
 //! failure episode given by `episodes(seed, eq, HISTORY_FROM, HISTORY_TO,
 //! EPISODE_MEAN_GAP_S, EPISODE_DURATION_S)` — the same call with the same seed reproduces the
 //! telemetry that led to it.
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, TimeZone, Utc};
 use encoding_rs::WINDOWS_1252;
-use proact_simulator::fleet::{episodes, fleet, Episode, Equipment, EquipmentType, FailureMode};
+use proact_store::taxonomy::{episodes, fleet, Episode, Equipment, EquipmentType, FailureMode};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -9,7 +9,6 @@
 //! telemetry plus the intervention history yield training labels.
 //!
 //! The binary `proact-prepare` exposes it: `generate`, `clean`, `load`, `eval`.
-#![forbid(unsafe_code)]
 
 pub mod aliases;
 pub mod clean;

@@ -1,5 +1,5 @@
 //! Loading the clean reference datasets into PostgreSQL (tables of migration
-//! `crates/server/migrations/0002_reference.sql`). Every row is an upsert on the table's
+//! `crates/store/migrations/0002_reference.sql`). Every row is an upsert on the table's
 //! natural key that only writes when a value differs, so re-running the load changes nothing.
 
 use std::path::{Path, PathBuf};
@@ -61,7 +61,7 @@ pub fn redact(url: &str) -> String {
 
 /// Applies the migrations, then upserts the three clean files of `data` in one transaction.
 pub async fn load_dir(client: &mut Client, data: &Path) -> Result<Vec<LoadSummary>> {
-    proact_server::db::migrate(client).await?;
+    proact_store::schema::migrate(client).await?;
     let tx = client.transaction().await?;
     let mut out = Vec::new();
     for (file, kind, table, keys) in TABLES {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use proact_dataprep::generate::{self, history_episodes, technicians, DEFAULT_SEED};
 use proact_dataprep::{clean_file, CleanOptions, Kind};
-use proact_simulator::fleet::{fleet, EquipmentType};
+use proact_store::taxonomy::{fleet, EquipmentType};
 
 #[test]
 fn generation_is_deterministic_and_matches_the_committed_data() {

@@ -1,7 +1,6 @@
 //! Starts the five ProAct services in-process against a [`proact_testkit::Stack`], on free
 //! ports, for end-to-end tests: what a test publishes over MQTT must come out as rows in
 //! PostgreSQL, entries in the dead-letter stream and alerts on a WebSocket.
-#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 

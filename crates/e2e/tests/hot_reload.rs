@@ -25,7 +25,7 @@ async fn alerts(redis: &Client) -> Vec<AlertEvent> {
     entries.iter().filter_map(|(_, f)| AlertEvent::decode(f.get(PAYLOAD_FIELD)?.as_ref()).ok()).collect()
 }
 
-async fn send(redis: &Client, id: &str, base: i64, s: i64, temp: f64, vib: f64) {
+async fn send(redis: &Client, id: &str, base: i64, s: i64, temp: f64, vib: f64) -> String {
     let t = Telemetry {
         equipement_id: id.into(),
         ts_micros: base + s * 1_000_000,
@@ -34,8 +34,22 @@ async fn send(redis: &Client, id: &str, base: i64, s: i64, temp: f64, vib: f64) 
         ..Default::default()
     };
     let key = telemetry_stream(shard_for(id, 8));
-    let _: String =
-        redis.xadd(key, false, None::<()>, "*", (PAYLOAD_FIELD, Bytes::from(t.encode_to_vec()))).await.unwrap();
+    redis.xadd(key, false, None::<()>, "*", (PAYLOAD_FIELD, Bytes::from(t.encode_to_vec()))).await.unwrap()
+}
+
+/// Waits until the detector's consumer group has been delivered `last_id` on `id`'s shard and
+/// acknowledged everything: every reading up to it has been scored.
+async fn wait_scored(redis: &Client, id: &str, last_id: &str) {
+    let key = telemetry_stream(shard_for(id, 8));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let groups = proact_server::redis::groups(redis, &key).await.unwrap();
+        if groups.iter().any(|g| g.name == "anomaly-detector" && g.last_delivered == last_id && g.pending == 0) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the detector did not score up to {last_id}: {groups:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -81,6 +95,7 @@ async fn a_promoted_model_is_hot_swapped_into_the_running_detector() {
     ])
     .unwrap();
     let detector = proact_anomaly_detector::App::build(detector_cfg).await.unwrap();
+    let detector_url = format!("http://{}", detector.grpc_addr());
     let d_task = tokio::spawn(detector.run_until_stopped(shutdown.clone()));
     let redis = proact_server::redis::connect(&stack.redis.url()).await.unwrap();
 
@@ -90,10 +105,11 @@ async fn a_promoted_model_is_hot_swapped_into_the_running_detector() {
         let (t, v) = normal(s);
         send(&redis, "PUMP-07", base, s, t, v).await;
     }
+    let mut last_id = String::new();
     for s in 120..130 {
-        send(&redis, "PUMP-07", base, s, 60.0, 7.5).await;
+        last_id = send(&redis, "PUMP-07", base, s, 60.0, 7.5).await;
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_scored(&redis, "PUMP-07", &last_id).await;
     assert!(alerts(&redis).await.is_empty(), "the rules alone raise nothing");
 
     // Promote a normal-behaviour model for PUMP-07 in the registry.
@@ -130,7 +146,18 @@ async fn a_promoted_model_is_hot_swapped_into_the_running_detector() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(published, 1, "the promotion published one model event");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Swapped in: the detector's status lists the promoted version.
+    let mut status = proact_proto::v1::detector_client::DetectorClient::connect(detector_url).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let versions =
+            status.status(proact_proto::v1::DetectorStatusRequest {}).await.unwrap().into_inner().model_versions;
+        if versions.values().any(|v| v.contains("20261124-000001")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the promoted model was not swapped in: {versions:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // After: the same shift on the next readings is scored by the model.
     for s in 130..140 {

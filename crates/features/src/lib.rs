@@ -11,7 +11,6 @@
 //!
 //! Cost: O(1) amortised per in-order event and no allocation after construction, because the
 //! detector's budget is ≥100,000 events/s per core including scoring.
-#![forbid(unsafe_code)]
 
 mod schema;
 mod window;

@@ -12,7 +12,6 @@
 //! keeps receiving that share until the broker expires the session); the broker's in-flight
 //! window per client (`max_inflight_messages`) bounds ingest's batches, since nothing is
 //! acked before it is written.
-#![forbid(unsafe_code)]
 
 pub mod grpc;
 pub mod mqtt;
@@ -283,8 +282,8 @@ impl Config {
 
     fn client_id(&self) -> String {
         self.client_id.clone().unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim().to_string();
-            format!("proact-ingest-{}", if host.is_empty() { "local" } else { &host })
+            let host = proact_server::config::hostname();
+            format!("proact-ingest-{}", host.as_deref().unwrap_or("local"))
         })
     }
 }

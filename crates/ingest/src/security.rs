@@ -103,7 +103,7 @@ impl tonic::service::Interceptor for BearerAuth {
     fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         let Some(expected) = &self.expected else { return Ok(req) };
         match req.metadata().get("authorization").map(|v| v.as_bytes()) {
-            Some(got) if constant_time_eq(got, expected.as_bytes()) => Ok(req),
+            Some(got) if proact_server::auth::token_matches(got, expected.as_bytes()) => Ok(req),
             Some(_) => {
                 metrics::counter!("proact_ingest_grpc_unauthenticated_total").increment(1);
                 Err(tonic::Status::unauthenticated("invalid bearer token"))
@@ -114,11 +114,6 @@ impl tonic::service::Interceptor for BearerAuth {
             }
         }
     }
-}
-
-/// Compares without an early exit, so the time taken does not tell how much of a guess matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Where the allow-list of known equipment comes from.
@@ -197,13 +192,13 @@ async fn read_source(source: &AllowSource) -> Result<HashSet<String>, SecurityEr
             .map(str::to_string)
             .collect(),
         AllowSource::Database(url) => {
-            let err = |e: tokio_postgres::Error| SecurityError::Allowlist(format!("reading table amdec: {e}"));
-            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(err)?;
+            let err = |e: &dyn std::fmt::Display| SecurityError::Allowlist(format!("reading table amdec: {e}"));
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(|e| err(&e))?;
             let conn = tokio::spawn(conn);
-            let rows = client.query("SELECT DISTINCT equipement_id FROM amdec", &[]).await.map_err(err)?;
+            let ids = proact_store::reference::amdec_equipment_ids(&client).await.map_err(|e| err(&e))?;
             drop(client);
             let _ = conn.await;
-            rows.iter().map(|r| r.get::<_, String>(0)).collect()
+            ids.into_iter().collect()
         }
     };
     if ids.is_empty() {

@@ -275,7 +275,7 @@ async fn allowlist_from_file_and_from_the_amdec_table() {
     std::fs::write(&file, "# known equipment\nA-1\n\nA-2\n").unwrap();
     let (db, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
-    db.batch_execute(include_str!("../../server/migrations/0002_reference.sql")).await.unwrap();
+    db.batch_execute(include_str!("../../store/migrations/0002_reference.sql")).await.unwrap();
     db.batch_execute(
         "INSERT INTO amdec (equipement_id, failure_mode_code, failure_mode, severity, occurrence, detection, rpn) \
          VALUES ('D-1', 'FM1', 'bearing wear', 7, 3, 4, 84), ('D-1', 'FM2', 'seal leak', 5, 2, 3, 30)",

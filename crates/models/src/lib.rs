@@ -16,7 +16,6 @@
 //! - [`metrics`]: precision, recall, F1, ROC AUC, confusion matrix, stratified split.
 //! - [`selection`]: hyper-parameter selection under a false-alarm budget, leave-one-group-out
 //!   over files, so that reported scores come from files the selection never saw.
-#![forbid(unsafe_code)]
 
 mod artefact;
 mod flat;

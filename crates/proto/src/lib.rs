@@ -1,7 +1,6 @@
 //! ProAct's contracts: the `proact.v1` protobuf messages and gRPC services generated from
 //! `proto/` (the single schema source), and the Redis stream layout every service shares:
 //! key names and the shard function that maps an equipment to its telemetry stream.
-#![forbid(unsafe_code)]
 
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic, missing_docs)]

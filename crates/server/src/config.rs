@@ -146,6 +146,14 @@ pub fn redact(value: &str) -> String {
     }
 }
 
+/// The host's name (`/etc/hostname`, as a container sees it), if it has one: a stable
+/// default for consumer names and client ids, so a restarted replica finds its own pending
+/// entries or session again.
+pub fn hostname() -> Option<String> {
+    let h = std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim().to_string();
+    (!h.is_empty()).then_some(h)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,17 +1,12 @@
-//! PostgreSQL: the connection pool and the versioned migrations.
+//! PostgreSQL: the connection pool and single connections. The schema and its migrations
+//! belong to the domain crate (`proact_store::schema`).
 //!
 //! Every connection may use TLS ([`crate::tls`]): the URL's `sslmode` decides (`disable`,
 //! `prefer`, the default, or `require`; libpq's `verify-ca` and `verify-full` mean
 //! `require`, since the certificate is always verified), and `sslrootcert=PATH` names the CA.
-//!
-//! Migrations are the files `crates/server/migrations/NNNN_name.sql`, embedded at build time
-//! and applied in order, each once, inside a transaction under an advisory lock, so any
-//! number of services may start at the same time and run `migrate` idempotently.
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres_rustls::MakeRustlsConnect;
-
-include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
 /// Errors of the database plumbing.
 #[derive(Debug, thiserror::Error)]
@@ -20,8 +15,6 @@ pub enum DbError {
     Pg(#[from] tokio_postgres::Error),
     #[error("connection pool: {0}")]
     Pool(String),
-    #[error("migration {version} ({name}) failed: {source}")]
-    Migration { version: i32, name: &'static str, source: tokio_postgres::Error },
     #[error("TLS to PostgreSQL: {0}")]
     Tls(#[from] crate::tls::TlsError),
 }
@@ -66,49 +59,4 @@ pub async fn connect(url: &str) -> Result<tokio_postgres::Client, DbError> {
         }
     });
     Ok(client)
-}
-
-/// Every embedded migration, in version order.
-pub fn migrations() -> &'static [(i32, &'static str, &'static str)] {
-    MIGRATIONS
-}
-
-/// Applies the migrations not applied yet. Returns the versions applied by this call.
-pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<Vec<i32>, DbError> {
-    // Any fixed key: all ProAct processes serialise their migrations on it.
-    const LOCK: i64 = 0x5052_4f41_4354; // "PROACT"
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                version integer PRIMARY KEY,
-                name text NOT NULL,
-                applied_at timestamptz NOT NULL DEFAULT now())",
-        )
-        .await
-        .or_else(ignore_concurrent_create)?;
-    let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK]).await?;
-    let done: Vec<i32> =
-        tx.query("SELECT version FROM schema_migrations", &[]).await?.iter().map(|r| r.get(0)).collect();
-    let mut applied = Vec::new();
-    for (version, name, sql) in MIGRATIONS {
-        if done.contains(version) {
-            continue;
-        }
-        tx.batch_execute(sql).await.map_err(|source| DbError::Migration { version: *version, name, source })?;
-        tx.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", &[version, name]).await?;
-        tracing::info!(version, name, "migration applied");
-        applied.push(*version);
-    }
-    tx.commit().await?;
-    Ok(applied)
-}
-
-/// Two processes racing on `CREATE TABLE IF NOT EXISTS` can collide on the catalog's unique
-/// index; the loser's table exists all the same.
-fn ignore_concurrent_create(e: tokio_postgres::Error) -> Result<(), tokio_postgres::Error> {
-    match e.code() {
-        Some(c) if *c == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => Ok(()),
-        _ => Err(e),
-    }
 }

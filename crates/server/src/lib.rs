@@ -1,11 +1,11 @@
 //! Server plumbing shared by every ProAct service, and nothing domain-specific:
 //! configuration pieces ([`config`]), logging and metrics ([`telemetry`]), the admin HTTP
 //! server with `/healthz`, `/readyz` and `/metrics` ([`admin`]), graceful shutdown
-//! ([`shutdown`]), and connections to Redis ([`redis`]) and PostgreSQL ([`db`], with the
-//! versioned migrations every service applies at start).
-#![forbid(unsafe_code)]
+//! ([`shutdown`]), and connections to Redis ([`redis`]) and PostgreSQL ([`db`]; the schema
+//! and its migrations are the domain's, in `proact_store::schema`).
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod consumer;
 pub mod db;

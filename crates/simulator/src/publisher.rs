@@ -11,7 +11,8 @@ use rand_chacha::ChaCha8Rng;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, QoS};
 use tokio_util::sync::CancellationToken;
 
-use crate::fleet::{episodes, fleet, reading};
+use crate::reading::reading;
+use proact_store::taxonomy::{episodes, fleet};
 
 /// What to publish.
 #[derive(Debug, Clone)]

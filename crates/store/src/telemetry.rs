@@ -296,6 +296,129 @@ pub async fn copy_telemetry_plain(client: &mut tokio_postgres::Client, rows: &[T
     Ok(n)
 }
 
+/// The time of the latest stored reading of each of `ids` (`None`: never heard from).
+pub async fn last_readings(
+    client: &tokio_postgres::Client,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, Option<chrono::DateTime<chrono::Utc>>>, StoreError> {
+    // One index probe per equipment (the unique index on (equipement_id, ts) answers max(ts)
+    // backwards), instead of scanning recent telemetry.
+    let rows = client
+        .query(
+            "SELECT e.id, (SELECT max(t.ts) FROM telemetry t WHERE t.equipement_id = e.id) FROM unnest($1::text[]) AS e(id)",
+            &[&ids],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Calls `visit(equipement_id, ts_ms, [temperature, vibration])` for every reading in
+/// `[from, to)`, ordered by equipment then time, streaming: the history may not fit in memory.
+pub async fn for_each_reading(
+    client: &tokio_postgres::Client,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+    mut visit: impl FnMut(&str, i64, [f64; 2]),
+) -> Result<(), StoreError> {
+    use futures::TryStreamExt;
+    let params: [&(dyn ToSql + Sync); 2] = [&from, &to];
+    let stream = client
+        .query_raw(
+            "SELECT equipement_id, ts, temperature, vibration FROM telemetry
+             WHERE ts >= $1 AND ts < $2 ORDER BY equipement_id, ts",
+            params.iter().map(|p| *p as &dyn ToSql),
+        )
+        .await?;
+    futures::pin_mut!(stream);
+    while let Some(row) = stream.try_next().await? {
+        let ts: chrono::DateTime<chrono::Utc> = row.get(1);
+        visit(row.get(0), ts.timestamp_millis(), [row.get(2), row.get(3)]);
+    }
+    Ok(())
+}
+
+/// SQL and parameters for gRPC `Archive.QueryRange`: `equipement_id`'s readings in
+/// `[from, to)`, oldest first, at most `limit`. Rows map with [`row_to_point`].
+pub fn range_sql(
+    equipement_id: String,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+    limit: i64,
+) -> (String, crate::SqlParams) {
+    let sql = "SELECT ts, temperature, vibration, extra FROM telemetry
+               WHERE equipement_id = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4"
+        .to_string();
+    (sql, vec![Box::new(equipement_id), Box::new(from), Box::new(to), Box::new(limit)])
+}
+
+/// One row of [`range_sql`].
+pub fn row_to_point(r: &tokio_postgres::Row) -> proact_proto::v1::TelemetryPoint {
+    let extra: serde_json::Value = r.get(3);
+    proact_proto::v1::TelemetryPoint {
+        ts_micros: r.get::<_, chrono::DateTime<chrono::Utc>>(0).timestamp_micros(),
+        temperature: r.get(1),
+        vibration: r.get(2),
+        extra: extra
+            .as_object()
+            .map(|m| m.iter().filter_map(|(k, v)| v.as_f64().map(|x| (k.clone(), x))).collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// SQL and parameters for gRPC `Archive.QueryBuckets`: min, max, mean and count of one
+/// field per bucket of `q.bucket_seconds` (> 0) on `q.time_zone`'s clock (UTC when empty).
+/// Rows map with [`row_to_bucket`].
+pub fn buckets_sql(
+    q: proact_proto::v1::BucketsRequest,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> (String, crate::SqlParams) {
+    let tz = if q.time_zone.is_empty() { "UTC".to_string() } else { q.time_zone.clone() };
+    // The column is chosen from a fixed list; an extra channel is a bound parameter.
+    let (value, extra_key) = match q.field.as_str() {
+        "" | "temperature" => ("temperature".to_string(), None),
+        "vibration" => ("vibration".to_string(), None),
+        other => ("(extra->>$6)::double precision".to_string(), Some(other.to_string())),
+    };
+    // Whole-day buckets are calendar days in `tz` (23 or 25 hours across a DST change),
+    // starting at local midnight. Shorter buckets are fixed lengths of real time aligned
+    // on the local clock (local hours, quarter hours…): each row's bucket starts as long
+    // before the row as its local time is past its local bin, so the hour a fall-back
+    // change repeats stays two buckets instead of one with twice the rows.
+    let bucket = if q.bucket_seconds % 86_400 == 0 {
+        "(date_bin(make_interval(secs => $4), ts AT TIME ZONE $5, TIMESTAMP '2000-01-03') AT TIME ZONE $5)"
+    } else {
+        "(ts - ((ts AT TIME ZONE $5) - date_bin(make_interval(secs => $4), ts AT TIME ZONE $5, TIMESTAMP '2000-01-03')))"
+    };
+    let sql = format!(
+        "SELECT {bucket} AS b, min({value}), max({value}), avg({value}), count({value})
+         FROM telemetry WHERE equipement_id = $1 AND ts >= $2 AND ts < $3
+         GROUP BY b ORDER BY b"
+    );
+    let mut params: crate::SqlParams = vec![
+        Box::new(q.equipement_id),
+        Box::new(from),
+        Box::new(to),
+        Box::new(f64::from(q.bucket_seconds)),
+        Box::new(tz),
+    ];
+    if let Some(k) = extra_key {
+        params.push(Box::new(k));
+    }
+    (sql, params)
+}
+
+/// One row of [`buckets_sql`].
+pub fn row_to_bucket(r: &tokio_postgres::Row) -> proact_proto::v1::Bucket {
+    proact_proto::v1::Bucket {
+        start_micros: r.get::<_, chrono::DateTime<chrono::Utc>>(0).timestamp_micros(),
+        min: r.get::<_, Option<f64>>(1).unwrap_or(f64::NAN),
+        max: r.get::<_, Option<f64>>(2).unwrap_or(f64::NAN),
+        avg: r.get::<_, Option<f64>>(3).unwrap_or(f64::NAN),
+        count: r.get::<_, i64>(4) as u64,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,7 +23,7 @@ fn alert(updated: i64, severity: i32, state: AlertState) -> Alert {
 async fn later_detector_events_keep_the_operator_fields() {
     let pg = proact_testkit::Postgres::start().await.expect("PostgreSQL starts");
     let pool = proact_server::db::pool(&pg.url(), 2).unwrap();
-    proact_server::db::migrate(&mut pool.get().await.unwrap()).await.unwrap();
+    proact_store::schema::migrate(&mut pool.get().await.unwrap()).await.unwrap();
     let t0 = 1_700_000_000_000_000;
 
     proact_store::store_alerts(&pool, &[alert(t0, 1, AlertState::Open)]).await.unwrap();

@@ -12,7 +12,8 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use proact_dataprep::generate::{DEFAULT_SEED, EPISODE_DURATION_S, EPISODE_MEAN_GAP_S, HISTORY_FROM, HISTORY_TO};
-use proact_simulator::fleet;
+use proact_simulator::reading::reading;
+use proact_store::taxonomy as fleet;
 use proact_trainer::dataset::{self, Corrective};
 use proact_trainer::{Registry, TrainSettings};
 use rand::SeedableRng;
@@ -35,7 +36,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let (redis, pg) = tokio::try_join!(proact_testkit::Redis::start(), proact_testkit::Postgres::start())?;
     let pool = proact_server::db::pool(&pg.url(), 4)?;
-    proact_server::db::migrate(&mut *pool.get().await?).await?;
+    proact_store::schema::migrate(&mut *pool.get().await?).await?;
     let mut loader = proact_dataprep::load::connect(&pg.url()).await?;
     proact_dataprep::load::load_dir(&mut loader, std::path::Path::new("data")).await?;
 
@@ -68,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
         let mut t = from;
         while t < to {
             let ep = eps.iter().find(|e| e.start <= t && t < e.end);
-            let s = fleet::reading(&eq, t, ep.map(|e| &e.mode), ep.map_or(0.0, |e| e.degradation(t)), &mut rng);
+            let s = reading(&eq, t, ep.map(|e| &e.mode), ep.map_or(0.0, |e| e.degradation(t)), &mut rng);
             ids.push(eq.id.clone());
             ts.push(DateTime::<Utc>::from_timestamp(t, 0).unwrap());
             temp.push(s.temperature);

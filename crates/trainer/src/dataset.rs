@@ -13,9 +13,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use futures::TryStreamExt;
 use proact_features::{FeatureSchema, Window, WindowConfig};
-use tokio_postgres::types::ToSql;
 
 use crate::error::TrainerError;
 
@@ -161,20 +159,10 @@ impl Corrective {
     }
 
     pub async fn load(client: &tokio_postgres::Client, horizon_ms: i64) -> Result<Self, TrainerError> {
-        let rows = client
-            .query(
-                "SELECT equipement_id, started_at, ended_at FROM gmao_interventions
-                 WHERE lower(intervention_type) = 'corrective'",
-                &[],
-            )
-            .await?;
-        let rows = rows
-            .iter()
-            .map(|r| {
-                let s: DateTime<Utc> = r.get(1);
-                let e: Option<DateTime<Utc>> = r.get(2);
-                (r.get::<_, String>(0), s.timestamp_millis(), e.map(|e| e.timestamp_millis()))
-            })
+        let rows = proact_store::reference::corrective_interventions(client)
+            .await?
+            .into_iter()
+            .map(|i| (i.equipement_id, i.started_at.timestamp_millis(), i.ended_at.map(|e| e.timestamp_millis())))
             .collect();
         Ok(Self::new(rows, horizon_ms))
     }
@@ -199,10 +187,6 @@ impl Corrective {
     }
 }
 
-fn slice_iter<'a>(s: &'a [&'a (dyn ToSql + Sync)]) -> impl ExactSizeIterator<Item = &'a dyn ToSql> + 'a {
-    s.iter().map(|s| *s as _)
-}
-
 /// Reads `telemetry` in `[from, to)` equipment by equipment, streaming (the history may not fit
 /// in memory, the sampled rows do), and labels each row from `labels`.
 pub async fn from_archive(
@@ -217,26 +201,14 @@ pub async fn from_archive(
         labels.len(),
         labels.horizon_ms / 3_600_000
     ));
-    let stream = client
-        .query_raw(
-            "SELECT equipement_id, ts, temperature, vibration FROM telemetry
-             WHERE ts >= $1 AND ts < $2 ORDER BY equipement_id, ts",
-            slice_iter(&[&from, &to]),
-        )
-        .await?;
-    futures::pin_mut!(stream);
     let schema = ds.schema.clone();
     let mut current: Option<(String, u32, Sampler)> = None;
-    while let Some(row) = stream.try_next().await? {
-        let id: &str = row.get(0);
-        let ts: DateTime<Utc> = row.get(1);
-        let values = [row.get::<_, f64>(2), row.get::<_, f64>(3)];
+    proact_store::telemetry::for_each_reading(client, from, to, |id, ts_ms, values| {
         if current.as_ref().is_none_or(|(c, _, _)| c != id) {
             let idx = ds.equipment_index(id);
             current = Some((id.to_string(), idx, Sampler::new(&schema, sampling)));
         }
         let (eq, idx, sampler) = current.as_mut().expect("set above");
-        let ts_ms = ts.timestamp_millis();
         if let Some(f) = sampler.push(ts_ms, &values) {
             if let Some(label) = labels.label(eq, ts_ms) {
                 ds.eq.push(*idx);
@@ -245,7 +217,8 @@ pub async fn from_archive(
                 ds.y.push(label);
             }
         }
-    }
+    })
+    .await?;
     Ok(ds)
 }
 

@@ -6,6 +6,8 @@ use tonic::Status;
 pub enum TrainerError {
     #[error("PostgreSQL: {0}")]
     Pg(#[from] tokio_postgres::Error),
+    #[error("storage: {0}")]
+    Store(#[from] proact_store::StoreError),
     #[error("PostgreSQL connection pool: {0}")]
     Pool(String),
     #[error("Redis: {0}")]
@@ -52,9 +54,11 @@ impl From<TrainerError> for Status {
     fn from(e: TrainerError) -> Status {
         let msg = e.to_string();
         match e {
-            TrainerError::Pg(_) | TrainerError::Pool(_) | TrainerError::Redis(_) | TrainerError::Publish { .. } => {
-                Status::unavailable(msg)
-            }
+            TrainerError::Pg(_)
+            | TrainerError::Store(_)
+            | TrainerError::Pool(_)
+            | TrainerError::Redis(_)
+            | TrainerError::Publish { .. } => Status::unavailable(msg),
             TrainerError::NotFound { .. } | TrainerError::NoActive(_) => Status::not_found(msg),
             TrainerError::Corrupt { .. } => Status::data_loss(msg),
             TrainerError::Conflict(_) => Status::failed_precondition(msg),

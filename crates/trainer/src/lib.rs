@@ -10,7 +10,6 @@
 //! - [`train`]: fit, evaluate, store, gate (`anomaly-rf`, `normal-behaviour/<id>`).
 //! - [`registry`]: versions, statuses, the gate, rollback, events.
 //! - [`grpc`]: the `ModelRegistry` service. [`schedule`]: the cron-driven retraining.
-#![forbid(unsafe_code)]
 
 pub mod dataset;
 pub mod error;
@@ -243,7 +242,7 @@ impl Config {
 
 pub async fn migrate(pg: &PgArgs) -> anyhow::Result<()> {
     let pool = proact_server::db::pool(&pg.database_url, 1)?;
-    proact_server::db::migrate(&mut *pool.get().await?).await?;
+    proact_store::schema::migrate(&mut *pool.get().await?).await?;
     Ok(())
 }
 

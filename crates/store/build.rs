@@ -7,7 +7,7 @@ fn main() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("migrations");
     println!("cargo:rerun-if-changed={}", dir.display());
     let mut files: Vec<(i32, String, PathBuf)> = std::fs::read_dir(&dir)
-        .expect("crates/server/migrations exists")
+        .expect("crates/store/migrations exists")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "sql"))
         .map(|p| {

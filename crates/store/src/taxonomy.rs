@@ -1,9 +1,11 @@
-//! The simulated fleet: equipment, their failure modes, and when they fail.
+//! The equipment taxonomy: equipment types, their nominal operating point and their AMDEC
+//! failure modes, and the reference site's fleet with its deterministic failure schedule.
 //!
-//! This is the one source of truth shared by the live simulator (which publishes readings)
-//! and the sample-data generator (which writes the AMDEC table and the GMAO intervention
-//! history): the same ids, types and failure modes, and the same failure episodes, so that
-//! archived telemetry plus the intervention history yield training labels.
+//! One source of truth for everything that must agree on ids, types and failure modes: the
+//! sample-data generator (dataprep writes the AMDEC table and the GMAO history from it), the
+//! one-hot machine-type features, and the simulator (which publishes readings during the
+//! same failure episodes, so archived telemetry plus the intervention history yield
+//! training labels).
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -358,41 +360,6 @@ pub fn episodes(seed: u64, eq: &Equipment, from: i64, to: i64, mean_gap_s: i64, 
     out
 }
 
-/// A reading of `eq` at time `t` (seconds), `degradation` in [0, 1] for the episode's `mode`.
-pub fn reading(eq: &Equipment, t: i64, mode: Option<&FailureMode>, degradation: f64, rng: &mut impl Rng) -> Sample {
-    let (t0, v0) = eq.kind.nominal();
-    // A daily cycle of a few degrees plus sensor noise.
-    let day = (t.rem_euclid(86_400)) as f64 / 86_400.0 * std::f64::consts::TAU;
-    let mut temperature = t0 + 3.0 * day.sin() + rng.gen_range(-1.0..1.0);
-    let mut vibration = v0 + rng.gen_range(-0.4..0.4);
-    if let Some(m) = mode {
-        temperature += m.temp_rise * degradation;
-        vibration += m.vib_rise * degradation;
-    }
-    let pressure = 4.0 + rng.gen_range(-0.1..0.1)
-        - if mode.is_some_and(|m| m.code == "CAVITATION") { 1.5 * degradation } else { 0.0 };
-    let current = 30.0 + rng.gen_range(-0.5..0.5) + 6.0 * degradation;
-    Sample {
-        temperature: round2(temperature),
-        vibration: round2(vibration.max(0.0)),
-        pressure: round2(pressure),
-        current: round2(current),
-    }
-}
-
-/// One simulated reading.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Sample {
-    pub temperature: f64,
-    pub vibration: f64,
-    pub pressure: f64,
-    pub current: f64,
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
 fn fnv(s: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in s.as_bytes() {
@@ -416,16 +383,5 @@ mod tests {
         for w in a.windows(2) {
             assert!(w[0].end <= w[1].start);
         }
-    }
-
-    #[test]
-    fn a_late_episode_runs_hot() {
-        let eq = &fleet()[6]; // MOTOR-01: every mode rises
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let mode = &eq.kind.failure_modes()[0];
-        let s = reading(eq, 0, Some(mode), 1.0, &mut rng);
-        assert!(s.temperature > 90.0, "{s:?}");
-        let n = reading(eq, 0, None, 0.0, &mut rng);
-        assert!(n.temperature < 70.0, "{n:?}");
     }
 }
