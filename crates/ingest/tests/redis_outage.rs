@@ -33,7 +33,7 @@ async fn redis_frozen_ten_seconds_holds_backpressure_and_loses_nothing() {
     let n = 8_000;
     let port = mqtt.port();
     // The broker acks the publisher whatever ingest does: it queues for ingest's session.
-    let stats = publish(port, "sensor-outage", n, 20, 0, base + 10_000_000_000).await;
+    let stats = publish(port, "sensor-outage", n, 20, 0, base - 10_000_000_000).await;
     assert!(stats.acked.load(Ordering::Relaxed) >= n);
     // While Redis is frozen, ingest may hold at most its queue, one batch in the writer, one
     // message in the reader's hand, and what the socket had buffered: it does not read on.
