@@ -26,6 +26,7 @@ use proact_server::{ConfigError, Readiness};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 /// Command line and environment of `proact-alert-gateway`.
 #[derive(Debug, Clone, clap::Parser)]
@@ -180,7 +181,7 @@ impl App {
         ready.set("postgres", true);
         let (tx, _) = broadcast::channel(config.client_queue);
         let recent = feed::SharedRecent::default();
-        let follow = tokio::spawn(feed::follow(
+        let follow = AbortOnDropHandle::new(tokio::spawn(feed::follow(
             feed_redis,
             tx.clone(),
             Duration::from_millis(config.linger_ms),
@@ -188,15 +189,15 @@ impl App {
             ready.clone(),
             traces.clone(),
             shutdown.clone(),
-        ));
+        )));
         let ingest_rate = upstream::IngestRate::new();
-        let sampler = tokio::spawn(upstream::sample_ingest_rate(
+        let sampler = AbortOnDropHandle::new(tokio::spawn(upstream::sample_ingest_rate(
             shared_redis.clone(),
             config.redis.shards,
             Duration::from_secs(2),
             ingest_rate.clone(),
             shutdown.clone(),
-        ));
+        )));
         let shared = Arc::new(http::Shared {
             pool,
             redis: shared_redis,
@@ -214,17 +215,17 @@ impl App {
         });
         let hs = shutdown.clone();
         let router = http::router(shared.clone());
-        let http_task = tokio::spawn(async move {
+        let http_task = AbortOnDropHandle::new(tokio::spawn(async move {
             // Alerts are small frames that must leave at once: no Nagle delay waiting for an ACK.
             let http = axum::serve::ListenerExt::tap_io(http, |tcp| {
                 let _ = tcp.set_nodelay(true);
             });
             axum::serve(http, router).with_graceful_shutdown(async move { hs.cancelled().await }).await
-        });
+        }));
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<proact_proto::v1::alerts_server::AlertsServer<grpc::AlertsService>>().await;
         let gs = shutdown.clone();
-        let grpc_task = tokio::spawn(
+        let grpc_task = AbortOnDropHandle::new(tokio::spawn(
             tonic::transport::Server::builder()
                 .layer(proact_server::grpc::ServerTraceLayer::new(traces.clone()))
                 .add_service(health_service)
@@ -235,14 +236,20 @@ impl App {
                 .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), async move {
                     gs.cancelled().await
                 }),
-        );
-        let admin_task = tokio::spawn(proact_server::admin::serve(admin, ready, shutdown.clone()));
+        ));
+        let admin_task =
+            AbortOnDropHandle::new(tokio::spawn(proact_server::admin::serve(admin, ready, shutdown.clone())));
         tracing::info!(http = %config.http_addr, grpc = %config.grpc_addr, "alert gateway running; dashboard at http://{}/", config.http_addr);
-        let _ = follow.await;
-        let _ = sampler.await;
-        let _ = http_task.await;
-        let _ = grpc_task.await;
-        let _ = admin_task.await;
+        // A WebSocket client that never reads must not hold the process past the grace period.
+        let limit = Duration::from_secs(config.admin.shutdown_grace_secs) + proact_server::shutdown::DRAIN_MARGIN;
+        proact_server::shutdown::join_within(&shutdown, limit, async move {
+            let _ = follow.await;
+            let _ = sampler.await;
+            let _ = http_task.await;
+            let _ = grpc_task.await;
+            let _ = admin_task.await;
+        })
+        .await;
         traces.shutdown();
         tracing::info!("alert gateway stopped");
         Ok(())

@@ -31,4 +31,8 @@ fn a_mean_too_large_for_a_float_is_not_infinite() {
                T01,2025-02-01,1e308,2\n\
                T01,2025-03-01,,3\n";
     proact_dataprep::clean::fuzz_one(&[&[2u8][..], csv.as_bytes()].concat());
+    let c = clean_bytes(csv.as_bytes(), "huge.csv", Kind::Workload, &CleanOptions::default()).unwrap();
+    assert_eq!(c.table.len(), 3, "no row is lost to the overflow");
+    let imputed = c.table.cell(2, "planned_hours").as_f64();
+    assert!(imputed.is_some_and(f64::is_finite), "the missing value is imputed with a finite mean: {imputed:?}");
 }

@@ -20,6 +20,7 @@ pub mod train;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use proact_server::config::{AdminArgs, PgArgs, RedisArgs};
@@ -27,6 +28,7 @@ use proact_server::telemetry::Metric;
 use proact_server::{ConfigError, Readiness};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 pub use error::TrainerError;
 pub use registry::Registry;
@@ -397,8 +399,14 @@ impl App {
         let admin_task = tokio::spawn(proact_server::admin::serve(admin, ready, shutdown.clone()));
         let schedule_task = schedule.map(|c| tokio::spawn(schedule::run(c, trainer, shutdown.clone())));
         tracing::info!(grpc = %grpc_addr, schedule = %config.train.train_schedule, "trainer registry running");
-        let _ = grpc_task.await;
-        let _ = admin_task.await;
+        let grpc_task = AbortOnDropHandle::new(grpc_task);
+        let admin_task = AbortOnDropHandle::new(admin_task);
+        let limit = Duration::from_secs(config.admin.shutdown_grace_secs) + proact_server::shutdown::DRAIN_MARGIN;
+        proact_server::shutdown::join_within(&shutdown, limit, async move {
+            let _ = grpc_task.await;
+            let _ = admin_task.await;
+        })
+        .await;
         // A scheduled run still going is abandoned: what it stored is consistent (each version
         // is inserted and gated in its own transactions), and the next start reschedules.
         if let Some(t) = schedule_task {
