@@ -27,6 +27,19 @@ use crate::{json, ws};
 
 const DASHBOARD: &str = include_str!("../static/index.html");
 
+/// The page's other files, embedded like the page: each capability's panel keeps its script
+/// (and styles) in a file of its own under `static/`, loaded by a tag in `index.html`.
+const ASSETS: &[(&str, &str, &str)] = &[];
+
+async fn asset(Path(name): Path<String>) -> Response {
+    match ASSETS.iter().find(|(n, _, _)| *n == name) {
+        Some((_, mime, body)) => {
+            ([(header::CONTENT_TYPE, *mime), (header::CACHE_CONTROL, "no-cache")], *body).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "no such file").into_response(),
+    }
+}
+
 /// State shared by the HTTP handlers, the WebSocket clients and the gRPC service.
 pub struct Shared {
     pub pool: deadpool_postgres::Pool,
@@ -76,6 +89,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route_layer(middleware::from_fn_with_state(shared.clone(), auth));
     Router::new()
         .route("/", get(|| async { ([(header::CACHE_CONTROL, "no-cache")], Html(DASHBOARD)) }))
+        .route("/static/{name}", get(asset))
         .merge(api)
         .with_state(shared)
 }
