@@ -13,6 +13,7 @@ use proact_proto::v1::{Alert, AlertsQuery, Telemetry};
 use tokio_postgres::types::ToSql;
 
 pub mod telemetry;
+pub mod work_orders;
 
 /// A storage failure: the batch was not committed and must be retried.
 #[derive(Debug, thiserror::Error)]
