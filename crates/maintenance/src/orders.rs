@@ -80,6 +80,14 @@ fn closed_state_name(s: WorkOrderState) -> Option<&'static str> {
     }
 }
 
+/// The refusal to change a done or cancelled order.
+fn refused(w: &WorkOrder) -> MaintenanceError {
+    MaintenanceError::AlreadyClosed {
+        id: w.work_order_id.clone(),
+        state: closed_state_name(w.state()).unwrap_or("closed"),
+    }
+}
+
 impl WorkOrders {
     /// `redis` may be `None` where nothing listens (events then wait in the outbox).
     pub fn new(pool: Pool, redis: Option<fred::prelude::Client>) -> Self {
@@ -268,40 +276,36 @@ impl WorkOrders {
         Ok(next)
     }
 
-    /// planned → in progress; an order already in progress is returned as it is.
-    pub async fn start(&self, id: &str, by: &str, comment: &str) -> Result<WorkOrder, MaintenanceError> {
+    /// Moves an open (planned or in progress) order to `to`, `stamp` setting the time of the
+    /// move; an order already in `to` is returned as it is (a retried request).
+    async fn move_open(
+        &self,
+        id: &str,
+        by: &str,
+        comment: &str,
+        to: WorkOrderState,
+        stamp: fn(&mut WorkOrder, i64),
+    ) -> Result<WorkOrder, MaintenanceError> {
         self.change(id, by, comment, |w, now| match w.state() {
-            WorkOrderState::InProgress => Ok(None),
-            WorkOrderState::Planned => Ok(Some(WorkOrder {
-                state: WorkOrderState::InProgress as i32,
-                started_micros: now,
-                updated_micros: now,
-                ..w.clone()
-            })),
-            s => Err(MaintenanceError::AlreadyClosed {
-                id: w.work_order_id.clone(),
-                state: closed_state_name(s).unwrap_or("closed"),
-            }),
+            s if s == to => Ok(None),
+            WorkOrderState::Planned | WorkOrderState::InProgress => {
+                let mut next = WorkOrder { state: to as i32, updated_micros: now, ..w.clone() };
+                stamp(&mut next, now);
+                Ok(Some(next))
+            }
+            _ => Err(refused(w)),
         })
         .await
     }
 
+    /// planned → in progress; an order already in progress is returned as it is.
+    pub async fn start(&self, id: &str, by: &str, comment: &str) -> Result<WorkOrder, MaintenanceError> {
+        self.move_open(id, by, comment, WorkOrderState::InProgress, |w, now| w.started_micros = now).await
+    }
+
     /// planned or in progress → cancelled; a cancelled order is returned as it is.
     pub async fn cancel(&self, id: &str, by: &str, comment: &str) -> Result<WorkOrder, MaintenanceError> {
-        self.change(id, by, comment, |w, now| match w.state() {
-            WorkOrderState::Cancelled => Ok(None),
-            WorkOrderState::Planned | WorkOrderState::InProgress => Ok(Some(WorkOrder {
-                state: WorkOrderState::Cancelled as i32,
-                closed_micros: now,
-                updated_micros: now,
-                ..w.clone()
-            })),
-            s => Err(MaintenanceError::AlreadyClosed {
-                id: w.work_order_id.clone(),
-                state: closed_state_name(s).unwrap_or("closed"),
-            }),
-        })
-        .await
+        self.move_open(id, by, comment, WorkOrderState::Cancelled, |w, now| w.closed_micros = now).await
     }
 
     /// planned or in progress → done, with the outcome; the order joins the history.
@@ -328,8 +332,8 @@ impl WorkOrders {
             store::amdec_modes(&**client, &w.equipement_id).await?
         };
         self.change(id, &req.by, &req.comment, |w, now| {
-            if let Some(state) = closed_state_name(w.state()) {
-                return Err(MaintenanceError::AlreadyClosed { id: w.work_order_id.clone(), state });
+            if closed_state_name(w.state()).is_some() {
+                return Err(refused(w));
             }
             if !found.is_empty() {
                 in_amdec("found_failure_mode_code", &found, &w.equipement_id, &amdec)?;
