@@ -12,6 +12,8 @@ pub const PAYLOAD_FIELD: &str = "p";
 pub const ALERTS_STREAM: &str = "proact:alerts";
 /// Key of the model-events stream (entries: `ModelEvent`).
 pub const MODEL_EVENTS_STREAM: &str = "proact:model-events";
+/// Key of the work-orders stream (entries: `WorkOrderEvent`), one per state change.
+pub const WORK_ORDERS_STREAM: &str = "proact:workorders";
 /// Key of the dead-letter stream (entries: `DeadLetter`).
 pub const DEAD_LETTER_STREAM: &str = "proact:dlq";
 

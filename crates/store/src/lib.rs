@@ -17,6 +17,7 @@ pub mod reference;
 pub mod schema;
 pub mod taxonomy;
 pub mod telemetry;
+pub mod work_orders;
 
 pub use alerts::{alerts_sql, get_alert, list_alerts, row_to_alert, store_alerts};
 
