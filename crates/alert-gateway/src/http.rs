@@ -55,6 +55,8 @@ pub struct Shared {
     pub ingest_rate: Arc<IngestRate>,
     /// WebSocket clients connected to this replica.
     pub clients: AtomicUsize,
+    /// Ready frames of notices that are not alerts (work-order transitions), for every socket.
+    pub notices: broadcast::Sender<bytes::Bytes>,
     pub shutdown: CancellationToken,
 }
 
@@ -74,7 +76,9 @@ impl Shared {
     }
 }
 
-pub fn router(shared: Arc<Shared>) -> Router {
+/// The page, its assets, and every JSON API behind the token: the gateway's own and `apis`,
+/// the capabilities' routers it serves (work orders…).
+pub fn router(shared: Arc<Shared>, apis: Router) -> Router {
     let api = Router::new()
         .route("/ws/alerts", get(ws_alerts))
         .route("/api/alerts", get(list_alerts))
@@ -91,7 +95,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/", get(|| async { ([(header::CACHE_CONTROL, "no-cache")], Html(DASHBOARD)) }))
         .route("/static/{name}", get(asset))
         .merge(api)
-        .with_state(shared)
+        .with_state(shared.clone())
+        .merge(apis.route_layer(middleware::from_fn_with_state(shared, auth)))
 }
 
 /// The bearer token from the `Authorization` header, else from the `token` query parameter.
