@@ -57,6 +57,8 @@ pub struct Shared {
     pub clients: AtomicUsize,
     /// Ready frames of notices that are not alerts (work-order transitions), for every socket.
     pub notices: broadcast::Sender<bytes::Bytes>,
+    /// Each alert's priority, from the AMDEC.
+    pub crit: crate::criticality::Criticality,
     pub shutdown: CancellationToken,
 }
 
@@ -300,7 +302,7 @@ async fn list_alerts(State(shared): State<Arc<Shared>>, Query(p): Query<ListPara
     };
     let alerts = proact_store::list_alerts(&shared.pool, &q).await?;
     Ok(Json(json!({
-        "alerts": alerts.iter().map(json::alert).collect::<Vec<_>>(),
+        "alerts": alerts.iter().map(|a| json::alert(a, shared.crit.priority(a))).collect::<Vec<_>>(),
         "last_event_id": position,
     }))
     .into_response())
@@ -325,7 +327,7 @@ async fn find(shared: &Shared, id: &str) -> Result<proact_proto::v1::Alert, ApiE
 async fn get_alert(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResult {
     let alert = find(&shared, &id).await?;
     let history = crate::lifecycle::history(&shared.pool, &id).await?;
-    Ok(Json(json!({ "alert": json::alert(&alert), "history": history })).into_response())
+    Ok(Json(json!({ "alert": json::alert(&alert, shared.crit.priority(&alert)), "history": history })).into_response())
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -355,7 +357,7 @@ pub struct ChangeBody {
 
 async fn change(shared: &Shared, id: &str, c: Change) -> ApiResult {
     let a = shared.lifecycle().apply(id, c).await?;
-    Ok(Json(json::alert(&a)).into_response())
+    Ok(Json(json::alert(&a, shared.crit.priority(&a))).into_response())
 }
 
 async fn ack(State(s): State<Arc<Shared>>, Path(id): Path<String>, Json(b): Json<ChangeBody>) -> ApiResult {

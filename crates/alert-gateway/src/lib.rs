@@ -5,6 +5,7 @@
 //! Upstream: anomaly-detector (alerts stream), archive (history, gRPC), trainer (model
 //! registry, gRPC), the reference tables (AMDEC, workload). Downstream: people.
 
+pub mod criticality;
 pub mod feed;
 pub mod grpc;
 pub mod http;
@@ -182,13 +183,16 @@ impl App {
         ready.set("postgres", true);
         let (tx, _) = broadcast::channel(config.client_queue);
         let recent = feed::SharedRecent::default();
+        let crit = criticality::Criticality::default();
+        if let Err(e) = crit.refresh(&pool).await {
+            tracing::warn!(error = %e, "reading the AMDEC for alert priorities failed; retrying every minute");
+        }
+        let crit_task = AbortOnDropHandle::new(tokio::spawn(crit.clone().keep_fresh(pool.clone(), shutdown.clone())));
         let follow = AbortOnDropHandle::new(tokio::spawn(feed::follow(
             feed_redis,
             tx.clone(),
             Duration::from_millis(config.linger_ms),
-            recent.clone(),
-            ready.clone(),
-            traces.clone(),
+            feed::Outlets { recent: recent.clone(), crit: crit.clone(), ready: ready.clone(), traces: traces.clone() },
             shutdown.clone(),
         )));
         let ingest_rate = upstream::IngestRate::new();
@@ -226,6 +230,7 @@ impl App {
             ingest_rate,
             clients: Default::default(),
             notices,
+            crit,
             shutdown: shutdown.clone(),
         });
         let hs = shutdown.clone();
@@ -264,6 +269,7 @@ impl App {
         proact_server::shutdown::join_within(&shutdown, limit, async move {
             let _ = follow.await;
             let _ = work_order_feed.await;
+            let _ = crit_task.await;
             let _ = sampler.await;
             let _ = http_task.await;
             let _ = grpc_task.await;

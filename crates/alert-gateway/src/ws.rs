@@ -68,7 +68,7 @@ where
     let _connected = Connected::new(&shared);
     let (mut reader, mut writer) = tokio::io::split(socket);
     let mut read_buf = BytesMut::with_capacity(READ_BUFFER);
-    let mut sub = Subscription::new(rx, shared.redis.clone(), after);
+    let mut sub = Subscription::new(rx, shared.redis.clone(), after, shared.crit.clone());
     let mut notices = shared.notices.subscribe();
     let mut heartbeat = tokio::time::interval(shared.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -32,11 +32,14 @@ async fn next_work_order(ws: &mut Ws, timeout: Duration) -> Option<serde_json::V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_orders_behind_the_token_and_their_transitions_on_every_socket() {
     let servers = Servers::start().await;
-    let gw = Gateway::start(&servers, &["--token", TOKEN]).await;
+    // The schema first (the gateway would apply it too), then the sample reference data, so
+    // that the gateway reads the AMDEC at start.
+    let pool = proact_server::db::pool(&servers.postgres.url(), 1).unwrap();
+    proact_store::schema::migrate(&mut pool.get().await.unwrap()).await.unwrap();
     let mut db = proact_dataprep::load::connect(&servers.postgres.url()).await.unwrap();
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
     proact_dataprep::load::load_dir(&mut db, &data).await.expect("the sample reference data loads");
-    let pool = proact_server::db::pool(&servers.postgres.url(), 1).unwrap();
+    let gw = Gateway::start(&servers, &["--token", TOKEN]).await;
     let now = proact_proto::time::now_micros();
     let alert = Alert {
         alert_id: "A-WO-1".into(),
@@ -51,7 +54,29 @@ async fn work_orders_behind_the_token_and_their_transitions_on_every_socket() {
         value: 95.0,
         ..Default::default()
     };
-    proact_store::store_alerts(&pool, &[alert]).await.unwrap();
+    let fan = Alert {
+        alert_id: "A-WO-2".into(),
+        equipement_id: "FAN-01".into(),
+        severity: Severity::Warning as i32,
+        rule: "vibration_warning".into(),
+        reason: "vibration_warning".into(),
+        ..alert.clone()
+    };
+    proact_store::store_alerts(&pool, &[alert, fan]).await.unwrap();
+
+    // Each alert carries its priority: severity, then the AMDEC criticality of its equipment.
+    let (code, list) = gw.get("/api/alerts", Some(TOKEN)).await;
+    assert_eq!(code, 200, "{list}");
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let priority = |id: &str| {
+        let a = list["alerts"].as_array().unwrap().iter().find(|a| a["alert_id"] == id).unwrap().clone();
+        (a["priority"].as_f64().unwrap(), a["priority_band"].as_str().unwrap().to_string())
+    };
+    let (pump, pump_band) = priority("A-WO-1");
+    let (fan, _) = priority("A-WO-2");
+    assert!(pump > fan && fan > 0.0 && pump <= 100.0, "critical PUMP-01 {pump} above warning FAN-01 {fan}");
+    assert!(pump < 100.0, "the AMDEC criticality counts, not the severity alone: {pump}");
+    assert_eq!(pump_band, "P1");
     let mut page = gw.ws(&format!("?token={TOKEN}")).await;
     let mut other_page = gw.ws(&format!("?token={TOKEN}")).await;
 

@@ -56,6 +56,13 @@ impl Inputs {
     }
 }
 
+/// The priority of `alert` given every AMDEC mode of its equipment (`amdec`): judged on the
+/// modes its signal points at, or all of them when none match.
+pub fn of_alert(alert: &Alert, amdec: &[AmdecMode]) -> f64 {
+    let relevant = crate::modes::relevant(amdec, crate::modes::signal_of(alert));
+    priority(Inputs::of_alert(alert, &relevant))
+}
+
 /// Highest criticality of `modes`, `None` without modes.
 pub fn criticality(modes: &[&AmdecMode]) -> Option<f64> {
     modes.iter().map(|m| mode_criticality(m)).reduce(f64::max)
