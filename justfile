@@ -30,7 +30,7 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# Benchmarks: `just bench` runs all, `just bench trainer` one area (ingest, archive, trainer, training, detector, gateway, tracing, pipeline).
+# Benchmarks: `just bench` runs all, `just bench trainer` one area (ingest, archive, trainer, training, detector, gateway, tracing, pipeline, knowledge).
 bench area="all":
     bash bench/run.sh {{area}}
 
@@ -41,6 +41,8 @@ eval:
     cargo run --release -p proact-model-eval -- skab --datasets "{{datasets}}"
     cargo run --release -p proact-model-eval -- ai4i --datasets "{{datasets}}"
     mkdir -p target/eval
+    # The knowledge base's retrieval on the UWA FMEA, side by side with BM25 and TF-IDF (docs/knowledge.md).
+    cargo run --release -p proact-knowledge --bin proact-knowledge-eval -- --datasets "{{datasets}}" --out target/eval/knowledge.json
     # The live detector's code path on a SKAB file (normal-behaviour model fitted on the first 400 rows).
     cargo run --release -p proact-anomaly-detector -- replay --input "{{datasets}}/SKAB/data/valve1/0.csv" --fit-first 400 --label-column anomaly --output target/eval/skab-valve1-0.scores.csv
 

@@ -79,6 +79,9 @@ pub struct CleanTable {
     pub rows: Vec<Vec<Cell>>,
     /// 1-based input line of each row.
     pub lines: Vec<u64>,
+    /// 1-based data record of each row (the header is not a record): the row number a
+    /// spreadsheet user counts, which differs from the line when a cell holds a line break.
+    pub records: Vec<u64>,
 }
 
 impl CleanTable {
@@ -195,6 +198,7 @@ pub fn clean_bytes(bytes: &[u8], source: &str, kind: Kind, opts: &CleanOptions) 
 
     let mut rows: Vec<Vec<Cell>> = Vec::new();
     let mut lines: Vec<u64> = Vec::new();
+    let mut records: Vec<u64> = Vec::new();
     let mut previous: Vec<Option<String>> = vec![None; columns.len()];
     let mut record = csv::StringRecord::new();
     let mut lines_seen = LineCounter { text: text.as_bytes(), upto: 0, newlines: 0 };
@@ -232,10 +236,11 @@ pub fn clean_bytes(bytes: &[u8], source: &str, kind: Kind, opts: &CleanOptions) 
         if let Some(row) = type_row(&columns, raw, line, &mut report) {
             rows.push(row);
             lines.push(line);
+            records.push(report.rows_read as u64);
         }
     }
 
-    let mut table = CleanTable { kind, columns, rows, lines };
+    let mut table = CleanTable { kind, columns, rows, lines, records };
     derive(&mut table, &mut report);
     let imputed_rows = impute(&mut table, &mut report);
     report.rows_kept = table.rows.len();

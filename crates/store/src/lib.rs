@@ -13,6 +13,7 @@ use deadpool_postgres::Pool;
 use proact_proto::v1::Telemetry;
 
 pub mod alerts;
+pub mod knowledge;
 pub mod reference;
 pub mod schema;
 pub mod taxonomy;

@@ -231,6 +231,12 @@ pub enum Command {
         #[arg(long, default_value = "")]
         name: String,
     },
+    /// The knowledge base: `knowledge search "QUESTION" [--amdec FILE] [--interventions FILE]
+    /// --limit K --json` (files are read directly; without them, the database is searched).
+    Knowledge {
+        #[command(subcommand)]
+        command: proact_knowledge::cli::KnowledgeCommand,
+    },
 }
 
 impl Config {
@@ -323,6 +329,15 @@ pub async fn run_command(config: &Config, command: &Command) -> anyhow::Result<u
                 );
             }
             Ok(0)
+        }
+        Command::Knowledge { command: proact_knowledge::cli::KnowledgeCommand::Search(args) } => {
+            let records = if args.from_files() {
+                args.load_files()?
+            } else {
+                let pool = proact_server::db::pool(&config.pg.database_url, 1)?;
+                proact_knowledge::db::load(&pool).await?
+            };
+            proact_knowledge::cli::print_search(args, records, &mut std::io::stdout().lock())
         }
     }
 }
