@@ -1,0 +1,153 @@
+//! Planning instances generated from the workload data and the fleet's history, at any
+//! size, for the benchmark and the tests: technicians cloned from the real profiles
+//! (skills, hours a day), orders drawn from the AMDEC failure modes with the durations and
+//! skills their past repairs had, and the preventive rhythm of the history.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::Days;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::data::{self, AmdecAction, Intervention};
+use crate::model::{Order, PlanInput, Priority, Technician, Week};
+use crate::PlanningError;
+
+/// A kind of work order the fleet produces.
+#[derive(Debug, Clone)]
+pub struct OrderKind {
+    pub equipement_id: String,
+    pub failure_mode_code: String,
+    pub skill: String,
+    pub priority: Priority,
+    /// Median hours of its past repairs.
+    pub hours: f64,
+    pub preventive: bool,
+}
+
+/// What the generator draws from.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    pub technicians: Vec<Technician>,
+    pub kinds: Vec<OrderKind>,
+}
+
+impl Reference {
+    /// From the clean CSVs of a data folder.
+    pub fn from_dir(dir: &Path, week: Week) -> Result<Reference, PlanningError> {
+        let technicians = data::technicians_for_week(&data::read_workload(&dir.join("Workload_clean.csv"))?, week);
+        let amdec = data::read_amdec(&dir.join("AMDEC_clean.csv"))?;
+        let history = data::read_interventions(&dir.join("GMAO_integrator_clean.csv"))?;
+        Ok(Reference::from_rows(technicians, &amdec, &history))
+    }
+
+    pub fn from_rows(technicians: Vec<Technician>, amdec: &[AmdecAction], history: &[Intervention]) -> Reference {
+        let skills_of =
+            |id: &str| technicians.iter().find(|t| t.id == id).map(|t| t.skills.clone()).unwrap_or_default();
+        let profile = |filter: &dyn Fn(&Intervention) -> bool| {
+            let mut hours: Vec<f64> = Vec::new();
+            let mut skills: BTreeMap<String, usize> = BTreeMap::new();
+            for i in history.iter().filter(|i| filter(i)) {
+                hours.extend(i.duration_h.filter(|h| *h > 0.0));
+                for s in skills_of(&i.technician_id) {
+                    *skills.entry(s).or_default() += 1;
+                }
+            }
+            hours.sort_by(f64::total_cmp);
+            let median = hours.get(hours.len() / 2).copied();
+            let skill = skills.into_iter().max_by_key(|(s, n)| (*n, std::cmp::Reverse(s.clone()))).map(|(s, _)| s);
+            (median, skill)
+        };
+        let mut kinds = Vec::new();
+        for a in amdec {
+            let (hours, skill) =
+                profile(&|i| i.failure_mode_code == a.failure_mode_code && i.intervention_type != "preventive");
+            let (Some(hours), Some(skill)) = (hours, skill) else { continue };
+            let priority = match a.criticality.as_str() {
+                "high" => Priority::High,
+                "medium" => Priority::Medium,
+                _ => Priority::Low,
+            };
+            kinds.push(OrderKind {
+                equipement_id: a.equipement_id.clone(),
+                failure_mode_code: a.failure_mode_code.clone(),
+                skill,
+                priority,
+                hours,
+                preventive: false,
+            });
+        }
+        let mut equipments: Vec<&str> = amdec.iter().map(|a| a.equipement_id.as_str()).collect();
+        equipments.sort_unstable();
+        equipments.dedup();
+        for e in equipments {
+            let (hours, skill) = profile(&|i| i.equipement_id == e && i.intervention_type == "preventive");
+            let (Some(hours), Some(skill)) = (hours, skill) else { continue };
+            kinds.push(OrderKind {
+                equipement_id: e.to_string(),
+                failure_mode_code: String::new(),
+                skill,
+                priority: Priority::Low,
+                hours,
+                preventive: true,
+            });
+        }
+        Reference { technicians, kinds }
+    }
+}
+
+/// Shape of a generated instance.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub technicians: usize,
+    pub orders: usize,
+    /// Order hours over the technicians' hours of the week (1.0 = exactly full).
+    pub load: f64,
+    pub seed: u64,
+}
+
+/// An instance of the given shape: technicians cloned from the reference profiles (hours
+/// ± 10 %, one absent day in twenty), orders drawn from the fleet's kinds (one in ten
+/// critical, a third released during the week), hours scaled to the asked load.
+pub fn generate(reference: &Reference, week: Week, shape: Shape) -> PlanInput {
+    let mut rng = ChaCha8Rng::seed_from_u64(shape.seed);
+    let days = week.days();
+    let technicians: Vec<Technician> = (0..shape.technicians)
+        .map(|i| {
+            let base = &reference.technicians[i % reference.technicians.len()];
+            let mut t = base.clone();
+            t.id = format!("T{:03}", i + 1);
+            t.name = format!("{} #{}", base.name, i / reference.technicians.len() + 1);
+            t.daily_hours = (base.daily_hours * rng.gen_range(0.9..1.1) * 4.0).round() / 4.0;
+            t.absent_days = days.iter().copied().filter(|_| rng.gen_bool(0.05)).collect();
+            t
+        })
+        .collect();
+    let mut orders: Vec<Order> = (0..shape.orders)
+        .map(|i| {
+            let kind = reference.kinds.choose(&mut rng).expect("the reference has order kinds");
+            let hours = (kind.hours * rng.gen_range(0.5..1.5)).max(0.5);
+            let priority = if !kind.preventive && rng.gen_bool(0.1) { Priority::Critical } else { kind.priority };
+            let mut o = Order::new(&format!("OT-{:05}", i + 1), &kind.skill, priority, hours);
+            o.equipement_id = kind.equipement_id.clone();
+            o.failure_mode_code = kind.failure_mode_code.clone();
+            if rng.gen_bool(0.33) {
+                o.release = Some(days[rng.gen_range(1..4)]);
+            }
+            if kind.preventive {
+                o.deadline = Some(days[0] + Days::new(rng.gen_range(0..7)));
+            }
+            o
+        })
+        .collect();
+    let capacity: f64 = technicians.iter().map(|t| days.iter().map(|&d| t.hours_on(d)).sum::<f64>()).sum();
+    let asked: f64 = orders.iter().map(|o| o.estimated_hours).sum();
+    let scale = shape.load * capacity / asked;
+    let longest_day = technicians.iter().map(|t| t.daily_hours).fold(0.0, f64::max);
+    for o in &mut orders {
+        o.estimated_hours = ((o.estimated_hours * scale * 4.0).round() / 4.0).clamp(0.25, longest_day.max(0.25));
+    }
+    PlanInput { week, technicians, orders, travel: Vec::new() }
+}
