@@ -2,15 +2,15 @@
 //! CSV file, preventive orders derived from the AMDEC recommended actions (their intervals)
 //! and from the history's preventive rhythm per equipment.
 //!
-//! The rows are plain structs so the same derivations serve the clean CSV files of `data/`
-//! and the database tables (read by `proact_store::planning`).
+//! The rows are plain structs ([`Sources`]) so the same derivations serve the clean CSV files
+//! of `data/` and the database tables (read by `proact_store::planning`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use chrono::{DateTime, Datelike, Days, NaiveDate, Weekday};
 
-use crate::model::{Order, Priority, Technician, Week};
+use crate::model::{Order, PlanInput, Priority, Technician, Week};
 use crate::PlanningError;
 
 /// One month of one technician (`Workload_clean.csv`, table `workload`).
@@ -431,14 +431,35 @@ pub fn preventive_orders(
     orders
 }
 
-/// Technicians, preventive orders and the extra orders of a file, from the clean CSVs of a
-/// data folder (`Workload_clean.csv`, `AMDEC_clean.csv`, `GMAO_integrator_clean.csv`).
-pub fn load_dir(dir: &Path, week: Week) -> Result<(Vec<Technician>, Vec<Order>), PlanningError> {
-    let technicians = technicians_for_week(&read_workload(&dir.join("Workload_clean.csv"))?, week);
-    let amdec = read_amdec(&dir.join("AMDEC_clean.csv"))?;
-    let history = read_interventions(&dir.join("GMAO_integrator_clean.csv"))?;
-    let orders = preventive_orders(&amdec, &history, &technicians, week);
-    Ok((technicians, orders))
+/// The reference data a plan is made from, read from files or from the database.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub workload: Vec<WorkloadRow>,
+    pub amdec: Vec<AmdecAction>,
+    pub history: Vec<Intervention>,
+}
+
+impl Sources {
+    /// The clean CSVs of a data folder: `Workload_clean.csv`, `AMDEC_clean.csv`,
+    /// `GMAO_integrator_clean.csv`.
+    pub fn from_dir(dir: &Path) -> Result<Sources, PlanningError> {
+        Ok(Sources {
+            workload: read_workload(&dir.join("Workload_clean.csv"))?,
+            amdec: read_amdec(&dir.join("AMDEC_clean.csv"))?,
+            history: read_interventions(&dir.join("GMAO_integrator_clean.csv"))?,
+        })
+    }
+
+    /// A week's inputs: its technicians, the preventive orders due (when `preventive`), and
+    /// the given open orders.
+    pub fn input(&self, week: Week, orders: Vec<Order>, preventive: bool) -> PlanInput {
+        let technicians = technicians_for_week(&self.workload, week);
+        let mut all = if preventive { preventive_orders(&self.amdec, &self.history, &technicians, week) } else { Vec::new() };
+        // An order given explicitly replaces the derived one with the same id.
+        all.retain(|p| !orders.iter().any(|o| o.id == p.id));
+        all.extend(orders);
+        PlanInput { week, technicians, orders: all, travel: Vec::new() }
+    }
 }
 
 #[cfg(test)]

@@ -37,10 +37,8 @@ pub struct Reference {
 impl Reference {
     /// From the clean CSVs of a data folder.
     pub fn from_dir(dir: &Path, week: Week) -> Result<Reference, PlanningError> {
-        let technicians = data::technicians_for_week(&data::read_workload(&dir.join("Workload_clean.csv"))?, week);
-        let amdec = data::read_amdec(&dir.join("AMDEC_clean.csv"))?;
-        let history = data::read_interventions(&dir.join("GMAO_integrator_clean.csv"))?;
-        Ok(Reference::from_rows(technicians, &amdec, &history))
+        let s = data::Sources::from_dir(dir)?;
+        Ok(Reference::from_rows(data::technicians_for_week(&s.workload, week), &s.amdec, &s.history))
     }
 
     pub fn from_rows(technicians: Vec<Technician>, amdec: &[AmdecAction], history: &[Intervention]) -> Reference {

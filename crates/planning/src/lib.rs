@@ -10,6 +10,7 @@
 //! - [`solve`]: the planner (rounds of Kuhn-Munkres assignment) and the greedy baseline;
 //! - [`replan`]: a new critical order or a manual pin, with minimal moves and their reasons;
 //! - [`explain`]: why an order went where it did;
+//! - [`text`]: the plan for a terminal;
 //! - [`exact`]: the proven optimum of small instances (MILP), for the benchmark;
 //! - [`instance`]: instances generated from the workload data and the fleet, for the
 //!   benchmark and the tests.
@@ -24,6 +25,7 @@ pub mod model;
 pub mod replan;
 pub mod service;
 pub mod solve;
+pub mod text;
 
 pub use explain::{explain, Explanation};
 pub use model::{Order, PlanInput, Priority, Technician, Travel, Week};

@@ -12,6 +12,7 @@ use deadpool_postgres::Pool;
 use proact_proto::v1::{Alert, AlertsQuery, Telemetry};
 use tokio_postgres::types::ToSql;
 
+pub mod planning;
 pub mod telemetry;
 
 /// A storage failure: the batch was not committed and must be retried.
