@@ -18,7 +18,8 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -93,7 +94,9 @@ fn main() {
         for seed in 1..=seeds {
             let shape = Shape { technicians: techs, orders, load: 1.1, seed };
             let input = generate(&reference, week, shape);
-            let Some((exact, exact_spread, t)) = optimum_within(shape, Duration::from_secs_f64(milp_secs)) else { continue };
+            let Some((exact, exact_spread, t)) = optimum_within(shape, Duration::from_secs_f64(milp_secs)) else {
+                continue;
+            };
             t_opt.push(t);
             let (p, t) = timed(|| plan(&input).unwrap());
             t_pl.push(t);
@@ -120,11 +123,11 @@ fn main() {
             "| {techs} × {orders} × 5 | {proven}/{seeds} | {opt:.0} | {pl:.0} | {gr:.0} | {} | {} | {:.1} / {:.1} / {:.1} | {:.0} / {:.1} |",
             gap(pl),
             gap(gr),
-            median(s_opt),
-            median(s_pl),
-            median(s_gr),
-            median(t_opt),
-            median(t_pl)
+            median(&s_opt),
+            median(&s_pl),
+            median(&s_gr),
+            median(&t_opt),
+            median(&t_pl)
         );
     }
 
@@ -164,15 +167,15 @@ fn main() {
         }
         println!(
             "| {techs} × {orders} × 5 | {load} | {lp:.0} / {lg:.0} | {up} / {ug} | {:.1} / {:.1} | {:.0} | {:.1} | {:.0} | {:.1} |",
-            median(sp),
-            median(sg),
-            median(tp),
-            median(tg),
-            median(tr),
-            median(moves)
+            median(&sp),
+            median(&sg),
+            median(&tp),
+            median(&tg),
+            median(&tr),
+            median(&moves)
         );
         results.push(json!({"kind": "timing", "technicians": techs, "orders": orders, "load": load,
-            "plan_ms": median(tp), "greedy_ms": median(tg), "replan_ms": median(tr)}));
+            "plan_ms": median(&tp), "greedy_ms": median(&tg), "replan_ms": median(&tr)}));
     }
 
     println!("\n### The MILP on the 30 × 200 instance (why it is not the planner)\n");

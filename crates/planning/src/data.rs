@@ -454,7 +454,8 @@ impl Sources {
     /// the given open orders.
     pub fn input(&self, week: Week, orders: Vec<Order>, preventive: bool) -> PlanInput {
         let technicians = technicians_for_week(&self.workload, week);
-        let mut all = if preventive { preventive_orders(&self.amdec, &self.history, &technicians, week) } else { Vec::new() };
+        let mut all =
+            if preventive { preventive_orders(&self.amdec, &self.history, &technicians, week) } else { Vec::new() };
         // An order given explicitly replaces the derived one with the same id.
         all.retain(|p| !orders.iter().any(|o| o.id == p.id));
         all.extend(orders);

@@ -108,7 +108,8 @@ pub struct Shape {
 
 /// An instance of the given shape: technicians cloned from the reference profiles (hours
 /// ± 10 %, one absent day in twenty), orders drawn from the fleet's kinds (one in ten
-/// critical, a third released during the week), hours scaled to the asked load.
+/// corrective ones critical, a third of them released during the week; preventive ones due
+/// within the week or the next days), hours scaled to the asked load.
 pub fn generate(reference: &Reference, week: Week, shape: Shape) -> PlanInput {
     let mut rng = ChaCha8Rng::seed_from_u64(shape.seed);
     let days = week.days();
@@ -123,29 +124,52 @@ pub fn generate(reference: &Reference, week: Week, shape: Shape) -> PlanInput {
             t
         })
         .collect();
+    // Each skill's share of the week's hours (a technician with two skills gives half to
+    // each): orders are drawn per skill in that proportion and their hours scaled to it, so
+    // the asked load holds for every trade and not only in total.
+    let mut share: BTreeMap<&str, f64> = BTreeMap::new();
+    for t in &technicians {
+        let hours: f64 = days.iter().map(|&d| t.hours_on(d)).sum();
+        for s in &t.skills {
+            *share.entry(s).or_default() += hours / t.skills.len() as f64;
+        }
+    }
+    share.retain(|s, _| reference.kinds.iter().any(|k| k.skill == *s));
+    let skills: Vec<(&str, f64)> = share.iter().map(|(s, h)| (*s, *h)).collect();
+    let total: f64 = skills.iter().map(|s| s.1).sum();
     let mut orders: Vec<Order> = (0..shape.orders)
         .map(|i| {
-            let kind = reference.kinds.choose(&mut rng).expect("the reference has order kinds");
+            let mut pick = rng.gen_range(0.0..total);
+            let skill = skills.iter().find(|s| {
+                pick -= s.1;
+                pick < 0.0
+            });
+            let skill = skill.unwrap_or(skills.last().expect("a skill")).0;
+            let of_skill: Vec<&OrderKind> = reference.kinds.iter().filter(|k| k.skill == skill).collect();
+            let kind = of_skill.choose(&mut rng).expect("kinds of that skill");
             let hours = (kind.hours * rng.gen_range(0.5..1.5)).max(0.5);
             let priority = if !kind.preventive && rng.gen_bool(0.1) { Priority::Critical } else { kind.priority };
             let mut o = Order::new(&format!("OT-{:05}", i + 1), &kind.skill, priority, hours);
             o.equipement_id = kind.equipement_id.clone();
             o.failure_mode_code = kind.failure_mode_code.clone();
-            if rng.gen_bool(0.33) {
-                o.release = Some(days[rng.gen_range(1..4)]);
-            }
             if kind.preventive {
                 o.deadline = Some(days[0] + Days::new(rng.gen_range(0..7)));
+            } else if rng.gen_bool(0.33) {
+                o.release = Some(days[rng.gen_range(1..4)]);
             }
             o
         })
         .collect();
-    let capacity: f64 = technicians.iter().map(|t| days.iter().map(|&d| t.hours_on(d)).sum::<f64>()).sum();
-    let asked: f64 = orders.iter().map(|o| o.estimated_hours).sum();
-    let scale = shape.load * capacity / asked;
     let longest_day = technicians.iter().map(|t| t.daily_hours).fold(0.0, f64::max);
-    for o in &mut orders {
-        o.estimated_hours = ((o.estimated_hours * scale * 4.0).round() / 4.0).clamp(0.25, longest_day.max(0.25));
+    for (skill, hours) in &skills {
+        let asked: f64 = orders.iter().filter(|o| o.skill == *skill).map(|o| o.estimated_hours).sum();
+        if asked <= 0.0 {
+            continue;
+        }
+        let scale = shape.load * hours / asked;
+        for o in orders.iter_mut().filter(|o| o.skill == *skill) {
+            o.estimated_hours = ((o.estimated_hours * scale * 4.0).round() / 4.0).clamp(0.25, longest_day.max(0.25));
+        }
     }
     PlanInput { week, technicians, orders, travel: Vec::new() }
 }

@@ -300,6 +300,14 @@ impl<'a> Board<'a> {
         !self.placed[o].is_empty()
     }
 
+    fn utilisation(&self, t: usize) -> f64 {
+        if self.week_cap[t] > EPS {
+            self.used[t].iter().sum::<f64>() / self.week_cap[t]
+        } else {
+            f64::INFINITY
+        }
+    }
+
     pub(crate) fn free(&self, t: usize, d: usize) -> f64 {
         self.cap[t][d] - self.used[t][d]
     }
@@ -432,13 +440,33 @@ impl<'a> Board<'a> {
 
     /// The rounds of assignment (see the module doc).
     pub(crate) fn assign_rounds(&mut self, c: &Constraints) {
+        // A round gives each technician-day one order at most, so a first round over every
+        // order would put a small one on each day and leave no whole day for the large ones.
+        // Large orders (over half a day of their technicians) and critical ones go first.
+        let first = |b: &Board<'_>, o: usize| {
+            let day = b.jobs[o].techs.iter().map(|&t| b.input.technicians[t].daily_hours).fold(0.0, f64::max);
+            b.order(o).priority == Priority::Critical || b.jobs[o].hours > 0.5 * day
+        };
+        self.rounds(c, &first, f64::INFINITY);
+        // Then the rest, filling technicians level by level: a round fills every open
+        // technician-day, so without levels the hours would go by day count, not by
+        // utilisation, and a technician with fewer hours or more skills would stay idle.
+        for level in [0.8, f64::INFINITY] {
+            self.rounds(c, &|_, _| true, level);
+        }
+    }
+
+    /// Rounds over the open orders `phase` selects, on the technicians whose utilisation is
+    /// below `level`, until nothing more fits.
+    fn rounds(&mut self, c: &Constraints, phase: &dyn Fn(&Board<'_>, usize) -> bool, level: f64) {
         loop {
             let open: Vec<usize> = (0..self.jobs.len())
                 .filter(|&o| !self.is_placed(o) && self.order(o).crew <= 1 && !self.jobs[o].released_later)
+                .filter(|&o| phase(self, o))
                 .collect();
             let slots: Vec<(usize, usize)> = (0..self.input.technicians.len())
                 .flat_map(|t| (0..self.days.len()).map(move |d| (t, d)))
-                .filter(|&(t, d)| self.free(t, d) > EPS)
+                .filter(|&(t, d)| self.free(t, d) > EPS && self.utilisation(t) < level)
                 .collect();
             if open.is_empty() || slots.is_empty() {
                 return;

@@ -18,7 +18,11 @@ pub fn render(plan: &Plan) -> String {
     );
     for load in &plan.loads {
         let pct = load.utilisation_pct().map_or("absent".to_string(), |p| format!("{p:.0} %"));
-        let _ = writeln!(out, "\n{} ({:.1} h / {:.1} h, {pct})", load.technician_id, load.planned_hours, load.capacity_hours);
+        let _ = writeln!(
+            out,
+            "\n{} ({:.1} h / {:.1} h, {pct})",
+            load.technician_id, load.planned_hours, load.capacity_hours
+        );
         for (i, day) in plan.days.iter().enumerate() {
             let orders: Vec<String> = plan
                 .assignments
@@ -51,7 +55,8 @@ pub fn render(plan: &Plan) -> String {
             (Some(t), Some(d)) => format!("{t} le {d}"),
             _ => "non planifié".to_string(),
         };
-        let _ = writeln!(out, "  déplacé {} : {} le {} → {to} — {}", m.order_id, m.from_technician, m.from_day, m.reason);
+        let _ =
+            writeln!(out, "  déplacé {} : {} le {} → {to} — {}", m.order_id, m.from_technician, m.from_day, m.reason);
     }
     out
 }

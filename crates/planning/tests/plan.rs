@@ -275,3 +275,23 @@ fn bad_input_gets_a_clear_error() {
     let e = "2025-W53".parse::<Week>().unwrap_err().to_string();
     assert_eq!(e, "invalid week `2025-W53`: 2025 has no ISO week 53");
 }
+
+#[test]
+fn generated_instances_are_valid_and_the_planner_beats_greedy() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data");
+    let reference = proact_planning::instance::Reference::from_dir(&dir, week()).unwrap();
+    for seed in 1..=3 {
+        let shape = proact_planning::instance::Shape { technicians: 30, orders: 200, load: 1.1, seed };
+        let input = proact_planning::instance::generate(&reference, week(), shape);
+        assert_eq!((input.technicians.len(), input.orders.len()), (30, 200));
+        let p = plan(&input).unwrap();
+        let g = proact_planning::plan_greedy(&input).unwrap();
+        assert_capacity(&p);
+        assert!(
+            p.weighted_lateness <= g.weighted_lateness,
+            "seed {seed}: {} > greedy {}",
+            p.weighted_lateness,
+            g.weighted_lateness
+        );
+    }
+}

@@ -10,7 +10,9 @@ use proact_planning::data::Sources;
 use proact_planning::service::{Desk, Loader, PlanningService};
 use proact_proto::v1::planning_client::PlanningClient;
 use proact_proto::v1::planning_server::PlanningServer;
-use proact_proto::v1::{AddOrderRequest, ExplainRequest, OrderPriority, PinRequest, PlanHorizonRequest, PlanOrder, PlanTechnician};
+use proact_proto::v1::{
+    AddOrderRequest, ExplainRequest, OrderPriority, PinRequest, PlanHorizonRequest, PlanOrder, PlanTechnician,
+};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -26,11 +28,23 @@ async fn serve(desk: Arc<Desk>) -> PlanningClient<tonic::transport::Channel> {
 }
 
 fn tech(id: &str, skill: &str) -> PlanTechnician {
-    PlanTechnician { id: id.into(), name: String::new(), skills: vec![skill.into()], daily_hours: 8.0, absent_days: vec![] }
+    PlanTechnician {
+        id: id.into(),
+        name: String::new(),
+        skills: vec![skill.into()],
+        daily_hours: 8.0,
+        absent_days: vec![],
+    }
 }
 
 fn order(id: &str, hours: f64, priority: OrderPriority) -> PlanOrder {
-    PlanOrder { id: id.into(), skill: "mecanique".into(), estimated_hours: hours, priority: priority as i32, ..Default::default() }
+    PlanOrder {
+        id: id.into(),
+        skill: "mecanique".into(),
+        estimated_hours: hours,
+        priority: priority as i32,
+        ..Default::default()
+    }
 }
 
 #[tokio::test]
@@ -72,10 +86,14 @@ async fn grpc_plans_explains_replans_and_pins() {
     let a = pinned.assignments.iter().find(|a| a.order_id == "O05").unwrap();
     assert_eq!((a.technician_id.as_str(), a.day.as_str(), a.pinned), ("T1", "2026-03-06", true));
 
-    let err = client.pin(PinRequest { order_id: "O05".into(), technician_id: "T9".into(), day: String::new() }).await.unwrap_err();
+    let err = client
+        .pin(PinRequest { order_id: "O05".into(), technician_id: "T9".into(), day: String::new() })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().contains("unknown technician `T9`"), "{}", err.message());
-    let err = client.plan_horizon(PlanHorizonRequest { week: "2025-W53".into(), ..Default::default() }).await.unwrap_err();
+    let err =
+        client.plan_horizon(PlanHorizonRequest { week: "2025-W53".into(), ..Default::default() }).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().contains("2025 has no ISO week 53"), "{}", err.message());
 }
@@ -123,7 +141,11 @@ async fn json_api_over_the_data_folder() {
     let (status, after) = call("POST", "/orders", Some(urgent)).await;
     assert_eq!(status, StatusCode::OK, "{after}");
     assert_eq!(after["trigger_alert_id"], "alert-9");
-    assert!(after["assignments"].as_array().unwrap().iter().any(|a| a["order_id"] == "OT-URG" && a["lateness_days"] == 0));
+    assert!(after["assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["order_id"] == "OT-URG" && a["lateness_days"] == 0));
 
     let (status, err) = call("POST", "/pin", Some(json!({"order_id": first, "technician_id": "T99"}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
