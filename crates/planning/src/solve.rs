@@ -443,9 +443,10 @@ impl<'a> Board<'a> {
         // A round gives each technician-day one order at most, so a first round over every
         // order would put a small one on each day and leave no whole day for the large ones.
         // Large orders (over half a day of their technicians) and critical ones go first.
+        // Orders with a place to keep go first too, so the levels never take it from them.
         let first = |b: &Board<'_>, o: usize| {
             let day = b.jobs[o].techs.iter().map(|&t| b.input.technicians[t].daily_hours).fold(0.0, f64::max);
-            b.order(o).priority == Priority::Critical || b.jobs[o].hours > 0.5 * day
+            b.order(o).priority == Priority::Critical || b.jobs[o].hours > 0.5 * day || c.stay.contains_key(&o)
         };
         self.rounds(c, &first, f64::INFINITY);
         // Then the rest, filling technicians level by level: a round fills every open
