@@ -12,6 +12,10 @@
 //! 3. balanced load: the increase of the technician's squared weekly utilisation;
 //! 4. earlier days first, as a tie-break.
 //!
+//! Orders with a place to keep (started, announced, or planned before a re-plan) go back to
+//! it first; a critical order that then finds no hours takes them from lower-priority orders
+//! (`make_room_for_critical`), which the next rounds place again.
+//!
 //! Why rounds of assignment rather than one MILP: the proven MILP optimum (crate `good_lp`,
 //! `microlp` backend, see [`crate::exact`]) takes seconds already on 8 × 40 and does not
 //! finish on 30 × 200, while a round costs O(n³) on n = min(orders, technician-days);
@@ -349,6 +353,102 @@ impl<'a> Board<'a> {
             self.sites[t][d].insert(site.clone());
         }
         self.placed[o].push((t, d, travel));
+    }
+
+    /// Takes an order off the plan (a re-plan making room for a critical one).
+    fn unplace(&mut self, o: usize) {
+        for (t, d, travel) in std::mem::take(&mut self.placed[o]) {
+            self.used[t][d] -= self.jobs[o].hours + travel;
+            let sites = (0..self.jobs.len())
+                .filter(|&p| self.placed[p].iter().any(|q| (q.0, q.1) == (t, d)))
+                .filter_map(|p| self.order(p).site.clone())
+                .collect();
+            self.sites[t][d] = sites;
+        }
+    }
+
+    /// Orders with a known place (started, announced, or planned before a re-plan) go back
+    /// to it first when it still fits: a round would give a technician-day to one of them
+    /// and send the others elsewhere rather than wait for the next round.
+    pub(crate) fn keep_places(&mut self, c: &Constraints) {
+        let mut kept: Vec<(&usize, &Stay)> = c.stay.iter().collect();
+        // Started first, then announced, then by priority.
+        kept.sort_by_key(|(o, s)| (std::cmp::Reverse(s.tech_bonus + s.day_bonus), self.order(**o).priority, **o));
+        for (&o, s) in kept {
+            let allowed = self.jobs[o].techs.contains(&s.tech) && self.jobs[o].days.contains(&s.day);
+            if !self.is_placed(o) && self.order(o).crew <= 1 && allowed && self.fits(o, s.tech, s.day) {
+                self.place(o, s.tech, s.day);
+            }
+        }
+    }
+
+    /// A critical order that found no hours takes them from orders of lower priority that
+    /// are not started nor pinned: on the technician-day where that moves the fewest
+    /// announced orders, then the least weight, then the fewest orders, earliest first.
+    /// The orders taken off are planned again by the next rounds. Returns whether any moved.
+    pub(crate) fn make_room_for_critical(&mut self, c: &Constraints) -> bool {
+        let waiting: Vec<usize> = (0..self.jobs.len())
+            .filter(|&o| {
+                self.order(o).priority == Priority::Critical
+                    && !self.is_placed(o)
+                    && self.order(o).crew <= 1
+                    && !self.jobs[o].released_later
+            })
+            .collect();
+        let mut moved = false;
+        for o in waiting {
+            let mut best: Option<((usize, i64, usize, i64, usize), usize, usize, Vec<usize>)> = None;
+            for &t in &self.jobs[o].techs {
+                for &d in &self.jobs[o].days {
+                    let need = self.need(o, t, d);
+                    if self.cap[t][d] + EPS < need {
+                        continue;
+                    }
+                    let mut movable: Vec<usize> = (0..self.jobs.len())
+                        .filter(|&p| self.placed[p].len() == 1 && self.placed[p][0].0 == t && self.placed[p][0].1 == d)
+                        .filter(|&p| {
+                            let q = self.order(p);
+                            !q.started
+                                && !self.pinned[p]
+                                && q.pinned_technician.is_none()
+                                && q.pinned_day.is_none()
+                                && q.priority > Priority::Critical
+                                && !c.fixed.contains_key(&p)
+                        })
+                        .collect();
+                    movable.sort_by(|&a, &b| {
+                        let key = |p: usize| (self.order(p).announced, self.jobs[p].weight);
+                        key(a).cmp(&key(b)).then(self.jobs[b].hours.total_cmp(&self.jobs[a].hours))
+                    });
+                    let mut free = self.free(t, d);
+                    let mut taken = Vec::new();
+                    for p in movable {
+                        if free + EPS >= need {
+                            break;
+                        }
+                        free += self.jobs[p].hours + self.placed[p][0].2;
+                        taken.push(p);
+                    }
+                    if free + EPS < need {
+                        continue;
+                    }
+                    let announced = taken.iter().filter(|&&p| self.order(p).announced).count();
+                    let weight: i64 = taken.iter().map(|&p| self.jobs[p].weight).sum();
+                    let key = (announced, weight, taken.len(), self.lateness(o, d), d);
+                    if best.as_ref().is_none_or(|b| key < b.0) {
+                        best = Some((key, t, d, taken));
+                    }
+                }
+            }
+            if let Some((_, t, d, taken)) = best {
+                for p in taken {
+                    self.unplace(p);
+                }
+                self.place(o, t, d);
+                moved = true;
+            }
+        }
+        moved
     }
 
     /// The value of placing order `o` on technician `t`, day `d` (see the module doc).
@@ -701,8 +801,12 @@ pub fn plan(input: &PlanInput) -> Result<Plan, PlanningError> {
 pub(crate) fn solve_with(mut board: Board<'_>, c: &Constraints) -> Plan {
     board.apply_fixed(c);
     board.place_pins();
+    board.keep_places(c);
     board.place_crews();
     board.assign_rounds(c);
+    if board.make_room_for_critical(c) {
+        board.assign_rounds(c);
+    }
     board.finish()
 }
 

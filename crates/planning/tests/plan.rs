@@ -295,3 +295,23 @@ fn generated_instances_are_valid_and_the_planner_beats_greedy() {
         );
     }
 }
+
+#[test]
+fn a_replan_of_a_generated_week_moves_few_orders() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data");
+    let reference = proact_planning::instance::Reference::from_dir(&dir, week()).unwrap();
+    let shape = proact_planning::instance::Shape { technicians: 30, orders: 200, load: 0.9, seed: 1 };
+    let input = proact_planning::instance::generate(&reference, week(), shape);
+    let before = plan(&input).unwrap();
+    let mut urgent = order("URG", "mecanique", Priority::Critical, 4.0);
+    urgent.release = Some(day(2));
+    let (_, after) = add_order(&input, &before, urgent).unwrap();
+    assert_eq!(after.assignments_of("URG").next().map(|a| a.lateness_days), Some(0));
+    // Four hours to find on Wednesday or Thursday: at most a couple of orders give way.
+    assert!(after.moves.len() <= 2, "{} moves: {:#?}", after.moves.len(), after.moves);
+    let moved: HashSet<&str> = after.moves.iter().map(|m| m.order_id.as_str()).collect();
+    let unchanged = before.assignments.iter().filter(|a| !moved.contains(a.order_id.as_str()));
+    for a in unchanged {
+        assert!(after.assignments.contains(a), "{} moved without being listed", a.order_id);
+    }
+}
