@@ -17,9 +17,10 @@
 //! (`make_room_for_critical`), which the next rounds place again.
 //!
 //! Why rounds of assignment rather than one MILP: the proven MILP optimum (crate `good_lp`,
-//! `microlp` backend, see [`crate::exact`]) takes seconds already on 8 × 40 and does not
-//! finish on 30 × 200, while a round costs O(n³) on n = min(orders, technician-days);
-//! `docs/planning.md` has the measurements and the gap to the optimum.
+//! `microlp` backend, see [`crate::exact`]) takes seconds already on 6 technicians × 24
+//! orders and gives no answer on 8 × 40 or 30 × 200 within 20 s, while the rounds plan
+//! 30 × 200 in milliseconds at the optimum's value where it is known (`docs/BENCHMARKS.md`,
+//! "Planning"; `docs/planning.md`).
 
 use std::collections::{BTreeSet, HashMap};
 

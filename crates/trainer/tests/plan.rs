@@ -86,42 +86,31 @@ fn bad_input_is_refused_with_a_clear_message() {
 
     let dir = tempfile::tempdir().unwrap();
     let data = data_dir();
-    let bad = write(dir.path(), "orders.csv", "id,skill,estimated_hours\nOT-1,mecanique,2\nOT-2,mecanique,deux\n");
-    let out =
-        trainer(&["plan", "--week", "2026-W45", "--data", data.to_str().unwrap(), "--orders", bad.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("orders.csv, line 3: field `estimated_hours`: `deux` is not a number"), "{err}");
-
-    let negative = write(dir.path(), "neg.json", r#"[{"id": "OT-9", "skill": "mecanique", "estimated_hours": -2}]"#);
-    let out = trainer(&[
-        "plan",
-        "--week",
-        "2026-W45",
-        "--data",
-        data.to_str().unwrap(),
-        "--orders",
-        negative.to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("order OT-9: estimated duration -2 h"), "{err}");
-
-    let unknown = write(
-        dir.path(),
-        "pin.json",
-        r#"[{"id": "OT-8", "skill": "mecanique", "estimated_hours": 2, "pinned_technician": "T99"}]"#,
-    );
-    let out = trainer(&[
-        "plan",
-        "--week",
-        "2026-W45",
-        "--data",
-        data.to_str().unwrap(),
-        "--orders",
-        unknown.to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("order OT-8: unknown technician `T99`"), "{err}");
+    let cases = [
+        (
+            "orders.csv",
+            "id,skill,estimated_hours\nOT-1,mecanique,2\nOT-2,mecanique,deux\n",
+            "orders.csv, line 3: field `estimated_hours`: `deux` is not a number",
+        ),
+        (
+            "neg.json",
+            r#"[{"id": "OT-9", "skill": "mecanique", "estimated_hours": -2}]"#,
+            "order OT-9: estimated duration -2 h",
+        ),
+        (
+            "pin.json",
+            r#"[{"id": "OT-8", "skill": "mecanique", "estimated_hours": 2, "pinned_technician": "T99"}]"#,
+            "order OT-8: unknown technician `T99`",
+        ),
+    ];
+    for (name, text, expected) in cases {
+        let orders = write(dir.path(), name, text);
+        let args =
+            ["plan", "--week", "2026-W45", "--data", data.to_str().unwrap(), "--orders", orders.to_str().unwrap()];
+        let out = trainer(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(expected), "{name}: {err}");
+    }
 }
 
 #[tokio::test]
