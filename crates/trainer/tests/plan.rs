@@ -108,7 +108,8 @@ fn bad_input_is_refused_with_a_clear_message() {
         let args =
             ["plan", "--week", "2026-W45", "--data", data.to_str().unwrap(), "--orders", orders.to_str().unwrap()];
         let out = trainer(&args);
-        let err = String::from_utf8_lossy(&out.stderr);
+        // main logs a command's failure through tracing, whose text goes to stdout.
+        let err = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(!out.status.success() && err.contains(expected), "{name}: {err}");
     }
 }
