@@ -45,8 +45,11 @@ pub struct AmdecAction {
     pub recommended_action: String,
 }
 
-/// A CSV file as (line, column → value) rows, with the header checked for `required`.
-fn read_csv(path: &Path, required: &[&str]) -> Result<Vec<(u64, HashMap<String, String>)>, PlanningError> {
+/// A CSV row: its line and its values by column.
+type CsvRow = (u64, HashMap<String, String>);
+
+/// A CSV file as rows, with the header checked for `required`.
+fn read_csv(path: &Path, required: &[&str]) -> Result<Vec<CsvRow>, PlanningError> {
     let file = path.display().to_string();
     let mut reader =
         csv::Reader::from_path(path).map_err(|e| PlanningError::File { file: file.clone(), reason: e.to_string() })?;

@@ -176,6 +176,10 @@ impl Stay {
     }
 }
 
+/// How much making room on a technician-day costs: announced orders moved, their weight,
+/// orders moved, the lateness of the critical order, the day.
+type RoomKey = (usize, i64, usize, i64, usize);
+
 /// What a re-plan keeps: placements taken as they are, and preferences.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Constraints {
@@ -398,7 +402,7 @@ impl<'a> Board<'a> {
             .collect();
         let mut moved = false;
         for o in waiting {
-            let mut best: Option<((usize, i64, usize, i64, usize), usize, usize, Vec<usize>)> = None;
+            let mut best: Option<(RoomKey, usize, usize, Vec<usize>)> = None;
             for &t in &self.jobs[o].techs {
                 for &d in &self.jobs[o].days {
                     let need = self.need(o, t, d);
