@@ -14,6 +14,7 @@ use proact_proto::v1::Telemetry;
 
 pub mod alerts;
 pub mod knowledge;
+pub mod planning;
 pub mod reference;
 pub mod schema;
 pub mod taxonomy;

@@ -14,6 +14,7 @@
 pub mod dataset;
 pub mod error;
 pub mod grpc;
+pub mod planning;
 pub mod registry;
 pub mod schedule;
 pub mod train;
@@ -237,6 +238,27 @@ pub enum Command {
         #[command(subcommand)]
         command: proact_knowledge::cli::KnowledgeCommand,
     },
+    /// Plan the technicians' week: who does which open work order on which day.
+    Plan {
+        /// ISO week, e.g. 2026-W10.
+        #[arg(long)]
+        week: proact_planning::Week,
+        /// Print the plan as JSON (for scripts) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Folder holding Workload_clean.csv, AMDEC_clean.csv, GMAO_integrator_clean.csv.
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// Read the workload, AMDEC and history from the database (PROACT_DATABASE_URL) instead.
+        #[arg(long)]
+        from_db: bool,
+        /// Open work orders to plan, JSON or CSV (fields of `proact_planning::Order`).
+        #[arg(long)]
+        orders: Option<PathBuf>,
+        /// Leave out the preventive orders derived from the AMDEC actions and the history.
+        #[arg(long)]
+        no_preventive: bool,
+    },
 }
 
 impl Config {
@@ -311,6 +333,17 @@ pub async fn run_command(config: &Config, command: &Command) -> anyhow::Result<u
         Command::Rollback { name, version } => {
             let ev = connect(config).await?.rollback(name, version.as_deref().unwrap_or("")).await?;
             println!("{}", event_line(&ev));
+            Ok(0)
+        }
+        Command::Plan { week, json, data, from_db, orders, no_preventive } => {
+            let url = from_db.then_some(config.pg.database_url.as_str());
+            let input = planning::input(*week, data, url, orders.as_deref(), !no_preventive).await?;
+            let plan = proact_planning::plan(&input)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+            } else {
+                print!("{}", proact_planning::text::render(&plan));
+            }
             Ok(0)
         }
         Command::List { name } => {

@@ -1,0 +1,825 @@
+//! The planner: places each order on a technician and a day of the horizon.
+//!
+//! The placement is a sequence of assignment problems solved by Kuhn-Munkres
+//! (`pathfinding::kuhn_munkres`): each round matches the open orders to the technician-days
+//! that still have hours, at most one order per technician-day and per round, maximising the
+//! sum of the placements' values; rounds repeat until nothing more fits. A placement's value
+//! orders the objectives lexicographically through its scale:
+//!
+//! 1. priority-weighted lateness: `LATE` per weighted day saved against leaving it unplanned;
+//! 2. commitments: an order started or announced (or, when re-planning, already planned) keeps
+//!    its technician and day unless lateness says otherwise;
+//! 3. balanced load: the increase of the technician's squared weekly utilisation;
+//! 4. earlier days first, as a tie-break.
+//!
+//! Orders with a place to keep (started, announced, or planned before a re-plan) go back to
+//! it first; a critical order that then finds no hours takes them from lower-priority orders
+//! (`make_room_for_critical`), which the next rounds place again.
+//!
+//! Why rounds of assignment rather than one MILP: the proven MILP optimum (crate `good_lp`,
+//! `microlp` backend, see [`crate::exact`]) takes seconds already on 6 technicians × 24
+//! orders and gives no answer on 8 × 40 or 30 × 200 within 20 s, while the rounds plan
+//! 30 × 200 in milliseconds at the optimum's value where it is known (`docs/BENCHMARKS.md`,
+//! "Planning"; `docs/planning.md`).
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{Days, NaiveDate};
+use pathfinding::kuhn_munkres::kuhn_munkres;
+use pathfinding::matrix::Matrix;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Order, PlanInput, Priority, Week};
+use crate::PlanningError;
+
+/// One weighted day of lateness. Everything else is worth less than one day of a low-priority order.
+pub(crate) const LATE: i64 = 1_000_000;
+/// Balance: the increase of squared utilisation (a fraction) times this.
+const BALANCE: i64 = 100_000;
+/// Earlier days first, between otherwise equal placements.
+const EARLY: i64 = 10;
+const FORBIDDEN: i64 = -(1 << 50);
+const EPS: f64 = 1e-9;
+
+/// One technician's share of an order on one day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub order_id: String,
+    pub technician_id: String,
+    pub day: NaiveDate,
+    pub hours: f64,
+    /// Travel or setup added to that technician's day by this order.
+    pub travel_hours: f64,
+    /// Calendar days after the deadline (0 when on time).
+    pub lateness_days: i64,
+    pub pinned: bool,
+}
+
+/// Why an order could not be planned as asked (the rest of the plan stands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssueCode {
+    /// No technician has the skill.
+    NoSkill,
+    /// Skilled technicians exist but none works on an allowed day of the horizon.
+    NoAvailability,
+    /// Not enough free hours left among the skilled technicians.
+    NoCapacity,
+    /// A critical order placed after its deadline (or not at all): no capacity could meet it.
+    DeadlineMissed,
+    /// Released after the horizon: planned in a later week.
+    ReleasedLater,
+    /// A manual pin that overloads the technician's day.
+    PinOverload,
+    /// A manual pin on a technician without the skill.
+    PinUnskilled,
+}
+
+impl IssueCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssueCode::NoSkill => "no_skill",
+            IssueCode::NoAvailability => "no_availability",
+            IssueCode::NoCapacity => "no_capacity",
+            IssueCode::DeadlineMissed => "deadline_missed",
+            IssueCode::ReleasedLater => "released_later",
+            IssueCode::PinOverload => "pin_overload",
+            IssueCode::PinUnskilled => "pin_unskilled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Issue {
+    pub code: IssueCode,
+    pub order_id: String,
+    /// French, for the supervisor.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TechnicianLoad {
+    pub technician_id: String,
+    pub planned_hours: f64,
+    pub capacity_hours: f64,
+    /// Per day of the horizon (work and travel).
+    pub day_hours: Vec<f64>,
+    pub day_capacity: Vec<f64>,
+}
+
+impl TechnicianLoad {
+    pub fn utilisation_pct(&self) -> Option<f64> {
+        (self.capacity_hours > EPS).then(|| 100.0 * self.planned_hours / self.capacity_hours)
+    }
+}
+
+/// An order that changed place in a re-plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Move {
+    pub order_id: String,
+    pub from_technician: String,
+    pub from_day: NaiveDate,
+    /// `None`: no longer planned this week.
+    pub to_technician: Option<String>,
+    pub to_day: Option<NaiveDate>,
+    /// French, for the supervisor.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub week: Week,
+    pub days: Vec<NaiveDate>,
+    pub assignments: Vec<Assignment>,
+    pub unplanned: Vec<String>,
+    pub issues: Vec<Issue>,
+    pub loads: Vec<TechnicianLoad>,
+    /// Σ priority weight × days late; an unplanned order counts as late until next Monday.
+    pub weighted_lateness: f64,
+    /// Highest minus lowest weekly utilisation among technicians who work this week, in points.
+    pub load_spread_pct: f64,
+    /// Started orders now with another technician.
+    pub handovers: u32,
+    #[serde(default)]
+    pub moves: Vec<Move>,
+    #[serde(default)]
+    pub trigger_alert_id: Option<String>,
+}
+
+impl Plan {
+    pub fn assignments_of<'a>(&'a self, order_id: &'a str) -> impl Iterator<Item = &'a Assignment> + 'a {
+        self.assignments.iter().filter(move |a| a.order_id == order_id)
+    }
+}
+
+/// Where an order should preferably stay, and what keeping it there is worth.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stay {
+    pub tech: usize,
+    pub day: usize,
+    pub tech_bonus: i64,
+    pub day_bonus: i64,
+}
+
+impl Stay {
+    /// The worth of keeping an order where it is, by how far it has gone: below one weighted
+    /// day of lateness, above any balance gain.
+    pub(crate) fn for_order(o: &Order, tech: usize, day: usize) -> Stay {
+        let (tech_bonus, day_bonus) = if o.started {
+            (400_000, 100_000)
+        } else if o.announced {
+            (200_000, 200_000)
+        } else {
+            (60_000, 60_000)
+        };
+        Stay { tech, day, tech_bonus, day_bonus }
+    }
+}
+
+/// How much making room on a technician-day costs: announced orders moved, their weight,
+/// orders moved, the lateness of the critical order, the day.
+type RoomKey = (usize, i64, usize, i64, usize);
+
+/// What a re-plan keeps: placements taken as they are, and preferences.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Constraints {
+    /// Order index → (technician, day) placements kept as they are.
+    pub fixed: HashMap<usize, Vec<(usize, usize)>>,
+    pub stay: HashMap<usize, Stay>,
+}
+
+/// An order as the solver sees it.
+struct Job {
+    hours: f64,
+    weight: i64,
+    due: NaiveDate,
+    techs: Vec<usize>,
+    days: Vec<usize>,
+    released_later: bool,
+}
+
+/// The solver's state: hours left, placements made so far.
+pub(crate) struct Board<'a> {
+    pub input: &'a PlanInput,
+    pub days: Vec<NaiveDate>,
+    cap: Vec<Vec<f64>>,
+    used: Vec<Vec<f64>>,
+    week_cap: Vec<f64>,
+    sites: Vec<Vec<BTreeSet<String>>>,
+    jobs: Vec<Job>,
+    placed: Vec<Vec<(usize, usize, f64)>>,
+    pinned: Vec<bool>,
+    issues: Vec<Issue>,
+    tech_index: HashMap<&'a str, usize>,
+}
+
+impl<'a> Board<'a> {
+    pub(crate) fn new(input: &'a PlanInput) -> Result<Board<'a>, PlanningError> {
+        input.validate()?;
+        let days = input.week.days();
+        let first = days[0];
+        let cap: Vec<Vec<f64>> =
+            input.technicians.iter().map(|t| days.iter().map(|&d| t.hours_on(d)).collect()).collect();
+        let week_cap = cap.iter().map(|c| c.iter().sum()).collect();
+        let tech_index: HashMap<&str, usize> =
+            input.technicians.iter().enumerate().map(|(i, t)| (t.id.as_str(), i)).collect();
+        let mut issues = Vec::new();
+        let jobs = input
+            .orders
+            .iter()
+            .map(|o| {
+                let release = o.release_on(first);
+                let techs: Vec<usize> = match &o.pinned_technician {
+                    Some(p) => {
+                        let t = tech_index[p.as_str()];
+                        if !input.technicians[t].has_skill(&o.skill) {
+                            issues.push(Issue {
+                                code: IssueCode::PinUnskilled,
+                                order_id: o.id.clone(),
+                                message: format!(
+                                    "épinglé chez {p}, qui n'a pas la compétence « {} » (choix manuel conservé)",
+                                    o.skill
+                                ),
+                            });
+                        }
+                        vec![t]
+                    }
+                    None => {
+                        (0..input.technicians.len()).filter(|&t| input.technicians[t].has_skill(&o.skill)).collect()
+                    }
+                };
+                let day_ok = |d: &NaiveDate| *d >= release && o.pinned_day.is_none_or(|p| p == *d);
+                Job {
+                    hours: o.estimated_hours,
+                    weight: o.priority.weight(),
+                    due: o.deadline_on(first),
+                    techs,
+                    days: days.iter().enumerate().filter(|(_, d)| day_ok(d)).map(|(i, _)| i).collect(),
+                    released_later: release > *days.last().expect("five days"),
+                }
+            })
+            .collect::<Vec<_>>();
+        let n_t = input.technicians.len();
+        Ok(Board {
+            input,
+            used: vec![vec![0.0; days.len()]; n_t],
+            sites: vec![vec![BTreeSet::new(); days.len()]; n_t],
+            placed: vec![Vec::new(); jobs.len()],
+            pinned: vec![false; jobs.len()],
+            days,
+            cap,
+            week_cap,
+            jobs,
+            issues,
+            tech_index,
+        })
+    }
+
+    pub(crate) fn tech(&self, id: &str) -> Option<usize> {
+        self.tech_index.get(id).copied()
+    }
+
+    pub(crate) fn day(&self, day: NaiveDate) -> Option<usize> {
+        self.days.iter().position(|&d| d == day)
+    }
+
+    pub(crate) fn released_later(&self, o: usize) -> bool {
+        self.jobs[o].released_later
+    }
+
+    pub(crate) fn weight(&self, o: usize) -> i64 {
+        self.jobs[o].weight
+    }
+
+    /// The technicians allowed for an order (skilled, or the pinned one).
+    pub(crate) fn techs(&self, o: usize) -> &[usize] {
+        &self.jobs[o].techs
+    }
+
+    /// The days allowed for an order (released, or the pinned one), as indices.
+    pub(crate) fn job_days(&self, o: usize) -> &[usize] {
+        &self.jobs[o].days
+    }
+
+    fn order(&self, o: usize) -> &'a Order {
+        &self.input.orders[o]
+    }
+
+    fn is_placed(&self, o: usize) -> bool {
+        !self.placed[o].is_empty()
+    }
+
+    fn utilisation(&self, t: usize) -> f64 {
+        if self.week_cap[t] > EPS {
+            self.used[t].iter().sum::<f64>() / self.week_cap[t]
+        } else {
+            f64::INFINITY
+        }
+    }
+
+    pub(crate) fn free(&self, t: usize, d: usize) -> f64 {
+        self.cap[t][d] - self.used[t][d]
+    }
+
+    /// Travel the order adds to a technician's day: from the farthest site already visited
+    /// that day (an upper bound of a route through them, kept simple on purpose: sites are few
+    /// and a day holds two or three orders).
+    pub(crate) fn travel(&self, o: usize, t: usize, d: usize) -> f64 {
+        let Some(site) = &self.order(o).site else { return 0.0 };
+        let visited = &self.sites[t][d];
+        if visited.contains(site) {
+            return 0.0;
+        }
+        visited.iter().map(|s| self.input.travel_hours(s, site)).fold(0.0, f64::max)
+    }
+
+    fn need(&self, o: usize, t: usize, d: usize) -> f64 {
+        self.jobs[o].hours + self.travel(o, t, d)
+    }
+
+    pub(crate) fn fits(&self, o: usize, t: usize, d: usize) -> bool {
+        self.free(t, d) + EPS >= self.need(o, t, d)
+    }
+
+    pub(crate) fn lateness(&self, o: usize, d: usize) -> i64 {
+        (self.days[d] - self.jobs[o].due).num_days().max(0)
+    }
+
+    /// Lateness charged to an order left out: as if done next Monday.
+    pub(crate) fn unplanned_lateness(&self, o: usize) -> i64 {
+        let next_monday = self.days[0] + Days::new(7);
+        (next_monday - self.jobs[o].due).num_days().max(1)
+    }
+
+    pub(crate) fn place(&mut self, o: usize, t: usize, d: usize) {
+        let travel = self.travel(o, t, d);
+        self.used[t][d] += self.jobs[o].hours + travel;
+        if let Some(site) = &self.order(o).site {
+            self.sites[t][d].insert(site.clone());
+        }
+        self.placed[o].push((t, d, travel));
+    }
+
+    /// Takes an order off the plan (a re-plan making room for a critical one).
+    fn unplace(&mut self, o: usize) {
+        for (t, d, travel) in std::mem::take(&mut self.placed[o]) {
+            self.used[t][d] -= self.jobs[o].hours + travel;
+            let sites = (0..self.jobs.len())
+                .filter(|&p| self.placed[p].iter().any(|q| (q.0, q.1) == (t, d)))
+                .filter_map(|p| self.order(p).site.clone())
+                .collect();
+            self.sites[t][d] = sites;
+        }
+    }
+
+    /// Orders with a known place (started, announced, or planned before a re-plan) go back
+    /// to it first when it still fits: a round would give a technician-day to one of them
+    /// and send the others elsewhere rather than wait for the next round.
+    pub(crate) fn keep_places(&mut self, c: &Constraints) {
+        let mut kept: Vec<(&usize, &Stay)> = c.stay.iter().collect();
+        // Started first, then announced, then by priority.
+        kept.sort_by_key(|(o, s)| (std::cmp::Reverse(s.tech_bonus + s.day_bonus), self.order(**o).priority, **o));
+        for (&o, s) in kept {
+            let allowed = self.jobs[o].techs.contains(&s.tech) && self.jobs[o].days.contains(&s.day);
+            if !self.is_placed(o) && self.order(o).crew <= 1 && allowed && self.fits(o, s.tech, s.day) {
+                self.place(o, s.tech, s.day);
+            }
+        }
+    }
+
+    /// A critical order that found no hours takes them from orders of lower priority that
+    /// are not started nor pinned: on the technician-day where that moves the fewest
+    /// announced orders, then the least weight, then the fewest orders, earliest first.
+    /// The orders taken off are planned again by the next rounds. Returns whether any moved.
+    pub(crate) fn make_room_for_critical(&mut self, c: &Constraints) -> bool {
+        let waiting: Vec<usize> = (0..self.jobs.len())
+            .filter(|&o| {
+                self.order(o).priority == Priority::Critical
+                    && !self.is_placed(o)
+                    && self.order(o).crew <= 1
+                    && !self.jobs[o].released_later
+            })
+            .collect();
+        let mut moved = false;
+        for o in waiting {
+            let mut best: Option<(RoomKey, usize, usize, Vec<usize>)> = None;
+            for &t in &self.jobs[o].techs {
+                for &d in &self.jobs[o].days {
+                    let need = self.need(o, t, d);
+                    if self.cap[t][d] + EPS < need {
+                        continue;
+                    }
+                    let mut movable: Vec<usize> = (0..self.jobs.len())
+                        .filter(|&p| self.placed[p].len() == 1 && self.placed[p][0].0 == t && self.placed[p][0].1 == d)
+                        .filter(|&p| {
+                            let q = self.order(p);
+                            !q.started
+                                && !self.pinned[p]
+                                && q.pinned_technician.is_none()
+                                && q.pinned_day.is_none()
+                                && q.priority > Priority::Critical
+                                && !c.fixed.contains_key(&p)
+                        })
+                        .collect();
+                    movable.sort_by(|&a, &b| {
+                        let key = |p: usize| (self.order(p).announced, self.jobs[p].weight);
+                        key(a).cmp(&key(b)).then(self.jobs[b].hours.total_cmp(&self.jobs[a].hours))
+                    });
+                    let mut free = self.free(t, d);
+                    let mut taken = Vec::new();
+                    for p in movable {
+                        if free + EPS >= need {
+                            break;
+                        }
+                        free += self.jobs[p].hours + self.placed[p][0].2;
+                        taken.push(p);
+                    }
+                    if free + EPS < need {
+                        continue;
+                    }
+                    let announced = taken.iter().filter(|&&p| self.order(p).announced).count();
+                    let weight: i64 = taken.iter().map(|&p| self.jobs[p].weight).sum();
+                    let key = (announced, weight, taken.len(), self.lateness(o, d), d);
+                    if best.as_ref().is_none_or(|b| key < b.0) {
+                        best = Some((key, t, d, taken));
+                    }
+                }
+            }
+            if let Some((_, t, d, taken)) = best {
+                for p in taken {
+                    self.unplace(p);
+                }
+                self.place(o, t, d);
+                moved = true;
+            }
+        }
+        moved
+    }
+
+    /// The value of placing order `o` on technician `t`, day `d` (see the module doc).
+    fn value(&self, o: usize, t: usize, d: usize, stay: Option<&Stay>) -> i64 {
+        let job = &self.jobs[o];
+        let saved = self.unplanned_lateness(o) - self.lateness(o, d);
+        let mut v = LATE * job.weight * saved;
+        if let Some(s) = stay {
+            if s.tech == t {
+                v += s.tech_bonus;
+                if s.day == d {
+                    v += s.day_bonus;
+                }
+            }
+        }
+        if self.week_cap[t] > EPS {
+            let load: f64 = self.used[t].iter().sum();
+            let before = load / self.week_cap[t];
+            let after = (load + self.need(o, t, d)) / self.week_cap[t];
+            v -= (BALANCE as f64 * (after * after - before * before)).round() as i64;
+        }
+        v - EARLY * d as i64
+    }
+
+    pub(crate) fn apply_fixed(&mut self, c: &Constraints) {
+        let mut fixed: Vec<_> = c.fixed.iter().collect();
+        fixed.sort_by_key(|(o, _)| **o);
+        for (&o, places) in fixed {
+            for &(t, d) in places {
+                self.place(o, t, d);
+            }
+        }
+    }
+
+    /// Orders pinned to a technician and a day go there, whatever the capacity says.
+    pub(crate) fn place_pins(&mut self) {
+        for o in 0..self.jobs.len() {
+            let order = self.order(o);
+            if self.is_placed(o) || order.crew > 1 {
+                continue;
+            }
+            let (Some(tech), Some(day)) = (&order.pinned_technician, order.pinned_day) else { continue };
+            let (t, d) = (self.tech_index[tech.as_str()], self.day(day).expect("validated"));
+            self.place(o, t, d);
+            self.pinned[o] = true;
+            if self.free(t, d) < -EPS {
+                self.issues.push(Issue {
+                    code: IssueCode::PinOverload,
+                    order_id: order.id.clone(),
+                    message: format!(
+                        "épinglé chez {tech} le {day} : la journée dépasse sa capacité de {:.1} h",
+                        -self.free(t, d)
+                    ),
+                });
+            }
+        }
+    }
+
+    /// Orders needing several technicians the same day: the earliest day where enough skilled
+    /// technicians have the hours, and among them the ones with the most hours left.
+    pub(crate) fn place_crews(&mut self) {
+        let mut crews: Vec<usize> =
+            (0..self.jobs.len()).filter(|&o| self.order(o).crew > 1 && !self.is_placed(o)).collect();
+        crews.sort_by_key(|&o| (self.order(o).priority, self.jobs[o].due));
+        for o in crews {
+            let k = self.order(o).crew as usize;
+            let pinned = self.order(o).pinned_technician.as_deref().and_then(|p| self.tech(p));
+            let skilled: Vec<usize> = (0..self.input.technicians.len())
+                .filter(|&t| self.input.technicians[t].has_skill(&self.order(o).skill) || Some(t) == pinned)
+                .collect();
+            for d in self.jobs[o].days.clone() {
+                let mut fit: Vec<usize> = skilled.iter().copied().filter(|&t| self.fits(o, t, d)).collect();
+                if pinned.is_some_and(|p| !fit.contains(&p)) {
+                    continue;
+                }
+                fit.sort_by(|&a, &b| {
+                    let key = |t: usize| (Some(t) != pinned, -self.free(t, d));
+                    key(a).partial_cmp(&key(b)).expect("finite hours")
+                });
+                if fit.len() >= k {
+                    for &t in &fit[..k] {
+                        self.place(o, t, d);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    /// The rounds of assignment (see the module doc).
+    pub(crate) fn assign_rounds(&mut self, c: &Constraints) {
+        // A round gives each technician-day one order at most, so a first round over every
+        // order would put a small one on each day and leave no whole day for the large ones.
+        // Large orders (over half a day of their technicians) and critical ones go first.
+        // Orders with a place to keep go first too, so the levels never take it from them.
+        let first = |b: &Board<'_>, o: usize| {
+            let day = b.jobs[o].techs.iter().map(|&t| b.input.technicians[t].daily_hours).fold(0.0, f64::max);
+            b.order(o).priority == Priority::Critical || b.jobs[o].hours > 0.5 * day || c.stay.contains_key(&o)
+        };
+        self.rounds(c, &first, f64::INFINITY);
+        // Then the rest, filling technicians level by level: a round fills every open
+        // technician-day, so without levels the hours would go by day count, not by
+        // utilisation, and a technician with fewer hours or more skills would stay idle.
+        for level in [0.8, f64::INFINITY] {
+            self.rounds(c, &|_, _| true, level);
+        }
+    }
+
+    /// Rounds over the open orders `phase` selects, on the technicians whose utilisation is
+    /// below `level`, until nothing more fits.
+    fn rounds(&mut self, c: &Constraints, phase: &dyn Fn(&Board<'_>, usize) -> bool, level: f64) {
+        loop {
+            let open: Vec<usize> = (0..self.jobs.len())
+                .filter(|&o| !self.is_placed(o) && self.order(o).crew <= 1 && !self.jobs[o].released_later)
+                .filter(|&o| phase(self, o))
+                .collect();
+            let slots: Vec<(usize, usize)> = (0..self.input.technicians.len())
+                .flat_map(|t| (0..self.days.len()).map(move |d| (t, d)))
+                .filter(|&(t, d)| self.free(t, d) > EPS && self.utilisation(t) < level)
+                .collect();
+            if open.is_empty() || slots.is_empty() {
+                return;
+            }
+            let slot_index: HashMap<(usize, usize), usize> = slots.iter().enumerate().map(|(i, &s)| (s, i)).collect();
+            let mut value = vec![FORBIDDEN; open.len() * slots.len()];
+            let mut any = false;
+            for (i, &o) in open.iter().enumerate() {
+                let stay = c.stay.get(&o);
+                for &t in &self.jobs[o].techs {
+                    for &d in &self.jobs[o].days {
+                        let Some(&s) = slot_index.get(&(t, d)) else { continue };
+                        if self.fits(o, t, d) {
+                            value[i * slots.len() + s] = self.value(o, t, d, stay);
+                            any = true;
+                        }
+                    }
+                }
+            }
+            if !any {
+                return;
+            }
+            // Kuhn-Munkres wants rows ≤ columns: the smaller side is the rows, and each row
+            // gets a private "nothing this round" column worth 0.
+            let orders_are_rows = open.len() <= slots.len();
+            let (rows, cols) = if orders_are_rows { (open.len(), slots.len()) } else { (slots.len(), open.len()) };
+            let at = |r: usize, c: usize| {
+                if orders_are_rows {
+                    value[r * slots.len() + c]
+                } else {
+                    value[c * slots.len() + r]
+                }
+            };
+            let weights = Matrix::from_fn(rows, cols + rows, |(r, c)| {
+                if c < cols {
+                    at(r, c)
+                } else if c - cols == r {
+                    0
+                } else {
+                    FORBIDDEN
+                }
+            });
+            let (_, matched) = kuhn_munkres(&weights);
+            let mut placed_any = false;
+            for (r, &c) in matched.iter().enumerate() {
+                if c >= cols || at(r, c) <= 0 {
+                    continue;
+                }
+                let (i, s) = if orders_are_rows { (r, c) } else { (c, r) };
+                let (o, (t, d)) = (open[i], slots[s]);
+                self.place(o, t, d);
+                placed_any = true;
+            }
+            if !placed_any {
+                return;
+            }
+        }
+    }
+
+    /// Greedy earliest-deadline placement (the benchmark's baseline): by deadline then
+    /// priority, each order on its earliest day, with the skilled technician who has the
+    /// most hours left that day.
+    pub(crate) fn assign_greedy(&mut self) {
+        let mut open: Vec<usize> = (0..self.jobs.len())
+            .filter(|&o| !self.is_placed(o) && self.order(o).crew <= 1 && !self.jobs[o].released_later)
+            .collect();
+        open.sort_by_key(|&o| (self.jobs[o].due, self.order(o).priority));
+        for o in open {
+            let best = self.jobs[o].days.iter().find_map(|&d| {
+                self.jobs[o]
+                    .techs
+                    .iter()
+                    .copied()
+                    .filter(|&t| self.fits(o, t, d))
+                    .max_by(|&a, &b| self.free(a, d).partial_cmp(&self.free(b, d)).expect("finite hours"))
+                    .map(|t| (t, d))
+            });
+            if let Some((t, d)) = best {
+                self.place(o, t, d);
+            }
+        }
+    }
+
+    /// Reports what could not be done and computes the plan's figures.
+    pub(crate) fn finish(mut self) -> Plan {
+        let mut assignments = Vec::new();
+        let mut unplanned = Vec::new();
+        let mut weighted = 0i64;
+        let mut handovers = 0;
+        for o in 0..self.jobs.len() {
+            let order = self.order(o);
+            let job = &self.jobs[o];
+            if job.released_later {
+                unplanned.push(order.id.clone());
+                self.issues.push(Issue {
+                    code: IssueCode::ReleasedLater,
+                    order_id: order.id.clone(),
+                    message: format!("disponible seulement à partir du {}", order.release_on(self.days[0])),
+                });
+                continue;
+            }
+            if self.placed[o].is_empty() {
+                unplanned.push(order.id.clone());
+                weighted += job.weight * self.unplanned_lateness(o);
+                let issue = self.why_unplanned(o);
+                self.issues.push(issue);
+                if order.priority == Priority::Critical {
+                    self.issues.push(self.deadline_missed(o, None));
+                }
+                continue;
+            }
+            let day = self.placed[o].iter().map(|p| p.1).max().expect("placed");
+            let late = self.lateness(o, day);
+            weighted += job.weight * late;
+            if late > 0 && order.priority == Priority::Critical {
+                self.issues.push(self.deadline_missed(o, Some(day)));
+            }
+            if order.started {
+                if let Some(cur) = order.current_technician.as_deref() {
+                    if !self.placed[o].iter().any(|p| self.input.technicians[p.0].id == cur) {
+                        handovers += 1;
+                    }
+                }
+            }
+            for &(t, d, travel) in &self.placed[o] {
+                assignments.push(Assignment {
+                    order_id: order.id.clone(),
+                    technician_id: self.input.technicians[t].id.clone(),
+                    day: self.days[d],
+                    hours: job.hours,
+                    travel_hours: travel,
+                    lateness_days: self.lateness(o, d),
+                    pinned: self.pinned[o] || order.pinned_technician.is_some() || order.pinned_day.is_some(),
+                });
+            }
+        }
+        assignments.sort_by(|a, b| (a.day, &a.technician_id, &a.order_id).cmp(&(b.day, &b.technician_id, &b.order_id)));
+        let loads: Vec<TechnicianLoad> = self
+            .input
+            .technicians
+            .iter()
+            .enumerate()
+            .map(|(t, tech)| TechnicianLoad {
+                technician_id: tech.id.clone(),
+                planned_hours: self.used[t].iter().sum(),
+                capacity_hours: self.week_cap[t],
+                day_hours: self.used[t].clone(),
+                day_capacity: self.cap[t].clone(),
+            })
+            .collect();
+        let utils: Vec<f64> = loads.iter().filter_map(TechnicianLoad::utilisation_pct).collect();
+        let spread = match (utils.iter().copied().reduce(f64::max), utils.iter().copied().reduce(f64::min)) {
+            (Some(hi), Some(lo)) => hi - lo,
+            _ => 0.0,
+        };
+        Plan {
+            week: self.input.week,
+            days: self.days.clone(),
+            assignments,
+            unplanned,
+            issues: self.issues,
+            loads,
+            weighted_lateness: weighted as f64,
+            load_spread_pct: spread,
+            handovers,
+            moves: Vec::new(),
+            trigger_alert_id: None,
+        }
+    }
+
+    fn why_unplanned(&self, o: usize) -> Issue {
+        let order = self.order(o);
+        let job = &self.jobs[o];
+        let (code, message) = if job.techs.is_empty() {
+            (IssueCode::NoSkill, format!("aucun technicien n'a la compétence « {} »", order.skill))
+        } else if job.techs.iter().all(|&t| job.days.iter().all(|&d| self.cap[t][d] <= EPS)) {
+            (
+                IssueCode::NoAvailability,
+                format!("les techniciens compétents en « {} » sont absents les jours possibles", order.skill),
+            )
+        } else {
+            let best = job.techs.iter().flat_map(|&t| job.days.iter().map(move |&d| (t, d)));
+            let most_free = best.map(|(t, d)| self.free(t, d)).fold(0.0, f64::max);
+            (
+                IssueCode::NoCapacity,
+                format!(
+                    "pas de créneau : besoin de {:.1} h{}, au plus {:.1} h libres chez un technicien compétent",
+                    job.hours,
+                    if order.crew > 1 { format!(" pour {} techniciens", order.crew) } else { String::new() },
+                    most_free
+                ),
+            )
+        };
+        Issue { code, order_id: order.id.clone(), message }
+    }
+
+    fn deadline_missed(&self, o: usize, day: Option<usize>) -> Issue {
+        let order = self.order(o);
+        let when = match day {
+            Some(d) => format!("planifié au plus tôt le {}", self.days[d]),
+            None => "non planifié cette semaine".to_string(),
+        };
+        Issue {
+            code: IssueCode::DeadlineMissed,
+            order_id: order.id.clone(),
+            message: format!(
+                "échéance du {} intenable avec la capacité des techniciens en « {} » : {when}",
+                self.jobs[o].due, order.skill
+            ),
+        }
+    }
+}
+
+/// The week's plan for these inputs.
+pub fn plan(input: &PlanInput) -> Result<Plan, PlanningError> {
+    let mut c = Constraints::default();
+    let board = Board::new(input)?;
+    for (o, order) in input.orders.iter().enumerate() {
+        if let (Some(t), Some(day)) = (order.current_technician.as_deref(), order.current_day) {
+            let (Some(t), Some(d)) = (board.tech(t), board.day(day)) else { continue };
+            c.stay.insert(o, Stay::for_order(order, t, d));
+        } else if let Some(t) = order.current_technician.as_deref().and_then(|t| board.tech(t)) {
+            let mut s = Stay::for_order(order, t, usize::MAX);
+            s.day_bonus = 0;
+            c.stay.insert(o, s);
+        }
+    }
+    Ok(solve_with(board, &c))
+}
+
+pub(crate) fn solve_with(mut board: Board<'_>, c: &Constraints) -> Plan {
+    board.apply_fixed(c);
+    board.place_pins();
+    board.keep_places(c);
+    board.place_crews();
+    board.assign_rounds(c);
+    if board.make_room_for_critical(c) {
+        board.assign_rounds(c);
+    }
+    board.finish()
+}
+
+/// The greedy earliest-deadline plan, for comparison.
+pub fn plan_greedy(input: &PlanInput) -> Result<Plan, PlanningError> {
+    let mut board = Board::new(input)?;
+    board.place_pins();
+    board.place_crews();
+    board.assign_greedy();
+    Ok(board.finish())
+}
