@@ -370,7 +370,13 @@ pub async fn run_command(config: &Config, command: &Command) -> anyhow::Result<u
                 let pool = proact_server::db::pool(&config.pg.database_url, 1)?;
                 proact_knowledge::db::load(&pool).await?
             };
-            proact_knowledge::cli::print_search(args, records, &mut std::io::stdout().lock())
+            // Building and searching the index is CPU work on tantivy's own threads, which
+            // waits on them: keep it off the runtime's worker threads.
+            let args = args.clone();
+            tokio::task::spawn_blocking(move || {
+                proact_knowledge::cli::print_search(&args, records, &mut std::io::stdout().lock())
+            })
+            .await?
         }
     }
 }

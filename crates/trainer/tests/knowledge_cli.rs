@@ -22,7 +22,6 @@ fn search(args: &[&str]) -> (i32, String) {
 }
 
 #[test]
-#[ignore = "the command hangs after the index commit under the trainer's runtime; to be fixed (issue 18 report)"]
 fn prints_one_cited_json_object_per_result_best_first() {
     let (code, out) = search(&["fuel cooler leaking", "--limit", "3", "--json"]);
     assert_eq!(code, 0, "{out}");
@@ -42,7 +41,6 @@ fn prints_one_cited_json_object_per_result_best_first() {
 }
 
 #[test]
-#[ignore = "the command hangs after the index commit under the trainer's runtime; to be fixed (issue 18 report)"]
 fn says_when_nothing_matches_and_refuses_an_empty_question() {
     let (code, out) = search(&["turbocharger wastegate", "--json"]);
     assert_eq!(code, 1, "{out}");
