@@ -141,6 +141,25 @@ pub const METRICS: &[Metric] = &[
     ]),
 ];
 
+/// The knowledge base over the database's AMDEC and interventions; empty (and said so) when
+/// they cannot be read, so that the gateway still serves alerts.
+async fn knowledge_base(pool: &deadpool_postgres::Pool) -> proact_knowledge::KnowledgeBase {
+    let built = match proact_knowledge::db::load(pool).await {
+        Ok(records) => proact_knowledge::KnowledgeBase::with_records(records),
+        Err(e) => Err(e),
+    };
+    match built {
+        Ok(kb) => {
+            tracing::info!(rows = kb.len(), "knowledge base built");
+            kb
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "knowledge base not built; searches answer from an empty base");
+            proact_knowledge::KnowledgeBase::new().expect("an empty index")
+        }
+    }
+}
+
 pub struct App {
     config: Config,
     admin: TcpListener,
@@ -209,11 +228,18 @@ impl App {
         if let Err(e) = orders.publish_pending().await {
             tracing::warn!(error = %e, "work-order events still waiting in the outbox; they go out with the next change");
         }
+        // The knowledge base (crate proact-knowledge): the AMDEC and the intervention history,
+        // searchable and briefing each alert; a closed work order joins it at once.
+        let knowledge = proact_knowledge::service::KnowledgeState {
+            kb: Arc::new(knowledge_base(&pool).await),
+            alerts: proact_knowledge::service::alerts_from_database(pool.clone()),
+        };
         let (notices, _) = broadcast::channel(notices::NOTICE_BUFFER);
         let notice_redis = proact_server::redis::connect(&config.redis.redis_url).await?;
         let work_order_feed = AbortOnDropHandle::new(tokio::spawn(notices::follow_work_orders(
             notice_redis,
             notices.clone(),
+            Some((knowledge.kb.clone(), pool.clone())),
             shutdown.clone(),
         )));
         let shared = Arc::new(http::Shared {
@@ -234,7 +260,9 @@ impl App {
             shutdown: shutdown.clone(),
         });
         let hs = shutdown.clone();
-        let router = http::router(shared.clone(), proact_maintenance::http::router(orders.clone()));
+        let apis = proact_maintenance::http::router(orders.clone())
+            .merge(proact_knowledge::service::router(knowledge.clone()));
+        let router = http::router(shared.clone(), apis);
         let http_task = AbortOnDropHandle::new(tokio::spawn(async move {
             // Alerts are small frames that must leave at once: no Nagle delay waiting for an ACK.
             let http = axum::serve::ListenerExt::tap_io(http, |tcp| {
@@ -255,6 +283,10 @@ impl App {
                 ))
                 .add_service(proact_proto::v1::work_orders_server::WorkOrdersServer::with_interceptor(
                     proact_maintenance::grpc::WorkOrdersService::new(orders),
+                    grpc::auth_interceptor(config.token.clone()),
+                ))
+                .add_service(proact_proto::v1::knowledge_server::KnowledgeServer::with_interceptor(
+                    knowledge,
                     grpc::auth_interceptor(config.token.clone()),
                 ))
                 .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), async move {

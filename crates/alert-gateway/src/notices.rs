@@ -49,8 +49,17 @@ impl Seen {
     }
 }
 
-/// Follows the work-order stream from now on and broadcasts each new transition once.
-pub async fn follow_work_orders(redis: Client, tx: broadcast::Sender<Bytes>, shutdown: CancellationToken) {
+/// A knowledge base and where to read a closed work order's intervention from.
+pub type KnowledgeSink = (std::sync::Arc<proact_knowledge::KnowledgeBase>, deadpool_postgres::Pool);
+
+/// Follows the work-order stream from now on and broadcasts each new transition once; a
+/// closed order's intervention is made searchable in `knowledge` at once.
+pub async fn follow_work_orders(
+    redis: Client,
+    tx: broadcast::Sender<Bytes>,
+    knowledge: Option<KnowledgeSink>,
+    shutdown: CancellationToken,
+) {
     let mut seen = Seen { set: HashSet::new(), order: VecDeque::new() };
     let mut last = "$".to_string();
     let mut backoff = Duration::from_millis(100);
@@ -84,6 +93,13 @@ pub async fn follow_work_orders(redis: Client, tx: broadcast::Sender<Bytes>, shu
             };
             if !seen.first_time(event.transition_id) {
                 continue;
+            }
+            if let (Some((kb, pool)), Some(order)) = (&knowledge, &event.work_order) {
+                if event.to_state == proact_proto::v1::WorkOrderState::Done as i32 {
+                    if let Err(e) = proact_knowledge::db::refresh_intervention(kb, pool, &order.work_order_id).await {
+                        tracing::warn!(error = %e, work_order = %order.work_order_id, "closed work order not indexed");
+                    }
+                }
             }
             let json = serde_json::json!({ "type": "work_order", "event": proact_maintenance::http::event(&event) });
             // No receiver (no page open) is not an error.

@@ -101,6 +101,27 @@ async fn work_orders_behind_the_token_and_their_transitions_on_every_socket() {
     let e = next_work_order(&mut page, Duration::from_secs(10)).await.expect("the start reaches the page");
     assert_eq!((e["from"].as_str(), e["to"].as_str()), (Some("planned"), Some("in_progress")));
 
+    // The alert's briefing, and the closed order in the knowledge base at once.
+    let (code, briefing) = gw.get("/api/alerts/A-WO-1/briefing", Some(TOKEN)).await;
+    assert_eq!(code, 200, "{briefing}");
+    let briefing: serde_json::Value = serde_json::from_str(&briefing).unwrap();
+    assert!(!briefing["failure_modes"].as_array().unwrap().is_empty(), "{briefing}");
+    assert_eq!(gw.get("/api/alerts/A-WO-1/briefing", None).await.0, 401);
+    let close = serde_json::json!({"by": "paul", "outcome": "failure_confirmed", "found_failure_mode_code": "CAVITATION",
+        "cause_found": "colmatage du filtre d'aspiration par des copeaux", "action_taken": "filtre nettoyé",
+        "actual_duration_h": 1.5});
+    let (code, closed) = gw.post(&format!("/api/work-orders/{id}/close"), Some(TOKEN), close).await;
+    assert_eq!(code, 200, "{closed}");
+    let e = next_work_order(&mut page, Duration::from_secs(10)).await.expect("the closing reaches the page");
+    assert_eq!(e["to"], "done");
+    wait_for("the closed order searchable", Duration::from_secs(10), || async {
+        let (code, found) = gw.get("/api/knowledge/search?q=copeaux%20filtre%20aspiration", Some(TOKEN)).await;
+        assert_eq!(code, 200, "{found}");
+        let found: serde_json::Value = serde_json::from_str(&found).unwrap();
+        found["hits"].as_array().unwrap().first().is_some_and(|h| h["row"] == id.as_str())
+    })
+    .await;
+
     // gRPC, behind the same token.
     let mut client = WorkOrdersClient::connect(format!("http://{}", gw.grpc)).await.unwrap();
     let req = || WorkOrderRef { work_order_id: id.clone(), ..Default::default() };
@@ -108,6 +129,6 @@ async fn work_orders_behind_the_token_and_their_transitions_on_every_socket() {
     let mut ok = tonic::Request::new(req());
     ok.metadata_mut().insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
     let history = client.get(ok).await.unwrap().into_inner();
-    assert_eq!(history.transitions.len(), 2, "{history:?}");
+    assert_eq!(history.transitions.len(), 3, "{history:?}");
     gw.stop().await;
 }

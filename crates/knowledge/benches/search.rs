@@ -186,8 +186,8 @@ fn main() {
     println!("tantivy: search p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", ms(p50), ms(p99), ms(max));
 
     let mut upserts = Vec::new();
-    for i in 0..50 {
-        let mut r = generated[i].clone();
+    for (i, g) in generated.iter().take(50).enumerate() {
+        let mut r = g.clone();
         r.row = Some(RowRef::Id(format!("OT-NEW-{i}")));
         r.description = Some(format!("vibromètre{i} remplacé"));
         let t = Instant::now();

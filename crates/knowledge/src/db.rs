@@ -56,6 +56,8 @@ pub fn intervention_record(r: InterventionRow) -> Record {
         duration_h: r.duration_h,
         cost_eur: r.cost_eur,
         status: r.status,
+        cause: r.cause_found.filter(|s| !s.is_empty()),
+        action: r.action_taken.filter(|s| !s.is_empty()),
         ..Record::default()
     }
 }

@@ -82,7 +82,7 @@ async fn the_database_mode_the_routes_and_the_grpc_service() {
     assert!(db::refresh_intervention(&s.state.kb, &s.pool, "OT-77777").await.unwrap());
     let hits = s.state.kb.search("débitmètre électromagnétique", 3).unwrap().hits;
     assert_eq!(hits[0].record.row, Some(RowRef::Id("OT-77777".into())));
-    assert_eq!(hits[0].record.source(), Some(Source::Intervention).unwrap());
+    assert_eq!(hits[0].record.source(), Source::Intervention);
     assert!(!db::refresh_intervention(&s.state.kb, &s.pool, "OT-NOPE").await.unwrap());
 
     // Bad input: clear errors with their HTTP codes.

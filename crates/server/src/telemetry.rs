@@ -20,7 +20,8 @@ const SIZE_BUCKETS: &[f64] = &[1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 1638
 /// Installs the log subscriber (`RUST_LOG` filters, default `info`) and the metrics recorder.
 /// Safe to call more than once (tests start several services in one process).
 pub fn init(log_format: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn,tantivy=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn,tantivy=warn"));
     let registry = tracing_subscriber::registry().with(filter);
     let _ = if log_format == "json" {
         registry.with(fmt::layer().json().flatten_event(true).with_current_span(true)).try_init()

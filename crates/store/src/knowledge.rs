@@ -43,13 +43,18 @@ pub struct InterventionRow {
     pub duration_h: Option<f64>,
     pub cost_eur: Option<f64>,
     pub status: Option<String>,
+    /// What a closed work order found and did (empty for imported GMAO rows).
+    pub cause_found: Option<String>,
+    pub action_taken: Option<String>,
+    pub outcome: Option<String>,
 }
 
 const AMDEC_COLUMNS: &str = "equipement_id, equipment_type, subsystem, component, sub_component, failure_mode_code,
      failure_mode, effect, cause, current_controls, severity, occurrence, detection, rpn, criticality,
      recommended_action";
 const INTERVENTION_COLUMNS: &str = "intervention_id, equipement_id, equipment_type, started_at, ended_at,
-     intervention_type, failure_mode_code, description, technician_id, duration_h, cost_eur, status";
+     intervention_type, failure_mode_code, description, technician_id, duration_h, cost_eur, status,
+     cause_found, action_taken, outcome";
 
 /// Every AMDEC row, in key order.
 pub async fn amdec_rows(pool: &Pool) -> Result<Vec<AmdecRow>, StoreError> {
@@ -94,6 +99,9 @@ fn intervention(r: &tokio_postgres::Row) -> InterventionRow {
         duration_h: r.get(9),
         cost_eur: r.get(10),
         status: r.get(11),
+        cause_found: r.get(12),
+        action_taken: r.get(13),
+        outcome: r.get(14),
     }
 }
 
