@@ -3,7 +3,7 @@
 //! briefing (each line citing its AMDEC row or intervention), creates a work order from the
 //! pre-filled form, starts it and closes it with an outcome; the order shows in the open list
 //! of its technician (from the WebSocket notices) and leaves it once closed, and the outcome
-//! is counted for the alert's model version. Screenshot in `target/workorders-case.png`.
+//! is counted for the alert's model version. A second page follows the list by the notices alone. Screenshot in `target/workorders-case.png`.
 
 mod webdriver;
 
@@ -28,10 +28,14 @@ async fn an_alert_is_briefed_then_handled_through_a_work_order_on_the_page() {
     let pipeline = proact_e2e::Pipeline::start(&stack, None).await.expect("services start");
 
     let url = format!("http://{}/", pipeline.gateway_http);
+    // The operator's page, and a second one that only watches: its list moves by notices.
     let page = driver.session(1366, 1000).await;
-    page.goto(&url).await;
-    page.wait_for("the live feed", "return document.getElementById('conn').className === 'live'", WAIT).await;
-    page.wait_for("the open work-order list", "return !!document.querySelector('#wo-list .empty')", WAIT).await;
+    let other = driver.session(820, 1180).await;
+    for p in [&page, &other] {
+        p.goto(&url).await;
+        p.wait_for("the live feed", "return document.getElementById('conn').className === 'live'", WAIT).await;
+        p.wait_for("the open work-order list", "return !!document.querySelector('#wo-list .empty')", WAIT).await;
+    }
 
     // A hot reading on PUMP-01.
     let mut opts = MqttOptions::new("workorders-sensor", "127.0.0.1", stack.mqtt.port());
@@ -116,17 +120,20 @@ async fn an_alert_is_briefed_then_handled_through_a_work_order_on_the_page() {
         .await;
     let wo_id = wo_id.as_str().unwrap().to_string();
     let item = format!("#wo-list .wo-tech[data-technician='T01'] li[data-work-order-id='{wo_id}']");
-    page.wait_for("the order in T01's open list", &format!("return !!document.querySelector(\"{item}\")"), WAIT).await;
+    for p in [&page, &other] {
+        p.wait_for("the order in T01's open list", &format!("return !!document.querySelector(\"{item}\")"), WAIT).await;
+    }
 
     // Start, then close with an outcome.
     page.click("#wo-start").await;
     page.wait_for("the close form", "return !!document.getElementById('wo-close-form')", WAIT).await;
-    page.wait_for(
-        "the order in progress in the list",
-        &format!("const li = document.querySelector(\"{item}\"); return li && li.dataset.state === 'in_progress'"),
-        WAIT,
-    )
-    .await;
+    other
+        .wait_for(
+            "the order in progress on the second page",
+            &format!("const li = document.querySelector(\"{item}\"); return li && li.dataset.state === 'in_progress'"),
+            WAIT,
+        )
+        .await;
     page.eval("const s = document.getElementById('wo-outcome'); s.value = 'failure_confirmed'; return true", json!([]))
         .await;
     page.type_into("#wo-cause", "Lubrification insuffisante").await;
@@ -140,7 +147,10 @@ async fn an_alert_is_briefed_then_handled_through_a_work_order_on_the_page() {
         WAIT,
     )
     .await;
-    page.wait_for("the order leaves the open list", &format!("return !document.querySelector(\"{item}\")"), WAIT).await;
+    for p in [&page, &other] {
+        p.wait_for("the order leaves the open list", &format!("return !document.querySelector(\"{item}\")"), WAIT)
+            .await;
+    }
 
     // Stored as the page said, and counted for the alert's model version.
     let (db, conn) = tokio_postgres::connect(&stack.postgres.url(), tokio_postgres::NoTls).await.unwrap();
@@ -170,5 +180,6 @@ async fn an_alert_is_briefed_then_handled_through_a_work_order_on_the_page() {
 
     page.screenshot(&repo().join("target/workorders-case.png")).await;
     page.quit().await;
+    other.quit().await;
     pipeline.stop().await.expect("services drain");
 }
