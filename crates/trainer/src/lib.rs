@@ -310,20 +310,36 @@ pub async fn run_command(config: &Config, command: &Command) -> anyhow::Result<u
         Command::List { name } => {
             migrate(&config.pg).await?;
             let pool = proact_server::db::pool(&config.pg.database_url, 1)?;
-            println!("{:<32} {:<22} {:<9} {:>7} {:>7} {:>9} sha256", "name", "version", "status", "F1", "AUC", "bytes");
+            println!(
+                "{:<32} {:<22} {:<9} {:>7} {:>7} {:>9} {:<12} team outcomes",
+                "name", "version", "status", "F1", "AUC", "bytes", "sha256"
+            );
             for m in registry::list_versions(&pool, name).await? {
                 let (f1, auc) = m.metrics.as_ref().map_or((0.0, 0.0), |x| (x.f1, x.roc_auc));
                 println!(
-                    "{:<32} {:<22} {:<9} {f1:>7.4} {auc:>7.4} {:>9} {}",
+                    "{:<32} {:<22} {:<9} {f1:>7.4} {auc:>7.4} {:>9} {:<12} {}",
                     m.name,
                     m.version,
                     status_name(m.status),
                     m.size_bytes,
-                    &m.sha256[..m.sha256.len().min(12)]
+                    &m.sha256[..m.sha256.len().min(12)],
+                    outcomes_line(m.outcomes.as_ref())
                 );
             }
             Ok(0)
         }
+    }
+}
+
+/// The team's verdicts on a version's alerts, for `list`: `-` when no order made from them is
+/// closed yet.
+pub fn outcomes_line(o: Option<&proact_proto::v1::ModelOutcomes>) -> String {
+    match o {
+        None => "-".into(),
+        Some(o) => format!(
+            "precision {:.2} ({} confirmed, {} false alarms, {} no fault found)",
+            o.precision, o.failure_confirmed, o.false_alarm, o.no_fault_found
+        ),
     }
 }
 

@@ -16,12 +16,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ndarray::Array2;
+use proact_maintenance::labels::Labels;
 use proact_models::metrics::{evaluate, stratified_split};
 use proact_models::{ArtefactInfo, NormalBehaviourParams, RandomForestParams, SchemaRef, TrainingRange};
 use proact_proto::v1::{ModelEvent, ModelVersion};
 use serde_json::json;
 
-use crate::dataset::{self, Corrective, Dataset, Sampling};
+use crate::dataset::{self, Dataset, Sampling};
 use crate::error::TrainerError;
 use crate::registry::{metrics_json, Candidate, Holdout, Registry};
 
@@ -189,7 +190,7 @@ pub async fn train(
         None => {
             let client = registry.pool().get().await?;
             let (from, to) = s.range(now);
-            let labels = Corrective::load(&client, s.horizon_ms).await?;
+            let labels = Labels::load(&client, s.horizon_ms).await?;
             dataset::from_archive(&client, from, to, s.sampling, &labels).await?
         }
     };

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use proact_features::FeatureSchema;
+use proact_maintenance::WorkOrders;
 use proact_models::ModelArtefact;
 use proact_proto::v1::{
-    GetModelRequest, ModelEventKind, ModelStatus, RollbackModelRequest, TriggerTrainingRequest, WatchModelsRequest,
+    CloseWorkOrderRequest, CreateWorkOrderRequest, GetModelRequest, ModelEventKind, ModelStatus, Outcome,
+    RollbackModelRequest, TriggerTrainingRequest, WatchModelsRequest,
 };
 
 const STEP_S: i64 = 5;
@@ -30,6 +32,33 @@ fn failures(eq: &str) -> Vec<i64> {
 }
 
 async fn seed(client: &tokio_postgres::Client) {
+    seed_telemetry(client).await;
+    for eq in ["PUMP-A", "PUMP-B"] {
+        for (j, &f) in failures(eq).iter().enumerate() {
+            let start = t0() + chrono::Duration::seconds(f);
+            client
+                .execute(
+                    "INSERT INTO gmao_interventions (intervention_id, equipement_id, started_at, ended_at, intervention_type)
+                     VALUES ($1, $2, $3, $4, 'corrective')",
+                    &[&format!("OT-{eq}-{j}"), &eq, &start, &(start + chrono::Duration::minutes(30))],
+                )
+                .await
+                .unwrap();
+        }
+    }
+    // Preventive work is not a failure: it must not create labels.
+    client
+        .execute(
+            "INSERT INTO gmao_interventions (intervention_id, equipement_id, started_at, intervention_type)
+             VALUES ('OT-PREV', 'FAN-C', $1, 'preventive')",
+            &[&(t0() + chrono::Duration::hours(6))],
+        )
+        .await
+        .unwrap();
+}
+
+/// The fleet's readings only: failures leave their ramps in the archive, and no history says so.
+async fn seed_telemetry(client: &tokio_postgres::Client) {
     // The archive may partition `telemetry` by time: give the test's day a partition.
     let partitioned: bool = client
         .query_one("SELECT EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = to_regclass('telemetry'))", &[])
@@ -71,27 +100,7 @@ async fn seed(client: &tokio_postgres::Client) {
             temp.push(60.0 + 10.0 * k as f64 + 1.5 * w + 25.0 * ramp);
             vib.push(3.0 + 0.3 * w + 6.0 * ramp);
         }
-        for (j, &f) in fails.iter().enumerate() {
-            let start = t0() + chrono::Duration::seconds(f);
-            client
-                .execute(
-                    "INSERT INTO gmao_interventions (intervention_id, equipement_id, started_at, ended_at, intervention_type)
-                     VALUES ($1, $2, $3, $4, 'corrective')",
-                    &[&format!("OT-{eq}-{j}"), eq, &start, &(start + chrono::Duration::minutes(30))],
-                )
-                .await
-                .unwrap();
-        }
     }
-    // Preventive work is not a failure: it must not create labels.
-    client
-        .execute(
-            "INSERT INTO gmao_interventions (intervention_id, equipement_id, started_at, intervention_type)
-             VALUES ('OT-PREV', 'FAN-C', $1, 'preventive')",
-            &[&(t0() + chrono::Duration::hours(6))],
-        )
-        .await
-        .unwrap();
     client
         .execute(
             "INSERT INTO telemetry (equipement_id, ts, temperature, vibration)
@@ -345,6 +354,126 @@ async fn criticality_model_trains_from_an_equipment_table_and_goes_through_the_g
     let out = trainer.run("criticality-rf").await.unwrap();
     assert!(out.trained.is_empty());
     assert!(out.skipped.iter().any(|s| s.contains("no equipment table configured")), "{:?}", out.skipped);
+    run.shutdown.cancel();
+    run.task.await.unwrap().unwrap();
+}
+
+/// Stores an alert raised at `at` as the archive would.
+async fn alert(pool: &deadpool_postgres::Pool, id: &str, eq: &str, at: DateTime<Utc>, model_version: &str) {
+    let a = proact_proto::v1::Alert {
+        alert_id: id.into(),
+        equipement_id: eq.into(),
+        start_micros: at.timestamp_micros(),
+        severity: proact_proto::v1::Severity::Warning as i32,
+        score: 0.9,
+        reason: "vibration_high".into(),
+        rule: "vibration_high".into(),
+        model_version: model_version.into(),
+        state: proact_proto::v1::AlertState::Open as i32,
+        updated_micros: at.timestamp_micros(),
+        value: 9.0,
+        ..Default::default()
+    };
+    proact_store::store_alerts(pool, std::slice::from_ref(&a)).await.unwrap();
+}
+
+/// Opens a work order from the alert and closes it with `outcome`, half an hour after the alert.
+async fn close_from_alert(pool: &deadpool_postgres::Pool, alert_id: &str, at: DateTime<Utc>, outcome: Outcome) {
+    let closed_at = at + chrono::Duration::minutes(30);
+    let orders = WorkOrders::with_clock(pool.clone(), None, std::sync::Arc::new(move || closed_at));
+    let w = orders
+        .create(&CreateWorkOrderRequest {
+            alert_id: alert_id.into(),
+            technician_id: "T01".into(),
+            by: "test".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let confirmed = outcome == Outcome::FailureConfirmed;
+    orders
+        .close(&CloseWorkOrderRequest {
+            work_order_id: w.work_order_id,
+            by: "test".into(),
+            outcome: outcome as i32,
+            found_failure_mode_code: if confirmed { "BEARING_WEAR".into() } else { String::new() },
+            actual_duration_h: Some(0.5),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_orders_closed_by_the_team_are_the_labels_and_their_outcomes_are_listed_with_the_model() {
+    let from = t0().to_rfc3339();
+    let to = (t0() + chrono::Duration::hours(HOURS)).to_rfc3339();
+    let run = common::start(&[
+        "--train-from",
+        &from,
+        "--train-to",
+        &to,
+        "--label-horizon-hours",
+        "1",
+        "--sample-every-secs",
+        "30",
+        "--rf-trees",
+        "20",
+        "--rf-max-depth",
+        "8",
+    ])
+    .await;
+    let client = common::pg_client(&run.pg).await;
+    // No imported GMAO history: the only labels are the team's closed work orders.
+    seed_telemetry(&client).await;
+    client
+        .batch_execute(
+            "INSERT INTO amdec (equipement_id, equipment_type, failure_mode_code, failure_mode, component,
+                                severity, occurrence, detection, rpn)
+             VALUES ('PUMP-A', 'pump', 'BEARING_WEAR', 'Usure roulement', 'roulement', 8, 4, 5, 160),
+                    ('PUMP-B', 'pump', 'BEARING_WEAR', 'Usure roulement', 'roulement', 8, 4, 5, 160),
+                    ('FAN-C', 'fan', 'BEARING_WEAR', 'Usure roulement', 'roulement', 5, 3, 4, 60);
+             INSERT INTO workload (technician_id, technician_name, period_start)
+             VALUES ('T01', 'Karim', '2026-01-05T00:00:00Z');",
+        )
+        .await
+        .unwrap();
+    let pool = proact_server::db::pool(&run.pg.url(), 2).unwrap();
+    for eq in ["PUMP-A", "PUMP-B"] {
+        for (j, &f) in failures(eq).iter().enumerate() {
+            let at = t0() + chrono::Duration::seconds(f);
+            let id = format!("A-{eq}-{j}");
+            alert(&pool, &id, eq, at, "rules-v1").await;
+            close_from_alert(&pool, &id, at, Outcome::FailureConfirmed).await;
+        }
+    }
+
+    let mut grpc = common::grpc_client(run.grpc).await;
+    let out = grpc.trigger_training(TriggerTrainingRequest { name: "anomaly-rf".into() }).await.unwrap().into_inner();
+    assert_eq!(out.trained.len(), 1, "a forest is trained from the work orders alone: {out:?}");
+    let rf = &out.trained[0];
+    let params: serde_json::Value = serde_json::from_str(&rf.parameters_json).unwrap();
+    let source = params["data"]["source"].as_str().unwrap_or_default().to_string();
+    assert!(source.contains("gmao:corrective 0, work orders 4 confirmed"), "{params}");
+    let m = rf.metrics.as_ref().unwrap();
+    assert!(m.f1 > 0.8 && m.roc_auc > 0.9, "the pre-failure hour learned from the orders: {m:?}");
+    assert!(rf.outcomes.is_none(), "no order made from this version's alerts yet");
+
+    // The team judges two of the new version's alerts: one real, one false alarm.
+    let stamp = format!("anomaly-rf@{}", rf.version);
+    let at = t0() + chrono::Duration::hours(11);
+    alert(&pool, "M-1", "PUMP-A", at, &stamp).await;
+    close_from_alert(&pool, "M-1", at, Outcome::FailureConfirmed).await;
+    alert(&pool, "M-2", "FAN-C", at, &stamp).await;
+    close_from_alert(&pool, "M-2", at, Outcome::FalseAlarm).await;
+    let listed =
+        grpc.list(proact_proto::v1::ListModelsRequest { name: "anomaly-rf".into() }).await.unwrap().into_inner().models;
+    let o = listed[0].outcomes.as_ref().expect("the team's outcomes listed with the version");
+    assert_eq!((o.failure_confirmed, o.false_alarm, o.no_fault_found, o.precision), (1, 1, 0, 0.5));
+    assert_eq!(
+        proact_trainer::outcomes_line(Some(o)),
+        "precision 0.50 (1 confirmed, 1 false alarms, 0 no fault found)"
+    );
     run.shutdown.cancel();
     run.task.await.unwrap().unwrap();
 }
