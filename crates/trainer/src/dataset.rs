@@ -54,11 +54,6 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// No rows (a run that trains no window model).
-    pub(crate) fn empty(source: String) -> Self {
-        Self::new(source)
-    }
-
     fn new(source: String) -> Self {
         Dataset {
             schema: FeatureSchema::base(),

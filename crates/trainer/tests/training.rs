@@ -283,79 +283,14 @@ async fn no_failure_labels_skips_the_forest_and_still_fits_normal_behaviour() {
     run.task.await.unwrap().unwrap();
 }
 
-/// An AI4I-like table (same header, BOM included): machines of types L/M/H fail when tool wear
-/// is high on a light machine or the power (torque × speed) leaves its band.
-fn ai4i_like_table(rows: usize) -> String {
-    let mut s = String::from(
-        "\u{feff}UDI,Product ID,Type,Air temperature [K],Process temperature [K],Rotational speed [rpm],Torque [Nm],\
-         Tool wear [min],Machine failure,TWF,HDF,PWF,OSF,RNF\n",
-    );
-    let mut r: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = move |m: u64| {
-        r ^= r << 13;
-        r ^= r >> 7;
-        r ^= r << 17;
-        r % m
-    };
-    for i in 0..rows {
-        let ty = ["L", "L", "L", "M", "M", "H"][next(6) as usize];
-        let air = 295.0 + next(100) as f64 / 20.0;
-        let speed = 1200.0 + next(1600) as f64;
-        let torque = 10.0 + next(600) as f64 / 10.0;
-        let wear = next(250) as f64;
-        let power = torque * speed * std::f64::consts::TAU / 60.0;
-        let fail = (ty == "L" && wear > 200.0) || !(3_500.0..=9_000.0).contains(&power);
-        s.push_str(&format!(
-            "{},{ty}{i},{ty},{air:.1},{:.1},{speed},{torque:.1},{wear},{},0,0,0,0,0\n",
-            i + 1,
-            air + 10.0,
-            u8::from(fail)
-        ));
-    }
-    s
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn criticality_model_trains_from_an_equipment_table_and_goes_through_the_gate() {
-    let dir = tempfile::tempdir().unwrap();
-    let table = dir.path().join("ai4i-like.csv");
-    std::fs::write(&table, ai4i_like_table(2_000)).unwrap();
-    let run = common::start(&["--criticality-table", table.to_str().unwrap(), "--criticality-kind", "ai4i"]).await;
-    use proact_trainer::{run_command, Command};
-    let name = "criticality-rf".to_string();
-    assert_eq!(run_command(&run.config, &Command::Train { name: name.clone() }).await.unwrap(), 0);
-    let first = run.registry.list(&name).await.unwrap();
-    assert_eq!(first.len(), 1, "{first:?}");
-    assert_eq!(first[0].status, ModelStatus::Active as i32, "nothing was active: promoted");
-    let (_, bytes) = run.registry.artefact(&name, &first[0].version).await.unwrap();
-    let a = ModelArtefact::from_bytes(&bytes).unwrap();
-    assert!(a.feature_schema.id.starts_with("tabular/ai4i:"), "{}", a.feature_schema.id);
-    assert_eq!(&a.feature_schema.names[..3], ["type_L", "type_M", "type_H"], "types one-hot encoded");
-    let m = a.metrics.clone().unwrap();
-    assert!(m.f1 > 0.8 && m.roc_auc > 0.9, "{m:?}");
-    assert!(a.training.source.contains("ai4i-like.csv"), "{:?}", a.training);
-    // The detector's feature schema is not this one: it refuses the artefact (and skips the name).
-    assert!(a.scorer(FeatureSchema::base().id()).is_err());
-
-    // Same table again: the gate re-scores the active version on the new held-out rows; equal F1
-    // passes at margin 0, so the new version becomes active and the old one retired.
-    assert_eq!(run_command(&run.config, &Command::Train { name: name.clone() }).await.unwrap(), 0);
-    let both = run.registry.list(&name).await.unwrap();
-    assert_eq!(both.len(), 2);
-    let status = |v: &str| both.iter().find(|m| m.version == v).unwrap().status;
-    assert_eq!(status(&first[0].version), ModelStatus::Retired as i32, "{both:?}");
-    assert!(both.iter().any(|m| m.status == ModelStatus::Active as i32));
-    let kinds: Vec<i32> = common::events(&run.redis).await.iter().map(|e| e.kind).collect();
-    assert_eq!(kinds, vec![ModelEventKind::Promoted as i32; 2]);
-
-    // Every model at once with a table configured includes it; asking for it without a table
-    // says why it was skipped.
-    let trainer = proact_trainer::Trainer::new(run.registry.clone(), Default::default());
-    let out = trainer.run("criticality-rf").await.unwrap();
-    assert!(out.trained.is_empty());
-    assert!(out.skipped.iter().any(|s| s.contains("no equipment table configured")), "{:?}", out.skipped);
-    run.shutdown.cancel();
-    run.task.await.unwrap().unwrap();
+#[test]
+fn the_dropped_criticality_model_is_refused_with_its_reason() {
+    let table = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/AMDEC_clean.csv");
+    let config =
+        <proact_trainer::Config as clap::Parser>::try_parse_from(["proact-trainer", "--criticality-table", table])
+            .unwrap();
+    let e = config.validate().unwrap_err().to_string();
+    assert!(e.contains("PROACT_TRAIN_CRITICALITY_TABLE") && e.contains("no longer trained"), "{e}");
 }
 
 /// Stores an alert raised at `at` as the archive would.
