@@ -27,6 +27,8 @@ use prost::Message;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use crate::criticality::Criticality;
+
 /// Default bound of each client's queue (the broadcast ring), in batches (one per read of the stream).
 pub const CLIENT_BUFFER: usize = 1024;
 /// Entries read per replay page.
@@ -69,8 +71,8 @@ pub struct FeedEvent {
 pub type Frame = Arc<FeedEvent>;
 
 impl FeedEvent {
-    pub fn new(id: StreamId, event: AlertEvent) -> Frame {
-        let json = crate::json::event(&event).to_string();
+    pub fn new(id: StreamId, event: AlertEvent, crit: &Criticality) -> Frame {
+        let json = crate::json::event(&event, crit).to_string();
         let frame = crate::wsframe::text(&json);
         let json_at = frame.len() - json.len();
         Arc::new(Self { id, event, frame, json_at })
@@ -160,15 +162,24 @@ pub fn merge_operator_fields(known: &Alert, next: &mut Alert) {
 
 /// Follows the alerts stream from its current end and broadcasts its events to `tx`, one
 /// batch per read, waiting `linger` after each non-empty read.
+/// What the feed hands its events to, besides the broadcast channel.
+pub struct Outlets {
+    /// The latest state of recent alerts (the JSON API's view).
+    pub recent: SharedRecent,
+    /// Each alert's priority, rendered into its frame.
+    pub crit: Criticality,
+    pub ready: proact_server::Readiness,
+    pub traces: Tracing,
+}
+
 pub async fn follow(
     client: Client,
     tx: broadcast::Sender<Arc<Batch>>,
     linger: Duration,
-    recent: SharedRecent,
-    ready: proact_server::Readiness,
-    traces: Tracing,
+    outlets: Outlets,
     shutdown: CancellationToken,
 ) {
+    let Outlets { recent, crit, ready, traces } = outlets;
     // Start at the stream's current end, pinned to an id so that nothing added between two
     // reads is skipped (as reading from `$` each time would).
     let mut last = loop {
@@ -221,7 +232,7 @@ pub async fn follow(
                         span.set_attribute(KeyValue::new("alert.event_id", id.clone()));
                         spans.push(span);
                     }
-                    batch.push(FeedEvent::new(sid, ev));
+                    batch.push(FeedEvent::new(sid, ev, &crit));
                 }
                 if batch.is_empty() {
                     continue;
@@ -280,7 +291,7 @@ pub fn fuzz_one(data: &[u8]) {
     let payload = (!data.is_empty()).then(|| Bytes::copy_from_slice(data));
     let Some(event) = decode(ID, payload.as_ref()) else { return };
     assert_eq!(event.event_id, ID);
-    let frame = FeedEvent::new(StreamId::parse(ID).expect("a stream id"), event);
+    let frame = FeedEvent::new(StreamId::parse(ID).expect("a stream id"), event, &Criticality::default());
     let v: serde_json::Value = serde_json::from_slice(frame.json()).expect("the message is JSON");
     assert_eq!((v["type"].as_str(), v["event_id"].as_str()), (Some("alert"), Some(ID)));
     assert!(v["kind"].is_string());
@@ -296,7 +307,12 @@ pub fn fuzz_one(data: &[u8]) {
 }
 
 /// Up to `count` events after stream id `after`, in order.
-pub async fn replay_page(client: &Client, after: StreamId, count: u64) -> Result<Vec<Frame>, Error> {
+pub async fn replay_page(
+    client: &Client,
+    after: StreamId,
+    count: u64,
+    crit: &Criticality,
+) -> Result<Vec<Frame>, Error> {
     let start = format!("({after}");
     let entries: Vec<(String, HashMap<String, Bytes>)> =
         client.xrange(ALERTS_STREAM, start.as_str(), "+", Some(count)).await?;
@@ -304,7 +320,7 @@ pub async fn replay_page(client: &Client, after: StreamId, count: u64) -> Result
         .into_iter()
         .filter_map(|(id, f)| {
             let sid = StreamId::parse(&id)?;
-            Some(FeedEvent::new(sid, decode(&id, f.get(PAYLOAD_FIELD))?))
+            Some(FeedEvent::new(sid, decode(&id, f.get(PAYLOAD_FIELD))?, crit))
         })
         .collect())
 }
@@ -333,6 +349,8 @@ pub enum SubscriptionError {
 pub struct Subscription {
     rx: broadcast::Receiver<Arc<Batch>>,
     redis: Client,
+    /// Renders the priority of replayed alerts.
+    crit: Criticality,
     /// The last id queued: anything at or before it is a duplicate.
     last: StreamId,
     replaying: bool,
@@ -356,8 +374,8 @@ pub struct Wire {
 
 impl Subscription {
     /// `rx` must be subscribed before the replay starts, so nothing falls in between.
-    pub fn new(rx: broadcast::Receiver<Arc<Batch>>, redis: Client, after: Option<StreamId>) -> Self {
-        Self { rx, redis, last: after.unwrap_or_default(), replaying: after.is_some(), backlog: VecDeque::new() }
+    pub fn new(rx: broadcast::Receiver<Arc<Batch>>, redis: Client, after: Option<StreamId>, crit: Criticality) -> Self {
+        Self { rx, redis, crit, last: after.unwrap_or_default(), replaying: after.is_some(), backlog: VecDeque::new() }
     }
 
     /// The next event; `Ok(None)` once the feed is closed. Cancel-safe.
@@ -395,7 +413,7 @@ impl Subscription {
                 return Ok(true);
             }
             if self.replaying {
-                let page = replay_page(&self.redis, self.last, REPLAY_PAGE).await?;
+                let page = replay_page(&self.redis, self.last, REPLAY_PAGE, &self.crit).await?;
                 self.replaying = page.len() as u64 == REPLAY_PAGE;
                 if let Some(f) = page.last() {
                     self.last = f.id;
@@ -498,6 +516,7 @@ mod tests {
         FeedEvent::new(
             StreamId::parse(id).unwrap(),
             AlertEvent { event_id: id.into(), alert: Some(alert), ..Default::default() },
+            &Criticality::default(),
         )
     }
 
@@ -520,8 +539,10 @@ mod tests {
     async fn live_batches_skip_what_was_delivered_and_keep_order() {
         let (tx, rx) = broadcast::channel(16);
         // Resumed after 5-2 and caught up: the live batch overlaps the resume point.
-        let mut sub =
-            Subscription { replaying: false, ..Subscription::new(rx, Client::default(), StreamId::parse("5-2")) };
+        let mut sub = Subscription {
+            replaying: false,
+            ..Subscription::new(rx, Client::default(), StreamId::parse("5-2"), Criticality::default())
+        };
         let events: Vec<Frame> = (1..=4).map(|i| event(&format!("5-{i}"), &format!("A{i}"))).collect();
         tx.send(Arc::new(Batch::new(events.clone()))).unwrap();
         tx.send(Arc::new(Batch::new(events[..2].to_vec()))).unwrap(); // all old: skipped

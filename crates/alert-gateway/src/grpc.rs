@@ -54,7 +54,8 @@ impl Alerts for AlertsService {
                     .ok_or_else(|| Status::invalid_argument(format!("resume_after: {a:?} is not a stream id")))?,
             ),
         };
-        let mut sub = Subscription::new(self.shared.feed.subscribe(), self.shared.redis.clone(), after);
+        let mut sub =
+            Subscription::new(self.shared.feed.subscribe(), self.shared.redis.clone(), after, self.shared.crit.clone());
         let (tx, out) = tokio::sync::mpsc::channel(GRPC_QUEUE);
         let write_timeout = self.shared.write_timeout;
         let shutdown = self.shared.shutdown.clone();

@@ -55,6 +55,10 @@ pub struct Shared {
     pub ingest_rate: Arc<IngestRate>,
     /// WebSocket clients connected to this replica.
     pub clients: AtomicUsize,
+    /// Ready frames of notices that are not alerts (work-order transitions), for every socket.
+    pub notices: broadcast::Sender<bytes::Bytes>,
+    /// Each alert's priority, from the AMDEC.
+    pub crit: crate::criticality::Criticality,
     pub shutdown: CancellationToken,
 }
 
@@ -74,7 +78,9 @@ impl Shared {
     }
 }
 
-pub fn router(shared: Arc<Shared>) -> Router {
+/// The page, its assets, and every JSON API behind the token: the gateway's own and `apis`,
+/// the capabilities' routers it serves (work orders…).
+pub fn router(shared: Arc<Shared>, apis: Router) -> Router {
     let api = Router::new()
         .route("/ws/alerts", get(ws_alerts))
         .route("/api/alerts", get(list_alerts))
@@ -91,7 +97,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/", get(|| async { ([(header::CACHE_CONTROL, "no-cache")], Html(DASHBOARD)) }))
         .route("/static/{name}", get(asset))
         .merge(api)
-        .with_state(shared)
+        .with_state(shared.clone())
+        .merge(apis.route_layer(middleware::from_fn_with_state(shared, auth)))
 }
 
 /// The bearer token from the `Authorization` header, else from the `token` query parameter.
@@ -295,7 +302,7 @@ async fn list_alerts(State(shared): State<Arc<Shared>>, Query(p): Query<ListPara
     };
     let alerts = proact_store::list_alerts(&shared.pool, &q).await?;
     Ok(Json(json!({
-        "alerts": alerts.iter().map(json::alert).collect::<Vec<_>>(),
+        "alerts": alerts.iter().map(|a| json::alert(a, shared.crit.priority(a))).collect::<Vec<_>>(),
         "last_event_id": position,
     }))
     .into_response())
@@ -320,7 +327,7 @@ async fn find(shared: &Shared, id: &str) -> Result<proact_proto::v1::Alert, ApiE
 async fn get_alert(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResult {
     let alert = find(&shared, &id).await?;
     let history = crate::lifecycle::history(&shared.pool, &id).await?;
-    Ok(Json(json!({ "alert": json::alert(&alert), "history": history })).into_response())
+    Ok(Json(json!({ "alert": json::alert(&alert, shared.crit.priority(&alert)), "history": history })).into_response())
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -350,7 +357,7 @@ pub struct ChangeBody {
 
 async fn change(shared: &Shared, id: &str, c: Change) -> ApiResult {
     let a = shared.lifecycle().apply(id, c).await?;
-    Ok(Json(json::alert(&a)).into_response())
+    Ok(Json(json::alert(&a, shared.crit.priority(&a))).into_response())
 }
 
 async fn ack(State(s): State<Arc<Shared>>, Path(id): Path<String>, Json(b): Json<ChangeBody>) -> ApiResult {

@@ -43,8 +43,11 @@ pub fn kind(k: i32) -> &'static str {
     }
 }
 
-pub fn alert(a: &Alert) -> Value {
+/// An alert as the page and the JSON API show it, with its priority (0–100) and band (P1–P4).
+pub fn alert(a: &Alert, priority: f64) -> Value {
     json!({
+        "priority": (priority * 10.0).round() / 10.0,
+        "priority_band": proact_maintenance::priority::band(priority),
         "alert_id": a.alert_id,
         "equipement_id": a.equipement_id,
         "start": rfc3339(a.start_micros),
@@ -64,11 +67,11 @@ pub fn alert(a: &Alert) -> Value {
     })
 }
 
-pub fn event(e: &AlertEvent) -> Value {
+pub fn event(e: &AlertEvent, crit: &crate::criticality::Criticality) -> Value {
     json!({
         "type": "alert",
         "event_id": e.event_id,
         "kind": kind(e.kind),
-        "alert": e.alert.as_ref().map(alert).unwrap_or(Value::Null),
+        "alert": e.alert.as_ref().map(|a| alert(a, crit.priority(a))).unwrap_or(Value::Null),
     })
 }

@@ -5,11 +5,13 @@
 //! Upstream: anomaly-detector (alerts stream), archive (history, gRPC), trainer (model
 //! registry, gRPC), the reference tables (AMDEC, workload). Downstream: people.
 
+pub mod criticality;
 pub mod feed;
 pub mod grpc;
 pub mod http;
 pub mod json;
 pub mod lifecycle;
+pub mod notices;
 pub mod reference;
 pub mod upstream;
 pub mod ws;
@@ -181,13 +183,16 @@ impl App {
         ready.set("postgres", true);
         let (tx, _) = broadcast::channel(config.client_queue);
         let recent = feed::SharedRecent::default();
+        let crit = criticality::Criticality::default();
+        if let Err(e) = crit.refresh(&pool).await {
+            tracing::warn!(error = %e, "reading the AMDEC for alert priorities failed; retrying every minute");
+        }
+        let crit_task = AbortOnDropHandle::new(tokio::spawn(crit.clone().keep_fresh(pool.clone(), shutdown.clone())));
         let follow = AbortOnDropHandle::new(tokio::spawn(feed::follow(
             feed_redis,
             tx.clone(),
             Duration::from_millis(config.linger_ms),
-            recent.clone(),
-            ready.clone(),
-            traces.clone(),
+            feed::Outlets { recent: recent.clone(), crit: crit.clone(), ready: ready.clone(), traces: traces.clone() },
             shutdown.clone(),
         )));
         let ingest_rate = upstream::IngestRate::new();
@@ -196,6 +201,19 @@ impl App {
             config.redis.shards,
             Duration::from_secs(2),
             ingest_rate.clone(),
+            shutdown.clone(),
+        )));
+        // Work orders (crate proact-maintenance): their API, and their transitions pushed to
+        // the page. Events a crash left in the outbox go out now.
+        let orders = proact_maintenance::WorkOrders::new(pool.clone(), Some(shared_redis.clone()));
+        if let Err(e) = orders.publish_pending().await {
+            tracing::warn!(error = %e, "work-order events still waiting in the outbox; they go out with the next change");
+        }
+        let (notices, _) = broadcast::channel(notices::NOTICE_BUFFER);
+        let notice_redis = proact_server::redis::connect(&config.redis.redis_url).await?;
+        let work_order_feed = AbortOnDropHandle::new(tokio::spawn(notices::follow_work_orders(
+            notice_redis,
+            notices.clone(),
             shutdown.clone(),
         )));
         let shared = Arc::new(http::Shared {
@@ -211,10 +229,12 @@ impl App {
             registry: upstream::channel("PROACT_REGISTRY_GRPC_URL", &config.registry_grpc_url, &traces)?,
             ingest_rate,
             clients: Default::default(),
+            notices,
+            crit,
             shutdown: shutdown.clone(),
         });
         let hs = shutdown.clone();
-        let router = http::router(shared.clone());
+        let router = http::router(shared.clone(), proact_maintenance::http::router(orders.clone()));
         let http_task = AbortOnDropHandle::new(tokio::spawn(async move {
             // Alerts are small frames that must leave at once: no Nagle delay waiting for an ACK.
             let http = axum::serve::ListenerExt::tap_io(http, |tcp| {
@@ -233,6 +253,10 @@ impl App {
                     grpc::AlertsService { shared },
                     grpc::auth_interceptor(config.token.clone()),
                 ))
+                .add_service(proact_proto::v1::work_orders_server::WorkOrdersServer::with_interceptor(
+                    proact_maintenance::grpc::WorkOrdersService::new(orders),
+                    grpc::auth_interceptor(config.token.clone()),
+                ))
                 .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), async move {
                     gs.cancelled().await
                 }),
@@ -244,6 +268,8 @@ impl App {
         let limit = Duration::from_secs(config.admin.shutdown_grace_secs) + proact_server::shutdown::DRAIN_MARGIN;
         proact_server::shutdown::join_within(&shutdown, limit, async move {
             let _ = follow.await;
+            let _ = work_order_feed.await;
+            let _ = crit_task.await;
             let _ = sampler.await;
             let _ = http_task.await;
             let _ = grpc_task.await;

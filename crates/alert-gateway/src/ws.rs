@@ -68,7 +68,8 @@ where
     let _connected = Connected::new(&shared);
     let (mut reader, mut writer) = tokio::io::split(socket);
     let mut read_buf = BytesMut::with_capacity(READ_BUFFER);
-    let mut sub = Subscription::new(rx, shared.redis.clone(), after);
+    let mut sub = Subscription::new(rx, shared.redis.clone(), after, shared.crit.clone());
+    let mut notices = shared.notices.subscribe();
     let mut heartbeat = tokio::time::interval(shared.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     heartbeat.tick().await;
@@ -100,6 +101,17 @@ where
                 Ok(None) => break End::Shutdown,
                 Err(e) => break evict_reason(e),
             },
+            notice = notices.recv() => {
+                let frame = match notice {
+                    Ok(frame) => frame,
+                    Err(broadcast::error::RecvError::Lagged(_)) => crate::notices::resync_frame(),
+                    Err(broadcast::error::RecvError::Closed) => break End::Shutdown,
+                };
+                if let Err(e) = write(&mut writer, &frame, write_timeout).await {
+                    break e;
+                }
+                wrote_since_tick = true;
+            }
             _ = heartbeat.tick() => {
                 metrics::counter!("proact_gateway_ws_messages_total").increment(std::mem::take(&mut sent));
                 // Only idle connections need one (a timer reset per write would cost more).

@@ -65,7 +65,7 @@ impl Default for EngineConfig {
             hysteresis: 2.0,
             clear_after_micros: 60_000_000,
             silence_after_micros: 0,
-            rpn_critical: 200.0,
+            rpn_critical: f64::from(proact_store::reference::RPN_HIGH),
             window: WindowConfig::default(),
         }
     }

@@ -114,8 +114,9 @@ pub struct RuleArgs {
     /// Seconds without data before a no-data alarm (0: off).
     #[arg(long, env = "PROACT_SILENCE_AFTER_SECS", default_value_t = 120)]
     pub silence_after_secs: u64,
-    /// AMDEC RPN from which a model warning is raised as critical.
-    #[arg(long, env = "PROACT_RPN_CRITICAL", default_value_t = 200.0)]
+    /// AMDEC RPN from which a model warning is raised as critical (default: where the AMDEC
+    /// classes a mode `high`).
+    #[arg(long, env = "PROACT_RPN_CRITICAL", default_value_t = f64::from(proact_store::reference::RPN_HIGH))]
     pub rpn_critical: f64,
     /// Out-of-order tolerance, milliseconds: older readings are counted and skipped.
     #[arg(long, env = "PROACT_LATENESS_MS", default_value_t = 5_000)]

@@ -337,8 +337,8 @@ fn ty_name(ty: Ty) -> &'static str {
 /// docs/data.md; they split the sample fleet's modes into three populated classes.
 pub fn criticality_class(rpn: i64) -> &'static str {
     match rpn {
-        r if r >= 120 => "high",
-        r if r >= 80 => "medium",
+        r if r >= i64::from(proact_store::reference::RPN_HIGH) => "high",
+        r if r >= i64::from(proact_store::reference::RPN_MEDIUM) => "medium",
         _ => "low",
     }
 }

@@ -450,8 +450,7 @@ impl WorkOrders {
     pub async fn alert_priority(&self, alert: &proact_proto::v1::Alert) -> Result<f64, MaintenanceError> {
         let client = self.pool.get().await?;
         let amdec = store::amdec_modes(&**client, &alert.equipement_id).await?;
-        let signal = modes::signal_of(alert);
-        Ok(priority::priority(Inputs::of_alert(alert, &modes::relevant(&amdec, signal))))
+        Ok(priority::of_alert(alert, &amdec))
     }
 
     /// Per version that raised alerts: how the team closed their work orders, and the

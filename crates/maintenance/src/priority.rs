@@ -21,9 +21,8 @@ const W_ALERT: f64 = 0.5;
 const W_CRITICALITY: f64 = 0.3;
 const W_MODEL: f64 = 0.2;
 
-/// The RPN from which the sample AMDEC classes a mode `high` (`docs/data.md`: RPN ≥ 120 →
-/// high, ≥ 80 → medium); the detector's "critical equipment" threshold should be the same.
-pub const RPN_HIGH: i32 = 120;
+/// The RPN from which an AMDEC mode is `high` (the domain's [`proact_store::reference::RPN_HIGH`]).
+pub const RPN_HIGH: i32 = proact_store::reference::RPN_HIGH;
 
 /// The criticality of one AMDEC mode, in [0, 1].
 pub fn mode_criticality(m: &AmdecMode) -> f64 {
@@ -55,6 +54,13 @@ impl Inputs {
             model_risk: model_risk(alert),
         }
     }
+}
+
+/// The priority of `alert` given every AMDEC mode of its equipment (`amdec`): judged on the
+/// modes its signal points at, or all of them when none match.
+pub fn of_alert(alert: &Alert, amdec: &[AmdecMode]) -> f64 {
+    let relevant = crate::modes::relevant(amdec, crate::modes::signal_of(alert));
+    priority(Inputs::of_alert(alert, &relevant))
 }
 
 /// Highest criticality of `modes`, `None` without modes.

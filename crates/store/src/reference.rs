@@ -4,6 +4,13 @@
 
 use crate::StoreError;
 
+/// The RPN from which an AMDEC mode is classed `high` when its source gives no class
+/// (`docs/data.md`; `medium` from [`RPN_MEDIUM`]). The detector's "critical equipment"
+/// threshold (`PROACT_RPN_CRITICAL`) defaults to it, so the rule and the data agree.
+pub const RPN_HIGH: i32 = 120;
+/// The RPN from which an unclassed AMDEC mode is `medium`.
+pub const RPN_MEDIUM: i32 = 80;
+
 /// One equipment of the AMDEC table, summed over its failure modes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AmdecSummary {
