@@ -1,11 +1,11 @@
 //! The maintenance loop closed, with real servers: simulated machines overheat → the
 //! detector's rules raise alerts → the archive stores them → the team closes work orders from
-//! them with their outcome (failure confirmed) → the trainer's own schedule retrains → a
+//! them through the gateway's gRPC `WorkOrders` with their outcome (failure confirmed) → the
+//! trainer's own schedule retrains → a
 //! RandomForest learned from those orders is promoted → the running detector hot-loads it and
 //! stamps its version on the next alert, raised before any rule would fire.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use clap::Parser;
 use fred::prelude::*;
 use proact_proto::streams::{shard_for, telemetry_stream, ALERTS_STREAM, PAYLOAD_FIELD};
+use proact_proto::v1::work_orders_client::WorkOrdersClient;
 use proact_proto::v1::{AlertEvent, CloseWorkOrderRequest, CreateWorkOrderRequest, ModelStatus, Outcome, Telemetry};
 use prost::Message;
 
@@ -23,6 +24,14 @@ const RAMP_MIN: i64 = 15;
 const FAILURES_MIN: [i64; 2] = [40, 100];
 const HISTORY_MIN: i64 = 130;
 const MACHINES: [&str; 3] = ["PUMP-A", "PUMP-B", "FAN-C"];
+const TOKEN: &str = "learning-loop-token";
+
+/// A request carrying the gateway's token.
+fn authorised<T>(body: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(body);
+    r.metadata_mut().insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    r
+}
 
 /// A reading `s` seconds into the history: a wiggle around 60 °C, ramping before each failure.
 fn reading(eq: &str, s: i64) -> (f64, f64) {
@@ -103,6 +112,7 @@ async fn work_orders_closed_by_the_team_teach_a_model_the_detector_then_runs() {
     )
     .await
     .unwrap();
+    let archive_url = format!("http://{}", archive.grpc_addr());
     let mut tasks = vec![tokio::spawn(archive.run_until_stopped(shutdown.clone()))];
     // Retrains every minute; no normal-behaviour models, so the only model that can stamp an
     // alert is the forest learned from the work orders.
@@ -140,6 +150,25 @@ async fn work_orders_closed_by_the_team_teach_a_model_the_detector_then_runs() {
             .unwrap();
     let detector_url = format!("http://{}", detector.grpc_addr());
     tasks.push(tokio::spawn(detector.run_until_stopped(shutdown.clone())));
+    let gateway_args = args(
+        "proact-alert-gateway",
+        &stack,
+        &[
+            "--http-addr",
+            "127.0.0.1:0",
+            "--archive-grpc-url",
+            &archive_url,
+            "--registry-grpc-url",
+            &registry_url,
+            "--token",
+            TOKEN,
+        ],
+    );
+    let gateway = proact_alert_gateway::App::build(proact_alert_gateway::Config::try_parse_from(gateway_args).unwrap())
+        .await
+        .unwrap();
+    let gateway_url = format!("http://{}", gateway.grpc_addr());
+    tasks.push(tokio::spawn(gateway.run_until_stopped(shutdown.clone())));
     let redis = proact_server::redis::connect(&stack.redis.url()).await.unwrap();
 
     // Two hours of the fleet's history, ending a while ago: two failures per pump.
@@ -166,29 +195,29 @@ async fn work_orders_closed_by_the_team_teach_a_model_the_detector_then_runs() {
     .await;
     assert!(alert_events(&redis).await.iter().all(|e| e.alert.as_ref().unwrap().model_version == "rules-v1"));
 
-    // The team confirms every failure, twenty minutes after its alert.
-    for (alert_id, start) in &alerts {
-        let closed_at = DateTime::from_timestamp_micros(start + 20 * 60_000_000).unwrap();
-        let orders = proact_maintenance::WorkOrders::with_clock(pool.clone(), None, Arc::new(move || closed_at));
+    // The team confirms every failure through the gateway, as the dashboard's form does.
+    let mut orders = WorkOrdersClient::connect(gateway_url).await.unwrap();
+    for (alert_id, _) in &alerts {
         let w = orders
-            .create(&CreateWorkOrderRequest {
+            .create(authorised(CreateWorkOrderRequest {
                 alert_id: alert_id.clone(),
                 failure_mode_code: "OVERHEATING".into(),
                 technician_id: "T01".into(),
                 by: "karim".into(),
                 ..Default::default()
-            })
+            }))
             .await
-            .unwrap();
+            .unwrap()
+            .into_inner();
         orders
-            .close(&CloseWorkOrderRequest {
+            .close(authorised(CloseWorkOrderRequest {
                 work_order_id: w.work_order_id,
                 by: "karim".into(),
                 outcome: Outcome::FailureConfirmed as i32,
                 found_failure_mode_code: "OVERHEATING".into(),
                 actual_duration_h: Some(0.3),
                 ..Default::default()
-            })
+            }))
             .await
             .unwrap();
     }
