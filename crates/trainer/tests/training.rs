@@ -111,11 +111,11 @@ async fn seed_telemetry(client: &tokio_postgres::Client) {
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn training_end_to_end_stores_versions_with_metrics_and_serves_them() {
+/// The trainer on the test's day: one-hour label horizon, a row every 30 s, a small forest.
+async fn start_on_the_test_day() -> common::Running {
     let from = t0().to_rfc3339();
     let to = (t0() + chrono::Duration::hours(HOURS)).to_rfc3339();
-    let run = common::start(&[
+    common::start(&[
         "--train-from",
         &from,
         "--train-to",
@@ -129,7 +129,12 @@ async fn training_end_to_end_stores_versions_with_metrics_and_serves_them() {
         "--rf-max-depth",
         "8",
     ])
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn training_end_to_end_stores_versions_with_metrics_and_serves_them() {
+    let run = start_on_the_test_day().await;
     let client = common::pg_client(&run.pg).await;
     seed(&client).await;
     let mut grpc = common::grpc_client(run.grpc).await;
@@ -341,23 +346,7 @@ async fn close_from_alert(pool: &deadpool_postgres::Pool, alert_id: &str, at: Da
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_orders_closed_by_the_team_are_the_labels_and_their_outcomes_are_listed_with_the_model() {
-    let from = t0().to_rfc3339();
-    let to = (t0() + chrono::Duration::hours(HOURS)).to_rfc3339();
-    let run = common::start(&[
-        "--train-from",
-        &from,
-        "--train-to",
-        &to,
-        "--label-horizon-hours",
-        "1",
-        "--sample-every-secs",
-        "30",
-        "--rf-trees",
-        "20",
-        "--rf-max-depth",
-        "8",
-    ])
-    .await;
+    let run = start_on_the_test_day().await;
     let client = common::pg_client(&run.pg).await;
     // No imported GMAO history: the only labels are the team's closed work orders.
     seed_telemetry(&client).await;
