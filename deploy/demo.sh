@@ -13,13 +13,29 @@ logs=target/demo-logs
 mkdir -p "$logs"
 
 pids=()
+# Sends signal $1 to the given processes, waits at most $2 tenths of a second for them to
+# exit, then kills what is left.
+stop_within() {
+  local sig=$1 tenths=$2; shift 2
+  kill "-$sig" "$@" 2>/dev/null || true
+  for _ in $(seq 1 "$tenths"); do
+    local alive=0
+    for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  kill -KILL "$@" 2>/dev/null || true
+  for p in "$@"; do wait "$p" 2>/dev/null || true; done
+}
 cleanup() {
   trap - INT TERM EXIT
   echo
   echo "demo: stopping…"
-  # Services first (they drain), then the stack.
-  for ((i=${#pids[@]}-1; i>=0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  # The services drain into Redis and PostgreSQL, so they stop while the stack is still up;
+  # then the stack. Both waits are bounded: a stuck drain cannot hold the terminal.
+  # The stack stops its servers on SIGINT (its Ctrl-C); a SIGKILL would leave them running.
+  if ((${#pids[@]} > 1)); then stop_within TERM 80 "${pids[@]:1}"; fi
+  if ((${#pids[@]} > 0)); then stop_within INT 100 "${pids[0]}"; fi
   echo "demo: stopped. Logs are in $logs/"
 }
 trap cleanup INT TERM EXIT
@@ -38,6 +54,10 @@ echo "demo: Mosquitto :1883, Redis :6379, PostgreSQL :5432 up"
 "$bin/proact-trainer" migrate >"$logs/migrate.log" 2>&1
 "$bin/proact-trainer" load-reference --data data >"$logs/reference.log" 2>&1 && echo "demo: reference data loaded (AMDEC, GMAO history, workload)"
 
+# The demo retrains every few minutes (the service's own schedule, weekly by default) on
+# rows every 10 s of event time, so a visitor sees new versions promoted and hot-loaded.
+export PROACT_TRAIN_SCHEDULE="${PROACT_TRAIN_SCHEDULE:-*/3 * * * *}"
+export PROACT_TRAIN_SAMPLE_EVERY_SECS="${PROACT_TRAIN_SAMPLE_EVERY_SECS:-10}"
 for svc in archive anomaly-detector alert-gateway trainer ingest; do
   "$bin/proact-$svc" >"$logs/$svc.log" 2>&1 &
   pids+=($!)
@@ -56,5 +76,6 @@ echo "  Dashboard:   http://127.0.0.1:8080/"
 echo "  Metrics:     http://127.0.0.1:9101/metrics (ingest) … :9105 (trainer)"
 echo "  Logs:        $logs/"
 echo
-echo "demo: running — 12 simulated machines, a failure episode every few minutes. Ctrl-C to stop."
+echo "demo: running — 12 simulated machines, a failure episode every few minutes, retraining on"
+echo "      the schedule \"$PROACT_TRAIN_SCHEDULE\" (UTC). Ctrl-C to stop."
 wait "${pids[0]}"

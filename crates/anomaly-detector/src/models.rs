@@ -163,7 +163,7 @@ pub async fn follow(
                 continue;
             }
             let Some(m) = ev.model else { continue };
-            // Other models (the trainer's tabular criticality-rf) are not the detector's.
+            // Names the detector does not know (another release's models) are not its to run.
             if m.name != FOREST_MODEL && !m.name.starts_with(NORMAL_PREFIX) {
                 continue;
             }

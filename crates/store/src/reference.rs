@@ -140,28 +140,3 @@ pub async fn technicians(client: &tokio_postgres::Client) -> Result<Vec<Technici
         })
         .collect())
 }
-
-/// A corrective intervention of the GMAO history: when the equipment was down for repair.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CorrectiveIntervention {
-    pub equipement_id: String,
-    pub started_at: chrono::DateTime<chrono::Utc>,
-    pub ended_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// Every corrective intervention of the GMAO history (the training labels' source).
-pub async fn corrective_interventions(
-    client: &tokio_postgres::Client,
-) -> Result<Vec<CorrectiveIntervention>, StoreError> {
-    let rows = client
-        .query(
-            "SELECT equipement_id, started_at, ended_at FROM gmao_interventions
-             WHERE lower(intervention_type) = 'corrective'",
-            &[],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| CorrectiveIntervention { equipement_id: r.get(0), started_at: r.get(1), ended_at: r.get(2) })
-        .collect())
-}

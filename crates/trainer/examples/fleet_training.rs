@@ -12,9 +12,10 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use proact_dataprep::generate::{DEFAULT_SEED, EPISODE_DURATION_S, EPISODE_MEAN_GAP_S, HISTORY_FROM, HISTORY_TO};
+use proact_maintenance::labels::Labels;
 use proact_simulator::reading::reading;
 use proact_store::taxonomy as fleet;
-use proact_trainer::dataset::{self, Corrective};
+use proact_trainer::dataset;
 use proact_trainer::{Registry, TrainSettings};
 use rand::SeedableRng;
 
@@ -103,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
         ..Default::default()
     };
     let t0 = Instant::now();
-    let labels = Corrective::load(&client, settings.horizon_ms).await?;
+    let labels = Labels::load(&client, settings.horizon_ms).await?;
     let ds = dataset::from_archive(&client, settings.from.unwrap(), settings.to.unwrap(), settings.sampling, &labels)
         .await?;
     let read_s = t0.elapsed().as_secs_f64();

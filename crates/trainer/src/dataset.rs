@@ -3,17 +3,17 @@
 //! (`FeatureSchema::base()`, default `WindowConfig`), sampled every few seconds of event time,
 //! and labelled from the GMAO history or the CSV's label column.
 //!
-//! Labels from the GMAO history (`gmao_interventions`, `intervention_type = 'corrective'`): a
-//! window ending at `t` is positive (1) when a corrective intervention on the same equipment
-//! starts within `horizon` after `t` — the degradation that led to the repair — and windows
-//! during an intervention (`started_at ≤ t ≤ ended_at`) are left out, being neither healthy nor
-//! a precursor.
+//! Labels from the intervention history come from `proact_maintenance::labels::Labels`: imported
+//! corrective interventions and closed work orders alike (positive within the horizon before a
+//! failure's onset, hard negative before a false alarm, left out during a repair or around a
+//! *no fault found*), docs/models.md "Labels from work orders".
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use proact_features::{FeatureSchema, Window, WindowConfig};
+use proact_maintenance::labels::Labels;
 
 use crate::error::TrainerError;
 
@@ -48,16 +48,12 @@ pub struct Dataset {
     pub x: Vec<f64>,
     /// 1 = the window precedes a failure (or the CSV says anomalous).
     pub y: Vec<u8>,
-    /// Where the rows came from, e.g. `archive:telemetry, labels gmao:corrective 48h`.
+    /// Where the rows came from, e.g. `archive:telemetry, labels gmao:corrective 12, work orders 3
+    /// confirmed / 1 false alarms / 0 no fault found, horizon 48 h`.
     pub source: String,
 }
 
 impl Dataset {
-    /// No rows (a run that trains no window model).
-    pub(crate) fn empty(source: String) -> Self {
-        Self::new(source)
-    }
-
     fn new(source: String) -> Self {
         Dataset {
             schema: FeatureSchema::base(),
@@ -141,52 +137,6 @@ impl Sampler {
     }
 }
 
-/// Corrective interventions per equipment, as (started_at, ended_at) in ms, sorted.
-#[derive(Debug, Clone, Default)]
-pub struct Corrective {
-    by_eq: HashMap<String, Vec<(i64, i64)>>,
-    horizon_ms: i64,
-}
-
-impl Corrective {
-    pub fn new(rows: Vec<(String, i64, Option<i64>)>, horizon_ms: i64) -> Self {
-        let mut by_eq: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
-        for (eq, start, end) in rows {
-            by_eq.entry(eq).or_default().push((start, end.unwrap_or(start).max(start)));
-        }
-        by_eq.values_mut().for_each(|v| v.sort_unstable());
-        Corrective { by_eq, horizon_ms }
-    }
-
-    pub async fn load(client: &tokio_postgres::Client, horizon_ms: i64) -> Result<Self, TrainerError> {
-        let rows = proact_store::reference::corrective_interventions(client)
-            .await?
-            .into_iter()
-            .map(|i| (i.equipement_id, i.started_at.timestamp_millis(), i.ended_at.map(|e| e.timestamp_millis())))
-            .collect();
-        Ok(Self::new(rows, horizon_ms))
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_eq.values().map(Vec::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// 1 before a failure, 0 otherwise, None during an intervention (row left out).
-    pub fn label(&self, eq: &str, ts_ms: i64) -> Option<u8> {
-        let Some(v) = self.by_eq.get(eq) else { return Some(0) };
-        // First intervention starting after t.
-        let next = v.partition_point(|&(s, _)| s <= ts_ms);
-        if v[..next].iter().rev().take(4).any(|&(s, e)| s <= ts_ms && ts_ms <= e) {
-            return None;
-        }
-        Some(u8::from(v.get(next).is_some_and(|&(s, _)| s - ts_ms <= self.horizon_ms)))
-    }
-}
-
 /// Reads `telemetry` in `[from, to)` equipment by equipment, streaming (the history may not fit
 /// in memory, the sampled rows do), and labels each row from `labels`.
 pub async fn from_archive(
@@ -194,13 +144,9 @@ pub async fn from_archive(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     sampling: Sampling,
-    labels: &Corrective,
+    labels: &Labels,
 ) -> Result<Dataset, TrainerError> {
-    let mut ds = Dataset::new(format!(
-        "archive:telemetry, labels gmao:corrective ({} interventions, horizon {} h)",
-        labels.len(),
-        labels.horizon_ms / 3_600_000
-    ));
+    let mut ds = Dataset::new(format!("archive:telemetry, {}", labels.describe()));
     let schema = ds.schema.clone();
     let mut current: Option<(String, u32, Sampler)> = None;
     proact_store::telemetry::for_each_reading(client, from, to, |id, ts_ms, values| {
@@ -301,18 +247,6 @@ pub fn from_csv(path: &Path, label_column: &str, sampling: Sampling) -> Result<D
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gmao_labels_precede_corrective_interventions() {
-        let h = 3_600_000;
-        let c = Corrective::new(vec![("P".into(), 10 * h, Some(12 * h))], 2 * h);
-        assert_eq!(c.label("P", 7 * h), Some(0));
-        assert_eq!(c.label("P", 8 * h), Some(1));
-        assert_eq!(c.label("P", 10 * h - 1), Some(1));
-        assert_eq!(c.label("P", 11 * h), None, "during the repair");
-        assert_eq!(c.label("P", 13 * h), Some(0));
-        assert_eq!(c.label("OTHER", 9 * h), Some(0));
-    }
 
     #[test]
     fn csv_rows_follow_the_window_and_labels() {

@@ -44,6 +44,15 @@ impl From<deadpool_postgres::PoolError> for TrainerError {
     }
 }
 
+impl From<proact_maintenance::MaintenanceError> for TrainerError {
+    fn from(e: proact_maintenance::MaintenanceError) -> Self {
+        match e {
+            proact_maintenance::MaintenanceError::Store(e) => TrainerError::Store(e),
+            other => TrainerError::Data(format!("intervention history: {other}")),
+        }
+    }
+}
+
 impl From<tokio::task::JoinError> for TrainerError {
     fn from(e: tokio::task::JoinError) -> Self {
         TrainerError::Internal(format!("training task failed: {e}"))

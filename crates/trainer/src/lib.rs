@@ -105,14 +105,10 @@ pub struct TrainArgs {
     /// The label column of --labelled-csv (1/0, true/false).
     #[arg(long, env = "PROACT_TRAIN_LABEL_COLUMN", default_value = "label", global = true)]
     pub label_column: String,
-    /// Equipment table for the `criticality-rf` model (an AI4I-like CSV, or the AMDEC table);
-    /// cleaned and one-hot encoded as `proact-prepare` does. Unset: that model is not trained.
-    #[arg(long, env = "PROACT_TRAIN_CRITICALITY_TABLE", global = true)]
+    /// Accepted only to refuse it with the reason: a deployment that still sets it expects a
+    /// `criticality-rf` model the trainer no longer makes.
+    #[arg(long, env = "PROACT_TRAIN_CRITICALITY_TABLE", global = true, hide = true)]
     pub criticality_table: Option<PathBuf>,
-    /// What --criticality-table is: `ai4i` (label `Machine failure`) or `amdec` (positive =
-    /// criticality `high`).
-    #[arg(long, env = "PROACT_TRAIN_CRITICALITY_KIND", default_value = "ai4i", global = true)]
-    pub criticality_kind: String,
 }
 
 impl TrainArgs {
@@ -161,14 +157,13 @@ impl TrainArgs {
             check(p.is_file(), "PROACT_TRAIN_LABELLED_CSV", p.display().to_string(), "is not a readable file")?;
         }
         if let Some(p) = &self.criticality_table {
-            check(p.is_file(), "PROACT_TRAIN_CRITICALITY_TABLE", p.display().to_string(), "is not a readable file")?;
+            return Err(ConfigError::new(
+                "PROACT_TRAIN_CRITICALITY_TABLE",
+                p.display().to_string(),
+                "the criticality-rf model is no longer trained (it predicted nothing the AMDEC's own scores do not \
+                 give, docs/models.md \"Criticality\"): unset it",
+            ));
         }
-        check(
-            self.criticality_kind().is_some(),
-            "PROACT_TRAIN_CRITICALITY_KIND",
-            self.criticality_kind.clone(),
-            "must be ai4i or amdec",
-        )?;
         Ok(())
     }
 
@@ -186,17 +181,7 @@ impl TrainArgs {
             nb_min_rows: self.nb_min_rows,
             labelled_csv: self.labelled_csv.clone(),
             label_column: self.label_column.clone(),
-            criticality_table: self.criticality_table.clone(),
-            criticality_kind: self.criticality_kind().unwrap_or(d.criticality_kind),
             ..d
-        }
-    }
-
-    fn criticality_kind(&self) -> Option<proact_dataprep::Kind> {
-        match self.criticality_kind.trim().to_ascii_lowercase().as_str() {
-            "ai4i" => Some(proact_dataprep::Kind::Ai4i),
-            "amdec" => Some(proact_dataprep::Kind::Amdec),
-            _ => None,
         }
     }
 }
@@ -349,16 +334,20 @@ pub async fn run_command(config: &Config, command: &Command) -> anyhow::Result<u
         Command::List { name } => {
             migrate(&config.pg).await?;
             let pool = proact_server::db::pool(&config.pg.database_url, 1)?;
-            println!("{:<32} {:<22} {:<9} {:>7} {:>7} {:>9} sha256", "name", "version", "status", "F1", "AUC", "bytes");
+            println!(
+                "{:<32} {:<22} {:<9} {:>7} {:>7} {:>9} {:<12} team outcomes",
+                "name", "version", "status", "F1", "AUC", "bytes", "sha256"
+            );
             for m in registry::list_versions(&pool, name).await? {
                 let (f1, auc) = m.metrics.as_ref().map_or((0.0, 0.0), |x| (x.f1, x.roc_auc));
                 println!(
-                    "{:<32} {:<22} {:<9} {f1:>7.4} {auc:>7.4} {:>9} {}",
+                    "{:<32} {:<22} {:<9} {f1:>7.4} {auc:>7.4} {:>9} {:<12} {}",
                     m.name,
                     m.version,
                     status_name(m.status),
                     m.size_bytes,
-                    &m.sha256[..m.sha256.len().min(12)]
+                    &m.sha256[..m.sha256.len().min(12)],
+                    outcomes_line(m.outcomes.as_ref())
                 );
             }
             Ok(0)
@@ -378,6 +367,18 @@ pub async fn run_command(config: &Config, command: &Command) -> anyhow::Result<u
             })
             .await?
         }
+    }
+}
+
+/// The team's verdicts on a version's alerts, for `list`: `-` when no order made from them is
+/// closed yet.
+pub fn outcomes_line(o: Option<&proact_proto::v1::ModelOutcomes>) -> String {
+    match o {
+        None => "-".into(),
+        Some(o) => format!(
+            "precision {:.2} ({} confirmed, {} false alarms, {} no fault found)",
+            o.precision, o.failure_confirmed, o.false_alarm, o.no_fault_found
+        ),
     }
 }
 

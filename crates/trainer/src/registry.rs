@@ -19,7 +19,7 @@ use deadpool_postgres::Pool;
 use fred::prelude::*;
 use proact_models::{metrics::evaluate, ModelArtefact};
 use proact_proto::streams::{MODEL_EVENTS_STREAM, PAYLOAD_FIELD};
-use proact_proto::v1::{ModelEvent, ModelEventKind, ModelMetrics, ModelStatus, ModelVersion};
+use proact_proto::v1::{ModelEvent, ModelEventKind, ModelMetrics, ModelOutcomes, ModelStatus, ModelVersion};
 use prost::Message;
 use serde_json::{json, Value};
 
@@ -134,6 +134,7 @@ pub fn row_to_version(r: &tokio_postgres::Row) -> ModelVersion {
         data_from_micros: ts("data_from"),
         data_to_micros: ts("data_to"),
         size_bytes: r.get::<_, i32>("size_bytes") as u64,
+        outcomes: None,
     }
 }
 
@@ -148,7 +149,20 @@ pub async fn list_versions(pool: &Pool, name: &str) -> Result<Vec<ModelVersion>,
             &[&name],
         )
         .await?;
-    Ok(rows.iter().map(row_to_version).collect())
+    let mut versions: Vec<ModelVersion> = rows.iter().map(row_to_version).collect();
+    drop(client);
+    let mut outcomes: HashMap<String, ModelOutcomes> = proact_maintenance::WorkOrders::new(pool.clone(), None)
+        .outcomes_by_model()
+        .await
+        .map_err(TrainerError::from)?
+        .into_iter()
+        .map(|o| (o.model_version.clone(), o))
+        .collect();
+    for m in &mut versions {
+        // The detector stamps a model's alerts `name@version`.
+        m.outcomes = outcomes.remove(&format!("{}@{}", m.name, m.version));
+    }
+    Ok(versions)
 }
 
 /// The sha256 written in an artefact's header line, if there is one.

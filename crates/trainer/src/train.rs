@@ -7,21 +7,23 @@
 //! - `normal-behaviour/<equipement_id>`: per equipment, fitted on its failure-free training
 //!   rows only, threshold calibrated on them (a quantile of training distances × margin);
 //!   metrics on its held-out rows, meaningful when that equipment has failure labels.
-//! - `criticality-rf`: a RandomForest on a tabular equipment table with one-hot types, cleaned
-//!   by `proact-dataprep` (AI4I-like: label `machine_failure`; AMDEC: label criticality `high`),
-//!   when a table is configured. Its schema is `tabular/<table>:…`, so the detector ignores it.
+//!
+//! No model is trained on the AMDEC table: its criticality is a function of S, O and D, and
+//! where those are missing the equipment type predicts less than the same mode's scores
+//! elsewhere in the AMDEC (measured in docs/models.md, "Criticality").
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ndarray::Array2;
+use proact_maintenance::labels::Labels;
 use proact_models::metrics::{evaluate, stratified_split};
 use proact_models::{ArtefactInfo, NormalBehaviourParams, RandomForestParams, SchemaRef, TrainingRange};
 use proact_proto::v1::{ModelEvent, ModelVersion};
 use serde_json::json;
 
-use crate::dataset::{self, Corrective, Dataset, Sampling};
+use crate::dataset::{self, Dataset, Sampling};
 use crate::error::TrainerError;
 use crate::registry::{metrics_json, Candidate, Holdout, Registry};
 
@@ -29,8 +31,6 @@ use crate::registry::{metrics_json, Candidate, Holdout, Registry};
 pub const FOREST_MODEL: &str = "anomaly-rf";
 /// Prefix of the per-equipment normal-behaviour models (the detector's `NORMAL_PREFIX`).
 pub const NORMAL_PREFIX: &str = "normal-behaviour/";
-/// Name of the tabular criticality/failure model.
-pub const CRITICALITY_MODEL: &str = "criticality-rf";
 
 /// Everything a run needs besides the registry.
 #[derive(Debug, Clone)]
@@ -51,10 +51,6 @@ pub struct TrainSettings {
     /// Train from this labelled CSV instead of the archive and the GMAO history.
     pub labelled_csv: Option<PathBuf>,
     pub label_column: String,
-    /// Equipment table for `criticality-rf` (none: that model is not trained).
-    pub criticality_table: Option<PathBuf>,
-    /// What that table is: `Kind::Ai4i` (label `machine_failure`) or `Kind::Amdec`.
-    pub criticality_kind: proact_dataprep::Kind,
     pub test_fraction: f64,
     pub split_seed: u64,
 }
@@ -73,8 +69,6 @@ impl Default for TrainSettings {
             nb_min_rows: 32,
             labelled_csv: None,
             label_column: "label".into(),
-            criticality_table: None,
-            criticality_kind: proact_dataprep::Kind::Ai4i,
             test_fraction: 0.2,
             split_seed: proact_dataprep::SPLIT_SEED,
         }
@@ -105,23 +99,20 @@ struct Wanted {
     forest: bool,
     /// None: no normal-behaviour model; Some(None): every equipment; Some(Some(id)): one.
     normal: Option<Option<String>>,
-    /// None: not asked; Some(explicit): asked by name (explicit) or as part of every model.
-    criticality: Option<bool>,
 }
 
 fn wanted(name: &str) -> Result<Wanted, TrainerError> {
     let name = name.trim();
     Ok(match name {
-        "" => Wanted { forest: true, normal: Some(None), criticality: Some(false) },
-        FOREST_MODEL => Wanted { forest: true, normal: None, criticality: None },
-        CRITICALITY_MODEL => Wanted { forest: false, normal: None, criticality: Some(true) },
-        "normal-behaviour" | NORMAL_PREFIX => Wanted { forest: false, normal: Some(None), criticality: None },
+        "" => Wanted { forest: true, normal: Some(None) },
+        FOREST_MODEL => Wanted { forest: true, normal: None },
+        "normal-behaviour" | NORMAL_PREFIX => Wanted { forest: false, normal: Some(None) },
         _ => match name.strip_prefix(NORMAL_PREFIX) {
-            Some(eq) => Wanted { forest: false, normal: Some(Some(eq.to_string())), criticality: None },
+            Some(eq) => Wanted { forest: false, normal: Some(Some(eq.to_string())) },
             None => {
                 return Err(TrainerError::Data(format!(
-                    "unknown model {name:?}: use {FOREST_MODEL}, {CRITICALITY_MODEL}, normal-behaviour or \
-                     {NORMAL_PREFIX}<equipement_id>"
+                    "unknown model {name:?}: use {FOREST_MODEL}, normal-behaviour or {NORMAL_PREFIX}<equipement_id> \
+                     (criticality-rf is no longer trained: docs/models.md, \"Criticality\")"
                 )))
             }
         },
@@ -179,9 +170,7 @@ pub async fn train(
     now: DateTime<Utc>,
 ) -> Result<TrainOutcome, TrainerError> {
     let want = wanted(name)?;
-    let windows_wanted = want.forest || want.normal.is_some();
     let ds = match &s.labelled_csv {
-        _ if !windows_wanted => Dataset::empty(format!("{CRITICALITY_MODEL} only")),
         Some(p) => {
             let (p, col, sampling) = (p.clone(), s.label_column.clone(), s.sampling);
             tokio::task::spawn_blocking(move || dataset::from_csv(&p, &col, sampling)).await??
@@ -189,7 +178,7 @@ pub async fn train(
         None => {
             let client = registry.pool().get().await?;
             let (from, to) = s.range(now);
-            let labels = Corrective::load(&client, s.horizon_ms).await?;
+            let labels = Labels::load(&client, s.horizon_ms).await?;
             dataset::from_archive(&client, from, to, s.sampling, &labels).await?
         }
     };
@@ -201,26 +190,12 @@ pub async fn train(
         "training data ready"
     );
     let mut out = TrainOutcome::default();
-    if ds.rows() == 0 && windows_wanted {
+    if ds.rows() == 0 {
         out.skipped.push(format!(
             "no training rows from {} (empty range, or every series shorter than the {} s warm-up): nothing trained",
             ds.source,
             s.sampling.warmup_ms / 1000
         ));
-        return Ok(out);
-    }
-    let criticality = match (want.criticality, &s.criticality_table) {
-        (Some(_), Some(p)) => Some(p.clone()),
-        (Some(true), None) => {
-            out.skipped.push(format!(
-                "{CRITICALITY_MODEL}: no equipment table configured (--criticality-table / \
-                 PROACT_TRAIN_CRITICALITY_TABLE): skipped"
-            ));
-            None
-        }
-        _ => None,
-    };
-    if ds.rows() == 0 && criticality.is_none() {
         return Ok(out);
     }
     let latest = registry.latest_versions().await?;
@@ -240,9 +215,6 @@ pub async fn train(
         };
         if want.forest && ds.rows() > 0 {
             push(fit_forest(&ds, &settings, &version_of(FOREST_MODEL), &created_at));
-        }
-        if let Some(table) = &criticality {
-            push(fit_criticality(table, &settings, &version_of(CRITICALITY_MODEL), &created_at));
         }
         if let Some(only) = &want.normal {
             let mut found = false;
@@ -356,78 +328,6 @@ fn fit_forest(ds: &Dataset, s: &TrainSettings, version: &str, created_at: &str) 
     })
 }
 
-/// `criticality-rf` from an AI4I-like or AMDEC table: cleaned and one-hot encoded by
-/// `proact-dataprep` (the same code as `proact-prepare`), split, fitted and evaluated like
-/// `anomaly-rf`, and gated on its held-out rows like every model.
-fn fit_criticality(
-    table: &std::path::Path,
-    s: &TrainSettings,
-    version: &str,
-    created_at: &str,
-) -> Result<Candidate, String> {
-    use proact_dataprep::Kind;
-    let name = CRITICALITY_MODEL;
-    let (m, table_id) = match s.criticality_kind {
-        Kind::Ai4i => (proact_dataprep::prepare_ai4i(table), "ai4i"),
-        Kind::Amdec => (proact_dataprep::prepare_amdec(table), "amdec"),
-        other => return Err(format!("{name}: tables of kind {other:?} have no criticality features")),
-    };
-    let (m, _report) = m.map_err(|e| format!("{name}: {}: {e}", table.display()))?;
-    // Binary target: a failure (AI4I) or the highest criticality class (AMDEC), so that the
-    // gate and the metrics compare the same thing as for every other model.
-    let positive = m.classes.len() - 1;
-    let y: Vec<usize> = m.y.iter().map(|&c| usize::from(c == positive)).collect();
-    let (n, pos) = (y.len(), y.iter().sum::<usize>());
-    if pos == 0 || pos == n {
-        return Err(format!(
-            "{name}: {} has {pos} rows labelled {} {:?} out of {n}: both classes are needed, skipped",
-            table.display(),
-            m.label,
-            m.classes[positive]
-        ));
-    }
-    let (train, test) = stratified_split(&y, s.test_fraction, s.split_seed);
-    let d = m.names.len();
-    let x_train = Array2::from_shape_fn((train.len(), d), |(i, j)| m.x[train[i]][j]);
-    let y_train: Vec<usize> = train.iter().map(|&i| y[i]).collect();
-    let rf = s.rf.fit_arrays(&x_train, &y_train).map_err(|e| format!("{name}: training failed: {e}"))?;
-    let y_test: Vec<usize> = test.iter().map(|&i| y[i]).collect();
-    let scores: Vec<f64> = test.iter().map(|&i| rf.flat.predict_proba(&m.x[i])).collect();
-    let metrics = evaluate(&y_test, &scores, s.rf_threshold);
-    let names: Vec<&str> = m.names.iter().map(String::as_str).collect();
-    let source = format!("table:{}", table.display());
-    let info = ArtefactInfo {
-        name: name.into(),
-        version: version.into(),
-        feature_schema: Some(SchemaRef::tabular(table_id, &names)),
-        training: TrainingRange { source: source.clone(), from: None, to: None, rows: n, equipement_id: None },
-        metrics: Some(metrics.clone()),
-        created_at: created_at.into(),
-    };
-    let artefact = rf.to_artefact(info, s.rf_threshold);
-    let data = json!({
-        "source": source,
-        "table": table_id,
-        "label": m.label,
-        "positive_class": m.classes[positive],
-        "features": m.names,
-        "test_fraction": s.test_fraction,
-        "split_seed": s.split_seed,
-    });
-    Ok(Candidate {
-        parameters: json!({"model": artefact.params, "threshold": s.rf_threshold, "data": data}),
-        metrics: metrics_json(&metrics, train.len()),
-        data_from: None,
-        data_to: None,
-        holdout: Holdout {
-            n_features: d,
-            x: test.iter().flat_map(|&i| m.x[i].iter().copied()).collect(),
-            y: test.iter().map(|&i| y[i] as u8).collect(),
-        },
-        artefact,
-    })
-}
-
 fn fit_normal(
     ds: &Dataset,
     s: &TrainSettings,
@@ -493,27 +393,12 @@ mod tests {
 
     #[test]
     fn names_select_models() {
-        let w = |forest, normal, criticality| Wanted { forest, normal, criticality };
-        assert_eq!(wanted("").unwrap(), w(true, Some(None), Some(false)));
-        assert_eq!(wanted("anomaly-rf").unwrap(), w(true, None, None));
-        assert_eq!(wanted("normal-behaviour").unwrap(), w(false, Some(None), None));
-        assert_eq!(wanted("normal-behaviour/P-1").unwrap(), w(false, Some(Some("P-1".into())), None));
-        assert_eq!(wanted("criticality-rf").unwrap(), w(false, None, Some(true)));
-        assert!(wanted("criticality").is_err());
-    }
-
-    #[test]
-    fn criticality_model_fits_on_the_amdec_table() {
-        let table = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/AMDEC_clean.csv");
-        let s = TrainSettings { criticality_kind: proact_dataprep::Kind::Amdec, ..Default::default() };
-        let c = fit_criticality(&table, &s, "1", "2026-12-01T00:00:00Z").unwrap();
-        assert!(c.artefact.feature_schema.id.starts_with("tabular/amdec:"), "{}", c.artefact.feature_schema.id);
-        assert!(c.artefact.feature_schema.names.iter().any(|n| n == "equipment_type_pump"));
-        assert_eq!(c.holdout.n_features, c.artefact.feature_schema.names.len());
-        assert!(c.holdout.y.contains(&1) && c.holdout.y.contains(&0), "both classes held out: {:?}", c.holdout.y);
-        assert_eq!(c.parameters["data"]["positive_class"], "high");
-        // A table kind without criticality features is refused with a reason.
-        let s = TrainSettings { criticality_kind: proact_dataprep::Kind::Gmao, ..Default::default() };
-        assert!(fit_criticality(&table, &s, "1", "").unwrap_err().contains("no criticality features"));
+        let w = |forest, normal| Wanted { forest, normal };
+        assert_eq!(wanted("").unwrap(), w(true, Some(None)));
+        assert_eq!(wanted("anomaly-rf").unwrap(), w(true, None));
+        assert_eq!(wanted("normal-behaviour").unwrap(), w(false, Some(None)));
+        assert_eq!(wanted("normal-behaviour/P-1").unwrap(), w(false, Some(Some("P-1".into()))));
+        let dropped = wanted("criticality-rf").unwrap_err().to_string();
+        assert!(dropped.contains("no longer trained"), "{dropped}");
     }
 }

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use proact_features::FeatureSchema;
+use proact_maintenance::WorkOrders;
 use proact_models::ModelArtefact;
 use proact_proto::v1::{
-    GetModelRequest, ModelEventKind, ModelStatus, RollbackModelRequest, TriggerTrainingRequest, WatchModelsRequest,
+    CloseWorkOrderRequest, CreateWorkOrderRequest, GetModelRequest, ModelEventKind, ModelStatus, Outcome,
+    RollbackModelRequest, TriggerTrainingRequest, WatchModelsRequest,
 };
 
 const STEP_S: i64 = 5;
@@ -30,6 +32,33 @@ fn failures(eq: &str) -> Vec<i64> {
 }
 
 async fn seed(client: &tokio_postgres::Client) {
+    seed_telemetry(client).await;
+    for eq in ["PUMP-A", "PUMP-B"] {
+        for (j, &f) in failures(eq).iter().enumerate() {
+            let start = t0() + chrono::Duration::seconds(f);
+            client
+                .execute(
+                    "INSERT INTO gmao_interventions (intervention_id, equipement_id, started_at, ended_at, intervention_type)
+                     VALUES ($1, $2, $3, $4, 'corrective')",
+                    &[&format!("OT-{eq}-{j}"), &eq, &start, &(start + chrono::Duration::minutes(30))],
+                )
+                .await
+                .unwrap();
+        }
+    }
+    // Preventive work is not a failure: it must not create labels.
+    client
+        .execute(
+            "INSERT INTO gmao_interventions (intervention_id, equipement_id, started_at, intervention_type)
+             VALUES ('OT-PREV', 'FAN-C', $1, 'preventive')",
+            &[&(t0() + chrono::Duration::hours(6))],
+        )
+        .await
+        .unwrap();
+}
+
+/// The fleet's readings only: failures leave their ramps in the archive, and no history says so.
+async fn seed_telemetry(client: &tokio_postgres::Client) {
     // The archive may partition `telemetry` by time: give the test's day a partition.
     let partitioned: bool = client
         .query_one("SELECT EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = to_regclass('telemetry'))", &[])
@@ -71,27 +100,7 @@ async fn seed(client: &tokio_postgres::Client) {
             temp.push(60.0 + 10.0 * k as f64 + 1.5 * w + 25.0 * ramp);
             vib.push(3.0 + 0.3 * w + 6.0 * ramp);
         }
-        for (j, &f) in fails.iter().enumerate() {
-            let start = t0() + chrono::Duration::seconds(f);
-            client
-                .execute(
-                    "INSERT INTO gmao_interventions (intervention_id, equipement_id, started_at, ended_at, intervention_type)
-                     VALUES ($1, $2, $3, $4, 'corrective')",
-                    &[&format!("OT-{eq}-{j}"), eq, &start, &(start + chrono::Duration::minutes(30))],
-                )
-                .await
-                .unwrap();
-        }
     }
-    // Preventive work is not a failure: it must not create labels.
-    client
-        .execute(
-            "INSERT INTO gmao_interventions (intervention_id, equipement_id, started_at, intervention_type)
-             VALUES ('OT-PREV', 'FAN-C', $1, 'preventive')",
-            &[&(t0() + chrono::Duration::hours(6))],
-        )
-        .await
-        .unwrap();
     client
         .execute(
             "INSERT INTO telemetry (equipement_id, ts, temperature, vibration)
@@ -102,11 +111,11 @@ async fn seed(client: &tokio_postgres::Client) {
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn training_end_to_end_stores_versions_with_metrics_and_serves_them() {
+/// The trainer on the test's day: one-hour label horizon, a row every 30 s, a small forest.
+async fn start_on_the_test_day() -> common::Running {
     let from = t0().to_rfc3339();
     let to = (t0() + chrono::Duration::hours(HOURS)).to_rfc3339();
-    let run = common::start(&[
+    common::start(&[
         "--train-from",
         &from,
         "--train-to",
@@ -120,7 +129,12 @@ async fn training_end_to_end_stores_versions_with_metrics_and_serves_them() {
         "--rf-max-depth",
         "8",
     ])
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn training_end_to_end_stores_versions_with_metrics_and_serves_them() {
+    let run = start_on_the_test_day().await;
     let client = common::pg_client(&run.pg).await;
     seed(&client).await;
     let mut grpc = common::grpc_client(run.grpc).await;
@@ -274,77 +288,116 @@ async fn no_failure_labels_skips_the_forest_and_still_fits_normal_behaviour() {
     run.task.await.unwrap().unwrap();
 }
 
-/// An AI4I-like table (same header, BOM included): machines of types L/M/H fail when tool wear
-/// is high on a light machine or the power (torque × speed) leaves its band.
-fn ai4i_like_table(rows: usize) -> String {
-    let mut s = String::from(
-        "\u{feff}UDI,Product ID,Type,Air temperature [K],Process temperature [K],Rotational speed [rpm],Torque [Nm],\
-         Tool wear [min],Machine failure,TWF,HDF,PWF,OSF,RNF\n",
-    );
-    let mut r: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = move |m: u64| {
-        r ^= r << 13;
-        r ^= r >> 7;
-        r ^= r << 17;
-        r % m
+#[test]
+fn the_dropped_criticality_model_is_refused_with_its_reason() {
+    let table = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/AMDEC_clean.csv");
+    let config =
+        <proact_trainer::Config as clap::Parser>::try_parse_from(["proact-trainer", "--criticality-table", table])
+            .unwrap();
+    let e = config.validate().unwrap_err().to_string();
+    assert!(e.contains("PROACT_TRAIN_CRITICALITY_TABLE") && e.contains("no longer trained"), "{e}");
+}
+
+/// Stores an alert raised at `at` as the archive would.
+async fn alert(pool: &deadpool_postgres::Pool, id: &str, eq: &str, at: DateTime<Utc>, model_version: &str) {
+    let a = proact_proto::v1::Alert {
+        alert_id: id.into(),
+        equipement_id: eq.into(),
+        start_micros: at.timestamp_micros(),
+        severity: proact_proto::v1::Severity::Warning as i32,
+        score: 0.9,
+        reason: "vibration_high".into(),
+        rule: "vibration_high".into(),
+        model_version: model_version.into(),
+        state: proact_proto::v1::AlertState::Open as i32,
+        updated_micros: at.timestamp_micros(),
+        value: 9.0,
+        ..Default::default()
     };
-    for i in 0..rows {
-        let ty = ["L", "L", "L", "M", "M", "H"][next(6) as usize];
-        let air = 295.0 + next(100) as f64 / 20.0;
-        let speed = 1200.0 + next(1600) as f64;
-        let torque = 10.0 + next(600) as f64 / 10.0;
-        let wear = next(250) as f64;
-        let power = torque * speed * std::f64::consts::TAU / 60.0;
-        let fail = (ty == "L" && wear > 200.0) || !(3_500.0..=9_000.0).contains(&power);
-        s.push_str(&format!(
-            "{},{ty}{i},{ty},{air:.1},{:.1},{speed},{torque:.1},{wear},{},0,0,0,0,0\n",
-            i + 1,
-            air + 10.0,
-            u8::from(fail)
-        ));
-    }
-    s
+    proact_store::store_alerts(pool, std::slice::from_ref(&a)).await.unwrap();
+}
+
+/// Opens a work order from the alert and closes it with `outcome`, half an hour after the alert.
+async fn close_from_alert(pool: &deadpool_postgres::Pool, alert_id: &str, at: DateTime<Utc>, outcome: Outcome) {
+    let closed_at = at + chrono::Duration::minutes(30);
+    let orders = WorkOrders::with_clock(pool.clone(), None, std::sync::Arc::new(move || closed_at));
+    let w = orders
+        .create(&CreateWorkOrderRequest {
+            alert_id: alert_id.into(),
+            technician_id: "T01".into(),
+            by: "test".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let confirmed = outcome == Outcome::FailureConfirmed;
+    orders
+        .close(&CloseWorkOrderRequest {
+            work_order_id: w.work_order_id,
+            by: "test".into(),
+            outcome: outcome as i32,
+            found_failure_mode_code: if confirmed { "BEARING_WEAR".into() } else { String::new() },
+            actual_duration_h: Some(0.5),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn criticality_model_trains_from_an_equipment_table_and_goes_through_the_gate() {
-    let dir = tempfile::tempdir().unwrap();
-    let table = dir.path().join("ai4i-like.csv");
-    std::fs::write(&table, ai4i_like_table(2_000)).unwrap();
-    let run = common::start(&["--criticality-table", table.to_str().unwrap(), "--criticality-kind", "ai4i"]).await;
-    use proact_trainer::{run_command, Command};
-    let name = "criticality-rf".to_string();
-    assert_eq!(run_command(&run.config, &Command::Train { name: name.clone() }).await.unwrap(), 0);
-    let first = run.registry.list(&name).await.unwrap();
-    assert_eq!(first.len(), 1, "{first:?}");
-    assert_eq!(first[0].status, ModelStatus::Active as i32, "nothing was active: promoted");
-    let (_, bytes) = run.registry.artefact(&name, &first[0].version).await.unwrap();
-    let a = ModelArtefact::from_bytes(&bytes).unwrap();
-    assert!(a.feature_schema.id.starts_with("tabular/ai4i:"), "{}", a.feature_schema.id);
-    assert_eq!(&a.feature_schema.names[..3], ["type_L", "type_M", "type_H"], "types one-hot encoded");
-    let m = a.metrics.clone().unwrap();
-    assert!(m.f1 > 0.8 && m.roc_auc > 0.9, "{m:?}");
-    assert!(a.training.source.contains("ai4i-like.csv"), "{:?}", a.training);
-    // The detector's feature schema is not this one: it refuses the artefact (and skips the name).
-    assert!(a.scorer(FeatureSchema::base().id()).is_err());
+async fn work_orders_closed_by_the_team_are_the_labels_and_their_outcomes_are_listed_with_the_model() {
+    let run = start_on_the_test_day().await;
+    let client = common::pg_client(&run.pg).await;
+    // No imported GMAO history: the only labels are the team's closed work orders.
+    seed_telemetry(&client).await;
+    client
+        .batch_execute(
+            "INSERT INTO amdec (equipement_id, equipment_type, failure_mode_code, failure_mode, component,
+                                severity, occurrence, detection, rpn)
+             VALUES ('PUMP-A', 'pump', 'BEARING_WEAR', 'Usure roulement', 'roulement', 8, 4, 5, 160),
+                    ('PUMP-B', 'pump', 'BEARING_WEAR', 'Usure roulement', 'roulement', 8, 4, 5, 160),
+                    ('FAN-C', 'fan', 'BEARING_WEAR', 'Usure roulement', 'roulement', 5, 3, 4, 60);
+             INSERT INTO workload (technician_id, technician_name, period_start)
+             VALUES ('T01', 'Karim', '2026-01-05T00:00:00Z');",
+        )
+        .await
+        .unwrap();
+    let pool = proact_server::db::pool(&run.pg.url(), 2).unwrap();
+    for eq in ["PUMP-A", "PUMP-B"] {
+        for (j, &f) in failures(eq).iter().enumerate() {
+            let at = t0() + chrono::Duration::seconds(f);
+            let id = format!("A-{eq}-{j}");
+            alert(&pool, &id, eq, at, "rules-v1").await;
+            close_from_alert(&pool, &id, at, Outcome::FailureConfirmed).await;
+        }
+    }
 
-    // Same table again: the gate re-scores the active version on the new held-out rows; equal F1
-    // passes at margin 0, so the new version becomes active and the old one retired.
-    assert_eq!(run_command(&run.config, &Command::Train { name: name.clone() }).await.unwrap(), 0);
-    let both = run.registry.list(&name).await.unwrap();
-    assert_eq!(both.len(), 2);
-    let status = |v: &str| both.iter().find(|m| m.version == v).unwrap().status;
-    assert_eq!(status(&first[0].version), ModelStatus::Retired as i32, "{both:?}");
-    assert!(both.iter().any(|m| m.status == ModelStatus::Active as i32));
-    let kinds: Vec<i32> = common::events(&run.redis).await.iter().map(|e| e.kind).collect();
-    assert_eq!(kinds, vec![ModelEventKind::Promoted as i32; 2]);
+    let mut grpc = common::grpc_client(run.grpc).await;
+    let out = grpc.trigger_training(TriggerTrainingRequest { name: "anomaly-rf".into() }).await.unwrap().into_inner();
+    assert_eq!(out.trained.len(), 1, "a forest is trained from the work orders alone: {out:?}");
+    let rf = &out.trained[0];
+    let params: serde_json::Value = serde_json::from_str(&rf.parameters_json).unwrap();
+    let source = params["data"]["source"].as_str().unwrap_or_default().to_string();
+    assert!(source.contains("gmao:corrective 0, work orders 4 confirmed"), "{params}");
+    let m = rf.metrics.as_ref().unwrap();
+    assert!(m.f1 > 0.8 && m.roc_auc > 0.9, "the pre-failure hour learned from the orders: {m:?}");
+    assert!(rf.outcomes.is_none(), "no order made from this version's alerts yet");
 
-    // Every model at once with a table configured includes it; asking for it without a table
-    // says why it was skipped.
-    let trainer = proact_trainer::Trainer::new(run.registry.clone(), Default::default());
-    let out = trainer.run("criticality-rf").await.unwrap();
-    assert!(out.trained.is_empty());
-    assert!(out.skipped.iter().any(|s| s.contains("no equipment table configured")), "{:?}", out.skipped);
+    // The team judges two of the new version's alerts: one real, one false alarm.
+    let stamp = format!("anomaly-rf@{}", rf.version);
+    let at = t0() + chrono::Duration::hours(11);
+    alert(&pool, "M-1", "PUMP-A", at, &stamp).await;
+    close_from_alert(&pool, "M-1", at, Outcome::FailureConfirmed).await;
+    alert(&pool, "M-2", "FAN-C", at, &stamp).await;
+    close_from_alert(&pool, "M-2", at, Outcome::FalseAlarm).await;
+    let listed =
+        grpc.list(proact_proto::v1::ListModelsRequest { name: "anomaly-rf".into() }).await.unwrap().into_inner().models;
+    let o = listed[0].outcomes.as_ref().expect("the team's outcomes listed with the version");
+    assert_eq!((o.failure_confirmed, o.false_alarm, o.no_fault_found, o.precision), (1, 1, 0, 0.5));
+    assert_eq!(
+        proact_trainer::outcomes_line(Some(o)),
+        "precision 0.50 (1 confirmed, 1 false alarms, 0 no fault found)"
+    );
     run.shutdown.cancel();
     run.task.await.unwrap().unwrap();
 }
