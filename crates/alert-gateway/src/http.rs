@@ -29,7 +29,8 @@ const DASHBOARD: &str = include_str!("../static/index.html");
 
 /// The page's other files, embedded like the page: each capability's panel keeps its script
 /// (and styles) in a file of its own under `static/`, loaded by a tag in `index.html`.
-const ASSETS: &[(&str, &str, &str)] = &[];
+const ASSETS: &[(&str, &str, &str)] =
+    &[("planning.js", "text/javascript; charset=utf-8", include_str!("../static/planning.js"))];
 
 async fn asset(Path(name): Path<String>) -> Response {
     match ASSETS.iter().find(|(n, _, _)| *n == name) {
