@@ -33,6 +33,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("briefing.js", "text/javascript; charset=utf-8", include_str!("../static/briefing.js")),
     ("workorders.js", "text/javascript; charset=utf-8", include_str!("../static/workorders.js")),
     ("workorders.css", "text/css; charset=utf-8", include_str!("../static/workorders.css")),
+    ("planning.js", "text/javascript; charset=utf-8", include_str!("../static/planning.js")),
 ];
 
 async fn asset(Path(name): Path<String>) -> Response {

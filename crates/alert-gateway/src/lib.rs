@@ -3,7 +3,9 @@
 //! (`Alerts.Subscribe`) clients, with resume from any past event id; it drives the alert
 //! lifecycle (acknowledge, assign, clear) and serves the dashboard page with its JSON API.
 //! Upstream: anomaly-detector (alerts stream), archive (history, gRPC), trainer (model
-//! registry, gRPC), the reference tables (AMDEC, workload). Downstream: people.
+//! registry, gRPC), the reference tables (AMDEC, workload). It also serves the work orders,
+//! the knowledge base and the technicians' plan (`/api/planning`, gRPC `Planning`), re-made
+//! when a critical work order is created. Downstream: people.
 
 pub mod criticality;
 pub mod feed;
@@ -234,12 +236,16 @@ impl App {
             kb: Arc::new(knowledge_base(&pool).await),
             alerts: proact_knowledge::service::alerts_from_database(pool.clone()),
         };
+        // The technicians' plan (crate proact-planning) from the reference tables and the open
+        // work orders; a critical order created re-plans it.
+        let desk = proact_planning::service::Desk::new(Some(proact_planning::db::loader(pool.clone())));
         let (notices, _) = broadcast::channel(notices::NOTICE_BUFFER);
         let notice_redis = proact_server::redis::connect(&config.redis.redis_url).await?;
         let work_order_feed = AbortOnDropHandle::new(tokio::spawn(notices::follow_work_orders(
             notice_redis,
             notices.clone(),
             Some((knowledge.kb.clone(), pool.clone())),
+            Some((desk.clone(), pool.clone())),
             shutdown.clone(),
         )));
         let shared = Arc::new(http::Shared {
@@ -261,7 +267,8 @@ impl App {
         });
         let hs = shutdown.clone();
         let apis = proact_maintenance::http::router(orders.clone())
-            .merge(proact_knowledge::service::router(knowledge.clone()));
+            .merge(proact_knowledge::service::router(knowledge.clone()))
+            .nest("/api/planning", proact_planning::http::router(desk.clone()));
         let router = http::router(shared.clone(), apis);
         let http_task = AbortOnDropHandle::new(tokio::spawn(async move {
             // Alerts are small frames that must leave at once: no Nagle delay waiting for an ACK.
@@ -287,6 +294,10 @@ impl App {
                 ))
                 .add_service(proact_proto::v1::knowledge_server::KnowledgeServer::with_interceptor(
                     knowledge,
+                    grpc::auth_interceptor(config.token.clone()),
+                ))
+                .add_service(proact_proto::v1::planning_server::PlanningServer::with_interceptor(
+                    proact_planning::service::PlanningService { desk },
                     grpc::auth_interceptor(config.token.clone()),
                 ))
                 .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), async move {

@@ -52,12 +52,40 @@ impl Seen {
 /// A knowledge base and where to read a closed work order's intervention from.
 pub type KnowledgeSink = (std::sync::Arc<proact_knowledge::KnowledgeBase>, deadpool_postgres::Pool);
 
+/// The technicians' plan and where to read a new work order from.
+pub type PlanningSink = (std::sync::Arc<proact_planning::service::Desk>, deadpool_postgres::Pool);
+
+/// A critical work order just created re-plans the days it affects (off the feed's task: a
+/// plan takes milliseconds, its inputs a database read). The plan names the order's alert.
+fn replan_on_critical(planning: &PlanningSink, event: &WorkOrderEvent) {
+    let Some(order) = &event.work_order else { return };
+    let created = event.from_state == proact_proto::v1::WorkOrderState::Unspecified as i32;
+    if !created || proact_planning::db::priority_class(order.priority) != proact_planning::Priority::Critical {
+        return;
+    }
+    let (desk, pool) = planning.clone();
+    let id = order.work_order_id.clone();
+    tokio::spawn(async move {
+        let result = match proact_planning::db::work_order(&pool, &id).await {
+            Ok(Some(order)) => desk.urgent(order).await.map(|plan| plan.moves.len()),
+            Ok(None) => return,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(moves) => tracing::info!(work_order = %id, moves, "critical work order: plan re-made"),
+            Err(e) => tracing::warn!(error = %e, work_order = %id, "critical work order not planned"),
+        }
+    });
+}
+
 /// Follows the work-order stream from now on and broadcasts each new transition once; a
-/// closed order's intervention is made searchable in `knowledge` at once.
+/// closed order's intervention is made searchable in `knowledge` at once, and a critical
+/// order just created re-plans the technicians' week in `planning`.
 pub async fn follow_work_orders(
     redis: Client,
     tx: broadcast::Sender<Bytes>,
     knowledge: Option<KnowledgeSink>,
+    planning: Option<PlanningSink>,
     shutdown: CancellationToken,
 ) {
     let mut seen = Seen { set: HashSet::new(), order: VecDeque::new() };
@@ -100,6 +128,9 @@ pub async fn follow_work_orders(
                         tracing::warn!(error = %e, work_order = %order.work_order_id, "closed work order not indexed");
                     }
                 }
+            }
+            if let Some(planning) = &planning {
+                replan_on_critical(planning, &event);
             }
             let json = serde_json::json!({ "type": "work_order", "event": proact_maintenance::http::event(&event) });
             // No receiver (no page open) is not an error.

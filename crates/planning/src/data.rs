@@ -332,7 +332,7 @@ fn priority_of(criticality: &str) -> Priority {
 }
 
 /// The skill most of the technicians who did these interventions share.
-fn skill_of(done_by: &[&str], technicians: &[Technician]) -> Option<String> {
+pub(crate) fn skill_of(done_by: &[&str], technicians: &[Technician]) -> Option<String> {
     let mut count: BTreeMap<&str, usize> = BTreeMap::new();
     for id in done_by {
         if let Some(t) = technicians.iter().find(|t| t.id == *id) {

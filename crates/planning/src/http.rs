@@ -3,6 +3,8 @@
 //!
 //! - `POST /plan` `{"week": "2026-W10", "orders": [...]?, "technicians": [...]?}` → the plan;
 //! - `GET /` → the current plan;
+//! - `GET /view` → `{"plan": …, "orders": […]}`: the current plan and its orders, for the
+//!   dashboard's planning view;
 //! - `GET /explain/{order_id}` → why that order went where it did;
 //! - `POST /pin` `{"order_id", "technician_id", "day"?}` → the re-planned week;
 //! - `POST /orders` an order (usually critical, from an alert) → the re-planned week with its moves.
@@ -41,6 +43,7 @@ struct PinBody {
 pub fn router(desk: Arc<Desk>) -> Router {
     Router::new()
         .route("/", get(current))
+        .route("/view", get(view))
         .route("/plan", post(plan_week))
         .route("/explain/{order_id}", get(explain))
         .route("/pin", post(pin))
@@ -50,6 +53,11 @@ pub fn router(desk: Arc<Desk>) -> Router {
 
 async fn current(State(desk): State<Arc<Desk>>) -> Result<Json<Plan>, PlanningError> {
     Ok(Json(desk.current().await?))
+}
+
+async fn view(State(desk): State<Arc<Desk>>) -> Result<Json<serde_json::Value>, PlanningError> {
+    let (plan, orders) = desk.current_with_orders().await?;
+    Ok(Json(serde_json::json!({ "plan": plan, "orders": orders })))
 }
 
 async fn plan_week(State(desk): State<Arc<Desk>>, Json(b): Json<PlanBody>) -> Result<Json<Plan>, PlanningError> {

@@ -7,6 +7,7 @@
 //! ([`http`]) that the alert gateway mounts.
 //!
 //! - [`model`]: the inputs and their validation;
+//! - [`db`]: the inputs from the database, the open work orders among them;
 //! - [`solve`]: the planner (rounds of Kuhn-Munkres assignment) and the greedy baseline;
 //! - [`replan`]: a new critical order or a manual pin, with minimal moves and their reasons;
 //! - [`explain`]: why an order went where it did;
@@ -17,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod data;
+pub mod db;
 pub mod exact;
 pub mod explain;
 pub mod http;
@@ -54,6 +56,8 @@ pub enum PlanningError {
     NoPlan,
     #[error("solver: {0}")]
     Solver(String),
+    #[error("reading the planning tables (load them with `proact-trainer load-reference`): {0}")]
+    Database(#[from] proact_store::StoreError),
 }
 
 impl PlanningError {
@@ -63,7 +67,7 @@ impl PlanningError {
         match self {
             PlanningError::UnknownOrder(_) => (tonic::Code::NotFound, StatusCode::NOT_FOUND),
             PlanningError::NoPlan => (tonic::Code::FailedPrecondition, StatusCode::CONFLICT),
-            PlanningError::Solver(_) | PlanningError::File { .. } => {
+            PlanningError::Solver(_) | PlanningError::File { .. } | PlanningError::Database(_) => {
                 (tonic::Code::Internal, StatusCode::INTERNAL_SERVER_ERROR)
             }
             _ => (tonic::Code::InvalidArgument, StatusCode::BAD_REQUEST),

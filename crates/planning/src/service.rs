@@ -64,6 +64,14 @@ impl Desk {
         self.current.lock().await.as_ref().map(|(_, p)| p.clone()).ok_or(PlanningError::NoPlan)
     }
 
+    /// The current plan with the orders it was made from (priority, equipment, alert: what
+    /// the planning view shows on each bar).
+    pub async fn current_with_orders(&self) -> Result<(Plan, Vec<Order>), PlanningError> {
+        let current = self.current.lock().await;
+        let (input, plan) = current.as_ref().ok_or(PlanningError::NoPlan)?;
+        Ok((plan.clone(), input.orders.clone()))
+    }
+
     pub async fn explain(&self, order_id: &str) -> Result<Explanation, PlanningError> {
         let current = self.current.lock().await;
         let (input, plan) = current.as_ref().ok_or(PlanningError::NoPlan)?;
@@ -82,6 +90,31 @@ impl Desk {
     pub async fn add_order(&self, order: Order) -> Result<Plan, PlanningError> {
         let mut current = self.current.lock().await;
         let (input, plan) = current.as_ref().ok_or(PlanningError::NoPlan)?;
+        let next = crate::add_order(input, plan, order)?;
+        let plan = next.1.clone();
+        *current = Some(next);
+        Ok(plan)
+    }
+
+    /// A new urgent order (a critical work order just created): re-plans the affected days
+    /// of the current plan. With no plan yet, or one of a week that ends before the order's
+    /// release, its week is planned from the loader first, without the order, so the plan
+    /// still says what the order moved. An order the plan already has is left as planned.
+    pub async fn urgent(&self, order: Order) -> Result<Plan, PlanningError> {
+        let mut current = self.current.lock().await;
+        let release = order.release.unwrap_or_else(|| chrono::Utc::now().date_naive());
+        let usable = current.as_ref().is_some_and(|(input, _)| input.week.days().last().is_some_and(|d| release <= *d));
+        if !usable {
+            let loader = self.loader.as_ref().ok_or(PlanningError::NoPlan)?;
+            let mut input = loader(Week::of(release)).await?;
+            input.orders.retain(|o| o.id != order.id);
+            let plan = crate::plan(&input)?;
+            *current = Some((input, plan));
+        }
+        let (input, plan) = current.as_ref().ok_or(PlanningError::NoPlan)?;
+        if input.orders.iter().any(|o| o.id == order.id) {
+            return Ok(plan.clone());
+        }
         let next = crate::add_order(input, plan, order)?;
         let plan = next.1.clone();
         *current = Some(next);

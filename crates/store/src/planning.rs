@@ -1,5 +1,6 @@
 //! What the technician planner (crate proact-planning) reads from the reference tables:
-//! the technicians' workload, the AMDEC lines and the intervention history.
+//! the technicians' workload, the AMDEC lines, the intervention history and the open work
+//! orders.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -104,6 +105,58 @@ pub async fn amdec(pool: &Pool) -> Result<Vec<AmdecRecord>, StoreError> {
             failure_mode_code: r.get("failure_mode_code"),
             criticality: r.get("criticality"),
             recommended_action: r.get("recommended_action"),
+        })
+        .collect())
+}
+
+/// One open work order (table `work_orders`, state planned or in progress).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenWorkOrderRecord {
+    pub work_order_id: String,
+    pub equipement_id: String,
+    pub alert_id: Option<String>,
+    pub failure_mode_code: String,
+    /// 0–100 (docs/maintenance.md, "Priority").
+    pub priority: f64,
+    pub technician_id: String,
+    pub planned_start: DateTime<Utc>,
+    pub estimated_duration_h: f64,
+    pub description: String,
+    pub in_progress: bool,
+}
+
+/// The work orders planned or in progress whose planned start is before `until`, or only
+/// the one named `only`, oldest planned start first.
+pub async fn open_work_orders(
+    pool: &Pool,
+    until: DateTime<Utc>,
+    only: Option<&str>,
+) -> Result<Vec<OpenWorkOrderRecord>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT work_order_id, equipement_id, alert_id, coalesce(failure_mode_code, '') AS failure_mode_code,
+                    priority, technician_id, planned_start, estimated_duration_h, description, state
+             FROM work_orders
+             WHERE state IN ('planned', 'in_progress') AND planned_start < $1
+               AND ($2::text IS NULL OR work_order_id = $2)
+             ORDER BY planned_start, work_order_id",
+            &[&until, &only],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| OpenWorkOrderRecord {
+            work_order_id: r.get("work_order_id"),
+            equipement_id: r.get("equipement_id"),
+            alert_id: r.get("alert_id"),
+            failure_mode_code: r.get("failure_mode_code"),
+            priority: r.get("priority"),
+            technician_id: r.get("technician_id"),
+            planned_start: r.get("planned_start"),
+            estimated_duration_h: r.get("estimated_duration_h"),
+            description: r.get("description"),
+            in_progress: r.get::<_, &str>("state") == "in_progress",
         })
         .collect())
 }
