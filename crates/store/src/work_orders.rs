@@ -29,66 +29,40 @@ pub struct AmdecMode {
     pub criticality: String,
 }
 
+const AMDEC_MODE_COLUMNS: &str = "equipement_id, coalesce(equipment_type, '') AS equipment_type, failure_mode_code,
+     failure_mode, coalesce(component, '') AS component, coalesce(effect, '') AS effect,
+     coalesce(cause, '') AS cause, severity, occurrence, detection, rpn, coalesce(criticality, '') AS criticality";
+
+fn amdec_mode(r: &tokio_postgres::Row) -> AmdecMode {
+    AmdecMode {
+        equipement_id: r.get("equipement_id"),
+        equipment_type: r.get("equipment_type"),
+        failure_mode_code: r.get("failure_mode_code"),
+        failure_mode: r.get("failure_mode"),
+        component: r.get("component"),
+        effect: r.get("effect"),
+        cause: r.get("cause"),
+        severity: r.get("severity"),
+        occurrence: r.get("occurrence"),
+        detection: r.get("detection"),
+        rpn: r.get("rpn"),
+        criticality: r.get("criticality"),
+    }
+}
+
 /// The AMDEC failure modes of `equipement_id`, highest RPN first.
 pub async fn amdec_modes(client: &impl GenericClient, equipement_id: &str) -> Result<Vec<AmdecMode>, StoreError> {
-    let rows = client
-        .query(
-            "SELECT equipement_id, coalesce(equipment_type, '') AS equipment_type, failure_mode_code, failure_mode,
-                    coalesce(component, '') AS component, coalesce(effect, '') AS effect,
-                    coalesce(cause, '') AS cause, severity, occurrence, detection, rpn,
-                    coalesce(criticality, '') AS criticality
-             FROM amdec WHERE equipement_id = $1 ORDER BY rpn DESC, failure_mode_code",
-            &[&equipement_id],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| AmdecMode {
-            equipement_id: r.get("equipement_id"),
-            equipment_type: r.get("equipment_type"),
-            failure_mode_code: r.get("failure_mode_code"),
-            failure_mode: r.get("failure_mode"),
-            component: r.get("component"),
-            effect: r.get("effect"),
-            cause: r.get("cause"),
-            severity: r.get("severity"),
-            occurrence: r.get("occurrence"),
-            detection: r.get("detection"),
-            rpn: r.get("rpn"),
-            criticality: r.get("criticality"),
-        })
-        .collect())
+    let sql =
+        format!("SELECT {AMDEC_MODE_COLUMNS} FROM amdec WHERE equipement_id = $1 ORDER BY rpn DESC, failure_mode_code");
+    let rows = client.query(&sql, &[&equipement_id]).await?;
+    Ok(rows.iter().map(amdec_mode).collect())
 }
 
 /// Every AMDEC mode, grouped by equipment in [`amdec_modes`]' order (for a cache of them).
 pub async fn all_amdec_modes(client: &impl GenericClient) -> Result<Vec<AmdecMode>, StoreError> {
-    let rows = client
-        .query(
-            "SELECT equipement_id, coalesce(equipment_type, '') AS equipment_type, failure_mode_code, failure_mode,
-                    coalesce(component, '') AS component, coalesce(effect, '') AS effect,
-                    coalesce(cause, '') AS cause, severity, occurrence, detection, rpn,
-                    coalesce(criticality, '') AS criticality
-             FROM amdec ORDER BY equipement_id, rpn DESC, failure_mode_code",
-            &[],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| AmdecMode {
-            equipement_id: r.get("equipement_id"),
-            equipment_type: r.get("equipment_type"),
-            failure_mode_code: r.get("failure_mode_code"),
-            failure_mode: r.get("failure_mode"),
-            component: r.get("component"),
-            effect: r.get("effect"),
-            cause: r.get("cause"),
-            severity: r.get("severity"),
-            occurrence: r.get("occurrence"),
-            detection: r.get("detection"),
-            rpn: r.get("rpn"),
-            criticality: r.get("criticality"),
-        })
-        .collect())
+    let sql = format!("SELECT {AMDEC_MODE_COLUMNS} FROM amdec ORDER BY equipement_id, rpn DESC, failure_mode_code");
+    let rows = client.query(&sql, &[]).await?;
+    Ok(rows.iter().map(amdec_mode).collect())
 }
 
 /// Whether `technician_id` is a technician of the workload table.
