@@ -103,3 +103,38 @@ impl Pipeline {
         Ok(())
     }
 }
+
+/// Loads the sample reference data of `data/` (AMDEC, GMAO history, workload) into the
+/// stack's database, as `proact-trainer load-reference` does.
+pub async fn load_sample_data(stack: &Stack) -> anyhow::Result<()> {
+    let mut pg = proact_dataprep::load::connect(&stack.postgres.url()).await?;
+    let data = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data");
+    proact_dataprep::load::load_dir(&mut pg, &data).await?;
+    Ok(())
+}
+
+/// A sensor on the stack's broker (client id `client_id`, request channel of `capacity`):
+/// one unit arrives on the returned channel for each PUBACK.
+pub fn sensor(
+    stack: &Stack,
+    client_id: &str,
+    capacity: usize,
+) -> (rumqttc::AsyncClient, tokio::sync::mpsc::UnboundedReceiver<()>) {
+    use rumqttc::{Event, Packet};
+    let mut opts = rumqttc::MqttOptions::new(client_id, "127.0.0.1", stack.mqtt.port());
+    opts.set_keep_alive(std::time::Duration::from_secs(30));
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, capacity);
+    let (acked_tx, acked) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => {
+                    let _ = acked_tx.send(());
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
+    });
+    (client, acked)
+}

@@ -8,7 +8,7 @@ mod webdriver;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::QoS;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -35,26 +35,11 @@ async fn dashboard_shows_a_hot_reading_live_and_an_acknowledgement_on_a_second_p
     // First, so that a machine without the browser fails at once with the package names.
     let driver = webdriver::Driver::start().await;
     let stack = proact_testkit::Stack::start().await.expect("real servers start");
-    let mut pg = proact_dataprep::load::connect(&stack.postgres.url()).await.unwrap();
-    proact_dataprep::load::load_dir(&mut pg, &repo().join("data")).await.expect("reference data loads");
+    proact_e2e::load_sample_data(&stack).await.expect("reference data loads");
     let pipeline = proact_e2e::Pipeline::start(&stack, None).await.expect("services start");
 
     // Normal readings over the last five minutes.
-    let mut opts = MqttOptions::new("dashboard-sensor", "127.0.0.1", stack.mqtt.port());
-    opts.set_keep_alive(Duration::from_secs(30));
-    let (mqtt, mut eventloop) = AsyncClient::new(opts, 1000);
-    let (acked_tx, mut acked) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::PubAck(_))) => {
-                    let _ = acked_tx.send(());
-                }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    });
+    let (mqtt, mut acked) = proact_e2e::sensor(&stack, "dashboard-sensor", 1000);
     let publish = |id: &str, temperature: f64, at: String| {
         let payload = json!({"equipement_id": id, "temperature": temperature, "vibration": 3.1, "timestamp": at});
         let (mqtt, topic) = (mqtt.clone(), format!("sensors/{id}/telemetry"));

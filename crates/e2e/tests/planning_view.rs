@@ -22,8 +22,7 @@ fn repo() -> PathBuf {
 async fn the_planning_view_shows_the_week_and_a_critical_order_after_the_replan() {
     let driver = webdriver::Driver::start().await;
     let stack = proact_testkit::Stack::start().await.expect("real servers start");
-    let mut pg = proact_dataprep::load::connect(&stack.postgres.url()).await.unwrap();
-    proact_dataprep::load::load_dir(&mut pg, &repo().join("data")).await.expect("reference data loads");
+    proact_e2e::load_sample_data(&stack).await.expect("reference data loads");
     let pipeline = proact_e2e::Pipeline::start(&stack, None).await.expect("services start");
     let url = format!("http://{}/", pipeline.gateway_http);
 

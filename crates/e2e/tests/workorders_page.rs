@@ -10,7 +10,7 @@ mod webdriver;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::QoS;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -23,8 +23,7 @@ fn repo() -> PathBuf {
 async fn an_alert_is_briefed_then_handled_through_a_work_order_on_the_page() {
     let driver = webdriver::Driver::start().await;
     let stack = proact_testkit::Stack::start().await.expect("real servers start");
-    let mut pg = proact_dataprep::load::connect(&stack.postgres.url()).await.unwrap();
-    proact_dataprep::load::load_dir(&mut pg, &repo().join("data")).await.expect("reference data loads");
+    proact_e2e::load_sample_data(&stack).await.expect("reference data loads");
     let pipeline = proact_e2e::Pipeline::start(&stack, None).await.expect("services start");
 
     let url = format!("http://{}/", pipeline.gateway_http);
@@ -38,21 +37,7 @@ async fn an_alert_is_briefed_then_handled_through_a_work_order_on_the_page() {
     }
 
     // A hot reading on PUMP-01.
-    let mut opts = MqttOptions::new("workorders-sensor", "127.0.0.1", stack.mqtt.port());
-    opts.set_keep_alive(Duration::from_secs(30));
-    let (mqtt, mut eventloop) = AsyncClient::new(opts, 100);
-    let (acked_tx, mut acked) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::PubAck(_))) => {
-                    let _ = acked_tx.send(());
-                }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    });
+    let (mqtt, mut acked) = proact_e2e::sensor(&stack, "workorders-sensor", 100);
     let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let payload = json!({"equipement_id": "PUMP-01", "temperature": 97.3, "vibration": 3.1, "timestamp": at});
     mqtt.publish("sensors/PUMP-01/telemetry", QoS::AtLeastOnce, false, payload.to_string()).await.unwrap();
