@@ -261,8 +261,7 @@ impl Config {
 
 /// Equipment type and highest RPN per equipment, from the AMDEC reference table.
 pub async fn load_equipment_info(database_url: &str) -> anyhow::Result<HashMap<String, EquipmentInfo>> {
-    let (client, conn) = tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
-    tokio::spawn(conn);
+    let client = proact_server::db::connect(database_url).await?;
     Ok(proact_store::reference::amdec_summary(&client)
         .await?
         .into_iter()

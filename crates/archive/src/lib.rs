@@ -435,11 +435,8 @@ async fn probe_postgres(url: String, ready: Readiness, shutdown: CancellationTok
     let mut client: Option<tokio_postgres::Client> = None;
     loop {
         if client.as_ref().is_none_or(|c| c.is_closed()) {
-            client = match tokio::time::timeout(timeout, tokio_postgres::connect(&url, tokio_postgres::NoTls)).await {
-                Ok(Ok((c, conn))) => {
-                    tokio::spawn(conn);
-                    Some(c)
-                }
+            client = match tokio::time::timeout(timeout, proact_server::db::connect(&url)).await {
+                Ok(Ok(c)) => Some(c),
                 _ => None,
             };
         }

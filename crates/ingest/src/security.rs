@@ -171,11 +171,8 @@ async fn read_source(source: &AllowSource) -> Result<HashSet<String>, SecurityEr
             .collect(),
         AllowSource::Database(url) => {
             let err = |e: &dyn std::fmt::Display| SecurityError::Allowlist(format!("reading table amdec: {e}"));
-            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(|e| err(&e))?;
-            let conn = tokio::spawn(conn);
+            let client = proact_server::db::connect(url).await.map_err(|e| err(&e))?;
             let ids = proact_store::reference::amdec_equipment_ids(&client).await.map_err(|e| err(&e))?;
-            drop(client);
-            let _ = conn.await;
             ids.into_iter().collect()
         }
     };
