@@ -7,6 +7,7 @@
 //! the knowledge base and the technicians' plan (`/api/planning`, gRPC `Planning`), re-made
 //! when a critical work order is created. Downstream: people.
 
+pub mod access;
 pub mod criticality;
 pub mod feed;
 pub mod grpc;
@@ -57,6 +58,10 @@ pub struct Config {
     /// Bearer token clients must present; unset: no authentication (local use only).
     #[arg(long, env = "PROACT_GATEWAY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Origins (`https://host[:port]`, comma-separated) whose pages may open the live feed;
+    /// empty: the gateway's own only. When set, the `Host` of every upgrade must be one of them.
+    #[arg(long, env = "PROACT_GATEWAY_ALLOWED_ORIGINS", default_value = "")]
+    pub allowed_origins: String,
     /// Seconds between heartbeats on idle WebSockets.
     #[arg(long, env = "PROACT_WS_HEARTBEAT_SECS", default_value_t = 15)]
     pub heartbeat_secs: u64,
@@ -257,6 +262,8 @@ impl App {
             feed: tx,
             recent,
             token: config.token.clone(),
+            origins: access::Origins::parse(&config.allowed_origins)
+                .map_err(|e| ConfigError::new("PROACT_GATEWAY_ALLOWED_ORIGINS", &config.allowed_origins, e))?,
             heartbeat: Duration::from_secs(config.heartbeat_secs),
             write_timeout: Duration::from_secs_f64(config.write_timeout_secs),
             silent_after_s: config.silent_after_secs,

@@ -20,8 +20,11 @@ async fn every_entry_point_refuses_a_missing_or_wrong_token() {
     let servers = Servers::start().await;
     let gw = Gateway::start(&servers, &["--token", TOKEN]).await;
 
-    // WebSocket: refused before the upgrade, with 401.
-    for query in ["", "?token=wrong-token-0123456789"] {
+    // WebSocket: refused before the upgrade, with 401; a token in the URL opens nothing (it
+    // would end up in logs), nor does a ticket that was not issued.
+    for query in
+        ["", "?token=wrong-token-0123456789", &format!("?token={TOKEN}"), "?ticket=0123456789abcdef0123456789abcdef"]
+    {
         let req = format!("ws://{}/ws/alerts{query}", gw.http).into_client_request().unwrap();
         match tokio_tungstenite::connect_async(req).await {
             Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401, "{query}"),
@@ -31,7 +34,29 @@ async fn every_entry_point_refuses_a_missing_or_wrong_token() {
     let mut req = format!("ws://{}/ws/alerts", gw.http).into_client_request().unwrap();
     req.headers_mut().insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
     tokio_tungstenite::connect_async(req).await.expect("header token accepted");
-    gw.ws(&format!("?token={TOKEN}")).await;
+    // A browser's way: a ticket bought with the token opens one socket, once.
+    assert_eq!(http(gw.http, "POST", "/api/ws-ticket", None, None).await.0, 401);
+    let (code, body) = gw.post("/api/ws-ticket", Some(TOKEN), serde_json::json!({})).await;
+    assert_eq!(code, 200, "{body}");
+    let ticket = serde_json::from_str::<serde_json::Value>(&body).unwrap()["ticket"].as_str().unwrap().to_string();
+    gw.ws(&format!("?ticket={ticket}")).await;
+    let again = format!("ws://{}/ws/alerts?ticket={ticket}", gw.http).into_client_request().unwrap();
+    match tokio_tungstenite::connect_async(again).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401, "a ticket works once"),
+        other => panic!("a used ticket must be refused, got {:?}", other.map(|_| ())),
+    }
+    // A page of another site, with a valid token: refused (cross-site WebSocket hijacking).
+    let mut foreign = format!("ws://{}/ws/alerts", gw.http).into_client_request().unwrap();
+    foreign.headers_mut().insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    foreign.headers_mut().insert("origin", "https://evil.example".parse().unwrap());
+    match tokio_tungstenite::connect_async(foreign).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+        other => panic!("a foreign Origin must be refused, got {:?}", other.map(|_| ())),
+    }
+    let mut own = format!("ws://{}/ws/alerts", gw.http).into_client_request().unwrap();
+    own.headers_mut().insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    own.headers_mut().insert("origin", format!("http://{}", gw.http).parse().unwrap());
+    tokio_tungstenite::connect_async(own).await.expect("the gateway's own page opens the feed");
 
     // JSON API: every route, read and write.
     for (method, path) in [
@@ -54,9 +79,26 @@ async fn every_entry_point_refuses_a_missing_or_wrong_token() {
         );
     }
     assert_eq!(gw.get("/api/alerts", Some(TOKEN)).await.0, 200);
-    assert_eq!(gw.get(&format!("/api/alerts?token={TOKEN}"), None).await.0, 200);
+    assert_eq!(gw.get(&format!("/api/alerts?token={TOKEN}"), None).await.0, 401, "no token in URLs");
     // The page itself is static and carries no data: it loads, then asks for the token.
     assert_eq!(gw.get("/", None).await.0, 200);
+    // Every answer forbids framing, sniffing and scripts from elsewhere (refusals too).
+    for path in ["/", "/static/dashboard.js", "/api/alerts"] {
+        let mut s = tokio::net::TcpStream::connect(gw.http).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", gw.http);
+        tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut s, &mut raw).await.unwrap();
+        let head = String::from_utf8_lossy(&raw).split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+        for h in [
+            "content-security-policy: default-src 'self'; script-src 'self';",
+            "frame-ancestors 'none'",
+            "x-content-type-options: nosniff",
+            "x-frame-options: deny",
+        ] {
+            assert!(head.contains(h), "{path}: {h} missing in\n{head}");
+        }
+    }
 
     // gRPC: UNAUTHENTICATED without the bearer metadata, on unary and streaming calls.
     let mut client = AlertsClient::connect(format!("http://{}", gw.grpc)).await.unwrap();
