@@ -55,6 +55,8 @@ pub struct Shared {
     pub token: Option<String>,
     pub origins: crate::access::Origins,
     pub heartbeat: Duration,
+    /// Oldest event a WebSocket's `after=` replays, counted back from now.
+    pub max_replay: Duration,
     pub write_timeout: Duration,
     pub silent_after_s: i64,
     pub archive: crate::upstream::Upstream,
@@ -213,6 +215,10 @@ async fn ws_alerts(State(shared): State<Arc<Shared>>, Query(p): Query<WsParams>,
                 .ok_or_else(|| ApiError::BadRequest(format!("after: {a:?} is not a stream id (ms-seq)")))?,
         ),
     };
+    // Stream ids are milliseconds: older than the replay window, the replay starts at its edge.
+    let floor_ms = (proact_proto::time::now_micros() / 1000).max(0) as u64;
+    let floor = StreamId { ms: floor_ms.saturating_sub(shared.max_replay.as_millis() as u64), seq: 0 };
+    let after = after.map(|a| if a < floor { floor } else { a });
     if req.version() != axum::http::Version::HTTP_11 {
         return Err(ApiError::BadRequest("a WebSocket upgrade needs HTTP/1.1".into()));
     }
@@ -255,7 +261,17 @@ fn websocket_accept(headers: &HeaderMap) -> Result<String, &'static str> {
         return Err("only WebSocket version 13 is supported (Sec-WebSocket-Version: 13)");
     }
     let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or("Sec-WebSocket-Key is missing")?;
+    if !is_websocket_key(key.as_bytes()) {
+        return Err("Sec-WebSocket-Key must be 16 bytes in base64 (RFC 6455 §4.1)");
+    }
     Ok(tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()))
+}
+
+/// 16 bytes in base64: 22 characters of the alphabet, then `==`.
+fn is_websocket_key(key: &[u8]) -> bool {
+    key.len() == 24
+        && key.ends_with(b"==")
+        && key[..22].iter().all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -449,6 +465,15 @@ async fn model_of_recent_alerts(pool: &deadpool_postgres::Pool) -> Option<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn websocket_keys_are_sixteen_bytes_of_base64() {
+        assert!(is_websocket_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "RFC 6455's example");
+        assert!(!is_websocket_key(b""));
+        assert!(!is_websocket_key(b"dGhlIHNhbXBsZSBub25jZQ"));
+        assert!(!is_websocket_key(b"dGhlIHNhbXBsZSBub25j!Q=="));
+        assert!(!is_websocket_key(&[b'A'; 4096]));
+    }
 
     #[test]
     fn token_only_from_the_header_ticket_from_the_query() {

@@ -16,6 +16,7 @@ pub mod json;
 pub mod lifecycle;
 pub mod notices;
 pub mod reference;
+pub mod serve;
 pub mod upstream;
 pub mod ws;
 pub mod wsframe;
@@ -65,6 +66,17 @@ pub struct Config {
     /// Seconds between heartbeats on idle WebSockets.
     #[arg(long, env = "PROACT_WS_HEARTBEAT_SECS", default_value_t = 15)]
     pub heartbeat_secs: u64,
+    /// How far back a WebSocket may ask to be replayed (`after=`), seconds: older events are
+    /// skipped (the page loads older alerts from the JSON list), so `after=0` cannot make a
+    /// replica read the whole alerts stream.
+    #[arg(long, env = "PROACT_WS_MAX_REPLAY_SECS", default_value_t = 86_400)]
+    pub max_replay_secs: u64,
+    /// HTTP connections open at once (WebSockets included); more wait to be accepted.
+    #[arg(long, env = "PROACT_GATEWAY_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers.
+    #[arg(long, env = "PROACT_GATEWAY_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
     /// Batches of alerts (one per read of the alerts stream, up to 512 alerts) a client may
     /// fall behind the live feed before it is disconnected (close 4008).
     #[arg(long, env = "PROACT_WS_CLIENT_QUEUE", default_value_t = feed::CLIENT_BUFFER)]
@@ -93,6 +105,16 @@ impl Config {
         self.grpc_auth.validate()?;
         self.redis.validate()?;
         self.pg.validate()?;
+        if self.max_connections == 0 {
+            return Err(ConfigError::new("PROACT_GATEWAY_MAX_CONNECTIONS", "0", "must be at least 1"));
+        }
+        if !(1..=300).contains(&self.header_timeout_secs) {
+            return Err(ConfigError::new(
+                "PROACT_GATEWAY_HEADER_TIMEOUT_SECS",
+                self.header_timeout_secs.to_string(),
+                "must be 1..=300",
+            ));
+        }
         if let Some(t) = &self.token {
             if t.len() < 16 {
                 return Err(ConfigError::new("PROACT_GATEWAY_TOKEN", "***", "must be at least 16 characters"));
@@ -134,6 +156,7 @@ impl Config {
 /// Every metric the gateway exports (see `proact_server::telemetry::Metric`).
 pub const METRICS: &[Metric] = &[
     Metric::gauge("proact_gateway_ws_clients", "WebSocket clients connected"),
+    Metric::gauge("proact_gateway_http_connections", "HTTP connections open (WebSockets included)"),
     Metric::counter("proact_gateway_ws_messages_total", "Messages written to WebSocket clients"),
     Metric::counter(
         "proact_gateway_ws_evicted_total",
@@ -265,6 +288,7 @@ impl App {
             origins: access::Origins::parse(&config.allowed_origins)
                 .map_err(|e| ConfigError::new("PROACT_GATEWAY_ALLOWED_ORIGINS", &config.allowed_origins, e))?,
             heartbeat: Duration::from_secs(config.heartbeat_secs),
+            max_replay: Duration::from_secs(config.max_replay_secs),
             write_timeout: Duration::from_secs_f64(config.write_timeout_secs),
             silent_after_s: config.silent_after_secs,
             archive: upstream::channel(
@@ -290,12 +314,13 @@ impl App {
             .merge(proact_knowledge::service::router(knowledge.clone()))
             .nest("/api/planning", proact_planning::http::router(desk.clone()));
         let router = http::router(shared.clone(), apis);
+        let limits = serve::Limits {
+            max_connections: config.max_connections,
+            header_timeout: Duration::from_secs(config.header_timeout_secs),
+        };
         let http_task = AbortOnDropHandle::new(tokio::spawn(async move {
-            // Alerts are small frames that must leave at once: no Nagle delay waiting for an ACK.
-            let http = axum::serve::ListenerExt::tap_io(http, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            axum::serve(http, router).with_graceful_shutdown(async move { hs.cancelled().await }).await
+            serve::serve(http, router, limits, hs).await;
+            Ok::<(), std::io::Error>(())
         }));
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<proact_proto::v1::alerts_server::AlertsServer<grpc::AlertsService>>().await;

@@ -342,3 +342,61 @@ async fn the_websocket_protocol_is_spoken_as_tungstenite_expects() {
     assert_eq!(&reply[..4], &[0x88, reply[1], 0x03, 0xEA], "close 1002: {reply:?}");
     gw.stop().await;
 }
+
+/// `after=0` used to make the replica read the whole alerts stream for one socket: the
+/// replay reaches back `PROACT_WS_MAX_REPLAY_SECS` at most (older alerts come from the list).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_reaches_back_to_its_window_only() {
+    use bytes::Bytes;
+    use fred::prelude::*;
+    use proact_proto::streams::{ALERTS_STREAM, PAYLOAD_FIELD};
+    use proact_proto::v1::{AlertEvent, AlertEventKind};
+    use prost::Message as _;
+    let servers = Servers::start().await;
+    let gw = Gateway::start(&servers, &["--max-replay-secs", "3600"]).await;
+    let redis = servers.redis_client().await;
+    let old = AlertEvent {
+        kind: AlertEventKind::Raised as i32,
+        alert: Some(raised("OLD", "PUMP-01", 0)),
+        ..Default::default()
+    };
+    let two_hours_ago = proact_proto::time::now_micros() / 1000 - 7_200_000;
+    let _: String = redis
+        .xadd(
+            ALERTS_STREAM,
+            false,
+            None::<()>,
+            format!("{two_hours_ago}-0"),
+            (PAYLOAD_FIELD, Bytes::from(old.encode_to_vec())),
+        )
+        .await
+        .unwrap();
+    let recent = publish(&redis, AlertEventKind::Raised, raised("RECENT", "PUMP-01", 0)).await;
+    let mut ws = gw.ws("?after=0").await;
+    assert_eq!(next_alert(&mut ws, WAIT).await.expect("the recent alert").0, recent, "the old one is skipped");
+    gw.stop().await;
+}
+
+/// A client that trickles its headers (or sends none) is cut off after the header timeout
+/// instead of holding a connection forever; the connection cap lets the next client in as
+/// soon as a slot frees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_are_cut_off_and_the_connection_cap_admits_the_next_client() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let servers = Servers::start().await;
+    let gw = Gateway::start(&servers, &["--header-timeout-secs", "1", "--max-connections", "1"]).await;
+    let mut slow = tokio::net::TcpStream::connect(gw.http).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(WAIT, slow.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "the server closes a connection whose headers never end");
+
+    // One slot: a WebSocket holds it; the next request is answered once the socket closes.
+    let mut ws = gw.ws("").await;
+    let addr = gw.http;
+    let next = tokio::spawn(async move { http(addr, "GET", "/", None, None).await.0 });
+    ws.close(None).await.unwrap();
+    drop(ws);
+    assert_eq!(tokio::time::timeout(WAIT, next).await.expect("answered once the slot is free").unwrap(), 200);
+    gw.stop().await;
+}
