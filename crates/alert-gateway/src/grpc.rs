@@ -65,7 +65,9 @@ impl Alerts for AlertsService {
                             "too slow: {n} alerts behind; subscribe again with resume_after=<last event_id>"
                         )))
                     }
-                    Err(e) => Err(Status::unavailable(e.to_string())),
+                    Err(e) => {
+                        Err(Status::unavailable(proact_server::telemetry::logged_error("alerts feed unavailable", &e)))
+                    }
                 };
                 let end = item.is_err();
                 // A subscriber that takes nothing for the write timeout is cut off, like a WebSocket.
@@ -94,8 +96,9 @@ impl Alerts for AlertsService {
             to_micros: r.to_micros,
             limit: r.limit,
         };
-        let alerts =
-            proact_store::list_alerts(&self.shared.pool, &q).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        let alerts = proact_store::list_alerts(&self.shared.pool, &q)
+            .await
+            .map_err(|e| Status::unavailable(proact_server::telemetry::logged_error("database unavailable", &e)))?;
         Ok(Response::new(ListAlertsResponse { alerts }))
     }
 

@@ -179,20 +179,26 @@ impl From<LifecycleError> for ApiError {
         match e {
             LifecycleError::NotFound(_) => ApiError::NotFound(e.to_string()),
             LifecycleError::Invalid(_) => ApiError::Conflict(e.to_string()),
-            _ => ApiError::Unavailable(e.to_string()),
+            _ => ApiError::Unavailable(unavailable(&e)),
         }
     }
 }
 
+/// A database failure as the caller sees it: no table, column or host names (those are in
+/// the log line the message refers to).
+fn unavailable(e: &dyn std::fmt::Display) -> String {
+    proact_server::telemetry::logged_error("database unavailable", e)
+}
+
 impl From<ReferenceError> for ApiError {
     fn from(e: ReferenceError) -> Self {
-        ApiError::Unavailable(e.to_string())
+        ApiError::Unavailable(unavailable(&e))
     }
 }
 
 impl From<proact_store::StoreError> for ApiError {
     fn from(e: proact_store::StoreError) -> Self {
-        ApiError::Unavailable(e.to_string())
+        ApiError::Unavailable(unavailable(&e))
     }
 }
 

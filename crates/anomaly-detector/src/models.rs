@@ -64,9 +64,11 @@ pub async fn fetch(
     let mut stream = client.get(GetModelRequest { name: name.into(), version: version.into() }).await?.into_inner();
     let mut bytes = Vec::new();
     let mut expected_sha = String::new();
+    let mut described: Option<proact_proto::v1::ModelVersion> = None;
     while let Some(chunk) = stream.message().await? {
         if let Some(m) = chunk.model {
-            expected_sha = m.sha256;
+            expected_sha = m.sha256.clone();
+            described = Some(m);
         }
         if chunk.offset as usize != bytes.len() {
             return Err(LoadError::Artefact {
@@ -78,6 +80,14 @@ pub async fn fetch(
         bytes.extend_from_slice(&chunk.data);
     }
     let bad = |detail: String| LoadError::Artefact { name: name.into(), version: version.into(), detail };
+    // What arrived must be what was asked for, whole.
+    let m = described.ok_or_else(|| bad("the registry sent no description of the version".into()))?;
+    if m.name != name || m.version != version {
+        return Err(bad(format!("the registry sent {} {} instead", m.name, m.version)));
+    }
+    if m.size_bytes != 0 && m.size_bytes != bytes.len() as u64 {
+        return Err(bad(format!("{} bytes received, the registry lists {}", bytes.len(), m.size_bytes)));
+    }
     // The artefact checks its own payload checksum; the registry's sha256 covers the bytes.
     let artefact = ModelArtefact::from_bytes(&bytes).map_err(|e| bad(e.to_string()))?;
     if !expected_sha.is_empty() {
@@ -87,6 +97,13 @@ pub async fn fetch(
         }
     }
     artefact.scorer(schema_id).map_err(|e| bad(e.to_string()))
+}
+
+/// The version of `name` the registry lists as active, if any.
+async fn active_version(registry: &Registry, name: &str) -> Result<Option<String>, LoadError> {
+    let mut client = registry.client().await?;
+    let list = client.list(ListModelsRequest { name: name.to_string() }).await?.into_inner();
+    Ok(list.models.into_iter().find(|m| m.name == name && m.status == ModelStatus::Active as i32).map(|m| m.version))
 }
 
 /// Loads every active model the detector uses.
@@ -181,6 +198,23 @@ pub async fn follow(
             // Names the detector does not know (another release's models) are not its to run.
             if m.name != FOREST_MODEL && !m.name.starts_with(NORMAL_PREFIX) {
                 continue;
+            }
+            // Anyone who can write to Redis can write an event: the registry says which
+            // version is active, and only that one is loaded.
+            match active_version(&registry, &m.name).await {
+                Ok(Some(v)) if v == m.version => {}
+                Ok(other) => {
+                    metrics::counter!("proact_detector_model_reload_failures_total").increment(1);
+                    tracing::error!(model = %m.name, version = %m.version, active = ?other,
+                        "model event for a version the registry does not list as active; ignored");
+                    continue;
+                }
+                Err(e) => {
+                    metrics::counter!("proact_detector_model_reload_failures_total").increment(1);
+                    tracing::error!(model = %m.name, version = %m.version, error = %e,
+                        "registry unreachable to confirm a model event; the previous model keeps serving");
+                    continue;
+                }
             }
             match fetch(&registry, &m.name, &m.version, &schema_id).await {
                 Ok(s) => {

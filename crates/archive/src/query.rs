@@ -21,8 +21,9 @@ pub struct ArchiveService {
     pub pool: Pool,
 }
 
+/// The caller learns the database failed, not its text (the detail is in the log).
 fn internal(e: impl std::fmt::Display) -> Status {
-    Status::unavailable(format!("archive database: {e}"))
+    Status::unavailable(proact_server::telemetry::logged_error("archive database unavailable", &e))
 }
 
 fn range(from: i64, to: i64) -> Result<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>), Status> {
@@ -41,10 +42,10 @@ fn pg_status(e: tokio_postgres::Error) -> Status {
     }
 }
 
-/// Runs `sql` and streams its rows through `map`, on a pooled connection held by the stream.
 /// Longest wait for a free query connection before the call is refused.
 const QUERY_SLOT_WAIT: Duration = Duration::from_secs(2);
 
+/// Runs `sql` and streams its rows through `map`, on a pooled connection held by the stream.
 fn stream_rows<T, F>(pool: Pool, sql: String, params: Vec<Box<dyn ToSql + Sync + Send>>, map: F) -> Out<T>
 where
     T: Send + 'static,

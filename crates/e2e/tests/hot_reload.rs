@@ -133,6 +133,50 @@ async fn a_promoted_model_is_hot_swapped_into_the_running_detector() {
         data_to: None,
         holdout: proact_trainer::registry::Holdout { n_features: schema.len(), x: vec![], y: vec![] },
     };
+    // A forged event first: anyone who can write to Redis can announce a "promotion" of a
+    // candidate the gate never passed. The detector asks the registry and ignores it.
+    let forged = NormalBehaviourParams::default().fit(&rows, schema.len()).unwrap().to_artefact(ArtefactInfo::new(
+        "normal-behaviour/PUMP-07",
+        "20261124-000000",
+        SchemaRef::from(&schema),
+    ));
+    registry
+        .insert_candidate(&proact_trainer::registry::Candidate { artefact: forged, ..candidate.clone() })
+        .await
+        .unwrap();
+    let event = proact_proto::v1::ModelEvent {
+        kind: proact_proto::v1::ModelEventKind::Promoted as i32,
+        model: Some(proact_proto::v1::ModelVersion {
+            name: "normal-behaviour/PUMP-07".into(),
+            version: "20261124-000000".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let _: String = redis
+        .xadd(
+            proact_proto::streams::MODEL_EVENTS_STREAM,
+            false,
+            None::<()>,
+            "*",
+            (proact_proto::streams::PAYLOAD_FIELD, bytes::Bytes::from(prost::Message::encode_to_vec(&event))),
+        )
+        .await
+        .unwrap();
+    // Handled (refused) before anything else happens: the detector counts the refusal.
+    let refused = || {
+        proact_server::telemetry::metrics_handle()
+            .render()
+            .lines()
+            .any(|l| l.starts_with("proact_detector_model_reload_failures_total") && l.ends_with(" 1"))
+    };
+    for _ in 0..600 {
+        if refused() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused(), "the detector refused the forged event");
     registry.insert_candidate(&candidate).await.unwrap();
     registry.promote("normal-behaviour/PUMP-07", "20261124-000001", true).await.unwrap();
 
@@ -140,18 +184,22 @@ async fn a_promoted_model_is_hot_swapped_into_the_running_detector() {
     let mut published = 0u64;
     for _ in 0..100 {
         published = redis.xlen(proact_proto::streams::MODEL_EVENTS_STREAM).await.unwrap_or(0);
-        if published > 0 {
+        if published > 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(published, 1, "the promotion published one model event");
+    assert_eq!(published, 2, "the forged event, then the promotion's");
     // Swapped in: the detector's status lists the promoted version.
     let mut status = proact_proto::v1::detector_client::DetectorClient::connect(detector_url).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let versions =
             status.status(proact_proto::v1::DetectorStatusRequest {}).await.unwrap().into_inner().model_versions;
+        assert!(
+            !versions.values().any(|v| v.contains("20261124-000000")),
+            "the forged version was loaded: {versions:?}"
+        );
         if versions.values().any(|v| v.contains("20261124-000001")) {
             break;
         }

@@ -157,7 +157,8 @@ pub struct Config {
     #[arg(
         long = "database-url",
         env = "PROACT_DATABASE_URL",
-        default_value = "postgres://proact@127.0.0.1:5432/proact"
+        default_value = "postgres://proact@127.0.0.1:5432/proact",
+        hide_env_values = true
     )]
     pub database_url: String,
 }

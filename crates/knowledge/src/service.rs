@@ -69,8 +69,10 @@ fn grpc_status(e: KnowledgeError) -> tonic::Status {
             tonic::Status::invalid_argument(e.to_string())
         }
         KnowledgeError::UnknownAlert(_) => tonic::Status::not_found(e.to_string()),
-        KnowledgeError::Unavailable(_) => tonic::Status::unavailable(e.to_string()),
-        _ => tonic::Status::internal(e.to_string()),
+        KnowledgeError::Unavailable(_) => {
+            tonic::Status::unavailable(proact_server::telemetry::logged_error("knowledge base unavailable", &e))
+        }
+        _ => tonic::Status::internal(proact_server::telemetry::logged_error("knowledge base failure", &e)),
     }
 }
 
@@ -84,7 +86,12 @@ impl IntoResponse for KnowledgeError {
             KnowledgeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        (code, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+        let error = if code.is_server_error() {
+            proact_server::telemetry::logged_error("knowledge base unavailable", &self)
+        } else {
+            self.to_string()
+        };
+        (code, Json(serde_json::json!({ "error": error }))).into_response()
     }
 }
 

@@ -50,7 +50,9 @@ impl From<MaintenanceError> for tonic::Status {
             MaintenanceError::Invalid { .. }
             | MaintenanceError::UnknownTechnician(_)
             | MaintenanceError::NotInAmdec { .. } => tonic::Status::invalid_argument(msg),
-            MaintenanceError::Store(_) => tonic::Status::unavailable(msg),
+            MaintenanceError::Store(_) => {
+                tonic::Status::unavailable(proact_server::telemetry::logged_error("database unavailable", &msg))
+            }
         }
     }
 }
@@ -65,6 +67,10 @@ impl IntoResponse for MaintenanceError {
             | MaintenanceError::NotInAmdec { .. } => StatusCode::BAD_REQUEST,
             MaintenanceError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
-        (code, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+        let error = match &self {
+            MaintenanceError::Store(e) => proact_server::telemetry::logged_error("database unavailable", e),
+            _ => self.to_string(),
+        };
+        (code, Json(serde_json::json!({ "error": error }))).into_response()
     }
 }

@@ -24,7 +24,12 @@ impl ConfigError {
 #[derive(Debug, Clone, clap::Args)]
 pub struct RedisArgs {
     /// Redis URL (`redis://[user:pass@]host:port[/db]`, `rediss://` for TLS).
-    #[arg(long = "redis-url", env = "PROACT_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long = "redis-url",
+        env = "PROACT_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
     pub redis_url: String,
     /// Number of telemetry stream shards; must be the same in every service.
     #[arg(long, env = "PROACT_SHARDS", default_value_t = 8)]
@@ -48,7 +53,8 @@ pub struct PgArgs {
     #[arg(
         long = "database-url",
         env = "PROACT_DATABASE_URL",
-        default_value = "postgres://proact@127.0.0.1:5432/proact"
+        default_value = "postgres://proact@127.0.0.1:5432/proact",
+        hide_env_values = true
     )]
     pub database_url: String,
     /// Connections in the pool.
@@ -73,7 +79,7 @@ impl PgArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct MqttArgs {
     /// Broker URL (`mqtt://host:port`, `mqtts://host:port` for TLS).
-    #[arg(long = "mqtt-url", env = "PROACT_MQTT_URL", default_value = "mqtt://127.0.0.1:1883")]
+    #[arg(long = "mqtt-url", env = "PROACT_MQTT_URL", default_value = "mqtt://127.0.0.1:1883", hide_env_values = true)]
     pub mqtt_url: String,
     #[arg(long = "mqtt-username", env = "PROACT_MQTT_USERNAME")]
     pub mqtt_username: Option<String>,

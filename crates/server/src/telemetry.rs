@@ -110,3 +110,25 @@ pub fn register(catalogue: &[Metric]) {
         }
     }
 }
+
+/// What a caller is told of an internal failure (a database error names tables, columns,
+/// hosts and sometimes values): `what` and a reference to the log line that holds the
+/// detail, which is logged here at error level.
+pub fn logged_error(what: &str, detail: &dyn std::fmt::Display) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let reference = format!("{:x}-{n}", std::process::id());
+    tracing::error!(reference = %reference, error = %detail, "{what}");
+    format!("{what} (reference {reference} in the service's log)")
+}
+
+#[cfg(test)]
+mod logged_error_tests {
+    #[test]
+    fn the_caller_gets_a_reference_not_the_detail() {
+        let e = super::logged_error("database unavailable", &"relation \"secret_table\" does not exist");
+        assert!(e.starts_with("database unavailable (reference "), "{e}");
+        assert!(!e.contains("secret_table"));
+        assert_ne!(e, super::logged_error("database unavailable", &"x"), "each failure its own reference");
+    }
+}

@@ -67,13 +67,17 @@ impl From<TrainerError> for Status {
             | TrainerError::Store(_)
             | TrainerError::Pool(_)
             | TrainerError::Redis(_)
-            | TrainerError::Publish { .. } => Status::unavailable(msg),
+            | TrainerError::Publish { .. } => {
+                Status::unavailable(proact_server::telemetry::logged_error("registry storage unavailable", &msg))
+            }
             TrainerError::NotFound { .. } | TrainerError::NoActive(_) => Status::not_found(msg),
             TrainerError::Corrupt { .. } => Status::data_loss(msg),
             TrainerError::Conflict(_) => Status::failed_precondition(msg),
             TrainerError::Data(_) | TrainerError::Model(_) => Status::failed_precondition(msg),
             TrainerError::Busy => Status::aborted(msg),
-            TrainerError::Internal(_) => Status::internal(msg),
+            TrainerError::Internal(_) => {
+                Status::internal(proact_server::telemetry::logged_error("registry failure", &msg))
+            }
         }
     }
 }

@@ -50,7 +50,12 @@ enum Command {
     Load {
         #[arg(long, default_value = "data")]
         data: PathBuf,
-        #[arg(long, env = "PROACT_DATABASE_URL", default_value = "postgres://proact@127.0.0.1:5432/proact")]
+        #[arg(
+            long,
+            env = "PROACT_DATABASE_URL",
+            default_value = "postgres://proact@127.0.0.1:5432/proact",
+            hide_env_values = true
+        )]
         database_url: String,
     },
     /// Clean the real datasets and print the reports.
