@@ -472,3 +472,39 @@ pub(crate) async fn write_with_retry(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(epoch: u64, n: u16) -> Vec<Inbound> {
+        (1..=n)
+            .map(|pkid| {
+                let mut publish = Publish::new("sensors/P/telemetry", QoS::AtLeastOnce, Vec::new());
+                publish.pkid = pkid;
+                Inbound { publish, epoch, at: None, oversize: None }
+            })
+            .collect()
+    }
+
+    /// Issue 21: a PUBACK names a packet id of one connection. Acks of messages read before a
+    /// reconnect must never go out on the new connection, where the same ids name other
+    /// messages: those would be acknowledged unwritten.
+    #[test]
+    fn acks_of_an_old_connection_never_reach_the_new_one() {
+        // A request channel of one: the first ack fits, the others wait in the queue.
+        let (client, _eventloop) = AsyncClient::new(MqttOptions::new("t", "127.0.0.1", 1), 1);
+        let mut acks = Acks::default();
+        assert_eq!(acks.push(&client, &batch(0, 3)), 0);
+        assert_eq!(acks.deferred.len(), 2);
+        // The connection fails: the two waiting acks are dropped (their messages come again).
+        assert_eq!(acks.next_epoch(), (1, 2));
+        assert!(acks.deferred.is_empty());
+        // A batch read on the old connection, written after the reconnect: not acked.
+        assert_eq!(acks.push(&client, &batch(0, 3)), 3);
+        assert!(acks.deferred.is_empty());
+        // The new connection's own messages are.
+        assert_eq!(acks.push(&client, &batch(1, 2)), 0);
+        assert_eq!(acks.deferred.len(), 2, "queued behind the full channel, not lost");
+    }
+}
