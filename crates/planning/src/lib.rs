@@ -32,7 +32,7 @@ pub mod text;
 pub use explain::{explain, Explanation};
 pub use model::{Order, PlanInput, Priority, Technician, Travel, Week};
 pub use replan::{add_order, pin};
-pub use solve::{plan, plan_greedy, Assignment, Issue, IssueCode, Move, Plan, TechnicianLoad};
+pub use solve::{plan, plan_greedy, plan_rounds, Assignment, Issue, IssueCode, Move, Plan, TechnicianLoad};
 
 /// Why a plan could not be made or an input not read. Infeasible orders are not errors:
 /// they are planned around and reported in [`Plan::issues`].
