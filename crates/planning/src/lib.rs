@@ -8,7 +8,8 @@
 //!
 //! - [`model`]: the inputs and their validation;
 //! - [`db`]: the inputs from the database, the open work orders among them;
-//! - [`solve`]: the planner (rounds of Kuhn-Munkres assignment) and the greedy baseline;
+//! - [`solve`]: the planner (rounds of Kuhn-Munkres assignment and greedy, each improved by a
+//!   local search) and the greedy baseline;
 //! - [`replan`]: a new critical order or a manual pin, with minimal moves and their reasons;
 //! - [`explain`]: why an order went where it did;
 //! - [`text`]: the plan for a terminal;

@@ -1,10 +1,16 @@
 //! The planner: places each order on a technician and a day of the horizon.
 //!
-//! The placement is a sequence of assignment problems solved by Kuhn-Munkres
-//! (`pathfinding::kuhn_munkres`): each round matches the open orders to the technician-days
-//! that still have hours, at most one order per technician-day and per round, maximising the
-//! sum of the placements' values; rounds repeat until nothing more fits. A placement's value
-//! orders the objectives lexicographically through its scale:
+//! Two starts on the same pins, kept places and crews, each improved by a local search
+//! ([`improve`]), the better kept:
+//!
+//! - rounds of assignment solved by Kuhn-Munkres (`pathfinding::kuhn_munkres`): each round
+//!   matches the open orders to the technician-days that still have hours, at most one order
+//!   per technician-day and per round, maximising the sum of the placements' values; rounds
+//!   repeat until nothing more fits;
+//! - the greedy earliest-deadline baseline.
+//!
+//! A placement's value orders the objectives lexicographically through its scale (the search
+//! compares the same objectives as a tuple, with the orders planned after lateness):
 //!
 //! 1. priority-weighted lateness: `LATE` per weighted day saved against leaving it unplanned;
 //! 2. commitments: an order started or announced (or, when re-planning, already planned) keeps
@@ -17,11 +23,10 @@
 //! it first; a critical order that then finds no hours takes them from lower-priority orders
 //! (`make_room_for_critical`), which the next rounds place again.
 //!
-//! Why rounds of assignment rather than one MILP: the proven MILP optimum (crate `good_lp`,
-//! `microlp` backend, see [`crate::exact`]) takes seconds already on 6 technicians × 24
-//! orders and gives no answer on 8 × 40 or 30 × 200 within 20 s, while the rounds plan
-//! 30 × 200 in milliseconds at the optimum's value where it is known (`docs/BENCHMARKS.md`,
-//! "Planning"; `docs/planning.md`).
+//! Why not one MILP: the proven MILP optimum (crate `good_lp`, `microlp` backend, see
+//! [`crate::exact`]) takes seconds already on 6 technicians × 24 orders and gives no answer on
+//! 8 × 40 or 30 × 200 within 20 s, while the planner plans 30 × 200 in tens of milliseconds at
+//! the optimum's value where it is known (`docs/BENCHMARKS.md`, "Planning"; `docs/planning.md`).
 
 use std::collections::{BTreeSet, HashMap};
 
