@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use proact_server::config::{AdminArgs, PgArgs, RedisArgs};
+use proact_server::config::{AdminArgs, GrpcAuthArgs, PgArgs, RedisArgs};
 use proact_server::otel::Tracing;
 use proact_server::telemetry::Metric;
 use proact_server::{ConfigError, Readiness};
@@ -46,6 +46,8 @@ pub struct Config {
     pub pg: PgArgs,
     #[command(flatten)]
     pub admin: AdminArgs,
+    #[command(flatten)]
+    pub grpc_auth: GrpcAuthArgs,
     /// HTTP address of the dashboard, `/ws/alerts` and the JSON API.
     #[arg(long, env = "PROACT_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
@@ -83,6 +85,7 @@ pub struct Config {
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.admin.validate()?;
+        self.grpc_auth.validate()?;
         self.redis.validate()?;
         self.pg.validate()?;
         if let Some(t) = &self.token {
@@ -257,8 +260,18 @@ impl App {
             heartbeat: Duration::from_secs(config.heartbeat_secs),
             write_timeout: Duration::from_secs_f64(config.write_timeout_secs),
             silent_after_s: config.silent_after_secs,
-            archive: upstream::channel("PROACT_ARCHIVE_GRPC_URL", &config.archive_grpc_url, &traces)?,
-            registry: upstream::channel("PROACT_REGISTRY_GRPC_URL", &config.registry_grpc_url, &traces)?,
+            archive: upstream::channel(
+                "PROACT_ARCHIVE_GRPC_URL",
+                &config.archive_grpc_url,
+                &traces,
+                config.grpc_auth.grpc_token.as_deref(),
+            )?,
+            registry: upstream::channel(
+                "PROACT_REGISTRY_GRPC_URL",
+                &config.registry_grpc_url,
+                &traces,
+                config.grpc_auth.grpc_token.as_deref(),
+            )?,
             ingest_rate,
             clients: Default::default(),
             notices,
@@ -286,19 +299,19 @@ impl App {
                 .add_service(health_service)
                 .add_service(proact_proto::v1::alerts_server::AlertsServer::with_interceptor(
                     grpc::AlertsService { shared },
-                    grpc::auth_interceptor(config.token.clone()),
+                    grpc::auth_interceptor(config.token.as_deref()),
                 ))
                 .add_service(proact_proto::v1::work_orders_server::WorkOrdersServer::with_interceptor(
                     proact_maintenance::grpc::WorkOrdersService::new(orders),
-                    grpc::auth_interceptor(config.token.clone()),
+                    grpc::auth_interceptor(config.token.as_deref()),
                 ))
                 .add_service(proact_proto::v1::knowledge_server::KnowledgeServer::with_interceptor(
                     knowledge,
-                    grpc::auth_interceptor(config.token.clone()),
+                    grpc::auth_interceptor(config.token.as_deref()),
                 ))
                 .add_service(proact_proto::v1::planning_server::PlanningServer::with_interceptor(
                     proact_planning::service::PlanningService { desk },
-                    grpc::auth_interceptor(config.token.clone()),
+                    grpc::auth_interceptor(config.token.as_deref()),
                 ))
                 .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), async move {
                     gs.cancelled().await
