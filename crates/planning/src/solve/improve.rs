@@ -236,8 +236,8 @@ impl Board<'_> {
         false
     }
 
-    /// The best place for `o` other than `(t0, d0)`, by merit and the balance of its own
-    /// technician only, with the hours it would bring.
+    /// The best place for `o` other than `skip`, scored as if `o` were not planned yet (so
+    /// only the shape of the day it would join counts), with that score.
     fn best_place(
         &self,
         o: usize,
@@ -294,7 +294,7 @@ impl Board<'_> {
                     }
                     let stay_p = c.stay.get(&p);
                     let base = merit_u - self.merit(p, t, d, stay_p);
-                    // Cheap bound: even if `p` lost nothing, `u` must be worth more than it.
+                    // Cheap bound first: `p` at its best elsewhere, or out.
                     if !(base
                         + Score {
                             saved: self.jobs[p].weight * self.unplanned_lateness(p),
