@@ -307,21 +307,21 @@ impl Board<'_> {
                         continue;
                     }
                     let alt = *alternatives.entry(p).or_insert_with(|| self.best_place(p, (t, d), stay_p, goal));
-                    let mut options: Vec<(Score, Vec<(usize, usize, usize)>)> = Vec::with_capacity(2);
+                    let mut options = Vec::with_capacity(2);
                     if self.may_leave_out(p) {
-                        let g = base + Score::rest(self.shape_change(goal, &[(t, d, need_u - freed)]));
-                        options.push((g, vec![(u, t, d)]));
+                        let gain = base + Score::rest(self.shape_change(goal, &[(t, d, need_u - freed)]));
+                        options.push(Move { off: vec![p], on: vec![(u, t, d)], gain });
                     }
                     if let Some((_, t2, d2)) = alt {
                         let need_p = self.need(p, t2, d2);
-                        let g = base
+                        let gain = base
                             + self.merit(p, t2, d2, stay_p)
                             + Score::rest(self.shape_change(goal, &[(t, d, need_u - freed), (t2, d2, need_p)]));
-                        options.push((g, vec![(u, t, d), (p, t2, d2)]));
+                        options.push(Move { off: vec![p], on: vec![(u, t, d), (p, t2, d2)], gain });
                     }
-                    for (gain, on) in options {
-                        if gain.improves() && best.as_ref().is_none_or(|b| gain > b.gain) {
-                            best = Some(Move { off: vec![p], on, gain });
+                    for m in options {
+                        if m.gain.improves() && best.as_ref().is_none_or(|b| m.gain > b.gain) {
+                            best = Some(m);
                         }
                     }
                 }
