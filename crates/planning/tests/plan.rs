@@ -24,6 +24,17 @@ fn input(technicians: Vec<Technician>, orders: Vec<Order>) -> PlanInput {
     PlanInput { week: week(), technicians, orders, travel: Vec::new() }
 }
 
+/// A week generated from the sample data of `data/` (`proact_planning::instance`).
+fn generated(technicians: usize, orders: usize, load: f64, seed: u64) -> PlanInput {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data");
+    let reference = proact_planning::instance::Reference::from_dir(&dir, week()).unwrap();
+    proact_planning::instance::generate(
+        &reference,
+        week(),
+        proact_planning::instance::Shape { technicians, orders, load, seed },
+    )
+}
+
 /// Hours planned per (technician, day) never exceed the day's hours.
 fn assert_capacity(p: &proact_planning::Plan) {
     for l in &p.loads {
@@ -290,11 +301,8 @@ fn bad_input_gets_a_clear_error() {
 
 #[test]
 fn generated_instances_are_valid_and_the_planner_beats_greedy() {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data");
-    let reference = proact_planning::instance::Reference::from_dir(&dir, week()).unwrap();
     for seed in 1..=3 {
-        let shape = proact_planning::instance::Shape { technicians: 30, orders: 200, load: 1.1, seed };
-        let input = proact_planning::instance::generate(&reference, week(), shape);
+        let input = generated(30, 200, 1.1, seed);
         assert_eq!((input.technicians.len(), input.orders.len()), (30, 200));
         let p = plan(&input).unwrap();
         let g = proact_planning::plan_greedy(&input).unwrap();
@@ -312,10 +320,7 @@ fn generated_instances_are_valid_and_the_planner_beats_greedy() {
 fn an_overloaded_week_leaves_out_fewer_orders_than_greedy_with_a_more_even_load() {
     // Eight orders per technician at 110 % of their hours: the assignment rounds alone
     // fragmented the days and left out more orders than greedy (73 against 61 here).
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data");
-    let reference = proact_planning::instance::Reference::from_dir(&dir, week()).unwrap();
-    let shape = proact_planning::instance::Shape { technicians: 50, orders: 400, load: 1.1, seed: 11 };
-    let input = proact_planning::instance::generate(&reference, week(), shape);
+    let input = generated(50, 400, 1.1, 11);
     let p = plan(&input).unwrap();
     let g = proact_planning::plan_greedy(&input).unwrap();
     assert_capacity(&p);
@@ -326,10 +331,7 @@ fn an_overloaded_week_leaves_out_fewer_orders_than_greedy_with_a_more_even_load(
 
 #[test]
 fn a_replan_of_a_generated_week_moves_few_orders() {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data");
-    let reference = proact_planning::instance::Reference::from_dir(&dir, week()).unwrap();
-    let shape = proact_planning::instance::Shape { technicians: 30, orders: 200, load: 0.9, seed: 1 };
-    let input = proact_planning::instance::generate(&reference, week(), shape);
+    let input = generated(30, 200, 0.9, 1);
     let before = plan(&input).unwrap();
     let mut urgent = order("URG", "mecanique", Priority::Critical, 4.0);
     urgent.release = Some(day(2));
