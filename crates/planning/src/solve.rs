@@ -29,7 +29,6 @@
 //! the optimum's value where it is known (`docs/BENCHMARKS.md`, "Planning"; `docs/planning.md`).
 
 use std::collections::{BTreeSet, HashMap};
-
 use std::time::Duration;
 
 use chrono::{Days, NaiveDate};

@@ -1,11 +1,10 @@
-//! Local search over a constructed plan.
+//! Local search over a constructed plan (each of the planner's two starts, see `solve`).
 //!
-//! The assignment rounds place at most one order per technician-day per round. When a
-//! week holds two or three orders per technician-day that fragments the days (1.5 h left on
-//! many days while 3 h orders wait), and an overloaded week then leaves more orders out than
-//! the greedy baseline. So the plan starts from the better of the rounds' plan and greedy's
-//! (on the same pins, kept places and crews), then repeats these moves until none improves
-//! or the budget is spent:
+//! The assignment rounds place at most one order per technician-day per round. When a week
+//! holds two or three orders per technician-day that fragments the days (1.5 h left on many
+//! days while 3 h orders wait), and an overloaded week then leaves more orders out than the
+//! greedy baseline. The search repeats these moves until none improves the plan or the
+//! budget is spent:
 //!
 //! - insert an order left out: directly, or by taking one placed order off a technician-day,
 //!   which goes to its best other place or, when it weighs less, out of the week;
@@ -14,10 +13,11 @@
 //!
 //! A move is made only when it improves the plan's [`Score`], compared lexicographically:
 //! weighted lateness, then the number of orders planned, then commitments (the `Stay`
-//! bonuses), then balance (`Board::balance_increase`) with earlier days as the last
-//! tie-break. The result is therefore never later, by weighted lateness, than the plan the
-//! search started from. Orders fixed by a re-plan, pinned to a technician-day, or worked by a
-//! crew do not move.
+//! bonuses), then the last field, with earlier days as the tie-break. That last field is
+//! first packing (free hours in few large holes, where more orders fit), then balance
+//! (`Board::balance_increase`): two stages, as balancing first spreads the free hours thin.
+//! The result is never later, by weighted lateness, than the plan the search started from.
+//! Orders fixed by a re-plan, pinned to a technician-day, or worked by a crew do not move.
 
 use std::collections::HashMap;
 use std::ops::{Add, Sub};
