@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -32,13 +31,7 @@ async fn next_work_order(ws: &mut Ws, timeout: Duration) -> Option<serde_json::V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_orders_behind_the_token_and_their_transitions_on_every_socket() {
     let servers = Servers::start().await;
-    // The schema first (the gateway would apply it too), then the sample reference data, so
-    // that the gateway reads the AMDEC at start.
-    let pool = proact_server::db::pool(&servers.postgres.url(), 1).unwrap();
-    proact_store::schema::migrate(&mut pool.get().await.unwrap()).await.unwrap();
-    let mut db = proact_dataprep::load::connect(&servers.postgres.url()).await.unwrap();
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
-    proact_dataprep::load::load_dir(&mut db, &data).await.expect("the sample reference data loads");
+    let pool = load_reference_data(&servers).await;
     let gw = Gateway::start(&servers, &["--token", TOKEN]).await;
     let now = proact_proto::time::now_micros();
     let alert = Alert {

@@ -8,7 +8,8 @@
 //!
 //! - [`model`]: the inputs and their validation;
 //! - [`db`]: the inputs from the database, the open work orders among them;
-//! - [`solve`]: the planner (rounds of Kuhn-Munkres assignment) and the greedy baseline;
+//! - [`solve`]: the planner (rounds of Kuhn-Munkres assignment and greedy, each improved by a
+//!   local search) and the greedy baseline;
 //! - [`replan`]: a new critical order or a manual pin, with minimal moves and their reasons;
 //! - [`explain`]: why an order went where it did;
 //! - [`text`]: the plan for a terminal;
@@ -32,7 +33,7 @@ pub mod text;
 pub use explain::{explain, Explanation};
 pub use model::{Order, PlanInput, Priority, Technician, Travel, Week};
 pub use replan::{add_order, pin};
-pub use solve::{plan, plan_greedy, Assignment, Issue, IssueCode, Move, Plan, TechnicianLoad};
+pub use solve::{plan, plan_greedy, plan_rounds, Assignment, Issue, IssueCode, Move, Plan, TechnicianLoad};
 
 /// Why a plan could not be made or an input not read. Infeasible orders are not errors:
 /// they are planned around and reported in [`Plan::issues`].

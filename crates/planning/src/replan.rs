@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use chrono::NaiveDate;
 
 use crate::model::{Order, PlanInput};
-use crate::solve::{solve_with, Board, Constraints, Move, Plan, Stay};
+use crate::solve::{solve_with, Board, Constraints, Move, Plan, Stay, REPLAN_BUDGET};
 use crate::PlanningError;
 
 /// What caused a re-plan, for the moves' reasons.
@@ -110,7 +110,7 @@ fn replan(
             c.stay.insert(o, Stay::for_order(order, t, d));
         }
     }
-    let mut plan = solve_with(board, &c);
+    let mut plan = solve_with(board, &c, REPLAN_BUDGET);
     plan.moves = moves(previous, &plan, affected, &cause);
     if let Cause::NewOrder(o) = cause {
         plan.trigger_alert_id = o.alert_id.clone();

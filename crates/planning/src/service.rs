@@ -55,7 +55,7 @@ impl Desk {
                 input.technicians = loaded.technicians;
             }
         }
-        let plan = crate::plan(&input)?;
+        let (input, plan) = off_the_runtime(move || crate::plan(&input).map(|plan| (input, plan))).await?;
         *self.current.lock().await = Some((input, plan.clone()));
         Ok(plan)
     }
@@ -80,8 +80,9 @@ impl Desk {
 
     pub async fn pin(&self, order_id: &str, technician: &str, day: Option<NaiveDate>) -> Result<Plan, PlanningError> {
         let mut current = self.current.lock().await;
-        let (input, plan) = current.as_ref().ok_or(PlanningError::NoPlan)?;
-        let next = crate::pin(input, plan, order_id, technician, day)?;
+        let (input, plan) = current.clone().ok_or(PlanningError::NoPlan)?;
+        let (order_id, technician) = (order_id.to_string(), technician.to_string());
+        let next = off_the_runtime(move || crate::pin(&input, &plan, &order_id, &technician, day)).await?;
         let plan = next.1.clone();
         *current = Some(next);
         Ok(plan)
@@ -89,8 +90,8 @@ impl Desk {
 
     pub async fn add_order(&self, order: Order) -> Result<Plan, PlanningError> {
         let mut current = self.current.lock().await;
-        let (input, plan) = current.as_ref().ok_or(PlanningError::NoPlan)?;
-        let next = crate::add_order(input, plan, order)?;
+        let (input, plan) = current.clone().ok_or(PlanningError::NoPlan)?;
+        let next = off_the_runtime(move || crate::add_order(&input, &plan, order)).await?;
         let plan = next.1.clone();
         *current = Some(next);
         Ok(plan)
@@ -108,17 +109,28 @@ impl Desk {
             let loader = self.loader.as_ref().ok_or(PlanningError::NoPlan)?;
             let mut input = loader(Week::of(release)).await?;
             input.orders.retain(|o| o.id != order.id);
-            let plan = crate::plan(&input)?;
-            *current = Some((input, plan));
+            *current = Some(off_the_runtime(move || crate::plan(&input).map(|plan| (input, plan))).await?);
         }
-        let (input, plan) = current.as_ref().ok_or(PlanningError::NoPlan)?;
+        let (input, plan) = current.clone().ok_or(PlanningError::NoPlan)?;
         if input.orders.iter().any(|o| o.id == order.id) {
-            return Ok(plan.clone());
+            return Ok(plan);
         }
-        let next = crate::add_order(input, plan, order)?;
+        let next = off_the_runtime(move || crate::add_order(&input, &plan, order)).await?;
         let plan = next.1.clone();
         *current = Some(next);
         Ok(plan)
+    }
+}
+
+/// Runs a plan or re-plan on tokio's blocking pool: it is CPU work of up to the search
+/// budget (see `crate::solve`), which would hold up the async tasks of a worker thread.
+async fn off_the_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, PlanningError> + Send + 'static,
+) -> Result<T, PlanningError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(PlanningError::Solver(format!("planning task stopped: {e}"))),
     }
 }
 

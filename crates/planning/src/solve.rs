@@ -1,28 +1,35 @@
 //! The planner: places each order on a technician and a day of the horizon.
 //!
-//! The placement is a sequence of assignment problems solved by Kuhn-Munkres
-//! (`pathfinding::kuhn_munkres`): each round matches the open orders to the technician-days
-//! that still have hours, at most one order per technician-day and per round, maximising the
-//! sum of the placements' values; rounds repeat until nothing more fits. A placement's value
-//! orders the objectives lexicographically through its scale:
+//! Two starts on the same pins, kept places and crews, each improved by a local search
+//! ([`improve`]), the better kept:
+//!
+//! - rounds of assignment solved by Kuhn-Munkres (`pathfinding::kuhn_munkres`): each round
+//!   matches the open orders to the technician-days that still have hours, at most one order
+//!   per technician-day and per round, maximising the sum of the placements' values; rounds
+//!   repeat until nothing more fits;
+//! - the greedy earliest-deadline baseline.
+//!
+//! A placement's value orders the objectives lexicographically through its scale (the search
+//! compares the same objectives as a tuple, with the orders planned after lateness):
 //!
 //! 1. priority-weighted lateness: `LATE` per weighted day saved against leaving it unplanned;
 //! 2. commitments: an order started or announced (or, when re-planning, already planned) keeps
 //!    its technician and day unless lateness says otherwise;
-//! 3. balanced load: the increase of the technician's squared weekly utilisation;
+//! 3. balanced load: the increase of the technician's squared week hours over its capacity
+//!    (see `Board::balance_increase`);
 //! 4. earlier days first, as a tie-break.
 //!
 //! Orders with a place to keep (started, announced, or planned before a re-plan) go back to
 //! it first; a critical order that then finds no hours takes them from lower-priority orders
 //! (`make_room_for_critical`), which the next rounds place again.
 //!
-//! Why rounds of assignment rather than one MILP: the proven MILP optimum (crate `good_lp`,
-//! `microlp` backend, see [`crate::exact`]) takes seconds already on 6 technicians × 24
-//! orders and gives no answer on 8 × 40 or 30 × 200 within 20 s, while the rounds plan
-//! 30 × 200 in milliseconds at the optimum's value where it is known (`docs/BENCHMARKS.md`,
-//! "Planning"; `docs/planning.md`).
+//! Why not one MILP: the proven MILP optimum (crate `good_lp`, `microlp` backend, see
+//! [`crate::exact`]) takes seconds already on 6 technicians × 24 orders and gives no answer on
+//! 8 × 40 or 30 × 200 within 20 s, while the planner plans 30 × 200 in tens of milliseconds at
+//! the optimum's value where it is known (`docs/BENCHMARKS.md`, "Planning"; `docs/planning.md`).
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
 
 use chrono::{Days, NaiveDate};
 use pathfinding::kuhn_munkres::kuhn_munkres;
@@ -32,14 +39,28 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Order, PlanInput, Priority, Week};
 use crate::PlanningError;
 
+mod improve;
+
 /// One weighted day of lateness. Everything else is worth less than one day of a low-priority order.
 pub(crate) const LATE: i64 = 1_000_000;
-/// Balance: the increase of squared utilisation (a fraction) times this.
+/// Balance: the increase of Σ (week hours)² / (week capacity × `REFERENCE_WEEK`) times this.
 const BALANCE: i64 = 100_000;
+const REFERENCE_WEEK: f64 = 35.0;
 /// Earlier days first, between otherwise equal placements.
 const EARLY: i64 = 10;
+/// Time each local search may take in a plan of the week, and in a re-plan.
+const PLAN_BUDGET: Duration = Duration::from_millis(1000);
+pub(crate) const REPLAN_BUDGET: Duration = Duration::from_millis(100);
 const FORBIDDEN: i64 = -(1 << 50);
 const EPS: f64 = 1e-9;
+
+/// A technician's part of the balance term (see `Board::balance_increase`).
+fn balance_term(hours: f64, capacity: f64) -> f64 {
+    if capacity <= EPS {
+        return 0.0;
+    }
+    BALANCE as f64 * hours * hours / (capacity * REFERENCE_WEEK)
+}
 
 /// One technician's share of an order on one day.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -189,6 +210,7 @@ pub(crate) struct Constraints {
 }
 
 /// An order as the solver sees it.
+#[derive(Clone)]
 struct Job {
     hours: f64,
     weight: i64,
@@ -199,6 +221,7 @@ struct Job {
 }
 
 /// The solver's state: hours left, placements made so far.
+#[derive(Clone)]
 pub(crate) struct Board<'a> {
     pub input: &'a PlanInput,
     pub days: Vec<NaiveDate>,
@@ -206,6 +229,8 @@ pub(crate) struct Board<'a> {
     used: Vec<Vec<f64>>,
     week_cap: Vec<f64>,
     sites: Vec<Vec<BTreeSet<String>>>,
+    /// The orders on each technician-day.
+    slot_orders: Vec<Vec<Vec<usize>>>,
     jobs: Vec<Job>,
     placed: Vec<Vec<(usize, usize, f64)>>,
     pinned: Vec<bool>,
@@ -264,6 +289,7 @@ impl<'a> Board<'a> {
             input,
             used: vec![vec![0.0; days.len()]; n_t],
             sites: vec![vec![BTreeSet::new(); days.len()]; n_t],
+            slot_orders: vec![vec![Vec::new(); days.len()]; n_t],
             placed: vec![Vec::new(); jobs.len()],
             pinned: vec![false; jobs.len()],
             days,
@@ -357,6 +383,7 @@ impl<'a> Board<'a> {
         if let Some(site) = &self.order(o).site {
             self.sites[t][d].insert(site.clone());
         }
+        self.slot_orders[t][d].push(o);
         self.placed[o].push((t, d, travel));
     }
 
@@ -364,11 +391,11 @@ impl<'a> Board<'a> {
     fn unplace(&mut self, o: usize) {
         for (t, d, travel) in std::mem::take(&mut self.placed[o]) {
             self.used[t][d] -= self.jobs[o].hours + travel;
-            let sites = (0..self.jobs.len())
-                .filter(|&p| self.placed[p].iter().any(|q| (q.0, q.1) == (t, d)))
-                .filter_map(|p| self.order(p).site.clone())
-                .collect();
-            self.sites[t][d] = sites;
+            self.slot_orders[t][d].retain(|&p| p != o);
+            if self.order(o).site.is_some() {
+                let sites = self.slot_orders[t][d].iter().filter_map(|&p| self.order(p).site.clone()).collect();
+                self.sites[t][d] = sites;
+            }
         }
     }
 
@@ -456,6 +483,15 @@ impl<'a> Board<'a> {
         moved
     }
 
+    /// The balance term's increase when technician `t`'s week gains `hours` (negative: loses).
+    /// The term is Σ (week hours)² / week capacity over technicians: at a given total its
+    /// minimum is the same utilisation for everyone, where Σ squared utilisation would load
+    /// the technicians with longer weeks more. Scaled to a 35 h week.
+    pub(crate) fn balance_increase(&self, t: usize, hours: f64) -> f64 {
+        let load: f64 = self.used[t].iter().sum();
+        balance_term(load + hours, self.week_cap[t]) - balance_term(load, self.week_cap[t])
+    }
+
     /// The value of placing order `o` on technician `t`, day `d` (see the module doc).
     fn value(&self, o: usize, t: usize, d: usize, stay: Option<&Stay>) -> i64 {
         let job = &self.jobs[o];
@@ -469,12 +505,7 @@ impl<'a> Board<'a> {
                 }
             }
         }
-        if self.week_cap[t] > EPS {
-            let load: f64 = self.used[t].iter().sum();
-            let before = load / self.week_cap[t];
-            let after = (load + self.need(o, t, d)) / self.week_cap[t];
-            v -= (BALANCE as f64 * (after * after - before * before)).round() as i64;
-        }
+        v -= self.balance_increase(t, self.need(o, t, d)).round() as i64;
         v - EARLY * d as i64
     }
 
@@ -800,19 +831,50 @@ pub fn plan(input: &PlanInput) -> Result<Plan, PlanningError> {
             c.stay.insert(o, s);
         }
     }
-    Ok(solve_with(board, &c))
+    Ok(solve_with(board, &c, PLAN_BUDGET))
 }
 
-pub(crate) fn solve_with(mut board: Board<'_>, c: &Constraints) -> Plan {
+pub(crate) fn solve_with(mut board: Board<'_>, c: &Constraints, budget: Duration) -> Plan {
     board.apply_fixed(c);
     board.place_pins();
     board.keep_places(c);
     board.place_crews();
-    board.assign_rounds(c);
-    if board.make_room_for_critical(c) {
+    // Two starts on the same pins, kept places and crews, each improved by the local search
+    // (on its own thread: the rounds take longer than greedy); the better one is the plan.
+    // Neither start wins everywhere: greedy's is usually later by weighted lateness, yet its
+    // search sometimes ends ahead.
+    let mut greedy = board.clone();
+    let (rounds, greedy) = std::thread::scope(|s| {
+        let greedy = s.spawn(move || {
+            greedy.assign_greedy();
+            if greedy.make_room_for_critical(c) {
+                greedy.assign_greedy();
+            }
+            greedy.improve(c, budget);
+            greedy
+        });
         board.assign_rounds(c);
+        if board.make_room_for_critical(c) {
+            board.assign_rounds(c);
+        }
+        board.improve(c, budget);
+        (board, greedy.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    });
+    if greedy.score(c) > rounds.score(c) { greedy } else { rounds }.finish()
+}
+
+/// The plan of the assignment rounds alone, without the greedy start and the local search:
+/// for the benchmark, which shows what the search adds.
+pub fn plan_rounds(input: &PlanInput) -> Result<Plan, PlanningError> {
+    let mut board = Board::new(input)?;
+    let c = Constraints::default();
+    board.place_pins();
+    board.place_crews();
+    board.assign_rounds(&c);
+    if board.make_room_for_critical(&c) {
+        board.assign_rounds(&c);
     }
-    board.finish()
+    Ok(board.finish())
 }
 
 /// The greedy earliest-deadline plan, for comparison.

@@ -41,6 +41,18 @@ impl Servers {
     }
 }
 
+/// Applies the schema (the gateway would apply it too) and loads the sample reference data
+/// of `data/` (AMDEC, workload, history), so that a gateway started next reads them; returns
+/// a pool on that database.
+pub async fn load_reference_data(servers: &Servers) -> deadpool_postgres::Pool {
+    let pool = proact_server::db::pool(&servers.postgres.url(), 1).unwrap();
+    proact_store::schema::migrate(&mut pool.get().await.unwrap()).await.unwrap();
+    let mut db = proact_dataprep::load::connect(&servers.postgres.url()).await.unwrap();
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
+    proact_dataprep::load::load_dir(&mut db, &data).await.expect("the sample reference data loads");
+    pool
+}
+
 pub struct Gateway {
     pub http: SocketAddr,
     pub grpc: SocketAddr,
