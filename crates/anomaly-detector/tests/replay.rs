@@ -84,16 +84,26 @@ fn one_column(dir: &std::path::Path) -> std::path::PathBuf {
     p
 }
 
+/// Replay of [`one_column`] with the rules off and no label.
+fn one_column_args(dir: &std::path::Path) -> ReplayArgs {
+    let mut a = args(one_column(dir), None);
+    a.label_column = None;
+    a.rules = Rules::Off;
+    a
+}
+
+fn onsets(scored: &[proact_anomaly_detector::replay::Scored]) -> Vec<usize> {
+    scored.iter().enumerate().filter(|(_, s)| s.onset).map(|(i, _)| i).collect()
+}
+
 #[test]
 fn a_file_with_one_column_replays_and_marks_each_onset_once() {
     let dir = tempfile::tempdir().unwrap();
-    let mut a = args(one_column(dir.path()), None);
-    a.label_column = None;
-    a.rules = Rules::Off;
+    let mut a = one_column_args(dir.path());
     a.probation = 300;
     let scored = replay_file(&a, Default::default()).unwrap();
     assert_eq!(scored.len(), 1000);
-    let onsets: Vec<usize> = scored.iter().enumerate().filter(|(_, s)| s.onset).map(|(i, _)| i).collect();
+    let onsets = onsets(&scored);
     assert!(onsets.contains(&600) && onsets.contains(&800), "each shift raises its episode at once: {onsets:?}");
     assert_eq!(onsets.len(), 2, "one onset per episode, none in between: {onsets:?}");
     assert!(scored[600..660].iter().all(|s| s.in_episode), "the episode holds through the shift");
@@ -106,22 +116,18 @@ fn a_file_with_one_column_replays_and_marks_each_onset_once() {
 #[test]
 fn probation_rows_learn_but_never_raise() {
     let dir = tempfile::tempdir().unwrap();
-    let mut a = args(one_column(dir.path()), None);
-    a.label_column = None;
-    a.rules = Rules::Off;
+    let mut a = one_column_args(dir.path());
     // Fitted on the first 300 rows, learning only until row 670: past the first shift.
     a.fit_first = Some(300);
     a.probation = 670;
     let scored = replay_file(&a, Default::default()).unwrap();
     assert!(scored[..670].iter().all(|s| !s.onset && !s.in_episode), "nothing raised in the probation");
     assert!(scored[620].model_score > 0.5, "rows in the probation are still scored");
-    let onsets: Vec<usize> = scored.iter().enumerate().filter(|(_, s)| s.onset).map(|(i, _)| i).collect();
-    assert_eq!(onsets, vec![800]);
+    assert_eq!(onsets(&scored), vec![800]);
     // Judging starts in the middle of a shift: it is raised on the first judged row.
     a.probation = 650;
     let scored = replay_file(&a, Default::default()).unwrap();
-    let onsets: Vec<usize> = scored.iter().enumerate().filter(|(_, s)| s.onset).map(|(i, _)| i).collect();
-    assert_eq!(onsets, vec![650, 800]);
+    assert_eq!(onsets(&scored), vec![650, 800]);
 }
 
 #[test]
