@@ -21,19 +21,10 @@ pub struct AlertsService {
 }
 
 /// Refuses calls without `authorization: Bearer <token>` when a token is configured.
-pub fn auth_interceptor(token: Option<String>) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
-    move |req: Request<()>| {
-        let Some(want) = token.as_deref() else { return Ok(req) };
-        let got =
-            req.metadata().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        match got {
-            Some(got) if proact_server::auth::token_matches(got.as_bytes(), want.as_bytes()) => Ok(req),
-            _ => {
-                metrics::counter!("proact_gateway_auth_refused_total", "api" => "grpc").increment(1);
-                Err(Status::unauthenticated("missing or wrong bearer token (metadata `authorization: Bearer …`)"))
-            }
-        }
-    }
+pub fn auth_interceptor(token: Option<&str>) -> proact_server::auth::BearerAuth {
+    proact_server::auth::BearerAuth::new(token, || {
+        metrics::counter!("proact_gateway_auth_refused_total", "api" => "grpc").increment(1)
+    })
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<AlertEvent, Status>> + Send>>;

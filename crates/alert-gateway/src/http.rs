@@ -1,7 +1,7 @@
 //! The gateway's HTTP side: the dashboard page, `/ws/alerts`, and the small JSON API the
 //! page uses. Every route but the page itself (static, no data) needs the bearer token when
-//! one is configured: `Authorization: Bearer …`, or `?token=…` where a browser cannot set
-//! headers (WebSocket).
+//! one is configured, in `Authorization: Bearer …`; the WebSocket, which a browser cannot
+//! give headers, takes a single-use ticket got with the token instead (`access`).
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -34,6 +34,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("workorders.js", "text/javascript; charset=utf-8", include_str!("../static/workorders.js")),
     ("workorders.css", "text/css; charset=utf-8", include_str!("../static/workorders.css")),
     ("planning.js", "text/javascript; charset=utf-8", include_str!("../static/planning.js")),
+    ("dashboard.js", "text/javascript; charset=utf-8", include_str!("../static/dashboard.js")),
 ];
 
 async fn asset(Path(name): Path<String>) -> Response {
@@ -52,7 +53,10 @@ pub struct Shared {
     pub feed: broadcast::Sender<Arc<Batch>>,
     pub recent: SharedRecent,
     pub token: Option<String>,
+    pub origins: crate::access::Origins,
     pub heartbeat: Duration,
+    /// Oldest event a WebSocket's `after=` replays, counted back from now.
+    pub max_replay: Duration,
     pub write_timeout: Duration,
     pub silent_after_s: i64,
     pub archive: crate::upstream::Upstream,
@@ -88,6 +92,7 @@ impl Shared {
 pub fn router(shared: Arc<Shared>, apis: Router) -> Router {
     let api = Router::new()
         .route("/ws/alerts", get(ws_alerts))
+        .route("/api/ws-ticket", post(ws_ticket))
         .route("/api/alerts", get(list_alerts))
         .route("/api/alerts/{id}", get(get_alert))
         .route("/api/alerts/{id}/technicians", get(technicians))
@@ -104,54 +109,39 @@ pub fn router(shared: Arc<Shared>, apis: Router) -> Router {
         .merge(api)
         .with_state(shared.clone())
         .merge(apis.route_layer(middleware::from_fn_with_state(shared, auth)))
+        .layer(middleware::from_fn(security_headers))
 }
 
-/// The bearer token from the `Authorization` header, else from the `token` query parameter.
-fn presented_token<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<String> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
-    bearer.or_else(|| {
-        query.and_then(|q| {
-            q.split('&').find_map(|kv| {
-                let (k, v) = kv.split_once('=')?;
-                (k == "token").then(|| percent_decode(v))
-            })
-        })
-    })
+async fn security_headers(req: Request, next: Next) -> Response {
+    crate::access::secure(next.run(req).await)
 }
 
-/// Decodes `%XX` and `+` of a query value (tokens are usually plain; this keeps any usable).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// A single-use ticket for `/ws/alerts?ticket=…` (the route is behind the token).
+async fn ws_ticket(State(shared): State<Arc<Shared>>) -> ApiResult {
+    let ticket =
+        crate::access::issue_ticket(&shared.redis).await.map_err(|e| ApiError::Unavailable(format!("Redis: {e}")))?;
+    Ok(Json(json!({ "ticket": ticket, "expires_in_secs": crate::access::TICKET_TTL.as_secs() })).into_response())
+}
+
+/// The bearer token of the `Authorization` header.
+fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
+}
+
+/// The `ticket` query parameter (tickets are hex: nothing to decode).
+fn presented_ticket(query: Option<&str>) -> Option<&str> {
+    query?.split('&').find_map(|kv| kv.strip_prefix("ticket="))
 }
 
 async fn auth(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
-    let token = presented_token(req.headers(), req.uri().query());
-    if !shared.accepts(token.as_deref()) {
+    let mut allowed = shared.accepts(presented_token(req.headers()));
+    if !allowed && req.uri().path() == "/ws/alerts" {
+        let ticket = presented_ticket(req.uri().query()).map(str::to_string);
+        if let Some(t) = ticket {
+            allowed = crate::access::redeem_ticket(&shared.redis, &t).await;
+        }
+    }
+    if !allowed {
         metrics::counter!("proact_gateway_auth_refused_total", "api" => "http").increment(1);
         return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "missing or wrong bearer token\n")
             .into_response();
@@ -225,8 +215,16 @@ async fn ws_alerts(State(shared): State<Arc<Shared>>, Query(p): Query<WsParams>,
                 .ok_or_else(|| ApiError::BadRequest(format!("after: {a:?} is not a stream id (ms-seq)")))?,
         ),
     };
+    // Stream ids are milliseconds: older than the replay window, the replay starts at its edge.
+    let floor_ms = (proact_proto::time::now_micros() / 1000).max(0) as u64;
+    let floor = StreamId { ms: floor_ms.saturating_sub(shared.max_replay.as_millis() as u64), seq: 0 };
+    let after = after.map(|a| if a < floor { floor } else { a });
     if req.version() != axum::http::Version::HTTP_11 {
         return Err(ApiError::BadRequest("a WebSocket upgrade needs HTTP/1.1".into()));
+    }
+    if let Some(why) = shared.origins.refuses(req.headers()) {
+        metrics::counter!("proact_gateway_auth_refused_total", "api" => "origin").increment(1);
+        return Ok((StatusCode::FORBIDDEN, why).into_response());
     }
     let accept = websocket_accept(req.headers()).map_err(|e| ApiError::BadRequest(e.into()))?;
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
@@ -263,7 +261,17 @@ fn websocket_accept(headers: &HeaderMap) -> Result<String, &'static str> {
         return Err("only WebSocket version 13 is supported (Sec-WebSocket-Version: 13)");
     }
     let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or("Sec-WebSocket-Key is missing")?;
+    if !is_websocket_key(key.as_bytes()) {
+        return Err("Sec-WebSocket-Key must be 16 bytes in base64 (RFC 6455 §4.1)");
+    }
     Ok(tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()))
+}
+
+/// 16 bytes in base64: 22 characters of the alphabet, then `==`.
+fn is_websocket_key(key: &[u8]) -> bool {
+    key.len() == 24
+        && key.ends_with(b"==")
+        && key[..22].iter().all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -459,12 +467,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn token_from_header_or_query() {
+    fn websocket_keys_are_sixteen_bytes_of_base64() {
+        assert!(is_websocket_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "RFC 6455's example");
+        assert!(!is_websocket_key(b""));
+        assert!(!is_websocket_key(b"dGhlIHNhbXBsZSBub25jZQ"));
+        assert!(!is_websocket_key(b"dGhlIHNhbXBsZSBub25j!Q=="));
+        assert!(!is_websocket_key(&[b'A'; 4096]));
+    }
+
+    #[test]
+    fn token_only_from_the_header_ticket_from_the_query() {
         let mut h = HeaderMap::new();
-        assert_eq!(presented_token(&h, Some("after=1-0&token=abc%2Bd+e")), Some("abc+d e".into()));
-        assert_eq!(presented_token(&h, Some("after=1-0")), None);
+        assert_eq!(presented_token(&h), None);
         h.insert(header::AUTHORIZATION, "Bearer xyz".parse().unwrap());
-        assert_eq!(presented_token(&h, Some("token=abc")), Some("xyz".into()));
-        assert_eq!(percent_decode("a%zz%4"), "a%zz%4");
+        assert_eq!(presented_token(&h), Some("xyz"));
+        assert_eq!(presented_ticket(Some("after=1-0&ticket=ab12")), Some("ab12"));
+        assert_eq!(presented_ticket(Some("after=1-0&token=abc")), None);
+        assert_eq!(presented_ticket(None), None);
     }
 }

@@ -7,6 +7,7 @@
 //! the knowledge base and the technicians' plan (`/api/planning`, gRPC `Planning`), re-made
 //! when a critical work order is created. Downstream: people.
 
+pub mod access;
 pub mod criticality;
 pub mod feed;
 pub mod grpc;
@@ -15,6 +16,7 @@ pub mod json;
 pub mod lifecycle;
 pub mod notices;
 pub mod reference;
+pub mod serve;
 pub mod upstream;
 pub mod ws;
 pub mod wsframe;
@@ -23,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use proact_server::config::{AdminArgs, PgArgs, RedisArgs};
+use proact_server::config::{AdminArgs, GrpcAuthArgs, PgArgs, RedisArgs};
 use proact_server::otel::Tracing;
 use proact_server::telemetry::Metric;
 use proact_server::{ConfigError, Readiness};
@@ -46,6 +48,8 @@ pub struct Config {
     pub pg: PgArgs,
     #[command(flatten)]
     pub admin: AdminArgs,
+    #[command(flatten)]
+    pub grpc_auth: GrpcAuthArgs,
     /// HTTP address of the dashboard, `/ws/alerts` and the JSON API.
     #[arg(long, env = "PROACT_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
@@ -55,9 +59,24 @@ pub struct Config {
     /// Bearer token clients must present; unset: no authentication (local use only).
     #[arg(long, env = "PROACT_GATEWAY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Origins (`https://host[:port]`, comma-separated) whose pages may open the live feed;
+    /// empty: the gateway's own only. When set, the `Host` of every upgrade must be one of them.
+    #[arg(long, env = "PROACT_GATEWAY_ALLOWED_ORIGINS", default_value = "")]
+    pub allowed_origins: String,
     /// Seconds between heartbeats on idle WebSockets.
     #[arg(long, env = "PROACT_WS_HEARTBEAT_SECS", default_value_t = 15)]
     pub heartbeat_secs: u64,
+    /// How far back a WebSocket may ask to be replayed (`after=`), seconds: older events are
+    /// skipped (the page loads older alerts from the JSON list), so `after=0` cannot make a
+    /// replica read the whole alerts stream.
+    #[arg(long, env = "PROACT_WS_MAX_REPLAY_SECS", default_value_t = 86_400)]
+    pub max_replay_secs: u64,
+    /// HTTP connections open at once (WebSockets included); more wait to be accepted.
+    #[arg(long, env = "PROACT_GATEWAY_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers.
+    #[arg(long, env = "PROACT_GATEWAY_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
     /// Batches of alerts (one per read of the alerts stream, up to 512 alerts) a client may
     /// fall behind the live feed before it is disconnected (close 4008).
     #[arg(long, env = "PROACT_WS_CLIENT_QUEUE", default_value_t = feed::CLIENT_BUFFER)]
@@ -83,8 +102,19 @@ pub struct Config {
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.admin.validate()?;
+        self.grpc_auth.validate()?;
         self.redis.validate()?;
         self.pg.validate()?;
+        if self.max_connections == 0 {
+            return Err(ConfigError::new("PROACT_GATEWAY_MAX_CONNECTIONS", "0", "must be at least 1"));
+        }
+        if !(1..=300).contains(&self.header_timeout_secs) {
+            return Err(ConfigError::new(
+                "PROACT_GATEWAY_HEADER_TIMEOUT_SECS",
+                self.header_timeout_secs.to_string(),
+                "must be 1..=300",
+            ));
+        }
         if let Some(t) = &self.token {
             if t.len() < 16 {
                 return Err(ConfigError::new("PROACT_GATEWAY_TOKEN", "***", "must be at least 16 characters"));
@@ -126,6 +156,7 @@ impl Config {
 /// Every metric the gateway exports (see `proact_server::telemetry::Metric`).
 pub const METRICS: &[Metric] = &[
     Metric::gauge("proact_gateway_ws_clients", "WebSocket clients connected"),
+    Metric::gauge("proact_gateway_http_connections", "HTTP connections open (WebSockets included)"),
     Metric::counter("proact_gateway_ws_messages_total", "Messages written to WebSocket clients"),
     Metric::counter(
         "proact_gateway_ws_evicted_total",
@@ -254,11 +285,24 @@ impl App {
             feed: tx,
             recent,
             token: config.token.clone(),
+            origins: access::Origins::parse(&config.allowed_origins)
+                .map_err(|e| ConfigError::new("PROACT_GATEWAY_ALLOWED_ORIGINS", &config.allowed_origins, e))?,
             heartbeat: Duration::from_secs(config.heartbeat_secs),
+            max_replay: Duration::from_secs(config.max_replay_secs),
             write_timeout: Duration::from_secs_f64(config.write_timeout_secs),
             silent_after_s: config.silent_after_secs,
-            archive: upstream::channel("PROACT_ARCHIVE_GRPC_URL", &config.archive_grpc_url, &traces)?,
-            registry: upstream::channel("PROACT_REGISTRY_GRPC_URL", &config.registry_grpc_url, &traces)?,
+            archive: upstream::channel(
+                "PROACT_ARCHIVE_GRPC_URL",
+                &config.archive_grpc_url,
+                &traces,
+                config.grpc_auth.grpc_token.as_deref(),
+            )?,
+            registry: upstream::channel(
+                "PROACT_REGISTRY_GRPC_URL",
+                &config.registry_grpc_url,
+                &traces,
+                config.grpc_auth.grpc_token.as_deref(),
+            )?,
             ingest_rate,
             clients: Default::default(),
             notices,
@@ -270,12 +314,13 @@ impl App {
             .merge(proact_knowledge::service::router(knowledge.clone()))
             .nest("/api/planning", proact_planning::http::router(desk.clone()));
         let router = http::router(shared.clone(), apis);
+        let limits = serve::Limits {
+            max_connections: config.max_connections,
+            header_timeout: Duration::from_secs(config.header_timeout_secs),
+        };
         let http_task = AbortOnDropHandle::new(tokio::spawn(async move {
-            // Alerts are small frames that must leave at once: no Nagle delay waiting for an ACK.
-            let http = axum::serve::ListenerExt::tap_io(http, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            axum::serve(http, router).with_graceful_shutdown(async move { hs.cancelled().await }).await
+            serve::serve(http, router, limits, hs).await;
+            Ok::<(), std::io::Error>(())
         }));
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<proact_proto::v1::alerts_server::AlertsServer<grpc::AlertsService>>().await;
@@ -286,19 +331,19 @@ impl App {
                 .add_service(health_service)
                 .add_service(proact_proto::v1::alerts_server::AlertsServer::with_interceptor(
                     grpc::AlertsService { shared },
-                    grpc::auth_interceptor(config.token.clone()),
+                    grpc::auth_interceptor(config.token.as_deref()),
                 ))
                 .add_service(proact_proto::v1::work_orders_server::WorkOrdersServer::with_interceptor(
                     proact_maintenance::grpc::WorkOrdersService::new(orders),
-                    grpc::auth_interceptor(config.token.clone()),
+                    grpc::auth_interceptor(config.token.as_deref()),
                 ))
                 .add_service(proact_proto::v1::knowledge_server::KnowledgeServer::with_interceptor(
                     knowledge,
-                    grpc::auth_interceptor(config.token.clone()),
+                    grpc::auth_interceptor(config.token.as_deref()),
                 ))
                 .add_service(proact_proto::v1::planning_server::PlanningServer::with_interceptor(
                     proact_planning::service::PlanningService { desk },
-                    grpc::auth_interceptor(config.token.clone()),
+                    grpc::auth_interceptor(config.token.as_deref()),
                 ))
                 .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), async move {
                     gs.cancelled().await

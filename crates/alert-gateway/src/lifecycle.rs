@@ -103,6 +103,7 @@ impl Lifecycle<'_> {
                     return Err(LifecycleError::Invalid(format!("alert {alert_id} is already cleared")));
                 }
                 require("technician_id", &technician_id)?;
+                limit("by", &by)?;
                 limit("comment", &comment)?;
                 alert.assigned_to = technician_id.clone();
                 if !comment.is_empty() {
@@ -120,6 +121,7 @@ impl Lifecycle<'_> {
                     // Clearing twice is not an error and changes nothing.
                     return Ok(alert);
                 }
+                limit("by", &by)?;
                 limit("comment", &comment)?;
                 alert.state = AlertState::Cleared as i32;
                 if alert.end_micros == 0 {

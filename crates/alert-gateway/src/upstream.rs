@@ -37,9 +37,16 @@ pub fn endpoint(setting: &'static str, url: &str) -> Result<Endpoint, proact_ser
 pub type Upstream = ClientTrace<Channel>;
 
 /// A lazily connected gRPC channel to `url` (the service may start after the gateway) that
-/// carries the current trace. Needs a running Tokio runtime.
-pub fn channel(setting: &'static str, url: &str, traces: &Tracing) -> Result<Upstream, proact_server::ConfigError> {
-    Ok(ClientTrace::new(endpoint(setting, url)?.connect_lazy(), traces.clone()))
+/// carries the current trace and the internal gRPC token. Needs a running Tokio runtime.
+pub fn channel(
+    setting: &'static str,
+    url: &str,
+    traces: &Tracing,
+    token: Option<&str>,
+) -> Result<Upstream, proact_server::ConfigError> {
+    ClientTrace::new(endpoint(setting, url)?.connect_lazy(), traces.clone())
+        .with_token(token)
+        .map_err(|e| proact_server::ConfigError::new("PROACT_GRPC_TOKEN", "***", e.to_string()))
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

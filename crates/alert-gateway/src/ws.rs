@@ -68,6 +68,7 @@ where
     let _connected = Connected::new(&shared);
     let (mut reader, mut writer) = tokio::io::split(socket);
     let mut read_buf = BytesMut::with_capacity(READ_BUFFER);
+    let mut fragments = wsframe::Fragments::default();
     let mut sub = Subscription::new(rx, shared.redis.clone(), after, shared.crit.clone());
     let mut notices = shared.notices.subscribe();
     let mut heartbeat = tokio::time::interval(shared.heartbeat);
@@ -130,6 +131,9 @@ where
                     match wsframe::decode_client(&mut read_buf, MAX_CLIENT_FRAME) {
                         Ok(None) => break,
                         Err(e) => break 'serve End::Protocol(e),
+                        Ok(Some(f)) if fragments.check(&f).is_err() => {
+                            break 'serve End::Protocol(wsframe::FrameError::Continuation)
+                        }
                         Ok(Some(f)) => match f.opcode {
                             wsframe::OP_PING => {
                                 if let Err(e) = write(&mut writer, &wsframe::pong(&f.payload), write_timeout).await {

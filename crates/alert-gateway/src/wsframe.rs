@@ -108,6 +108,33 @@ pub enum FrameError {
     Control,
     #[error("frame of {0} bytes is larger than the {1} accepted")]
     TooBig(u64, usize),
+    #[error("continuation frame without a fragmented message, or a new message inside one")]
+    Continuation,
+}
+
+/// Whether a client's data frames follow RFC 6455 §5.4: a continuation only inside a
+/// fragmented message, and no new message before the last fragment.
+#[derive(Debug, Default)]
+pub struct Fragments {
+    inside: bool,
+}
+
+impl Fragments {
+    pub fn check(&mut self, f: &ClientFrame) -> Result<(), FrameError> {
+        match f.opcode {
+            OP_CONTINUATION if !self.inside => Err(FrameError::Continuation),
+            OP_CONTINUATION => {
+                self.inside = !f.fin;
+                Ok(())
+            }
+            OP_TEXT | OP_BINARY if self.inside => Err(FrameError::Continuation),
+            OP_TEXT | OP_BINARY => {
+                self.inside = !f.fin;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 impl FrameError {
@@ -174,6 +201,23 @@ pub fn decode_client(buf: &mut BytesMut, max_payload: usize) -> Result<Option<Cl
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn continuations_only_inside_a_fragmented_message() {
+        let f = |opcode, fin| ClientFrame { fin, opcode, payload: Bytes::new() };
+        let mut m = Fragments::default();
+        assert!(m.check(&f(OP_CONTINUATION, true)).is_err(), "stray continuation");
+        let mut m = Fragments::default();
+        assert!(m.check(&f(OP_TEXT, false)).is_ok());
+        assert!(m.check(&f(OP_PING, true)).is_ok(), "control frames may come between fragments");
+        assert!(m.check(&f(OP_TEXT, true)).is_err(), "a new message inside a fragmented one");
+        let mut m = Fragments::default();
+        assert!(m.check(&f(OP_BINARY, false)).is_ok());
+        assert!(m.check(&f(OP_CONTINUATION, false)).is_ok());
+        assert!(m.check(&f(OP_CONTINUATION, true)).is_ok());
+        assert!(m.check(&f(OP_CONTINUATION, true)).is_err(), "the message ended");
+        assert!(m.check(&f(OP_TEXT, true)).is_ok());
+    }
+
     use super::*;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
     use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocket};

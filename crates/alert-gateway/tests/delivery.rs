@@ -20,8 +20,11 @@ async fn every_entry_point_refuses_a_missing_or_wrong_token() {
     let servers = Servers::start().await;
     let gw = Gateway::start(&servers, &["--token", TOKEN]).await;
 
-    // WebSocket: refused before the upgrade, with 401.
-    for query in ["", "?token=wrong-token-0123456789"] {
+    // WebSocket: refused before the upgrade, with 401; a token in the URL opens nothing (it
+    // would end up in logs), nor does a ticket that was not issued.
+    for query in
+        ["", "?token=wrong-token-0123456789", &format!("?token={TOKEN}"), "?ticket=0123456789abcdef0123456789abcdef"]
+    {
         let req = format!("ws://{}/ws/alerts{query}", gw.http).into_client_request().unwrap();
         match tokio_tungstenite::connect_async(req).await {
             Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401, "{query}"),
@@ -31,7 +34,29 @@ async fn every_entry_point_refuses_a_missing_or_wrong_token() {
     let mut req = format!("ws://{}/ws/alerts", gw.http).into_client_request().unwrap();
     req.headers_mut().insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
     tokio_tungstenite::connect_async(req).await.expect("header token accepted");
-    gw.ws(&format!("?token={TOKEN}")).await;
+    // A browser's way: a ticket bought with the token opens one socket, once.
+    assert_eq!(http(gw.http, "POST", "/api/ws-ticket", None, None).await.0, 401);
+    let (code, body) = gw.post("/api/ws-ticket", Some(TOKEN), serde_json::json!({})).await;
+    assert_eq!(code, 200, "{body}");
+    let ticket = serde_json::from_str::<serde_json::Value>(&body).unwrap()["ticket"].as_str().unwrap().to_string();
+    gw.ws(&format!("?ticket={ticket}")).await;
+    let again = format!("ws://{}/ws/alerts?ticket={ticket}", gw.http).into_client_request().unwrap();
+    match tokio_tungstenite::connect_async(again).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401, "a ticket works once"),
+        other => panic!("a used ticket must be refused, got {:?}", other.map(|_| ())),
+    }
+    // A page of another site, with a valid token: refused (cross-site WebSocket hijacking).
+    let mut foreign = format!("ws://{}/ws/alerts", gw.http).into_client_request().unwrap();
+    foreign.headers_mut().insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    foreign.headers_mut().insert("origin", "https://evil.example".parse().unwrap());
+    match tokio_tungstenite::connect_async(foreign).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+        other => panic!("a foreign Origin must be refused, got {:?}", other.map(|_| ())),
+    }
+    let mut own = format!("ws://{}/ws/alerts", gw.http).into_client_request().unwrap();
+    own.headers_mut().insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    own.headers_mut().insert("origin", format!("http://{}", gw.http).parse().unwrap());
+    tokio_tungstenite::connect_async(own).await.expect("the gateway's own page opens the feed");
 
     // JSON API: every route, read and write.
     for (method, path) in [
@@ -54,9 +79,26 @@ async fn every_entry_point_refuses_a_missing_or_wrong_token() {
         );
     }
     assert_eq!(gw.get("/api/alerts", Some(TOKEN)).await.0, 200);
-    assert_eq!(gw.get(&format!("/api/alerts?token={TOKEN}"), None).await.0, 200);
+    assert_eq!(gw.get(&format!("/api/alerts?token={TOKEN}"), None).await.0, 401, "no token in URLs");
     // The page itself is static and carries no data: it loads, then asks for the token.
     assert_eq!(gw.get("/", None).await.0, 200);
+    // Every answer forbids framing, sniffing and scripts from elsewhere (refusals too).
+    for path in ["/", "/static/dashboard.js", "/api/alerts"] {
+        let mut s = tokio::net::TcpStream::connect(gw.http).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", gw.http);
+        tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut s, &mut raw).await.unwrap();
+        let head = String::from_utf8_lossy(&raw).split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+        for h in [
+            "content-security-policy: default-src 'self'; script-src 'self';",
+            "frame-ancestors 'none'",
+            "x-content-type-options: nosniff",
+            "x-frame-options: deny",
+        ] {
+            assert!(head.contains(h), "{path}: {h} missing in\n{head}");
+        }
+    }
 
     // gRPC: UNAUTHENTICATED without the bearer metadata, on unary and streaming calls.
     let mut client = AlertsClient::connect(format!("http://{}", gw.grpc)).await.unwrap();
@@ -298,5 +340,63 @@ async fn the_websocket_protocol_is_spoken_as_tungstenite_expects() {
     let mut reply = Vec::new();
     tokio::time::timeout(WAIT, tcp.read_to_end(&mut reply)).await.unwrap().unwrap();
     assert_eq!(&reply[..4], &[0x88, reply[1], 0x03, 0xEA], "close 1002: {reply:?}");
+    gw.stop().await;
+}
+
+/// `after=0` used to make the replica read the whole alerts stream for one socket: the
+/// replay reaches back `PROACT_WS_MAX_REPLAY_SECS` at most (older alerts come from the list).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_reaches_back_to_its_window_only() {
+    use bytes::Bytes;
+    use fred::prelude::*;
+    use proact_proto::streams::{ALERTS_STREAM, PAYLOAD_FIELD};
+    use proact_proto::v1::{AlertEvent, AlertEventKind};
+    use prost::Message as _;
+    let servers = Servers::start().await;
+    let gw = Gateway::start(&servers, &["--max-replay-secs", "3600"]).await;
+    let redis = servers.redis_client().await;
+    let old = AlertEvent {
+        kind: AlertEventKind::Raised as i32,
+        alert: Some(raised("OLD", "PUMP-01", 0)),
+        ..Default::default()
+    };
+    let two_hours_ago = proact_proto::time::now_micros() / 1000 - 7_200_000;
+    let _: String = redis
+        .xadd(
+            ALERTS_STREAM,
+            false,
+            None::<()>,
+            format!("{two_hours_ago}-0"),
+            (PAYLOAD_FIELD, Bytes::from(old.encode_to_vec())),
+        )
+        .await
+        .unwrap();
+    let recent = publish(&redis, AlertEventKind::Raised, raised("RECENT", "PUMP-01", 0)).await;
+    let mut ws = gw.ws("?after=0").await;
+    assert_eq!(next_alert(&mut ws, WAIT).await.expect("the recent alert").0, recent, "the old one is skipped");
+    gw.stop().await;
+}
+
+/// A client that trickles its headers (or sends none) is cut off after the header timeout
+/// instead of holding a connection forever; the connection cap lets the next client in as
+/// soon as a slot frees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_are_cut_off_and_the_connection_cap_admits_the_next_client() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let servers = Servers::start().await;
+    let gw = Gateway::start(&servers, &["--header-timeout-secs", "1", "--max-connections", "1"]).await;
+    let mut slow = tokio::net::TcpStream::connect(gw.http).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(WAIT, slow.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "the server closes a connection whose headers never end");
+
+    // One slot: a WebSocket holds it; the next request is answered once the socket closes.
+    let mut ws = gw.ws("").await;
+    let addr = gw.http;
+    let next = tokio::spawn(async move { http(addr, "GET", "/", None, None).await.0 });
+    ws.close(None).await.unwrap();
+    drop(ws);
+    assert_eq!(tokio::time::timeout(WAIT, next).await.expect("answered once the slot is free").unwrap(), 200);
     gw.stop().await;
 }

@@ -67,6 +67,15 @@ async fn acknowledge_assign_clear_are_stored_broadcast_and_guarded() {
         (Some("acknowledged"), Some("léa"))
     );
 
+    // Who acted is bounded on every action, as the comment is (it is stored and broadcast).
+    let long = "x".repeat(501);
+    for action in ["assign", "clear"] {
+        let (code, body) =
+            gw.post(&format!("/api/alerts/A1/{action}"), None, json!({"by": long, "technician_id":"T03"})).await;
+        assert_eq!(code, 409, "{action}: {body}");
+        assert!(body.contains("by must be at most 500"), "{body}");
+    }
+
     // Assign, then clear; clearing again changes nothing and publishes nothing.
     let (code, body) =
         gw.post("/api/alerts/A1/assign", None, json!({"by":"léa", "technician_id":"T03", "comment":""})).await;

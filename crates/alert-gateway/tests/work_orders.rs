@@ -77,8 +77,8 @@ async fn work_orders_behind_the_token_and_their_transitions_on_every_socket() {
     assert!(pump > fan && fan > 0.0 && pump <= 100.0, "critical PUMP-01 {pump} above warning FAN-01 {fan}");
     assert!(pump < 100.0, "the AMDEC criticality counts, not the severity alone: {pump}");
     assert_eq!(pump_band, "P1");
-    let mut page = gw.ws(&format!("?token={TOKEN}")).await;
-    let mut other_page = gw.ws(&format!("?token={TOKEN}")).await;
+    let mut page = gw.ws_as(TOKEN).await;
+    let mut other_page = gw.ws_as(TOKEN).await;
 
     let body =
         serde_json::json!({"alert_id": "A-WO-1", "technician_id": "T02", "by": "marie", "estimated_duration_h": 2});

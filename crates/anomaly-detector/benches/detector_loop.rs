@@ -99,7 +99,7 @@ fn engine_bench(paths: &[std::path::PathBuf], n: usize) {
     let mut transitions = 0usize;
     for t in &readings {
         let t0 = Instant::now();
-        transitions += engine.observe(t, "", 0).len();
+        transitions += engine.observe(t, "", t.ts_micros).len();
         lat.push(t0.elapsed().as_secs_f64() * 1e6);
     }
     let secs = start.elapsed().as_secs_f64();

@@ -68,6 +68,13 @@ pub struct EngineConfig {
     /// Equipment whose AMDEC RPN is at least this turn a model warning into critical.
     pub rpn_critical: f64,
     pub window: WindowConfig,
+    /// Readings dated further ahead of the wall clock than this are not scored, µs: the event
+    /// time of an equipment never runs ahead of the clock by more (ingest's bound, again here
+    /// for every other writer of the streams and for clock skew between hosts).
+    pub max_future_micros: i64,
+    /// Equipment tracked at most; a new id beyond it is scored only if the reference data
+    /// knows it (the reference is bounded, random ids are not).
+    pub max_tracked: usize,
 }
 
 impl Default for EngineConfig {
@@ -80,6 +87,8 @@ impl Default for EngineConfig {
             silence_after_micros: 0,
             rpn_critical: f64::from(proact_store::reference::RPN_HIGH),
             window: WindowConfig::default(),
+            max_future_micros: 300_000_000,
+            max_tracked: 100_000,
         }
     }
 }
@@ -198,6 +207,10 @@ struct EquipmentState {
     silent: Option<EpisodeRecord>,
     last_ts: i64,
     last_seen_wall: i64,
+    /// Wall clock of its first reading here, and readings scored: see [`Engine::check_silence`]
+    /// for which equipment may raise a no-data alarm.
+    first_seen_wall: i64,
+    readings: u32,
     /// Read since its seen record was last written (a flag, not a set: no allocation per
     /// reading; the heartbeat scans the states).
     seen_dirty: bool,
@@ -217,6 +230,8 @@ impl EquipmentState {
             silent: no_data.filter(is_open),
             last_ts: condition.map_or(i64::MIN, |r| r.at_micros),
             last_seen_wall: wall_micros,
+            first_seen_wall: wall_micros,
+            readings: 0,
             seen_dirty: false,
             seen_recorded: false,
         }
@@ -239,7 +254,13 @@ pub struct Engine {
     values: Vec<f64>,
     pub too_late: u64,
     pub reordered: u64,
+    pub too_early: u64,
+    pub untracked: u64,
 }
+
+/// Readings after which an equipment unknown to the reference data is expected to keep
+/// sending (its silence raises a no-data alarm).
+pub const ESTABLISHED_READINGS: u32 = 10;
 
 /// Version stamped when only the rules judged.
 pub const RULES_VERSION: &str = "rules-v1";
@@ -277,6 +298,8 @@ impl Engine {
             features: FeatureVector { values: vec![0.0; n] },
             too_late: 0,
             reordered: 0,
+            too_early: 0,
+            untracked: 0,
         }
     }
 
@@ -347,11 +370,15 @@ impl Engine {
                 st.last_ts = seen.last_ts;
                 st.last_seen_wall = st.last_seen_wall.min(seen.wall_micros);
             }
+            // The previous owner judged it worth a seen record: its silence counts as before.
+            st.first_seen_wall = i64::MIN;
             st.seen_recorded = true;
             return;
         }
         let r = self.restored.remove(equipement_id).unwrap_or_default();
         let mut st = EquipmentState::start(&self.schema, self.cfg.window, r, seen.wall_micros);
+        // The previous owner judged it worth a seen record: its silence counts as before.
+        st.first_seen_wall = i64::MIN;
         st.last_ts = st.last_ts.max(seen.last_ts);
         st.seen_recorded = true;
         self.states.insert(equipement_id.to_string(), st);
@@ -381,9 +408,11 @@ impl Engine {
                 st.seen_recorded = true;
             }
         }
+        // Silent past the retention: its record is gone, and so goes its state (an alarm
+        // already raised for it stays in the alerts history).
         for id in &changes.pruned {
-            if let Some(st) = self.states.get_mut(id) {
-                st.seen_recorded = false;
+            if self.states.get(id).is_some_and(|st| !st.seen_dirty) {
+                self.states.remove(id);
             }
         }
     }
@@ -512,6 +541,21 @@ impl Engine {
 
     fn observe_as(&mut self, t: &Telemetry, trace_id: &str, now_micros: i64, judge: bool) -> Vec<Transition> {
         let mut out = Vec::new();
+        if t.ts_micros > now_micros.saturating_add(self.cfg.max_future_micros) {
+            // Scoring it would move the window's watermark ahead, and every real reading
+            // after it would be "too late": the equipment would go quiet.
+            self.too_early += 1;
+            metrics::counter!("proact_detector_future_events_total").increment(1);
+            return out;
+        }
+        if self.states.len() >= self.cfg.max_tracked
+            && !self.states.contains_key(&t.equipement_id)
+            && !self.info.contains_key(&t.equipement_id)
+        {
+            self.untracked += 1;
+            metrics::counter!("proact_detector_untracked_readings_total").increment(1);
+            return out;
+        }
         channel_values(&self.schema, t, &mut self.values);
         let window_cfg = self.cfg.window;
         let schema = &self.schema;
@@ -521,6 +565,7 @@ impl Engine {
             EquipmentState::start(schema, window_cfg, r, now_micros)
         });
         st.last_seen_wall = now_micros;
+        st.readings = st.readings.saturating_add(1);
         st.seen_dirty = true;
         // Data is back when a reading newer than the silence comes: an older one is the
         // warm-up re-reading what came before it (or a redelivery), and clearing on it would
@@ -650,15 +695,22 @@ impl Engine {
     }
 
     /// Raises a no-data alarm for every tracked equipment silent for longer than the
-    /// configured time (wall clock).
+    /// configured time (wall clock), among those whose silence means something: known to the
+    /// reference data, or that sent [`ESTABLISHED_READINGS`] readings, or sent for at least
+    /// the silence time (a previous owner's seen record counts as that). A stray or forged id
+    /// that sent a reading or two raises nothing.
     pub fn check_silence(&mut self, now_micros: i64) -> Vec<Transition> {
         let limit = self.cfg.silence_after_micros;
         if limit <= 0 {
             return Vec::new();
         }
         let mut out = Vec::new();
+        let info = &self.info;
         for (id, st) in self.states.iter_mut() {
-            if st.silent.is_none() && now_micros - st.last_seen_wall >= limit {
+            let established = info.contains_key(id)
+                || st.readings >= ESTABLISHED_READINGS
+                || st.last_seen_wall.saturating_sub(st.first_seen_wall) >= limit;
+            if st.silent.is_none() && established && now_micros - st.last_seen_wall >= limit {
                 let alert = Alert {
                     alert_id: format!("{id}-nodata-{}", st.last_ts.max(0)),
                     equipement_id: id.clone(),
@@ -778,6 +830,7 @@ mod tests {
     fn silence_raises_no_data_once_and_clears_on_data() {
         let cfg = EngineConfig { silence_after_micros: 30_000_000, ..Default::default() };
         let mut e = Engine::new(cfg);
+        e.set_equipment_info(HashMap::from([("P".to_string(), EquipmentInfo::default())]));
         e.observe(&reading("P", 0, 60.0), "", 0);
         assert!(e.check_silence(10_000_000).is_empty());
         let t = e.check_silence(31_000_000);
@@ -787,6 +840,45 @@ mod tests {
         let back = e.observe(&reading("P", 45, 60.0), "", 45_000_000);
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].kind, AlertEventKind::Cleared);
+    }
+
+    /// Issue 21: one reading dated a day ahead would move the window's watermark, and every
+    /// real reading after it would be refused as too late: the equipment would go quiet.
+    #[test]
+    fn a_reading_dated_ahead_of_the_clock_is_not_scored_and_silences_nothing() {
+        let now = 1_000_000_000_000;
+        let mut e = Engine::new(EngineConfig::default());
+        let at = |s: i64, temp: f64| Telemetry { ts_micros: now + s * 1_000_000, ..reading("P", 0, temp) };
+        assert!(e.observe(&at(86_400, 95.0), "", now).is_empty(), "a day ahead: not scored, even hot");
+        assert_eq!(e.too_early, 1);
+        assert!(e.observe(&at(299, 60.0), "", now).is_empty(), "within the 300 s skew: scored");
+        let hot = e.observe(&at(300, 95.0), "", now);
+        assert_eq!(hot.len(), 1, "the next real reading is judged, not refused as too late");
+        assert_eq!((e.too_early, e.too_late), (1, 0));
+    }
+
+    /// Issue 21: random ids (a flood of forged ones) do not grow the engine past its cap, nor
+    /// raise a no-data alarm each; equipment of the reference data are always tracked.
+    #[test]
+    fn unknown_ids_are_capped_and_their_silence_raises_nothing() {
+        let cfg = EngineConfig { silence_after_micros: 30_000_000, max_tracked: 100, ..Default::default() };
+        let mut e = Engine::new(cfg);
+        e.set_equipment_info(HashMap::from([("KNOWN".to_string(), EquipmentInfo::default())]));
+        for i in 0..1_000 {
+            e.observe(&reading(&format!("FORGED-{i}"), 0, 60.0), "", 0);
+        }
+        assert_eq!(e.tracked(), 100);
+        assert_eq!(e.untracked, 900);
+        e.observe(&reading("KNOWN", 0, 60.0), "", 0);
+        assert_eq!(e.tracked(), 101, "the reference's equipment is tracked beyond the cap");
+        // A regular sender unknown to the reference: established by its readings.
+        e.retain(|id| id != "FORGED-0" && id != "FORGED-1");
+        for s in 0..ESTABLISHED_READINGS as i64 {
+            e.observe(&reading("REGULAR", s, 60.0), "", 0);
+        }
+        let alarms: Vec<String> = e.check_silence(31_000_000).into_iter().map(|t| t.alert.equipement_id).collect();
+        assert_eq!(alarms.len(), 2, "{alarms:?}");
+        assert!(alarms.contains(&"KNOWN".to_string()) && alarms.contains(&"REGULAR".to_string()), "{alarms:?}");
     }
 
     #[test]
@@ -919,7 +1011,7 @@ mod restore_tests {
 
     #[test]
     fn a_restored_open_episode_continues_under_its_id() {
-        let mut e = Engine::new(EngineConfig::default());
+        let mut e = Engine::new(no_clock());
         e.restore("P", open_at(10));
         assert!(e.observe(&reading(500, 85.0), "", 0).is_empty(), "still the same warning episode: no second raise");
         let up = e.observe(&reading(501, 95.0), "", 0);
@@ -958,8 +1050,16 @@ mod restore_tests {
         EpisodeRecord { alert, at_micros: s * 1_000_000, episode: Episode::NoData }
     }
 
+    /// Readings here are dated without regard to the wall clock the tests pass.
+    fn no_clock() -> EngineConfig {
+        EngineConfig { max_future_micros: i64::MAX, ..Default::default() }
+    }
+
+    /// "P" is in the reference data, so its silence always counts.
     fn silence_engine() -> Engine {
-        Engine::new(EngineConfig { silence_after_micros: 30_000_000, ..Default::default() })
+        let mut e = Engine::new(EngineConfig { silence_after_micros: 30_000_000, ..no_clock() });
+        e.set_equipment_info(HashMap::from([("P".to_string(), EquipmentInfo::default())]));
+        e
     }
 
     /// Issue 7: a no-data alarm open when its replica died. The new owner's warm-up re-reads
@@ -1021,7 +1121,7 @@ mod restore_tests {
 
     #[test]
     fn retain_forgets_restored_records_of_lost_shards() {
-        let mut e = Engine::new(EngineConfig::default());
+        let mut e = Engine::new(no_clock());
         e.restore("P", open_at(10));
         e.retain(|_| false);
         assert_eq!(e.observe(&reading(500, 85.0), "", 0)[0].kind, AlertEventKind::Raised);

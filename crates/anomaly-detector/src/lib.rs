@@ -26,7 +26,7 @@ use fred::prelude::*;
 use proact_proto::streams::{shard_for, telemetry_stream};
 use proact_proto::time::now_micros;
 use proact_proto::v1::{AlertEvent, AlertEventKind, Telemetry};
-use proact_server::config::{AdminArgs, PgArgs, RedisArgs};
+use proact_server::config::{AdminArgs, GrpcAuthArgs, PgArgs, RedisArgs};
 use proact_server::otel::{trace_id_of, KeyValue, PipelineSpan, Tracing};
 use proact_server::redis::{ack, ensure_group, read_group, StreamEntry};
 use proact_server::telemetry::Metric;
@@ -60,6 +60,8 @@ pub struct Config {
     pub admin: AdminArgs,
     #[command(flatten)]
     pub rules: RuleArgs,
+    #[command(flatten)]
+    pub grpc_auth: GrpcAuthArgs,
     /// gRPC listen address.
     #[arg(long, env = "PROACT_GRPC_ADDR", default_value = "127.0.0.1:50053")]
     pub grpc_addr: SocketAddr,
@@ -121,6 +123,14 @@ pub struct RuleArgs {
     /// Out-of-order tolerance, milliseconds: older readings are counted and skipped.
     #[arg(long, env = "PROACT_LATENESS_MS", default_value_t = 5_000)]
     pub lateness_ms: i64,
+    /// Readings dated more than this many seconds ahead of the clock are counted and not
+    /// scored (ingest's `PROACT_INGEST_MAX_FUTURE_SECS`, again for every other writer).
+    #[arg(long, env = "PROACT_DETECTOR_MAX_FUTURE_SECS", default_value_t = 300)]
+    pub max_future_secs: u64,
+    /// Equipment tracked at most per replica; beyond it, only ids the AMDEC reference knows
+    /// are scored (each tracked equipment holds a window of readings).
+    #[arg(long, env = "PROACT_DETECTOR_MAX_EQUIPMENT", default_value_t = 100_000)]
+    pub max_equipment: usize,
 }
 
 impl RuleArgs {
@@ -151,6 +161,16 @@ impl RuleArgs {
         if !(0.0..=50.0).contains(&self.hysteresis) {
             return Err(ConfigError::new("PROACT_HYSTERESIS", self.hysteresis.to_string(), "must be between 0 and 50"));
         }
+        if self.max_future_secs > 86_400 {
+            return Err(ConfigError::new(
+                "PROACT_DETECTOR_MAX_FUTURE_SECS",
+                self.max_future_secs.to_string(),
+                "must be at most 86400",
+            ));
+        }
+        if self.max_equipment == 0 {
+            return Err(ConfigError::new("PROACT_DETECTOR_MAX_EQUIPMENT", "0", "must be at least 1"));
+        }
         if self.lateness_ms < 0 {
             return Err(ConfigError::new("PROACT_LATENESS_MS", self.lateness_ms.to_string(), "must be >= 0"));
         }
@@ -167,6 +187,8 @@ impl RuleArgs {
             silence_after_micros: self.silence_after_secs as i64 * 1_000_000,
             rpn_critical: self.rpn_critical,
             window,
+            max_future_micros: self.max_future_secs as i64 * 1_000_000,
+            max_tracked: self.max_equipment,
         })
     }
 }
@@ -205,6 +227,7 @@ impl Config {
         self.admin.validate()?;
         self.redis.validate()?;
         self.pg.validate()?;
+        self.grpc_auth.validate()?;
         self.rules.engine_config()?;
         if self.lease_ttl_ms < 1000 {
             return Err(ConfigError::new(
@@ -238,8 +261,7 @@ impl Config {
 
 /// Equipment type and highest RPN per equipment, from the AMDEC reference table.
 pub async fn load_equipment_info(database_url: &str) -> anyhow::Result<HashMap<String, EquipmentInfo>> {
-    let (client, conn) = tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
-    tokio::spawn(conn);
+    let client = proact_server::db::connect(database_url).await?;
     Ok(proact_store::reference::amdec_summary(&client)
         .await?
         .into_iter()
@@ -328,7 +350,12 @@ impl App {
         }
         let schema_id = engine.schema_id().to_string();
         let mut initial = models::load_files(&config.model_files, &schema_id)?;
-        match models::load_active(&config.registry_url, &traces, &schema_id).await {
+        let registry = models::Registry {
+            url: config.registry_url.clone(),
+            traces: traces.clone(),
+            token: config.grpc_auth.grpc_token.clone(),
+        };
+        match models::load_active(&registry, &schema_id).await {
             Ok(m) => {
                 if m.forest.is_some() {
                     initial.forest = m.forest;
@@ -343,8 +370,7 @@ impl App {
         let (models_tx, models_rx) = watch::channel(initial);
         let follower = AbortOnDropHandle::new(tokio::spawn(models::follow(
             events,
-            config.registry_url.clone(),
-            traces.clone(),
+            registry,
             schema_id,
             models_tx,
             shutdown.clone(),
@@ -381,7 +407,7 @@ impl App {
             ready.clone(),
             shutdown.clone(),
         )));
-        let service = grpc::DetectorService { engine, replica_id: replica, status };
+        let service = grpc::DetectorService::new(engine, replica, status);
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<proact_proto::v1::detector_server::DetectorServer<grpc::DetectorService>>().await;
         let gs = shutdown.clone();
@@ -389,7 +415,10 @@ impl App {
             tonic::transport::Server::builder()
                 .layer(proact_server::grpc::ServerTraceLayer::new(traces.clone()))
                 .add_service(health_service)
-                .add_service(proact_proto::v1::detector_server::DetectorServer::new(service))
+                .add_service(proact_proto::v1::detector_server::DetectorServer::with_interceptor(
+                    service,
+                    config.grpc_auth.interceptor(),
+                ))
                 .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), async move {
                     gs.cancelled().await
                 }),

@@ -18,6 +18,7 @@ use proact_server::otel::Tracing;
 use prost::Message;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
 
 use crate::engine::Models;
 
@@ -31,20 +32,35 @@ pub enum LoadError {
     #[error("registry: {0}")]
     Registry(#[from] tonic::Status),
     #[error("registry unreachable: {0}")]
-    Transport(#[from] tonic::transport::Error),
+    Transport(#[from] proact_server::grpc::ConnectError),
     #[error("artefact {name} {version}: {detail}")]
     Artefact { name: String, version: String, detail: String },
 }
 
+/// Where the models come from: the trainer's registry, called with the internal gRPC token.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    pub url: String,
+    pub traces: Tracing,
+    pub token: Option<String>,
+}
+
+impl Registry {
+    async fn client(&self) -> Result<ModelRegistryClient<proact_server::grpc::ClientTrace<Channel>>, LoadError> {
+        Ok(ModelRegistryClient::new(
+            proact_server::grpc::connect(&self.url, &self.traces, self.token.as_deref()).await?,
+        ))
+    }
+}
+
 /// Downloads and verifies one version, returning its scorer.
 pub async fn fetch(
-    registry_url: &str,
-    traces: &Tracing,
+    registry: &Registry,
     name: &str,
     version: &str,
     schema_id: &str,
 ) -> Result<Arc<dyn Scorer>, LoadError> {
-    let mut client = ModelRegistryClient::new(proact_server::grpc::connect(registry_url, traces).await?);
+    let mut client = registry.client().await?;
     let mut stream = client.get(GetModelRequest { name: name.into(), version: version.into() }).await?.into_inner();
     let mut bytes = Vec::new();
     let mut expected_sha = String::new();
@@ -74,15 +90,15 @@ pub async fn fetch(
 }
 
 /// Loads every active model the detector uses.
-pub async fn load_active(registry_url: &str, traces: &Tracing, schema_id: &str) -> Result<Models, LoadError> {
-    let mut client = ModelRegistryClient::new(proact_server::grpc::connect(registry_url, traces).await?);
+pub async fn load_active(registry: &Registry, schema_id: &str) -> Result<Models, LoadError> {
+    let mut client = registry.client().await?;
     let list = client.list(ListModelsRequest { name: String::new() }).await?.into_inner();
     let mut models = Models::default();
     for m in list.models.into_iter().filter(|m| m.status == ModelStatus::Active as i32) {
         if m.name != FOREST_MODEL && !m.name.starts_with(NORMAL_PREFIX) {
             continue;
         }
-        match fetch(registry_url, traces, &m.name, &m.version, schema_id).await {
+        match fetch(registry, &m.name, &m.version, schema_id).await {
             Ok(s) => install(&mut models, s),
             Err(e) => {
                 metrics::counter!("proact_detector_model_reload_failures_total").increment(1);
@@ -128,8 +144,7 @@ fn install(models: &mut Models, s: Arc<dyn Scorer>) {
 /// Follows the model-events stream from its end and publishes each new model set on `tx`.
 pub async fn follow(
     redis: Client,
-    registry_url: String,
-    traces: Tracing,
+    registry: Registry,
     schema_id: String,
     tx: watch::Sender<Models>,
     shutdown: CancellationToken,
@@ -167,7 +182,7 @@ pub async fn follow(
             if m.name != FOREST_MODEL && !m.name.starts_with(NORMAL_PREFIX) {
                 continue;
             }
-            match fetch(&registry_url, &traces, &m.name, &m.version, &schema_id).await {
+            match fetch(&registry, &m.name, &m.version, &schema_id).await {
                 Ok(s) => {
                     tracing::info!(model = %m.name, version = %m.version, "model loaded; swapping");
                     metrics::counter!("proact_detector_model_reloads_total").increment(1);

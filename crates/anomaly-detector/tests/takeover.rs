@@ -58,7 +58,8 @@ fn spawn_detector_silence(redis_url: &str, name: &str, lease_ttl_ms: &str, silen
 }
 
 async fn publish(redis: &Client, equipment: usize, from: i64, to: i64, hot_at: i64, hot: &[usize]) {
-    let base = proact_proto::time::now_micros() - 3_600_000_000;
+    // Every second used here is in the past: the detector does not score readings from the future.
+    let base = proact_proto::time::now_micros() - 4 * 3_600_000_000;
     for s in from..to {
         for e in 0..equipment {
             let id = format!("EQ-{e:02}");

@@ -18,7 +18,7 @@ use fred::prelude::*;
 use proact_proto::streams::{telemetry_streams, ALERTS_STREAM};
 use proact_proto::time::now_micros;
 use proact_proto::v1::{Alert, AlertEvent, DeadLetter, RejectReason};
-use proact_server::config::{AdminArgs, PgArgs, RedisArgs};
+use proact_server::config::{AdminArgs, GrpcAuthArgs, PgArgs, RedisArgs};
 use proact_server::consumer::{self, ConsumerConfig};
 use proact_server::otel::Tracing;
 use proact_server::redis::StreamEntry;
@@ -45,6 +45,8 @@ pub struct Config {
     pub pg: PgArgs,
     #[command(flatten)]
     pub admin: AdminArgs,
+    #[command(flatten)]
+    pub grpc_auth: GrpcAuthArgs,
     /// gRPC listen address.
     #[arg(long, env = "PROACT_GRPC_ADDR", default_value = "127.0.0.1:50052")]
     pub grpc_addr: SocketAddr,
@@ -66,6 +68,10 @@ pub struct Config {
     /// Batches written at the same time (each on its own connection).
     #[arg(long, env = "PROACT_ARCHIVE_WRITERS", default_value_t = 2)]
     pub writers: usize,
+    /// PostgreSQL connections of the gRPC queries, apart from the writers' pool: streaming
+    /// readers, however slow, never take a connection the writers need.
+    #[arg(long, env = "PROACT_ARCHIVE_QUERY_CONNECTIONS", default_value_t = 4)]
+    pub query_connections: usize,
     /// How telemetry is written: `copy-first`, `staging` or `unnest` (docs/BENCHMARKS.md).
     #[arg(long, env = "PROACT_ARCHIVE_WRITE_METHOD", default_value = "copy-first")]
     pub write_method: WriteMethod,
@@ -109,6 +115,7 @@ pub enum Command {
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.admin.validate()?;
+        self.grpc_auth.validate()?;
         self.redis.validate()?;
         self.pg.validate()?;
         if self.batch == 0 || self.batch > 100_000 {
@@ -123,6 +130,13 @@ impl Config {
         }
         if self.writers == 0 || self.writers > 64 {
             return Err(ConfigError::new("PROACT_ARCHIVE_WRITERS", self.writers.to_string(), "must be 1..=64"));
+        }
+        if self.query_connections == 0 || self.query_connections > 64 {
+            return Err(ConfigError::new(
+                "PROACT_ARCHIVE_QUERY_CONNECTIONS",
+                self.query_connections.to_string(),
+                "must be 1..=64",
+            ));
         }
         if self.writers > self.pg.pool_size {
             return Err(ConfigError::new(
@@ -182,6 +196,10 @@ pub const METRICS: &[Metric] = &[
     Metric::counter("proact_archive_rows_written_total", "Telemetry rows inserted"),
     Metric::counter("proact_archive_rows_duplicate_total", "Redelivered rows already stored (not inserted again)"),
     Metric::counter("proact_archive_dead_letters_total", "Stream entries sent to the dead-letter stream"),
+    Metric::counter(
+        "proact_archive_queries_refused_total",
+        "gRPC queries refused because every query connection was busy",
+    ),
     Metric::counter("proact_archive_claimed_total", "Pending entries claimed from dead consumers"),
     Metric::counter("proact_archive_write_retries_total", "Batch writes retried after a database error"),
     Metric::counter("proact_archive_bisections_total", "Batches split to isolate a row PostgreSQL refuses"),
@@ -200,6 +218,7 @@ pub struct App {
     admin: TcpListener,
     grpc: TcpListener,
     pool: deadpool_postgres::Pool,
+    query_pool: deadpool_postgres::Pool,
     read_telemetry: Client,
     read_alerts: Client,
     write: Client,
@@ -217,6 +236,7 @@ impl App {
         let grpc = TcpListener::bind(config.grpc_addr).await?;
         migrate(&config.pg).await?;
         let pool = proact_server::db::pool(&config.pg.database_url, config.pg.pool_size)?;
+        let query_pool = proact_server::db::pool(&config.pg.database_url, config.query_connections)?;
         let parts = Arc::new(Partitions::new(config.partition_days));
         {
             let client = pool.get().await?;
@@ -235,6 +255,7 @@ impl App {
             admin,
             grpc,
             pool,
+            query_pool,
             read_telemetry,
             read_alerts,
             write,
@@ -276,6 +297,7 @@ impl App {
             admin,
             grpc,
             pool,
+            query_pool,
             read_telemetry,
             read_alerts,
             write,
@@ -377,7 +399,10 @@ impl App {
             tonic::transport::Server::builder()
                 .layer(proact_server::grpc::ServerTraceLayer::new(traces.clone()))
                 .add_service(health_service)
-                .add_service(proact_proto::v1::archive_server::ArchiveServer::new(query::ArchiveService { pool }))
+                .add_service(proact_proto::v1::archive_server::ArchiveServer::with_interceptor(
+                    query::ArchiveService { pool: query_pool },
+                    config.grpc_auth.interceptor(),
+                ))
                 .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), async move {
                     gs.cancelled().await
                 }),
@@ -410,11 +435,8 @@ async fn probe_postgres(url: String, ready: Readiness, shutdown: CancellationTok
     let mut client: Option<tokio_postgres::Client> = None;
     loop {
         if client.as_ref().is_none_or(|c| c.is_closed()) {
-            client = match tokio::time::timeout(timeout, tokio_postgres::connect(&url, tokio_postgres::NoTls)).await {
-                Ok(Ok((c, conn))) => {
-                    tokio::spawn(conn);
-                    Some(c)
-                }
+            client = match tokio::time::timeout(timeout, proact_server::db::connect(&url)).await {
+                Ok(Ok(c)) => Some(c),
                 _ => None,
             };
         }

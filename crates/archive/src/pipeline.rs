@@ -427,15 +427,9 @@ fn copy_fields(copy: &[u8]) -> Vec<&[u8]> {
 }
 
 pub(crate) fn dead_letter(e: &StreamEntry, reason: RejectReason, detail: String) -> DeadLetter {
-    DeadLetter {
-        source: "archive".into(),
-        topic: format!("{} {}", e.key, e.id),
-        reason: reason as i32,
-        detail,
-        payload: e.payload.as_ref().map(|p| p[..p.len().min(4096)].to_vec()).unwrap_or_default(),
-        payload_truncated: e.payload.as_ref().is_some_and(|p| p.len() > 4096),
-        at_micros: now_micros(),
-    }
+    let position = format!("{} {}", e.key, e.id);
+    let payload = e.payload.as_deref().unwrap_or_default();
+    proact_proto::dead_letter::dead_letter("archive", &position, reason, &detail, payload, now_micros())
 }
 
 /// Adds `dead` to the dead-letter stream in one pipeline.

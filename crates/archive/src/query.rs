@@ -4,6 +4,7 @@
 //! a year of data piling up in memory here.
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use futures::{Stream, StreamExt};
@@ -41,6 +42,9 @@ fn pg_status(e: tokio_postgres::Error) -> Status {
 }
 
 /// Runs `sql` and streams its rows through `map`, on a pooled connection held by the stream.
+/// Longest wait for a free query connection before the call is refused.
+const QUERY_SLOT_WAIT: Duration = Duration::from_secs(2);
+
 fn stream_rows<T, F>(pool: Pool, sql: String, params: Vec<Box<dyn ToSql + Sync + Send>>, map: F) -> Out<T>
 where
     T: Send + 'static,
@@ -48,10 +52,20 @@ where
 {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<T, Status>>(256);
     tokio::spawn(async move {
-        let client = match pool.get().await {
-            Ok(c) => c,
-            Err(e) => {
+        let client = match tokio::time::timeout(QUERY_SLOT_WAIT, pool.get()).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
                 let _ = tx.send(Err(internal(e))).await;
+                return;
+            }
+            Err(_) => {
+                metrics::counter!("proact_archive_queries_refused_total").increment(1);
+                let _ = tx
+                    .send(Err(Status::resource_exhausted(format!(
+                        "every query connection ({}) is busy; retry later",
+                        pool.status().max_size
+                    ))))
+                    .await;
                 return;
             }
         };

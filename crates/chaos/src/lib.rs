@@ -557,8 +557,7 @@ async fn stream_raises(redis: &Client) -> Result<Vec<verify::Raised>, Error> {
 
 /// The run's rows of `telemetry`, duplicates included if there were any.
 async fn fetch_rows(database: &str) -> anyhow::Result<Vec<verify::Row>> {
-    let (client, conn) = tokio_postgres::connect(database, tokio_postgres::NoTls).await?;
-    let conn = tokio::spawn(conn);
+    let client = proact_server::db::connect(database).await?;
     let rows = client
         .query(
             "SELECT equipement_id, (extract(epoch FROM ts) * 1000000)::int8, temperature \
@@ -566,8 +565,6 @@ async fn fetch_rows(database: &str) -> anyhow::Result<Vec<verify::Row>> {
             &[&format!("{}%", plan::EQUIPMENT_PREFIX)],
         )
         .await?;
-    drop(client);
-    let _ = conn.await;
     Ok(rows
         .iter()
         .map(|r| verify::Row { equipement_id: r.get(0), ts_micros: r.get(1), temperature: r.get(2) })

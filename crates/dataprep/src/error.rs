@@ -39,7 +39,7 @@ pub enum PrepError {
     Connect {
         url: String,
         #[source]
-        error: tokio_postgres::Error,
+        error: proact_server::db::DbError,
     },
     #[error("PostgreSQL: {0}")]
     Pg(#[from] tokio_postgres::Error),

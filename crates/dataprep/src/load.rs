@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::clean::{clean_file, Cell, CleanOptions};
 use crate::error::{PrepError, Result};
@@ -35,14 +35,8 @@ pub struct LoadSummary {
 
 /// Connects to `url` and drives the connection on the current runtime.
 pub async fn connect(url: &str) -> Result<Client> {
-    let (client, conn) =
-        tokio_postgres::connect(url, NoTls).await.map_err(|error| PrepError::Connect { url: redact(url), error })?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::warn!(error = %e, "PostgreSQL connection closed");
-        }
-    });
-    Ok(client)
+    // TLS as the URL asks (`sslmode`, `sslrootcert=`), like every service.
+    proact_server::db::connect(url).await.map_err(|error| PrepError::Connect { url: redact(url), error })
 }
 
 /// The URL without its password, for messages.

@@ -18,6 +18,14 @@ pub struct Pipeline {
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
 
+/// The token the archive, detector and registry gRPC APIs require in the pipeline, which the
+/// detector and the gateway send to them (`PROACT_GRPC_TOKEN`).
+pub const INTERNAL_TOKEN: &str = "e2e-internal-grpc-token-0123";
+
+fn internal_token() -> [String; 2] {
+    ["--grpc-token".into(), INTERNAL_TOKEN.into()]
+}
+
 fn common(stack: &Stack, bin: &str) -> Vec<String> {
     vec![
         bin.to_string(),
@@ -46,6 +54,7 @@ impl Pipeline {
             "--consumer".into(),
             "archive-e2e".into(),
         ]);
+        a.extend(internal_token());
         let archive = proact_archive::App::build(proact_archive::Config::try_parse_from(a)?).await?;
         let archive_grpc = archive.grpc_addr();
         tasks.push(tokio::spawn(archive.run_until_stopped(shutdown.clone())));
@@ -54,6 +63,7 @@ impl Pipeline {
         // No registry in these tests: the detector scores with its rules.
         d.extend(["--consumer".into(), "detector-e2e".into(), "--database-url".into(), db.clone()]);
         d.extend(["--registry-url".into(), "http://127.0.0.1:9".into(), "--lease-ttl-ms".into(), "3000".into()]);
+        d.extend(internal_token());
         let detector = proact_anomaly_detector::App::build(proact_anomaly_detector::Config::try_parse_from(d)?).await?;
         tasks.push(tokio::spawn(detector.run_until_stopped(shutdown.clone())));
 
@@ -64,6 +74,7 @@ impl Pipeline {
         // The trainer publishes model events, so it needs the stack's Redis too.
         t.extend(["--redis-url".into(), stack.redis.url()]);
         t.extend(["--grpc-addr".into(), format!("127.0.0.1:{registry_port}"), "--database-url".into(), db.clone()]);
+        t.extend(internal_token());
         let trainer = proact_trainer::App::build(proact_trainer::Config::try_parse_from(t)?).await?;
         tasks.push(tokio::spawn(trainer.run_until_stopped(shutdown.clone())));
 
@@ -71,6 +82,7 @@ impl Pipeline {
         g.extend(["--database-url".into(), db.clone(), "--http-addr".into(), "127.0.0.1:0".into()]);
         g.extend(["--archive-grpc-url".into(), format!("http://{archive_grpc}")]);
         g.extend(["--registry-grpc-url".into(), format!("http://127.0.0.1:{registry_port}")]);
+        g.extend(internal_token());
         if let Some(t) = gateway_token {
             g.extend(["--token".into(), t.to_string()]);
         }

@@ -82,9 +82,14 @@ fn args(bin: &str, stack: &proact_testkit::Stack, extra: &[&str]) -> Vec<String>
         .map(|s| s.to_string())
         .collect();
     a.extend(["--admin-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"].map(String::from));
+    // The internal APIs (archive, detector, registry) require their token, and the detector
+    // and the gateway send it: the loop below only closes if every call carries it.
+    a.extend(["--grpc-token", INTERNAL_TOKEN].map(String::from));
     a.extend(extra.iter().map(|s| s.to_string()));
     a
 }
+
+const INTERNAL_TOKEN: &str = "loop-internal-token-0123456789";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn work_orders_closed_by_the_team_teach_a_model_the_detector_then_runs() {
@@ -236,7 +241,17 @@ async fn work_orders_closed_by_the_team_teach_a_model_the_detector_then_runs() {
     .await;
 
     // The detector hot-loads it.
-    let status = proact_proto::v1::detector_client::DetectorClient::connect(detector_url).await.unwrap();
+    let unauthenticated = proact_proto::v1::detector_client::DetectorClient::connect(detector_url.clone())
+        .await
+        .unwrap()
+        .status(proact_proto::v1::DetectorStatusRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(unauthenticated.code(), tonic::Code::Unauthenticated);
+    let traces = proact_server::otel::Tracing::disabled();
+    let status = proact_proto::v1::detector_client::DetectorClient::new(
+        proact_server::grpc::connect(&detector_url, &traces, Some(INTERNAL_TOKEN)).await.unwrap(),
+    );
     let stamp = format!("anomaly-rf@{}", forest.version);
     wait_for("the detector to load the promoted forest", 60, || {
         let mut status = status.clone();

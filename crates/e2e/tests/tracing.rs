@@ -137,6 +137,7 @@ async fn a_hot_reading_is_one_trace_from_mqtt_to_the_websocket() {
         limit: 10,
     });
     req.metadata_mut().insert("traceparent", format!("00-{caller_trace}-{caller_span}-01").parse().unwrap());
+    req.metadata_mut().insert("authorization", format!("Bearer {}", proact_e2e::INTERNAL_TOKEN).parse().unwrap());
     let mut points = archive.query_range(req).await.expect("query runs").into_inner();
     while points.message().await.unwrap().is_some() {}
 

@@ -455,7 +455,7 @@ impl App {
         health.set_serving::<proact_proto::v1::ingest_server::IngestServer<grpc::IngestService>>().await;
         let service =
             grpc::IngestService { sink: sink.clone(), limits, ready: ready.clone(), allow, tracing: traces.clone() };
-        let auth = security::BearerAuth::new(config.grpc_token.as_deref());
+        let auth = security::bearer_auth(config.grpc_token.as_deref());
         let grpc_shutdown = shutdown.clone();
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = grpc_tls {

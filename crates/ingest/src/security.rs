@@ -86,34 +86,12 @@ pub fn grpc_tls(
     Ok(tls)
 }
 
-/// Refuses gRPC calls without `authorization: Bearer <token>` (UNAUTHENTICATED).
-#[derive(Clone)]
-pub struct BearerAuth {
-    expected: Option<Arc<str>>,
-}
-
-impl BearerAuth {
-    /// `None`: every call passes (no token configured).
-    pub fn new(token: Option<&str>) -> Self {
-        Self { expected: token.map(|t| Arc::from(format!("Bearer {t}"))) }
-    }
-}
-
-impl tonic::service::Interceptor for BearerAuth {
-    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        let Some(expected) = &self.expected else { return Ok(req) };
-        match req.metadata().get("authorization").map(|v| v.as_bytes()) {
-            Some(got) if proact_server::auth::token_matches(got, expected.as_bytes()) => Ok(req),
-            Some(_) => {
-                metrics::counter!("proact_ingest_grpc_unauthenticated_total").increment(1);
-                Err(tonic::Status::unauthenticated("invalid bearer token"))
-            }
-            None => {
-                metrics::counter!("proact_ingest_grpc_unauthenticated_total").increment(1);
-                Err(tonic::Status::unauthenticated("missing `authorization: Bearer <token>`"))
-            }
-        }
-    }
+/// Refuses gRPC calls without `authorization: Bearer <token>` (UNAUTHENTICATED), counting each
+/// refusal in `proact_ingest_grpc_unauthenticated_total`. `None`: every call passes.
+pub fn bearer_auth(token: Option<&str>) -> proact_server::auth::BearerAuth {
+    proact_server::auth::BearerAuth::new(token, || {
+        metrics::counter!("proact_ingest_grpc_unauthenticated_total").increment(1)
+    })
 }
 
 /// Where the allow-list of known equipment comes from.
@@ -193,11 +171,8 @@ async fn read_source(source: &AllowSource) -> Result<HashSet<String>, SecurityEr
             .collect(),
         AllowSource::Database(url) => {
             let err = |e: &dyn std::fmt::Display| SecurityError::Allowlist(format!("reading table amdec: {e}"));
-            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(|e| err(&e))?;
-            let conn = tokio::spawn(conn);
+            let client = proact_server::db::connect(url).await.map_err(|e| err(&e))?;
             let ids = proact_store::reference::amdec_equipment_ids(&client).await.map_err(|e| err(&e))?;
-            drop(client);
-            let _ = conn.await;
             ids.into_iter().collect()
         }
     };
@@ -211,20 +186,6 @@ async fn read_source(source: &AllowSource) -> Result<HashSet<String>, SecurityEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tonic::service::Interceptor;
-
-    #[test]
-    fn bearer_token_is_required_when_set() {
-        let mut auth = BearerAuth::new(Some("s3cret"));
-        assert_eq!(auth.call(tonic::Request::new(())).unwrap_err().code(), tonic::Code::Unauthenticated);
-        let mut bad = tonic::Request::new(());
-        bad.metadata_mut().insert("authorization", "Bearer nope".parse().unwrap());
-        assert_eq!(auth.call(bad).unwrap_err().code(), tonic::Code::Unauthenticated);
-        let mut good = tonic::Request::new(());
-        good.metadata_mut().insert("authorization", "Bearer s3cret".parse().unwrap());
-        assert!(auth.call(good).is_ok());
-        assert!(BearerAuth::new(None).call(tonic::Request::new(())).is_ok());
-    }
 
     #[test]
     fn allowlist_refuses_unknown_ids_only_when_on() {

@@ -13,7 +13,7 @@ use proact_proto::v1::{DeadLetter, Telemetry};
 use prost::Message;
 
 /// Bound on the raw payload kept in a dead letter.
-pub const DLQ_PAYLOAD_LIMIT: usize = 4096;
+pub const DLQ_PAYLOAD_LIMIT: usize = proact_proto::dead_letter::PAYLOAD_LIMIT;
 
 /// How a batch's readings are appended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -123,7 +123,7 @@ impl StreamSink {
     }
 }
 
-/// A dead letter for `payload`, bounded in size.
+/// A dead letter for `payload`, every field bounded (`proact_proto::dead_letter`).
 pub fn dead_letter(
     source: &str,
     topic: &str,
@@ -131,14 +131,5 @@ pub fn dead_letter(
     payload: &[u8],
     now: i64,
 ) -> DeadLetter {
-    let truncated = payload.len() > DLQ_PAYLOAD_LIMIT;
-    DeadLetter {
-        source: source.to_string(),
-        topic: topic.to_string(),
-        reason: rejection.reason as i32,
-        detail: rejection.detail.clone(),
-        payload: payload[..payload.len().min(DLQ_PAYLOAD_LIMIT)].to_vec(),
-        payload_truncated: truncated,
-        at_micros: now,
-    }
+    proact_proto::dead_letter::dead_letter(source, topic, rejection.reason, &rejection.detail, payload, now)
 }

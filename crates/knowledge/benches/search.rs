@@ -184,6 +184,25 @@ fn main() {
 
     let (p50, p99, max) = latencies(|q| drop(kb.search(q, 10).expect("search")), &qs, 20);
     println!("tantivy: search p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", ms(p50), ms(p99), ms(max));
+    // Where the tail comes from: each question's median over 5 runs, the slowest first.
+    let mut per_question: Vec<(Duration, &String)> = qs
+        .iter()
+        .map(|q| {
+            let mut t: Vec<Duration> = (0..5)
+                .map(|_| {
+                    let s = Instant::now();
+                    drop(kb.search(q, 10).expect("search"));
+                    s.elapsed()
+                })
+                .collect();
+            t.sort();
+            (t[2], q)
+        })
+        .collect();
+    per_question.sort_by_key(|b| std::cmp::Reverse(b.0));
+    for (t, q) in per_question.iter().take(5) {
+        println!("tantivy: slowest questions (median of 5): {:.2} ms  {q}", ms(*t));
+    }
 
     let mut upserts = Vec::new();
     for (i, g) in generated.iter().take(50).enumerate() {

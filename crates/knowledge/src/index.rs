@@ -322,9 +322,11 @@ impl KnowledgeBase {
         let mut parsed = question::parse(question, &ctx);
         let mut stems = Stems::default();
         let (concepts, unknown) = self.concepts(&state, &parsed.words, &mut stems);
-        let structured = parsed.has_filters() || parsed.aggregation.is_some_and(|a| a.field.is_some());
+        let structured =
+            parsed.has_filters() || parsed.aggregation.is_some_and(|a| a.field.is_some() || a.per_subsystem);
         if structured && parsed.sources.is_none() {
-            // Ratings, actions and subsystems are AMDEC columns.
+            // Ratings, actions and subsystems are AMDEC columns (and a count per subsystem
+            // need not walk every intervention of the history to find none has one).
             parsed.sources = Some(vec![Source::Amdec]);
         }
         let searched =

@@ -7,6 +7,7 @@ pub mod v1 {
     tonic::include_proto!("proact.v1");
 }
 
+pub mod dead_letter;
 pub mod streams;
 pub mod time;
 

@@ -100,6 +100,37 @@ impl MqttArgs {
     }
 }
 
+/// The bearer token of the internal gRPC APIs: the archive, the detector and the trainer's
+/// registry require it when set, and their callers (the gateway, the detector) send it.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct GrpcAuthArgs {
+    /// Token the internal gRPC APIs require (`authorization: Bearer <token>`) and their callers
+    /// send; unset: none (local use only). At least 16 characters.
+    #[arg(long = "grpc-token", env = "PROACT_GRPC_TOKEN", hide_env_values = true)]
+    pub grpc_token: Option<String>,
+}
+
+impl GrpcAuthArgs {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match &self.grpc_token {
+            Some(t) if t.len() < 16 => {
+                Err(ConfigError::new("PROACT_GRPC_TOKEN", "***", "must be at least 16 characters"))
+            }
+            Some(t) if !t.bytes().all(|b| b.is_ascii_graphic()) => Err(ConfigError::new(
+                "PROACT_GRPC_TOKEN",
+                "***",
+                "must be printable ASCII without spaces (it travels in a header)",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The interceptor a server of an internal API puts in front of its service.
+    pub fn interceptor(&self) -> crate::auth::BearerAuth {
+        crate::auth::BearerAuth::new(self.grpc_token.as_deref(), crate::auth::count_internal_refusal)
+    }
+}
+
 /// Admin HTTP server (health, readiness, metrics) and log format.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AdminArgs {

@@ -157,20 +157,36 @@ impl<S> Layer<S> for ClientTraceLayer {
     type Service = ClientTrace<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ClientTrace { inner, tracing: self.tracing.clone() }
+        ClientTrace { inner, tracing: self.tracing.clone(), authorization: None }
     }
 }
 
-/// A traced client transport: `XClient::new(ClientTrace::new(channel, tracing))`.
+/// A traced client transport: `XClient::new(ClientTrace::new(channel, tracing))`; with
+/// [`ClientTrace::with_token`], every call also carries `authorization: Bearer <token>`.
 #[derive(Clone, Debug)]
 pub struct ClientTrace<S> {
     inner: S,
     tracing: Tracing,
+    authorization: Option<HeaderValue>,
 }
 
 impl<S> ClientTrace<S> {
     pub fn new(inner: S, tracing: Tracing) -> Self {
-        Self { inner, tracing }
+        Self { inner, tracing, authorization: None }
+    }
+
+    /// Sends `token` as a bearer token on every call (`None`: no header). A token that cannot
+    /// be a header value is refused here, not by the server.
+    pub fn with_token(mut self, token: Option<&str>) -> Result<Self, http::header::InvalidHeaderValue> {
+        self.authorization = match token {
+            Some(t) => {
+                let mut v = HeaderValue::from_str(&format!("Bearer {t}"))?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+            None => None,
+        };
+        Ok(self)
     }
 }
 
@@ -194,6 +210,9 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let current = Context::current();
+        if let Some(auth) = &self.authorization {
+            req.headers_mut().insert(http::header::AUTHORIZATION, auth.clone());
+        }
         let path = req.uri().path().to_string();
         match self.tracing.child(path.clone(), SpanKind::Client, rpc_attributes(&path), &current) {
             Some(mut span) => {
@@ -218,10 +237,20 @@ where
     }
 }
 
-/// A traced channel to `url` (`http://host:port`), connected now.
-pub async fn connect(url: &str, tracing: &Tracing) -> Result<ClientTrace<Channel>, tonic::transport::Error> {
+/// A traced channel to `url` (`http://host:port`), connected now, sending `token` as a
+/// bearer token on every call when set.
+pub async fn connect(url: &str, tracing: &Tracing, token: Option<&str>) -> Result<ClientTrace<Channel>, ConnectError> {
     let channel = Endpoint::from_shared(url.to_string())?.connect().await?;
-    Ok(ClientTrace::new(channel, tracing.clone()))
+    Ok(ClientTrace::new(channel, tracing.clone()).with_token(token)?)
+}
+
+/// Why [`connect`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+    #[error("the gRPC token cannot be sent as a header: {0}")]
+    Token(#[from] http::header::InvalidHeaderValue),
 }
 
 #[cfg(test)]

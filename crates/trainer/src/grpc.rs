@@ -2,6 +2,7 @@
 //! training, watch (the model-events stream). Errors become statuses in `error.rs`.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,6 +15,7 @@ use proact_proto::v1::{
     RollbackModelRequest, TriggerTrainingRequest, TriggerTrainingResponse, WatchModelsRequest,
 };
 use prost::Message;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -23,11 +25,21 @@ use crate::train::Trainer;
 /// a large forest from being one huge message).
 pub const CHUNK_BYTES: usize = 64 * 1024;
 
+/// `Watch` streams open at once (each holds a Redis connection); more get RESOURCE_EXHAUSTED.
+pub const MAX_WATCHERS: usize = 64;
+
 pub struct RegistryService {
-    pub trainer: Trainer,
+    trainer: Trainer,
     /// Each `Watch` reads the stream on its own connection: a blocking `XREAD` holds it.
-    pub redis_url: String,
-    pub shutdown: CancellationToken,
+    redis_url: String,
+    shutdown: CancellationToken,
+    watch_slots: Arc<Semaphore>,
+}
+
+impl RegistryService {
+    pub fn new(trainer: Trainer, redis_url: String, shutdown: CancellationToken) -> Self {
+        Self { trainer, redis_url, shutdown, watch_slots: Arc::new(Semaphore::new(MAX_WATCHERS)) }
+    }
 }
 
 type Out<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -91,6 +103,9 @@ impl ModelRegistry for RegistryService {
 
     async fn watch(&self, req: Request<WatchModelsRequest>) -> Result<Response<Self::WatchStream>, Status> {
         let filter = req.into_inner().name;
+        let slot = self.watch_slots.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!("{MAX_WATCHERS} Watch streams already open; retry later"))
+        })?;
         let client = proact_server::redis::connect(&self.redis_url)
             .await
             .map_err(|e| Status::unavailable(format!("Redis: {e}")))?;
@@ -107,6 +122,7 @@ impl ModelRegistry for RegistryService {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<ModelEvent, Status>>(64);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             while !tx.is_closed() {
                 let r: Result<Value, Error> = tokio::select! {
                     _ = shutdown.cancelled() => break,

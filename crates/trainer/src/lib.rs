@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use proact_server::config::{AdminArgs, PgArgs, RedisArgs};
+use proact_server::config::{AdminArgs, GrpcAuthArgs, PgArgs, RedisArgs};
 use proact_server::telemetry::Metric;
 use proact_server::{ConfigError, Readiness};
 use tokio::net::TcpListener;
@@ -47,6 +47,8 @@ pub struct Config {
     pub redis: RedisArgs,
     #[command(flatten)]
     pub admin: AdminArgs,
+    #[command(flatten)]
+    pub grpc_auth: GrpcAuthArgs,
     /// gRPC listen address of the model registry.
     #[arg(long, env = "PROACT_GRPC_ADDR", default_value = "127.0.0.1:50055")]
     pub grpc_addr: SocketAddr,
@@ -249,6 +251,7 @@ pub enum Command {
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.admin.validate()?;
+        self.grpc_auth.validate()?;
         self.pg.validate()?;
         self.redis.validate()?;
         self.train.validate()
@@ -436,17 +439,16 @@ impl App {
         health
             .set_serving::<proact_proto::v1::model_registry_server::ModelRegistryServer<grpc::RegistryService>>()
             .await;
-        let service = grpc::RegistryService {
-            trainer: trainer.clone(),
-            redis_url: config.redis.redis_url.clone(),
-            shutdown: shutdown.clone(),
-        };
+        let service = grpc::RegistryService::new(trainer.clone(), config.redis.redis_url.clone(), shutdown.clone());
         let gs = shutdown.clone();
         let grpc_task = tokio::spawn(
             tonic::transport::Server::builder()
                 .layer(proact_server::grpc::ServerTraceLayer::new(traces.clone()))
                 .add_service(health_service)
-                .add_service(proact_proto::v1::model_registry_server::ModelRegistryServer::new(service))
+                .add_service(proact_proto::v1::model_registry_server::ModelRegistryServer::with_interceptor(
+                    service,
+                    config.grpc_auth.interceptor(),
+                ))
                 .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), async move {
                     gs.cancelled().await
                 }),

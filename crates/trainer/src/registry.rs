@@ -470,10 +470,18 @@ impl Registry {
             )
             .await?
             .ok_or_else(|| TrainerError::NotFound { name: name.into(), version: target.clone() })?;
-        if row.get::<_, i16>("status") == ACTIVE {
-            return Err(TrainerError::Conflict(format!("{name} {target} is already the active version")));
-        }
         verify(name, &target, row.get("sha256"), row.get("artefact"))?;
+        match row.get::<_, i16>("status") {
+            ACTIVE => return Err(TrainerError::Conflict(format!("{name} {target} is already the active version"))),
+            // Only a version that was live before may come back without the gate: a candidate
+            // that never went live goes through promotion, where the gate judges it.
+            RETIRED => {}
+            _ => {
+                return Err(TrainerError::Conflict(format!(
+                    "{name} {target} was never active: promote it instead (the gate decides)"
+                )))
+            }
+        }
         let previous: Option<String> = tx
             .query_opt("SELECT version FROM models WHERE name = $1 AND status = $2", &[&name, &ACTIVE])
             .await?

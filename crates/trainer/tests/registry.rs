@@ -108,10 +108,18 @@ async fn promotion_gate_refuses_a_worse_model_and_rollback_restores_the_previous
     assert!(ev.detail.contains("from v2"), "{}", ev.detail);
     assert_eq!(status_of(reg, "v2").await, ModelStatus::Retired as i32);
 
-    // Any version can be rolled back to, by name; rolling back to the active one is refused.
+    // Any version that was live before can be rolled back to, by name; rolling back to the
+    // active one is refused, and so is a candidate that never went live (it would skip the gate).
     assert_eq!(reg.rollback(NAME, "v1").await.unwrap().model.unwrap().version, "v1");
     assert!(matches!(reg.rollback(NAME, "v1").await, Err(TrainerError::Conflict(_))));
     assert!(matches!(reg.rollback(NAME, "v9").await, Err(TrainerError::NotFound { .. })));
+    reg.insert_candidate(&candidate(&d, "v4", 1, 1)).await.unwrap();
+    match reg.rollback(NAME, "v4").await {
+        Err(TrainerError::Conflict(m)) => assert!(m.contains("never active"), "{m}"),
+        other => panic!("a never-promoted candidate must not be rolled back to: {other:?}"),
+    }
+    assert_eq!(status_of(reg, "v4").await, ModelStatus::Candidate as i32);
+    assert_eq!(status_of(reg, "v1").await, ModelStatus::Active as i32);
     // With the margin, v2 (worse by less than the margin) passes the gate against v1.
     let ev = margin_reg.promote(NAME, "v2", false).await.unwrap();
     assert_eq!(ev.kind, ModelEventKind::Promoted as i32, "{}", ev.detail);

@@ -157,6 +157,10 @@ OTEL_SERVICE_NAME: {{ printf "proact-%s" .name | quote }}
 - name: PROACT_GATEWAY_TOKEN
   valueFrom: {secretKeyRef: {name: {{ $secret }}, key: gateway-token}}
 {{- end }}
+{{- if has .name (list "archive" "anomaly-detector" "trainer" "alert-gateway") }}
+- name: PROACT_GRPC_TOKEN
+  valueFrom: {secretKeyRef: {name: {{ $secret }}, key: internal-grpc-token}}
+{{- end }}
 {{- end }}
 
 {{/* Pod-level settings shared by Deployments and the training CronJob. */}}

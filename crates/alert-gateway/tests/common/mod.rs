@@ -101,6 +101,14 @@ impl Gateway {
         ws
     }
 
+    /// A WebSocket opened with `token` in its `Authorization` header.
+    pub async fn ws_as(&self, token: &str) -> Ws {
+        let mut req = format!("ws://{}/ws/alerts", self.http).into_client_request().unwrap();
+        req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let (ws, _) = tokio_tungstenite::connect_async(req).await.expect("ws connects");
+        ws
+    }
+
     /// Number of WebSocket clients the gateway currently serves.
     pub async fn clients(&self, token: Option<&str>) -> u64 {
         let (code, body) = self.get("/api/status", token).await;
