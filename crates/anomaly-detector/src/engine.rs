@@ -27,6 +27,19 @@ pub struct Thresholds {
     pub vibration_critical: f64,
 }
 
+impl Thresholds {
+    /// Limits no reading can cross: the rules are off and only the models judge (backtests of
+    /// series whose channels are not temperatures or vibrations, `replay --rules off`).
+    pub fn off() -> Self {
+        Self {
+            temperature_warning: f64::INFINITY,
+            temperature_critical: f64::INFINITY,
+            vibration_warning: f64::INFINITY,
+            vibration_critical: f64::INFINITY,
+        }
+    }
+}
+
 impl Default for Thresholds {
     fn default() -> Self {
         // The seed's rule is temperature > 90 °C; vibration limits follow ISO 10816 zone C/D
@@ -120,6 +133,10 @@ pub struct Assessment {
     pub value: f64,
     /// Model versions that took part, e.g. `rules-v1` or `anomaly-rf@3`.
     pub model_version: String,
+    /// The highest of the models' scores on this reading whether or not it crossed their
+    /// threshold (0 without a model or before the window has features): the continuous
+    /// anomaly score a backtest ranks rows by.
+    pub model_score: f64,
 }
 
 /// Which of an equipment's two kinds of episode a transition moves; each has its own record.
@@ -233,6 +250,8 @@ pub struct Engine {
     /// neither (gone for longer than the seen retention) never get a state, nor an alarm.
     restored: HashMap<String, Restored>,
     features: FeatureVector,
+    /// The reading's channel values in schema order (reused: no allocation per reading).
+    values: Vec<f64>,
     pub too_late: u64,
     pub reordered: u64,
     pub too_early: u64,
@@ -246,11 +265,30 @@ pub const ESTABLISHED_READINGS: u32 = 10;
 /// Version stamped when only the rules judged.
 pub const RULES_VERSION: &str = "rules-v1";
 
+/// A reading's values in the order of `schema`'s channels: temperature, vibration, then each
+/// extra channel from the reading's extra fields (NaN when it lacks one: the window carries the
+/// previous value forward).
+pub fn channel_values(schema: &FeatureSchema, t: &Telemetry, out: &mut Vec<f64>) {
+    out.clear();
+    out.push(t.temperature);
+    out.push(t.vibration);
+    for c in &schema.channels()[proact_features::BASE_CHANNELS.len()..] {
+        out.push(t.extra.get(c).copied().unwrap_or(f64::NAN));
+    }
+}
+
 impl Engine {
+    /// An engine over the contract's two channels (temperature, vibration).
     pub fn new(cfg: EngineConfig) -> Self {
-        let schema = FeatureSchema::base();
+        Self::with_schema(cfg, FeatureSchema::base())
+    }
+
+    /// An engine whose windows (and so models) cover `schema`'s channels; readings' extra
+    /// fields named like its extra channels are scored with temperature and vibration.
+    pub fn with_schema(cfg: EngineConfig, schema: FeatureSchema) -> Self {
         let n = schema.len();
         Self {
+            values: Vec::with_capacity(schema.channels().len()),
             cfg,
             schema,
             models: Models::default(),
@@ -268,6 +306,10 @@ impl Engine {
     /// The feature schema id models must have been trained on.
     pub fn schema_id(&self) -> &str {
         self.schema.id()
+    }
+
+    pub fn schema(&self) -> &FeatureSchema {
+        &self.schema
     }
 
     pub fn models(&self) -> &Models {
@@ -392,6 +434,7 @@ impl Engine {
             reason: String::new(),
             value: t.temperature,
             model_version: RULES_VERSION.to_string(),
+            model_score: 0.0,
         };
         let mut raise = |sev: Severity, score: f64, rule: &str, reason: String, value: f64, version: Option<String>| {
             if sev > a.severity || (sev == a.severity && score > a.score) {
@@ -446,8 +489,10 @@ impl Engine {
         if let Some(f) = features {
             let critical_equipment =
                 self.info.get(&t.equipement_id).is_some_and(|i| i.max_rpn >= self.cfg.rpn_critical);
+            let mut model_score: f64 = 0.0;
             let mut judge = |m: &Arc<dyn Scorer>, rule: &str| {
                 let s = m.score(f);
+                model_score = model_score.max(s);
                 if s >= m.threshold() {
                     let sev = if critical_equipment { Severity::Critical } else { Severity::Warning };
                     let reason = format!("modèle {} {} : score {:.2} ≥ {:.2}", m.name(), m.version(), s, m.threshold());
@@ -460,6 +505,7 @@ impl Engine {
             if let Some(m) = self.models.normal.get(&t.equipement_id) {
                 judge(m, "model_normal_behaviour");
             }
+            a.model_score = model_score;
         }
         a
     }
@@ -470,8 +516,10 @@ impl Engine {
         let mut f = None;
         let mut buf = vec![0.0; self.schema.len()];
         if let Some(st) = self.states.get(&t.equipement_id) {
+            let mut values = Vec::with_capacity(self.schema.channels().len());
+            channel_values(&self.schema, t, &mut values);
             let mut w = st.window.clone();
-            if w.push(t.ts_micros / 1000, &[t.temperature, t.vibration]).is_ok() && w.write_features(&mut buf).is_ok() {
+            if w.push(t.ts_micros / 1000, &values).is_ok() && w.write_features(&mut buf).is_ok() {
                 f = Some(&buf[..]);
             }
         }
@@ -481,6 +529,17 @@ impl Engine {
     /// Feeds one reading; returns the transitions it causes (at most two: the end of a
     /// no-data alarm and a condition transition).
     pub fn observe(&mut self, t: &Telemetry, trace_id: &str, now_micros: i64) -> Vec<Transition> {
+        self.observe_as(t, trace_id, now_micros, true)
+    }
+
+    /// Feeds one reading as [`Engine::observe`] does, but only to learn from it: it enters the
+    /// equipment's window (and ends a no-data alarm) without being judged, so no condition
+    /// episode opens or closes on it. A backtest's probationary rows go through this.
+    pub fn learn(&mut self, t: &Telemetry, now_micros: i64) -> Vec<Transition> {
+        self.observe_as(t, "", now_micros, false)
+    }
+
+    fn observe_as(&mut self, t: &Telemetry, trace_id: &str, now_micros: i64, judge: bool) -> Vec<Transition> {
         let mut out = Vec::new();
         if t.ts_micros > now_micros.saturating_add(self.cfg.max_future_micros) {
             // Scoring it would move the window's watermark ahead, and every real reading
@@ -497,6 +556,7 @@ impl Engine {
             metrics::counter!("proact_detector_untracked_readings_total").increment(1);
             return out;
         }
+        channel_values(&self.schema, t, &mut self.values);
         let window_cfg = self.cfg.window;
         let schema = &self.schema;
         let restored = &mut self.restored;
@@ -522,7 +582,7 @@ impl Engine {
                 at_micros: t.ts_micros,
             });
         }
-        let placement = st.window.push(t.ts_micros / 1000, &[t.temperature, t.vibration]);
+        let placement = st.window.push(t.ts_micros / 1000, &self.values);
         match placement {
             Ok(Placement::TooLate { .. }) => {
                 // Older than the tolerance: counted, never scored, never a crash.
@@ -541,6 +601,10 @@ impl Engine {
         // Episodes move forward in event time: a reordered reading adds to the window (and
         // the features of later readings) but does not reopen or close an episode.
         if t.ts_micros < st.last_ts {
+            return out;
+        }
+        if !judge {
+            st.last_ts = t.ts_micros;
             return out;
         }
         let assessment = self.assess_with(t, have_features.then_some(&self.features.values[..]));

@@ -344,10 +344,17 @@ impl Window {
         let n = len as f64;
         let denom_t = n * self.stt - self.st * self.st;
         for ch in 0..self.c {
-            let mean_c = self.sx[ch] / n;
-            let mean = self.x0[ch] + mean_c;
-            let std = (self.sxx[ch] / n - mean_c * mean_c).max(0.0).sqrt();
             let last = self.vals[(len - 1) * self.c + ch];
+            let mean_c = self.sx[ch] / n;
+            // One sample has no spread and is its own mean. The running sums would say otherwise
+            // by the rounding left from large values that passed through since they were last
+            // recomputed, and a model that saw an exact 0 in training reads that as a huge change
+            // (series sampled more sparsely than the window span hold one sample at a time).
+            let (mean, std) = if len == 1 {
+                (last, 0.0)
+            } else {
+                (self.x0[ch] + mean_c, (self.sxx[ch] / n - mean_c * mean_c).max(0.0).sqrt())
+            };
             let prev = if len > 1 { self.vals[(len - 2) * self.c + ch] } else { last };
             let slope =
                 if len > 1 && denom_t > 1e-12 { (n * self.stx[ch] - self.st * self.sx[ch]) / denom_t } else { 0.0 };

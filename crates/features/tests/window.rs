@@ -182,3 +182,18 @@ fn series_replay_equals_the_live_loop() {
     }
     assert!(features_over_series(&schema, config, &ts, &values[1..]).is_err());
 }
+
+#[test]
+fn a_single_sample_window_has_no_spread_whatever_passed_before() {
+    // Samples 5 minutes apart in a 60 s window: each window holds one sample, but the running
+    // sums still carry the rounding of the huge value that left.
+    let schema = FeatureSchema::base();
+    let mut w = Window::new(&schema, WindowConfig::default());
+    for (i, v) in [50.0, 1e6, 50.3].into_iter().enumerate() {
+        assert!(w.push(i as i64 * 300_000, &[v, 1.0]).unwrap().accepted());
+    }
+    assert_eq!(w.len(), 1);
+    let f = features(&w).unwrap();
+    let temperature = &f.values[..STATS.len()];
+    assert_eq!(temperature, &[50.3, 50.3, 0.0, 50.3, 50.3, 0.0, 0.0, 0.0], "last mean std min max slope delta z");
+}

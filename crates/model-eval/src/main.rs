@@ -9,7 +9,11 @@
 //!   splits); `--fixed` scores one configuration given on the command line instead.
 //! - `ai4i`: AI4I 2020 failure prediction (Type one-hot, stratified 80/20), beside
 //!   scikit-learn's F1 on the same split when the benchmark has produced it.
+//! - `nab`: NAB's scoring of a detector's per-row outputs on the 51 development series
+//!   (`nab_cmd`), checked against NAB's own per-row scores of the HTM detector.
 //! - `export` / `bench`: write the benchmark's train/test CSVs, then time one configuration.
+
+mod nab_cmd;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -28,7 +32,7 @@ use proact_models::{
 };
 
 #[derive(Parser)]
-#[command(version, about = "Evaluate ProAct models on SKAB and AI4I 2020, and benchmark the forest")]
+#[command(version, about = "Evaluate ProAct models on SKAB, AI4I 2020 and NAB, and benchmark the forest")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -40,6 +44,8 @@ enum Cmd {
     Skab(SkabArgs),
     /// AI4I 2020 machine-failure prediction.
     Ai4i(Ai4iArgs),
+    /// NAB development series: a detector's per-row outputs scored with NAB's rules.
+    Nab(nab_cmd::NabArgs),
     /// Write the benchmark datasets (AI4I split and synthetic) as CSV for both implementations.
     Export {
         #[arg(long)]
@@ -55,7 +61,7 @@ enum Cmd {
 
 #[derive(clap::Args)]
 struct DataDir {
-    /// Datasets directory (holding SKAB/ and AI4I2020/).
+    /// Datasets directory (holding SKAB/, AI4I2020/ and NAB_dev/).
     #[arg(long = "datasets", env = "PROACT_DATASETS", default_value = "../shared/datasets")]
     dir: PathBuf,
 }
@@ -146,6 +152,7 @@ fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Skab(a) => skab(&a),
         Cmd::Ai4i(a) => ai4i(&a),
+        Cmd::Nab(a) => nab_cmd::nab(&a),
         Cmd::Export { out, data, synthetic_rows } => export(&out, &data.dir, synthetic_rows),
         Cmd::Bench(a) => bench(&a),
     }
