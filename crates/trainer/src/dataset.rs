@@ -24,6 +24,11 @@ pub struct Sampling {
     pub window: WindowConfig,
     /// One training row per equipment at most every this many ms of event time.
     pub every_ms: i64,
+    /// Easy negatives (label 0, not a false alarm's hard negative) are kept at most every this
+    /// many ms per equipment; 0 or less than `every_ms`: like every other row. Thinning them
+    /// keeps a long healthy history from drowning short failure precursors in rows to fit
+    /// (and raises the positives' share, so the forest flags more eagerly).
+    pub negative_every_ms: i64,
     /// Rows are taken only once a series has run this long, so half-empty windows at the start
     /// of an export do not teach the model what a cold start looks like.
     pub warmup_ms: i64,
@@ -32,7 +37,7 @@ pub struct Sampling {
 impl Default for Sampling {
     fn default() -> Self {
         let window = WindowConfig::default();
-        Sampling { window, every_ms: 600_000, warmup_ms: window.max_span_ms }
+        Sampling { window, every_ms: 600_000, negative_every_ms: 0, warmup_ms: window.max_span_ms }
     }
 }
 
@@ -148,15 +153,23 @@ pub async fn from_archive(
 ) -> Result<Dataset, TrainerError> {
     let mut ds = Dataset::new(format!("archive:telemetry, {}", labels.describe()));
     let schema = ds.schema.clone();
-    let mut current: Option<(String, u32, Sampler)> = None;
+    // Per equipment: its name, index, sampler and the time of its last easy negative kept.
+    let mut current: Option<(String, u32, Sampler, Option<i64>)> = None;
     proact_store::telemetry::for_each_reading(client, from, to, |id, ts_ms, values| {
-        if current.as_ref().is_none_or(|(c, _, _)| c != id) {
+        if current.as_ref().is_none_or(|(c, ..)| c != id) {
             let idx = ds.equipment_index(id);
-            current = Some((id.to_string(), idx, Sampler::new(&schema, sampling)));
+            current = Some((id.to_string(), idx, Sampler::new(&schema, sampling), None));
         }
-        let (eq, idx, sampler) = current.as_mut().expect("set above");
+        let (eq, idx, sampler, last_negative) = current.as_mut().expect("set above");
         if let Some(f) = sampler.push(ts_ms, &values) {
             if let Some(label) = labels.label(eq, ts_ms) {
+                if label == 0 && sampling.negative_every_ms > sampling.every_ms {
+                    let thinned = last_negative.is_some_and(|l| ts_ms - l < sampling.negative_every_ms);
+                    if thinned && !labels.is_hard_negative(eq, ts_ms) {
+                        return;
+                    }
+                    *last_negative = Some(ts_ms);
+                }
                 ds.eq.push(*idx);
                 ds.ts_ms.push(ts_ms);
                 ds.x.extend_from_slice(f);
