@@ -40,8 +40,10 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-# The stack runs in a temporary directory, removed when the demo stops.
-"$bin/proact-stack" >"$logs/stack.log" 2>&1 &
+# The stack runs in a temporary directory, removed when the demo stops. It runs in its own
+# session, out of reach of the terminal's Ctrl-C: the services drain into Redis and PostgreSQL
+# when they get it, so the stack must still be up; cleanup stops it after them.
+setsid "$bin/proact-stack" >"$logs/stack.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 300); do
   grep -q "stack ready" "$logs/stack.log" 2>/dev/null && break
@@ -100,6 +102,7 @@ echo "  Dashboard:   http://127.0.0.1:8080/"
 echo "  Metrics:     http://127.0.0.1:9101/metrics (ingest) … :9105 (trainer)"
 echo "  Logs:        $logs/"
 echo
+echo "demo: up in $SECONDS s, with the forest the detector runs from its first reading."
 echo "demo: running — 12 simulated machines, a failure episode every few minutes; the forest learned"
 echo "      from the back-filled history raises before the rules, and retrains on the schedule"
 echo "      \"$PROACT_TRAIN_SCHEDULE\" (UTC): each version it promotes is hot-loaded. Ctrl-C to stop."

@@ -29,7 +29,7 @@ async fn count(pg: &tokio_postgres::Client, sql: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backfill_writes_a_labelled_history_once_and_a_forest_learns_from_it() {
     let stack = proact_testkit::Stack::start().await.unwrap();
-    let pool = proact_server::db::pool(&stack.postgres.url(), 4).unwrap();
+    let pool = proact_server::db::pool(&stack.postgres.url(), backfill::POOL_SIZE).unwrap();
     let redis = proact_server::redis::connect(&stack.redis.url()).await.unwrap();
     let pg = pool.get().await.unwrap();
 

@@ -36,8 +36,11 @@ const BY: &str = "historique simulé";
 const RULES_VERSION: &str = "rules-v1";
 /// Readings per COPY batch.
 const BATCH: usize = 20_000;
-/// Machines written at once (each on its own connection).
+/// Machines written at once.
 const PARALLEL: usize = 3;
+/// Connections a back-fill needs: its lock's, and two per machine written at once (a batch and
+/// its partitions, or a work order and its check).
+pub const POOL_SIZE: usize = 1 + 2 * PARALLEL;
 
 /// Flags of `proact-trainer backfill`.
 #[derive(Debug, Clone, clap::Args)]
@@ -111,6 +114,8 @@ pub enum BackfillError {
     MissingReference(String),
     #[error("another back-fill is running on this database")]
     Busy,
+    #[error(transparent)]
+    Migration(#[from] proact_store::schema::MigrationError),
     #[error("PostgreSQL: {0}")]
     Store(#[from] proact_store::StoreError),
     #[error("PostgreSQL: {0}")]
@@ -201,7 +206,7 @@ pub async fn run(
 ) -> Result<Report, BackfillError> {
     let fresh = args.plan(now)?;
     let lock = pool.get().await?;
-    proact_store::schema::migrate(&mut pool.get().await?).await.map_err(|e| BackfillError::Invalid(e.to_string()))?;
+    proact_store::schema::migrate(&mut *pool.get().await?).await?;
     if !proact_store::simulated::try_lock(&**lock).await? {
         return Err(BackfillError::Busy);
     }
@@ -229,7 +234,7 @@ pub async fn run(
         }
     };
     let partitions = Arc::new(Partitions::new(args.partition_days));
-    partitions.refresh(&pool.get().await?).await?;
+    partitions.refresh(&*pool.get().await?).await?;
 
     let started = Instant::now();
     let histories: Vec<(MachineHistory, u64)> = futures::stream::iter(machines.iter().cloned().enumerate())
@@ -307,7 +312,6 @@ async fn check_reference(pool: &Pool, machines: &[Equipment]) -> Result<Vec<Stri
 
 /// Archives one machine's readings in batches; returns how many were new.
 async fn write_readings(pool: &Pool, partitions: &Partitions, h: &MachineHistory) -> Result<u64, BackfillError> {
-    let mut client = pool.get().await?;
     let mut new = 0;
     for chunk in h.readings.chunks(BATCH) {
         let rows: Vec<Telemetry> = chunk
@@ -322,7 +326,9 @@ async fn write_readings(pool: &Pool, partitions: &Partitions, h: &MachineHistory
                 ..Default::default()
             })
             .collect();
+        // Partition DDL takes a connection of its own: none is held across it.
         partitions.ensure(pool, rows.iter().map(|r| r.ts_micros)).await?;
+        let mut client = pool.get().await?;
         new += proact_store::telemetry::write_telemetry(&mut client, &rows, WriteMethod::CopyFirst).await?;
     }
     Ok(new)
@@ -395,12 +401,16 @@ async fn close_orders(
     let clock: proact_maintenance::Clock =
         Arc::new(move || DateTime::from_timestamp(clock_now.load(Ordering::Relaxed), 0).unwrap_or_default());
     let orders = WorkOrders::with_clock(pool.clone(), redis, clock);
-    let client = pool.get().await?;
+    // The orders take their own connections: none is held across them.
+    let has_order = |alert: String| async move {
+        let client = pool.get().await?;
+        Ok::<_, BackfillError>(proact_store::work_orders::latest_for_alert(&client, &alert).await?.is_some())
+    };
     let technician = |k: usize| technicians[(machine + k) % technicians.len()].clone();
     let mut closed = 0;
     for (k, f) in h.failures.iter().enumerate() {
         let alert = alert_id(plan, &h.equipment, f.detected_at);
-        if proact_store::work_orders::latest_for_alert(&client, &alert).await?.is_some() {
+        if has_order(alert.clone()).await? {
             continue;
         }
         let m = &f.episode.mode;
@@ -439,7 +449,7 @@ async fn close_orders(
     }
     for (k, a) in h.false_alarms.iter().enumerate() {
         let alert = alert_id(plan, &h.equipment, a.at);
-        if proact_store::work_orders::latest_for_alert(&client, &alert).await?.is_some() {
+        if has_order(alert.clone()).await? {
             continue;
         }
         now.store(a.at + 300, Ordering::Relaxed);

@@ -316,7 +316,7 @@ pub async fn run_command(config: &Config, command: &Command) -> anyhow::Result<u
             Ok(0)
         }
         Command::Backfill(args) => {
-            let pool = proact_server::db::pool(&config.pg.database_url, 4)?;
+            let pool = proact_server::db::pool(&config.pg.database_url, backfill::POOL_SIZE)?;
             let redis = proact_server::redis::connect(&config.redis.redis_url).await?;
             let report = backfill::run(&pool, Some(redis), args, Utc::now()).await?;
             println!("{report}");
