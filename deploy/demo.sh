@@ -69,6 +69,10 @@ export PROACT_TRAIN_NEGATIVE_EVERY_SECS="${PROACT_TRAIN_NEGATIVE_EVERY_SECS:-120
 export PROACT_TRAIN_LABEL_HORIZON_HOURS="${PROACT_TRAIN_LABEL_HORIZON_HOURS:-0.0125}"
 export PROACT_TRAIN_HISTORY_DAYS="${PROACT_TRAIN_HISTORY_DAYS:-30}"
 export PROACT_TRAIN_NB_MIN_ROWS="${PROACT_TRAIN_NB_MIN_ROWS:-1000000000}"
+# Successive versions differ by a few thousandths of held-out F1 either way: within 0.01 of
+# the active one's (on the same rows) a new version is promoted, so the visitor sees them
+# replace each other; the default (0) keeps the active version on any drop.
+export PROACT_PROMOTION_MARGIN="${PROACT_PROMOTION_MARGIN:-0.01}"
 # The simulator's live episodes; the back-fill writes its past with the same ones.
 episode_secs=60
 

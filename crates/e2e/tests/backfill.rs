@@ -2,7 +2,8 @@
 //! it refuses to run without the reference data, writes the fleet's readings into partitions
 //! and the rules' alerts with their closed work orders (failures confirmed, false alarms) as
 //! the live pipeline would, is written once however often it runs, resumes an interrupted
-//! run without doubling anything, and a training run on it promotes a RandomForest.
+//! run without doubling anything, and a training run on it promotes a RandomForest that
+//! recognises the live simulator's episodes (an unseen seed, at the live rate) before the rules.
 
 use chrono::Utc;
 use clap::Parser;
@@ -77,11 +78,14 @@ async fn the_backfill_writes_a_labelled_history_once_and_a_forest_learns_from_it
         count(&pg, "SELECT count(*) FROM gmao_interventions WHERE origin = 'work_order' AND outcome = 'false_alarm'")
             .await;
     assert_eq!(false_alarms as usize, w.false_alarms);
-    // Every transition went out on the work-order stream (create, start, close; a false
-    // alarm is closed from planned).
+    // Every transition went out on the work-order stream once (create, start, close; a false
+    // alarm is closed from planned), and none is left in the outbox.
+    let transitions = 3 * w.failures + 2 * w.false_alarms;
+    assert_eq!(w.events, transitions);
     let events: u64 =
         fred::prelude::StreamsInterface::xlen(&redis, proact_proto::streams::WORK_ORDERS_STREAM).await.unwrap();
-    assert_eq!(events as usize, 3 * w.failures + 2 * w.false_alarms);
+    assert_eq!(events as usize, transitions);
+    assert_eq!(count(&pg, "SELECT count(*) FROM work_order_transitions WHERE event_id IS NULL").await, 0);
 
     // A second run is a no-op, whenever it runs.
     let later = Utc::now() + chrono::Duration::hours(2);
@@ -127,4 +131,62 @@ async fn the_backfill_writes_a_labelled_history_once_and_a_forest_learns_from_it
     assert_eq!(out.events[0].kind, promoted, "{}", out.events[0].detail);
     let m = rf.metrics.clone().unwrap();
     assert!(m.f1 > 0.5, "held-out F1 {} on the back-filled history", m.f1);
+
+    // The promoted forest on what the demo's sensors will send: another seed, one reading a
+    // second, the demo's live episodes (60 s, a few minutes apart), through the detector's window.
+    let (_, bytes) = trainer.registry().artefact(&rf.name, &rf.version).await.unwrap();
+    let schema = proact_features::FeatureSchema::base();
+    let scorer = proact_models::ModelArtefact::from_bytes(&bytes).unwrap().scorer(schema.id()).unwrap();
+    let start = Utc::now().timestamp();
+    let live = proact_simulator::history::HistoryPlan {
+        seed: 7,
+        from: start,
+        to: start + 2 * 3600,
+        step_secs: 1,
+        episode_secs: 60,
+        episode_every_secs: 600,
+        false_alarm_every: 0,
+        rules: proact_simulator::history::RuleThresholds { temperature_warning: 80.0, vibration_warning: 11.0 },
+    };
+    let (mut episodes, mut recognised, mut before_rules, mut healthy, mut flagged_healthy) = (0, 0, 0, 0, 0);
+    for (i, eq) in proact_store::taxonomy::fleet().iter().enumerate() {
+        let h = proact_simulator::history::machine_history(&live, eq, i);
+        let mut window = proact_features::Window::new(&schema, proact_features::WindowConfig::default());
+        let mut features = vec![0.0; schema.len()];
+        let mut first_flag: Vec<Option<i64>> = vec![None; h.failures.len()];
+        for (t, s) in &h.readings {
+            let _ = window.push(t * 1000, &[s.temperature, s.vibration]).unwrap();
+            if t - live.from < 60 {
+                continue; // the window's warm-up, as in training
+            }
+            window.write_features(&mut features).unwrap();
+            let flagged = scorer.is_anomalous(&features);
+            match h.failures.iter().position(|f| f.episode.start <= *t && *t < f.episode.end) {
+                Some(k) if flagged && first_flag[k].is_none() => first_flag[k] = Some(*t),
+                Some(_) => {}
+                // Healthy: no episode in the window (60 s) or just before it.
+                None if h.failures.iter().all(|f| *t < f.episode.start || *t >= f.episode.end + 120) => {
+                    healthy += 1;
+                    flagged_healthy += usize::from(flagged);
+                }
+                None => {}
+            }
+        }
+        for (f, flag) in h.failures.iter().zip(&first_flag) {
+            episodes += 1;
+            if let Some(at) = flag {
+                recognised += 1;
+                before_rules += usize::from(*at < f.detected_at);
+            }
+        }
+    }
+    let fp = flagged_healthy as f64 / healthy as f64;
+    println!(
+        "live episodes recognised: {recognised}/{episodes}, before the rules: {before_rules}; healthy readings flagged: \
+         {flagged_healthy}/{healthy} ({:.3} %)",
+        fp * 100.0
+    );
+    assert!(recognised * 10 >= episodes * 8, "{recognised} of {episodes} live episodes recognised");
+    assert!(before_rules * 2 >= episodes, "{before_rules} of {episodes} recognised before the rules");
+    assert!(fp < 0.005, "{flagged_healthy} of {healthy} healthy readings flagged");
 }

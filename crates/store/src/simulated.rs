@@ -21,9 +21,11 @@ pub struct Backfill {
     pub false_alarms: i32,
 }
 
-/// Takes the back-fill lock for the session of `client`; `false` when another session holds it.
-pub async fn try_lock(client: &impl GenericClient) -> Result<bool, StoreError> {
-    Ok(client.query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK]).await?.get(0))
+/// Takes the back-fill lock until the end of the transaction `tx` (so it is released however
+/// the back-fill ends, even if its connection goes back to a pool); `false` when another
+/// back-fill holds it.
+pub async fn try_lock(tx: &tokio_postgres::Transaction<'_>) -> Result<bool, StoreError> {
+    Ok(tx.query_one("SELECT pg_try_advisory_xact_lock($1)", &[&LOCK]).await?.get(0))
 }
 
 /// The latest back-fill on record, finished or not.

@@ -39,7 +39,7 @@ const BATCH: usize = 20_000;
 /// Machines written at once.
 const PARALLEL: usize = 3;
 /// Connections a back-fill needs: its lock's, and two per machine written at once (a batch and
-/// its partitions, or a work order and its check).
+/// its partitions, or a work order and its check), or the record's.
 pub const POOL_SIZE: usize = 1 + 2 * PARALLEL;
 
 /// Flags of `proact-trainer backfill`.
@@ -126,6 +126,8 @@ pub enum BackfillError {
     Partition(#[from] proact_store::partitions::PartitionError),
     #[error("work order: {0}")]
     WorkOrder(#[from] proact_maintenance::MaintenanceError),
+    #[error("work-order events not published (they stay in the outbox for the gateway): {0}")]
+    Publish(#[from] proact_maintenance::events::PublishError),
     #[error("the recorded plan of back-fill {id} cannot be read ({why}): delete that row of simulated_history")]
     RecordedPlan { id: i64, why: String },
     #[error("history generation: {0}")]
@@ -159,6 +161,8 @@ pub struct Written {
     pub false_alarms: usize,
     /// Work orders made and closed by this run (fewer than alerts when resuming).
     pub work_orders: usize,
+    /// Their transitions published on the work-order stream.
+    pub events: usize,
     pub telemetry_secs: f64,
     pub work_order_secs: f64,
 }
@@ -197,7 +201,7 @@ impl std::fmt::Display for Report {
 
 /// Writes the history planned by `args` ending at `now`, unless one is already on record.
 /// `redis`: where the work orders' events go (as the gateway's would); `None` leaves them in
-/// the outbox.
+/// the outbox, for the gateway to publish at its start.
 pub async fn run(
     pool: &Pool,
     redis: Option<fred::prelude::Client>,
@@ -205,12 +209,16 @@ pub async fn run(
     now: DateTime<Utc>,
 ) -> Result<Report, BackfillError> {
     let fresh = args.plan(now)?;
-    let lock = pool.get().await?;
     proact_store::schema::migrate(&mut *pool.get().await?).await?;
-    if !proact_store::simulated::try_lock(&**lock).await? {
+    // Held until this function returns, however it returns; the record itself is written on
+    // other connections, committed at once, so an interrupted back-fill is found and resumed.
+    let mut lock_client = pool.get().await?;
+    let lock = lock_client.transaction().await?;
+    if !proact_store::simulated::try_lock(&lock).await? {
         return Err(BackfillError::Busy);
     }
-    let latest = proact_store::simulated::latest(&**lock).await?;
+    let record = pool.get().await?;
+    let latest = proact_store::simulated::latest(&**record).await?;
     if let Some(b) = latest.as_ref().filter(|b| b.finished_at.is_some()) {
         return Ok(Report::AlreadyDone {
             started_at: b.started_at,
@@ -230,9 +238,10 @@ pub async fn run(
         }
         None => {
             let json = serde_json::to_value(&fresh).map_err(|e| BackfillError::Invalid(e.to_string()))?;
-            (proact_store::simulated::begin(&**lock, &json).await?, fresh, false)
+            (proact_store::simulated::begin(&**record, &json).await?, fresh, false)
         }
     };
+    drop(record);
     let partitions = Arc::new(Partitions::new(args.partition_days));
     partitions.refresh(&*pool.get().await?).await?;
 
@@ -260,12 +269,15 @@ pub async fn run(
     proact_store::store_alerts(pool, &alerts).await?;
     let technicians = Arc::new(technicians);
     let work_orders: usize = futures::stream::iter(histories.iter().enumerate())
-        .map(|(i, (h, _))| close_orders(pool, redis.clone(), &plan, h, technicians.clone(), i))
+        .map(|(i, (h, _))| close_orders(pool, &plan, h, technicians.clone(), i))
         .buffer_unordered(PARALLEL)
         .try_collect::<Vec<usize>>()
         .await?
         .into_iter()
         .sum();
+    // The orders' events wait in the outbox until now: one publisher sends them once, in
+    // order (concurrent publishers may repeat an event).
+    let events = WorkOrders::new(pool.clone(), redis).publish_pending().await?;
     let work_order_secs = started.elapsed().as_secs_f64();
 
     let written = Written {
@@ -276,12 +288,14 @@ pub async fn run(
         failures: histories.iter().map(|(h, _)| h.failures.len()).sum(),
         false_alarms: histories.iter().map(|(h, _)| h.false_alarms.len()).sum(),
         work_orders,
+        events,
         telemetry_secs,
         work_order_secs,
         plan,
     };
+    let record = pool.get().await?;
     proact_store::simulated::finish(
-        &**lock,
+        &**record,
         id,
         written.readings as i64,
         written.failures as i32,
@@ -289,7 +303,8 @@ pub async fn run(
     )
     .await?;
     // Fresh statistics, so the first training run's scan is planned on the real row counts.
-    lock.batch_execute("ANALYZE telemetry").await?;
+    record.batch_execute("ANALYZE telemetry").await?;
+    lock.rollback().await?;
     Ok(Report::Written(written))
 }
 
@@ -390,7 +405,6 @@ fn false_alarm_alert(plan: &HistoryPlan, eq: &Equipment, a: &FalseAlarm, rules: 
 /// the history's times; returns how many orders it closed.
 async fn close_orders(
     pool: &Pool,
-    redis: Option<fred::prelude::Client>,
     plan: &HistoryPlan,
     h: &MachineHistory,
     technicians: Arc<Vec<String>>,
@@ -400,7 +414,7 @@ async fn close_orders(
     let clock_now = now.clone();
     let clock: proact_maintenance::Clock =
         Arc::new(move || DateTime::from_timestamp(clock_now.load(Ordering::Relaxed), 0).unwrap_or_default());
-    let orders = WorkOrders::with_clock(pool.clone(), redis, clock);
+    let orders = WorkOrders::with_clock(pool.clone(), None, clock);
     // The orders take their own connections: none is held across them.
     let has_order = |alert: String| async move {
         let client = pool.get().await?;
