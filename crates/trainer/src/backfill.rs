@@ -100,7 +100,16 @@ impl BackfillArgs {
                 vibration_warning: self.vibration_warning,
             },
         };
-        plan.validate().map_err(|e| BackfillError::Invalid(format!("history plan: {e}")))?;
+        plan.validate().map_err(|history::PlanError::Invalid { field, value, why }| {
+            let flag = match field {
+                "step_secs" => "--step-secs",
+                "episode_secs" => "--episode-secs",
+                "episode_every_secs" => "--episode-every-hours",
+                "rules" => "--temperature-warning / --vibration-warning",
+                other => other,
+            };
+            BackfillError::Invalid(format!("{flag} ({field} = {value}): {why}"))
+        })?;
         Ok(plan)
     }
 }
@@ -246,13 +255,16 @@ pub async fn run(
     partitions.refresh(&*pool.get().await?).await?;
 
     let started = Instant::now();
-    let histories: Vec<(MachineHistory, u64)> = futures::stream::iter(machines.iter().cloned().enumerate())
+    // Per machine: its history without the readings once they are written (a few machines'
+    // readings are in memory at a time), how many there were, and how many were new.
+    let histories: Vec<(MachineHistory, u64, u64)> = futures::stream::iter(machines.iter().cloned().enumerate())
         .map(|(i, eq)| {
             let (plan, pool, partitions) = (plan.clone(), pool.clone(), partitions.clone());
             async move {
-                let h = tokio::task::spawn_blocking(move || history::machine_history(&plan, &eq, i)).await?;
+                let mut h = tokio::task::spawn_blocking(move || history::machine_history(&plan, &eq, i)).await?;
                 let new = write_readings(&pool, &partitions, &h).await?;
-                Ok::<_, BackfillError>((h, new))
+                let readings = std::mem::take(&mut h.readings).len() as u64;
+                Ok::<_, BackfillError>((h, readings, new))
             }
         })
         .buffer_unordered(PARALLEL)
@@ -262,14 +274,14 @@ pub async fn run(
 
     let started = Instant::now();
     let mut alerts = Vec::new();
-    for (h, _) in &histories {
+    for (h, ..) in &histories {
         alerts.extend(h.failures.iter().map(|f| failure_alert(&plan, &h.equipment, f)));
-        alerts.extend(h.false_alarms.iter().map(|a| false_alarm_alert(&plan, &h.equipment, a, &plan.rules)));
+        alerts.extend(h.false_alarms.iter().map(|a| false_alarm_alert(&plan, &h.equipment, a)));
     }
     proact_store::store_alerts(pool, &alerts).await?;
     let technicians = Arc::new(technicians);
     let work_orders: usize = futures::stream::iter(histories.iter().enumerate())
-        .map(|(i, (h, _))| close_orders(pool, &plan, h, technicians.clone(), i))
+        .map(|(i, (h, ..))| close_orders(pool, &plan, h, technicians.clone(), i))
         .buffer_unordered(PARALLEL)
         .try_collect::<Vec<usize>>()
         .await?
@@ -283,10 +295,10 @@ pub async fn run(
     let written = Written {
         resumed,
         machines: histories.len(),
-        readings: histories.iter().map(|(h, _)| h.readings.len() as u64).sum(),
-        new_readings: histories.iter().map(|(_, n)| n).sum(),
-        failures: histories.iter().map(|(h, _)| h.failures.len()).sum(),
-        false_alarms: histories.iter().map(|(h, _)| h.false_alarms.len()).sum(),
+        readings: histories.iter().map(|(_, n, _)| n).sum(),
+        new_readings: histories.iter().map(|(.., new)| new).sum(),
+        failures: histories.iter().map(|(h, ..)| h.failures.len()).sum(),
+        false_alarms: histories.iter().map(|(h, ..)| h.false_alarms.len()).sum(),
         work_orders,
         events,
         telemetry_secs,
@@ -382,7 +394,7 @@ fn failure_alert(plan: &HistoryPlan, eq: &Equipment, f: &Failure) -> Alert {
 }
 
 /// The rules' alert for a spike, cleared at the next reading.
-fn false_alarm_alert(plan: &HistoryPlan, eq: &Equipment, a: &FalseAlarm, rules: &RuleThresholds) -> Alert {
+fn false_alarm_alert(plan: &HistoryPlan, eq: &Equipment, a: &FalseAlarm) -> Alert {
     let end = (a.at + plan.step_secs) * 1_000_000;
     Alert {
         alert_id: alert_id(plan, eq, a.at),
@@ -391,7 +403,7 @@ fn false_alarm_alert(plan: &HistoryPlan, eq: &Equipment, a: &FalseAlarm, rules: 
         end_micros: end,
         severity: Severity::Warning as i32,
         score: 1.0,
-        reason: format!("température {:.1} °C > {:.1} °C", a.value, rules.temperature_warning),
+        reason: format!("température {:.1} °C > {:.1} °C", a.value, plan.rules.temperature_warning),
         rule: "temperature_warning".into(),
         model_version: RULES_VERSION.to_string(),
         state: AlertState::Cleared as i32,
@@ -525,9 +537,11 @@ mod tests {
         assert!(e.contains("--days"), "{e}");
         let e = parse(&["--step-secs", "120"]).err().unwrap().to_string();
         assert!(e.contains("--step-secs"), "{e}");
-        let e = parse(&["--episode-every-hours", "-1"]).unwrap().plan(now).unwrap_err().to_string();
+        let e = parse(&["--episode-every-hours=-1"]).unwrap().plan(now).unwrap_err().to_string();
         assert!(e.contains("--episode-every-hours"), "{e}");
         let e = parse(&["--episode-secs", "20", "--step-secs", "15"]).unwrap().plan(now).unwrap_err().to_string();
-        assert!(e.contains("episode_secs"), "{e}");
+        assert!(e.starts_with("--episode-secs (episode_secs = 20)"), "{e}");
+        let e = parse(&["--temperature-warning", "NaN"]).unwrap().plan(now).unwrap_err().to_string();
+        assert!(e.contains("--temperature-warning"), "{e}");
     }
 }

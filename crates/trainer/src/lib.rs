@@ -316,6 +316,11 @@ pub async fn run_command(config: &Config, command: &Command) -> anyhow::Result<u
             Ok(0)
         }
         Command::Backfill(args) => {
+            // Bad flags are reported before any connection is tried.
+            if let Err(e) = args.plan(Utc::now()) {
+                eprintln!("proact-trainer backfill: {e}");
+                return Ok(proact_server::EXIT_CONFIG as u8);
+            }
             let pool = proact_server::db::pool(&config.pg.database_url, backfill::POOL_SIZE)?;
             let redis = proact_server::redis::connect(&config.redis.redis_url).await?;
             let report = backfill::run(&pool, Some(redis), args, Utc::now()).await?;
