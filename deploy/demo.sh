@@ -38,7 +38,9 @@ cleanup() {
   if ((${#pids[@]} > 0)); then stop_within INT 100 "${pids[0]}"; fi
   echo "demo: stopped. Logs are in $logs/"
 }
-trap cleanup INT TERM EXIT
+# On Ctrl-C (or TERM) the script stops there, whatever step it was in.
+trap 'cleanup; exit 130' INT TERM
+trap cleanup EXIT
 
 # The stack runs in a temporary directory, removed when the demo stops. It runs in its own
 # session, out of reach of the terminal's Ctrl-C: the services drain into Redis and PostgreSQL
