@@ -6,9 +6,11 @@
 //! history queries over gRPC (`Archive`, [`query`]).
 //! Upstream: ingest, anomaly-detector, alert-gateway. Downstream: trainer, dashboard.
 
-pub mod partitions;
 pub mod pipeline;
 pub mod query;
+
+/// The partition maintenance lives with the table's other queries in the domain crate.
+pub use proact_store::partitions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -148,13 +148,15 @@ impl Labels {
     /// 2 false alarms / 1 no fault found, horizon 48 h`.
     pub fn describe(&self) -> String {
         let s = self.sources;
+        // Whole hours as hours; a shorter horizon (the demo's 45 s) in seconds, not "0 h".
+        let horizon = if self.horizon_ms % 3_600_000 == 0 {
+            format!("{} h", self.horizon_ms / 3_600_000)
+        } else {
+            format!("{} s", self.horizon_ms as f64 / 1000.0)
+        };
         format!(
-            "labels gmao:corrective {}, work orders {} confirmed / {} false alarms / {} no fault found, horizon {} h",
-            s.imported_corrective,
-            s.confirmed,
-            s.false_alarms,
-            s.no_fault_found,
-            self.horizon_ms / 3_600_000
+            "labels gmao:corrective {}, work orders {} confirmed / {} false alarms / {} no fault found, horizon {horizon}",
+            s.imported_corrective, s.confirmed, s.false_alarms, s.no_fault_found
         )
     }
 }
@@ -253,5 +255,7 @@ mod tests {
         assert_eq!(l.label("P", 8 * H + H / 2), Some(1));
         assert!(!l.is_hard_negative("P", 9 * H));
         assert!(l.describe().contains("1 confirmed / 1 false alarms"));
+        assert!(l.describe().ends_with("horizon 2 h"), "{}", l.describe());
+        assert!(Labels::from_history(&[], 45_000).describe().ends_with("horizon 45 s"));
     }
 }

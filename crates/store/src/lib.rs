@@ -14,9 +14,11 @@ use proact_proto::v1::Telemetry;
 
 pub mod alerts;
 pub mod knowledge;
+pub mod partitions;
 pub mod planning;
 pub mod reference;
 pub mod schema;
+pub mod simulated;
 pub mod taxonomy;
 pub mod telemetry;
 pub mod work_orders;

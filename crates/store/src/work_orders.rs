@@ -193,6 +193,15 @@ pub async fn open_for_alert(tx: &Transaction<'_>, alert_id: &str) -> Result<Opti
         .map(row_to_work_order))
 }
 
+/// The latest work order made from `alert_id`, in any state.
+pub async fn latest_for_alert(client: &Client, alert_id: &str) -> Result<Option<WorkOrder>, StoreError> {
+    Ok(client
+        .query_opt("SELECT * FROM work_orders WHERE alert_id = $1 ORDER BY created_at DESC LIMIT 1", &[&alert_id])
+        .await?
+        .as_ref()
+        .map(row_to_work_order))
+}
+
 /// A work order, locked until the transaction ends (so two concurrent changes serialise).
 pub async fn lock(tx: &Transaction<'_>, work_order_id: &str) -> Result<Option<WorkOrder>, StoreError> {
     Ok(tx

@@ -24,6 +24,11 @@ pub struct Sampling {
     pub window: WindowConfig,
     /// One training row per equipment at most every this many ms of event time.
     pub every_ms: i64,
+    /// Easy negatives (label 0, not a false alarm's hard negative) are kept at most every this
+    /// many ms per equipment; 0 or less than `every_ms`: like every other row. Thinning them
+    /// keeps a long healthy history from drowning short failure precursors in rows to fit
+    /// (and raises the positives' share, so the forest flags more eagerly).
+    pub negative_every_ms: i64,
     /// Rows are taken only once a series has run this long, so half-empty windows at the start
     /// of an export do not teach the model what a cold start looks like.
     pub warmup_ms: i64,
@@ -32,7 +37,7 @@ pub struct Sampling {
 impl Default for Sampling {
     fn default() -> Self {
         let window = WindowConfig::default();
-        Sampling { window, every_ms: 600_000, warmup_ms: window.max_span_ms }
+        Sampling { window, every_ms: 600_000, negative_every_ms: 0, warmup_ms: window.max_span_ms }
     }
 }
 
@@ -107,6 +112,8 @@ struct Sampler {
     window: Window,
     first: Option<i64>,
     last_row: Option<i64>,
+    /// The last easy negative kept ([`Sampling::negative_every_ms`]).
+    last_negative: Option<i64>,
     buf: Vec<f64>,
 }
 
@@ -117,8 +124,23 @@ impl Sampler {
             window: Window::new(schema, cfg.window),
             first: None,
             last_row: None,
+            last_negative: None,
             buf: vec![0.0; schema.len()],
         }
+    }
+
+    /// Whether a row at `ts_ms` labelled `label` is kept: every positive and hard negative,
+    /// easy negatives at most every `negative_every_ms` (when that is longer than the stride).
+    fn keeps(&mut self, ts_ms: i64, label: u8, hard_negative: impl FnOnce() -> bool) -> bool {
+        if label != 0 || self.cfg.negative_every_ms <= self.cfg.every_ms {
+            return true;
+        }
+        let thinned = self.last_negative.is_some_and(|l| ts_ms - l < self.cfg.negative_every_ms);
+        if thinned && !hard_negative() {
+            return false;
+        }
+        self.last_negative = Some(ts_ms);
+        true
     }
 
     /// Pushes one event; returns the window's features when this event yields a training row.
@@ -155,14 +177,16 @@ pub async fn from_archive(
             current = Some((id.to_string(), idx, Sampler::new(&schema, sampling)));
         }
         let (eq, idx, sampler) = current.as_mut().expect("set above");
-        if let Some(f) = sampler.push(ts_ms, &values) {
-            if let Some(label) = labels.label(eq, ts_ms) {
-                ds.eq.push(*idx);
-                ds.ts_ms.push(ts_ms);
-                ds.x.extend_from_slice(f);
-                ds.y.push(label);
-            }
+        let Some(label) = sampler.push(ts_ms, &values).is_some().then(|| labels.label(eq, ts_ms)).flatten() else {
+            return;
+        };
+        if !sampler.keeps(ts_ms, label, || labels.is_hard_negative(eq, ts_ms)) {
+            return;
         }
+        ds.eq.push(*idx);
+        ds.ts_ms.push(ts_ms);
+        ds.x.extend_from_slice(&sampler.buf);
+        ds.y.push(label);
     })
     .await?;
     Ok(ds)
@@ -247,6 +271,19 @@ pub fn from_csv(path: &Path, label_column: &str, sampling: Sampling) -> Result<D
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn easy_negatives_are_thinned_and_the_rest_kept() {
+        let cfg = Sampling { every_ms: 10_000, negative_every_ms: 60_000, ..Sampling::default() };
+        let mut s = Sampler::new(&FeatureSchema::base(), cfg);
+        let kept: Vec<i64> = (0..13).map(|i| i * 10_000).filter(|&t| s.keeps(t, 0, || false)).collect();
+        assert_eq!(kept, vec![0, 60_000, 120_000], "one easy negative a minute");
+        assert!(s.keeps(130_000, 1, || false), "every positive");
+        assert!(s.keeps(140_000, 0, || true), "every hard negative");
+        assert!(!s.keeps(150_000, 0, || false), "a minute after the last negative kept");
+        let mut off = Sampler::new(&FeatureSchema::base(), Sampling { negative_every_ms: 0, ..cfg });
+        assert!((0..13).all(|i| off.keeps(i * 10_000, 0, || false)), "no thinning by default");
+    }
 
     #[test]
     fn csv_rows_follow_the_window_and_labels() {

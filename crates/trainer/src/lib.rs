@@ -10,7 +10,10 @@
 //! - [`train`]: fit, evaluate, store, gate (`anomaly-rf`, `normal-behaviour/<id>`).
 //! - [`registry`]: versions, statuses, the gate, rollback, events.
 //! - [`grpc`]: the `ModelRegistry` service. [`schedule`]: the cron-driven retraining.
+//! - [`backfill`]: a simulated past for the fleet (telemetry, alerts, closed work orders), so
+//!   a fresh system has labels to learn from at once (the demo).
 
+pub mod backfill;
 pub mod dataset;
 pub mod error;
 pub mod grpc;
@@ -84,6 +87,10 @@ pub struct TrainArgs {
     /// 12 machines is ~630k rows, whatever the sensors' rate).
     #[arg(long, env = "PROACT_TRAIN_SAMPLE_EVERY_SECS", default_value_t = 600.0, global = true)]
     pub sample_every_secs: f64,
+    /// Windows labelled healthy (not a false alarm's) are kept at most once per this many
+    /// seconds of event time per equipment; 0: like the others (--sample-every-secs).
+    #[arg(long, env = "PROACT_TRAIN_NEGATIVE_EVERY_SECS", default_value_t = 0.0, global = true)]
+    pub negative_every_secs: f64,
     /// Trees of the anomaly RandomForest.
     #[arg(long, env = "PROACT_TRAIN_RF_TREES", default_value_t = 100, global = true)]
     pub rf_trees: usize,
@@ -135,6 +142,8 @@ impl TrainArgs {
         check(h.is_finite() && h > 0.0, "PROACT_TRAIN_LABEL_HORIZON_HOURS", h.to_string(), "must be > 0")?;
         let s = self.sample_every_secs;
         check(s.is_finite() && s >= 0.0, "PROACT_TRAIN_SAMPLE_EVERY_SECS", s.to_string(), "must be ≥ 0")?;
+        let n = self.negative_every_secs;
+        check(n.is_finite() && n >= 0.0, "PROACT_TRAIN_NEGATIVE_EVERY_SECS", n.to_string(), "must be ≥ 0")?;
         check(
             (1..=10_000).contains(&self.rf_trees),
             "PROACT_TRAIN_RF_TREES",
@@ -172,7 +181,11 @@ impl TrainArgs {
     pub fn settings(&self) -> TrainSettings {
         let d = TrainSettings::default();
         TrainSettings {
-            sampling: dataset::Sampling { every_ms: (self.sample_every_secs * 1000.0) as i64, ..d.sampling },
+            sampling: dataset::Sampling {
+                every_ms: (self.sample_every_secs * 1000.0) as i64,
+                negative_every_ms: (self.negative_every_secs * 1000.0) as i64,
+                ..d.sampling
+            },
             horizon_ms: (self.label_horizon_hours * 3_600_000.0) as i64,
             history_days: self.history_days,
             from: self.train_from,
@@ -198,6 +211,10 @@ pub enum Command {
         #[arg(long, default_value = "data")]
         data: PathBuf,
     },
+    /// Write a simulated past for the fleet: weeks of telemetry with failure episodes, the
+    /// rules' alerts and their closed work orders (failures confirmed, false alarms), so the
+    /// first training run has labels. Skipped when a back-fill is already on record.
+    Backfill(backfill::BackfillArgs),
     /// Train now (every model, or one: anomaly-rf, normal-behaviour, normal-behaviour/<id>),
     /// store the versions as candidates and run the promotion gate.
     Train {
@@ -299,6 +316,18 @@ pub async fn run_command(config: &Config, command: &Command) -> anyhow::Result<u
             for s in proact_dataprep::load::load_dir(&mut client, data).await? {
                 println!("{s:?}");
             }
+            Ok(0)
+        }
+        Command::Backfill(args) => {
+            // Bad flags are reported before any connection is tried.
+            if let Err(e) = args.plan(Utc::now()) {
+                eprintln!("proact-trainer backfill: {e}");
+                return Ok(proact_server::EXIT_CONFIG as u8);
+            }
+            let pool = proact_server::db::pool(&config.pg.database_url, backfill::POOL_SIZE)?;
+            let redis = proact_server::redis::connect(&config.redis.redis_url).await?;
+            let report = backfill::run(&pool, Some(redis), args, Utc::now()).await?;
+            println!("{report}");
             Ok(0)
         }
         Command::Train { name } => {

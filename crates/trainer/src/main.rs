@@ -11,7 +11,15 @@ async fn main() -> std::process::ExitCode {
     }
     let shutdown = proact_server::shutdown::on_signal();
     let result = match &config.command {
-        Some(command) => proact_trainer::run_command(&config, command).await,
+        // A command stops at Ctrl-C or SIGTERM too: what it committed stays (a back-fill
+        // resumes, a training run's versions are stored one by one).
+        Some(command) => tokio::select! {
+            r = proact_trainer::run_command(&config, command) => r,
+            _ = shutdown.cancelled() => {
+                eprintln!("proact-trainer: interrupted");
+                Ok(130)
+            }
+        },
         None => async { App::build(config).await?.run_until_stopped(shutdown).await.map(|_| 0) }.await,
     };
     match result {

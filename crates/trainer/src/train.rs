@@ -263,6 +263,7 @@ fn data_params(s: &TrainSettings, ds: &Dataset) -> serde_json::Value {
             "tolerance_ms": s.sampling.window.tolerance_ms,
         },
         "sample_every_ms": s.sampling.every_ms,
+        "negative_every_ms": s.sampling.negative_every_ms,
         "warmup_ms": s.sampling.warmup_ms,
         "label_horizon_ms": s.horizon_ms,
         "test_fraction": s.test_fraction,

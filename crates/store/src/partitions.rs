@@ -1,7 +1,8 @@
 //! Time partitions of `telemetry` (migration 0003 made it range-partitioned on `ts`): the
 //! archive creates them ahead of time, on demand for a batch carrying an older or newer
-//! timestamp, and drops those past the retention. Sits between the batch writer
-//! ([`crate::pipeline`]) and PostgreSQL.
+//! timestamp, and drops those past the retention; the trainer's history back-fill creates the
+//! ones its batches need the same way. Sits between the batch writers
+//! ([`crate::telemetry`]) and PostgreSQL.
 //!
 //! Partitions are `width` days wide, aligned on 2000-01-03T00:00Z (a Monday: weekly partitions
 //! start on Mondays), named `telemetry_pYYYYMMDD` after their first day (UTC). If the width
