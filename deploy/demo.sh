@@ -39,7 +39,8 @@ cleanup() {
   echo "demo: stopped. Logs are in $logs/"
 }
 # On Ctrl-C (or TERM) the script stops there, whatever step it was in.
-trap 'cleanup; exit 130' INT TERM
+# Ctrl-C is how the demo is meant to end: a clean stop exits 0, so `just` reports no failure.
+trap 'cleanup; exit 0' INT TERM
 trap cleanup EXIT
 
 # The stack runs in a temporary directory, removed when the demo stops. It runs in its own
