@@ -76,7 +76,7 @@ impl Shared {
         Lifecycle { pool: &self.pool, redis: &self.redis, recent: &self.recent }
     }
 
-    /// Whether a presented token (header value without `Bearer `, or parameter) is accepted.
+    /// Whether a presented token (the `Authorization` header's value without `Bearer `) is accepted.
     pub fn accepts(&self, presented: Option<&str>) -> bool {
         match self.token.as_deref() {
             None => true,

@@ -147,6 +147,33 @@ where
     }
 }
 
+/// `n` rows of EQ-BIG from today's start, 100 ms apart (today's partition exists from the start).
+async fn insert_big(db: &tokio_postgres::Client, n: i32) {
+    db.execute(
+        "INSERT INTO telemetry (equipement_id, ts, temperature, vibration)
+         SELECT 'EQ-BIG', date_trunc('day', now()) + i * interval '100 milliseconds', i, 0
+         FROM generate_series(0, $1 - 1) i",
+        &[&n],
+    )
+    .await
+    .unwrap();
+}
+
+/// Waits until PostgreSQL waits to write a range query's rows to the archive: the client
+/// stopped reading and the rows are not being drained into the archive's memory.
+async fn blocked_on_a_slow_reader(db: &tokio_postgres::Client) {
+    eventually("PostgreSQL blocked on a slow reader", || async {
+        db.query_opt(
+            "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT ts, temperature%' AND wait_event = 'ClientWrite'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .is_some()
+    })
+    .await;
+}
+
 /// Entries pending (delivered, not acked) for the group over every shard.
 async fn pending(redis: &Client) -> i64 {
     let mut n = 0;
@@ -478,13 +505,7 @@ async fn large_ranges_stream_under_backpressure() {
     let a = start(&redis, &pg, "b1", &[], false).await;
     let db = pg_client(&pg).await;
     // Today's partition and the next ones exist from the start; 300k rows 100 ms apart.
-    db.batch_execute(
-        "INSERT INTO telemetry (equipement_id, ts, temperature, vibration)
-         SELECT 'EQ-BIG', date_trunc('day', now()) + i * interval '100 milliseconds', i, 0
-         FROM generate_series(0, 299999) i",
-    )
-    .await
-    .unwrap();
+    insert_big(&db, 300_000).await;
     let mut client = ArchiveClient::connect(format!("http://{}", a.grpc)).await.unwrap();
     let mut s = client
         .query_range(TelemetryRangeRequest { equipement_id: "EQ-BIG".into(), from_micros: 0, to_micros: 0, limit: 0 })
@@ -494,16 +515,7 @@ async fn large_ranges_stream_under_backpressure() {
     assert!(s.message().await.unwrap().is_some());
     // The client reads no further: PostgreSQL must end up waiting to write to the archive,
     // i.e. the rows are not being drained into the archive's memory.
-    eventually("PostgreSQL blocked on a slow client", || async {
-        db.query_opt(
-            "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT ts, temperature%' AND wait_event = 'ClientWrite'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .is_some()
-    })
-    .await;
+    blocked_on_a_slow_reader(&db).await;
     let mut n = 1;
     while s.message().await.unwrap().is_some() {
         n += 1;
@@ -640,28 +652,13 @@ async fn slow_readers_never_starve_the_writers() {
     let extra = ["--database-pool-size", "2", "--writers", "1", "--query-connections", "1"];
     let a = start(&redis, &pg, "q1", &extra, false).await;
     let (r, db) = (redis_client(&redis).await, pg_client(&pg).await);
-    db.batch_execute(
-        "INSERT INTO telemetry (equipement_id, ts, temperature, vibration)
-         SELECT 'EQ-BIG', date_trunc('day', now()) + i * interval '100 milliseconds', i, 0
-         FROM generate_series(0, 199999) i",
-    )
-    .await
-    .unwrap();
+    insert_big(&db, 200_000).await;
     let before = count(&db).await;
     let big = || TelemetryRangeRequest { equipement_id: "EQ-BIG".into(), from_micros: 0, to_micros: 0, limit: 0 };
     let mut first = ArchiveClient::connect(format!("http://{}", a.grpc)).await.unwrap();
     let mut held = first.query_range(big()).await.unwrap().into_inner();
     assert!(held.message().await.unwrap().is_some());
-    eventually("PostgreSQL blocked on the slow reader", || async {
-        db.query_opt(
-            "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT ts, temperature%' AND wait_event = 'ClientWrite'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .is_some()
-    })
-    .await;
+    blocked_on_a_slow_reader(&db).await;
 
     let mut second = ArchiveClient::connect(format!("http://{}", a.grpc)).await.unwrap();
     let mut refused = second.query_range(big()).await.unwrap().into_inner();
