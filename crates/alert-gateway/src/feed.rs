@@ -22,6 +22,7 @@ use fred::prelude::*;
 use fred::types::streams::XReadResponse;
 use proact_proto::streams::{ALERTS_STREAM, PAYLOAD_FIELD};
 use proact_proto::v1::{Alert, AlertEvent, AlertState};
+use proact_server::backoff::Backoff;
 use proact_server::otel::{KeyValue, PipelineSpan, Tracing};
 use prost::Message;
 use tokio::sync::broadcast;
@@ -196,7 +197,7 @@ pub async fn follow(
         }
     };
     ready.set("redis", true);
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::server_call();
     while !shutdown.is_cancelled() {
         let from = last.to_string();
         let r: Result<XReadResponse<String, String, String, Bytes>, Error> = tokio::select! {
@@ -206,7 +207,7 @@ pub async fn follow(
         match r {
             Ok(resp) => {
                 ready.set("redis", true);
-                backoff = Duration::from_millis(50);
+                backoff.reset();
                 let read_at = std::time::SystemTime::now();
                 let mut batch = Vec::new();
                 let mut spans: Vec<PipelineSpan> = Vec::new();
@@ -255,8 +256,9 @@ pub async fn follow(
             Err(e) => {
                 ready.set("redis", false);
                 tracing::warn!(error = %e, "alerts stream read failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                if !backoff.wait(&shutdown).await {
+                    break;
+                }
             }
         }
     }

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod backoff;
 pub mod config;
 pub mod consumer;
 pub mod db;
