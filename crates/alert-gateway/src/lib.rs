@@ -279,7 +279,7 @@ impl App {
             Some((desk.clone(), pool.clone())),
             shutdown.clone(),
         )));
-        let shared = Arc::new(http::Shared {
+        let shared = Arc::new(http::GatewayState {
             pool,
             redis: shared_redis,
             feed: tx,
