@@ -13,8 +13,8 @@ use proact_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::feed::{StreamId, Subscription, SubscriptionError};
-use crate::http::GatewayState;
 use crate::lifecycle::Change;
+use crate::state::GatewayState;
 
 pub struct AlertsService {
     pub shared: Arc<GatewayState>,

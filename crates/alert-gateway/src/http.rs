@@ -3,9 +3,7 @@
 //! one is configured, in `Authorization: Bearer …`; the WebSocket, which a browser cannot
 //! give headers, takes a single-use ticket got with the token instead (`access`).
 
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -16,13 +14,12 @@ use axum::{Json, Router};
 use proact_proto::v1::AlertsQuery;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
 
-use crate::feed::{FeedBatch, SharedRecent, StreamId};
-use crate::lifecycle::{Change, Lifecycle, LifecycleError};
+use crate::feed::StreamId;
+use crate::lifecycle::{Change, LifecycleError};
 use crate::reference::ReferenceError;
-use crate::upstream::{self, IngestRate};
+use crate::state::GatewayState;
+use crate::upstream;
 use crate::{json, ws};
 
 const DASHBOARD: &str = include_str!("../static/index.html");
@@ -43,47 +40,6 @@ async fn asset(Path(name): Path<String>) -> Response {
             ([(header::CONTENT_TYPE, *mime), (header::CACHE_CONTROL, "no-cache")], *body).into_response()
         }
         None => (StatusCode::NOT_FOUND, "no such file").into_response(),
-    }
-}
-
-/// State shared by the HTTP handlers, the WebSocket clients and the gRPC service.
-pub struct GatewayState {
-    pub pool: deadpool_postgres::Pool,
-    pub redis: fred::prelude::Client,
-    pub feed: broadcast::Sender<Arc<FeedBatch>>,
-    pub recent: SharedRecent,
-    pub token: Option<String>,
-    pub origins: crate::access::Origins,
-    pub heartbeat: Duration,
-    /// Oldest event a WebSocket's `after=` replays, counted back from now.
-    pub max_replay: Duration,
-    pub write_timeout: Duration,
-    pub silent_after_s: i64,
-    pub archive: crate::upstream::Upstream,
-    pub registry: crate::upstream::Upstream,
-    pub ingest_rate: Arc<IngestRate>,
-    /// WebSocket clients connected to this replica.
-    pub clients: AtomicUsize,
-    /// Ready frames of notices that are not alerts (work-order transitions), for every socket.
-    pub notices: broadcast::Sender<bytes::Bytes>,
-    /// Each alert's priority, from the AMDEC.
-    pub crit: crate::criticality::Criticality,
-    pub shutdown: CancellationToken,
-}
-
-impl GatewayState {
-    pub fn lifecycle(&self) -> Lifecycle<'_> {
-        Lifecycle { pool: &self.pool, redis: &self.redis, recent: &self.recent }
-    }
-
-    /// Whether a presented token (the `Authorization` header's value without `Bearer `) is accepted.
-    pub fn accepts(&self, presented: Option<&str>) -> bool {
-        match self.token.as_deref() {
-            None => true,
-            Some(want) => {
-                presented.is_some_and(|got| proact_server::auth::token_matches(got.as_bytes(), want.as_bytes()))
-            }
-        }
     }
 }
 

@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod notices;
 pub mod reference;
 pub mod serve;
+pub mod state;
 pub mod upstream;
 pub mod ws;
 pub mod wsframe;
@@ -279,7 +280,7 @@ impl App {
             Some((desk.clone(), pool.clone())),
             shutdown.clone(),
         )));
-        let shared = Arc::new(http::GatewayState {
+        let shared = Arc::new(state::GatewayState {
             pool,
             redis: shared_redis,
             feed: tx,

@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::sync::broadcast;
 
 use crate::feed::{FeedBatch, StreamId, Subscription, SubscriptionError};
-use crate::http::GatewayState;
+use crate::state::GatewayState;
 use crate::wsframe::{self, FrameError};
 
 /// Close code of an evicted client (in the 4000-4999 range left to applications).
