@@ -154,6 +154,15 @@ impl Config {
     }
 }
 
+impl proact_server::service::ServiceConfig for Config {
+    fn log_format(&self) -> &str {
+        &self.admin.log_format
+    }
+    fn check(&self) -> Result<(), ConfigError> {
+        self.validate()
+    }
+}
+
 /// Every metric the gateway exports (see `proact_server::telemetry::Metric`).
 pub const METRICS: &[Metric] = &[
     Metric::gauge("proact_gateway_ws_clients", "WebSocket clients connected"),

@@ -225,3 +225,12 @@ impl Config {
             .unwrap_or_else(|| format!("detector-{}", std::process::id()))
     }
 }
+
+impl proact_server::service::ServiceConfig for Config {
+    fn log_format(&self) -> &str {
+        &self.admin.log_format
+    }
+    fn check(&self) -> Result<(), ConfigError> {
+        self.validate()
+    }
+}

@@ -13,6 +13,7 @@ pub mod db;
 pub mod grpc;
 pub mod otel;
 pub mod redis;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
