@@ -484,7 +484,7 @@ async fn scoring_loop(
             // renewals' pipeline (see `seen`): one script per shard with changes, no round trip.
             let now = now_micros();
             let seen_changes = seen_to_write(&ctx, &engine, now).await;
-            let calls = seen::write_calls(&ctx.replica, ctx.shards, &seen_changes);
+            let calls = seen::write_calls(leases::KeyLayout::of(&write), &ctx.replica, ctx.shards, &seen_changes);
             match leases.heartbeat_with(now / 1000, calls).await {
                 Ok((change, seen_replies)) => {
                     ready.set("redis", true);
