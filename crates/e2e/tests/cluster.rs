@@ -150,3 +150,114 @@ async fn two_replicas_of_each_service_on_a_redis_cluster_store_and_alert_exactly
 
     pipeline.stop().await.expect("services drain cleanly");
 }
+
+/// One sensor publishing readings one at a time, each only after the previous one's PUBACK,
+/// so it knows exactly which readings were acknowledged: (equipment, event time in µs).
+fn sensor_loop(
+    port: u16,
+    equipment: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(usize, Vec<(String, i64)>)> {
+    tokio::spawn(async move {
+        let mut opts = rumqttc::MqttOptions::new(format!("sensor-{equipment}"), "127.0.0.1", port);
+        opts.set_keep_alive(Duration::from_secs(30));
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 10);
+        let (acked_tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                        if acked_tx.send(()).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        let start = chrono::Utc::now() - chrono::Duration::hours(1);
+        let (mut published, mut acked) = (0, Vec::new());
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let ts = start + chrono::Duration::milliseconds(published as i64);
+            let payload = format!(
+                r#"{{"equipement_id":"{equipment}","temperature":60.0,"vibration":3.2,"timestamp":"{}"}}"#,
+                ts.format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            );
+            client.publish(format!("sensors/{equipment}/telemetry"), QoS::AtLeastOnce, false, payload).await.unwrap();
+            published += 1;
+            // Its acknowledgement can wait for the failover: ingest holds it until then.
+            if acked_rx.recv().await.is_none() {
+                break;
+            }
+            // As sent: to the millisecond.
+            acked.push((equipment.clone(), ts.timestamp_millis() * 1000));
+        }
+        (published, acked)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_master_killed_under_load_loses_no_acknowledged_reading() {
+    let (mut cluster, mqtt, postgres) = tokio::try_join!(
+        proact_testkit::RedisCluster::start(),
+        proact_testkit::Mosquitto::start(),
+        proact_testkit::Postgres::start(),
+    )
+    .expect("real servers start");
+    let ep = proact_e2e::Endpoints { mqtt_url: mqtt.url(), redis_url: cluster.url(), database_url: postgres.url() };
+    let pipeline = proact_e2e::Pipeline::start_replicas(&ep, 1, None).await.expect("services start");
+    let (pg, conn) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let rows = || async { pg.query_one("SELECT count(*) FROM telemetry", &[]).await.unwrap().get::<_, i64>(0) };
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sensors: Vec<_> = (0..8).map(|i| sensor_loop(mqtt.port(), format!("FO-{i:02}"), stop.clone())).collect();
+    wait_for("load flowing", Duration::from_secs(30), || async { rows().await >= 500 }).await;
+
+    // The master of shard 0's stream dies under load; its replica takes over.
+    let slot = fred::util::redis_keyslot(telemetry_stream(0).as_bytes());
+    let victim = cluster.master_of(slot).unwrap();
+    let promoted = cluster.kill_master(victim).await.expect("failover");
+    assert_ne!(promoted, victim);
+    // The new master has no replica until the old one is back: ingest acknowledges nothing
+    // for its shards meanwhile (they are redelivered), then resumes.
+    wait_for("ingest refusing batches the new master cannot replicate", Duration::from_secs(30), || async {
+        proact_server::telemetry::metrics_handle().render().contains("proact_ingest_replica_wait_failures_total")
+    })
+    .await;
+    let before_restart = rows().await;
+    cluster.restart(victim).await.expect("the old master rejoins as a replica");
+    wait_for("load flowing again", Duration::from_secs(60), || async { rows().await >= before_restart + 500 }).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let mut acked = std::collections::BTreeSet::new();
+    let mut published = 0;
+    for s in sensors {
+        let (p, a) = tokio::time::timeout(Duration::from_secs(60), s).await.expect("sensors finish").unwrap();
+        published += p;
+        acked.extend(a);
+    }
+    assert!(acked.len() >= 1000, "{} acknowledged", acked.len());
+
+    // Rows ⊇ acknowledged, rows ⊆ published, each once.
+    wait_for("every acknowledged reading archived", Duration::from_secs(60), || async {
+        rows().await >= acked.len() as i64
+    })
+    .await;
+    let stored: Vec<(String, i64)> = pg
+        .query("SELECT equipement_id, (extract(epoch FROM ts) * 1000000)::int8 FROM telemetry", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let stored_set: std::collections::BTreeSet<(String, i64)> = stored.iter().cloned().collect();
+    assert_eq!(stored_set.len(), stored.len(), "no duplicate rows");
+    let missing: Vec<_> = acked.difference(&stored_set).take(5).collect();
+    assert!(missing.is_empty(), "acknowledged but not archived: {missing:?}");
+    assert!(stored.len() <= published, "{} rows for {published} published", stored.len());
+    eprintln!("{published} published, {} acknowledged, {} archived", acked.len(), stored.len());
+
+    pipeline.stop().await.expect("services drain cleanly");
+}
