@@ -191,8 +191,17 @@ pub fn sensor(
     client_id: &str,
     capacity: usize,
 ) -> (rumqttc::AsyncClient, tokio::sync::mpsc::UnboundedReceiver<()>) {
+    sensor_on(stack.mqtt.port(), client_id, capacity)
+}
+
+/// [`sensor`] on the broker at 127.0.0.1:`port`.
+pub fn sensor_on(
+    port: u16,
+    client_id: &str,
+    capacity: usize,
+) -> (rumqttc::AsyncClient, tokio::sync::mpsc::UnboundedReceiver<()>) {
     use rumqttc::{Event, Packet};
-    let mut opts = rumqttc::MqttOptions::new(client_id, "127.0.0.1", stack.mqtt.port());
+    let mut opts = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
     opts.set_keep_alive(std::time::Duration::from_secs(30));
     let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, capacity);
     let (acked_tx, acked) = tokio::sync::mpsc::unbounded_channel();
@@ -208,4 +217,17 @@ pub fn sensor(
         }
     });
     (client, acked)
+}
+
+/// Waits until `probe` is true, trying every 100 ms; panics naming `what` after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: std::time::Duration, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !probe().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use fred::prelude::*;
 use futures::StreamExt;
+use proact_e2e::wait_until as wait_for;
 use proact_proto::streams::{telemetry_stream, ALERTS_STREAM, DEFAULT_SHARDS, PAYLOAD_FIELD};
 use proact_proto::v1::{AlertEvent, AlertEventKind};
 use prost::Message;
@@ -18,18 +19,6 @@ const EQUIPMENT: usize = 24;
 const READINGS_EACH: usize = 25;
 /// Equipment 0..HOT each get one reading above 90 °C: one episode, one alert each.
 const HOT: usize = 6;
-
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !f().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// An RFC 3339 UTC time `offset_s` seconds from now.
 fn rfc3339(offset_s: i64) -> String {
@@ -69,16 +58,12 @@ async fn two_replicas_of_each_service_on_a_redis_cluster_store_and_alert_exactly
         sockets.push(ws);
     }
 
-    let mut opts = rumqttc::MqttOptions::new("e2e-cluster-sensor", "127.0.0.1", mqtt.port());
-    opts.set_keep_alive(Duration::from_secs(30));
-    let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 1000);
+    let (client, mut acked) = proact_e2e::sensor_on(mqtt.port(), "e2e-cluster-sensor", 1000);
     let total = EQUIPMENT * READINGS_EACH;
     let acks = tokio::spawn(async move {
         let mut n = 0;
-        while n < total {
-            if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) = eventloop.poll().await {
-                n += 1;
-            }
+        while n < total && acked.recv().await.is_some() {
+            n += 1;
         }
         n
     });
@@ -159,23 +144,7 @@ fn sensor_loop(
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> tokio::task::JoinHandle<(usize, Vec<(String, i64)>)> {
     tokio::spawn(async move {
-        let mut opts = rumqttc::MqttOptions::new(format!("sensor-{equipment}"), "127.0.0.1", port);
-        opts.set_keep_alive(Duration::from_secs(30));
-        let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 10);
-        let (acked_tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            loop {
-                match eventloop.poll().await {
-                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
-                        if acked_tx.send(()).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                }
-            }
-        });
+        let (client, mut acked_rx) = proact_e2e::sensor_on(port, &format!("sensor-{equipment}"), 10);
         let start = chrono::Utc::now() - chrono::Duration::hours(1);
         let (mut published, mut acked) = (0, Vec::new());
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
