@@ -32,7 +32,7 @@ from kubernetes_validate.utils import all_versions
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 CHART = REPO / "k8s" / "proact"
-VALUES_FILES = ["values.yaml", "values-production.yaml", "values-minimal.yaml"]
+VALUES_FILES = ["values.yaml", "values-production.yaml", "values-minimal.yaml", "values-redis-cluster.yaml"]
 BAD_VALUES_DIR = HERE / "bad-values"
 DEPLOY_DOC = REPO / "docs" / "deploy.md"
 RELEASE, NAMESPACE = "proact", "proact"
@@ -121,14 +121,30 @@ CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
                         "items": {
                             "type": "object",
                             "required": ["type", "metadata"],
+                            # One Redis: `address`; a Redis Cluster: `addresses` (KEDA's
+                            # redis-cluster-streams), a comma list of its nodes.
+                            "oneOf": [
+                                {
+                                    "properties": {
+                                        "type": {"const": "redis-streams"},
+                                        "metadata": {"required": ["address"], "not": {"required": ["addresses"]}},
+                                    }
+                                },
+                                {
+                                    "properties": {
+                                        "type": {"const": "redis-cluster-streams"},
+                                        "metadata": {"required": ["addresses"], "not": {"required": ["address"]}},
+                                    }
+                                },
+                            ],
                             "properties": {
-                                "type": {"const": "redis-streams"},
                                 "metadata": {
                                     "type": "object",
-                                    "required": ["address", "stream", "consumerGroup", "lagCount"],
+                                    "required": ["stream", "consumerGroup", "lagCount"],
                                     "additionalProperties": {"type": "string"},
                                     "properties": {
                                         "address": {"pattern": "^[^:/]+:[0-9]+$"},
+                                        "addresses": {"pattern": "^[^:/,]+:[0-9]+(,[^:/,]+:[0-9]+)*$"},
                                         "stream": {"pattern": r"^proact:telemetry:\{[0-9]+\}$"},
                                     },
                                 },

@@ -9,6 +9,10 @@
 //!
 //! Renewal and release are compare-and-act scripts (only the holder may extend or drop a
 //! lease), so a replica that paused past its TTL cannot take a shard back from its new owner.
+//!
+//! Key names depend on the deployment ([`KeyLayout`]): on a Redis Cluster every key a script
+//! touches must hash to one slot, and the publish script (see [`crate::publish`]) touches the
+//! alerts stream together with the shard's lease and episode records.
 
 use std::collections::BTreeSet;
 
@@ -31,8 +35,55 @@ return 0
 
 const REPLICAS_KEY: &str = "proact:detector:replicas";
 
+/// How the detector names its keys (leases, episode and seen records, dedupe keys).
+///
+/// On one Redis each shard's keys carry the shard as hash tag (`proact:detector:lease:{3}`),
+/// as they always did: a single-node deployment's keys are never renamed under it. On a
+/// Redis Cluster the publish script appends to the alerts stream (one key, one slot) under
+/// the shard's lease, so every detector key carries the alerts stream's name as hash tag
+/// (`{proact:alerts}:detector:lease:3`) and lives in that stream's slot: one script, one
+/// slot. The shards' telemetry streams, where the volume is, stay spread over the masters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyLayout {
+    Single,
+    Cluster,
+}
+
+impl KeyLayout {
+    /// The layout for the deployment `client` is connected to.
+    pub fn of(client: &impl ClientLike) -> Self {
+        if client.is_clustered() {
+            KeyLayout::Cluster
+        } else {
+            KeyLayout::Single
+        }
+    }
+
+    /// `shard`'s key of `kind` (`lease`, `episodes`, `seen`) in this layout.
+    pub fn shard_key(self, kind: &str, shard: u32) -> String {
+        match self {
+            KeyLayout::Single => format!("proact:detector:{kind}:{{{shard}}}"),
+            KeyLayout::Cluster => format!("{{{}}}:detector:{kind}:{shard}", proact_proto::streams::ALERTS_STREAM),
+        }
+    }
+
+    /// A key that is not a shard's (a dedupe key): on a cluster, in the alerts stream's slot.
+    pub fn key(self, name: &str) -> String {
+        match self {
+            KeyLayout::Single => format!("proact:{name}"),
+            KeyLayout::Cluster => format!("{{{}}}:{name}", proact_proto::streams::ALERTS_STREAM),
+        }
+    }
+}
+
+/// The lease key of `shard` on one Redis (see [`KeyLayout`]).
 pub fn lease_key(shard: u32) -> String {
-    format!("proact:detector:lease:{{{shard}}}")
+    KeyLayout::Single.shard_key("lease", shard)
+}
+
+/// `EVAL script numkeys key…`: routed on a cluster by its first key, argument 2.
+pub fn eval_command() -> CustomCommand {
+    CustomCommand::new_static("EVAL", fred::types::ClusterHash::Offset(2), false)
 }
 
 /// What an alert event is published under: the lease of the equipment's shard must still be
@@ -61,6 +112,7 @@ pub struct Change {
 /// This replica's leases.
 pub struct Leases {
     client: Client,
+    layout: KeyLayout,
     replica: String,
     shards: u32,
     ttl_ms: u64,
@@ -69,7 +121,7 @@ pub struct Leases {
 
 impl Leases {
     pub fn new(client: Client, replica: impl Into<String>, shards: u32, ttl_ms: u64) -> Self {
-        Self { client, replica: replica.into(), shards, ttl_ms, owned: BTreeSet::new() }
+        Self { layout: KeyLayout::of(&client), client, replica: replica.into(), shards, ttl_ms, owned: BTreeSet::new() }
     }
 
     pub fn owned(&self) -> Vec<u32> {
@@ -106,13 +158,18 @@ impl Leases {
         let _: () = pipeline.zcard(REPLICAS_KEY).await?;
         let owned = self.owned();
         for &shard in &owned {
-            let args =
-                vec![RENEW.to_string(), "1".into(), lease_key(shard), self.replica.clone(), self.ttl_ms.to_string()];
-            let _: () = pipeline.custom(CustomCommand::new_static("EVAL", None, false), args).await?;
+            let args = vec![
+                RENEW.to_string(),
+                "1".into(),
+                self.layout.shard_key("lease", shard),
+                self.replica.clone(),
+                self.ttl_ms.to_string(),
+            ];
+            let _: () = pipeline.custom(eval_command(), args).await?;
         }
         let also_count = also.len();
         for args in also {
-            let _: () = pipeline.custom(CustomCommand::new_static("EVAL", None, false), args).await?;
+            let _: () = pipeline.custom(eval_command(), args).await?;
         }
         let mut replies = pipeline.try_all::<Value>().await;
         let ours = 3 + owned.len();
@@ -140,7 +197,10 @@ impl Leases {
         }
         while self.owned.len() > fair {
             let shard = *self.owned.iter().next_back().expect("non-empty");
-            let _: i64 = self.client.eval(RELEASE, vec![lease_key(shard)], vec![self.replica.clone()]).await?;
+            let _: i64 = self
+                .client
+                .eval(RELEASE, vec![self.layout.shard_key("lease", shard)], vec![self.replica.clone()])
+                .await?;
             self.owned.remove(&shard);
             change.lost.push(shard);
         }
@@ -158,7 +218,7 @@ impl Leases {
             let set: Option<String> = self
                 .client
                 .set(
-                    lease_key(shard),
+                    self.layout.shard_key("lease", shard),
                     self.replica.as_str(),
                     Some(Expiration::PX(self.ttl_ms as i64)),
                     Some(SetOptions::NX),
@@ -179,7 +239,10 @@ impl Leases {
     /// over at once instead of after a TTL.
     pub async fn release_all(&mut self) -> Result<(), Error> {
         for shard in std::mem::take(&mut self.owned) {
-            let _: i64 = self.client.eval(RELEASE, vec![lease_key(shard)], vec![self.replica.clone()]).await?;
+            let _: i64 = self
+                .client
+                .eval(RELEASE, vec![self.layout.shard_key("lease", shard)], vec![self.replica.clone()])
+                .await?;
         }
         let _: i64 = self.client.zrem(REPLICAS_KEY, self.replica.as_str()).await?;
         Ok(())

@@ -14,18 +14,19 @@
 //! condition episodes, as from the start, and the id followed by [`NO_DATA_SUFFIX`] for its
 //! no-data alarm (added later: a no-data alarm open at a takeover was never cleared).
 //!
+//! On a Redis Cluster the script's four keys share the alerts stream's slot ([`KeyLayout`]).
+//!
 //! A batch's events go out in one pipeline ([`publish_batch`]): one round trip, however many
 //! alerts a batch raises.
 
 use bytes::Bytes;
 use fred::prelude::*;
-use fred::types::CustomCommand;
 use proact_proto::streams::{ALERTS_STREAM, PAYLOAD_FIELD};
 use proact_proto::v1::{Alert, AlertEvent};
 use prost::Message;
 
 use crate::engine::{Episode, EpisodeRecord};
-use crate::leases::{lease_key, Fence};
+use crate::leases::{eval_command, Fence, KeyLayout};
 
 const SCRIPT: &str = r#"
 if ARGV[4] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[4] then
@@ -66,8 +67,8 @@ pub struct Outgoing {
 const DEDUPE_TTL_SECS: u64 = 7 * 24 * 3600;
 
 /// The hash of the last episode transition of each equipment of `shard`.
-pub fn episodes_key(shard: u32) -> String {
-    format!("proact:detector:episodes:{{{shard}}}")
+pub fn episodes_key(layout: KeyLayout, shard: u32) -> String {
+    layout.shard_key("episodes", shard)
 }
 
 /// Ends the episode hash field of an equipment's no-data alarm. `:` is outside the alphabet
@@ -106,7 +107,8 @@ fn decode_record(field: &str, raw: &[u8]) -> Option<(String, EpisodeRecord)> {
 /// episodes, its no-data alarm); unreadable ones (written by a future version) are skipped
 /// with a warning: the equipment then starts from its warm-up alone.
 pub async fn load_episodes(client: &Client, shard: u32) -> Result<Vec<(String, EpisodeRecord)>, Error> {
-    let raw: std::collections::HashMap<String, Bytes> = client.hgetall(episodes_key(shard)).await?;
+    let raw: std::collections::HashMap<String, Bytes> =
+        client.hgetall(episodes_key(KeyLayout::of(client), shard)).await?;
     let mut out = Vec::with_capacity(raw.len());
     for (field, value) in raw {
         match decode_record(&field, &value) {
@@ -118,7 +120,7 @@ pub async fn load_episodes(client: &Client, shard: u32) -> Result<Vec<(String, E
 }
 
 /// The EVAL arguments of one event: numkeys, keys, then the script's arguments.
-fn script_args(out: &Outgoing, fence: Option<&Fence>) -> Vec<Value> {
+fn script_args(layout: KeyLayout, out: &Outgoing, fence: Option<&Fence>) -> Vec<Value> {
     let event = &out.event;
     let (alert_id, severity, equipment) = event
         .alert
@@ -126,14 +128,15 @@ fn script_args(out: &Outgoing, fence: Option<&Fence>) -> Vec<Value> {
         .map(|a| (a.alert_id.as_str(), a.severity, a.equipement_id.as_str()))
         .unwrap_or(("", 0, ""));
     // An episode escalates at most once per severity level, so the level is part of the key.
-    let dedupe = format!("proact:alert-dedupe:{alert_id}:{}:{severity}", event.kind);
+    let dedupe = layout.key(&format!("alert-dedupe:{alert_id}:{}:{severity}", event.kind));
     let payload = Bytes::from(event.encode_to_vec());
     let (lease, holder, episodes) = match fence {
         Some(f) => {
             let shard = f.shard_of(equipment);
-            (lease_key(shard), f.replica.clone(), episodes_key(shard))
+            (layout.shard_key("lease", shard), f.replica.clone(), episodes_key(layout, shard))
         }
-        None => (String::new(), String::new(), String::new()),
+        // Unfenced: the unused keys must still hash to the dedupe key's slot on a cluster.
+        None => (dedupe.clone(), String::new(), dedupe.clone()),
     };
     let (field, record) = match (fence, out.at_micros, event.alert.as_ref()) {
         (Some(_), Some(at), Some(alert)) => (record_field(equipment, out.episode), encode_record(alert, at)),
@@ -167,7 +170,7 @@ fn outcome(reply: Value) -> Published {
 /// with a `fence`, this replica lost the lease of the equipment's shard.
 pub async fn publish_once(client: &Client, event: &AlertEvent, fence: Option<&Fence>) -> Result<Published, Error> {
     let out = Outgoing { event: event.clone(), at_micros: None, episode: Episode::Condition };
-    let r: Value = client.custom(CustomCommand::new_static("EVAL", None, false), script_args(&out, fence)).await?;
+    let r: Value = client.custom(eval_command(), script_args(KeyLayout::of(client), &out, fence)).await?;
     Ok(outcome(r))
 }
 
@@ -178,10 +181,10 @@ pub async fn publish_batch(client: &Client, events: &[Outgoing], fence: &Fence) 
     if events.is_empty() {
         return Ok(Vec::new());
     }
+    let layout = KeyLayout::of(client);
     let pipeline = client.pipeline();
     for out in events {
-        let _: () =
-            pipeline.custom(CustomCommand::new_static("EVAL", None, false), script_args(out, Some(fence))).await?;
+        let _: () = pipeline.custom(eval_command(), script_args(layout, out, Some(fence))).await?;
     }
     pipeline.try_all::<Value>().await.into_iter().map(|r| r.map(outcome)).collect()
 }
@@ -223,6 +226,37 @@ mod tests {
         let (equipment, record) = decode_record(&field, &encode_record(&a, -7)).unwrap();
         assert_eq!(equipment, "PUMP-01");
         assert_eq!(record, EpisodeRecord { alert: a, at_micros: -7, episode: Episode::NoData });
+    }
+
+    /// On a cluster the script's keys, and the alerts stream it appends to, share one slot;
+    /// on one Redis the keys are those every earlier version used.
+    #[test]
+    fn the_script_touches_one_cluster_slot() {
+        use fred::util::redis_keyslot;
+        let fence = Fence { replica: "r".into(), shards: 8 };
+        let mut event = AlertEvent { alert: Some(alert("PUMP-01-30", "temperature_warning")), ..Default::default() };
+        event.kind = 1;
+        let out = Outgoing { event, at_micros: Some(30), episode: Episode::Condition };
+        for fence in [Some(&fence), None] {
+            let args = script_args(KeyLayout::Cluster, &out, fence);
+            let keys: Vec<String> = args[2..6].iter().map(|k| k.as_string().unwrap()).collect();
+            assert_eq!(keys[1], ALERTS_STREAM);
+            let slot = redis_keyslot(ALERTS_STREAM.as_bytes());
+            for k in &keys {
+                assert_eq!(redis_keyslot(k.as_bytes()), slot, "{k} is not in the alerts stream's slot");
+            }
+        }
+        let single: Vec<String> =
+            script_args(KeyLayout::Single, &out, Some(&fence))[2..6].iter().map(|k| k.as_string().unwrap()).collect();
+        assert_eq!(
+            single,
+            [
+                "proact:alert-dedupe:PUMP-01-30:1:2",
+                "proact:alerts",
+                "proact:detector:lease:{5}",
+                "proact:detector:episodes:{5}"
+            ]
+        );
     }
 
     #[test]

@@ -155,7 +155,7 @@ impl Scoring {
         let s = &self.settings;
         let now = now_micros();
         let seen_changes = self.seen_to_write(now).await;
-        let calls = seen::write_calls(&s.replica, s.shards, &seen_changes);
+        let calls = seen::write_calls(crate::leases::KeyLayout::of(&self.redis), &s.replica, s.shards, &seen_changes);
         let (change, seen_replies) = match state.leases.heartbeat_with(now / 1000, calls).await {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),

@@ -25,11 +25,10 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use fred::prelude::*;
-use fred::types::CustomCommand;
 use proact_proto::streams::shard_for;
 
 use crate::engine::{Seen, SeenChanges};
-use crate::leases::lease_key;
+use crate::leases::{eval_command, KeyLayout};
 
 /// HSET then HDEL under the shard's lease. KEYS: lease, seen hash. ARGV: holder, the number of
 /// (field, value) pairs, the pairs, then the fields to delete.
@@ -50,10 +49,11 @@ return 1
 /// Most equipment per script call: Lua's `unpack` refuses a few thousand values.
 pub const CHUNK: usize = 1_000;
 
-/// The hash of what the owner of `shard` has seen of each equipment (same `{shard}` hash tag
-/// as its lease, so the fencing script touches one Redis Cluster slot).
+/// The hash of what the owner of `shard` has seen of each equipment on one Redis (same
+/// `{shard}` hash tag as its lease, so the fencing script touches one slot; on a cluster see
+/// [`KeyLayout`]).
 pub fn seen_key(shard: u32) -> String {
-    format!("proact:detector:seen:{{{shard}}}")
+    KeyLayout::Single.shard_key("seen", shard)
 }
 
 /// The stored form: the newest reading's event time, then when it was got, big-endian µs.
@@ -79,8 +79,8 @@ pub fn expired(seen: Seen, now_micros: i64, retention_micros: i64) -> bool {
 }
 
 /// The EVAL calls (argument lists) that write `changes` under `replica`'s leases, one per
-/// shard and [`CHUNK`] equipment.
-pub fn write_calls(replica: &str, shards: u32, changes: &SeenChanges) -> Vec<Vec<Value>> {
+/// shard and [`CHUNK`] equipment, with the keys of `layout`.
+pub fn write_calls(layout: KeyLayout, replica: &str, shards: u32, changes: &SeenChanges) -> Vec<Vec<Value>> {
     /// One shard's records to write, and to delete.
     type Writes<'a> = (Vec<(&'a str, Seen)>, Vec<&'a str>);
     let mut by_shard: BTreeMap<u32, Writes> = BTreeMap::new();
@@ -92,20 +92,27 @@ pub fn write_calls(replica: &str, shards: u32, changes: &SeenChanges) -> Vec<Vec
     }
     let mut calls = Vec::new();
     for (shard, (set, del)) in by_shard {
-        shard_calls(&mut calls, replica, shard, &set, &del);
+        shard_calls(&mut calls, layout, replica, shard, &set, &del);
     }
     calls
 }
 
 /// The calls writing `set` and deleting `del` in `shard`'s hash, whichever shard the
 /// equipment belong to.
-fn shard_calls(calls: &mut Vec<Vec<Value>>, replica: &str, shard: u32, set: &[(&str, Seen)], del: &[&str]) {
+fn shard_calls(
+    calls: &mut Vec<Vec<Value>>,
+    layout: KeyLayout,
+    replica: &str,
+    shard: u32,
+    set: &[(&str, Seen)],
+    del: &[&str],
+) {
     let head = |n: usize| {
         vec![
             Value::from(SCRIPT),
             Value::Integer(2),
-            Value::from(lease_key(shard)),
-            Value::from(seen_key(shard)),
+            Value::from(layout.shard_key("lease", shard)),
+            Value::from(layout.shard_key("seen", shard)),
             Value::from(replica),
             Value::Integer(n as i64),
         ]
@@ -128,7 +135,7 @@ fn shard_calls(calls: &mut Vec<Vec<Value>>, replica: &str, shard: u32, set: &[(&
 /// Queues `calls` (from [`write_calls`]) on `pipeline`.
 pub async fn queue(pipeline: &fred::clients::Pipeline<Client>, calls: Vec<Vec<Value>>) -> Result<(), Error> {
     for args in calls {
-        let _: () = pipeline.custom(CustomCommand::new_static("EVAL", None, false), args).await?;
+        let _: () = pipeline.custom(eval_command(), args).await?;
     }
     Ok(())
 }
@@ -136,7 +143,7 @@ pub async fn queue(pipeline: &fred::clients::Pipeline<Client>, calls: Vec<Vec<Va
 /// Writes `changes` in a round trip of their own (at shutdown, before the leases go); returns
 /// how many calls were fenced off.
 pub async fn write(client: &Client, replica: &str, shards: u32, changes: &SeenChanges) -> Result<usize, Error> {
-    run(client, write_calls(replica, shards, changes)).await
+    run(client, write_calls(KeyLayout::of(client), replica, shards, changes)).await
 }
 
 /// Runs `calls` in one pipeline; returns how many were fenced off.
@@ -161,7 +168,8 @@ pub async fn load(
     now_micros: i64,
     retention_micros: i64,
 ) -> Result<Vec<(String, Seen)>, Error> {
-    let raw: std::collections::HashMap<String, Bytes> = client.hgetall(seen_key(shard)).await?;
+    let layout = KeyLayout::of(client);
+    let raw: std::collections::HashMap<String, Bytes> = client.hgetall(layout.shard_key("seen", shard)).await?;
     let mut out = Vec::with_capacity(raw.len());
     let mut gone = Vec::new();
     for (id, value) in raw {
@@ -177,7 +185,7 @@ pub async fn load(
         tracing::info!(shard, records = gone.len(), "expired or foreign seen records deleted");
         // From this shard's hash, where they are (a foreign one belongs to another shard now).
         let mut calls = Vec::new();
-        shard_calls(&mut calls, replica, shard, &[], &gone.iter().map(String::as_str).collect::<Vec<_>>());
+        shard_calls(&mut calls, layout, replica, shard, &[], &gone.iter().map(String::as_str).collect::<Vec<_>>());
         run(client, calls).await?;
     }
     Ok(out)
@@ -224,7 +232,7 @@ mod tests {
             set: ids.iter().map(|id| (id.clone(), Seen { last_ts: 1, wall_micros: 2 })).collect(),
             pruned: vec!["GONE".into()],
         };
-        let calls = write_calls("a", shards, &changes);
+        let calls = write_calls(KeyLayout::Single, "a", shards, &changes);
         let mut written = 0;
         for args in &calls {
             let lease = args[2].as_string().unwrap();
@@ -243,6 +251,11 @@ mod tests {
             }
         }
         assert_eq!(written, 2_500);
-        assert!(write_calls("a", shards, &SeenChanges::default()).is_empty());
+        assert!(write_calls(KeyLayout::Single, "a", shards, &SeenChanges::default()).is_empty());
+        for args in write_calls(KeyLayout::Cluster, "a", shards, &changes) {
+            let slots: Vec<u16> =
+                args[2..4].iter().map(|k| fred::util::redis_keyslot(k.as_string().unwrap().as_bytes())).collect();
+            assert_eq!(slots[0], slots[1], "one cluster slot per call: {:?}", &args[2..4]);
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use fred::prelude::*;
 use proact_anomaly_detector::engine::{Seen, SeenChanges};
-use proact_anomaly_detector::leases::Leases;
+use proact_anomaly_detector::leases::{KeyLayout, Leases};
 use proact_anomaly_detector::seen;
 use proact_proto::streams::shard_for;
 
@@ -36,7 +36,8 @@ async fn only_the_lease_holder_writes_and_expired_records_go_at_load() {
     let p = on_shard(3, 0);
     let seen_p = Seen { last_ts: 100, wall_micros: 200 };
     let changes = SeenChanges { set: vec![(p.clone(), seen_p)], pruned: vec![] };
-    let (_, replies) = a.heartbeat_with(now_ms(), seen::write_calls("a", SHARDS, &changes)).await.unwrap();
+    let (_, replies) =
+        a.heartbeat_with(now_ms(), seen::write_calls(KeyLayout::Single, "a", SHARDS, &changes)).await.unwrap();
     assert_eq!(replies.len(), 1);
     assert_eq!(records(&redis, 3).await, HashMap::from([(p.clone(), seen_p)]), "written by the heartbeat");
 

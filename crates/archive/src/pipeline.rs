@@ -265,19 +265,25 @@ async fn sleep_or_cancel(token: &CancellationToken, backoff: &mut Duration) -> b
 }
 
 /// `XREADGROUP` over every shard from `ids` (`>` for new entries, an id for own pending ones),
-/// parsed straight from the reply without intermediate maps.
+/// parsed straight from the reply without intermediate maps (one call per hash slot on a
+/// Redis Cluster: [`proact_server::redis::xreadgroup_raw`]).
 async fn xreadgroup(
     client: &Client,
     cfg: &PipelineConfig,
     ids: &[String],
     block_ms: Option<u64>,
 ) -> Result<Vec<StreamEntry>, fred::error::Error> {
-    let keys: Vec<fred::types::Key> = cfg.keys.iter().map(|k| k.as_str().into()).collect();
-    let ids: Vec<fred::types::streams::XID> = ids.iter().map(|i| i.as_str().into()).collect();
-    let raw: Value = client
-        .xreadgroup(cfg.group.as_str(), cfg.consumer.as_str(), Some(cfg.read_count), block_ms, false, keys, ids)
-        .await?;
-    Ok(parse_xread(raw))
+    let replies = proact_server::redis::xreadgroup_raw(
+        client,
+        &cfg.group,
+        &cfg.consumer,
+        &cfg.keys,
+        ids,
+        cfg.read_count,
+        block_ms,
+    )
+    .await?;
+    Ok(replies.into_iter().flat_map(parse_xread).collect())
 }
 
 fn value_str(v: &Value) -> Option<String> {

@@ -14,6 +14,10 @@
 //! `ACK_BATCHES`, a comma list (default `512`, ingest's default), runs one ingest round per
 //! value of `PROACT_INGEST_MQTT_ACK_BATCH` after each raw round, side by side: `512,1` compares
 //! the batched PUBACK flush with upstream rumqttc's one-per-turn (vendor/PATCHES.md).
+//! `WAIT_REPLICAS`, a comma list (e.g. `0,1`), runs the ingest rounds on a Redis Cluster of
+//! the test kit (3 masters, 3 replicas) instead of one Redis, one round per value of
+//! `PROACT_INGEST_REDIS_WAIT_REPLICAS` for each ack batch: `0,1` is what waiting for a replica
+//! before acknowledging costs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -143,13 +147,19 @@ async fn ingest_round(
     publishers: usize,
     round: usize,
     ack_batch: usize,
+    wait_replicas: Option<u32>,
     broker_pid: u32,
 ) -> IngestRound {
     let n = msgs.len() as u64;
-    let _: u64 = r.del(telemetry_streams(SHARDS)).await.unwrap();
-    let client_id = format!("bench-ingest-{round}-{ack_batch}");
+    // One key per DEL: the shards are on several slots of a cluster.
+    for key in telemetry_streams(SHARDS) {
+        let _: u64 = r.del(key.as_str()).await.unwrap();
+    }
+    let client_id = format!("bench-ingest-{round}-{ack_batch}-{}", wait_replicas.unwrap_or(0));
     let ack_batch = ack_batch.to_string();
-    let args = [
+    let wait = wait_replicas.map(|w| w.to_string());
+    let shards = SHARDS.to_string();
+    let mut args = vec![
         "proact-ingest",
         "--mqtt-url",
         mqtt_url,
@@ -164,10 +174,13 @@ async fn ingest_round(
         "--group",
         &client_id,
         "--shards",
-        &SHARDS.to_string(),
+        &shards,
         "--mqtt-ack-batch",
         &ack_batch,
     ];
+    if let Some(w) = &wait {
+        args.extend(["--redis-wait-replicas", w.as_str()]);
+    }
     let config = proact_ingest::Config::try_parse_from(args).unwrap();
     config.validate().unwrap();
     let app = proact_ingest::App::build(config).await.unwrap();
@@ -216,6 +229,14 @@ async fn forget_session(port: u16, client_id: &str) {
     while ev.poll().await.is_ok() {}
 }
 
+/// How a variant is named in the output.
+fn variant_name(ack_batch: usize, wait: Option<u32>) -> String {
+    match wait {
+        Some(w) => format!("ack batch {ack_batch:>3}, WAIT {w}"),
+        None => format!("ack batch {ack_batch:>3}"),
+    }
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -231,43 +252,72 @@ fn main() -> anyhow::Result<()> {
         None => vec![proact_ingest::mqtt::ACK_FLUSH_BATCH],
     };
     anyhow::ensure!(!batches.is_empty() && !batches.contains(&0), "ACK_BATCHES: values of at least 1");
+    let waits: Option<Vec<u32>> =
+        args.get(5).map(|list| list.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()).transpose()?;
+    // Each ingest variant: (ack batch, replicas waited for; None: one Redis).
+    let variants: Vec<(usize, Option<u32>)> = batches
+        .iter()
+        .flat_map(|&b| match &waits {
+            Some(ws) => ws.iter().map(|&w| (b, Some(w))).collect::<Vec<_>>(),
+            None => vec![(b, None)],
+        })
+        .collect();
     proact_server::telemetry::init("text");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
-        let (mqtt, redis) = tokio::try_join!(proact_testkit::Mosquitto::start(), proact_testkit::Redis::start())?;
-        let r = proact_server::redis::connect(&redis.url()).await?;
+        let mqtt = proact_testkit::Mosquitto::start().await?;
+        // Kept alive to the end: the servers stop when dropped.
+        let (_single, _cluster, redis_url) = match waits {
+            None => {
+                let redis = proact_testkit::Redis::start().await?;
+                let url = redis.url();
+                (Some(redis), None, url)
+            }
+            Some(_) => {
+                let cluster = proact_testkit::RedisCluster::start().await?;
+                let url = cluster.url();
+                (None, Some(cluster), url)
+            }
+        };
+        let r = proact_server::redis::connect(&redis_url).await?;
         let base = (proact_proto::time::now_micros() / 1_000_000 - 7200) * 1_000_000;
         let msgs = Arc::new(payloads(n, base));
         let avg = msgs.iter().map(|(_, b)| b.len()).sum::<usize>() as f64 / n as f64;
         println!(
             "ingest bench: N={n} per round, {rounds} rounds, {publishers} publishers, payload {avg:.0} B avg, \
-             {SHARDS} shards, ack batches {batches:?}"
+             {SHARDS} shards, ack batches {batches:?}, {}",
+            match &waits {
+                Some(w) => format!("Redis Cluster (3 masters, 3 replicas), replicas waited for {w:?}"),
+                None => "one Redis".to_string(),
+            }
         );
         let mut raw = Vec::new();
-        let mut ing: Vec<Vec<f64>> = vec![Vec::new(); batches.len()];
-        let mut cpu: Vec<Vec<(f64, f64)>> = vec![Vec::new(); batches.len()];
+        let mut ing: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+        let mut cpu: Vec<Vec<(f64, f64)>> = vec![Vec::new(); variants.len()];
         for round in 0..rounds {
             let a = raw_round(mqtt.port(), msgs.clone(), publishers, round).await;
             raw.push(a);
-            for (k, &batch) in batches.iter().enumerate() {
+            for (k, &(batch, wait)) in variants.iter().enumerate() {
                 let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
                 let load = load.split(' ').next().unwrap_or("?").to_string();
                 let m = ingest_round(
                     &mqtt.url(),
-                    &redis.url(),
+                    &redis_url,
                     &r,
                     mqtt.port(),
                     msgs.clone(),
                     publishers,
                     round,
                     batch,
+                    wait,
                     mqtt.pid(),
                 )
                 .await;
                 let b = m.rate;
                 println!(
-                    "round {round}: raw broker {a:>9.0} msg/s   ingest (ack batch {batch:>3}) {b:>9.0} msg/s   ratio {:.2}   \
+                    "round {round}: raw broker {a:>9.0} msg/s   ingest ({}) {b:>9.0} msg/s   ratio {:.2}   \
                      CPU µs/msg: bench process {:.1}, broker {:.1}   load {load}",
+                    variant_name(batch, wait),
                     b / a,
                     m.own_us,
                     m.broker_us
@@ -276,20 +326,21 @@ fn main() -> anyhow::Result<()> {
                 cpu[k].push((m.own_us, m.broker_us));
             }
         }
-        for (k, &batch) in batches.iter().enumerate() {
+        for (k, &(batch, wait)) in variants.iter().enumerate() {
+            let name = variant_name(batch, wait);
             let mut ratios: Vec<f64> = raw.iter().zip(&ing[k]).map(|(a, b)| b / a).collect();
             let ratio = median(&mut ratios);
             let (a, b) = (median(&mut raw.clone()), median(&mut ing[k]));
             let mut own: Vec<f64> = cpu[k].iter().map(|c| c.0).collect();
             let mut broker: Vec<f64> = cpu[k].iter().map(|c| c.1).collect();
             println!(
-                "median, ack batch {batch}: raw broker {a:.0} msg/s, ingest {b:.0} msg/s, ratio (median of rounds) {ratio:.2}, \
+                "median, {name}: raw broker {a:.0} msg/s, ingest {b:.0} msg/s, ratio (median of rounds) {ratio:.2}, \
                  CPU µs/msg: bench process {:.1}, broker {:.1}",
                 median(&mut own),
                 median(&mut broker)
             );
             println!(
-                "targets, ack batch {batch}: ingest >= 80% of raw: {} ; ingest >= 50000 msg/s: {}",
+                "targets, {name}: ingest >= 80% of raw: {} ; ingest >= 50000 msg/s: {}",
                 if ratio >= 0.8 { "met" } else { "MISSED" },
                 if b >= 50_000.0 { "met" } else { "MISSED" }
             );

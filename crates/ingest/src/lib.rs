@@ -94,6 +94,16 @@ pub struct Config {
     /// `xadd` (one pipelined XADD per reading).
     #[arg(long, env = "PROACT_INGEST_WRITE_MODE", value_enum, default_value_t = sink::WriteMode::Script)]
     pub write_mode: sink::WriteMode,
+    /// Replicas of each Redis master written that must hold a batch before ingest
+    /// acknowledges it to the sensor (Redis `WAIT`), so that a master's failover loses no
+    /// acknowledged reading. Unset: 1 on a Redis Cluster, 0 (no wait) on one Redis. While a
+    /// master has fewer replicas (after a failover, until the old master is back as its
+    /// replica), batches for its shards are refused and redelivered: intake on them stops.
+    #[arg(long, env = "PROACT_INGEST_REDIS_WAIT_REPLICAS")]
+    pub redis_wait_replicas: Option<u32>,
+    /// How long a batch waits for those replicas, in milliseconds.
+    #[arg(long, env = "PROACT_INGEST_REDIS_WAIT_TIMEOUT_MS", default_value_t = 1000)]
+    pub redis_wait_timeout_ms: u64,
     /// Largest accepted payload, bytes.
     #[arg(long, env = "PROACT_INGEST_MAX_PAYLOAD", default_value_t = 16384)]
     pub max_payload: usize,
@@ -183,6 +193,13 @@ impl Config {
                 "PROACT_MQTT_KEEP_ALIVE_SECS",
                 self.mqtt_keep_alive_secs.to_string(),
                 "must be 5..=3600 seconds",
+            ));
+        }
+        if !(1..=60_000).contains(&self.redis_wait_timeout_ms) {
+            return Err(ConfigError::new(
+                "PROACT_INGEST_REDIS_WAIT_TIMEOUT_MS",
+                self.redis_wait_timeout_ms.to_string(),
+                "must be 1..=60000 milliseconds",
             ));
         }
         if self.mqtt_request_channel == 0 {
@@ -423,7 +440,10 @@ impl App {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let App { config, admin, grpc, redis, ready, mqtt_tls, grpc_tls, allow, traces } = self;
         let grace = Duration::from_secs(config.admin.shutdown_grace_secs);
-        let sink = sink::StreamSink::with_mode(redis.clone(), config.redis.shards, config.write_mode);
+        let replicas = config.redis_wait_replicas.unwrap_or(u32::from(fred::prelude::ClientLike::is_clustered(&redis)));
+        let wait = sink::ReplicaWait { replicas, timeout_ms: config.redis_wait_timeout_ms };
+        let sink =
+            sink::StreamSink::with_mode(redis.clone(), config.redis.shards, config.write_mode).with_replica_wait(wait);
         let limits = validate::Limits {
             max_payload_bytes: config.max_payload,
             max_future_micros: config.max_future_secs as i64 * 1_000_000,

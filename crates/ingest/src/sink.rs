@@ -1,6 +1,12 @@
 //! Writes accepted readings to their shard streams and rejections to the dead-letter
 //! stream, in one pipelined round trip per batch. A batch is written whole or reported as
 //! failed, so callers ack their sources only after it returned `Ok`.
+//!
+//! Redis replicates asynchronously: a master that dies right after a write can take it with
+//! it, and its promoted replica never had it. With a [`ReplicaWait`] the batch is `Ok` only
+//! once that many replicas of every master written have it: a `WAIT` per hash slot written,
+//! queued after the writes in the same pipeline (so on each node's connection it follows
+//! them: still one round trip, plus the replication delay).
 
 use std::time::Instant;
 
@@ -11,6 +17,14 @@ use fred::types::{ClusterHash, CustomCommand};
 use proact_proto::streams::{shard_for, telemetry_stream, DEAD_LETTER_STREAM, PAYLOAD_FIELD};
 use proact_proto::v1::{DeadLetter, Telemetry};
 use prost::Message;
+
+/// How many replicas must hold a batch before it is acknowledged, and how long to wait.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplicaWait {
+    /// 0: no wait.
+    pub replicas: u32,
+    pub timeout_ms: u64,
+}
 
 /// Bound on the raw payload kept in a dead letter.
 pub const DLQ_PAYLOAD_LIMIT: usize = proact_proto::dead_letter::PAYLOAD_LIMIT;
@@ -36,6 +50,7 @@ const XADD_ALL: &str = "for i = 1, #ARGV do redis.call('XADD', KEYS[1], '*', 'p'
 pub struct StreamSink {
     client: Client,
     mode: WriteMode,
+    wait: ReplicaWait,
     /// Shard keys, made once: cloning a `Key` shares its bytes.
     stream_keys: Vec<Key>,
     dlq_key: Key,
@@ -51,6 +66,7 @@ impl StreamSink {
         Self {
             client,
             mode,
+            wait: ReplicaWait::default(),
             stream_keys: (0..shards).map(|s| Key::from(telemetry_stream(s))).collect(),
             dlq_key: Key::from(DEAD_LETTER_STREAM),
             field: Key::from(PAYLOAD_FIELD),
@@ -59,6 +75,12 @@ impl StreamSink {
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Makes every write wait for `wait.replicas` replicas (none: the default).
+    pub fn with_replica_wait(mut self, wait: ReplicaWait) -> Self {
+        self.wait = wait;
+        self
     }
 
     /// Appends every reading to its shard (in order, per equipment) and every dead letter
@@ -74,10 +96,17 @@ impl StreamSink {
         let mut buf = BytesMut::with_capacity(size);
         let pipeline = self.client.pipeline();
         let shards = self.stream_keys.len() as u32;
+        // The hash slots written, for the WAITs (one Redis: all in "slot" 0).
+        let mut slots = std::collections::BTreeSet::new();
+        let clustered = self.wait.replicas > 0 && self.client.is_clustered();
+        let mut slot_of = |key: &Key| {
+            slots.insert(if clustered { fred::util::redis_keyslot(key.as_bytes()) } else { 0 });
+        };
         match self.mode {
             WriteMode::Xadd => {
                 for t in accepted {
                     let key = self.stream_keys[shard_for(&t.equipement_id, shards) as usize].clone();
+                    slot_of(&key);
                     t.encode(&mut buf).map_err(|e| Error::new(ErrorKind::Unknown, e.to_string()))?;
                     let entry = buf.split().freeze();
                     let _: () = pipeline.xadd(key, false, None::<()>, "*", (self.field.clone(), entry)).await?;
@@ -92,6 +121,7 @@ impl StreamSink {
                     let shard = shard_for(&t.equipement_id, shards) as usize;
                     let args = &mut per_shard[shard];
                     if args.is_empty() {
+                        slot_of(&self.stream_keys[shard]);
                         args.extend(head());
                         args.push(Value::Bytes(self.stream_keys[shard].clone().into_bytes()));
                     }
@@ -103,11 +133,20 @@ impl StreamSink {
                 }
             }
         }
+        if !dead.is_empty() {
+            slot_of(&self.dlq_key);
+        }
         for d in dead {
             d.encode(&mut buf).map_err(|e| Error::new(ErrorKind::Unknown, e.to_string()))?;
             let entry = buf.split().freeze();
             let _: () =
                 pipeline.xadd(self.dlq_key.clone(), false, None::<()>, "*", (self.field.clone(), entry)).await?;
+        }
+        let waits = if self.wait.replicas > 0 { slots.len() } else { 0 };
+        for &slot in slots.iter().take(waits) {
+            let wait = CustomCommand::new_static("WAIT", ClusterHash::Custom(slot), false);
+            let args = vec![Value::Integer(i64::from(self.wait.replicas)), Value::Integer(self.wait.timeout_ms as i64)];
+            let _: () = pipeline.custom(wait, args).await?;
         }
         let results: Vec<Value> = pipeline.all().await?;
         // A pipeline may return per-command errors as values: any of them fails the batch.
@@ -116,6 +155,18 @@ impl StreamSink {
             _ => None,
         }) {
             return Err(Error::new(ErrorKind::Unknown, e.to_string()));
+        }
+        let reached = results.iter().rev().take(waits).filter_map(Value::as_i64).min();
+        if let Some(n) = reached.filter(|&n| n < i64::from(self.wait.replicas)) {
+            metrics::counter!("proact_ingest_replica_wait_failures_total").increment(1);
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the batch reached {n} of {} replicas within {} ms (PROACT_INGEST_REDIS_WAIT_REPLICAS); \
+                     not acknowledged, it will be redelivered",
+                    self.wait.replicas, self.wait.timeout_ms
+                ),
+            ));
         }
         metrics::histogram!("proact_ingest_stream_write_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("proact_ingest_batch_size").record((accepted.len() + dead.len()) as f64);

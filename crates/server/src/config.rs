@@ -23,7 +23,9 @@ impl ConfigError {
 /// Redis connection.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RedisArgs {
-    /// Redis URL (`redis://[user:pass@]host:port[/db]`, `rediss://` for TLS).
+    /// Redis URL: `redis://[user:pass@]host:port[/db]`, or a Redis Cluster as
+    /// `redis-cluster://[user:pass@]host:port[,host:port…]` (any nodes: the rest is
+    /// discovered); `rediss://` and `rediss-cluster://` for TLS.
     #[arg(
         long = "redis-url",
         env = "PROACT_REDIS_URL",
@@ -38,7 +40,8 @@ pub struct RedisArgs {
 
 impl RedisArgs {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check_url("PROACT_REDIS_URL", &self.redis_url, &["redis", "rediss"])?;
+        crate::redis_url::parse(&self.redis_url)
+            .map_err(|e| ConfigError::new("PROACT_REDIS_URL", redact(&self.redis_url), e.to_string()))?;
         if self.shards == 0 || self.shards > 1024 {
             return Err(ConfigError::new("PROACT_SHARDS", self.shards.to_string(), "must be between 1 and 1024"));
         }
@@ -172,14 +175,26 @@ fn check_url(setting: &'static str, value: &str, schemes: &[&str]) -> Result<url
     Ok(u)
 }
 
-/// A URL with its password replaced, for error messages and logs.
+/// A URL with its password replaced, for error messages and logs (also a cluster URL, whose
+/// host list is no URL to the `url` crate).
 pub fn redact(value: &str) -> String {
     match url::Url::parse(value) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));
             u.to_string()
         }
-        _ => value.to_string(),
+        Ok(_) => value.to_string(),
+        Err(_) => redact_userinfo(value),
+    }
+}
+
+fn redact_userinfo(value: &str) -> String {
+    let Some((scheme, rest)) = value.split_once("://") else { return value.to_string() };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else { return value.to_string() };
+    match rest[..at].split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => value.to_string(),
     }
 }
 
@@ -242,6 +257,17 @@ mod tests {
         let e = p.validate().unwrap_err();
         assert_eq!(e.setting, "PROACT_DATABASE_POOL_SIZE");
         assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+    }
+
+    #[test]
+    fn a_cluster_url_is_accepted_and_its_password_redacted() {
+        let ok = RedisArgs { redis_url: "redis-cluster://a:7000,b:7001".into(), shards: 8 };
+        ok.validate().unwrap();
+        let bad = RedisArgs { redis_url: "redis-cluster://u:secret@a:7000,b".into(), shards: 8 };
+        let e = bad.validate().unwrap_err();
+        assert_eq!(e.setting, "PROACT_REDIS_URL");
+        assert_eq!(e.value, "redis-cluster://u:***@a:7000,b");
+        assert!(e.reason.contains("\"b\" is not host:port"), "{e}");
     }
 
     #[test]

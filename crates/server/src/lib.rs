@@ -1,7 +1,8 @@
 //! Server plumbing shared by every ProAct service, and nothing domain-specific:
 //! configuration pieces ([`config`]), logging and metrics ([`telemetry`]), the admin HTTP
 //! server with `/healthz`, `/readyz` and `/metrics` ([`admin`]), graceful shutdown
-//! ([`shutdown`]), and connections to Redis ([`redis`]) and PostgreSQL ([`db`]; the schema
+//! ([`shutdown`]), and connections to Redis ([`redis`], one server or a cluster:
+//! [`redis_url`]) and PostgreSQL ([`db`]; the schema
 //! and its migrations are the domain's, in `proact_store::schema`).
 
 pub mod admin;
@@ -13,6 +14,7 @@ pub mod db;
 pub mod grpc;
 pub mod otel;
 pub mod redis;
+pub mod redis_url;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

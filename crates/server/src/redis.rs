@@ -3,25 +3,30 @@
 //! A blocking `XREADGROUP` holds its connection, so a consumer reads with one client and
 //! writes (acks, adds) with another: [`connect`] is cheap to call twice.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use fred::prelude::*;
-use fred::types::config::{Config as FredConfig, ReconnectPolicy};
+use fred::types::config::ReconnectPolicy;
 
 pub use fred::prelude::Client as RedisClient;
 
-/// Connects to `url`, retrying forever with exponential backoff (100 ms to 5 s) on loss.
-/// Returns once the first connection is up, or the first connection error. `rediss://`
-/// speaks TLS, verifying the server against `sslrootcert=PATH` in the URL or the system's CAs.
+/// Connects to `url` (one Redis or a Redis Cluster: [`crate::redis_url`]), retrying forever
+/// with exponential backoff (100 ms to 5 s) on loss. Returns once the first connection is
+/// up, or the first connection error. `rediss://` and `rediss-cluster://` speak TLS,
+/// verifying the server against `sslrootcert=PATH` in the URL or the system's CAs.
+///
+/// A URL of the wrong kind is refused with a message naming `PROACT_REDIS_URL`: `redis://`
+/// to a node of a cluster (every command on another node's slots would fail with `MOVED`),
+/// or `redis-cluster://` to a Redis without cluster support.
 pub async fn connect(url: &str) -> Result<Client, Error> {
-    let (url, root) = crate::tls::take_root_cert(url);
-    let mut config = FredConfig::from_url(&url)?;
-    if url.starts_with("rediss") {
-        let tls = crate::tls::client_config(root.as_deref())
+    let target = crate::redis_url::parse(url)
+        .map_err(|e| Error::new(fred::error::ErrorKind::Config, format!("PROACT_REDIS_URL: {e}")))?;
+    let mut config = target.config;
+    if target.tls {
+        let tls = crate::tls::client_config(target.root_cert.as_deref())
             .map_err(|e| Error::new(fred::error::ErrorKind::Tls, e.to_string()))?;
         config.tls = Some(fred::types::config::TlsConnector::from(tls).into());
-    } else if root.is_some() {
-        return Err(Error::new(fred::error::ErrorKind::Config, "sslrootcert is set but the URL is not rediss://"));
     }
     let client = Builder::from_config(config)
         .with_connection_config(|c| {
@@ -32,7 +37,27 @@ pub async fn connect(url: &str) -> Result<Client, Error> {
         })
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
         .build()?;
-    client.init().await?;
+    if let Err(e) = client.init().await {
+        if target.cluster && e.details().contains("cluster support disabled") {
+            return Err(Error::new(
+                fred::error::ErrorKind::Config,
+                "PROACT_REDIS_URL is a redis-cluster:// URL but the server is not a Redis Cluster \
+                 (cluster support disabled): use redis://host:port",
+            ));
+        }
+        return Err(e);
+    }
+    if !target.cluster {
+        let info: String = client.info(Some(fred::types::InfoKind::Cluster)).await?;
+        if info.lines().any(|l| l.trim() == "cluster_enabled:1") {
+            let _ = client.quit().await;
+            return Err(Error::new(
+                fred::error::ErrorKind::Config,
+                "PROACT_REDIS_URL names a node of a Redis Cluster with redis://: \
+                 use redis-cluster://host:port[,host:port…] (rediss-cluster:// for TLS)",
+            ));
+        }
+    }
     Ok(client)
 }
 
@@ -98,21 +123,88 @@ async fn read_group_ids(
     count: u64,
     block_ms: Option<u64>,
 ) -> Result<Vec<StreamEntry>, Error> {
-    use fred::types::streams::XReadResponse;
-    let keys_v: Vec<fred::types::Key> = keys.iter().map(|k| k.as_str().into()).collect();
-    let ids_v: Vec<fred::types::streams::XID> = ids.iter().map(|i| (*i).into()).collect();
-    let raw: Value = client.xreadgroup(group, consumer, Some(count), block_ms, false, keys_v, ids_v).await?;
-    let resp: XReadResponse<String, String, String, bytes::Bytes> = xread_response(raw)?;
+    let replies = xreadgroup_raw(client, group, consumer, keys, ids, count, block_ms).await?;
+    let mut resp = std::collections::HashMap::new();
+    for raw in replies {
+        resp.extend(xread_response(raw)?);
+    }
     let mut out = Vec::new();
     // Keep the caller's key order so shard processing is deterministic.
     for key in keys {
-        if let Some(entries) = resp.get(key) {
-            for (id, mut fields) in entries.iter().cloned() {
+        if let Some(entries) = resp.remove(key) {
+            for (id, mut fields) in entries {
                 out.push(StreamEntry { key: key.clone(), id, payload: fields.remove(crate::redis::PAYLOAD_FIELD) });
             }
         }
     }
     Ok(out)
+}
+
+/// Longest a blocking read waits on one hash slot's keys before the next slot's turn, on a
+/// Redis Cluster (see [`xreadgroup_raw`]).
+pub const CLUSTER_BLOCK_SLICE_MS: u64 = 10;
+
+/// Whose turn it is to block, among a cluster read's slots.
+static BLOCK_TURN: AtomicUsize = AtomicUsize::new(0);
+
+/// `XREADGROUP` of `keys` from `ids` (`>` for new entries, an id for pending ones), at most
+/// `count` per key, as the raw replies of the calls made (each one `XREADGROUP` reply).
+///
+/// On one Redis that is one call, blocking up to `block_ms`. On a cluster one call cannot
+/// read keys of several hash slots (`CROSSSLOT`), and a blocking call holds the whole client
+/// until it returns: so the keys are grouped by slot and the groups read without blocking, in
+/// one pipeline (each call goes to its slot's node: one round trip); only when nothing came
+/// does it block, on one slot's keys at a time, in turn, at most [`CLUSTER_BLOCK_SLICE_MS`]
+/// each, until `block_ms` passed. Under load the first read returns entries and nothing
+/// blocks; idle, an entry on a slot not being waited on is seen within one slice.
+pub async fn xreadgroup_raw<I: AsRef<str>>(
+    client: &Client,
+    group: &str,
+    consumer: &str,
+    keys: &[String],
+    ids: &[I],
+    count: u64,
+    block_ms: Option<u64>,
+) -> Result<Vec<Value>, Error> {
+    use fred::types::streams::XID;
+    use fred::types::Key;
+    let mut slots: std::collections::BTreeMap<u16, (Vec<Key>, Vec<XID>)> = std::collections::BTreeMap::new();
+    for (key, id) in keys.iter().zip(ids) {
+        let slot = if client.is_clustered() { fred::util::redis_keyslot(key.as_bytes()) } else { 0 };
+        let (k, i) = slots.entry(slot).or_default();
+        k.push(key.as_str().into());
+        i.push(id.as_ref().into());
+    }
+    let slots: Vec<(Vec<Key>, Vec<XID>)> = slots.into_values().collect();
+    if slots.len() <= 1 {
+        let Some((keys, ids)) = slots.into_iter().next() else { return Ok(Vec::new()) };
+        let raw: Value = client.xreadgroup(group, consumer, Some(count), block_ms, false, keys, ids).await?;
+        return Ok(vec![raw]);
+    }
+    let deadline = block_ms.map(|ms| std::time::Instant::now() + Duration::from_millis(ms));
+    loop {
+        let pipeline = client.pipeline();
+        for (keys, ids) in &slots {
+            let _: () =
+                pipeline.xreadgroup(group, consumer, Some(count), None, false, keys.clone(), ids.clone()).await?;
+        }
+        let replies: Vec<Value> = pipeline.all().await?;
+        if replies.iter().any(|r| !r.is_null()) {
+            return Ok(replies);
+        }
+        let Some(deadline) = deadline else { return Ok(Vec::new()) };
+        let left = deadline.saturating_duration_since(std::time::Instant::now()).as_millis() as u64;
+        if left == 0 {
+            return Ok(Vec::new());
+        }
+        let (keys, ids) = &slots[BLOCK_TURN.fetch_add(1, Ordering::Relaxed) % slots.len()];
+        let block = left.min(CLUSTER_BLOCK_SLICE_MS);
+        let raw: Value =
+            client.xreadgroup(group, consumer, Some(count), Some(block), false, keys.clone(), ids.clone()).await?;
+        if !raw.is_null() {
+            return Ok(vec![raw]);
+        }
+    }
 }
 
 /// Converts an `XREAD`/`XREADGROUP` reply; a blocking read that timed out replies nil,

@@ -6,15 +6,20 @@
 //! PostgreSQL refuses to run as root; as root, the kit runs it as the `postgres` user (or
 //! `nobody`). A missing binary is an error that names the Debian package to install.
 //!
+//! [`RedisCluster`] is a real Redis Cluster (three masters, three replicas) for the tests
+//! that prove ProAct on one, with a way to kill a master and wait for its replica's promotion.
+//!
 //! [`fuzz`] holds the stable-toolchain half of the fuzz targets: corpus replay and seeded
 //! mutations.
 
+mod cluster;
 pub mod fuzz;
 pub mod pki;
 mod process;
 pub mod procstat;
 mod servers;
 
+pub use cluster::{Master, RedisCluster};
 pub use servers::{Mosquitto, MosquittoOptions, Postgres, Redis, ServerTls, Stack, StackOptions};
 
 /// Why a server could not be started.

@@ -12,13 +12,13 @@ use crate::KitError;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where a server keeps its files: a temporary directory removed on drop, or a kept one.
-enum Dir {
+pub(crate) enum Dir {
     Temp(tempfile::TempDir),
     Kept(PathBuf),
 }
 
 impl Dir {
-    fn new(keep_in: Option<&Path>) -> Result<Self, KitError> {
+    pub(crate) fn new(keep_in: Option<&Path>) -> Result<Self, KitError> {
         let d = match keep_in {
             Some(p) => {
                 std::fs::create_dir_all(p)?;
@@ -32,7 +32,7 @@ impl Dir {
         Ok(d)
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         match self {
             Dir::Temp(t) => t.path(),
             Dir::Kept(p) => p,
