@@ -83,12 +83,14 @@ pub struct Config {
     #[arg(long, env = "PROACT_MQTT_KEEP_ALIVE_SECS", default_value_t = 30)]
     pub mqtt_keep_alive_secs: u64,
     /// Capacity of the MQTT client's request channel (PUBACKs on their way to the socket).
-    /// For tests; acks that do not fit wait in ingest, they are never dropped.
-    #[arg(long, env = "PROACT_INGEST_MQTT_REQUEST_CHANNEL", default_value_t = mqtt::REQUEST_CHANNEL, hide = true)]
+    /// Acks that do not fit wait in ingest (`proact_ingest_acks_deferred`), they are never
+    /// dropped; a smaller channel bounds the client's memory under a flood.
+    #[arg(long, env = "PROACT_INGEST_MQTT_REQUEST_CHANNEL", default_value_t = mqtt::REQUEST_CHANNEL)]
     pub mqtt_request_channel: usize,
     /// Most queued PUBACKs the MQTT client writes before one flush (1: one per turn of its
-    /// event loop, upstream rumqttc's behaviour; vendor/PATCHES.md). For benchmarks.
-    #[arg(long, env = "PROACT_INGEST_MQTT_ACK_BATCH", default_value_t = mqtt::ACK_FLUSH_BATCH, hide = true)]
+    /// event loop, upstream rumqttc's behaviour; vendor/PATCHES.md). Larger batches send acks
+    /// as fast as a backlogged broker delivers messages.
+    #[arg(long, env = "PROACT_INGEST_MQTT_ACK_BATCH", default_value_t = mqtt::ACK_FLUSH_BATCH)]
     pub mqtt_ack_batch: usize,
     /// How readings are appended: `script` (one server-side loop per shard and batch) or
     /// `xadd` (one pipelined XADD per reading).
