@@ -2,8 +2,9 @@
 //!
 //! Every reading goes through the equipment's rolling [`Window`] (the feature function the
 //! trainer uses too), then is assessed by the rules (per equipment-type thresholds, the seed's
-//! temperature > 90 °C by default), the equipment's normal-behaviour model and the
-//! RandomForest when one is loaded. The result drives one alert *episode* per incident:
+//! temperature > 90 °C by default), the equipment's online detector (learning from every
+//! reading after scoring it, see [`online`]), its normal-behaviour model and the RandomForest
+//! when one is loaded. The result drives one alert *episode* per incident:
 //! raised once, escalated when the severity rises, cleared after readings stayed normal for
 //! a hold time (event time, with hysteresis), so a flapping signal raises one alert, not a
 //! storm. An equipment that goes silent raises a no-data alarm, cleared when data resumes.
@@ -11,11 +12,14 @@
 //! The same engine serves the live loop, gRPC `Score` (without state changes) and the
 //! offline `replay`, so a backtest scores exactly as production does.
 
+mod online;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use proact_features::{FeatureSchema, FeatureVector, Placement, Window, WindowConfig};
 use proact_models::Scorer;
+use proact_online::{EquipmentDetector, OnlineConfig, Verdict};
 use proact_proto::v1::{Alert, AlertEventKind, AlertState, Severity, Telemetry};
 
 /// Thresholds of the rules, for one equipment type (or the default).
@@ -200,6 +204,7 @@ struct Restored {
 #[derive(Debug)]
 struct EquipmentState {
     window: Window,
+    online: EquipmentDetector,
     open: Option<Alert>,
     normal_since: Option<i64>,
     /// The open no-data alarm, with the event time of the last reading before the silence:
@@ -225,6 +230,7 @@ impl EquipmentState {
         let is_open = |r: &EpisodeRecord| r.alert.state == AlertState::Open as i32;
         Self {
             window: Window::new(schema, window),
+            online: EquipmentDetector::default(),
             open: condition.as_ref().filter(|r| is_open(r)).map(|r| r.alert.clone()),
             normal_since: None,
             silent: no_data.filter(is_open),
@@ -243,6 +249,8 @@ pub struct Engine {
     cfg: EngineConfig,
     schema: FeatureSchema,
     models: Models,
+    /// The online detectors' parameters; `None`: they are off.
+    online: Option<OnlineConfig>,
     info: HashMap<String, EquipmentInfo>,
     states: HashMap<String, EquipmentState>,
     /// Episode records of equipment not seen since their shard was taken over, consumed by
@@ -292,6 +300,7 @@ impl Engine {
             cfg,
             schema,
             models: Models::default(),
+            online: Some(OnlineConfig::default()),
             info: HashMap::new(),
             states: HashMap::new(),
             restored: HashMap::new(),
@@ -314,6 +323,12 @@ impl Engine {
 
     pub fn models(&self) -> &Models {
         &self.models
+    }
+
+    /// Sets the online detectors' parameters (`None` turns them off); the equipment's
+    /// learned states are kept.
+    pub fn set_online(&mut self, cfg: Option<OnlineConfig>) {
+        self.online = cfg;
     }
 
     /// Swaps the models between two readings: every reading after this call is scored by
@@ -425,7 +440,7 @@ impl Engine {
     }
 
     /// Judges a reading given the features of its window (rules, then models).
-    fn assess_with(&self, t: &Telemetry, features: Option<&[f64]>) -> Assessment {
+    fn assess_with(&self, t: &Telemetry, features: Option<&[f64]>, online: Option<Verdict>) -> Assessment {
         let th = self.thresholds(&t.equipement_id);
         let mut a = Assessment {
             score: (t.temperature / th.temperature_critical).clamp(0.0, 1.0) * 0.5,
@@ -486,17 +501,23 @@ impl Engine {
                 None,
             );
         }
+        let critical_equipment = self.info.get(&t.equipement_id).is_some_and(|i| i.max_rpn >= self.cfg.rpn_critical);
+        let model_severity = if critical_equipment { Severity::Critical } else { Severity::Warning };
+        let mut model_score: f64 = 0.0;
+        if let (Some(v), Some(cfg)) = (online, &self.online) {
+            model_score = v.score;
+            if v.score >= cfg.threshold {
+                let reason = online::reason(&self.schema, v, cfg);
+                raise(model_severity, v.score, online::RULE, reason, v.score, Some(online::VERSION.into()));
+            }
+        }
         if let Some(f) = features {
-            let critical_equipment =
-                self.info.get(&t.equipement_id).is_some_and(|i| i.max_rpn >= self.cfg.rpn_critical);
-            let mut model_score: f64 = 0.0;
             let mut judge = |m: &Arc<dyn Scorer>, rule: &str| {
                 let s = m.score(f);
                 model_score = model_score.max(s);
                 if s >= m.threshold() {
-                    let sev = if critical_equipment { Severity::Critical } else { Severity::Warning };
                     let reason = format!("modèle {} {} : score {:.2} ≥ {:.2}", m.name(), m.version(), s, m.threshold());
-                    raise(sev, s, rule, reason, s, Some(format!("{}@{}", m.name(), m.version())));
+                    raise(model_severity, s, rule, reason, s, Some(format!("{}@{}", m.name(), m.version())));
                 }
             };
             if let Some(m) = &self.models.forest {
@@ -505,8 +526,8 @@ impl Engine {
             if let Some(m) = self.models.normal.get(&t.equipement_id) {
                 judge(m, "model_normal_behaviour");
             }
-            a.model_score = model_score;
         }
+        a.model_score = model_score;
         a
     }
 
@@ -514,16 +535,18 @@ impl Engine {
     /// equipment's current one plus this reading.
     pub fn score(&self, t: &Telemetry) -> Assessment {
         let mut f = None;
+        let mut online = None;
         let mut buf = vec![0.0; self.schema.len()];
         if let Some(st) = self.states.get(&t.equipement_id) {
             let mut values = Vec::with_capacity(self.schema.channels().len());
             channel_values(&self.schema, t, &mut values);
+            online = self.online.as_ref().map(|cfg| st.online.score(t.ts_micros, &values, cfg));
             let mut w = st.window.clone();
             if w.push(t.ts_micros / 1000, &values).is_ok() && w.write_features(&mut buf).is_ok() {
                 f = Some(&buf[..]);
             }
         }
-        self.assess_with(t, f)
+        self.assess_with(t, f, online)
     }
 
     /// Feeds one reading; returns the transitions it causes (at most two: the end of a
@@ -603,11 +626,13 @@ impl Engine {
         if t.ts_micros < st.last_ts {
             return out;
         }
+        // Scored, then learned from: the verdict never saw the reading it judges.
+        let online = self.online.as_ref().map(|cfg| st.online.observe(t.ts_micros, &self.values, cfg));
         if !judge {
             st.last_ts = t.ts_micros;
             return out;
         }
-        let assessment = self.assess_with(t, have_features.then_some(&self.features.values[..]));
+        let assessment = self.assess_with(t, have_features.then_some(&self.features.values[..]), online);
         let hysteresis = self.cfg.hysteresis;
         let clear_after = self.cfg.clear_after_micros;
         let th = self.thresholds(&t.equipement_id).clone();

@@ -1,6 +1,6 @@
 //! Offline replay goes through the live engine and is deterministic.
 
-use proact_anomaly_detector::replay::{replay_file, ReplayArgs, Rules};
+use proact_anomaly_detector::replay::{replay_file, ReplayArgs, Rules, Switch};
 
 fn fixture(dir: &std::path::Path) -> std::path::PathBuf {
     let p = dir.join("pump.csv");
@@ -35,6 +35,9 @@ fn args(input: std::path::PathBuf, fit: Option<usize>) -> ReplayArgs {
         rules: Rules::On,
         probation: 0,
         margin: 1.0,
+        probation_model: Switch::On,
+        online: Switch::On,
+        online_set: vec![],
     }
 }
 
