@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::level::Level;
 use crate::likelihood::Likelihood;
 use crate::patterns::Patterns;
 use crate::range::Range;
@@ -12,6 +13,7 @@ pub struct ChannelDetector {
     range: Range,
     patterns: Patterns,
     likelihood: Likelihood,
+    level: Level,
     /// Width of a level, set once the range is known (the first `width_after` readings).
     width: Option<f64>,
     learned: u64,
@@ -26,6 +28,7 @@ impl ChannelDetector {
             range: Range::new(cfg.range_blocks as usize),
             patterns: Patterns::new(cfg.table_bits),
             likelihood: Likelihood::new(cfg.short_window as usize),
+            level: Level::new(),
             width: None,
             learned: 0,
             flagged_run: 0,
@@ -59,8 +62,18 @@ impl ChannelDetector {
             return 1.0;
         }
         match self.level(value) {
-            Some(level) => self.likelihood.score(self.patterns.novelty(level), cfg.min_fitted),
+            Some(level) => self.likelihood.score(self.raw(value, level, cfg), cfg.min_fitted),
             None => 0.0,
+        }
+    }
+
+    /// The raw surprise of `value` (at `level`): its patterns' novelty, or its drift when larger.
+    fn raw(&self, value: f64, level: i64, cfg: &OnlineConfig) -> f64 {
+        let novelty = self.patterns.novelty(level);
+        if cfg.drift_sigmas > 0.0 {
+            novelty.max(self.level.surprise(value, cfg.drift_fast, cfg.drift_sigmas))
+        } else {
+            novelty
         }
     }
 
@@ -101,9 +114,14 @@ impl ChannelDetector {
             }
         }
         if let Some(level) = self.level(value) {
-            self.likelihood.learn(self.patterns.novelty(level), cfg.long_window);
+            // Every pattern is novel at first: the first raw scores say nothing of the channel.
+            // And a surprise on its way to an alarm (a drift) must not widen the distribution
+            // that judges it: only calm readings are fitted.
+            let fit = self.learned >= cfg.likelihood_after && score < cfg.fit_below;
+            self.likelihood.learn(self.raw(value, level, cfg), fit, cfg.long_window);
             self.patterns.learn(level, cfg.decay_every);
         }
+        self.level.learn(value, cfg.drift_fast, cfg.long_window);
     }
 
     /// Bytes of state (heap included).

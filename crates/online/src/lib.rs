@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 mod channel;
+mod level;
 mod likelihood;
 mod patterns;
 mod range;
@@ -57,10 +58,18 @@ pub struct OnlineConfig {
     pub short_window: u32,
     /// Effective length of the long-term distribution of the short-term means.
     pub long_window: u64,
-    /// Short-term means learned before the likelihood scores.
+    /// Readings learned before their raw scores enter the long-term distribution.
+    pub likelihood_after: u64,
+    /// Short-term means learned into it before the likelihood scores.
     pub min_fitted: u64,
+    /// Only readings scoring below this are fitted into the long-term distribution.
+    pub fit_below: f64,
     /// Consecutive alarming readings not learned; the next ones are (the new normal).
     pub freeze_readings: u32,
+    /// A recent mean (over about `drift_fast` readings) this many long-term standard
+    /// deviations from the long-term mean is a full surprise; 0 turns the drift measure off.
+    pub drift_sigmas: f64,
+    pub drift_fast: u32,
 }
 
 impl Default for OnlineConfig {
@@ -76,9 +85,13 @@ impl Default for OnlineConfig {
             table_bits: 12,
             decay_every: 4096,
             short_window: 10,
-            long_window: 8640,
+            long_window: 2000,
+            likelihood_after: 200,
             min_fitted: 100,
+            fit_below: 0.25,
             freeze_readings: 10,
+            drift_sigmas: 3.0,
+            drift_fast: 20,
         }
     }
 }

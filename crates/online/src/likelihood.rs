@@ -60,19 +60,23 @@ impl Likelihood {
         log_scale(tail)
     }
 
-    /// Learns the raw score of a reading; the long-term distribution is a running mean and
-    /// variance over the first `long_window` means, exponentially weighted after.
-    pub fn learn(&mut self, raw: f64, long_window: u64) {
+    /// Learns the raw score of a reading; with `fit`, its short-term mean enters the
+    /// long-term distribution (a running mean and variance over the first `long_window`
+    /// means, exponentially weighted after).
+    pub fn learn(&mut self, raw: f64, fit: bool, long_window: u64) {
         let avg = self.short_mean_with(raw);
         self.recent[self.next as usize] = raw as f32;
         self.next = ((self.next as usize + 1) % self.recent.len()) as u16;
         self.learned += 1;
-        if self.learned < self.recent.len() as u64 {
+        if self.learned < self.recent.len() as u64 || !fit {
             return;
         }
         self.fitted += 1;
         let alpha = 1.0 / (self.fitted.min(long_window.max(1))) as f64;
-        let delta = avg - self.mean;
+        // Winsorised: a burst of surprise moves the distribution by a bounded step per
+        // reading, so the alarm it raises is not explained away by its own first readings.
+        let bound = 3.0 * self.var.max(VARIANCE_FLOOR).sqrt();
+        let delta = if self.fitted > 1 { (avg - self.mean).clamp(-bound, bound) } else { avg - self.mean };
         self.mean += alpha * delta;
         self.var = (1.0 - alpha) * (self.var + alpha * delta * delta);
     }
@@ -98,13 +102,13 @@ mod tests {
     fn a_usual_level_of_surprise_scores_low_and_a_jump_scores_high() {
         let mut l = Likelihood::new(10);
         for i in 0..2000 {
-            l.learn(0.3 + 0.05 * ((i % 7) as f64 / 7.0), 5000);
+            l.learn(0.3 + 0.05 * ((i % 7) as f64 / 7.0), true, 5000);
         }
         assert!(l.score(0.32, 100) < 0.1);
         // One fully surprising reading moves the short mean by 0.07: not yet unusual.
         assert!(l.score(1.0, 100) < 0.5);
         for _ in 0..5 {
-            l.learn(1.0, 5000);
+            l.learn(1.0, true, 5000);
         }
         assert!(l.score(1.0, 100) > 0.5);
     }

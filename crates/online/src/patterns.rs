@@ -38,14 +38,15 @@ impl Patterns {
     fn slots(&self, level: i64) -> impl Iterator<Item = usize> + '_ {
         let mask = self.counts.len() as u64 - 1;
         let mut h = mix(0, level);
-        std::iter::once(Some(h)).chain(self.previous.iter().enumerate().map(move |(order, p)| {
-            p.map(|p| {
-                h = mix(h ^ (order as u64 + 1) << 56, p);
-                h
-            })
-        }))
-        .map_while(|h| h)
-        .map(move |h| ((h ^ (h >> 29)) & mask) as usize)
+        std::iter::once(Some(h))
+            .chain(self.previous.iter().enumerate().map(move |(order, p)| {
+                p.map(|p| {
+                    h = mix(h ^ (order as u64 + 1) << 56, p);
+                    h
+                })
+            }))
+            .map_while(|h| h)
+            .map(move |h| ((h ^ (h >> 29)) & mask) as usize)
     }
 
     /// Novelty in [0, 1] of the patterns ending with `level`: the mean over the orders of

@@ -162,22 +162,9 @@ fn the_state_is_bounded_and_resumes_exactly_from_its_serialised_form() {
 
 #[test]
 fn erfc_matches_known_values() {
-    for (x, want) in [(0.0, 1.0), (1.0, 0.157_299_207_050_285_1), (3.0, 2.209_049_699_858_544e-5), (-1.0, 1.842_700_792_949_715)]
+    for (x, want) in
+        [(0.0, 1.0), (1.0, 0.157_299_207_050_285_1), (3.0, 2.209_049_699_858_544e-5), (-1.0, 1.842_700_792_949_715)]
     {
         assert!((erfc(x) - want).abs() <= 2e-7 * want, "erfc({x}) = {} not {want}", erfc(x));
     }
-}
-
-#[test]
-fn debug_noise() {
-    let cfg = OnlineConfig::default();
-    let mut noise = Noise(11);
-    let series: Vec<f64> = (0..4000)
-        .map(|i| {
-            let drift = if i >= 2500 { (i - 2500) as f64 * 0.01 } else { 0.0 };
-            noise.next() + drift
-        })
-        .collect();
-    let scores = run(&series, &cfg);
-    for i in onsets(&scores, cfg.threshold, 48) { eprintln!("onset {i} value {:.2} score {:.3}", series[i], scores[i]); }
 }
