@@ -98,10 +98,10 @@ pub fn online_config(settings: &[String]) -> Result<proact_online::OnlineConfig,
     let mut cfg = serde_json::to_value(proact_online::OnlineConfig::default()).map_err(|e| bad(e.to_string()))?;
     for s in settings {
         let (name, value) = s.split_once('=').ok_or_else(|| bad(format!("{s:?} is not NAME=VALUE")))?;
-        let slot = cfg.get_mut(name.trim()).ok_or_else(|| {
-            let names: Vec<&String> = cfg.as_object().map(|o| o.keys().collect()).unwrap_or_default();
-            bad(format!("no parameter {name:?}; parameters are {names:?}"))
-        })?;
+        let names: Vec<String> = cfg.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        let slot = cfg
+            .get_mut(name.trim())
+            .ok_or_else(|| bad(format!("no parameter {name:?}; parameters are {}", names.join(", "))))?;
         *slot = serde_json::from_str(value.trim()).map_err(|e| bad(format!("{s:?}: {e}")))?;
     }
     serde_json::from_value(cfg).map_err(|e| bad(e.to_string()))

@@ -19,6 +19,9 @@ pub struct ChannelDetector {
     learned: u64,
     /// Consecutive readings scored at or above the threshold, up to the current one.
     flagged_run: u32,
+    /// The extremes of the alarming readings not learned: they widen the range once the
+    /// alarm is over, so a recurring spike is not an anomaly the next time.
+    pending: Option<(f64, f64)>,
     last_ts: i64,
 }
 
@@ -32,6 +35,7 @@ impl ChannelDetector {
             width: None,
             learned: 0,
             flagged_run: 0,
+            pending: None,
             last_ts: i64::MIN,
         }
     }
@@ -54,7 +58,7 @@ impl ChannelDetector {
     }
 
     /// The score in [0, 1] of `value` at `ts_micros`, from what was learned before it.
-    pub fn score(&self, _ts_micros: i64, value: f64, cfg: &OnlineConfig) -> f64 {
+    pub fn score(&self, ts_micros: i64, value: f64, cfg: &OnlineConfig) -> f64 {
         if self.learned < cfg.warmup {
             return 0.0;
         }
@@ -62,14 +66,14 @@ impl ChannelDetector {
             return 1.0;
         }
         match self.level(value) {
-            Some(level) => self.likelihood.score(self.raw(value, level, cfg), cfg.min_fitted),
+            Some(level) => self.likelihood.score(self.raw(ts_micros, value, level, cfg), cfg.min_fitted),
             None => 0.0,
         }
     }
 
     /// The raw surprise of `value` (at `level`): its patterns' novelty, or its drift when larger.
-    fn raw(&self, value: f64, level: i64, cfg: &OnlineConfig) -> f64 {
-        let novelty = self.patterns.novelty(level);
+    fn raw(&self, ts_micros: i64, value: f64, level: i64, cfg: &OnlineConfig) -> f64 {
+        let novelty = self.patterns.novelty(level, season(ts_micros, cfg));
         if cfg.drift_sigmas > 0.0 {
             novelty.max(self.level.surprise(value, cfg.drift_fast, cfg.drift_sigmas))
         } else {
@@ -101,16 +105,33 @@ impl ChannelDetector {
         if score >= cfg.threshold {
             self.flagged_run = self.flagged_run.saturating_add(1);
             if self.flagged_run <= cfg.freeze_readings {
+                let (lo, hi) = self.pending.unwrap_or((value, value));
+                self.pending = Some((lo.min(value), hi.max(value)));
                 return;
             }
         } else {
             self.flagged_run = 0;
         }
+        if let Some((lo, hi)) = self.pending.take() {
+            self.range.include(lo);
+            self.range.include(hi);
+        }
         self.learned += 1;
         self.range.learn(value, cfg.range_block_len);
-        if self.width.is_none() && self.learned >= cfg.width_after {
+        if self.learned >= cfg.width_after {
             if let Some((lo, hi)) = self.range.bounds().filter(|(lo, hi)| hi > lo) {
-                self.width = Some((hi - lo) / f64::from(cfg.levels.max(1)));
+                // Levels as wide as the range's `levels`-th part; when the range has grown
+                // past twice what they were cut for, they are cut again and the patterns,
+                // counted in the old levels, start over.
+                let width = (hi - lo) / f64::from(cfg.levels.max(1));
+                match self.width {
+                    None => self.width = Some(width),
+                    Some(w) if width > 2.0 * w => {
+                        self.width = Some(width);
+                        self.patterns = Patterns::new(cfg.table_bits);
+                    }
+                    Some(_) => {}
+                }
             }
         }
         if let Some(level) = self.level(value) {
@@ -118,8 +139,8 @@ impl ChannelDetector {
             // And a surprise on its way to an alarm (a drift) must not widen the distribution
             // that judges it: only calm readings are fitted.
             let fit = self.learned >= cfg.likelihood_after && score < cfg.fit_below;
-            self.likelihood.learn(self.raw(value, level, cfg), fit, cfg.long_window);
-            self.patterns.learn(level, cfg.decay_every);
+            self.likelihood.learn(self.raw(ts_micros, value, level, cfg), fit, cfg.long_window);
+            self.patterns.learn(level, season(ts_micros, cfg), cfg.decay_every);
         }
         self.level.learn(value, cfg.drift_fast, cfg.long_window);
     }
@@ -131,4 +152,11 @@ impl ChannelDetector {
             + self.patterns.heap_bytes()
             + self.likelihood.heap_bytes()
     }
+}
+
+/// The bucket of the season `ts_micros` falls in, if seasons are on.
+fn season(ts_micros: i64, cfg: &OnlineConfig) -> Option<i64> {
+    (cfg.season_micros > 0 && cfg.season_buckets > 0).then(|| {
+        ts_micros.rem_euclid(cfg.season_micros) / (cfg.season_micros / i64::from(cfg.season_buckets)).max(1)
+    })
 }

@@ -70,6 +70,10 @@ pub struct OnlineConfig {
     /// deviations from the long-term mean is a full surprise; 0 turns the drift measure off.
     pub drift_sigmas: f64,
     pub drift_fast: u32,
+    /// The season's length (µs of event time; 0: no season) and its buckets: a level is also
+    /// counted as a pattern of its bucket (the hour of the day by default).
+    pub season_micros: i64,
+    pub season_buckets: u32,
 }
 
 impl Default for OnlineConfig {
@@ -92,6 +96,8 @@ impl Default for OnlineConfig {
             freeze_readings: 10,
             drift_sigmas: 3.0,
             drift_fast: 20,
+            season_micros: 86_400_000_000,
+            season_buckets: 24,
         }
     }
 }

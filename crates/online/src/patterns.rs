@@ -1,7 +1,8 @@
 //! Pattern novelty: how often the channel has shown the current short sequence of levels.
 //!
-//! Values are quantised into levels; the current level alone, the last two and the last three
-//! are each counted in one hashed table of saturating counters (a sketch: a collision can only
+//! Values are quantised into levels; the current level alone, the last two, the last three and
+//! the level at this time of the season (a bucket of the day: a level usual at night may be
+//! novel at noon) are each counted in one hashed table of saturating counters (a sketch: a collision can only
 //! make a pattern look more familiar, never less). A pattern seen often is familiar; a new
 //! level, a new transition or a new shape is novel. The counts are halved at a fixed rate so
 //! that what the channel stopped doing is forgotten and a new regime becomes familiar. This is
@@ -34,42 +35,38 @@ impl Patterns {
         Self { counts: vec![0; 1usize << table_bits.clamp(4, 20)], previous: [None; ORDERS - 1], since_decay: 0 }
     }
 
-    /// Table slots of the patterns ending with `level`, one per order that has enough history.
-    fn slots(&self, level: i64) -> impl Iterator<Item = usize> + '_ {
+    /// Table slots of the patterns ending with `level`: one per order that has enough
+    /// history, and the level at this time of the season when there is one.
+    fn slots(&self, level: i64, season: Option<i64>) -> [Option<usize>; ORDERS + 1] {
         let mask = self.counts.len() as u64 - 1;
+        let slot = |h: u64| ((h ^ (h >> 29)) & mask) as usize;
+        let mut out = [None; ORDERS + 1];
         let mut h = mix(0, level);
-        std::iter::once(Some(h))
-            .chain(self.previous.iter().enumerate().map(move |(order, p)| {
-                p.map(|p| {
-                    h = mix(h ^ (order as u64 + 1) << 56, p);
-                    h
-                })
-            }))
-            .map_while(|h| h)
-            .map(move |h| ((h ^ (h >> 29)) & mask) as usize)
+        out[0] = Some(slot(h));
+        for (order, p) in self.previous.iter().enumerate() {
+            let Some(p) = p else { break };
+            h = mix(h ^ (order as u64 + 1) << 56, *p);
+            out[order + 1] = Some(slot(h));
+        }
+        out[ORDERS] = season.map(|s| slot(mix(mix(0xA5A5 << 48, s), level)));
+        out
     }
 
-    /// Novelty in [0, 1] of the patterns ending with `level`: the mean over the orders of
-    /// `1 - min(count, FAMILIAR) / FAMILIAR`; an order without history counts as novel.
-    pub fn novelty(&self, level: i64) -> f64 {
+    /// Novelty in [0, 1] of the patterns ending with `level` (at `season`): the mean over the
+    /// patterns of `1 - min(count, FAMILIAR) / FAMILIAR`; an order without history counts as
+    /// novel.
+    pub fn novelty(&self, level: i64, season: Option<i64>) -> f64 {
         let mut familiar = 0.0;
-        for slot in self.slots(level) {
+        for slot in self.slots(level, season).into_iter().flatten() {
             familiar += f64::from(self.counts[slot]).min(FAMILIAR) / FAMILIAR;
         }
-        1.0 - familiar / ORDERS as f64
+        1.0 - familiar / (ORDERS + usize::from(season.is_some())) as f64
     }
 
-    /// Counts the patterns ending with `level`, then halves every count each `decay_every`
-    /// readings learned.
-    pub fn learn(&mut self, level: i64, decay_every: u32) {
-        let slots: [Option<usize>; ORDERS] = {
-            let mut s = [None; ORDERS];
-            for (i, slot) in self.slots(level).enumerate() {
-                s[i] = Some(slot);
-            }
-            s
-        };
-        for slot in slots.into_iter().flatten() {
+    /// Counts the patterns ending with `level` (at `season`), then halves every count each
+    /// `decay_every` readings learned.
+    pub fn learn(&mut self, level: i64, season: Option<i64>, decay_every: u32) {
+        for slot in self.slots(level, season).into_iter().flatten() {
             self.counts[slot] = self.counts[slot].saturating_add(1);
         }
         self.previous.rotate_right(1);
@@ -97,28 +94,28 @@ mod tests {
     fn a_repeated_cycle_becomes_familiar_and_a_new_shape_is_novel() {
         let mut p = Patterns::new(12);
         let cycle = [0, 1, 2, 3, 2, 1];
-        assert_eq!(p.novelty(0), 1.0);
+        assert_eq!(p.novelty(0, None), 1.0);
         for i in 0..60 {
-            p.learn(cycle[i % cycle.len()], 10_000);
+            p.learn(cycle[i % cycle.len()], None, 10_000);
         }
         // Next in the cycle after ...2, 1 is 0: every order familiar.
-        assert_eq!(p.novelty(0), 0.0);
+        assert_eq!(p.novelty(0, None), 0.0);
         // A known level after an unknown transition: only the first order is familiar.
-        let n = p.novelty(3);
+        let n = p.novelty(3, None);
         assert!(n > 0.6 && n < 0.7, "{n}");
-        assert_eq!(p.novelty(9), 1.0);
+        assert_eq!(p.novelty(9, None), 1.0);
     }
 
     #[test]
     fn what_stopped_happening_is_forgotten() {
         let mut p = Patterns::new(10);
         for _ in 0..20 {
-            p.learn(5, 100);
+            p.learn(5, None, 100);
         }
-        assert_eq!(p.novelty(5), 0.0);
+        assert_eq!(p.novelty(5, None), 0.0);
         for _ in 0..1000 {
-            p.learn(7, 100);
+            p.learn(7, None, 100);
         }
-        assert_eq!(p.novelty(5), 1.0);
+        assert_eq!(p.novelty(5, None), 1.0);
     }
 }

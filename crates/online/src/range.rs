@@ -28,6 +28,13 @@ impl Range {
         (lo <= hi).then_some((lo, hi))
     }
 
+    /// Widens the block filling now to `value` without counting it as a reading.
+    pub fn include(&mut self, value: f64) {
+        let b = &mut self.blocks[self.current as usize];
+        *b = (b.0.min(value), b.1.max(value));
+        self.filled = self.filled.max(self.current + 1);
+    }
+
     pub fn learn(&mut self, value: f64, block_len: u32) {
         if self.in_current >= block_len.max(1) {
             self.current = ((self.current as usize + 1) % self.blocks.len()) as u16;
