@@ -73,7 +73,7 @@ impl ChannelDetector {
 
     /// The raw surprise of `value` (at `level`): its patterns' novelty, or its drift when larger.
     fn raw(&self, ts_micros: i64, value: f64, level: i64, cfg: &OnlineConfig) -> f64 {
-        let novelty = self.patterns.novelty(level, season(ts_micros, cfg));
+        let novelty = self.patterns.novelty(level, season(ts_micros, cfg), cfg.familiar_at);
         if cfg.drift_sigmas > 0.0 {
             novelty.max(self.level.surprise(value, cfg.drift_fast, cfg.drift_sigmas))
         } else {

@@ -52,6 +52,8 @@ pub struct OnlineConfig {
     pub range_block_len: u32,
     /// log2 of the pattern table's slots.
     pub table_bits: u8,
+    /// A pattern seen this many times is fully familiar (less often, partly novel).
+    pub familiar_at: u16,
     /// Pattern counts halve every this many readings learned.
     pub decay_every: u32,
     /// Raw surprises averaged into the short-term mean.
@@ -87,6 +89,7 @@ impl Default for OnlineConfig {
             range_blocks: 64,
             range_block_len: 64,
             table_bits: 12,
+            familiar_at: 4,
             decay_every: 4096,
             short_window: 10,
             long_window: 2000,

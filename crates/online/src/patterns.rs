@@ -23,8 +23,6 @@ pub struct Patterns {
     since_decay: u32,
 }
 
-/// A pattern counted this many times is fully familiar.
-const FAMILIAR: f64 = 4.0;
 
 fn mix(h: u64, x: i64) -> u64 {
     (h ^ x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(27)
@@ -53,12 +51,13 @@ impl Patterns {
     }
 
     /// Novelty in [0, 1] of the patterns ending with `level` (at `season`): the mean over the
-    /// patterns of `1 - min(count, FAMILIAR) / FAMILIAR`; an order without history counts as
+    /// patterns of `1 - min(count, familiar) / familiar`; an order without history counts as
     /// novel.
-    pub fn novelty(&self, level: i64, season: Option<i64>) -> f64 {
+    pub fn novelty(&self, level: i64, season: Option<i64>, familiar_at: u16) -> f64 {
+        let full = f64::from(familiar_at.max(1));
         let mut familiar = 0.0;
         for slot in self.slots(level, season).into_iter().flatten() {
-            familiar += f64::from(self.counts[slot]).min(FAMILIAR) / FAMILIAR;
+            familiar += f64::from(self.counts[slot]).min(full) / full;
         }
         1.0 - familiar / (ORDERS + usize::from(season.is_some())) as f64
     }
@@ -94,16 +93,16 @@ mod tests {
     fn a_repeated_cycle_becomes_familiar_and_a_new_shape_is_novel() {
         let mut p = Patterns::new(12);
         let cycle = [0, 1, 2, 3, 2, 1];
-        assert_eq!(p.novelty(0, None), 1.0);
+        assert_eq!(p.novelty(0, None, 4), 1.0);
         for i in 0..60 {
             p.learn(cycle[i % cycle.len()], None, 10_000);
         }
         // Next in the cycle after ...2, 1 is 0: every order familiar.
-        assert_eq!(p.novelty(0, None), 0.0);
+        assert_eq!(p.novelty(0, None, 4), 0.0);
         // A known level after an unknown transition: only the first order is familiar.
-        let n = p.novelty(3, None);
+        let n = p.novelty(3, None, 4);
         assert!(n > 0.6 && n < 0.7, "{n}");
-        assert_eq!(p.novelty(9, None), 1.0);
+        assert_eq!(p.novelty(9, None, 4), 1.0);
     }
 
     #[test]
@@ -112,10 +111,10 @@ mod tests {
         for _ in 0..20 {
             p.learn(5, None, 100);
         }
-        assert_eq!(p.novelty(5, None), 0.0);
+        assert_eq!(p.novelty(5, None, 4), 0.0);
         for _ in 0..1000 {
             p.learn(7, None, 100);
         }
-        assert_eq!(p.novelty(5, None), 1.0);
+        assert_eq!(p.novelty(5, None, 4), 1.0);
     }
 }
