@@ -199,12 +199,16 @@ pub struct SeenChanges {
 struct Restored {
     condition: Option<EpisodeRecord>,
     no_data: Option<EpisodeRecord>,
+    /// The online detectors' checkpoint.
+    online: Option<EquipmentDetector>,
 }
 
 #[derive(Debug)]
 struct EquipmentState {
     window: Window,
     online: EquipmentDetector,
+    /// Learned since its online state was last checkpointed.
+    online_dirty: bool,
     open: Option<Alert>,
     normal_since: Option<i64>,
     /// The open no-data alarm, with the event time of the last reading before the silence:
@@ -226,11 +230,12 @@ struct EquipmentState {
 impl EquipmentState {
     /// An equipment's state before its first reading, from what a takeover restored of it.
     fn start(schema: &FeatureSchema, window: WindowConfig, restored: Restored, wall_micros: i64) -> Self {
-        let Restored { condition, no_data } = restored;
+        let Restored { condition, no_data, online } = restored;
         let is_open = |r: &EpisodeRecord| r.alert.state == AlertState::Open as i32;
         Self {
             window: Window::new(schema, window),
-            online: EquipmentDetector::default(),
+            online: online.unwrap_or_default(),
+            online_dirty: false,
             open: condition.as_ref().filter(|r| is_open(r)).map(|r| r.alert.clone()),
             normal_since: None,
             silent: no_data.filter(is_open),
@@ -366,6 +371,26 @@ impl Engine {
             Episode::Condition => r.condition = Some(record),
             Episode::NoData => r.no_data = Some(record),
         }
+    }
+
+    /// Restores an equipment's online detectors from a checkpoint (call before the shard's
+    /// warm-up: the readings it re-reads that the checkpoint already learned, older than its
+    /// last one, are not learned twice).
+    pub fn restore_online(&mut self, equipement_id: &str, state: EquipmentDetector) {
+        self.states.remove(equipement_id);
+        self.restored.entry(equipement_id.to_string()).or_default().online = Some(state);
+    }
+
+    /// The online states learned since they were last taken, to checkpoint; taking them
+    /// marks them clean.
+    pub fn take_online_changes(&mut self) -> Vec<(String, EquipmentDetector)> {
+        let dirty = self.states.iter_mut().filter(|(_, st)| st.online_dirty);
+        dirty
+            .map(|(id, st)| {
+                st.online_dirty = false;
+                (id.clone(), st.online.clone())
+            })
+            .collect()
     }
 
     /// Seeds an equipment's silence clock from its owner's seen record (call after the
@@ -628,6 +653,7 @@ impl Engine {
         }
         // Scored, then learned from: the verdict never saw the reading it judges.
         let online = self.online.as_ref().map(|cfg| st.online.observe(t.ts_micros, &self.values, cfg));
+        st.online_dirty |= online.is_some();
         if !judge {
             st.last_ts = t.ts_micros;
             return out;

@@ -141,8 +141,15 @@ fn rules_off_leaves_a_hot_temperature_to_the_model() {
     assert!(on.iter().any(|s| s.rule == "temperature_critical"), "the rise passes 90 °C");
     let mut a = args(input, None);
     a.rules = Rules::Off;
+    a.online = Switch::Off;
     let off = replay_file(&a, Default::default()).unwrap();
     assert!(off.iter().all(|s| s.rule.is_empty() && !s.in_episode), "no model, no rule: nothing fires");
+    // The online detector, learning from the normal part, raises the rise on its own.
+    a.online = Switch::On;
+    let online = replay_file(&a, Default::default()).unwrap();
+    let first = online.iter().position(|s| s.onset).expect("the online detector raises the rise");
+    assert_eq!(online[first].rule, "model_online");
+    assert!(first >= 400, "nothing raised in the normal part: first onset at row {first}");
 }
 
 #[test]
