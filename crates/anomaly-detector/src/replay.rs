@@ -374,10 +374,9 @@ pub fn replay_file(args: &ReplayArgs, mut cfg: crate::engine::EngineConfig) -> R
         }
     }
     // Probationary rows are what the model may learn from when nothing else says so.
-    let fit_first = args.fit_first.or((args.probation > 0
-        && args.models.is_empty()
-        && args.probation_model == Switch::On)
-        .then_some(args.probation));
+    let fit_first =
+        args.fit_first.or((args.probation > 0 && args.models.is_empty() && args.probation_model == Switch::On)
+            .then_some(args.probation));
     if let Some(n) = fit_first {
         let mut window = Window::new(&schema, cfg.window);
         let mut feats = Vec::with_capacity(n.min(rows.len()) * schema.len());

@@ -156,7 +156,6 @@ impl ChannelDetector {
 
 /// The bucket of the season `ts_micros` falls in, if seasons are on.
 fn season(ts_micros: i64, cfg: &OnlineConfig) -> Option<i64> {
-    (cfg.season_micros > 0 && cfg.season_buckets > 0).then(|| {
-        ts_micros.rem_euclid(cfg.season_micros) / (cfg.season_micros / i64::from(cfg.season_buckets)).max(1)
-    })
+    (cfg.season_micros > 0 && cfg.season_buckets > 0)
+        .then(|| ts_micros.rem_euclid(cfg.season_micros) / (cfg.season_micros / i64::from(cfg.season_buckets)).max(1))
 }

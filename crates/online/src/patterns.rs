@@ -23,7 +23,6 @@ pub struct Patterns {
     since_decay: u32,
 }
 
-
 fn mix(h: u64, x: i64) -> u64 {
     (h ^ x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(27)
 }
