@@ -560,12 +560,14 @@ impl Engine {
     /// equipment's current one plus this reading.
     pub fn score(&self, t: &Telemetry) -> Assessment {
         let mut f = None;
-        let mut online = None;
         let mut buf = vec![0.0; self.schema.len()];
-        if let Some(st) = self.states.get(&t.equipement_id) {
-            let mut values = Vec::with_capacity(self.schema.channels().len());
-            channel_values(&self.schema, t, &mut values);
-            online = self.online.as_ref().map(|cfg| st.online.score(t.ts_micros, &values, cfg));
+        let mut values = Vec::with_capacity(self.schema.channels().len());
+        channel_values(&self.schema, t, &mut values);
+        let st = self.states.get(&t.equipement_id);
+        // Not read since a takeover restored it: its checkpoint is what it learned so far.
+        let learned = st.map(|st| &st.online).or_else(|| self.restored.get(&t.equipement_id)?.online.as_ref());
+        let online = learned.zip(self.online.as_ref()).map(|(d, cfg)| d.score(t.ts_micros, &values, cfg));
+        if let Some(st) = st {
             let mut w = st.window.clone();
             if w.push(t.ts_micros / 1000, &values).is_ok() && w.write_features(&mut buf).is_ok() {
                 f = Some(&buf[..]);

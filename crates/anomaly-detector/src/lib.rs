@@ -9,6 +9,7 @@
 //! ([`seen`]), so a new owner still raises the no-data alarm of one silent at the takeover.
 //! Upstream: ingest (telemetry streams), trainer (models). Downstream: archive, gateway.
 
+pub mod checkpoint;
 pub mod config;
 pub mod engine;
 pub mod grpc;
@@ -180,6 +181,8 @@ impl App {
                 batch: config.batch,
                 seen_retention_micros: config.seen_retention_secs.saturating_mul(1_000_000) as i64,
                 record_seen: config.rules.silence_after_secs > 0,
+                checkpoint_every: (config.checkpoint_secs > 0)
+                    .then(|| std::time::Duration::from_secs(config.checkpoint_secs)),
             },
             stream_reader,
             redis: redis.clone(),

@@ -100,21 +100,35 @@ pub fn write_calls(replica: &str, shards: u32, changes: &SeenChanges) -> Vec<Vec
 /// The calls writing `set` and deleting `del` in `shard`'s hash, whichever shard the
 /// equipment belong to.
 fn shard_calls(calls: &mut Vec<Vec<Value>>, replica: &str, shard: u32, set: &[(&str, Seen)], del: &[&str]) {
+    let set: Vec<(&str, Bytes)> = set.iter().map(|(id, seen)| (*id, Bytes::copy_from_slice(&encode(*seen)))).collect();
+    fenced_hash_calls(calls, replica, shard, &seen_key(shard), &set, del);
+}
+
+/// The calls setting the fields `set` and deleting `del` in the hash `hash` of `shard` (in its
+/// `{shard}` slot), each under the shard's lease: a replica that lost it changes nothing.
+pub(crate) fn fenced_hash_calls(
+    calls: &mut Vec<Vec<Value>>,
+    replica: &str,
+    shard: u32,
+    hash: &str,
+    set: &[(&str, Bytes)],
+    del: &[&str],
+) {
     let head = |n: usize| {
         vec![
             Value::from(SCRIPT),
             Value::Integer(2),
             Value::from(lease_key(shard)),
-            Value::from(seen_key(shard)),
+            Value::from(hash),
             Value::from(replica),
             Value::Integer(n as i64),
         ]
     };
     for chunk in set.chunks(CHUNK) {
         let mut args = head(chunk.len());
-        for (id, seen) in chunk {
+        for (id, value) in chunk {
             args.push(Value::from(*id));
-            args.push(Value::Bytes(Bytes::copy_from_slice(&encode(*seen))));
+            args.push(Value::Bytes(value.clone()));
         }
         calls.push(args);
     }
@@ -140,7 +154,7 @@ pub async fn write(client: &Client, replica: &str, shards: u32, changes: &SeenCh
 }
 
 /// Runs `calls` in one pipeline; returns how many were fenced off.
-async fn run(client: &Client, calls: Vec<Vec<Value>>) -> Result<usize, Error> {
+pub(crate) async fn run(client: &Client, calls: Vec<Vec<Value>>) -> Result<usize, Error> {
     if calls.is_empty() {
         return Ok(0);
     }

@@ -95,8 +95,9 @@ impl ChannelDetector {
     }
 
     fn learn_scored(&mut self, ts_micros: i64, value: f64, score: f64, cfg: &OnlineConfig) {
-        // The patterns are sequences in time: a late reading is scored, never learned.
-        if ts_micros < self.last_ts || !value.is_finite() {
+        // The patterns are sequences in time: a late reading is scored, never learned; nor is
+        // one at the time of the last learned (a checkpoint's last reading read again).
+        if ts_micros <= self.last_ts || !value.is_finite() {
             return;
         }
         self.last_ts = ts_micros;

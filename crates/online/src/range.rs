@@ -3,6 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A block without readings; finite, so that the state serialises to JSON (which has no
+/// infinities).
+const EMPTY: (f64, f64) = (f64::MAX, f64::MIN);
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Range {
     /// (min, max) of each block, oldest overwritten first; the block at `current` is filling.
@@ -16,7 +20,7 @@ pub struct Range {
 impl Range {
     pub fn new(blocks: usize) -> Self {
         let blocks = blocks.clamp(1, u16::MAX as usize);
-        Self { blocks: vec![(f64::INFINITY, f64::NEG_INFINITY); blocks], current: 0, in_current: 0, filled: 0 }
+        Self { blocks: vec![EMPTY; blocks], current: 0, in_current: 0, filled: 0 }
     }
 
     /// (min, max) of the readings learned over the last `blocks × block_len` or so; `None`
@@ -38,7 +42,7 @@ impl Range {
     pub fn learn(&mut self, value: f64, block_len: u32) {
         if self.in_current >= block_len.max(1) {
             self.current = ((self.current as usize + 1) % self.blocks.len()) as u16;
-            self.blocks[self.current as usize] = (f64::INFINITY, f64::NEG_INFINITY);
+            self.blocks[self.current as usize] = EMPTY;
             self.in_current = 0;
         }
         let b = &mut self.blocks[self.current as usize];
