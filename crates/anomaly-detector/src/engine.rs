@@ -373,26 +373,6 @@ impl Engine {
         }
     }
 
-    /// Restores an equipment's online detectors from a checkpoint (call before the shard's
-    /// warm-up: the readings it re-reads that the checkpoint already learned, older than its
-    /// last one, are not learned twice).
-    pub fn restore_online(&mut self, equipement_id: &str, state: EquipmentDetector) {
-        self.states.remove(equipement_id);
-        self.restored.entry(equipement_id.to_string()).or_default().online = Some(state);
-    }
-
-    /// The online states learned since they were last taken, to checkpoint; taking them
-    /// marks them clean.
-    pub fn take_online_changes(&mut self) -> Vec<(String, EquipmentDetector)> {
-        let dirty = self.states.iter_mut().filter(|(_, st)| st.online_dirty);
-        dirty
-            .map(|(id, st)| {
-                st.online_dirty = false;
-                (id.clone(), st.online.clone())
-            })
-            .collect()
-    }
-
     /// Seeds an equipment's silence clock from its owner's seen record (call after the
     /// shard's warm-up, for each record loaded at the takeover).
     ///

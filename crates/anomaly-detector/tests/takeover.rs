@@ -513,3 +513,56 @@ async fn an_equipment_silent_at_a_takeover_and_out_of_the_warm_up_is_alarmed_onc
     assert_eq!(all, [(AlertEventKind::Raised, alarm.clone()), (AlertEventKind::Cleared, alarm)]);
     b.kill();
 }
+
+/// EQ-00's online state as last checkpointed.
+async fn checkpointed_eq00(redis: &Client) -> proact_online::EquipmentDetector {
+    let shard = shard_for("EQ-00", SHARDS);
+    let raw: Option<Bytes> = redis.hget(proact_anomaly_detector::checkpoint::online_key(shard), "EQ-00").await.unwrap();
+    proact_anomaly_detector::checkpoint::decode(&raw.expect("EQ-00's state is checkpointed")).expect("readable")
+}
+
+/// The online detectors keep learning across a hand-over: a replica stopped with SIGTERM
+/// checkpoints them before its leases go, and the next owner loads them before its warm-up,
+/// whose tail (5,000 entries) does not reach the first readings. What the live loop has
+/// learned is, each time, exactly what one detector fed every reading in process learned;
+/// a new owner starting cold (from the tail alone) would differ.
+#[tokio::test]
+async fn the_online_detectors_learning_continues_across_a_handover() {
+    use proact_anomaly_detector::engine::{Engine, EngineConfig};
+    let server = proact_testkit::Redis::start().await.unwrap();
+    let redis = proact_server::redis::connect(&server.url()).await.unwrap();
+    let keys: Vec<String> = (0..SHARDS).map(telemetry_stream).collect();
+    let base = proact_proto::time::now_micros() - 7_200_000_000;
+    let temperature = |s: i64| 55.0 + (s % 13) as f64 * 0.2 + (s as f64 / 300.0).sin();
+    let mut in_process = Engine::new(EngineConfig { max_future_micros: i64::MAX, ..Default::default() });
+    let mut feed = |from: i64, to: i64| {
+        for s in from..to {
+            let t = Telemetry {
+                equipement_id: "EQ-00".into(),
+                ts_micros: base + s * 1_000_000,
+                temperature: temperature(s),
+                vibration: 2.0,
+                ..Default::default()
+            };
+            in_process.observe(&t, "", t.ts_micros);
+        }
+        in_process.take_online_changes().pop().expect("EQ-00 learned").1
+    };
+
+    let a = spawn_detector(&server.url(), "a", "1500");
+    wait_until("replica a owns every shard", || owns_every_shard(&redis, "a")).await;
+    fill_eq00(&redis, base, 6_000, temperature).await;
+    wait_all_read_and_acked("a", &redis, &keys).await;
+    a.signal("TERM");
+    wait_until("a released its shards", || async { !owns_every_shard(&redis, "a").await }).await;
+    let learned_by_a = feed(0, 6_000);
+    assert_eq!(checkpointed_eq00(&redis).await, learned_by_a, "a checkpointed what it learned at hand-over");
+
+    let b = spawn_detector(&server.url(), "b", "1500");
+    wait_until("b owns every shard", || owns_every_shard(&redis, "b")).await;
+    fill_eq00(&redis, base + 6_000_000_000, 300, |s| temperature(s + 6_000)).await;
+    wait_all_read_and_acked("b", &redis, &keys).await;
+    b.signal("TERM");
+    wait_until("b released its shards", || async { !owns_every_shard(&redis, "b").await }).await;
+    assert_eq!(checkpointed_eq00(&redis).await, feed(6_000, 6_300), "b went on from a's checkpoint");
+}
