@@ -60,6 +60,10 @@ pub struct Config {
     /// takeover starts them cold.
     #[arg(long, env = "PROACT_DETECTOR_CHECKPOINT_SECS", default_value_t = 30)]
     pub checkpoint_secs: u64,
+    /// `off`: the online detectors (`proact_online`) neither judge nor learn; the rules and
+    /// the trained models alone raise alerts.
+    #[arg(long, env = "PROACT_DETECTOR_ONLINE", value_enum, default_value = "on")]
+    pub online: crate::replay::Switch,
 }
 
 /// Rules and episode timing.

@@ -126,6 +126,9 @@ impl App {
         let App { config, admin, grpc, stream_reader, redis, events, traces } = self;
         let ready = Readiness::new();
         let mut engine = Engine::new(config.rules.engine_config()?);
+        if config.online == replay::Switch::Off {
+            engine.set_online(None);
+        }
         match load_equipment_info(&config.pg.database_url).await {
             Ok(info) => {
                 tracing::info!(equipment = info.len(), "AMDEC criticality loaded");

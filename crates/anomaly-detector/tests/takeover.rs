@@ -46,11 +46,17 @@ fn spawn_detector(redis_url: &str, name: &str, lease_ttl_ms: &str) -> Detector {
 
 /// A detector raising a no-data alarm after `silence_secs` without a reading ("0": never).
 fn spawn_detector_silence(redis_url: &str, name: &str, lease_ttl_ms: &str, silence_secs: &str) -> Detector {
+    spawn_detector_with(redis_url, name, lease_ttl_ms, silence_secs, "on")
+}
+
+/// As [`spawn_detector_silence`], with the online detectors `on` or `off`.
+fn spawn_detector_with(redis_url: &str, name: &str, lease_ttl_ms: &str, silence_secs: &str, online: &str) -> Detector {
     let child = Command::new(env!("CARGO_BIN_EXE_proact-anomaly-detector"))
         .args(["--redis-url", redis_url, "--database-url", "postgres://proact@127.0.0.1:9/none"])
         .args(["--registry-url", "http://127.0.0.1:9", "--admin-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
         .args(["--consumer", name, "--lease-ttl-ms", lease_ttl_ms, "--silence-after-secs", silence_secs])
         .env("RUST_LOG", "warn")
+        .env("PROACT_DETECTOR_ONLINE", online)
         .stdout(Stdio::null())
         .spawn()
         .expect("detector binary starts");
@@ -301,7 +307,9 @@ async fn an_episode_raised_before_the_warm_up_tail_survives_a_takeover() {
     let server = proact_testkit::Redis::start().await.unwrap();
     let redis = proact_server::redis::connect(&server.url()).await.unwrap();
     let keys: Vec<String> = (0..SHARDS).map(telemetry_stream).collect();
-    let mut a = spawn_detector(&server.url(), "a", "1500");
+    // The rules' episode alone: after 5,000 readings at 79 °C, 55 °C is an anomaly to the
+    // online detectors for longer than this test waits.
+    let mut a = spawn_detector_with(&server.url(), "a", "1500", "0", "off");
     wait_until("replica a owns every shard", || owns_every_shard(&redis, "a")).await;
     // EQ-00 hot once, then at 79 °C: normal, but within the hysteresis of the 80 °C warning,
     // so the episode stays open through the 5,000 entries a warm-up re-reads.
@@ -318,7 +326,7 @@ async fn an_episode_raised_before_the_warm_up_tail_survives_a_takeover() {
     // took it, or it is read here in a's name: pending on a either way.
     read_as(&redis, "a", &keys).await;
     assert_eq!(pending_total(&redis, &keys).await, 1, "the hot reading is pending on the dead replica");
-    let mut b = spawn_detector(&server.url(), "b", "1500");
+    let mut b = spawn_detector_with(&server.url(), "b", "1500", "0", "off");
     wait_until("b owns every shard", || owns_every_shard(&redis, "b")).await;
     wait_until("b finishes what a left", || async { pending_total(&redis, &keys).await == 0 }).await;
     // Normal for 70 s: the episode clears, under the id a raised it with.
