@@ -30,7 +30,7 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# Benchmarks: `just bench` runs all, `just bench trainer` one area (ingest, archive, trainer, training, detector, gateway, tracing, pipeline, knowledge, planning).
+# Benchmarks: `just bench` runs all, `just bench trainer` one area (ingest, archive, trainer, training, detector, online, gateway, tracing, pipeline, knowledge, planning).
 bench area="all":
     bash bench/run.sh {{area}}
 
@@ -46,8 +46,8 @@ eval:
     # The live detector's code path on a SKAB file (normal-behaviour model fitted on the first 400 rows).
     cargo run --release -p proact-anomaly-detector -- replay --input "{{datasets}}/SKAB/data/valve1/0.csv" --fit-first 400 --label-column anomaly --output target/eval/skab-valve1-0.scores.csv
     # NAB (crates/model-eval/EVAL.md): the scorer is first checked against NAB's own per-row scores of HTM (fails on any difference),
-    # then the detector replays the 51 development series (rules off, each file's probation learned from, never judged) and its
-    # episode onsets and continuous score are scored beside the published detectors.
+    # then the detector replays the 51 development series (rules off, the online detectors judging, each file's probation learned
+    # from, never judged, hold 1 h) and its episode onsets and continuous score are scored beside the published detectors.
     cargo run --release -p proact-model-eval -- nab --datasets "{{datasets}}" --check-published
     cargo build --release -p proact-anomaly-detector
     rm -rf target/eval/nab && bash crates/model-eval/scripts/nab-replay.sh "{{datasets}}/NAB_dev" target/eval/nab target/release/proact-anomaly-detector

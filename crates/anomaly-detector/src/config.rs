@@ -55,6 +55,15 @@ pub struct Config {
     /// the shard over runs the silence clock from); must exceed the silence time.
     #[arg(long, env = "PROACT_DETECTOR_SEEN_RETENTION_SECS", default_value_t = 86_400)]
     pub seen_retention_secs: u64,
+    /// Seconds between two checkpoints of the online detectors' states in Redis (those that
+    /// learned since the last one; also at shutdown); 0: never checkpointed, a restart or a
+    /// takeover starts them cold.
+    #[arg(long, env = "PROACT_DETECTOR_CHECKPOINT_SECS", default_value_t = 30)]
+    pub checkpoint_secs: u64,
+    /// `off`: the online detectors (`proact_online`) neither judge nor learn; the rules and
+    /// the trained models alone raise alerts.
+    #[arg(long, env = "PROACT_DETECTOR_ONLINE", value_enum, default_value = "on")]
+    pub online: crate::replay::Switch,
 }
 
 /// Rules and episode timing.

@@ -2,8 +2,9 @@
 //!
 //! Every reading goes through the equipment's rolling [`Window`] (the feature function the
 //! trainer uses too), then is assessed by the rules (per equipment-type thresholds, the seed's
-//! temperature > 90 °C by default), the equipment's normal-behaviour model and the
-//! RandomForest when one is loaded. The result drives one alert *episode* per incident:
+//! temperature > 90 °C by default), the equipment's online detector (learning from every
+//! reading after scoring it, see [`online`]), its normal-behaviour model and the RandomForest
+//! when one is loaded. The result drives one alert *episode* per incident:
 //! raised once, escalated when the severity rises, cleared after readings stayed normal for
 //! a hold time (event time, with hysteresis), so a flapping signal raises one alert, not a
 //! storm. An equipment that goes silent raises a no-data alarm, cleared when data resumes.
@@ -11,11 +12,14 @@
 //! The same engine serves the live loop, gRPC `Score` (without state changes) and the
 //! offline `replay`, so a backtest scores exactly as production does.
 
+mod online;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use proact_features::{FeatureSchema, FeatureVector, Placement, Window, WindowConfig};
 use proact_models::Scorer;
+use proact_online::{EquipmentDetector, OnlineConfig, Verdict};
 use proact_proto::v1::{Alert, AlertEventKind, AlertState, Severity, Telemetry};
 
 /// Thresholds of the rules, for one equipment type (or the default).
@@ -195,11 +199,16 @@ pub struct SeenChanges {
 struct Restored {
     condition: Option<EpisodeRecord>,
     no_data: Option<EpisodeRecord>,
+    /// The online detectors' checkpoint.
+    online: Option<EquipmentDetector>,
 }
 
 #[derive(Debug)]
 struct EquipmentState {
     window: Window,
+    online: EquipmentDetector,
+    /// Learned since its online state was last checkpointed.
+    online_dirty: bool,
     open: Option<Alert>,
     normal_since: Option<i64>,
     /// The open no-data alarm, with the event time of the last reading before the silence:
@@ -221,10 +230,12 @@ struct EquipmentState {
 impl EquipmentState {
     /// An equipment's state before its first reading, from what a takeover restored of it.
     fn start(schema: &FeatureSchema, window: WindowConfig, restored: Restored, wall_micros: i64) -> Self {
-        let Restored { condition, no_data } = restored;
+        let Restored { condition, no_data, online } = restored;
         let is_open = |r: &EpisodeRecord| r.alert.state == AlertState::Open as i32;
         Self {
             window: Window::new(schema, window),
+            online: online.unwrap_or_default(),
+            online_dirty: false,
             open: condition.as_ref().filter(|r| is_open(r)).map(|r| r.alert.clone()),
             normal_since: None,
             silent: no_data.filter(is_open),
@@ -243,6 +254,8 @@ pub struct Engine {
     cfg: EngineConfig,
     schema: FeatureSchema,
     models: Models,
+    /// The online detectors' parameters; `None`: they are off.
+    online: Option<OnlineConfig>,
     info: HashMap<String, EquipmentInfo>,
     states: HashMap<String, EquipmentState>,
     /// Episode records of equipment not seen since their shard was taken over, consumed by
@@ -292,6 +305,7 @@ impl Engine {
             cfg,
             schema,
             models: Models::default(),
+            online: Some(OnlineConfig::default()),
             info: HashMap::new(),
             states: HashMap::new(),
             restored: HashMap::new(),
@@ -314,6 +328,12 @@ impl Engine {
 
     pub fn models(&self) -> &Models {
         &self.models
+    }
+
+    /// Sets the online detectors' parameters (`None` turns them off); the equipment's
+    /// learned states are kept.
+    pub fn set_online(&mut self, cfg: Option<OnlineConfig>) {
+        self.online = cfg;
     }
 
     /// Swaps the models between two readings: every reading after this call is scored by
@@ -425,7 +445,7 @@ impl Engine {
     }
 
     /// Judges a reading given the features of its window (rules, then models).
-    fn assess_with(&self, t: &Telemetry, features: Option<&[f64]>) -> Assessment {
+    fn assess_with(&self, t: &Telemetry, features: Option<&[f64]>, online: Option<Verdict>) -> Assessment {
         let th = self.thresholds(&t.equipement_id);
         let mut a = Assessment {
             score: (t.temperature / th.temperature_critical).clamp(0.0, 1.0) * 0.5,
@@ -486,17 +506,23 @@ impl Engine {
                 None,
             );
         }
+        let critical_equipment = self.info.get(&t.equipement_id).is_some_and(|i| i.max_rpn >= self.cfg.rpn_critical);
+        let model_severity = if critical_equipment { Severity::Critical } else { Severity::Warning };
+        let mut model_score: f64 = 0.0;
+        if let (Some(v), Some(cfg)) = (online, &self.online) {
+            model_score = v.score;
+            if v.score >= cfg.threshold {
+                let reason = online::reason(&self.schema, v, cfg);
+                raise(model_severity, v.score, online::RULE, reason, v.score, Some(online::VERSION.into()));
+            }
+        }
         if let Some(f) = features {
-            let critical_equipment =
-                self.info.get(&t.equipement_id).is_some_and(|i| i.max_rpn >= self.cfg.rpn_critical);
-            let mut model_score: f64 = 0.0;
             let mut judge = |m: &Arc<dyn Scorer>, rule: &str| {
                 let s = m.score(f);
                 model_score = model_score.max(s);
                 if s >= m.threshold() {
-                    let sev = if critical_equipment { Severity::Critical } else { Severity::Warning };
                     let reason = format!("modèle {} {} : score {:.2} ≥ {:.2}", m.name(), m.version(), s, m.threshold());
-                    raise(sev, s, rule, reason, s, Some(format!("{}@{}", m.name(), m.version())));
+                    raise(model_severity, s, rule, reason, s, Some(format!("{}@{}", m.name(), m.version())));
                 }
             };
             if let Some(m) = &self.models.forest {
@@ -505,8 +531,8 @@ impl Engine {
             if let Some(m) = self.models.normal.get(&t.equipement_id) {
                 judge(m, "model_normal_behaviour");
             }
-            a.model_score = model_score;
         }
+        a.model_score = model_score;
         a
     }
 
@@ -515,15 +541,19 @@ impl Engine {
     pub fn score(&self, t: &Telemetry) -> Assessment {
         let mut f = None;
         let mut buf = vec![0.0; self.schema.len()];
-        if let Some(st) = self.states.get(&t.equipement_id) {
-            let mut values = Vec::with_capacity(self.schema.channels().len());
-            channel_values(&self.schema, t, &mut values);
+        let mut values = Vec::with_capacity(self.schema.channels().len());
+        channel_values(&self.schema, t, &mut values);
+        let st = self.states.get(&t.equipement_id);
+        // Not read since a takeover restored it: its checkpoint is what it learned so far.
+        let learned = st.map(|st| &st.online).or_else(|| self.restored.get(&t.equipement_id)?.online.as_ref());
+        let online = learned.zip(self.online.as_ref()).map(|(d, cfg)| d.score(t.ts_micros, &values, cfg));
+        if let Some(st) = st {
             let mut w = st.window.clone();
             if w.push(t.ts_micros / 1000, &values).is_ok() && w.write_features(&mut buf).is_ok() {
                 f = Some(&buf[..]);
             }
         }
-        self.assess_with(t, f)
+        self.assess_with(t, f, online)
     }
 
     /// Feeds one reading; returns the transitions it causes (at most two: the end of a
@@ -603,11 +633,14 @@ impl Engine {
         if t.ts_micros < st.last_ts {
             return out;
         }
+        // Scored, then learned from: the verdict never saw the reading it judges.
+        let online = self.online.as_ref().map(|cfg| st.online.observe(t.ts_micros, &self.values, cfg));
+        st.online_dirty |= online.is_some();
         if !judge {
             st.last_ts = t.ts_micros;
             return out;
         }
-        let assessment = self.assess_with(t, have_features.then_some(&self.features.values[..]));
+        let assessment = self.assess_with(t, have_features.then_some(&self.features.values[..]), online);
         let hysteresis = self.cfg.hysteresis;
         let clear_after = self.cfg.clear_after_micros;
         let th = self.thresholds(&t.equipement_id).clone();
@@ -947,6 +980,8 @@ mod swap_tests {
     #[test]
     fn swapped_models_score_every_later_reading_and_stamp_alerts() {
         let mut e = Engine::new(EngineConfig::default());
+        // The trained models' path alone: the online detector would see the shift too.
+        e.set_online(None);
         // Normal history, then a vibration shift the rules do not see (below 11 mm/s).
         for s in 0..100 {
             assert!(e.observe(&reading(s, 60.0 + (s % 7) as f64 * 0.3, 2.0 + (s % 3) as f64 * 0.1), "", 0).is_empty());
@@ -969,6 +1004,7 @@ mod swap_tests {
     #[test]
     fn a_model_episode_clears_near_an_unrelated_rule_threshold() {
         let mut e = Engine::new(EngineConfig::default());
+        e.set_online(None);
         let warm = |s: i64| reading(s, 77.5 + (s % 7) as f64 * 0.3, 2.0 + (s % 3) as f64 * 0.1);
         for s in 0..100 {
             assert!(e.observe(&warm(s), "", 0).is_empty(), "the rules alone: 77.5-79.3 °C is normal");

@@ -9,6 +9,7 @@
 //! ([`seen`]), so a new owner still raises the no-data alarm of one silent at the takeover.
 //! Upstream: ingest (telemetry streams), trainer (models). Downstream: archive, gateway.
 
+pub mod checkpoint;
 pub mod config;
 pub mod engine;
 pub mod grpc;
@@ -125,6 +126,9 @@ impl App {
         let App { config, admin, grpc, stream_reader, redis, events, traces } = self;
         let ready = Readiness::new();
         let mut engine = Engine::new(config.rules.engine_config()?);
+        if config.online == replay::Switch::Off {
+            engine.set_online(None);
+        }
         match load_equipment_info(&config.pg.database_url).await {
             Ok(info) => {
                 tracing::info!(equipment = info.len(), "AMDEC criticality loaded");
@@ -180,6 +184,8 @@ impl App {
                 batch: config.batch,
                 seen_retention_micros: config.seen_retention_secs.saturating_mul(1_000_000) as i64,
                 record_seen: config.rules.silence_after_secs > 0,
+                checkpoint_every: (config.checkpoint_secs > 0)
+                    .then(|| std::time::Duration::from_secs(config.checkpoint_secs)),
             },
             stream_reader,
             redis: redis.clone(),

@@ -2,7 +2,8 @@
 //! same windows, features, rules, models and episodes), for backtests and `just eval`.
 //!
 //! `proact-anomaly-detector replay --input FILE.csv [--model ARTEFACT]… [--fit-first N]
-//! [--probation N] [--rules off] [--channels A,B] --output scores.csv`
+//! [--probation N] [--probation-model off] [--rules off] [--online off] [--online-set KEY=VALUE]…
+//! [--channels A,B] --output scores.csv`
 //!
 //! The input has a timestamp column and numeric channels; the delimiter (`,` or `;`) is
 //! detected. Every numeric column is a channel (but the timestamp, the label column and the
@@ -13,7 +14,10 @@
 //! With `--fit-first N`, a normal-behaviour model is learned on the features of the first N
 //! rows before scoring, as benchmark protocols such as SKAB's do. With `--probation N` the
 //! first N rows are learned from but never judged (no episode opens on them), as NAB's
-//! probationary period wants; without a model or `--fit-first`, the model is fitted on them.
+//! probationary period wants; without a model or `--fit-first`, the model is fitted on them
+//! (unless `--probation-model off`). The online detectors learn from every row, probation
+//! included, after scoring it, as they do live; `--online-set threshold=0.6` changes one of
+//! their parameters (`proact_online::OnlineConfig`).
 //!
 //! Every output row carries the alert score, the models' continuous score (`anomaly_score`,
 //! on every row, inside an episode or not), whether an episode is open after it and whether
@@ -72,6 +76,37 @@ pub struct ReplayArgs {
     /// Multiplier on the fitted model's threshold (its training distances' 0.99 quantile).
     #[arg(long, default_value_t = 1.0)]
     pub margin: f64,
+    /// `off`: no normal-behaviour model is fitted on the probationary rows.
+    #[arg(long, value_enum, default_value = "on")]
+    pub probation_model: Switch,
+    /// `off`: the online detectors do not judge (nor learn).
+    #[arg(long, value_enum, default_value = "on")]
+    pub online: Switch,
+    /// A parameter of the online detectors, `NAME=VALUE` (e.g. `threshold=0.6`); repeatable.
+    #[arg(long = "online-set")]
+    pub online_set: Vec<String>,
+}
+
+/// On or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+/// The online detectors' parameters: the defaults with `NAME=VALUE` settings applied.
+pub fn online_config(settings: &[String]) -> Result<proact_online::OnlineConfig, ReplayError> {
+    let bad = |detail: String| ReplayError::Input { file: "--online-set".into(), detail };
+    let mut cfg = serde_json::to_value(proact_online::OnlineConfig::default()).map_err(|e| bad(e.to_string()))?;
+    for s in settings {
+        let (name, value) = s.split_once('=').ok_or_else(|| bad(format!("{s:?} is not NAME=VALUE")))?;
+        let names: Vec<String> = cfg.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        let slot = cfg
+            .get_mut(name.trim())
+            .ok_or_else(|| bad(format!("no parameter {name:?}; parameters are {}", names.join(", "))))?;
+        *slot = serde_json::from_str(value.trim()).map_err(|e| bad(format!("{s:?}: {e}")))?;
+    }
+    serde_json::from_value(cfg).map_err(|e| bad(e.to_string()))
 }
 
 /// Whether the threshold rules judge the replayed rows.
@@ -316,6 +351,10 @@ pub fn replay_file(args: &ReplayArgs, mut cfg: crate::engine::EngineConfig) -> R
     }
 
     let mut engine = Engine::with_schema(cfg.clone(), schema.clone());
+    engine.set_online(match args.online {
+        Switch::On => Some(online_config(&args.online_set)?),
+        Switch::Off => None,
+    });
     let schema_id = engine.schema_id().to_string();
     let mut models = Models::default();
     for path in &args.models {
@@ -337,7 +376,9 @@ pub fn replay_file(args: &ReplayArgs, mut cfg: crate::engine::EngineConfig) -> R
         }
     }
     // Probationary rows are what the model may learn from when nothing else says so.
-    let fit_first = args.fit_first.or((args.probation > 0 && args.models.is_empty()).then_some(args.probation));
+    let fit_first =
+        args.fit_first.or((args.probation > 0 && args.models.is_empty() && args.probation_model == Switch::On)
+            .then_some(args.probation));
     if let Some(n) = fit_first {
         let mut window = Window::new(&schema, cfg.window);
         let mut feats = Vec::with_capacity(n.min(rows.len()) * schema.len());

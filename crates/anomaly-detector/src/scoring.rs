@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::engine::{self, Engine, Models};
 use crate::grpc::LoopStatus;
 use crate::leases::{Fence, Leases};
-use crate::{publish, seen, takeover};
+use crate::{checkpoint, publish, seen, takeover};
 
 /// Settings of the loop, from the service's configuration.
 pub(crate) struct LoopSettings {
@@ -38,6 +38,9 @@ pub(crate) struct LoopSettings {
     /// Whether seen records are written and loaded: only for the no-data alarm, so not when
     /// it is off.
     pub record_seen: bool,
+    /// How often the online detectors' states are checkpointed (see [`checkpoint`]); `None`:
+    /// never.
+    pub checkpoint_every: Option<Duration>,
 }
 
 /// Everything the loop and its takeovers work with.
@@ -76,6 +79,7 @@ struct LoopState {
     groups_ready: BTreeSet<u32>,
     next_heartbeat: Instant,
     next_silence: Instant,
+    next_checkpoint: Instant,
 }
 
 impl Scoring {
@@ -89,6 +93,7 @@ impl Scoring {
             groups_ready: BTreeSet::new(),
             next_heartbeat: Instant::now(),
             next_silence: Instant::now() + Duration::from_secs(1),
+            next_checkpoint: Instant::now() + s.checkpoint_every.unwrap_or_default(),
         };
         let heartbeat_every = Duration::from_millis(s.lease_ttl_ms / 3);
         while !shutdown.is_cancelled() {
@@ -107,6 +112,10 @@ impl Scoring {
                 let m = models_rx.borrow_and_update().clone();
                 // Between two batches: every reading is scored by exactly one model set.
                 self.engine.lock().await.set_models(m);
+            }
+            if let Some(every) = s.checkpoint_every.filter(|_| Instant::now() >= state.next_checkpoint) {
+                state.next_checkpoint = Instant::now() + every;
+                self.checkpoint().await;
             }
             if Instant::now() >= state.next_silence {
                 state.next_silence = Instant::now() + Duration::from_secs(1);
@@ -141,10 +150,33 @@ impl Scoring {
         if let Err(e) = seen::write(&self.redis, &s.replica, s.shards, &changes).await {
             tracing::warn!(error = %e, "seen records not written before releasing the shards");
         }
+        if s.checkpoint_every.is_some() {
+            // Before the leases go: the next owner resumes from here.
+            self.checkpoint().await;
+        }
         if let Err(e) = state.leases.release_all().await {
             tracing::warn!(error = %e, "leases not released; they expire on their own");
         }
         Ok(())
+    }
+
+    /// Writes the online states learned since the last checkpoint, under the leases (a state
+    /// of a shard lost meanwhile is fenced off: its new owner's is newer). A failed write is
+    /// logged; those states are written again once they learn more.
+    async fn checkpoint(&self) {
+        let states = self.engine.lock().await.take_online_changes();
+        if states.is_empty() {
+            return;
+        }
+        match checkpoint::write(&self.redis, &self.settings.replica, self.settings.shards, &states).await {
+            Ok(fenced) => {
+                metrics::counter!("proact_detector_checkpointed_states_total").increment(states.len() as u64);
+                if fenced > 0 {
+                    tracing::info!(calls = fenced, "online states of lost shards not checkpointed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, states = states.len(), "online states not checkpointed"),
+        }
     }
 
     /// Renews the leases (writing the seen records in the same pipeline: one script per shard

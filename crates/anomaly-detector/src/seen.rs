@@ -107,21 +107,37 @@ fn shard_calls(
     set: &[(&str, Seen)],
     del: &[&str],
 ) {
+    let set: Vec<(&str, Bytes)> = set.iter().map(|(id, seen)| (*id, Bytes::copy_from_slice(&encode(*seen)))).collect();
+    fenced_hash_calls(calls, layout, replica, shard, &layout.shard_key("seen", shard), &set, del);
+}
+
+/// The calls setting the fields `set` and deleting `del` in the hash `hash` of `shard` (in the
+/// slot of the shard's lease in `layout`), each under the shard's lease: a replica that lost
+/// it changes nothing.
+pub(crate) fn fenced_hash_calls(
+    calls: &mut Vec<Vec<Value>>,
+    layout: KeyLayout,
+    replica: &str,
+    shard: u32,
+    hash: &str,
+    set: &[(&str, Bytes)],
+    del: &[&str],
+) {
     let head = |n: usize| {
         vec![
             Value::from(SCRIPT),
             Value::Integer(2),
             Value::from(layout.shard_key("lease", shard)),
-            Value::from(layout.shard_key("seen", shard)),
+            Value::from(hash),
             Value::from(replica),
             Value::Integer(n as i64),
         ]
     };
     for chunk in set.chunks(CHUNK) {
         let mut args = head(chunk.len());
-        for (id, seen) in chunk {
+        for (id, value) in chunk {
             args.push(Value::from(*id));
-            args.push(Value::Bytes(Bytes::copy_from_slice(&encode(*seen))));
+            args.push(Value::Bytes(value.clone()));
         }
         calls.push(args);
     }
@@ -147,7 +163,7 @@ pub async fn write(client: &Client, replica: &str, shards: u32, changes: &SeenCh
 }
 
 /// Runs `calls` in one pipeline; returns how many were fenced off.
-async fn run(client: &Client, calls: Vec<Vec<Value>>) -> Result<usize, Error> {
+pub(crate) async fn run(client: &Client, calls: Vec<Vec<Value>>) -> Result<usize, Error> {
     if calls.is_empty() {
         return Ok(0);
     }

@@ -1,7 +1,8 @@
 //! Taking a shard over, and finishing entries left pending.
 //!
 //! A replica that gains a shard rebuilds its equipment's state from what the previous owner
-//! left (the stream's tail, the episode hash, the seen records), then scores the entries that
+//! left (the online detectors' checkpoint, the stream's tail, the episode hash, the seen
+//! records), then scores the entries that
 //! owner read and never acknowledged. Between batches, the heartbeat also finishes entries
 //! delivered to this replica whose read reply was lost, and claims those other replicas left
 //! idle.
@@ -15,7 +16,7 @@ use proact_server::otel::Tracing;
 use proact_server::redis::{ack, StreamEntry};
 
 use crate::scoring::{BatchOutcome, Scoring};
-use crate::{publish, seen};
+use crate::{checkpoint, publish, seen};
 
 impl Scoring {
     /// Taking a shard over: first rebuild its equipment's windows and episodes from the entries
@@ -46,8 +47,14 @@ impl Scoring {
         } else {
             Vec::new()
         };
+        let online =
+            if ctx.checkpoint_every.is_some() { checkpoint::load(write, shard, ctx.shards).await? } else { Vec::new() };
         {
             let mut engine = self.engine.lock().await;
+            // Before the warm-up: it learns only what is newer than the checkpoint.
+            for (equipment, state) in online {
+                engine.restore_online(&equipment, state);
+            }
             for (equipment, record) in records {
                 // Only equipment this shard still holds (the shard count may have changed).
                 if shard_for(&equipment, ctx.shards) == shard {

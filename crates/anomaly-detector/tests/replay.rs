@@ -1,6 +1,6 @@
 //! Offline replay goes through the live engine and is deterministic.
 
-use proact_anomaly_detector::replay::{replay_file, ReplayArgs, Rules};
+use proact_anomaly_detector::replay::{replay_file, ReplayArgs, Rules, Switch};
 
 fn fixture(dir: &std::path::Path) -> std::path::PathBuf {
     let p = dir.join("pump.csv");
@@ -35,6 +35,9 @@ fn args(input: std::path::PathBuf, fit: Option<usize>) -> ReplayArgs {
         rules: Rules::On,
         probation: 0,
         margin: 1.0,
+        probation_model: Switch::On,
+        online: Switch::On,
+        online_set: vec![],
     }
 }
 
@@ -138,8 +141,15 @@ fn rules_off_leaves_a_hot_temperature_to_the_model() {
     assert!(on.iter().any(|s| s.rule == "temperature_critical"), "the rise passes 90 °C");
     let mut a = args(input, None);
     a.rules = Rules::Off;
+    a.online = Switch::Off;
     let off = replay_file(&a, Default::default()).unwrap();
     assert!(off.iter().all(|s| s.rule.is_empty() && !s.in_episode), "no model, no rule: nothing fires");
+    // The online detector, learning from the normal part, raises the rise on its own.
+    a.online = Switch::On;
+    let online = replay_file(&a, Default::default()).unwrap();
+    let first = online.iter().position(|s| s.onset).expect("the online detector raises the rise");
+    assert_eq!(online[first].rule, "model_online");
+    assert!(first >= 400, "nothing raised in the normal part: first onset at row {first}");
 }
 
 #[test]

@@ -46,11 +46,17 @@ fn spawn_detector(redis_url: &str, name: &str, lease_ttl_ms: &str) -> Detector {
 
 /// A detector raising a no-data alarm after `silence_secs` without a reading ("0": never).
 fn spawn_detector_silence(redis_url: &str, name: &str, lease_ttl_ms: &str, silence_secs: &str) -> Detector {
+    spawn_detector_with(redis_url, name, lease_ttl_ms, silence_secs, "on")
+}
+
+/// As [`spawn_detector_silence`], with the online detectors `on` or `off`.
+fn spawn_detector_with(redis_url: &str, name: &str, lease_ttl_ms: &str, silence_secs: &str, online: &str) -> Detector {
     let child = Command::new(env!("CARGO_BIN_EXE_proact-anomaly-detector"))
         .args(["--redis-url", redis_url, "--database-url", "postgres://proact@127.0.0.1:9/none"])
         .args(["--registry-url", "http://127.0.0.1:9", "--admin-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
         .args(["--consumer", name, "--lease-ttl-ms", lease_ttl_ms, "--silence-after-secs", silence_secs])
         .env("RUST_LOG", "warn")
+        .env("PROACT_DETECTOR_ONLINE", online)
         .stdout(Stdio::null())
         .spawn()
         .expect("detector binary starts");
@@ -302,7 +308,9 @@ async fn an_episode_raised_before_the_warm_up_tail_survives_a_takeover() {
     let server = proact_testkit::Redis::start().await.unwrap();
     let redis = proact_server::redis::connect(&server.url()).await.unwrap();
     let keys: Vec<String> = (0..SHARDS).map(telemetry_stream).collect();
-    let mut a = spawn_detector(&server.url(), "a", "1500");
+    // The rules' episode alone: after 5,000 readings at 79 °C, 55 °C is an anomaly to the
+    // online detectors for longer than this test waits.
+    let mut a = spawn_detector_with(&server.url(), "a", "1500", "0", "off");
     wait_until("replica a owns every shard", || owns_every_shard(&redis, "a")).await;
     // EQ-00 hot once, then at 79 °C: normal, but within the hysteresis of the 80 °C warning,
     // so the episode stays open through the 5,000 entries a warm-up re-reads.
@@ -319,7 +327,7 @@ async fn an_episode_raised_before_the_warm_up_tail_survives_a_takeover() {
     // took it, or it is read here in a's name: pending on a either way.
     read_as(&redis, "a", &keys).await;
     assert_eq!(pending_total(&redis, &keys).await, 1, "the hot reading is pending on the dead replica");
-    let mut b = spawn_detector(&server.url(), "b", "1500");
+    let mut b = spawn_detector_with(&server.url(), "b", "1500", "0", "off");
     wait_until("b owns every shard", || owns_every_shard(&redis, "b")).await;
     wait_until("b finishes what a left", || async { pending_total(&redis, &keys).await == 0 }).await;
     // Normal for 70 s: the episode clears, under the id a raised it with.
@@ -512,4 +520,63 @@ async fn an_equipment_silent_at_a_takeover_and_out_of_the_warm_up_is_alarmed_onc
         no_data_events_of(&redis, "EQ-00").await.into_iter().map(|(k, a)| (k, a.alert_id)).collect();
     assert_eq!(all, [(AlertEventKind::Raised, alarm.clone()), (AlertEventKind::Cleared, alarm)]);
     b.kill();
+}
+
+/// EQ-00's online state as last checkpointed.
+async fn checkpointed_eq00(redis: &Client) -> proact_online::EquipmentDetector {
+    let shard = shard_for("EQ-00", SHARDS);
+    let raw: Option<Bytes> = redis
+        .hget(
+            proact_anomaly_detector::checkpoint::online_key(proact_anomaly_detector::leases::KeyLayout::Single, shard),
+            "EQ-00",
+        )
+        .await
+        .unwrap();
+    proact_anomaly_detector::checkpoint::decode(&raw.expect("EQ-00's state is checkpointed")).expect("readable")
+}
+
+/// The online detectors keep learning across a hand-over: a replica stopped with SIGTERM
+/// checkpoints them before its leases go, and the next owner loads them before its warm-up,
+/// whose tail (5,000 entries) does not reach the first readings. What the live loop has
+/// learned is, each time, exactly what one detector fed every reading in process learned;
+/// a new owner starting cold (from the tail alone) would differ.
+#[tokio::test]
+async fn the_online_detectors_learning_continues_across_a_handover() {
+    use proact_anomaly_detector::engine::{Engine, EngineConfig};
+    let server = proact_testkit::Redis::start().await.unwrap();
+    let redis = proact_server::redis::connect(&server.url()).await.unwrap();
+    let keys: Vec<String> = (0..SHARDS).map(telemetry_stream).collect();
+    let base = proact_proto::time::now_micros() - 7_200_000_000;
+    let temperature = |s: i64| 55.0 + (s % 13) as f64 * 0.2 + (s as f64 / 300.0).sin();
+    let mut in_process = Engine::new(EngineConfig { max_future_micros: i64::MAX, ..Default::default() });
+    let mut feed = |from: i64, to: i64| {
+        for s in from..to {
+            let t = Telemetry {
+                equipement_id: "EQ-00".into(),
+                ts_micros: base + s * 1_000_000,
+                temperature: temperature(s),
+                vibration: 2.0,
+                ..Default::default()
+            };
+            in_process.observe(&t, "", t.ts_micros);
+        }
+        in_process.take_online_changes().pop().expect("EQ-00 learned").1
+    };
+
+    let a = spawn_detector(&server.url(), "a", "1500");
+    wait_until("replica a owns every shard", || owns_every_shard(&redis, "a")).await;
+    fill_eq00(&redis, base, 6_000, temperature).await;
+    wait_all_read_and_acked("a", &redis, &keys).await;
+    a.signal("TERM");
+    wait_until("a released its shards", || async { !owns_every_shard(&redis, "a").await }).await;
+    let learned_by_a = feed(0, 6_000);
+    assert_eq!(checkpointed_eq00(&redis).await, learned_by_a, "a checkpointed what it learned at hand-over");
+
+    let b = spawn_detector(&server.url(), "b", "1500");
+    wait_until("b owns every shard", || owns_every_shard(&redis, "b")).await;
+    fill_eq00(&redis, base + 6_000_000_000, 300, |s| temperature(s + 6_000)).await;
+    wait_all_read_and_acked("b", &redis, &keys).await;
+    b.signal("TERM");
+    wait_until("b released its shards", || async { !owns_every_shard(&redis, "b").await }).await;
+    assert_eq!(checkpointed_eq00(&redis).await, feed(6_000, 6_300), "b went on from a's checkpoint");
 }

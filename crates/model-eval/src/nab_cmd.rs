@@ -39,6 +39,10 @@ pub struct NabArgs {
     /// One line per file.
     #[arg(long)]
     per_file: bool,
+    /// Score only these families (e.g. `realTraffic,realTweets`: a part held out from tuning);
+    /// default all. The published rows are for all 51 files, not comparable with a part.
+    #[arg(long, value_delimiter = ',')]
+    families: Vec<String>,
 }
 
 /// Published NAB standard scores on exactly these 51 files (NAB_dev/SOURCE.md).
@@ -75,7 +79,13 @@ fn result_path(dir: &Path, name: &str) -> Result<PathBuf> {
 
 fn load(a: &NabArgs, nab: &Path, profiles: &[Profile]) -> Result<Vec<ResultFile>> {
     let windows = load_windows(&nab.join("labels/combined_windows.json"))?;
-    let mut names: Vec<&String> = windows.keys().collect();
+    let mut names: Vec<&String> = windows
+        .keys()
+        .filter(|n| a.families.is_empty() || a.families.iter().any(|f| n.split('/').next() == Some(f.as_str())))
+        .collect();
+    if names.is_empty() {
+        bail!("no NAB file in families {:?}", a.families);
+    }
     names.sort();
     let results = a.results.clone().unwrap_or_else(|| nab.join("results/numenta"));
     let mut columns = vec![a.score_column.as_str()];
@@ -194,6 +204,9 @@ pub fn nab(a: &NabArgs) -> Result<()> {
                 standard.push(("its own detections", score));
             }
         }
+    }
+    if !a.families.is_empty() {
+        println!("\n(families {}: the published rows below are for all 51 files)", a.families.join(", "));
     }
     println!("\nStandard profile beside the published detectors (51 files, one threshold swept over them):");
     println!("| detector | NAB standard |\n|---|---:|");
