@@ -12,7 +12,9 @@
 //! The same engine serves the live loop, gRPC `Score` (without state changes) and the
 //! offline `replay`, so a backtest scores exactly as production does.
 
+mod episodes;
 mod online;
+mod settings;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,108 +24,10 @@ use proact_models::Scorer;
 use proact_online::{EquipmentDetector, OnlineConfig, Verdict};
 use proact_proto::v1::{Alert, AlertEventKind, AlertState, Severity, Telemetry};
 
-/// Thresholds of the rules, for one equipment type (or the default).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Thresholds {
-    pub temperature_warning: f64,
-    pub temperature_critical: f64,
-    pub vibration_warning: f64,
-    pub vibration_critical: f64,
-}
+pub use episodes::{Episode, EpisodeRecord, Transition};
+pub use settings::{EngineConfig, EquipmentInfo, Models, Thresholds};
 
-impl Thresholds {
-    /// Limits no reading can cross: the rules are off and only the models judge (backtests of
-    /// series whose channels are not temperatures or vibrations, `replay --rules off`).
-    pub fn off() -> Self {
-        Self {
-            temperature_warning: f64::INFINITY,
-            temperature_critical: f64::INFINITY,
-            vibration_warning: f64::INFINITY,
-            vibration_critical: f64::INFINITY,
-        }
-    }
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        // The seed's rule is temperature > 90 °C; vibration limits follow ISO 10816 zone C/D
-        // for medium machines (mm/s RMS).
-        Self {
-            temperature_warning: 80.0,
-            temperature_critical: 90.0,
-            vibration_warning: 11.0,
-            vibration_critical: 18.0,
-        }
-    }
-}
-
-/// How episodes open and close.
-#[derive(Debug, Clone)]
-pub struct EngineConfig {
-    pub default_thresholds: Thresholds,
-    /// Per equipment type (AMDEC `equipment_type`), overriding the default.
-    pub type_thresholds: HashMap<String, Thresholds>,
-    /// Margin below a threshold a reading must reach to count as normal again.
-    pub hysteresis: f64,
-    /// Normal readings needed for this long (event time) before an episode clears, µs.
-    pub clear_after_micros: i64,
-    /// No reading for this long (wall clock) raises a no-data alarm, µs; 0 disables it.
-    pub silence_after_micros: i64,
-    /// Equipment whose AMDEC RPN is at least this turn a model warning into critical.
-    pub rpn_critical: f64,
-    pub window: WindowConfig,
-    /// Readings dated further ahead of the wall clock than this are not scored, µs: the event
-    /// time of an equipment never runs ahead of the clock by more (ingest's bound, again here
-    /// for every other writer of the streams and for clock skew between hosts).
-    pub max_future_micros: i64,
-    /// Equipment tracked at most; a new id beyond it is scored only if the reference data
-    /// knows it (the reference is bounded, random ids are not).
-    pub max_tracked: usize,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        Self {
-            default_thresholds: Thresholds::default(),
-            type_thresholds: HashMap::new(),
-            hysteresis: 2.0,
-            clear_after_micros: 60_000_000,
-            silence_after_micros: 0,
-            rpn_critical: f64::from(proact_store::reference::RPN_HIGH),
-            window: WindowConfig::default(),
-            max_future_micros: 300_000_000,
-            max_tracked: 100_000,
-        }
-    }
-}
-
-/// What the engine knows of an equipment from the reference data.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct EquipmentInfo {
-    pub equipment_type: String,
-    /// Highest RPN of its AMDEC failure modes.
-    pub max_rpn: f64,
-}
-
-/// The models in use.
-#[derive(Debug, Clone, Default)]
-pub struct Models {
-    /// Supervised anomaly model over the shared features (e.g. `anomaly-rf`).
-    pub forest: Option<Arc<dyn Scorer>>,
-    /// Normal-behaviour models by equipment.
-    pub normal: HashMap<String, Arc<dyn Scorer>>,
-}
-
-impl Models {
-    /// `name=version` of every model, for status and alerts.
-    pub fn versions(&self) -> Vec<(String, String)> {
-        let mut v: Vec<(String, String)> =
-            self.forest.iter().map(|m| (m.name().to_string(), m.version().to_string())).collect();
-        v.extend(self.normal.values().map(|m| (m.name().to_string(), m.version().to_string())));
-        v.sort();
-        v
-    }
-}
+use crate::seen::{Seen, SeenChanges};
 
 /// The verdict on one reading.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,57 +45,6 @@ pub struct Assessment {
     /// threshold (0 without a model or before the window has features): the continuous
     /// anomaly score a backtest ranks rows by.
     pub model_score: f64,
-}
-
-/// Which of an equipment's two kinds of episode a transition moves; each has its own record.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Episode {
-    /// Raised by the rules or the models from the readings.
-    #[default]
-    Condition,
-    /// Raised when the equipment went silent (wall clock), cleared when its data returns.
-    NoData,
-}
-
-/// A lifecycle event to publish.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Transition {
-    pub kind: AlertEventKind,
-    pub alert: Alert,
-    pub episode: Episode,
-    /// Event time of the reading that moved the episode (raised, escalated, cleared it); for
-    /// a no-data alarm raised, that of the last reading before the silence.
-    pub at_micros: i64,
-}
-
-/// The last transition of one of an equipment's episodes, as published (see
-/// [`crate::publish`]): the alert (open, or cleared) and the event time of the reading that
-/// caused it. Restored when the equipment's shard is taken over, because the warm-up re-reads
-/// only the stream's tail, which may start in the middle of an episode or after its start,
-/// and a no-data alarm is not in the stream at all.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EpisodeRecord {
-    pub alert: Alert,
-    pub at_micros: i64,
-    pub episode: Episode,
-}
-
-/// What the shard's owner last knew of an equipment's readings, kept in Redis (see
-/// [`crate::seen`]) so that a new owner runs its silence clock from there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Seen {
-    /// Event time of its newest reading (a no-data alarm's id is built on it).
-    pub last_ts: i64,
-    /// When the owner got a reading of it last (wall clock, µs): the silence clock's start.
-    pub wall_micros: i64,
-}
-
-/// The seen records to write: equipment read since they were last written, and recorded
-/// equipment silent past the retention (to delete).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SeenChanges {
-    pub set: Vec<(String, Seen)>,
-    pub pruned: Vec<String>,
 }
 
 /// What a takeover restored of an equipment, until its first reading.
@@ -641,134 +494,10 @@ impl Engine {
             return out;
         }
         let assessment = self.assess_with(t, have_features.then_some(&self.features.values[..]), online);
-        let hysteresis = self.cfg.hysteresis;
-        let clear_after = self.cfg.clear_after_micros;
         let th = self.thresholds(&t.equipement_id).clone();
         let st = self.states.get_mut(&t.equipement_id).expect("inserted above");
         st.last_ts = t.ts_micros;
-        let abnormal = assessment.severity != Severity::Unspecified;
-        match st.open.as_mut() {
-            None if abnormal => {
-                let alert = Alert {
-                    alert_id: format!("{}-{}", t.equipement_id, t.ts_micros),
-                    equipement_id: t.equipement_id.clone(),
-                    start_micros: t.ts_micros,
-                    severity: assessment.severity as i32,
-                    score: assessment.score,
-                    reason: assessment.reason,
-                    rule: assessment.rule,
-                    model_version: assessment.model_version,
-                    trace_id: trace_id.to_string(),
-                    state: AlertState::Open as i32,
-                    updated_micros: now_micros,
-                    value: assessment.value,
-                    ..Default::default()
-                };
-                st.open = Some(alert.clone());
-                st.normal_since = None;
-                out.push(Transition {
-                    kind: AlertEventKind::Raised,
-                    alert,
-                    episode: Episode::Condition,
-                    at_micros: t.ts_micros,
-                });
-            }
-            None => {}
-            Some(open) if abnormal => {
-                st.normal_since = None;
-                if (assessment.severity as i32) > open.severity {
-                    open.severity = assessment.severity as i32;
-                    open.score = assessment.score;
-                    open.reason = assessment.reason;
-                    open.rule = assessment.rule;
-                    open.value = assessment.value;
-                    open.model_version = assessment.model_version;
-                    open.updated_micros = now_micros;
-                    out.push(Transition {
-                        kind: AlertEventKind::Escalated,
-                        alert: open.clone(),
-                        episode: Episode::Condition,
-                        at_micros: t.ts_micros,
-                    });
-                }
-            }
-            Some(open) => {
-                // Normal again, but is it clear of the threshold that holds the episode by
-                // the hysteresis margin? Near it, the clock does not run. Only that rule's
-                // signal counts: an episode a model raised is not held open by a temperature
-                // that merely sits near the temperature rule (SKAB's valve runs at 74-79 °C,
-                // within 2 °C of the 80 °C warning, and no model episode ever cleared).
-                let near = match open.rule.split('_').next() {
-                    Some("temperature") => t.temperature > th.temperature_warning - hysteresis,
-                    Some("vibration") => t.vibration > th.vibration_warning - hysteresis,
-                    _ => false,
-                };
-                if near {
-                    st.normal_since = None;
-                    return out;
-                }
-                let since = *st.normal_since.get_or_insert(t.ts_micros);
-                if t.ts_micros - since >= clear_after {
-                    let mut alert = open.clone();
-                    alert.end_micros = t.ts_micros;
-                    alert.state = AlertState::Cleared as i32;
-                    alert.updated_micros = now_micros;
-                    st.open = None;
-                    st.normal_since = None;
-                    out.push(Transition {
-                        kind: AlertEventKind::Cleared,
-                        alert,
-                        episode: Episode::Condition,
-                        at_micros: t.ts_micros,
-                    });
-                }
-            }
-        }
-        out
-    }
-
-    /// Raises a no-data alarm for every tracked equipment silent for longer than the
-    /// configured time (wall clock), among those whose silence means something: known to the
-    /// reference data, or that sent [`ESTABLISHED_READINGS`] readings, or sent for at least
-    /// the silence time (a previous owner's seen record counts as that). A stray or forged id
-    /// that sent a reading or two raises nothing.
-    pub fn check_silence(&mut self, now_micros: i64) -> Vec<Transition> {
-        let limit = self.cfg.silence_after_micros;
-        if limit <= 0 {
-            return Vec::new();
-        }
-        let mut out = Vec::new();
-        let info = &self.info;
-        for (id, st) in self.states.iter_mut() {
-            let established = info.contains_key(id)
-                || st.readings >= ESTABLISHED_READINGS
-                || st.last_seen_wall.saturating_sub(st.first_seen_wall) >= limit;
-            if st.silent.is_none() && established && now_micros - st.last_seen_wall >= limit {
-                let alert = Alert {
-                    alert_id: format!("{id}-nodata-{}", st.last_ts.max(0)),
-                    equipement_id: id.clone(),
-                    start_micros: now_micros,
-                    severity: Severity::Warning as i32,
-                    score: 0.5,
-                    reason: format!("aucune donnée depuis {} s", (now_micros - st.last_seen_wall) / 1_000_000),
-                    rule: "no_data".into(),
-                    model_version: RULES_VERSION.into(),
-                    state: AlertState::Open as i32,
-                    updated_micros: now_micros,
-                    ..Default::default()
-                };
-                // Recorded with the last reading's event time: a new owner of the shard keeps
-                // the alarm open through its warm-up, which re-reads the readings before it.
-                st.silent =
-                    Some(EpisodeRecord { alert: alert.clone(), at_micros: st.last_ts, episode: Episode::NoData });
-                out.push(Transition {
-                    kind: AlertEventKind::Raised,
-                    alert,
-                    episode: Episode::NoData,
-                    at_micros: st.last_ts,
-                });
-            }
-        }
+        out.extend(episodes::advance(st, t, assessment, &th, &self.cfg, trace_id, now_micros));
         out
     }
 }

@@ -265,18 +265,18 @@ impl Scoring {
     }
 
     /// The seen records to write now (none when the no-data alarm is off).
-    async fn seen_to_write(&self, now: i64) -> engine::SeenChanges {
+    async fn seen_to_write(&self, now: i64) -> seen::SeenChanges {
         if self.settings.record_seen {
             self.engine.lock().await.seen_changes(now, self.settings.seen_retention_micros)
         } else {
-            engine::SeenChanges::default()
+            seen::SeenChanges::default()
         }
     }
 
     /// Marks the seen records the heartbeat wrote as written. A failed script leaves them to
     /// write at the next heartbeat; a fenced one means the shard is lost (the renewal said so
     /// too, and its equipment are dropped).
-    async fn seen_written(&self, changes: &engine::SeenChanges, replies: Vec<Result<Value, Error>>) {
+    async fn seen_written(&self, changes: &seen::SeenChanges, replies: Vec<Result<Value, Error>>) {
         if let Some(e) = replies.iter().find_map(|r| r.as_ref().err()) {
             tracing::warn!(error = %e, "seen records not written; next heartbeat");
             return;

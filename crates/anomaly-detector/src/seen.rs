@@ -27,8 +27,25 @@ use bytes::Bytes;
 use fred::prelude::*;
 use proact_proto::streams::shard_for;
 
-use crate::engine::{Seen, SeenChanges};
 use crate::leases::{eval_command, KeyLayout};
+
+/// What the shard's owner last knew of an equipment's readings, kept in Redis (see
+/// [`crate::seen`]) so that a new owner runs its silence clock from there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    /// Event time of its newest reading (a no-data alarm's id is built on it).
+    pub last_ts: i64,
+    /// When the owner got a reading of it last (wall clock, µs): the silence clock's start.
+    pub wall_micros: i64,
+}
+
+/// The seen records to write: equipment read since they were last written, and recorded
+/// equipment silent past the retention (to delete).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeenChanges {
+    pub set: Vec<(String, Seen)>,
+    pub pruned: Vec<String>,
+}
 
 /// HSET then HDEL under the shard's lease. KEYS: lease, seen hash. ARGV: holder, the number of
 /// (field, value) pairs, the pairs, then the fields to delete.

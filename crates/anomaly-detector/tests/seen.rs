@@ -5,9 +5,9 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use fred::prelude::*;
-use proact_anomaly_detector::engine::{Seen, SeenChanges};
 use proact_anomaly_detector::leases::{KeyLayout, Leases};
 use proact_anomaly_detector::seen;
+use proact_anomaly_detector::seen::{Seen, SeenChanges};
 use proact_proto::streams::shard_for;
 
 const SHARDS: u32 = 8;

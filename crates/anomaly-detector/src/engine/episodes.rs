@@ -1,0 +1,180 @@
+//! Alert episodes: one per incident, raised once, escalated when the severity rises, cleared
+//! after the readings stayed normal for the hold time (event time, with hysteresis around the
+//! threshold that holds it); and the no-data alarm of an equipment gone silent.
+
+use proact_proto::v1::{Alert, AlertEventKind, AlertState, Severity, Telemetry};
+
+use super::{Assessment, Engine, EngineConfig, EquipmentState, Thresholds, ESTABLISHED_READINGS, RULES_VERSION};
+
+/// Which of an equipment's two kinds of episode a transition moves; each has its own record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Episode {
+    /// Raised by the rules or the models from the readings.
+    #[default]
+    Condition,
+    /// Raised when the equipment went silent (wall clock), cleared when its data returns.
+    NoData,
+}
+
+/// A lifecycle event to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub kind: AlertEventKind,
+    pub alert: Alert,
+    pub episode: Episode,
+    /// Event time of the reading that moved the episode (raised, escalated, cleared it); for
+    /// a no-data alarm raised, that of the last reading before the silence.
+    pub at_micros: i64,
+}
+
+/// The last transition of one of an equipment's episodes, as published (see
+/// [`crate::publish`]): the alert (open, or cleared) and the event time of the reading that
+/// caused it. Restored when the equipment's shard is taken over, because the warm-up re-reads
+/// only the stream's tail, which may start in the middle of an episode or after its start,
+/// and a no-data alarm is not in the stream at all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpisodeRecord {
+    pub alert: Alert,
+    pub at_micros: i64,
+    pub episode: Episode,
+}
+
+/// Moves an equipment's condition episode on one judged reading and its assessment; returns
+/// the transition it causes, if any.
+pub(super) fn advance(
+    st: &mut EquipmentState,
+    t: &Telemetry,
+    assessment: Assessment,
+    th: &Thresholds,
+    cfg: &EngineConfig,
+    trace_id: &str,
+    now_micros: i64,
+) -> Option<Transition> {
+    let mut out = None;
+    let abnormal = assessment.severity != Severity::Unspecified;
+    match st.open.as_mut() {
+        None if abnormal => {
+            let alert = Alert {
+                alert_id: format!("{}-{}", t.equipement_id, t.ts_micros),
+                equipement_id: t.equipement_id.clone(),
+                start_micros: t.ts_micros,
+                severity: assessment.severity as i32,
+                score: assessment.score,
+                reason: assessment.reason,
+                rule: assessment.rule,
+                model_version: assessment.model_version,
+                trace_id: trace_id.to_string(),
+                state: AlertState::Open as i32,
+                updated_micros: now_micros,
+                value: assessment.value,
+                ..Default::default()
+            };
+            st.open = Some(alert.clone());
+            st.normal_since = None;
+            out = Some(Transition {
+                kind: AlertEventKind::Raised,
+                alert,
+                episode: Episode::Condition,
+                at_micros: t.ts_micros,
+            });
+        }
+        None => {}
+        Some(open) if abnormal => {
+            st.normal_since = None;
+            if (assessment.severity as i32) > open.severity {
+                open.severity = assessment.severity as i32;
+                open.score = assessment.score;
+                open.reason = assessment.reason;
+                open.rule = assessment.rule;
+                open.value = assessment.value;
+                open.model_version = assessment.model_version;
+                open.updated_micros = now_micros;
+                out = Some(Transition {
+                    kind: AlertEventKind::Escalated,
+                    alert: open.clone(),
+                    episode: Episode::Condition,
+                    at_micros: t.ts_micros,
+                });
+            }
+        }
+        Some(open) => {
+            // Normal again, but is it clear of the threshold that holds the episode by
+            // the cfg.hysteresis margin? Near it, the clock does not run. Only that rule's
+            // signal counts: an episode a model raised is not held open by a temperature
+            // that merely sits near the temperature rule (SKAB's valve runs at 74-79 °C,
+            // within 2 °C of the 80 °C warning, and no model episode ever cleared).
+            let near = match open.rule.split('_').next() {
+                Some("temperature") => t.temperature > th.temperature_warning - cfg.hysteresis,
+                Some("vibration") => t.vibration > th.vibration_warning - cfg.hysteresis,
+                _ => false,
+            };
+            if near {
+                st.normal_since = None;
+                return out;
+            }
+            let since = *st.normal_since.get_or_insert(t.ts_micros);
+            if t.ts_micros - since >= cfg.clear_after_micros {
+                let mut alert = open.clone();
+                alert.end_micros = t.ts_micros;
+                alert.state = AlertState::Cleared as i32;
+                alert.updated_micros = now_micros;
+                st.open = None;
+                st.normal_since = None;
+                out = Some(Transition {
+                    kind: AlertEventKind::Cleared,
+                    alert,
+                    episode: Episode::Condition,
+                    at_micros: t.ts_micros,
+                });
+            }
+        }
+    }
+    out
+}
+
+impl Engine {
+    /// Raises a no-data alarm for every tracked equipment silent for longer than the
+    /// configured time (wall clock), among those whose silence means something: known to the
+    /// reference data, or that sent [`ESTABLISHED_READINGS`] readings, or sent for at least
+    /// the silence time (a previous owner's seen record counts as that). A stray or forged id
+    /// that sent a reading or two raises nothing.
+    pub fn check_silence(&mut self, now_micros: i64) -> Vec<Transition> {
+        let limit = self.cfg.silence_after_micros;
+        if limit <= 0 {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let info = &self.info;
+        for (id, st) in self.states.iter_mut() {
+            let established = info.contains_key(id)
+                || st.readings >= ESTABLISHED_READINGS
+                || st.last_seen_wall.saturating_sub(st.first_seen_wall) >= limit;
+            if st.silent.is_none() && established && now_micros - st.last_seen_wall >= limit {
+                let alert = Alert {
+                    alert_id: format!("{id}-nodata-{}", st.last_ts.max(0)),
+                    equipement_id: id.clone(),
+                    start_micros: now_micros,
+                    severity: Severity::Warning as i32,
+                    score: 0.5,
+                    reason: format!("aucune donnée depuis {} s", (now_micros - st.last_seen_wall) / 1_000_000),
+                    rule: "no_data".into(),
+                    model_version: RULES_VERSION.into(),
+                    state: AlertState::Open as i32,
+                    updated_micros: now_micros,
+                    ..Default::default()
+                };
+                // Recorded with the last reading's event time: a new owner of the shard keeps
+                // the alarm open through its warm-up, which re-reads the readings before it.
+                st.silent =
+                    Some(EpisodeRecord { alert: alert.clone(), at_micros: st.last_ts, episode: Episode::NoData });
+                out.push(Transition {
+                    kind: AlertEventKind::Raised,
+                    alert,
+                    episode: Episode::NoData,
+                    at_micros: st.last_ts,
+                });
+            }
+        }
+        out
+    }
+}
