@@ -358,7 +358,9 @@ impl App {
         let schema_id = engine.schema_id().to_string();
         let verify = config.signatures.verifier()?;
         if verify.is_none() {
-            tracing::warn!("PROACT_MODEL_VERIFY_KEY is not set: model artefacts are loaded without checking who signed them");
+            tracing::warn!(
+                "PROACT_MODEL_VERIFY_KEY is not set: model artefacts are loaded without checking who signed them"
+            );
         }
         let mut initial = models::load_files(&config.model_files, &schema_id, verify.as_deref())?;
         let registry = models::Registry {

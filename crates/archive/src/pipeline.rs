@@ -610,7 +610,8 @@ impl Writer {
         if !self.cfg.skip_ack {
             let mut backoff = Duration::from_millis(50);
             loop {
-                let Some(acked) = self.until_abort(proact_server::redis::ack(&self.redis, &self.cfg.group, &entries)).await
+                let Some(acked) =
+                    self.until_abort(proact_server::redis::ack(&self.redis, &self.cfg.group, &entries)).await
                 else {
                     return;
                 };

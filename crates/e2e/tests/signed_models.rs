@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use proact_features::{FeatureSchema, Window, WindowConfig};
+use proact_models::{ArtefactInfo, ArtefactSigner, ModelArtefact, NormalBehaviourParams, SchemaRef};
 use proact_proto::v1::detector_client::DetectorClient;
 use proact_proto::v1::DetectorStatusRequest;
-use proact_models::{ArtefactInfo, ArtefactSigner, ModelArtefact, NormalBehaviourParams, SchemaRef};
 use proact_trainer::registry::{Candidate, Holdout};
 use proact_trainer::Registry;
 use tonic::transport::Channel;

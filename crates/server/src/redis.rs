@@ -247,7 +247,8 @@ pub async fn watch_lag(
     while !shutdown.is_cancelled() {
         for key in &keys {
             // A gauge is not worth waiting for once shutdown began (Redis may be gone).
-            let Some(read) = crate::shutdown::bounded_after(&shutdown, Duration::ZERO, groups(&client, key)).await else {
+            let Some(read) = crate::shutdown::bounded_after(&shutdown, Duration::ZERO, groups(&client, key)).await
+            else {
                 return;
             };
             match read {
