@@ -9,7 +9,6 @@
 
 use std::time::Duration;
 
-use clap::Parser;
 use proact_features::{FeatureSchema, Window, WindowConfig};
 use proact_models::{ArtefactInfo, ArtefactSigner, ModelArtefact, NormalBehaviourParams, SchemaRef};
 use proact_proto::v1::detector_client::DetectorClient;
@@ -90,22 +89,7 @@ async fn only_artefacts_signed_by_the_trainers_key_are_loaded() {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let db = stack.postgres.url();
     let key = ArtefactSigner::generate();
-    let trainer_cfg = proact_trainer::Config::try_parse_from([
-        "proact-trainer",
-        "--database-url",
-        &db,
-        "--redis-url",
-        &stack.redis.url(),
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--train-schedule",
-        "off",
-        "--model-signing-key",
-        &key.secret_key_hex(),
-    ])
-    .unwrap();
+    let trainer_cfg = proact_e2e::registry_config(&stack, &["--model-signing-key", &key.secret_key_hex()]);
     let registry = proact_trainer::connect(&trainer_cfg).await.unwrap();
     // Someone with the registry's database and Redis credentials, but not the trainer's key.
     let unsigned = Registry::new(registry.pool().clone(), registry.redis().clone(), 0.0);
@@ -118,26 +102,8 @@ async fn only_artefacts_signed_by_the_trainers_key_are_loaded() {
     let trainer = proact_trainer::App::build(trainer_cfg).await.unwrap();
     let registry_url = format!("http://{}", trainer.grpc_addr());
     let t_task = tokio::spawn(trainer.run_until_stopped(shutdown.clone()));
-    let detector_cfg = proact_anomaly_detector::Config::try_parse_from([
-        "proact-anomaly-detector",
-        "--redis-url",
-        &stack.redis.url(),
-        "--database-url",
-        &db,
-        "--registry-url",
-        &registry_url,
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--consumer",
-        "signed",
-        "--silence-after-secs",
-        "0",
-        "--model-verify-key",
-        &key.public_key_hex(),
-    ])
-    .unwrap();
+    let detector_cfg =
+        proact_e2e::detector_config(&stack, &registry_url, "signed", &["--model-verify-key", &key.public_key_hex()]);
     let detector = proact_anomaly_detector::App::build(detector_cfg).await.unwrap();
     let detector_url = format!("http://{}", detector.grpc_addr());
     let d_task = tokio::spawn(detector.run_until_stopped(shutdown.clone()));
