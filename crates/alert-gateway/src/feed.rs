@@ -22,6 +22,7 @@ use fred::prelude::*;
 use fred::types::streams::XReadResponse;
 use proact_proto::streams::{ALERTS_STREAM, PAYLOAD_FIELD};
 use proact_proto::v1::{Alert, AlertEvent, AlertState};
+use proact_server::backoff::Backoff;
 use proact_server::otel::{KeyValue, PipelineSpan, Tracing};
 use prost::Message;
 use tokio::sync::broadcast;
@@ -87,7 +88,7 @@ impl FeedEvent {
 /// What the feed broadcasts: the events of one read of the stream, in order, and their
 /// frames end to end, so that a client that is up to date gets the whole batch in one write.
 #[derive(Debug)]
-pub struct Batch {
+pub struct FeedBatch {
     pub events: Vec<Frame>,
     /// The frames of `events`, concatenated (copied once per batch, not once per client).
     wire: Bytes,
@@ -95,7 +96,7 @@ pub struct Batch {
     ends: Vec<usize>,
 }
 
-impl Batch {
+impl FeedBatch {
     pub fn new(events: Vec<Frame>) -> Self {
         let mut wire = bytes::BytesMut::with_capacity(events.iter().map(|e| e.frame.len()).sum());
         let mut ends = Vec::with_capacity(events.len());
@@ -174,7 +175,7 @@ pub struct Outlets {
 
 pub async fn follow(
     client: Client,
-    tx: broadcast::Sender<Arc<Batch>>,
+    tx: broadcast::Sender<Arc<FeedBatch>>,
     linger: Duration,
     outlets: Outlets,
     shutdown: CancellationToken,
@@ -196,7 +197,7 @@ pub async fn follow(
         }
     };
     ready.set("redis", true);
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::server_call();
     while !shutdown.is_cancelled() {
         let from = last.to_string();
         let r: Result<XReadResponse<String, String, String, Bytes>, Error> = tokio::select! {
@@ -206,7 +207,7 @@ pub async fn follow(
         match r {
             Ok(resp) => {
                 ready.set("redis", true);
-                backoff = Duration::from_millis(50);
+                backoff.reset();
                 let read_at = std::time::SystemTime::now();
                 let mut batch = Vec::new();
                 let mut spans: Vec<PipelineSpan> = Vec::new();
@@ -240,7 +241,7 @@ pub async fn follow(
                 metrics::counter!("proact_gateway_feed_events_total").increment(batch.len() as u64);
                 // No receiver is not an error: the events are in the stream for later resumes.
                 let clients = tx.receiver_count() as i64;
-                let _ = tx.send(Arc::new(Batch::new(batch)));
+                let _ = tx.send(Arc::new(FeedBatch::new(batch)));
                 for mut span in spans {
                     span.set_attribute(KeyValue::new("ws.clients", clients));
                     span.end();
@@ -255,8 +256,9 @@ pub async fn follow(
             Err(e) => {
                 ready.set("redis", false);
                 tracing::warn!(error = %e, "alerts stream read failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                if !backoff.wait(&shutdown).await {
+                    break;
+                }
             }
         }
     }
@@ -347,7 +349,7 @@ pub enum SubscriptionError {
 /// One client's view of the feed: what it missed after its resume point (replayed from the
 /// stream, in pages), then the live feed, each event exactly once and in stream order.
 pub struct Subscription {
-    rx: broadcast::Receiver<Arc<Batch>>,
+    rx: broadcast::Receiver<Arc<FeedBatch>>,
     redis: Client,
     /// Renders the priority of replayed alerts.
     crit: Criticality,
@@ -362,7 +364,7 @@ enum Pending {
     /// A replayed event.
     One(Frame),
     /// A live batch from this event on (the ones before it were delivered already).
-    Run(Arc<Batch>, usize),
+    Run(Arc<FeedBatch>, usize),
 }
 
 /// Consecutive events as their WebSocket frames, ready to write.
@@ -374,7 +376,12 @@ pub struct Wire {
 
 impl Subscription {
     /// `rx` must be subscribed before the replay starts, so nothing falls in between.
-    pub fn new(rx: broadcast::Receiver<Arc<Batch>>, redis: Client, after: Option<StreamId>, crit: Criticality) -> Self {
+    pub fn new(
+        rx: broadcast::Receiver<Arc<FeedBatch>>,
+        redis: Client,
+        after: Option<StreamId>,
+        crit: Criticality,
+    ) -> Self {
         Self { rx, redis, crit, last: after.unwrap_or_default(), replaying: after.is_some(), backlog: VecDeque::new() }
     }
 
@@ -468,7 +475,7 @@ impl Subscription {
 
     /// Queues the events of `batch` not delivered yet (the replay, or before the resume
     /// point, may have covered some: always a prefix, since a batch is in stream order).
-    fn take(&mut self, batch: Arc<Batch>) {
+    fn take(&mut self, batch: Arc<FeedBatch>) {
         if let Some(i) = batch.events.iter().position(|f| f.id > self.last) {
             self.last = batch.events[batch.events.len() - 1].id;
             self.backlog.push_back(Pending::Run(batch, i));
@@ -523,7 +530,7 @@ mod tests {
     #[test]
     fn a_batch_is_its_events_frames_end_to_end() {
         let events: Vec<Frame> = (1..=3).map(|i| event(&format!("5-{i}"), &format!("A{i}"))).collect();
-        let batch = Batch::new(events.clone());
+        let batch = FeedBatch::new(events.clone());
         let concat = |from: usize| events[from..].iter().flat_map(|e| e.frame.to_vec()).collect::<Vec<u8>>();
         for from in 0..=3 {
             assert_eq!(&batch.wire_from(from)[..], &concat(from)[..], "from {from}");
@@ -544,9 +551,9 @@ mod tests {
             ..Subscription::new(rx, Client::default(), StreamId::parse("5-2"), Criticality::default())
         };
         let events: Vec<Frame> = (1..=4).map(|i| event(&format!("5-{i}"), &format!("A{i}"))).collect();
-        tx.send(Arc::new(Batch::new(events.clone()))).unwrap();
-        tx.send(Arc::new(Batch::new(events[..2].to_vec()))).unwrap(); // all old: skipped
-        tx.send(Arc::new(Batch::new(vec![event("6-0", "A5")]))).unwrap();
+        tx.send(Arc::new(FeedBatch::new(events.clone()))).unwrap();
+        tx.send(Arc::new(FeedBatch::new(events[..2].to_vec()))).unwrap(); // all old: skipped
+        tx.send(Arc::new(FeedBatch::new(vec![event("6-0", "A5")]))).unwrap();
         let w = sub.next_wire().await.unwrap().unwrap();
         assert_eq!(w.events, 2);
         assert_eq!(&w.bytes[..], &[&events[2].frame[..], &events[3].frame[..]].concat()[..]);
@@ -554,7 +561,7 @@ mod tests {
         assert_eq!(w.events, 1);
         assert!(sub.try_next_wire().is_none());
         // The per-event view (gRPC) sees the same order.
-        tx.send(Arc::new(Batch::new((7..=9).map(|i| event(&format!("{i}-0"), "B")).collect()))).unwrap();
+        tx.send(Arc::new(FeedBatch::new((7..=9).map(|i| event(&format!("{i}-0"), "B")).collect()))).unwrap();
         let ids: Vec<String> = std::iter::from_fn(|| sub.try_next().map(|f| f.unwrap().id.to_string())).collect();
         assert_eq!(ids, ["7-0", "8-0", "9-0"]);
         drop(tx);

@@ -13,11 +13,11 @@ use proact_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::feed::{StreamId, Subscription, SubscriptionError};
-use crate::http::Shared;
 use crate::lifecycle::Change;
+use crate::state::GatewayState;
 
 pub struct AlertsService {
-    pub shared: Arc<Shared>,
+    pub shared: Arc<GatewayState>,
 }
 
 /// Refuses calls without `authorization: Bearer <token>` when a token is configured.

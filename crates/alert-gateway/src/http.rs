@@ -3,9 +3,7 @@
 //! one is configured, in `Authorization: Bearer …`; the WebSocket, which a browser cannot
 //! give headers, takes a single-use ticket got with the token instead (`access`).
 
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -16,13 +14,12 @@ use axum::{Json, Router};
 use proact_proto::v1::AlertsQuery;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
 
-use crate::feed::{Batch, SharedRecent, StreamId};
-use crate::lifecycle::{Change, Lifecycle, LifecycleError};
+use crate::feed::StreamId;
+use crate::lifecycle::{Change, LifecycleError};
 use crate::reference::ReferenceError;
-use crate::upstream::{self, IngestRate};
+use crate::state::GatewayState;
+use crate::upstream;
 use crate::{json, ws};
 
 const DASHBOARD: &str = include_str!("../static/index.html");
@@ -46,50 +43,9 @@ async fn asset(Path(name): Path<String>) -> Response {
     }
 }
 
-/// State shared by the HTTP handlers, the WebSocket clients and the gRPC service.
-pub struct Shared {
-    pub pool: deadpool_postgres::Pool,
-    pub redis: fred::prelude::Client,
-    pub feed: broadcast::Sender<Arc<Batch>>,
-    pub recent: SharedRecent,
-    pub token: Option<String>,
-    pub origins: crate::access::Origins,
-    pub heartbeat: Duration,
-    /// Oldest event a WebSocket's `after=` replays, counted back from now.
-    pub max_replay: Duration,
-    pub write_timeout: Duration,
-    pub silent_after_s: i64,
-    pub archive: crate::upstream::Upstream,
-    pub registry: crate::upstream::Upstream,
-    pub ingest_rate: Arc<IngestRate>,
-    /// WebSocket clients connected to this replica.
-    pub clients: AtomicUsize,
-    /// Ready frames of notices that are not alerts (work-order transitions), for every socket.
-    pub notices: broadcast::Sender<bytes::Bytes>,
-    /// Each alert's priority, from the AMDEC.
-    pub crit: crate::criticality::Criticality,
-    pub shutdown: CancellationToken,
-}
-
-impl Shared {
-    pub fn lifecycle(&self) -> Lifecycle<'_> {
-        Lifecycle { pool: &self.pool, redis: &self.redis, recent: &self.recent }
-    }
-
-    /// Whether a presented token (the `Authorization` header's value without `Bearer `) is accepted.
-    pub fn accepts(&self, presented: Option<&str>) -> bool {
-        match self.token.as_deref() {
-            None => true,
-            Some(want) => {
-                presented.is_some_and(|got| proact_server::auth::token_matches(got.as_bytes(), want.as_bytes()))
-            }
-        }
-    }
-}
-
 /// The page, its assets, and every JSON API behind the token: the gateway's own and `apis`,
 /// the capabilities' routers it serves (work orders…).
-pub fn router(shared: Arc<Shared>, apis: Router) -> Router {
+pub fn router(shared: Arc<GatewayState>, apis: Router) -> Router {
     let api = Router::new()
         .route("/ws/alerts", get(ws_alerts))
         .route("/api/ws-ticket", post(ws_ticket))
@@ -117,7 +73,7 @@ async fn security_headers(req: Request, next: Next) -> Response {
 }
 
 /// A single-use ticket for `/ws/alerts?ticket=…` (the route is behind the token).
-async fn ws_ticket(State(shared): State<Arc<Shared>>) -> ApiResult {
+async fn ws_ticket(State(shared): State<Arc<GatewayState>>) -> ApiResult {
     let ticket =
         crate::access::issue_ticket(&shared.redis).await.map_err(|e| ApiError::Unavailable(format!("Redis: {e}")))?;
     Ok(Json(json!({ "ticket": ticket, "expires_in_secs": crate::access::TICKET_TTL.as_secs() })).into_response())
@@ -133,7 +89,7 @@ fn presented_ticket(query: Option<&str>) -> Option<&str> {
     query?.split('&').find_map(|kv| kv.strip_prefix("ticket="))
 }
 
-async fn auth(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+async fn auth(State(shared): State<Arc<GatewayState>>, req: Request, next: Next) -> Response {
     let mut allowed = shared.accepts(presented_token(req.headers()));
     if !allowed && req.uri().path() == "/ws/alerts" {
         let ticket = presented_ticket(req.uri().query()).map(str::to_string);
@@ -213,7 +169,7 @@ pub struct WsParams {
 /// The WebSocket handshake (RFC 6455 §4.2, HTTP/1.1), done here rather than by axum's
 /// `WebSocketUpgrade` because `ws` writes pre-encoded frames straight to the upgraded
 /// connection, which axum's socket type does not give access to.
-async fn ws_alerts(State(shared): State<Arc<Shared>>, Query(p): Query<WsParams>, mut req: Request) -> ApiResult {
+async fn ws_alerts(State(shared): State<Arc<GatewayState>>, Query(p): Query<WsParams>, mut req: Request) -> ApiResult {
     let after = match p.after.as_deref().filter(|a| !a.is_empty()) {
         None => None,
         Some(a) => Some(
@@ -310,7 +266,7 @@ fn parse_severity(s: Option<&str>) -> Result<i32, ApiError> {
 
 /// Alerts from the database, plus the alerts-stream position they are at least as new as:
 /// the page follows the WebSocket from there, so nothing raised meanwhile is missed.
-async fn list_alerts(State(shared): State<Arc<Shared>>, Query(p): Query<ListParams>) -> ApiResult {
+async fn list_alerts(State(shared): State<Arc<GatewayState>>, Query(p): Query<ListParams>) -> ApiResult {
     let position = last_event_id(&shared.redis).await;
     let q = AlertsQuery {
         equipement_id: p.equipement_id.unwrap_or_default(),
@@ -339,11 +295,11 @@ async fn last_event_id(redis: &fred::prelude::Client) -> Option<String> {
     }
 }
 
-async fn find(shared: &Shared, id: &str) -> Result<proact_proto::v1::Alert, ApiError> {
+async fn find(shared: &GatewayState, id: &str) -> Result<proact_proto::v1::Alert, ApiError> {
     shared.lifecycle().find(id).await?.ok_or_else(|| ApiError::NotFound(format!("no alert with id {id:?}")))
 }
 
-async fn get_alert(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResult {
+async fn get_alert(State(shared): State<Arc<GatewayState>>, Path(id): Path<String>) -> ApiResult {
     let alert = find(&shared, &id).await?;
     let history = crate::lifecycle::history(&shared.pool, &id).await?;
     Ok(Json(json!({ "alert": json::alert(&alert, shared.crit.priority(&alert)), "history": history })).into_response())
@@ -355,7 +311,7 @@ pub struct TechParams {
 }
 
 async fn technicians(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<GatewayState>>,
     Path(id): Path<String>,
     Query(p): Query<TechParams>,
 ) -> ApiResult {
@@ -374,24 +330,24 @@ pub struct ChangeBody {
     pub technician_id: String,
 }
 
-async fn change(shared: &Shared, id: &str, c: Change) -> ApiResult {
+async fn change(shared: &GatewayState, id: &str, c: Change) -> ApiResult {
     let a = shared.lifecycle().apply(id, c).await?;
     Ok(Json(json::alert(&a, shared.crit.priority(&a))).into_response())
 }
 
-async fn ack(State(s): State<Arc<Shared>>, Path(id): Path<String>, Json(b): Json<ChangeBody>) -> ApiResult {
+async fn ack(State(s): State<Arc<GatewayState>>, Path(id): Path<String>, Json(b): Json<ChangeBody>) -> ApiResult {
     change(&s, &id, Change::Acknowledge { by: b.by, comment: b.comment }).await
 }
 
-async fn assign(State(s): State<Arc<Shared>>, Path(id): Path<String>, Json(b): Json<ChangeBody>) -> ApiResult {
+async fn assign(State(s): State<Arc<GatewayState>>, Path(id): Path<String>, Json(b): Json<ChangeBody>) -> ApiResult {
     change(&s, &id, Change::Assign { technician_id: b.technician_id, by: b.by, comment: b.comment }).await
 }
 
-async fn clear(State(s): State<Arc<Shared>>, Path(id): Path<String>, Json(b): Json<ChangeBody>) -> ApiResult {
+async fn clear(State(s): State<Arc<GatewayState>>, Path(id): Path<String>, Json(b): Json<ChangeBody>) -> ApiResult {
     change(&s, &id, Change::Clear { by: b.by, comment: b.comment }).await
 }
 
-async fn equipment(State(shared): State<Arc<Shared>>) -> ApiResult {
+async fn equipment(State(shared): State<Arc<GatewayState>>) -> ApiResult {
     let list = crate::reference::equipment(&shared.pool, shared.silent_after_s).await?;
     Ok(Json(json!({ "equipment": list, "silent_after_s": shared.silent_after_s })).into_response())
 }
@@ -403,7 +359,7 @@ pub struct TelemetryParams {
 }
 
 async fn telemetry(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<GatewayState>>,
     Path(id): Path<String>,
     Query(p): Query<TelemetryParams>,
 ) -> ApiResult {
@@ -440,7 +396,7 @@ async fn telemetry(
 }
 
 /// The model in use and the ingest rate, for the page's header.
-async fn status(State(shared): State<Arc<Shared>>) -> ApiResult {
+async fn status(State(shared): State<Arc<GatewayState>>) -> ApiResult {
     let (registry, recent) = tokio::join!(
         tokio::time::timeout(upstream::UPSTREAM_TIMEOUT, upstream::active_models(shared.registry.clone())),
         model_of_recent_alerts(&shared.pool),

@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod notices;
 pub mod reference;
 pub mod serve;
+pub mod state;
 pub mod upstream;
 pub mod ws;
 pub mod wsframe;
@@ -153,6 +154,15 @@ impl Config {
     }
 }
 
+impl proact_server::service::ServiceConfig for Config {
+    fn log_format(&self) -> &str {
+        &self.admin.log_format
+    }
+    fn check(&self) -> Result<(), ConfigError> {
+        self.validate()
+    }
+}
+
 /// Every metric the gateway exports (see `proact_server::telemetry::Metric`).
 pub const METRICS: &[Metric] = &[
     Metric::gauge("proact_gateway_ws_clients", "WebSocket clients connected"),
@@ -279,7 +289,7 @@ impl App {
             Some((desk.clone(), pool.clone())),
             shutdown.clone(),
         )));
-        let shared = Arc::new(http::Shared {
+        let shared = Arc::new(state::GatewayState {
             pool,
             redis: shared_redis,
             feed: tx,

@@ -1,21 +1,10 @@
-use clap::Parser;
 use proact_alert_gateway::{App, Config};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let config = Config::parse();
-    proact_server::telemetry::init(&config.admin.log_format);
-    if let Err(e) = config.validate() {
-        eprintln!("proact-alert-gateway: {e}");
-        return std::process::ExitCode::from(proact_server::EXIT_CONFIG as u8);
-    }
-    let shutdown = proact_server::shutdown::on_signal();
-    let result = async { App::build(config).await?.run_until_stopped(shutdown).await }.await;
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "proact-alert-gateway failed");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    proact_server::service::main("proact-alert-gateway", |config: Config, shutdown| async move {
+        App::build(config).await?.run_until_stopped(shutdown).await?;
+        Ok(0)
+    })
+    .await
 }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use fred::prelude::*;
 use proact_proto::streams::{PAYLOAD_FIELD, WORK_ORDERS_STREAM};
 use proact_proto::v1::WorkOrderEvent;
+use proact_server::backoff::Backoff;
 use prost::Message;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -90,7 +91,7 @@ pub async fn follow_work_orders(
 ) {
     let mut seen = Seen { set: HashSet::new(), order: VecDeque::new() };
     let mut last = "$".to_string();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         let read = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -100,16 +101,14 @@ pub async fn follow_work_orders(
         };
         let resp = match read {
             Ok(r) => {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 r
             }
             Err(e) => {
                 tracing::warn!(error = %e, "reading the work-order stream failed; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                if !backoff.wait(&shutdown).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
         };

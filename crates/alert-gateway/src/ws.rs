@@ -19,8 +19,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::sync::broadcast;
 
-use crate::feed::{Batch, StreamId, Subscription, SubscriptionError};
-use crate::http::Shared;
+use crate::feed::{FeedBatch, StreamId, Subscription, SubscriptionError};
+use crate::state::GatewayState;
 use crate::wsframe::{self, FrameError};
 
 /// Close code of an evicted client (in the 4000-4999 range left to applications).
@@ -33,10 +33,10 @@ const READ_BUFFER: usize = 4 * 1024;
 
 const HEARTBEAT: &str = r#"{"type":"heartbeat"}"#;
 
-struct Connected<'a>(&'a Shared);
+struct Connected<'a>(&'a GatewayState);
 
 impl<'a> Connected<'a> {
-    fn new(s: &'a Shared) -> Self {
+    fn new(s: &'a GatewayState) -> Self {
         s.clients.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!("proact_gateway_ws_clients").increment(1.0);
         Self(s)
@@ -61,8 +61,12 @@ enum End {
 }
 
 /// Serves one upgraded connection until it closes, is evicted, or the gateway shuts down.
-pub async fn serve<S>(shared: Arc<Shared>, socket: S, rx: broadcast::Receiver<Arc<Batch>>, after: Option<StreamId>)
-where
+pub async fn serve<S>(
+    shared: Arc<GatewayState>,
+    socket: S,
+    rx: broadcast::Receiver<Arc<FeedBatch>>,
+    after: Option<StreamId>,
+) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let _connected = Connected::new(&shared);

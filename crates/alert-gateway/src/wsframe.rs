@@ -3,7 +3,7 @@
 //!
 //! Why not a WebSocket library for the writes: frames from a server are not masked, so an
 //! alert's frame is the same bytes for every client. The feed encodes each batch's frames
-//! once (`feed::Batch`), and each client's task writes those shared bytes with one write,
+//! once (`feed::FeedBatch`), and each client's task writes those shared bytes with one write,
 //! instead of re-framing and copying every message into a per-client buffer. The read side
 //! is small too: the page sends nothing but control frames (ping, close), which are
 //! answered here; data frames are bounded in size and ignored.

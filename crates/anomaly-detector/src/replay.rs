@@ -29,6 +29,8 @@ use proact_proto::v1::{Severity, Telemetry};
 use crate::engine::{channel_values, Engine, Models, Thresholds};
 use crate::models::{FOREST_MODEL, NORMAL_PREFIX};
 
+pub use proact_models::metrics::Confusion;
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReplayArgs {
     /// CSV to score.
@@ -430,42 +432,6 @@ pub fn write_scores(path: &Path, scored: &[Scored]) -> Result<(), ReplayError> {
 }
 
 /// Confusion counts of episodes against labels (a label other than empty, 0 or 0.0 is positive).
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-pub struct Confusion {
-    pub tp: u64,
-    pub fp: u64,
-    pub tn: u64,
-    pub fn_: u64,
-}
-
-impl Confusion {
-    pub fn precision(&self) -> f64 {
-        ratio(self.tp, self.tp + self.fp)
-    }
-    pub fn recall(&self) -> f64 {
-        ratio(self.tp, self.tp + self.fn_)
-    }
-    pub fn f1(&self) -> f64 {
-        ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn_)
-    }
-    /// False alarm rate: normal rows flagged.
-    pub fn far(&self) -> f64 {
-        ratio(self.fp, self.fp + self.tn)
-    }
-    /// Missed alarm rate: anomalous rows not flagged.
-    pub fn mar(&self) -> f64 {
-        ratio(self.fn_, self.fn_ + self.tp)
-    }
-}
-
-fn ratio(a: u64, b: u64) -> f64 {
-    if b == 0 {
-        0.0
-    } else {
-        a as f64 / b as f64
-    }
-}
-
 pub fn confusion(rows: &[Scored]) -> Confusion {
     let mut c = Confusion::default();
     for r in rows {

@@ -219,8 +219,9 @@ async fn killed_replica_is_taken_over_without_duplicate_alerts() {
     // Phase 3, live on b: EQ-00 runs hot again much later: a new episode.
     publish(&redis, 10, 80, 240, 230, &[0]).await;
     wait_until("b raises the new episode", || async { raised(&redis).await.len() >= 11 }).await;
-    wait_until("every entry acknowledged", || async { pending_total(&redis, &keys).await == 0 }).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Events are published before their reading is acked: once b has read and acked
+    // everything, nothing it scored can still publish.
+    wait_all_read_and_acked("b", &redis, &keys).await;
     let ids = raised(&redis).await;
     let distinct: BTreeSet<&String> = ids.iter().collect();
     assert_eq!(ids.len(), 11, "one raise per episode, none repeated by the takeover: {ids:?}");
@@ -277,7 +278,7 @@ async fn a_takeover_inside_an_old_episode_does_not_raise_it_again() {
     wait_until("b owns every shard", || owns_every_shard(&redis, "b")).await;
     publish(&redis, 2, 10_000, 10_040, 10_020, &[1]).await;
     wait_until("b raises EQ-01", || async { raised(&redis).await.contains(&"EQ-01".to_string()) }).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_all_read_and_acked("b", &redis, &keys).await;
     assert_eq!(raised(&redis).await, ["EQ-00", "EQ-01"], "EQ-00's episode raised once, before the takeover");
     b.kill();
 }
@@ -327,7 +328,7 @@ async fn an_episode_raised_before_the_warm_up_tail_survives_a_takeover() {
     }
     let cleared = AlertEventKind::Cleared as i32;
     wait_until("b clears the episode", || async { events(&redis).await.iter().any(|(k, _)| *k == cleared) }).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_all_read_and_acked("b", &redis, &keys).await;
     let all = events(&redis).await;
     let raised_id = format!("EQ-00-{base}");
     assert_eq!(
@@ -371,7 +372,6 @@ async fn a_no_data_alarm_open_at_a_takeover_is_cleared_once_by_the_new_owner() {
     }
     wait_until("b clears the alarm a raised", || async { events_of(&redis, &alarm).await.len() == 2 }).await;
     wait_all_read_and_acked("b", &redis, &keys).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(events_of(&redis, &alarm).await, [AlertEventKind::Raised, AlertEventKind::Cleared]);
     // The only other event b may publish: the alarm of the silence after reading 24.
     let later = format!("EQ-00-nodata-{}", base + 24_000_000);
@@ -412,7 +412,7 @@ async fn a_no_data_alarm_open_at_a_takeover_is_not_raised_again_while_the_silenc
     assert_eq!(events(&redis).await.len(), 2, "no second alarm: {:?}", events(&redis).await);
     let _: String = redis.xadd(key.as_str(), false, None::<()>, "*", eq00_reading(base, 20, 55.0)).await.unwrap();
     wait_until("b clears EQ-00's alarm", || async { events_of(&redis, &alarm).await.len() == 2 }).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_all_read_and_acked("b", &redis, &keys).await;
     assert_eq!(events_of(&redis, &alarm).await, [AlertEventKind::Raised, AlertEventKind::Cleared]);
     assert_eq!(events_of(&redis, &sibling_alarm).await, [AlertEventKind::Raised], "still silent, still open");
     b.kill();
@@ -507,7 +507,7 @@ async fn an_equipment_silent_at_a_takeover_and_out_of_the_warm_up_is_alarmed_onc
     );
     let _: String = redis.xadd(key.as_str(), false, None::<()>, "*", eq00_reading(base, 20, 55.0)).await.unwrap();
     wait_until("b clears EQ-00's alarm", || async { no_data_events_of(&redis, "EQ-00").await.len() == 2 }).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_all_read_and_acked("b", &redis, &keys).await;
     let all: Vec<(AlertEventKind, String)> =
         no_data_events_of(&redis, "EQ-00").await.into_iter().map(|(k, a)| (k, a.alert_id)).collect();
     assert_eq!(all, [(AlertEventKind::Raised, alarm.clone()), (AlertEventKind::Cleared, alarm)]);

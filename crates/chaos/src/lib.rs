@@ -558,15 +558,9 @@ async fn stream_raises(redis: &Client) -> Result<Vec<verify::Raised>, Error> {
 /// The run's rows of `telemetry`, duplicates included if there were any.
 async fn fetch_rows(database: &str) -> anyhow::Result<Vec<verify::Row>> {
     let client = proact_server::db::connect(database).await?;
-    let rows = client
-        .query(
-            "SELECT equipement_id, (extract(epoch FROM ts) * 1000000)::int8, temperature \
-             FROM telemetry WHERE equipement_id LIKE $1",
-            &[&format!("{}%", plan::EQUIPMENT_PREFIX)],
-        )
-        .await?;
+    let rows = proact_store::telemetry::readings_with_prefix(&client, plan::EQUIPMENT_PREFIX).await?;
     Ok(rows
-        .iter()
-        .map(|r| verify::Row { equipement_id: r.get(0), ts_micros: r.get(1), temperature: r.get(2) })
+        .into_iter()
+        .map(|(equipement_id, ts_micros, temperature)| verify::Row { equipement_id, ts_micros, temperature })
         .collect())
 }

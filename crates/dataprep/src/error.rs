@@ -45,6 +45,8 @@ pub enum PrepError {
     Pg(#[from] tokio_postgres::Error),
     #[error("migrations: {0}")]
     Migrate(#[from] proact_store::schema::MigrationError),
+    #[error("{0}")]
+    Store(#[from] proact_store::StoreError),
     #[error("loading {table} from {path}: {detail}")]
     Load { table: &'static str, path: String, detail: String },
 }

@@ -74,27 +74,10 @@ pub async fn load_dir(client: &mut Client, data: &Path) -> Result<Vec<LoadSummar
                 return Err(load_err(format!("the key column `{k}` is missing")));
             }
         }
-        let cols = t.column_names();
-        let list = cols.join(", ");
-        let params = (1..=cols.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-        let set = cols.iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect::<Vec<_>>().join(", ");
-        let mine = cols.iter().map(|c| format!("{table}.{c}")).collect::<Vec<_>>().join(", ");
-        let theirs = cols.iter().map(|c| format!("EXCLUDED.{c}")).collect::<Vec<_>>().join(", ");
-        // The WHERE makes an identical row a no-op (0 rows affected), not a rewrite.
-        let sql = format!(
-            "INSERT INTO {table} ({list}) VALUES ({params}) ON CONFLICT ({}) DO UPDATE SET {set} \
-             WHERE ({mine}) IS DISTINCT FROM ({theirs})",
-            keys.join(", ")
-        );
-        let stmt = tx.prepare(&sql).await?;
-        let mut written = 0;
-        for row in &t.rows {
-            let values: Vec<Box<dyn ToSql + Sync + Send>> =
-                t.columns.iter().zip(row).map(|(spec, cell)| sql_value(spec.ty, cell)).collect();
-            let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync)).collect();
-            written += tx.execute(&stmt, &refs).await?;
-        }
-        let table_rows: i64 = tx.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await?.get(0);
+        let rows =
+            t.rows.iter().map(|row| t.columns.iter().zip(row).map(|(spec, cell)| sql_value(spec.ty, cell)).collect());
+        let written = proact_store::reference::upsert_rows(&tx, table, &t.column_names(), keys, rows).await?;
+        let table_rows = proact_store::reference::count_rows(&tx, table).await?;
         tracing::info!(table, rows = t.len(), written, table_rows, "reference table loaded");
         out.push(LoadSummary { table, file: path.clone(), rows: t.len(), written, table_rows });
     }

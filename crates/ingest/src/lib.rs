@@ -289,6 +289,15 @@ impl Config {
     }
 }
 
+impl proact_server::service::ServiceConfig for Config {
+    fn log_format(&self) -> &str {
+        &self.admin.log_format
+    }
+    fn check(&self) -> Result<(), ConfigError> {
+        self.validate()
+    }
+}
+
 /// Starts the span of an accepted reading and writes its context into the reading, so every
 /// service downstream continues the same trace (see `proact_server::otel`).
 pub(crate) fn trace_reading(

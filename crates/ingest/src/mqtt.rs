@@ -21,6 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use proact_proto::time::now_micros;
 use proact_proto::v1::{DeadLetter, Telemetry};
+use proact_server::backoff::Backoff;
 use proact_server::otel::{PipelineSpan, Tracing};
 use proact_server::Readiness;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS, Transport};
@@ -256,7 +257,7 @@ async fn read_loop(r: ReadLoop) {
     let connected = metrics::gauge!("proact_ingest_mqtt_connected");
     let mut current = 0u64;
     let mut connected_once = false;
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         let event = tokio::select! {
             _ = stop.cancelled() => break,
@@ -287,7 +288,7 @@ async fn read_loop(r: ReadLoop) {
                 ready.set("mqtt", true);
             }
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 connected.set(1.0);
                 if connected_once {
                     reconnects.increment(1);
@@ -314,12 +315,10 @@ async fn read_loop(r: ReadLoop) {
                 });
                 current = epoch;
                 stale_total.increment(dropped);
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection lost");
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
+                tracing::warn!(error = %e, retry_in_ms = backoff.peek().as_millis() as u64, "MQTT connection lost");
+                if !backoff.wait(&stop).await {
+                    break;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }
@@ -455,7 +454,7 @@ pub(crate) async fn write_with_retry(
     dead: &[DeadLetter],
     ready: &Readiness,
 ) {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     loop {
         match sink.write(accepted, dead).await {
             Ok(()) => {
@@ -465,9 +464,9 @@ pub(crate) async fn write_with_retry(
             Err(e) => {
                 ready.set("redis", false);
                 metrics::counter!("proact_ingest_stream_write_errors_total").increment(1);
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "stream write failed; holding the batch");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                let wait = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "stream write failed; holding the batch");
+                tokio::time::sleep(wait).await;
             }
         }
     }

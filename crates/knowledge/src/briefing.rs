@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::analysis::fold;
+use crate::answer::Hit;
 use crate::error::KnowledgeError;
-use crate::index::{Hit, KnowledgeBase, Scope};
+use crate::index::{KnowledgeBase, Scope};
 use crate::record::Source;
 
 /// What the briefing needs of an alert.

@@ -5,7 +5,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::index::{Answer, KnowledgeBase};
+use crate::answer::Answer;
+use crate::index::KnowledgeBase;
 use crate::record::{load_amdec, load_interventions, Record};
 
 /// `knowledge …` subcommands.

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod analysis;
+pub mod answer;
 pub mod briefing;
 pub mod cli;
 pub mod db;
@@ -22,6 +23,7 @@ pub mod question;
 pub mod record;
 pub mod service;
 
+pub use answer::{AggregateAnswer, Answer, Hit};
 pub use error::KnowledgeError;
-pub use index::{Answer, Hit, KnowledgeBase, Scope};
+pub use index::{KnowledgeBase, Scope};
 pub use record::{load_amdec, load_interventions, Record, RowRef, Source};

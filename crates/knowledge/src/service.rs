@@ -15,9 +15,10 @@ use futures::future::BoxFuture;
 use proact_proto::v1 as pb;
 use serde::Deserialize;
 
+use crate::answer::{Answer, Hit};
 use crate::briefing::{brief, AlertInfo, Briefing};
 use crate::error::KnowledgeError;
-use crate::index::{Answer, Hit, KnowledgeBase};
+use crate::index::KnowledgeBase;
 
 /// Looks an alert up by id (`None`: no such alert).
 pub type AlertLookup =

@@ -25,6 +25,7 @@ pub mod explain;
 pub mod http;
 pub mod instance;
 pub mod model;
+pub mod plan;
 pub mod replan;
 pub mod service;
 pub mod solve;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use fred::prelude::Client;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::redis::{ack, claim_stale, ensure_group, read_group, read_own_pending, StreamEntry};
 use crate::shutdown::bounded_after;
 use crate::Readiness;
@@ -52,7 +53,7 @@ where
     }
     let mut own_pending_done = false;
     let mut last_claim = Instant::now();
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::server_call();
     while !shutdown.is_cancelled() {
         let batch = if !own_pending_done {
             let own = read_own_pending(&read, &cfg.group, &cfg.consumer, &cfg.keys, cfg.count);
@@ -72,17 +73,15 @@ where
         let entries = match batch {
             Ok(e) => {
                 ready.set(cfg.readiness_name, true);
-                backoff = Duration::from_millis(50);
+                backoff.reset();
                 e
             }
             Err(e) => {
                 ready.set(cfg.readiness_name, false);
                 tracing::warn!(error = %e, group = %cfg.group, "stream read failed");
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
+                if !backoff.wait(&shutdown).await {
+                    break;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
@@ -92,14 +91,13 @@ where
         }
         // The handler must succeed before the ack: retry the same batch, even past shutdown's
         // start, for the grace period the caller allows.
-        let mut hb = Duration::from_millis(50);
+        let mut handler_backoff = Backoff::server_call();
         loop {
             match handle(entries.clone()).await {
                 Ok(()) => break,
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), group = %cfg.group, entries = entries.len(), "batch failed; retrying");
-                    tokio::time::sleep(hb).await;
-                    hb = (hb * 2).min(Duration::from_secs(5));
+                    tokio::time::sleep(handler_backoff.next_delay()).await;
                 }
             }
         }
@@ -115,17 +113,16 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, fred::error::Error>>,
 {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::server_call();
     loop {
         match bounded_after(shutdown, 2 * PATIENCE, f()).await? {
             Ok(v) => return Some(v),
             Err(e) => {
                 tracing::warn!(error = %e, what, "Redis call failed; retrying");
-                if shutdown.is_cancelled() && backoff >= Duration::from_secs(2) {
+                if shutdown.is_cancelled() && backoff.peek() >= Duration::from_secs(2) {
                     return None;
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                tokio::time::sleep(backoff.next_delay()).await;
             }
         }
     }

@@ -6,12 +6,14 @@
 
 pub mod admin;
 pub mod auth;
+pub mod backoff;
 pub mod config;
 pub mod consumer;
 pub mod db;
 pub mod grpc;
 pub mod otel;
 pub mod redis;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;

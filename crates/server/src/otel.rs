@@ -31,42 +31,7 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 
 use crate::config::ConfigError;
-
-/// Tracing settings, part of every service's admin settings.
-#[derive(Debug, Clone, clap::Args)]
-pub struct TraceArgs {
-    /// OTLP/gRPC endpoint of a collector (`http://otel-collector:4317`); unset: no tracing.
-    #[arg(long = "otlp-endpoint", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
-    pub otlp_endpoint: Option<String>,
-    /// Share of readings (0 to 1) whose trace is recorded; ingest decides, every other
-    /// service follows the decision carried with the reading.
-    #[arg(long = "trace-sample-ratio", env = "PROACT_TRACE_SAMPLE_RATIO", default_value_t = 0.01)]
-    pub trace_sample_ratio: f64,
-}
-
-impl TraceArgs {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(e) = &self.otlp_endpoint {
-            let u = url::Url::parse(e)
-                .map_err(|err| ConfigError::new("OTEL_EXPORTER_OTLP_ENDPOINT", e, format!("not a URL: {err}")))?;
-            if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
-                return Err(ConfigError::new(
-                    "OTEL_EXPORTER_OTLP_ENDPOINT",
-                    e,
-                    "must be http://host:port or https://host:port (OTLP over gRPC, usually port 4317)",
-                ));
-            }
-        }
-        if !(0.0..=1.0).contains(&self.trace_sample_ratio) {
-            return Err(ConfigError::new(
-                "PROACT_TRACE_SAMPLE_RATIO",
-                self.trace_sample_ratio.to_string(),
-                "must be between 0 and 1",
-            ));
-        }
-        Ok(())
-    }
-}
+pub use crate::config::TraceArgs;
 
 /// A service's tracer, or nothing when no endpoint is configured. Cheap to clone.
 #[derive(Clone, Default)]

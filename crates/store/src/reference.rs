@@ -11,6 +11,43 @@ pub const RPN_HIGH: i32 = 120;
 /// The RPN from which an unclassed AMDEC mode is `medium`.
 pub const RPN_MEDIUM: i32 = 80;
 
+/// Upserts `rows` (values in the order of `columns`) into the reference table `table`, on its
+/// natural key `keys`; returns how many rows were inserted or changed. A row identical to the
+/// stored one is not rewritten, so loading the same files again writes nothing. Table and
+/// column names are the schema's identifiers (`'static`), never input.
+pub async fn upsert_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &'static str,
+    columns: &[&'static str],
+    keys: &[&'static str],
+    rows: impl IntoIterator<Item = crate::SqlParams>,
+) -> Result<u64, StoreError> {
+    let list = columns.join(", ");
+    let params = (1..=columns.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+    let set = columns.iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect::<Vec<_>>().join(", ");
+    let mine = columns.iter().map(|c| format!("{table}.{c}")).collect::<Vec<_>>().join(", ");
+    let theirs = columns.iter().map(|c| format!("EXCLUDED.{c}")).collect::<Vec<_>>().join(", ");
+    // The WHERE makes an identical row a no-op (0 rows affected), not a rewrite.
+    let sql = format!(
+        "INSERT INTO {table} ({list}) VALUES ({params}) ON CONFLICT ({}) DO UPDATE SET {set} \
+         WHERE ({mine}) IS DISTINCT FROM ({theirs})",
+        keys.join(", ")
+    );
+    let stmt = tx.prepare(&sql).await?;
+    let mut written = 0;
+    for values in rows {
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            values.iter().map(|v| v.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+        written += tx.execute(&stmt, &refs).await?;
+    }
+    Ok(written)
+}
+
+/// Rows in the reference table `table`.
+pub async fn count_rows(tx: &tokio_postgres::Transaction<'_>, table: &'static str) -> Result<i64, StoreError> {
+    Ok(tx.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await?.get(0))
+}
+
 /// One equipment of the AMDEC table, summed over its failure modes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AmdecSummary {

@@ -312,6 +312,24 @@ pub async fn last_readings(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
+/// Every stored reading of the equipment whose id starts with `prefix`, as (equipment, event
+/// time in µs, temperature), duplicates included if any: what a run that used its own ids
+/// (`just chaos`) reads back to count losses and duplicates.
+pub async fn readings_with_prefix(
+    client: &tokio_postgres::Client,
+    prefix: &str,
+) -> Result<Vec<(String, i64, f64)>, StoreError> {
+    let pattern = format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    let rows = client
+        .query(
+            "SELECT equipement_id, (extract(epoch FROM ts) * 1000000)::int8, temperature \
+             FROM telemetry WHERE equipement_id LIKE $1",
+            &[&pattern],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+}
+
 /// Calls `visit(equipement_id, ts_ms, [temperature, vibration])` for every reading in
 /// `[from, to)`, ordered by equipment then time, streaming: the history may not fit in memory.
 pub async fn for_each_reading(

@@ -305,6 +305,15 @@ impl Config {
     }
 }
 
+impl proact_server::service::ServiceConfig for Config {
+    fn log_format(&self) -> &str {
+        &self.admin.log_format
+    }
+    fn check(&self) -> Result<(), ConfigError> {
+        self.validate()
+    }
+}
+
 pub async fn migrate(pg: &PgArgs) -> anyhow::Result<()> {
     let pool = proact_server::db::pool(&pg.database_url, 1)?;
     proact_store::schema::migrate(&mut *pool.get().await?).await?;

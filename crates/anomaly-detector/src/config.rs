@@ -1,0 +1,239 @@
+//! Command line, environment and rule settings of `proact-anomaly-detector`, checked at start.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use proact_server::config::{AdminArgs, GrpcAuthArgs, PgArgs, RedisArgs};
+use proact_server::ConfigError;
+
+use crate::engine::{EngineConfig, Thresholds};
+use crate::replay;
+
+/// Command line and environment of `proact-anomaly-detector`.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "proact-anomaly-detector",
+    version,
+    about = "ProAct anomaly detector: real-time scoring and alert episodes"
+)]
+pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub pg: PgArgs,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    #[command(flatten)]
+    pub rules: RuleArgs,
+    #[command(flatten)]
+    pub grpc_auth: GrpcAuthArgs,
+    /// gRPC listen address.
+    #[arg(long, env = "PROACT_GRPC_ADDR", default_value = "127.0.0.1:50053")]
+    pub grpc_addr: SocketAddr,
+    /// Model registry (trainer) gRPC URL; models are fetched from it on model events.
+    #[arg(long, env = "PROACT_REGISTRY_GRPC_URL", default_value = "http://127.0.0.1:50055")]
+    pub registry_url: String,
+    /// Model artefact files loaded at start (for sites without a registry); models the
+    /// registry promotes later replace them.
+    #[arg(long = "model-file", env = "PROACT_DETECTOR_MODEL_FILES", value_delimiter = ',')]
+    pub model_files: Vec<std::path::PathBuf>,
+    #[command(flatten)]
+    pub signatures: crate::models::VerifyArgs,
+    /// Consumer group of the detector replicas.
+    #[arg(long, env = "PROACT_DETECTOR_GROUP", default_value = "anomaly-detector")]
+    pub group: String,
+    /// Replica id, unique per replica (default: hostname); also its consumer name.
+    #[arg(long, env = "PROACT_DETECTOR_CONSUMER")]
+    pub consumer: Option<String>,
+    /// Shard lease time-to-live, milliseconds: a dead replica's shards move after this.
+    #[arg(long, env = "PROACT_DETECTOR_LEASE_TTL_MS", default_value_t = 10_000)]
+    pub lease_ttl_ms: u64,
+    /// Most entries read per shard per batch.
+    #[arg(long, env = "PROACT_DETECTOR_BATCH", default_value_t = 1000)]
+    pub batch: u64,
+    /// Seconds an equipment not read stays in its shard's seen record (what a replica taking
+    /// the shard over runs the silence clock from); must exceed the silence time.
+    #[arg(long, env = "PROACT_DETECTOR_SEEN_RETENTION_SECS", default_value_t = 86_400)]
+    pub seen_retention_secs: u64,
+}
+
+/// Rules and episode timing.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RuleArgs {
+    /// Critical temperature, °C (the seed's rule).
+    #[arg(long, env = "PROACT_TEMPERATURE_CRITICAL", default_value_t = 90.0)]
+    pub temperature_critical: f64,
+    /// Warning temperature, °C.
+    #[arg(long, env = "PROACT_TEMPERATURE_WARNING", default_value_t = 80.0)]
+    pub temperature_warning: f64,
+    /// Vibration warning and critical levels, mm/s RMS.
+    #[arg(long, env = "PROACT_VIBRATION_WARNING", default_value_t = 11.0)]
+    pub vibration_warning: f64,
+    #[arg(long, env = "PROACT_VIBRATION_CRITICAL", default_value_t = 18.0)]
+    pub vibration_critical: f64,
+    /// Per equipment-type thresholds: a CSV `equipment_type,temperature_warning,temperature_critical,vibration_warning,vibration_critical`.
+    #[arg(long, env = "PROACT_THRESHOLDS_FILE")]
+    pub thresholds_file: Option<std::path::PathBuf>,
+    /// Margin below a threshold before a reading counts as normal again.
+    #[arg(long, env = "PROACT_HYSTERESIS", default_value_t = 2.0)]
+    pub hysteresis: f64,
+    /// Seconds of normal readings before an episode is cleared.
+    #[arg(long, env = "PROACT_CLEAR_AFTER_SECS", default_value_t = 60)]
+    pub clear_after_secs: u64,
+    /// Seconds without data before a no-data alarm (0: off).
+    #[arg(long, env = "PROACT_SILENCE_AFTER_SECS", default_value_t = 120)]
+    pub silence_after_secs: u64,
+    /// AMDEC RPN from which a model warning is raised as critical (default: where the AMDEC
+    /// classes a mode `high`).
+    #[arg(long, env = "PROACT_RPN_CRITICAL", default_value_t = f64::from(proact_store::reference::RPN_HIGH))]
+    pub rpn_critical: f64,
+    /// Out-of-order tolerance, milliseconds: older readings are counted and skipped.
+    #[arg(long, env = "PROACT_LATENESS_MS", default_value_t = 5_000)]
+    pub lateness_ms: i64,
+    /// Readings dated more than this many seconds ahead of the clock are counted and not
+    /// scored (ingest's `PROACT_INGEST_MAX_FUTURE_SECS`, again for every other writer).
+    #[arg(long, env = "PROACT_DETECTOR_MAX_FUTURE_SECS", default_value_t = 300)]
+    pub max_future_secs: u64,
+    /// Equipment tracked at most per replica; beyond it, only ids the AMDEC reference knows
+    /// are scored (each tracked equipment holds a window of readings).
+    #[arg(long, env = "PROACT_DETECTOR_MAX_EQUIPMENT", default_value_t = 100_000)]
+    pub max_equipment: usize,
+}
+
+impl RuleArgs {
+    pub fn engine_config(&self) -> Result<EngineConfig, ConfigError> {
+        let default_thresholds = Thresholds {
+            temperature_warning: self.temperature_warning,
+            temperature_critical: self.temperature_critical,
+            vibration_warning: self.vibration_warning,
+            vibration_critical: self.vibration_critical,
+        };
+        for (name, v) in [
+            ("PROACT_TEMPERATURE_CRITICAL", self.temperature_critical),
+            ("PROACT_TEMPERATURE_WARNING", self.temperature_warning),
+            ("PROACT_VIBRATION_WARNING", self.vibration_warning),
+            ("PROACT_VIBRATION_CRITICAL", self.vibration_critical),
+        ] {
+            if !v.is_finite() {
+                return Err(ConfigError::new(name, v.to_string(), "must be a finite number"));
+            }
+        }
+        if self.temperature_warning > self.temperature_critical {
+            return Err(ConfigError::new(
+                "PROACT_TEMPERATURE_WARNING",
+                self.temperature_warning.to_string(),
+                "must not exceed PROACT_TEMPERATURE_CRITICAL",
+            ));
+        }
+        if !(0.0..=50.0).contains(&self.hysteresis) {
+            return Err(ConfigError::new("PROACT_HYSTERESIS", self.hysteresis.to_string(), "must be between 0 and 50"));
+        }
+        if self.max_future_secs > 86_400 {
+            return Err(ConfigError::new(
+                "PROACT_DETECTOR_MAX_FUTURE_SECS",
+                self.max_future_secs.to_string(),
+                "must be at most 86400",
+            ));
+        }
+        if self.max_equipment == 0 {
+            return Err(ConfigError::new("PROACT_DETECTOR_MAX_EQUIPMENT", "0", "must be at least 1"));
+        }
+        if self.lateness_ms < 0 {
+            return Err(ConfigError::new("PROACT_LATENESS_MS", self.lateness_ms.to_string(), "must be >= 0"));
+        }
+        let type_thresholds = match &self.thresholds_file {
+            Some(p) => read_thresholds(p)?,
+            None => HashMap::new(),
+        };
+        let window = proact_features::WindowConfig { tolerance_ms: self.lateness_ms, ..Default::default() };
+        Ok(EngineConfig {
+            default_thresholds,
+            type_thresholds,
+            hysteresis: self.hysteresis,
+            clear_after_micros: self.clear_after_secs as i64 * 1_000_000,
+            silence_after_micros: self.silence_after_secs as i64 * 1_000_000,
+            rpn_critical: self.rpn_critical,
+            window,
+            max_future_micros: self.max_future_secs as i64 * 1_000_000,
+            max_tracked: self.max_equipment,
+        })
+    }
+}
+
+fn read_thresholds(path: &std::path::Path) -> Result<HashMap<String, Thresholds>, ConfigError> {
+    let bad = |reason: String| ConfigError::new("PROACT_THRESHOLDS_FILE", path.display().to_string(), reason);
+    let mut rdr = csv::Reader::from_path(path).map_err(|e| bad(e.to_string()))?;
+    let mut out = HashMap::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| bad(e.to_string()))?;
+        let num = |j: usize| -> Result<f64, ConfigError> {
+            rec.get(j)
+                .and_then(|s| s.trim().parse::<f64>().ok())
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| bad(format!("line {}: column {} is not a number", i + 2, j + 1)))
+        };
+        let t = Thresholds {
+            temperature_warning: num(1)?,
+            temperature_critical: num(2)?,
+            vibration_warning: num(3)?,
+            vibration_critical: num(4)?,
+        };
+        out.insert(rec.get(0).unwrap_or("").trim().to_string(), t);
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Score a historical CSV through the live code path (backtests, `just eval`).
+    Replay(replay::ReplayArgs),
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.admin.validate()?;
+        self.redis.validate()?;
+        self.pg.validate()?;
+        self.grpc_auth.validate()?;
+        self.rules.engine_config()?;
+        self.signatures.verifier()?;
+        if self.lease_ttl_ms < 1000 {
+            return Err(ConfigError::new(
+                "PROACT_DETECTOR_LEASE_TTL_MS",
+                self.lease_ttl_ms.to_string(),
+                "must be at least 1000",
+            ));
+        }
+        if self.batch == 0 {
+            return Err(ConfigError::new("PROACT_DETECTOR_BATCH", "0", "must be at least 1"));
+        }
+        // A record must outlive the silence it is kept for, with a takeover's delay on top.
+        let floor = self.rules.silence_after_secs.saturating_mul(2).max(60);
+        if self.seen_retention_secs < floor {
+            return Err(ConfigError::new(
+                "PROACT_DETECTOR_SEEN_RETENTION_SECS",
+                self.seen_retention_secs.to_string(),
+                format!("must be at least {floor} (twice PROACT_SILENCE_AFTER_SECS, and 60)"),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn replica(&self) -> String {
+        self.consumer
+            .clone()
+            .or_else(proact_server::config::hostname)
+            .unwrap_or_else(|| format!("detector-{}", std::process::id()))
+    }
+}
+
+impl proact_server::service::ServiceConfig for Config {
+    fn log_format(&self) -> &str {
+        &self.admin.log_format
+    }
+    fn check(&self) -> Result<(), ConfigError> {
+        self.validate()
+    }
+}

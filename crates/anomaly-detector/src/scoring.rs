@@ -1,0 +1,365 @@
+//! The scoring loop: reads the owned shards, scores each reading with the engine, publishes
+//! the alert events under the shards' leases, then acknowledges the readings.
+//!
+//! One task runs it. Between batches it renews the leases (the heartbeat, which also writes
+//! the seen records and takes over gained shards, see [`crate::takeover`]), swaps in models
+//! the registry promoted, and checks silences; the engine is shared with the gRPC `Score`
+//! calls behind a mutex.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fred::prelude::*;
+use proact_proto::streams::{shard_for, telemetry_stream};
+use proact_proto::time::now_micros;
+use proact_proto::v1::{AlertEvent, AlertEventKind, Telemetry};
+use proact_server::otel::{trace_id_of, KeyValue, PipelineSpan, Tracing};
+use proact_server::redis::{ack, ensure_group, read_group, StreamEntry};
+use proact_server::Readiness;
+use prost::Message;
+use tokio::sync::{watch, Mutex};
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{self, Engine, Models};
+use crate::grpc::LoopStatus;
+use crate::leases::{Fence, Leases};
+use crate::{publish, seen, takeover};
+
+/// Settings of the loop, from the service's configuration.
+pub(crate) struct LoopSettings {
+    pub group: String,
+    pub replica: String,
+    pub shards: u32,
+    pub lease_ttl_ms: u64,
+    pub batch: u64,
+    /// How long a seen record outlives its equipment's last reading (see [`seen`]).
+    pub seen_retention_micros: i64,
+    /// Whether seen records are written and loaded: only for the no-data alarm, so not when
+    /// it is off.
+    pub record_seen: bool,
+}
+
+/// Everything the loop and its takeovers work with.
+pub(crate) struct Scoring {
+    pub settings: LoopSettings,
+    /// The connection the blocking XREADGROUP waits on; nothing else uses it, so a read
+    /// waiting for entries never delays a publish or an ack.
+    pub stream_reader: Client,
+    /// Every other command: leases, publishes, acks, claims, seen records.
+    pub redis: Client,
+    pub engine: Arc<Mutex<Engine>>,
+    pub traces: Tracing,
+    pub fence: Fence,
+    pub status: Arc<std::sync::RwLock<LoopStatus>>,
+    pub ready: Readiness,
+}
+
+/// What scoring a batch did.
+#[derive(Debug, Default)]
+pub(crate) struct BatchOutcome {
+    /// Shards whose events were fenced off (this replica lost their leases).
+    pub fenced: BTreeSet<u32>,
+    /// When the batch's alert events were appended, if it appended any.
+    pub appended_at: Option<Instant>,
+    /// Readings (of those whose events it publishes) older than the lateness tolerance, not
+    /// scored.
+    pub too_late: u64,
+}
+
+/// Where the loop stands between two batches.
+struct LoopState {
+    leases: Leases,
+    /// Stream keys of the shards owned and ready to read.
+    keys: Vec<String>,
+    /// Shards whose consumer group is known to exist.
+    groups_ready: BTreeSet<u32>,
+    next_heartbeat: Instant,
+    next_silence: Instant,
+}
+
+impl Scoring {
+    /// Runs until `shutdown`, then writes what was seen since the last heartbeat (for the
+    /// replicas taking the shards over) and releases the leases.
+    pub async fn run(self, mut models_rx: watch::Receiver<Models>, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let s = &self.settings;
+        let mut state = LoopState {
+            leases: Leases::new(self.redis.clone(), s.replica.clone(), s.shards, s.lease_ttl_ms),
+            keys: Vec::new(),
+            groups_ready: BTreeSet::new(),
+            next_heartbeat: Instant::now(),
+            next_silence: Instant::now() + Duration::from_secs(1),
+        };
+        let heartbeat_every = Duration::from_millis(s.lease_ttl_ms / 3);
+        while !shutdown.is_cancelled() {
+            if Instant::now() >= state.next_heartbeat {
+                state.next_heartbeat = Instant::now() + heartbeat_every;
+                if let Err(e) = self.heartbeat(&mut state).await? {
+                    // Without renewals our leases lapse: stop scoring until Redis is back.
+                    self.ready.set("redis", false);
+                    tracing::warn!(error = %e, "lease heartbeat failed");
+                    state.keys.clear();
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            }
+            if models_rx.has_changed().unwrap_or(false) {
+                let m = models_rx.borrow_and_update().clone();
+                // Between two batches: every reading is scored by exactly one model set.
+                self.engine.lock().await.set_models(m);
+            }
+            if Instant::now() >= state.next_silence {
+                state.next_silence = Instant::now() + Duration::from_secs(1);
+                self.check_silence(&mut state).await?;
+            }
+            if state.keys.is_empty() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+                continue;
+            }
+            let read_started = Instant::now();
+            let entries = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = read_group(&self.stream_reader, &s.group, &s.replica, &state.keys, s.batch, 200) => r,
+            };
+            match entries {
+                Ok(entries) if !entries.is_empty() => {
+                    metrics::histogram!("proact_detector_read_seconds").record(read_started.elapsed().as_secs_f64());
+                    self.process_and_ack(&mut state, &entries).await?;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.ready.set("redis", false);
+                    tracing::warn!(error = %e, "stream read failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        let changes = self.seen_to_write(now_micros()).await;
+        if let Err(e) = seen::write(&self.redis, &s.replica, s.shards, &changes).await {
+            tracing::warn!(error = %e, "seen records not written before releasing the shards");
+        }
+        if let Err(e) = state.leases.release_all().await {
+            tracing::warn!(error = %e, "leases not released; they expire on their own");
+        }
+        Ok(())
+    }
+
+    /// Renews the leases (writing the seen records in the same pipeline: one script per shard
+    /// with changes, no round trip of their own), drops lost shards, takes gained ones over,
+    /// and finishes entries left pending. The outer error stops the loop; the inner one is a
+    /// failed renewal, after which the loop waits and tries again.
+    async fn heartbeat(&self, state: &mut LoopState) -> anyhow::Result<Result<(), Error>> {
+        let s = &self.settings;
+        let now = now_micros();
+        let seen_changes = self.seen_to_write(now).await;
+        let calls = seen::write_calls(&s.replica, s.shards, &seen_changes);
+        let (change, seen_replies) = match state.leases.heartbeat_with(now / 1000, calls).await {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.ready.set("redis", true);
+        self.seen_written(&seen_changes, seen_replies).await;
+        if !change.lost.is_empty() {
+            let lost: BTreeSet<u32> = change.lost.iter().copied().collect();
+            self.engine.lock().await.retain(|id| !lost.contains(&shard_for(id, s.shards)));
+            tracing::info!(shards = ?change.lost, "shards released");
+        }
+        for shard in &change.gained {
+            if !state.groups_ready.contains(shard) {
+                ensure_group(&self.redis, &telemetry_stream(*shard), &s.group).await?;
+                state.groups_ready.insert(*shard);
+            }
+            self.take_over(*shard).await?;
+            tracing::info!(shard, "shard taken");
+        }
+        state.keys = state.leases.owned().into_iter().map(telemetry_stream).collect();
+        if let Err(e) = self.score_orphans(&state.keys).await {
+            tracing::warn!(error = %format!("{e:#}"), "own pending entries not re-read; next heartbeat");
+        }
+        // Entries read by another replica and never acked (one fenced off after reading, or
+        // one that died while its lease was still ours) once idle.
+        let min_idle_ms = 2 * s.lease_ttl_ms;
+        let pending = takeover::shard_pending(&self.redis, &s.group, &state.leases.owned(), min_idle_ms).await?;
+        for p in pending.iter().filter(|p| p.stale) {
+            self.claim_pending(&telemetry_stream(p.shard), min_idle_ms, &Default::default()).await?;
+        }
+        let mut st = self.status.write().unwrap_or_else(|p| p.into_inner());
+        st.shards = state.leases.owned();
+        st.lag = pending.iter().map(|p| (p.shard, p.pending)).collect();
+        metrics::gauge!("proact_detector_shards_owned").set(st.shards.len() as f64);
+        Ok(Ok(()))
+    }
+
+    /// Raises the no-data alarms that are due.
+    async fn check_silence(&self, state: &mut LoopState) -> anyhow::Result<()> {
+        let transitions = self.engine.lock().await.check_silence(now_micros());
+        let outgoing = transitions.into_iter().map(|tr| outgoing(tr, HashMap::new())).collect();
+        let (fenced, _) = self.publish_all(outgoing).await?;
+        if !fenced.is_empty() {
+            self.lose_fenced(&fenced).await;
+            state.next_heartbeat = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Scores a batch read from the streams, publishes its events, acknowledges it.
+    async fn process_and_ack(&self, state: &mut LoopState, entries: &[StreamEntry]) -> anyhow::Result<()> {
+        let t0 = Instant::now();
+        let batch = self.process(entries).await?;
+        if let Some(appended) = batch.appended_at {
+            metrics::histogram!("proact_detector_alert_latency_seconds").record((appended - t0).as_secs_f64());
+        }
+        let t1 = Instant::now();
+        let group = &self.settings.group;
+        if batch.fenced.is_empty() {
+            ack(&self.redis, group, entries).await?;
+        } else {
+            // Another replica owns these shards now: their entries stay pending for it (it
+            // reclaims idle ones), and what we knew of them is stale.
+            let fenced_key = |k: &str| batch.fenced.iter().any(|s| telemetry_stream(*s) == k);
+            let keep: Vec<StreamEntry> = entries.iter().filter(|e| !fenced_key(&e.key)).cloned().collect();
+            ack(&self.redis, group, &keep).await?;
+            self.lose_fenced(&batch.fenced).await;
+            state.keys.retain(|k| !fenced_key(k));
+            state.next_heartbeat = Instant::now();
+        }
+        metrics::histogram!("proact_detector_process_seconds").record((t1 - t0).as_secs_f64());
+        metrics::histogram!("proact_detector_ack_seconds").record(t1.elapsed().as_secs_f64());
+        metrics::histogram!("proact_detector_batch_size").record(entries.len() as f64);
+        Ok(())
+    }
+
+    /// The seen records to write now (none when the no-data alarm is off).
+    async fn seen_to_write(&self, now: i64) -> engine::SeenChanges {
+        if self.settings.record_seen {
+            self.engine.lock().await.seen_changes(now, self.settings.seen_retention_micros)
+        } else {
+            engine::SeenChanges::default()
+        }
+    }
+
+    /// Marks the seen records the heartbeat wrote as written. A failed script leaves them to
+    /// write at the next heartbeat; a fenced one means the shard is lost (the renewal said so
+    /// too, and its equipment are dropped).
+    async fn seen_written(&self, changes: &engine::SeenChanges, replies: Vec<Result<Value, Error>>) {
+        if let Some(e) = replies.iter().find_map(|r| r.as_ref().err()) {
+            tracing::warn!(error = %e, "seen records not written; next heartbeat");
+            return;
+        }
+        self.engine.lock().await.seen_written(changes);
+    }
+
+    /// Scores `entries` and publishes the alert events.
+    pub(crate) async fn process(&self, entries: &[StreamEntry]) -> anyhow::Result<BatchOutcome> {
+        self.score(&self.traces, entries, |_| true).await
+    }
+
+    /// Scores `entries` in order and publishes the alert events of those `publish` selects
+    /// (the others only move the state on).
+    pub(crate) async fn score(
+        &self,
+        traces: &Tracing,
+        entries: &[StreamEntry],
+        publish: impl Fn(&StreamEntry) -> bool,
+    ) -> anyhow::Result<BatchOutcome> {
+        let now = now_micros();
+        let started = std::time::SystemTime::now();
+        let mut outgoing = Vec::new();
+        let mut spans: Vec<PipelineSpan> = Vec::new();
+        let mut too_late = 0;
+        {
+            let mut engine = self.engine.lock().await;
+            for e in entries {
+                // Ingest wrote these; an undecodable one is archive's to dead-letter, not ours.
+                let Some(Ok(t)) = e.payload.as_ref().map(|p| Telemetry::decode(p.as_ref())) else { continue };
+                // Only readings ingest sampled carry a trace; the rest cost this one lookup.
+                let span = traces.follow("detector.score", &t.trace_context, started, Vec::new());
+                let trace_id = match trace_id_of(&t.trace_context) {
+                    Some(id) => id.to_string(),
+                    None => derived_trace_id(&t),
+                };
+                let late_before = engine.too_late;
+                let produced = engine.observe(&t, &trace_id, now);
+                let produced = if publish(e) {
+                    too_late += engine.too_late - late_before;
+                    produced
+                } else {
+                    Vec::new()
+                };
+                // The alert events carry the scoring span's context, so what the gateway does
+                // with them hangs below the scoring that raised them.
+                let context = match &span {
+                    Some(s) if !produced.is_empty() => {
+                        let mut c = HashMap::new();
+                        s.inject(&mut c);
+                        c
+                    }
+                    _ => t.trace_context.clone(),
+                };
+                if let Some(mut s) = span {
+                    s.set_attribute(KeyValue::new("equipement_id", t.equipement_id.clone()));
+                    s.set_attribute(KeyValue::new("alert.transitions", produced.len() as i64));
+                    spans.push(s);
+                }
+                outgoing.extend(produced.into_iter().map(|tr| self::outgoing(tr, context.clone())));
+            }
+        }
+        metrics::counter!("proact_detector_events_scored_total").increment(entries.len() as u64);
+        let (fenced, appended_at) = self.publish_all(outgoing).await?;
+        spans.into_iter().for_each(PipelineSpan::end);
+        Ok(BatchOutcome { fenced, appended_at, too_late })
+    }
+
+    /// Publishes each event once, under the lease of its equipment's shard, all in one round
+    /// trip; returns the shards it was fenced off, and when the events were appended (if any
+    /// was).
+    async fn publish_all(&self, outgoing: Vec<publish::Outgoing>) -> anyhow::Result<(BTreeSet<u32>, Option<Instant>)> {
+        let mut fenced = BTreeSet::new();
+        if outgoing.is_empty() {
+            return Ok((fenced, None));
+        }
+        let results = publish::publish_batch(&self.redis, &outgoing, &self.fence).await?;
+        let appended_at = Instant::now();
+        let mut added = 0;
+        for (out, result) in outgoing.iter().zip(results) {
+            // Logged once published, not before: a log write is not on the alert's path.
+            if let Some(alert) = &out.event.alert {
+                let kind = AlertEventKind::try_from(out.event.kind).unwrap_or_default();
+                tracing::info!(equipement_id = %alert.equipement_id, trace_id = %alert.trace_id, ?kind, outcome = ?result, "alert transition");
+            }
+            match result {
+                publish::Published::Added(_) => added += 1,
+                publish::Published::Duplicate => {}
+                publish::Published::Fenced => {
+                    metrics::counter!("proact_detector_fenced_events_total").increment(1);
+                    let equipment = out.event.alert.as_ref().map_or("", |a| a.equipement_id.as_str());
+                    fenced.insert(self.fence.shard_of(equipment));
+                }
+            }
+        }
+        metrics::counter!("proact_detector_alert_events_total").increment(added);
+        Ok((fenced, (added > 0).then_some(appended_at)))
+    }
+
+    /// Forgets the equipment of shards this replica was fenced off.
+    async fn lose_fenced(&self, fenced: &BTreeSet<u32>) {
+        let s = &self.settings;
+        tracing::warn!(shards = ?fenced, replica = %s.replica, "lease lost while scoring (fenced); dropping those shards");
+        self.engine.lock().await.retain(|id| !fenced.contains(&shard_for(id, s.shards)));
+    }
+}
+
+/// The trace id of a reading ingest did not sample, derived from the reading itself (a stable
+/// 32-bit hash of the equipment id, the shard function over `u32::MAX` "shards", then the
+/// event time): the same for the same reading whichever replica scores it.
+fn derived_trace_id(t: &Telemetry) -> String {
+    format!("{:032x}", u128::from(shard_for(&t.equipement_id, u32::MAX)) << 64 | t.ts_micros as u128)
+}
+
+fn outgoing(tr: engine::Transition, trace_context: HashMap<String, String>) -> publish::Outgoing {
+    let event = AlertEvent { kind: tr.kind as i32, alert: Some(tr.alert), event_id: String::new(), trace_context };
+    publish::Outgoing { event, at_micros: Some(tr.at_micros), episode: tr.episode }
+}
