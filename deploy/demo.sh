@@ -56,6 +56,12 @@ done
 grep -q "stack ready" "$logs/stack.log" || { echo "demo: the stack did not start"; cat "$logs/stack.log"; exit 1; }
 echo "demo: Mosquitto :1883, Redis :6379, PostgreSQL :5432 up"
 
+# This run's model signing pair (the stack is new each run): the trainer signs every model it
+# stores with the secret key, the detector loads only what the public key verifies.
+keys="$("$bin/proact-trainer" keygen)"
+signing_key="$(sed -n 's/^PROACT_MODEL_SIGNING_KEY=//p' <<<"$keys")"
+verify_key="$(sed -n 's/^PROACT_MODEL_VERIFY_KEY=//p' <<<"$keys")"
+unset keys
 "$bin/proact-trainer" migrate >"$logs/migrate.log" 2>&1
 "$bin/proact-trainer" load-reference --data data >"$logs/reference.log" 2>&1 && echo "demo: reference data loaded (AMDEC, GMAO history, workload)"
 
@@ -88,11 +94,16 @@ t=$SECONDS
 echo "demo: $(grep '^back-fill' "$logs/backfill.log") [$((SECONDS - t)) s]"
 # The first model, before the detector starts: it runs the forest from its first reading.
 t=$SECONDS
-"$bin/proact-trainer" train --name anomaly-rf >"$logs/train.log" 2>&1 || { echo "demo: the first training failed"; tail -5 "$logs/train.log"; exit 1; }
+PROACT_MODEL_SIGNING_KEY="$signing_key" "$bin/proact-trainer" train --name anomaly-rf >"$logs/train.log" 2>&1 || { echo "demo: the first training failed"; tail -5 "$logs/train.log"; exit 1; }
 echo "demo: $(grep -E '^(trained|skipped)' "$logs/train.log" | head -1) [$((SECONDS - t)) s]"
 
 for svc in archive anomaly-detector alert-gateway trainer ingest; do
-  "$bin/proact-$svc" >"$logs/$svc.log" 2>&1 &
+  # Each key reaches only the service that uses it.
+  case $svc in
+    trainer) PROACT_MODEL_SIGNING_KEY="$signing_key" "$bin/proact-$svc" >"$logs/$svc.log" 2>&1 & ;;
+    anomaly-detector) PROACT_MODEL_VERIFY_KEY="$verify_key" "$bin/proact-$svc" >"$logs/$svc.log" 2>&1 & ;;
+    *) "$bin/proact-$svc" >"$logs/$svc.log" 2>&1 & ;;
+  esac
   pids+=($!)
 done
 # Wait for the gateway, then start the sensors.

@@ -60,6 +60,8 @@ CONTRACT_ENV = CONNECTION_ENV | {
     "PROACT_TRAIN_SCHEDULE",
     "PROACT_INGEST_ALLOWLIST",
     "PROACT_MQTT_CA_FILE",
+    "PROACT_MODEL_SIGNING_KEY",
+    "PROACT_MODEL_VERIFY_KEY",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "RUST_LOG",
 }
@@ -73,12 +75,20 @@ SECRET_ENV = {
     "PROACT_GRPC_TOKEN",
     "PROACT_MQTT_USERNAME",
     "PROACT_MQTT_PASSWORD",
+    "PROACT_MODEL_SIGNING_KEY",
+    "PROACT_MODEL_VERIFY_KEY",
 }
 # What each component must receive (DESIGN.md data flow).
 REQUIRED_ENV = {
     "ingest": {"PROACT_MQTT_URL", "PROACT_REDIS_URL", "PROACT_INGEST_GRPC_TOKEN"},
     "archive": {"PROACT_REDIS_URL", "PROACT_DATABASE_URL", "PROACT_GRPC_TOKEN"},
-    "anomaly-detector": {"PROACT_REDIS_URL", "PROACT_DATABASE_URL", "PROACT_REGISTRY_GRPC_URL", "PROACT_GRPC_TOKEN"},
+    "anomaly-detector": {
+        "PROACT_REDIS_URL",
+        "PROACT_DATABASE_URL",
+        "PROACT_REGISTRY_GRPC_URL",
+        "PROACT_GRPC_TOKEN",
+        "PROACT_MODEL_VERIFY_KEY",
+    },
     "alert-gateway": {
         "PROACT_REDIS_URL",
         "PROACT_DATABASE_URL",
@@ -88,8 +98,8 @@ REQUIRED_ENV = {
         "PROACT_GATEWAY_TOKEN",
         "PROACT_GRPC_TOKEN",
     },
-    "trainer": {"PROACT_REDIS_URL", "PROACT_DATABASE_URL", "PROACT_GRPC_TOKEN"},
-    "trainer-train": {"PROACT_REDIS_URL", "PROACT_DATABASE_URL"},
+    "trainer": {"PROACT_REDIS_URL", "PROACT_DATABASE_URL", "PROACT_GRPC_TOKEN", "PROACT_MODEL_SIGNING_KEY"},
+    "trainer-train": {"PROACT_REDIS_URL", "PROACT_DATABASE_URL", "PROACT_MODEL_SIGNING_KEY"},
 }
 COMMON_ENV = {"PROACT_ADMIN_ADDR", "PROACT_GRPC_ADDR", "PROACT_LOG_FORMAT", "PROACT_SHARDS"}
 COMPONENTS = ["ingest", "archive", "anomaly-detector", "alert-gateway", "trainer"]
@@ -552,7 +562,7 @@ def check_wiring(objects: list[dict[str, Any]], values: dict[str, Any]) -> list[
 def check_hardening(objects: list[dict[str, Any]], values: dict[str, Any]) -> list[str]:
     """What a neighbour pod or a spoofing sensor could do (issue #21): client ports open to
     any source, the equipment allow-list off, an mqtts:// broker without its CA, a gateway
-    without the registry it shows."""
+    without the registry it shows, model signatures required but a key that may be missing."""
     problems = []
     for o in objects:
         if o["kind"] != "NetworkPolicy":
@@ -581,6 +591,11 @@ def check_hardening(objects: list[dict[str, Any]], values: dict[str, Any]) -> li
                     mounted = any(ca.startswith(path + "/") and name in secrets for path, name in mounts.items())
                     if not ca or not mounted:
                         problems.append(f"{kn(owner)}: mqtts:// but PROACT_MQTT_CA_FILE ({ca!r}) is not a mounted Secret")
+            if (values.get("modelSigning") or {}).get("required"):
+                for name in ("PROACT_MODEL_SIGNING_KEY", "PROACT_MODEL_VERIFY_KEY"):
+                    source, ref = env.get(name, ("", None))
+                    if source == "secret" and isinstance(ref, dict) and ref.get("optional"):
+                        problems.append(f"{kn(owner)}: modelSigning.required but {name}'s Secret key is optional")
             if component == "alert-gateway" and "PROACT_REGISTRY_GRPC_URL" not in env:
                 problems.append(f"{kn(owner)}: no PROACT_REGISTRY_GRPC_URL (the page shows the models in use)")
     gateway_egress = [o for o in objects if o["kind"] == "NetworkPolicy"
@@ -737,7 +752,7 @@ def main() -> int:
                          check_env(objects, doc_text))
             report.check(f"{label} autoscalers, accounts, NetworkPolicies and CronJob wired",
                          check_wiring(objects, values))
-            report.check(f"{label} client ports closed to strangers, allow-list on, broker CA mounted, gateway reaches the registry",
+            report.check(f"{label} client ports closed to strangers, allow-list on, broker CA mounted, gateway reaches the registry, model keys",
                          check_hardening(objects, values))
             leaks = [f"ConfigMap {o['metadata']['name']}: {p}" for o in objects if o["kind"] == "ConfigMap"
                      for p in credential_leaks(o.get("data") or {})]

@@ -80,7 +80,7 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 fn engine_bench(paths: &[std::path::PathBuf], n: usize) {
     let mut engine = Engine::new(EngineConfig::default());
     let schema_id = engine.schema_id().to_string();
-    engine.set_models(proact_anomaly_detector::models::load_files(paths, &schema_id).unwrap());
+    engine.set_models(proact_anomaly_detector::models::load_files(paths, &schema_id, None).unwrap());
     let readings: Vec<Telemetry> = (0..n)
         .map(|k| {
             let (e, i) = (k % EQUIPMENT, (k / EQUIPMENT) as i64);

@@ -39,6 +39,8 @@ pub struct Config {
     /// registry promotes later replace them.
     #[arg(long = "model-file", env = "PROACT_DETECTOR_MODEL_FILES", value_delimiter = ',')]
     pub model_files: Vec<std::path::PathBuf>,
+    #[command(flatten)]
+    pub signatures: crate::models::VerifyArgs,
     /// Consumer group of the detector replicas.
     #[arg(long, env = "PROACT_DETECTOR_GROUP", default_value = "anomaly-detector")]
     pub group: String,
@@ -205,6 +207,7 @@ impl Config {
         self.pg.validate()?;
         self.grpc_auth.validate()?;
         self.rules.engine_config()?;
+        self.signatures.verifier()?;
         if self.lease_ttl_ms < 1000 {
             return Err(ConfigError::new(
                 "PROACT_DETECTOR_LEASE_TTL_MS",

@@ -79,6 +79,10 @@ pub const METRICS: &[Metric] = &[
         "proact_detector_model_reload_failures_total",
         "Models refused (checksum, schema, fetch); the old one serves",
     ),
+    Metric::counter(
+        "proact_detector_model_signature_refusals_total",
+        "Models refused for a missing or wrong signature (PROACT_MODEL_VERIFY_KEY)",
+    ),
     Metric::gauge("proact_detector_model_info", "1 for each model version serving, 0 once replaced"),
     Metric::gauge("proact_detector_shards_owned", "Telemetry shards this replica leases"),
     Metric::histogram("proact_detector_read_seconds", "Time waiting for one batch of the streams"),
@@ -137,11 +141,18 @@ impl App {
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "no AMDEC reference data; scoring without criticality"),
         }
         let schema_id = engine.schema_id().to_string();
-        let mut initial = models::load_files(&config.model_files, &schema_id)?;
+        let verify = config.signatures.verifier()?;
+        if verify.is_none() {
+            tracing::warn!(
+                "PROACT_MODEL_VERIFY_KEY is not set: model artefacts are loaded without checking who signed them"
+            );
+        }
+        let mut initial = models::load_files(&config.model_files, &schema_id, verify.as_deref())?;
         let registry = models::Registry {
             url: config.registry_url.clone(),
             traces: traces.clone(),
             token: config.grpc_auth.grpc_token.clone(),
+            verify,
         };
         match models::load_active(&registry, &schema_id).await {
             Ok(m) => {

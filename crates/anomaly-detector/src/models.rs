@@ -1,8 +1,12 @@
 //! Hot model reload: the detector follows the model-events stream and, when a version is
 //! promoted or rolled back to, fetches its artefact from the registry over gRPC, verifies
-//! its checksum and feature schema, and hands the new set to the scoring loop, which swaps
-//! it between two batches. A bad artefact is refused (counted, logged, reported in status)
-//! and the models in use keep serving.
+//! its signature (with `PROACT_MODEL_VERIFY_KEY`), checksum and feature schema, and hands the
+//! new set to the scoring loop, which swaps it between two batches. A bad artefact is refused
+//! (counted, logged, reported in status) and the models in use keep serving.
+//!
+//! The signature is what ties an artefact to the trainer: the registry's table, the events
+//! stream and the checksum can all be written by whoever reaches PostgreSQL or Redis, the
+//! trainer's secret key cannot.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fred::prelude::*;
-use proact_models::{ModelArtefact, Scorer};
+use proact_models::{ArtefactVerifier, ModelArtefact, ModelError, Scorer};
 use proact_proto::streams::{MODEL_EVENTS_STREAM, PAYLOAD_FIELD};
 use proact_proto::v1::model_registry_client::ModelRegistryClient;
 use proact_proto::v1::{GetModelRequest, ListModelsRequest, ModelEvent, ModelEventKind, ModelStatus};
@@ -37,12 +41,38 @@ pub enum LoadError {
     Artefact { name: String, version: String, detail: String },
 }
 
+/// The public keys whose signatures the detector trusts.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct VerifyArgs {
+    /// Ed25519 public keys (64 hex characters each, comma-separated during a key rotation) that
+    /// must have signed every model artefact loaded, from the registry or a file: the public
+    /// half of the trainer's PROACT_MODEL_SIGNING_KEY (`proact-trainer keygen`). Unset:
+    /// artefacts load unchecked (a warning at start).
+    #[arg(long, env = "PROACT_MODEL_VERIFY_KEY")]
+    pub model_verify_key: Option<String>,
+}
+
+impl VerifyArgs {
+    pub fn verifier(&self) -> Result<Option<Arc<ArtefactVerifier>>, proact_server::ConfigError> {
+        self.model_verify_key
+            .as_deref()
+            .map(|k| {
+                ArtefactVerifier::from_hex_list(k)
+                    .map(Arc::new)
+                    .map_err(|e| proact_server::ConfigError::new("PROACT_MODEL_VERIFY_KEY", k, e.to_string()))
+            })
+            .transpose()
+    }
+}
+
 /// Where the models come from: the trainer's registry, called with the internal gRPC token.
 #[derive(Clone, Debug)]
 pub struct Registry {
     pub url: String,
     pub traces: Tracing,
     pub token: Option<String>,
+    /// When set, only artefacts signed by one of its keys are loaded.
+    pub verify: Option<Arc<ArtefactVerifier>>,
 }
 
 impl Registry {
@@ -88,8 +118,9 @@ pub async fn fetch(
     if m.size_bytes != 0 && m.size_bytes != bytes.len() as u64 {
         return Err(bad(format!("{} bytes received, the registry lists {}", bytes.len(), m.size_bytes)));
     }
-    // The artefact checks its own payload checksum; the registry's sha256 covers the bytes.
-    let artefact = ModelArtefact::from_bytes(&bytes).map_err(|e| bad(e.to_string()))?;
+    // The artefact checks its own payload checksum (and signature); the registry's sha256
+    // covers the bytes.
+    let artefact = parse(&bytes, registry.verify.as_deref()).map_err(|e| bad(e.to_string()))?;
     if !expected_sha.is_empty() {
         let got = artefact.sha256().map_err(|e| bad(e.to_string()))?;
         if got != expected_sha {
@@ -97,6 +128,16 @@ pub async fn fetch(
         }
     }
     artefact.scorer(schema_id).map_err(|e| bad(e.to_string()))
+}
+
+/// Parses an artefact, refusing it unless signed by a trusted key when a verifier is set.
+fn parse(bytes: &[u8], verify: Option<&ArtefactVerifier>) -> Result<ModelArtefact, ModelError> {
+    let Some(verifier) = verify else { return ModelArtefact::from_bytes(bytes) };
+    ModelArtefact::from_signed_bytes(bytes, verifier).inspect_err(|e| {
+        if matches!(e, ModelError::Signature(_)) {
+            metrics::counter!("proact_detector_model_signature_refusals_total").increment(1);
+        }
+    })
 }
 
 /// The version of `name` the registry lists as active, if any.
@@ -126,12 +167,19 @@ pub async fn load_active(registry: &Registry, schema_id: &str) -> Result<Models,
     Ok(models)
 }
 
-/// Loads artefact files given at start; a bad file stops the service (it is configuration).
-pub fn load_files(paths: &[std::path::PathBuf], schema_id: &str) -> anyhow::Result<Models> {
+/// Loads artefact files given at start; a bad file (an unsigned one too, with a verifier) stops
+/// the service (it is configuration).
+pub fn load_files(
+    paths: &[std::path::PathBuf],
+    schema_id: &str,
+    verify: Option<&ArtefactVerifier>,
+) -> anyhow::Result<Models> {
     let mut models = Models::default();
     for p in paths {
-        let artefact =
-            ModelArtefact::load(p).map_err(|e| anyhow::anyhow!("PROACT_DETECTOR_MODEL_FILES: {}: {e}", p.display()))?;
+        let artefact = std::fs::read(p)
+            .map_err(|e| ModelError::Io(p.display().to_string(), e))
+            .and_then(|bytes| parse(&bytes, verify))
+            .map_err(|e| anyhow::anyhow!("PROACT_DETECTOR_MODEL_FILES: {}: {e}", p.display()))?;
         let scorer = artefact
             .scorer(schema_id)
             .map_err(|e| anyhow::anyhow!("PROACT_DETECTOR_MODEL_FILES: {}: {e}", p.display()))?;

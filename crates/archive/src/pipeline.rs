@@ -30,6 +30,7 @@ use proact_proto::time::now_micros;
 use proact_proto::v1::{DeadLetter, RejectReason, Telemetry};
 use proact_server::otel::{KeyValue, PipelineSpan, Tracing};
 use proact_server::redis::StreamEntry;
+use proact_server::shutdown::bounded_after;
 use proact_server::Readiness;
 use proact_store::telemetry::{classify, storable_ts, write_telemetry, Failure, WriteMethod};
 use proact_store::StoreError;
@@ -119,6 +120,10 @@ impl WriteError {
     }
 }
 
+/// How long a Redis call made after shutdown began may take beyond its block time before it is
+/// abandoned: a live Redis answers well within it, a gone one never does.
+const REDIS_PATIENCE: Duration = Duration::from_secs(1);
+
 /// Runs the reader and the writers until shutdown; returns once the batches in hand are
 /// written and acked (or, past the grace period, left pending for the next start).
 pub async fn run(w: Arc<Writer>, read: Client, shutdown: CancellationToken) {
@@ -145,7 +150,14 @@ async fn read_loop(w: &Writer, read: Client, tx: mpsc::Sender<Batch>, shutdown: 
     let cfg = &w.cfg;
     for key in &cfg.keys {
         let mut backoff = Duration::from_millis(50);
-        while let Err(e) = proact_server::redis::ensure_group(&w.redis, key, &cfg.group).await {
+        loop {
+            let ensure = proact_server::redis::ensure_group(&w.redis, key, &cfg.group);
+            let created = bounded_after(&shutdown, REDIS_PATIENCE, ensure).await;
+            let e = match created {
+                None => return,
+                Some(Ok(())) => break,
+                Some(Err(e)) => e,
+            };
             w.ready.set("redis", false);
             tracing::warn!(error = %e, key, "cannot create consumer group; retrying");
             if sleep_or_cancel(&shutdown, &mut backoff).await {
@@ -161,7 +173,11 @@ async fn read_loop(w: &Writer, read: Client, tx: mpsc::Sender<Batch>, shutdown: 
         if shutdown.is_cancelled() {
             return;
         }
-        match xreadgroup(&read, cfg, &cursors, None).await {
+        let Some(pending) = bounded_after(&shutdown, REDIS_PATIENCE, xreadgroup(&read, cfg, &cursors, None)).await
+        else {
+            return;
+        };
+        match pending {
             Ok(entries) if entries.is_empty() => break,
             Ok(entries) => {
                 w.ready.set("redis", true);
@@ -194,16 +210,16 @@ async fn read_loop(w: &Writer, read: Client, tx: mpsc::Sender<Batch>, shutdown: 
     while !shutdown.is_cancelled() {
         if last_claim.elapsed() >= claim_every {
             last_claim = Instant::now();
-            match proact_server::redis::claim_stale(
+            let claim = proact_server::redis::claim_stale(
                 &w.redis,
                 &cfg.group,
                 &cfg.consumer,
                 &cfg.keys,
                 cfg.claim_idle_ms,
                 cfg.read_count,
-            )
-            .await
-            {
+            );
+            let Some(claimed) = bounded_after(&shutdown, REDIS_PATIENCE, claim).await else { break };
+            match claimed {
                 Ok(claimed) if !claimed.is_empty() => {
                     tracing::info!(entries = claimed.len(), "claimed entries another consumer left pending");
                     metrics::counter!("proact_archive_claimed_total").increment(claimed.len() as u64);
@@ -221,9 +237,13 @@ async fn read_loop(w: &Writer, read: Client, tx: mpsc::Sender<Batch>, shutdown: 
         } else {
             (cfg.linger.saturating_sub(first_at.elapsed()).as_millis() as u64).max(1)
         };
-        // Not raced against shutdown: a read abandoned half-way would still deliver entries
-        // (to this consumer's pending list) that nobody handles until the next start.
-        let read = xreadgroup(&read, cfg, &new, Some(block)).await;
+        // Given its block time and a round trip after shutdown: a read abandoned half-way would
+        // still deliver entries (to this consumer's pending list) that nobody handles until the
+        // next start, so only a Redis that does not answer at all is given up on.
+        let patience = Duration::from_millis(block) + REDIS_PATIENCE;
+        let Some(read) = bounded_after(&shutdown, patience, xreadgroup(&read, cfg, &new, Some(block))).await else {
+            break;
+        };
         match read {
             Ok(entries) => {
                 w.ready.set("redis", true);
@@ -495,6 +515,15 @@ async fn pause(abort: &CancellationToken, d: Duration) -> bool {
 }
 
 impl Writer {
+    /// Awaits a Redis call until `abort` (the grace period's end): a call made while Redis is
+    /// gone waits for a reconnection, which must not hold the drain past it.
+    async fn until_abort<T>(&self, call: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            r = call => Some(r),
+            _ = self.abort.cancelled() => None,
+        }
+    }
+
     /// Stores, dead-letters and acks one batch. Returns without acking only when aborted
     /// (shutdown past its grace period): the entries stay pending for the next start.
     pub async fn write_batch(&self, batch: Batch) {
@@ -505,7 +534,10 @@ impl Writer {
         let mut dead: Vec<DeadLetter> = Vec::new();
         let mut skip: HashSet<usize> = HashSet::new();
         if redelivered {
-            match delivery_counts(&self.redis, &self.cfg.group, &entries).await {
+            let Some(counts) = self.until_abort(delivery_counts(&self.redis, &self.cfg.group, &entries)).await else {
+                return;
+            };
+            match counts {
                 Ok(counts) => {
                     for (i, e) in entries.iter().enumerate() {
                         let n = counts.get(&(e.key.clone(), e.id.clone())).copied().unwrap_or(0);
@@ -571,7 +603,9 @@ impl Writer {
         metrics::counter!("proact_archive_rows_duplicate_total").increment((stored as u64).saturating_sub(inserted));
 
         let mut backoff = Duration::from_millis(50);
-        while let Err(e) = send_dead_letters(&self.redis, &dead).await {
+        loop {
+            let Some(sent) = self.until_abort(send_dead_letters(&self.redis, &dead)).await else { return };
+            let Err(e) = sent else { break };
             tracing::warn!(error = %e, "dead-letter write failed; retrying");
             if pause(&self.abort, backoff).await {
                 return;
@@ -581,7 +615,13 @@ impl Writer {
         self.stats.dead_letters.fetch_add(dead.len() as u64, Ordering::Relaxed);
         if !self.cfg.skip_ack {
             let mut backoff = Duration::from_millis(50);
-            while let Err(e) = proact_server::redis::ack(&self.redis, &self.cfg.group, &entries).await {
+            loop {
+                let Some(acked) =
+                    self.until_abort(proact_server::redis::ack(&self.redis, &self.cfg.group, &entries)).await
+                else {
+                    return;
+                };
+                let Err(e) = acked else { break };
                 tracing::warn!(error = %e, "ack failed; retrying");
                 if pause(&self.abort, backoff).await {
                     return;

@@ -543,6 +543,39 @@ async fn a_default_partition_added_by_hand_is_left_alone() {
     a.stop().await;
 }
 
+/// A history query holds its lock on `telemetry` for as long as it runs (here, a transaction
+/// that read it and stays open). A batch that needs a new partition meanwhile is stored without
+/// waiting for the query to end, and so is every batch queued behind it.
+#[tokio::test]
+async fn a_new_partition_does_not_wait_for_a_long_query() {
+    let (redis, pg) = servers().await;
+    let (r, db) = (redis_client(&redis).await, pg_client(&pg).await);
+    let a = start(&redis, &pg, "lq", &[], false).await;
+    produce(&r, &readings(100, base())).await;
+    eventually("the first day stored", || async { count(&db).await == 100 }).await;
+
+    let reader = pg_client(&pg).await;
+    reader.batch_execute("BEGIN; SELECT count(*) FROM telemetry").await.unwrap();
+    let next_day = base() + 5 * 86_400_000_000;
+    produce(&r, &readings(100, next_day)).await;
+    produce(&r, &readings(100, base() + 100_000_000)).await;
+    eventually("a new day's partition and the batches behind it, while the query runs", || async {
+        count(&db).await == 300
+    })
+    .await;
+    let open: i64 = db
+        .query_one("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(open, 1, "the long query's transaction was still open");
+    let day = chrono::DateTime::<Utc>::from_timestamp_micros(next_day).unwrap().format("%Y%m%d");
+    let parts = proact_archive::partitions::list(&db).await.unwrap();
+    assert!(parts.iter().any(|p| p.name == format!("telemetry_p{day}")), "{parts:?}");
+    reader.batch_execute("COMMIT").await.unwrap();
+    a.stop().await;
+}
+
 #[tokio::test]
 async fn retention_drops_old_partitions() {
     let (redis, pg) = servers().await;

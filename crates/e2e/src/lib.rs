@@ -66,6 +66,30 @@ fn replica_name(base: &str, i: usize) -> String {
     }
 }
 
+/// The trainer's flags for a test of the model registry alone: the kit's servers, free ports,
+/// no schedule (the test promotes), then `extra`.
+pub fn registry_config(stack: &Stack, extra: &[&str]) -> proact_trainer::Config {
+    let mut args = common(&Endpoints::of(stack), "proact-trainer");
+    args.extend(["--database-url".into(), stack.postgres.url(), "--train-schedule".into(), "off".into()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    proact_trainer::Config::try_parse_from(args).expect("trainer flags")
+}
+
+/// A detector's flags against that registry: consumer `consumer`, no silence alarms (the tests
+/// send one equipment), then `extra`.
+pub fn detector_config(
+    stack: &Stack,
+    registry_url: &str,
+    consumer: &str,
+    extra: &[&str],
+) -> proact_anomaly_detector::Config {
+    let mut args = common(&Endpoints::of(stack), "proact-anomaly-detector");
+    args.extend(["--database-url".into(), stack.postgres.url(), "--registry-url".into(), registry_url.into()]);
+    args.extend(["--consumer".into(), consumer.into(), "--silence-after-secs".into(), "0".into()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    proact_anomaly_detector::Config::try_parse_from(args).expect("detector flags")
+}
+
 impl Pipeline {
     /// Starts every service once against `stack`, the gateway with `gateway_token` if given.
     pub async fn start(stack: &Stack, gateway_token: Option<&str>) -> anyhow::Result<Self> {

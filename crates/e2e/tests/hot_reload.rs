@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use clap::Parser;
 use fred::prelude::*;
 use proact_features::{FeatureSchema, Window, WindowConfig};
 use proact_models::{ArtefactInfo, NormalBehaviourParams, SchemaRef};
@@ -56,47 +55,14 @@ async fn wait_scored(redis: &Client, id: &str, last_id: &str) {
 async fn a_promoted_model_is_hot_swapped_into_the_running_detector() {
     let stack = proact_testkit::Stack::start().await.unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let db = stack.postgres.url();
-    let trainer_cfg = proact_trainer::Config::try_parse_from([
-        "proact-trainer",
-        "--database-url",
-        &db,
-        "--redis-url",
-        &stack.redis.url(),
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--train-schedule",
-        "off",
-    ])
-    .unwrap();
+    let trainer_cfg = proact_e2e::registry_config(&stack, &[]);
     let registry = proact_trainer::connect(&trainer_cfg).await.unwrap();
     let trainer = proact_trainer::App::build(trainer_cfg).await.unwrap();
     let registry_url = format!("http://{}", trainer.grpc_addr());
     let t_task = tokio::spawn(trainer.run_until_stopped(shutdown.clone()));
 
-    let detector_cfg = proact_anomaly_detector::Config::try_parse_from([
-        "proact-anomaly-detector",
-        // The trained models' hot swap alone: the online detectors would see the shift too.
-        "--online",
-        "off",
-        "--redis-url",
-        &stack.redis.url(),
-        "--database-url",
-        &db,
-        "--registry-url",
-        &registry_url,
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--consumer",
-        "hot",
-        "--silence-after-secs",
-        "0",
-    ])
-    .unwrap();
+    // The trained models' hot swap alone: the online detectors would see the shift too.
+    let detector_cfg = proact_e2e::detector_config(&stack, &registry_url, "hot", &["--online", "off"]);
     let detector = proact_anomaly_detector::App::build(detector_cfg).await.unwrap();
     let detector_url = format!("http://{}", detector.grpc_addr());
     let d_task = tokio::spawn(detector.run_until_stopped(shutdown.clone()));

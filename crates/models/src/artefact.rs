@@ -8,7 +8,9 @@
 //! ```
 //!
 //! The checksum covers the exact body bytes (metadata and model alike), so verifying needs no
-//! re-serialisation and any flipped byte is refused before a model is built from it.
+//! re-serialisation and any flipped byte is refused before a model is built from it. A signed
+//! artefact's header ends with ` ed25519=<128 hex>`, the signature of the same body
+//! ([`crate::signature`]): the checksum says the bytes are whole, the signature who wrote them.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use crate::flat::FlatForest;
 use crate::metrics::Metrics;
 use crate::normal::NormalBehaviourModel;
 use crate::scorer::{ForestScorer, NormalScorer, Scorer};
+use crate::signature::{ArtefactSigner, ArtefactVerifier};
 use crate::ModelError;
 
 pub const ARTEFACT_FORMAT: &str = "proact-model/1";
@@ -107,10 +110,26 @@ pub struct ModelArtefact {
 }
 
 impl ModelArtefact {
-    /// Serialises to the `proact-model/1` format.
+    /// Serialises to the `proact-model/1` format, unsigned.
     pub fn to_bytes(&self) -> Result<Vec<u8>, ModelError> {
+        self.encode(None)
+    }
+
+    /// Serialises to the `proact-model/1` format with an `ed25519=` signature of the body in the
+    /// header (what the trainer stores when it has a signing key).
+    pub fn to_signed_bytes(&self, signer: &ArtefactSigner) -> Result<Vec<u8>, ModelError> {
+        self.encode(Some(signer))
+    }
+
+    fn encode(&self, signer: Option<&ArtefactSigner>) -> Result<Vec<u8>, ModelError> {
         let body = serde_json::to_vec(self).map_err(|e| ModelError::Artefact(format!("cannot serialise: {e}")))?;
-        let mut out = format!("{ARTEFACT_FORMAT} sha256={} bytes={}\n", sha256_hex(&body), body.len()).into_bytes();
+        let mut header = format!("{ARTEFACT_FORMAT} sha256={} bytes={}", sha256_hex(&body), body.len());
+        if let Some(signer) = signer {
+            header.push_str(" ed25519=");
+            header.push_str(&signer.sign_body(&body));
+        }
+        header.push('\n');
+        let mut out = header.into_bytes();
         out.extend_from_slice(&body);
         Ok(out)
     }
@@ -121,40 +140,22 @@ impl ModelArtefact {
         Ok(sha256_hex(&body))
     }
 
-    /// Parses and verifies an artefact: header, length, checksum, then content consistency.
+    /// Parses and verifies an artefact: header, length, checksum, then content consistency. A
+    /// signature, if any, is not checked: [`ModelArtefact::from_signed_bytes`] does.
     pub fn from_bytes(bytes: &[u8]) -> Result<ModelArtefact, ModelError> {
-        let nl = bytes
-            .iter()
-            .position(|&b| b == b'\n')
-            .ok_or_else(|| ModelError::Artefact("no header line: not a proact model artefact".into()))?;
-        let header =
-            std::str::from_utf8(&bytes[..nl]).map_err(|_| ModelError::Artefact("header is not UTF-8".into()))?;
-        let body = &bytes[nl + 1..];
-        let mut parts = header.split(' ');
-        if parts.next() != Some(ARTEFACT_FORMAT) {
-            return Err(ModelError::Artefact(format!("unsupported format {header:?}, expected {ARTEFACT_FORMAT}")));
-        }
-        let (mut sha, mut len) = (None, None);
-        for p in parts {
-            if let Some(v) = p.strip_prefix("sha256=") {
-                sha = Some(v.to_string());
-            } else if let Some(v) = p.strip_prefix("bytes=") {
-                len = v.parse::<usize>().ok();
-            }
-        }
-        let (Some(expected), Some(len)) = (sha, len) else {
-            return Err(ModelError::Artefact("header lacks sha256= or bytes=".into()));
-        };
-        if body.len() != len {
-            return Err(ModelError::Artefact(format!(
-                "truncated or padded artefact: header says {len} bytes, body has {}",
-                body.len()
-            )));
-        }
-        let actual = sha256_hex(body);
-        if actual != expected {
-            return Err(ModelError::Checksum { expected, actual });
-        }
+        let (_, body) = split_checked(bytes)?;
+        Self::from_body(body)
+    }
+
+    /// As [`ModelArtefact::from_bytes`], after checking that one of `verifier`'s keys signed
+    /// the body: an unsigned or badly signed artefact is refused before its body is parsed.
+    pub fn from_signed_bytes(bytes: &[u8], verifier: &ArtefactVerifier) -> Result<ModelArtefact, ModelError> {
+        let (signature, body) = split_checked(bytes)?;
+        verifier.verify_body(body, signature)?;
+        Self::from_body(body)
+    }
+
+    fn from_body(body: &[u8]) -> Result<ModelArtefact, ModelError> {
         let a: ModelArtefact = serde_json::from_slice(body)
             .map_err(|e| ModelError::Artefact(format!("body is not a valid artefact: {e}")))?;
         a.validate()?;
@@ -168,6 +169,17 @@ impl ModelArtefact {
     pub fn load(path: &Path) -> Result<ModelArtefact, ModelError> {
         let bytes = std::fs::read(path).map_err(|e| ModelError::Io(path.display().to_string(), e))?;
         Self::from_bytes(&bytes)
+    }
+
+    /// Reads a file that one of `verifier`'s keys must have signed.
+    pub fn load_signed(path: &Path, verifier: &ArtefactVerifier) -> Result<ModelArtefact, ModelError> {
+        let bytes = std::fs::read(path).map_err(|e| ModelError::Io(path.display().to_string(), e))?;
+        Self::from_signed_bytes(&bytes, verifier)
+    }
+
+    /// Writes the signed form of the artefact to a file.
+    pub fn save_signed(&self, path: &Path, signer: &ArtefactSigner) -> Result<(), ModelError> {
+        std::fs::write(path, self.to_signed_bytes(signer)?).map_err(|e| ModelError::Io(path.display().to_string(), e))
     }
 
     fn validate(&self) -> Result<(), ModelError> {
@@ -244,6 +256,46 @@ impl ModelArtefact {
             ModelPayload::NormalBehaviour { model } => Arc::new(NormalScorer { meta, model: model.clone() }),
         })
     }
+}
+
+/// Splits an artefact into its header's signature (if any) and its body, checking the body's
+/// length and checksum.
+fn split_checked(bytes: &[u8]) -> Result<(Option<&str>, &[u8]), ModelError> {
+    let nl = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| ModelError::Artefact("no header line: not a proact model artefact".into()))?;
+    let line = std::str::from_utf8(&bytes[..nl]).map_err(|_| ModelError::Artefact("header is not UTF-8".into()))?;
+    let body = &bytes[nl + 1..];
+    let mut parts = line.split(' ');
+    if parts.next() != Some(ARTEFACT_FORMAT) {
+        return Err(ModelError::Artefact(format!("unsupported format {line:?}, expected {ARTEFACT_FORMAT}")));
+    }
+    let (mut sha, mut len, mut signature) = (None, None, None);
+    // Unknown fields are skipped, so a later writer can add one without breaking readers.
+    for p in parts {
+        if let Some(v) = p.strip_prefix("sha256=") {
+            sha = Some(v);
+        } else if let Some(v) = p.strip_prefix("bytes=") {
+            len = v.parse::<usize>().ok();
+        } else if let Some(v) = p.strip_prefix("ed25519=") {
+            signature = Some(v);
+        }
+    }
+    let (Some(sha256), Some(len)) = (sha, len) else {
+        return Err(ModelError::Artefact("header lacks sha256= or bytes=".into()));
+    };
+    if body.len() != len {
+        return Err(ModelError::Artefact(format!(
+            "truncated or padded artefact: header says {len} bytes, body has {}",
+            body.len()
+        )));
+    }
+    let actual = sha256_hex(body);
+    if actual != sha256 {
+        return Err(ModelError::Checksum { expected: sha256.to_string(), actual });
+    }
+    Ok((signature, body))
 }
 
 fn sha256_hex(b: &[u8]) -> String {

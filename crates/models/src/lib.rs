@@ -13,6 +13,7 @@
 //!   nodes (bit-identical results; see `flat.rs`).
 //! - [`NormalBehaviourParams`] / [`NormalBehaviourModel`]: unsupervised per-equipment model
 //!   for equipment without failure labels.
+//! - [`signature`]: Ed25519 signatures of artefacts (the trainer signs, the detector verifies).
 //! - [`metrics`]: precision, recall, F1, ROC AUC, confusion matrix, stratified split.
 //! - [`selection`]: hyper-parameter selection under a false-alarm budget, leave-one-group-out
 //!   over files, so that reported scores come from files the selection never saw.
@@ -24,6 +25,7 @@ pub mod metrics;
 mod normal;
 mod scorer;
 pub mod selection;
+pub mod signature;
 mod tree;
 
 pub use artefact::{ModelArtefact, ModelKind, ModelPayload, SchemaRef, TrainingRange, ARTEFACT_FORMAT};
@@ -32,6 +34,7 @@ pub use forest::{FeatureSampling, RandomForest, RandomForestParams, TreeLearner}
 pub use metrics::{Confusion, Metrics};
 pub use normal::{HoldoutCheck, NbMethod, NormalBehaviourModel, NormalBehaviourParams, MAX_NB_FEATURES};
 pub use scorer::{ForestScorer, NormalScorer, Scorer};
+pub use signature::{ArtefactSigner, ArtefactVerifier, SignatureError};
 pub use tree::{Tree, TreeNode};
 
 /// Errors of model training, loading and scoring setup.
@@ -51,6 +54,8 @@ pub enum ModelError {
     SchemaMismatch { model: String, expected: String, found: String },
     #[error("{0}: {1}")]
     Io(String, #[source] std::io::Error),
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
 }
 
 /// Who and what an artefact is, apart from the model itself.

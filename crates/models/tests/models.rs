@@ -6,8 +6,8 @@ use proact_features::{features_over_series, FeatureSchema, WindowConfig};
 use proact_models::metrics::{evaluate, roc_auc, stratified_split, synthetic_classification};
 use proact_models::ModelPayload;
 use proact_models::{
-    ArtefactInfo, FeatureSampling, ModelArtefact, ModelError, ModelKind, NbMethod, NormalBehaviourParams,
-    RandomForestParams, SchemaRef, Scorer, TreeLearner,
+    ArtefactInfo, ArtefactSigner, FeatureSampling, ModelArtefact, ModelError, ModelKind, NbMethod,
+    NormalBehaviourParams, RandomForestParams, SchemaRef, Scorer, SignatureError, TreeLearner,
 };
 
 fn data(n: usize, d: usize, seed: u64) -> (Array2<f64>, Vec<usize>) {
@@ -142,6 +142,49 @@ fn corrupted_artefact_is_refused_by_checksum() {
     }
     assert!(matches!(ModelArtefact::from_bytes(&bytes[..n - 1]), Err(ModelError::Artefact(_))));
     assert!(matches!(ModelArtefact::from_bytes(b"{}"), Err(ModelError::Artefact(_))));
+}
+
+/// The checksum can be recomputed by whoever edits the bytes; the signature cannot. A byte
+/// changed in a signed body, with a header whose checksum and length match the new body and the
+/// old signature kept, is refused; so are an unsigned artefact and one signed by another key.
+#[test]
+fn only_an_artefact_signed_by_a_trusted_key_loads_with_a_verifier() {
+    let (a, _) = forest_artefact();
+    let (key, other) = (ArtefactSigner::generate(), ArtefactSigner::generate());
+    let trusted = key.verifier();
+    let signed = a.to_signed_bytes(&key).unwrap();
+    assert_eq!(ModelArtefact::from_signed_bytes(&signed, &trusted).unwrap(), a);
+    // Readers that do not verify still read it (the signature is one more header field).
+    assert_eq!(ModelArtefact::from_bytes(&signed).unwrap(), a);
+
+    let nl = signed.iter().position(|&b| b == b'\n').unwrap();
+    let header = std::str::from_utf8(&signed[..nl]).unwrap();
+    let sig = header.split(' ').find_map(|p| p.strip_prefix("ed25519=")).unwrap();
+    let mut body = signed[nl + 1..].to_vec();
+    // A decimal of the raise threshold: still a valid artefact, another model.
+    let at = body.windows(12).rposition(|w| w == b"\"threshold\":").unwrap();
+    let pos = (at..body.len()).find(|&i| body[i] == b'.').unwrap() + 1;
+    body[pos] = if body[pos] == b'1' { b'2' } else { b'1' };
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&body))
+    };
+    let mut tampered = format!("proact-model/1 sha256={sha} bytes={} ed25519={sig}\n", body.len()).into_bytes();
+    tampered.extend_from_slice(&body);
+    assert!(ModelArtefact::from_bytes(&tampered).is_ok(), "the checksum alone does not see it");
+    let refused = |bytes: &[u8]| match ModelArtefact::from_signed_bytes(bytes, &trusted) {
+        Err(ModelError::Signature(e)) => e,
+        other => panic!("expected a signature error, got {other:?}"),
+    };
+    assert_eq!(refused(&tampered), SignatureError::Invalid);
+    assert_eq!(refused(&a.to_bytes().unwrap()), SignatureError::Unsigned);
+    assert_eq!(refused(&a.to_signed_bytes(&other).unwrap()), SignatureError::Invalid);
+    // Files: the same check.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("signed.model");
+    a.save_signed(&path, &key).unwrap();
+    assert_eq!(ModelArtefact::load_signed(&path, &trusted).unwrap(), a);
+    assert!(ModelArtefact::load_signed(&path, &other.verifier()).is_err());
 }
 
 /// A well-formed artefact (right checksum) whose numbers make no sense is refused before a

@@ -12,7 +12,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::redis::{ack, claim_stale, ensure_group, read_group, read_own_pending, StreamEntry};
+use crate::shutdown::bounded_after;
 use crate::Readiness;
+
+/// How long a Redis call made after shutdown began may take: a live Redis answers well within
+/// it; a gone one would hold the drain until the forced stop.
+const PATIENCE: Duration = Duration::from_secs(1);
 
 /// Where and how a consumer reads.
 #[derive(Debug, Clone)]
@@ -51,10 +56,14 @@ where
     let mut backoff = Backoff::server_call();
     while !shutdown.is_cancelled() {
         let batch = if !own_pending_done {
-            read_own_pending(&read, &cfg.group, &cfg.consumer, &cfg.keys, cfg.count).await
+            let own = read_own_pending(&read, &cfg.group, &cfg.consumer, &cfg.keys, cfg.count);
+            let Some(r) = bounded_after(&shutdown, PATIENCE, own).await else { break };
+            r
         } else if last_claim.elapsed() > Duration::from_millis(cfg.claim_idle_ms.max(1000) / 2) {
             last_claim = Instant::now();
-            claim_stale(&write, &cfg.group, &cfg.consumer, &cfg.keys, cfg.claim_idle_ms, cfg.count).await
+            let claim = claim_stale(&write, &cfg.group, &cfg.consumer, &cfg.keys, cfg.claim_idle_ms, cfg.count);
+            let Some(r) = bounded_after(&shutdown, PATIENCE, claim).await else { break };
+            r
         } else {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -97,7 +106,8 @@ where
     Ok(())
 }
 
-/// Retries `f` with backoff until it succeeds or (between tries) shutdown began.
+/// Retries `f` with backoff until it succeeds or (between tries) shutdown began; after shutdown,
+/// a try that gets no answer at all is given up too.
 async fn retry<F, Fut, T>(shutdown: &CancellationToken, what: &str, mut f: F) -> Option<T>
 where
     F: FnMut() -> Fut,
@@ -105,7 +115,7 @@ where
 {
     let mut backoff = Backoff::server_call();
     loop {
-        match f().await {
+        match bounded_after(shutdown, 2 * PATIENCE, f()).await? {
             Ok(v) => return Some(v),
             Err(e) => {
                 tracing::warn!(error = %e, what, "Redis call failed; retrying");

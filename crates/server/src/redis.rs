@@ -338,7 +338,12 @@ pub async fn watch_lag(
     let pending_name = format!("{prefix}_stream_pending_entries");
     while !shutdown.is_cancelled() {
         for key in &keys {
-            match groups(&client, key).await {
+            // A gauge is not worth waiting for once shutdown began (Redis may be gone).
+            let Some(read) = crate::shutdown::bounded_after(&shutdown, Duration::ZERO, groups(&client, key)).await
+            else {
+                return;
+            };
+            match read {
                 Ok(gs) => {
                     if let Some(g) = gs.into_iter().find(|g| g.name == group) {
                         let labels = [("stream", key.clone()), ("group", group.clone())];

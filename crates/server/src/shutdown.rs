@@ -37,6 +37,25 @@ async fn wait_for_signal() {
     }
 }
 
+/// Awaits `call`, but once `shutdown` is cancelled for at most `patience` more: `None` then.
+/// A Redis or PostgreSQL call made while the server is gone waits for a reconnection that may
+/// never come, and a drain must end by itself rather than at the forced stop of
+/// [`join_within`]. `patience` is what the call needs when the server is up (a blocking
+/// read's block time plus a round trip), so a live server's answer is never abandoned.
+pub async fn bounded_after<T>(
+    shutdown: &CancellationToken,
+    patience: std::time::Duration,
+    call: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        r = call => Some(r),
+        _ = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(patience).await;
+        } => None,
+    }
+}
+
 /// Time a service's tasks get after the grace period (in which writers still retry) to
 /// finish what they were doing before they are stopped.
 pub const DRAIN_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
@@ -70,6 +89,20 @@ pub async fn join_within<F: std::future::Future>(
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_call_is_abandoned_only_past_its_patience_after_shutdown() {
+        let shutdown = CancellationToken::new();
+        let patience = Duration::from_millis(200);
+        // Before shutdown, a call takes the time it takes.
+        let slow = bounded_after(&shutdown, patience, tokio::time::sleep(Duration::from_millis(400)));
+        assert_eq!(slow.await, Some(()));
+        shutdown.cancel();
+        let answered = bounded_after(&shutdown, patience, tokio::time::sleep(Duration::from_millis(20)));
+        assert_eq!(answered.await, Some(()), "within its patience: kept");
+        let gone = bounded_after(&shutdown, patience, std::future::pending::<()>());
+        assert_eq!(gone.await, None, "past it: abandoned");
+    }
 
     #[tokio::test]
     async fn a_task_stuck_after_shutdown_is_stopped_at_the_limit() {

@@ -9,7 +9,8 @@
 //! setting changes, a new partition is clipped to the gap between existing ones, so the
 //! ranges never overlap. Creation and dropping run under an advisory lock, so several
 //! archive replicas do not race, and with a lock timeout, so a long query on `telemetry`
-//! delays them rather than blocking the writers queued behind them.
+//! delays them rather than blocking the writers queued behind them. A partition is created as
+//! a table and then attached, which waits for no query on `telemetry` (see `create_slots`).
 
 use std::sync::Mutex;
 
@@ -102,8 +103,14 @@ impl Partitions {
         for &slot in slots {
             let Some((from, to)) = clip(slot, slot + self.width_micros, &existing) else { continue };
             let name = partition_name(from);
+            // Made apart, then attached: `CREATE TABLE … PARTITION OF` takes an ACCESS EXCLUSIVE
+            // lock on `telemetry`, which waits for every running query on it (a long history
+            // read) while the writers queue behind the wait; ATTACH takes SHARE UPDATE
+            // EXCLUSIVE, which neither readers nor writers conflict with. The new table is
+            // empty, so checking its rows against the range costs nothing.
             tx.batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {name} PARTITION OF telemetry FOR VALUES FROM ('{}') TO ('{}')",
+                "CREATE TABLE IF NOT EXISTS {name} (LIKE telemetry INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+                 ALTER TABLE telemetry ATTACH PARTITION {name} FOR VALUES FROM ('{}') TO ('{}')",
                 rfc3339(from),
                 rfc3339(to)
             ))

@@ -136,6 +136,12 @@ impl Redis {
         self.guard.signal(sig)
     }
 
+    /// Stops the server (SIGTERM: its append-only file is flushed); [`restart`](Self::restart)
+    /// brings it back with its data on the same port.
+    pub fn stop(&mut self) {
+        self.guard.stop();
+    }
+
     /// Stops the server (its data stays) and starts it again on the same port.
     pub async fn restart(&mut self) -> Result<(), KitError> {
         self.guard.stop();

@@ -57,6 +57,31 @@ pub struct Config {
     pub grpc_addr: SocketAddr,
     #[command(flatten)]
     pub train: TrainArgs,
+    #[command(flatten)]
+    pub signing: SigningArgs,
+}
+
+/// The key the trainer signs model artefacts with (the detector verifies with its public half).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SigningArgs {
+    /// Ed25519 secret key (64 hex characters) every stored model artefact is signed with; a
+    /// Secret in production. `proact-trainer keygen` makes a pair. Unset: artefacts are stored
+    /// unsigned, and detectors given PROACT_MODEL_VERIFY_KEY refuse them.
+    #[arg(long, env = "PROACT_MODEL_SIGNING_KEY", hide_env_values = true, global = true)]
+    pub model_signing_key: Option<String>,
+}
+
+impl SigningArgs {
+    pub fn signer(&self) -> Result<Option<proact_models::ArtefactSigner>, ConfigError> {
+        // The value is a secret: the error names the setting, never echoes it.
+        self.model_signing_key
+            .as_deref()
+            .map(|k| {
+                proact_models::ArtefactSigner::from_hex(k)
+                    .map_err(|e| ConfigError::new("PROACT_MODEL_SIGNING_KEY", "(hidden)", e.to_string()))
+            })
+            .transpose()
+    }
 }
 
 /// How models are trained and gated (the service's schedule and the `train` command alike).
@@ -205,6 +230,10 @@ impl TrainArgs {
 pub enum Command {
     /// Apply the database migrations and exit.
     Migrate,
+    /// Make an Ed25519 key pair for signing model artefacts and print it as two environment
+    /// lines: PROACT_MODEL_SIGNING_KEY (secret: the trainer's) and PROACT_MODEL_VERIFY_KEY
+    /// (public: the detectors').
+    Keygen,
     /// Load the clean reference datasets (AMDEC, GMAO history, workload) into PostgreSQL.
     LoadReference {
         /// Folder holding AMDEC_clean.csv, GMAO_integrator_clean.csv, Workload_clean.csv.
@@ -271,6 +300,7 @@ impl Config {
         self.grpc_auth.validate()?;
         self.pg.validate()?;
         self.redis.validate()?;
+        self.signing.signer()?;
         self.train.validate()
     }
 }
@@ -295,7 +325,14 @@ pub async fn connect(config: &Config) -> anyhow::Result<Registry> {
     migrate(&config.pg).await?;
     let pool = proact_server::db::pool(&config.pg.database_url, config.pg.pool_size)?;
     let redis = proact_server::redis::connect(&config.redis.redis_url).await?;
-    Ok(Registry::new(pool, redis, config.train.promotion_margin))
+    let registry = Registry::new(pool, redis, config.train.promotion_margin);
+    Ok(match config.signing.signer()? {
+        Some(signer) => registry.with_signer(signer),
+        None => {
+            tracing::warn!("PROACT_MODEL_SIGNING_KEY is not set: model artefacts are stored unsigned");
+            registry
+        }
+    })
 }
 
 fn status_name(s: i32) -> &'static str {
@@ -320,6 +357,12 @@ fn event_line(ev: &proact_proto::v1::ModelEvent) -> String {
 pub async fn run_command(config: &Config, command: &Command) -> anyhow::Result<u8> {
     match command {
         Command::Migrate => migrate(&config.pg).await.map(|_| 0),
+        Command::Keygen => {
+            let key = proact_models::ArtefactSigner::generate();
+            println!("PROACT_MODEL_SIGNING_KEY={}", key.secret_key_hex());
+            println!("PROACT_MODEL_VERIFY_KEY={}", key.public_key_hex());
+            Ok(0)
+        }
         Command::LoadReference { data } => {
             let mut client = proact_dataprep::load::connect(&config.pg.database_url).await?;
             for s in proact_dataprep::load::load_dir(&mut client, data).await? {
@@ -509,5 +552,28 @@ impl App {
         }
         traces.shutdown();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::Config;
+
+    /// The signing key is a secret: `--help` never shows its value, and a malformed one is
+    /// refused at start naming the setting, not echoing what was given.
+    #[test]
+    fn the_signing_key_is_checked_and_never_printed() {
+        let cmd = Config::command();
+        let arg = cmd.get_arguments().find(|a| a.get_id() == "model_signing_key").expect("the setting");
+        assert!(arg.is_hide_env_values_set());
+        let bad = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdeX";
+        let config = Config::try_parse_from(["proact-trainer", "--model-signing-key", bad]).unwrap();
+        let e = config.validate().unwrap_err().to_string();
+        assert!(e.contains("PROACT_MODEL_SIGNING_KEY") && !e.contains(bad), "{e}");
+        let good = proact_models::ArtefactSigner::generate().secret_key_hex();
+        let config = Config::try_parse_from(["proact-trainer", "--model-signing-key", &good]).unwrap();
+        assert!(config.validate().is_ok());
     }
 }

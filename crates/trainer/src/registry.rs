@@ -12,12 +12,13 @@
 //! yet active.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use fred::prelude::*;
-use proact_models::{metrics::evaluate, ModelArtefact};
+use proact_models::{metrics::evaluate, ArtefactSigner, ModelArtefact};
 use proact_proto::streams::{MODEL_EVENTS_STREAM, PAYLOAD_FIELD};
 use proact_proto::v1::{ModelEvent, ModelEventKind, ModelMetrics, ModelOutcomes, ModelStatus, ModelVersion};
 use prost::Message;
@@ -276,12 +277,19 @@ pub struct Registry {
     pool: Pool,
     redis: Client,
     margin: f64,
+    signer: Option<Arc<ArtefactSigner>>,
 }
 
 impl Registry {
     /// `margin`: how much lower a candidate's F1 may be than the active one's and still pass.
+    /// Artefacts are stored unsigned until [`Registry::with_signer`].
     pub fn new(pool: Pool, redis: Client, margin: f64) -> Self {
-        Registry { pool, redis, margin }
+        Registry { pool, redis, margin, signer: None }
+    }
+
+    /// Signs every artefact stored from now on with `signer`.
+    pub fn with_signer(self, signer: ArtefactSigner) -> Self {
+        Registry { signer: Some(Arc::new(signer)), ..self }
     }
 
     pub fn pool(&self) -> &Pool {
@@ -315,7 +323,10 @@ impl Registry {
     /// Stores a trained version as a candidate, with its held-out rows.
     pub async fn insert_candidate(&self, c: &Candidate) -> Result<ModelVersion, TrainerError> {
         let a = &c.artefact;
-        let bytes = a.to_bytes()?;
+        let bytes = match &self.signer {
+            Some(signer) => a.to_signed_bytes(signer)?,
+            None => a.to_bytes()?,
+        };
         let sha = a.sha256()?;
         let schema = json!(a.feature_schema.names);
         let mut client = self.pool.get().await?;

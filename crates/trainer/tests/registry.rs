@@ -1,5 +1,5 @@
 //! The registry against real PostgreSQL and Redis: the promotion gate, rollback and its event,
-//! and corrupted artefacts refused by checksum.
+//! corrupted artefacts refused by checksum, and the bound on open Watch streams.
 
 mod common;
 
@@ -194,6 +194,56 @@ async fn corrupted_artefacts_are_refused_by_checksum() {
     let ev = reg.promote(NAME, "v3", false).await.unwrap();
     assert_eq!(ev.kind, ModelEventKind::Promoted as i32, "{}", ev.detail);
     assert!(matches!(reg.rollback(NAME, "").await, Err(TrainerError::Corrupt { .. })), "v1 is the previous one");
+    run.shutdown.cancel();
+    run.task.await.unwrap().unwrap();
+}
+
+/// Each `Watch` holds a Redis connection: past `MAX_WATCHERS` open at once, one more is refused
+/// with RESOURCE_EXHAUSTED (not queued), and closing a stream frees its slot for the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_streams_past_the_bound_are_refused_and_a_closed_one_frees_its_slot() {
+    use proact_proto::v1::WatchModelsRequest;
+    use proact_trainer::grpc::MAX_WATCHERS;
+    let run = common::start(&[]).await;
+    let grpc = common::grpc_client(run.grpc).await;
+    let watch = || {
+        let mut grpc = grpc.clone();
+        async move { grpc.watch(WatchModelsRequest { name: String::new() }).await.map(|r| r.into_inner()) }
+    };
+    let mut open = Vec::new();
+    for i in 0..MAX_WATCHERS {
+        open.push(watch().await.unwrap_or_else(|e| panic!("Watch {i} of {MAX_WATCHERS} refused: {e:?}")));
+    }
+    let e = watch().await.map(|_| ()).unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+
+    // The server frees a slot once it sees the client went away.
+    drop(open.pop());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut reopened = loop {
+        match watch().await {
+            Ok(s) => break s,
+            Err(e) if e.code() == tonic::Code::ResourceExhausted && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("the freed slot was not reusable: {e:?}"),
+        }
+    };
+    let e = watch().await.map(|_| ()).unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "still {MAX_WATCHERS} at most: {e:?}");
+
+    // The reopened stream is a working one: it delivers the next promotion.
+    let d = data();
+    run.registry.insert_candidate(&candidate(&d, "v1", 5, 4)).await.unwrap();
+    run.registry.promote(NAME, "v1", true).await.unwrap();
+    let ev = tokio::time::timeout(std::time::Duration::from_secs(30), reopened.message())
+        .await
+        .expect("an event within 30 s")
+        .unwrap()
+        .expect("the stream is open");
+    assert_eq!(ev.kind, ModelEventKind::Promoted as i32);
+    assert_eq!(ev.model.unwrap().version, "v1");
+    drop(open);
     run.shutdown.cancel();
     run.task.await.unwrap().unwrap();
 }

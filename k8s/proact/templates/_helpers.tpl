@@ -161,6 +161,17 @@ OTEL_SERVICE_NAME: {{ printf "proact-%s" .name | quote }}
 - name: PROACT_GRPC_TOKEN
   valueFrom: {secretKeyRef: {name: {{ $secret }}, key: internal-grpc-token}}
 {{- end }}
+{{- /* Model artefact signatures: the trainer's secret key, the detector's public key. Optional
+only while modelSigning.required is false: a Secret without them leaves models unsigned. */}}
+{{- $optional := not .root.Values.modelSigning.required }}
+{{- if eq .name "trainer" }}
+- name: PROACT_MODEL_SIGNING_KEY
+  valueFrom: {secretKeyRef: {name: {{ $secret }}, key: model-signing-key, optional: {{ $optional }}}}
+{{- end }}
+{{- if eq .name "anomaly-detector" }}
+- name: PROACT_MODEL_VERIFY_KEY
+  valueFrom: {secretKeyRef: {name: {{ $secret }}, key: model-verify-key, optional: {{ $optional }}}}
+{{- end }}
 {{- end }}
 
 {{/* Pod-level settings shared by Deployments and the training CronJob. */}}
