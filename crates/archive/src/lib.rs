@@ -295,8 +295,9 @@ impl App {
         self.stats.clone()
     }
 
-    /// Fault injection for tests: telemetry batches are committed but never acked, as if the
-    /// process died between the commit and the ack.
+    /// Fault injection for tests (feature `fault-injection`): telemetry batches are committed
+    /// but never acked, as if the process died between the commit and the ack.
+    #[cfg(feature = "fault-injection")]
     pub fn skip_acks(mut self) -> Self {
         self.skip_ack = true;
         self

@@ -28,6 +28,7 @@ use fred::prelude::*;
 use proact_proto::streams::{DEAD_LETTER_STREAM, PAYLOAD_FIELD};
 use proact_proto::time::now_micros;
 use proact_proto::v1::{DeadLetter, RejectReason, Telemetry};
+use proact_server::backoff::Backoff;
 use proact_server::otel::{KeyValue, PipelineSpan, Tracing};
 use proact_server::redis::StreamEntry;
 use proact_server::shutdown::bounded_after;
@@ -149,7 +150,7 @@ pub async fn run(w: Arc<Writer>, read: Client, shutdown: CancellationToken) {
 async fn read_loop(w: &Writer, read: Client, tx: mpsc::Sender<Batch>, shutdown: CancellationToken) {
     let cfg = &w.cfg;
     for key in &cfg.keys {
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::server_call();
         loop {
             let ensure = proact_server::redis::ensure_group(&w.redis, key, &cfg.group);
             let created = bounded_after(&shutdown, REDIS_PATIENCE, ensure).await;
@@ -160,7 +161,7 @@ async fn read_loop(w: &Writer, read: Client, tx: mpsc::Sender<Batch>, shutdown: 
             };
             w.ready.set("redis", false);
             tracing::warn!(error = %e, key, "cannot create consumer group; retrying");
-            if sleep_or_cancel(&shutdown, &mut backoff).await {
+            if !backoff.wait(&shutdown).await {
                 return;
             }
         }
@@ -168,7 +169,7 @@ async fn read_loop(w: &Writer, read: Client, tx: mpsc::Sender<Batch>, shutdown: 
     // Own pending entries first, walking each shard's pending list with a cursor, so a batch
     // still being written is not read again.
     let mut cursors: Vec<String> = cfg.keys.iter().map(|_| "0".to_string()).collect();
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::server_call();
     loop {
         if shutdown.is_cancelled() {
             return;
@@ -194,7 +195,7 @@ async fn read_loop(w: &Writer, read: Client, tx: mpsc::Sender<Batch>, shutdown: 
             Err(e) => {
                 w.ready.set("redis", false);
                 tracing::warn!(error = %e, "reading own pending entries failed; retrying");
-                if sleep_or_cancel(&shutdown, &mut backoff).await {
+                if !backoff.wait(&shutdown).await {
                     return;
                 }
             }
@@ -206,7 +207,7 @@ async fn read_loop(w: &Writer, read: Client, tx: mpsc::Sender<Batch>, shutdown: 
     let mut last_claim = Instant::now();
     let mut acc: Vec<StreamEntry> = Vec::new();
     let mut first_at = Instant::now();
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::server_call();
     while !shutdown.is_cancelled() {
         if last_claim.elapsed() >= claim_every {
             last_claim = Instant::now();
@@ -247,7 +248,7 @@ async fn read_loop(w: &Writer, read: Client, tx: mpsc::Sender<Batch>, shutdown: 
         match read {
             Ok(entries) => {
                 w.ready.set("redis", true);
-                backoff = Duration::from_millis(50);
+                backoff.reset();
                 if acc.is_empty() && !entries.is_empty() {
                     first_at = Instant::now();
                 }
@@ -256,7 +257,7 @@ async fn read_loop(w: &Writer, read: Client, tx: mpsc::Sender<Batch>, shutdown: 
             Err(e) => {
                 w.ready.set("redis", false);
                 tracing::warn!(error = %e, "stream read failed; retrying");
-                if sleep_or_cancel(&shutdown, &mut backoff).await {
+                if !backoff.wait(&shutdown).await {
                     break;
                 }
             }
@@ -271,16 +272,6 @@ async fn read_loop(w: &Writer, read: Client, tx: mpsc::Sender<Batch>, shutdown: 
     // Stop intake, flush what is in hand; the writers drain the channel.
     if !acc.is_empty() {
         let _ = tx.send(Batch { entries: acc, redelivered: false }).await;
-    }
-}
-
-/// Sleeps `backoff` (then doubles it, up to 5 s); true if `token` was cancelled meanwhile.
-async fn sleep_or_cancel(token: &CancellationToken, backoff: &mut Duration) -> bool {
-    let d = *backoff;
-    *backoff = (*backoff * 2).min(Duration::from_secs(5));
-    tokio::select! {
-        _ = token.cancelled() => true,
-        _ = tokio::time::sleep(d) => false,
     }
 }
 
@@ -303,81 +294,7 @@ async fn xreadgroup(
         block_ms,
     )
     .await?;
-    Ok(replies.into_iter().flat_map(parse_xread).collect())
-}
-
-fn value_str(v: &Value) -> Option<String> {
-    std::str::from_utf8(value_bytes(v)?).ok().map(str::to_string)
-}
-
-fn value_bytes(v: &Value) -> Option<&[u8]> {
-    match v {
-        Value::String(s) => Some(s.inner().as_ref()),
-        Value::Bytes(b) => Some(b.as_ref()),
-        _ => None,
-    }
-}
-
-/// Parses an `XREAD`/`XREADGROUP` reply (RESP2 arrays or RESP3 maps; nil when nothing came).
-/// On the hot path: no intermediate maps, one allocation per entry for its id.
-pub fn parse_xread(raw: Value) -> Vec<StreamEntry> {
-    let per_key: Vec<(String, Value)> = match raw {
-        Value::Array(streams) => streams
-            .into_iter()
-            .filter_map(|s| match s {
-                Value::Array(mut kv) if kv.len() == 2 => {
-                    let entries = kv.pop()?;
-                    Some((value_str(&kv[0])?, entries))
-                }
-                _ => None,
-            })
-            .collect(),
-        Value::Map(m) => m.inner().into_iter().filter_map(|(k, v)| Some((k.as_str()?.to_string(), v))).collect(),
-        _ => Vec::new(),
-    };
-    let mut out = Vec::new();
-    for (key, entries) in per_key {
-        let Value::Array(entries) = entries else { continue };
-        out.reserve(entries.len());
-        for entry in entries {
-            let Value::Array(mut pair) = entry else { continue };
-            if pair.is_empty() {
-                continue;
-            }
-            let fields = if pair.len() > 1 { pair.pop() } else { None };
-            let Some(id) = value_str(&pair[0]) else { continue };
-            let mut payload = None;
-            match fields {
-                Some(Value::Array(fv)) => {
-                    let mut it = fv.into_iter();
-                    while let (Some(f), Some(v)) = (it.next(), it.next()) {
-                        if value_bytes(&f) == Some(PAYLOAD_FIELD.as_bytes()) {
-                            payload = bytes_of(v);
-                        }
-                    }
-                }
-                Some(Value::Map(m)) => {
-                    for (f, v) in m.inner() {
-                        if f.as_bytes() == PAYLOAD_FIELD.as_bytes() {
-                            payload = bytes_of(v);
-                        }
-                    }
-                }
-                // A pending entry deleted from the stream (trimmed) comes back with nil fields.
-                _ => {}
-            }
-            out.push(StreamEntry { key: key.clone(), id, payload });
-        }
-    }
-    out
-}
-
-fn bytes_of(v: Value) -> Option<Bytes> {
-    match v {
-        Value::String(s) => Some(s.inner().clone()),
-        Value::Bytes(b) => Some(b),
-        _ => None,
-    }
+    Ok(replies.into_iter().flat_map(proact_server::redis::parse_xread).collect())
 }
 
 /// Milliseconds part of a stream entry id (`<ms>-<seq>`).
@@ -497,7 +414,7 @@ pub(crate) async fn delivery_counts(
             if f.len() < 4 {
                 continue;
             }
-            let (Some(id), Value::Integer(n)) = (value_str(&f[0]), &f[3]) else { continue };
+            let (Some(id), Value::Integer(n)) = (f[0].as_string(), &f[3]) else { continue };
             if wanted.contains(id.as_str()) {
                 out.insert((key.to_string(), id), *n as u64);
             }
@@ -602,19 +519,18 @@ impl Writer {
         metrics::counter!("proact_archive_rows_written_total").increment(inserted);
         metrics::counter!("proact_archive_rows_duplicate_total").increment((stored as u64).saturating_sub(inserted));
 
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::server_call();
         loop {
             let Some(sent) = self.until_abort(send_dead_letters(&self.redis, &dead)).await else { return };
             let Err(e) = sent else { break };
             tracing::warn!(error = %e, "dead-letter write failed; retrying");
-            if pause(&self.abort, backoff).await {
+            if pause(&self.abort, backoff.next_delay()).await {
                 return;
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
         self.stats.dead_letters.fetch_add(dead.len() as u64, Ordering::Relaxed);
         if !self.cfg.skip_ack {
-            let mut backoff = Duration::from_millis(50);
+            let mut backoff = Backoff::server_call();
             loop {
                 let Some(acked) =
                     self.until_abort(proact_server::redis::ack(&self.redis, &self.cfg.group, &entries)).await
@@ -623,10 +539,9 @@ impl Writer {
                 };
                 let Err(e) = acked else { break };
                 tracing::warn!(error = %e, "ack failed; retrying");
-                if pause(&self.abort, backoff).await {
+                if pause(&self.abort, backoff.next_delay()).await {
                     return;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
             self.stats.entries_acked.fetch_add(entries.len() as u64, Ordering::Relaxed);
         }
@@ -642,7 +557,7 @@ impl Writer {
     /// Stores `rows`, retrying what is not the rows' fault until it works or `abort`.
     /// Returns rows inserted and the rows refused for good (index, error), or `None` if aborted.
     async fn store_with_retry(&self, rows: &[Telemetry]) -> Option<(u64, Vec<(usize, String)>)> {
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::server_call();
         let mut partition_retries = 0;
         loop {
             let result = match self.parts.ensure(&self.pool, rows.iter().map(|t| t.ts_micros)).await {
@@ -663,12 +578,11 @@ impl Writer {
                 }
                 Err(e) => {
                     self.ready.set("postgres", false);
-                    tracing::warn!(error = %e, rows = rows.len(), retry_in = ?backoff, "telemetry batch not stored; retrying");
+                    tracing::warn!(error = %e, rows = rows.len(), retry_in = ?backoff.peek(), "telemetry batch not stored; retrying");
                     metrics::counter!("proact_archive_write_retries_total").increment(1);
-                    if pause(&self.abort, backoff).await {
+                    if pause(&self.abort, backoff.next_delay()).await {
                         return None;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                     partition_retries = 0;
                     if let Ok(client) = self.pool.get().await {
                         let _ = self.parts.refresh(&client).await;
@@ -708,12 +622,11 @@ impl Writer {
             // constraint that changes), then it is dead-lettered and the group moves on.
             let mut last = err;
             let mut stored = false;
-            let mut backoff = Duration::from_millis(100);
+            let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
             for _ in 1..self.cfg.max_attempts {
-                if pause(&self.abort, backoff).await {
+                if pause(&self.abort, backoff.next_delay()).await {
                     return Err(last);
                 }
-                backoff *= 2;
                 match self.store_once(&rows[a..b]).await {
                     Ok(n) => {
                         inserted += n;

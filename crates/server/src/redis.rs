@@ -124,19 +124,10 @@ async fn read_group_ids(
     block_ms: Option<u64>,
 ) -> Result<Vec<StreamEntry>, Error> {
     let replies = xreadgroup_raw(client, group, consumer, keys, ids, count, block_ms).await?;
-    let mut resp = std::collections::HashMap::new();
-    for raw in replies {
-        resp.extend(xread_response(raw)?);
-    }
-    let mut out = Vec::new();
-    // Keep the caller's key order so shard processing is deterministic.
-    for key in keys {
-        if let Some(entries) = resp.remove(key) {
-            for (id, mut fields) in entries {
-                out.push(StreamEntry { key: key.clone(), id, payload: fields.remove(crate::redis::PAYLOAD_FIELD) });
-            }
-        }
-    }
+    let mut out: Vec<StreamEntry> = replies.into_iter().flat_map(parse_xread).collect();
+    // The caller's key order (entries of one key stay in stream order): shard processing is
+    // deterministic whatever order the reply or the cluster's nodes gave the keys in.
+    out.sort_by_key(|e| keys.iter().position(|k| *k == e.key).unwrap_or(usize::MAX));
     Ok(out)
 }
 
@@ -360,5 +351,79 @@ pub async fn watch_lag(
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(every) => {}
         }
+    }
+}
+
+fn value_str(v: &Value) -> Option<String> {
+    std::str::from_utf8(value_bytes(v)?).ok().map(str::to_string)
+}
+
+fn value_bytes(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::String(s) => Some(s.inner().as_ref()),
+        Value::Bytes(b) => Some(b.as_ref()),
+        _ => None,
+    }
+}
+
+/// Parses an `XREAD`/`XREADGROUP` reply (RESP2 arrays or RESP3 maps; nil when nothing came).
+/// On the hot path: no intermediate maps, one allocation per entry for its id.
+pub fn parse_xread(raw: Value) -> Vec<StreamEntry> {
+    let per_key: Vec<(String, Value)> = match raw {
+        Value::Array(streams) => streams
+            .into_iter()
+            .filter_map(|s| match s {
+                Value::Array(mut kv) if kv.len() == 2 => {
+                    let entries = kv.pop()?;
+                    Some((value_str(&kv[0])?, entries))
+                }
+                _ => None,
+            })
+            .collect(),
+        Value::Map(m) => m.inner().into_iter().filter_map(|(k, v)| Some((k.as_str()?.to_string(), v))).collect(),
+        _ => Vec::new(),
+    };
+    let mut out = Vec::new();
+    for (key, entries) in per_key {
+        let Value::Array(entries) = entries else { continue };
+        out.reserve(entries.len());
+        for entry in entries {
+            let Value::Array(mut pair) = entry else { continue };
+            if pair.is_empty() {
+                continue;
+            }
+            let fields = if pair.len() > 1 { pair.pop() } else { None };
+            let Some(id) = value_str(&pair[0]) else { continue };
+            let mut payload = None;
+            match fields {
+                Some(Value::Array(fv)) => {
+                    let mut it = fv.into_iter();
+                    while let (Some(f), Some(v)) = (it.next(), it.next()) {
+                        if value_bytes(&f) == Some(PAYLOAD_FIELD.as_bytes()) {
+                            payload = bytes_of(v);
+                        }
+                    }
+                }
+                Some(Value::Map(m)) => {
+                    for (f, v) in m.inner() {
+                        if f.as_bytes() == PAYLOAD_FIELD.as_bytes() {
+                            payload = bytes_of(v);
+                        }
+                    }
+                }
+                // A pending entry deleted from the stream (trimmed) comes back with nil fields.
+                _ => {}
+            }
+            out.push(StreamEntry { key: key.clone(), id, payload });
+        }
+    }
+    out
+}
+
+fn bytes_of(v: Value) -> Option<bytes::Bytes> {
+    match v {
+        Value::String(s) => Some(s.inner().clone()),
+        Value::Bytes(b) => Some(b),
+        _ => None,
     }
 }
