@@ -3,6 +3,10 @@
 //! test; F1/FAR/MAR are pooled over the test rows. The configuration is chosen from a fixed
 //! grid by `proact_models::selection` and the score reported is that of files the selection
 //! did not see; `--fixed` scores one configuration given on the command line instead.
+//!
+//! Longer than most files (about 680 lines): the grid, the label-free margins, the nested
+//! selection and the report are one procedure whose constants must be read together (the
+//! reading of SKAB's files is apart, in [`data`]).
 
 use std::path::Path;
 

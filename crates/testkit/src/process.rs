@@ -78,9 +78,22 @@ impl Drop for Guard {
     }
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// A port that was free a moment ago on 127.0.0.1, and not handed out before by this process.
+///
+/// Tests of one binary start servers in parallel: without the second condition two of them
+/// could be given the same port, the second server then fails to bind while its readiness
+/// check connects to the first one, and its test talks to another test's server until that
+/// one stops (seen as "connection refused" in the middle of a test).
 pub(crate) fn free_port() -> Result<u16, KitError> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    for _ in 0..100 {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        if HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner()).insert(port) {
+            return Ok(port);
+        }
+    }
+    Err(KitError::Start { server: "any", detail: "no free port left that this process has not used".into() })
 }
 
 pub(crate) fn port_is_free(port: u16) -> bool {
