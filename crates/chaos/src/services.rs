@@ -88,6 +88,11 @@ pub fn args(svc: Svc, ports: &Ports, ep: &Endpoints) -> Vec<String> {
             // Outages of the pipeline itself are not sensor silence; keep the alert set known.
             "--silence-after-secs".into(),
             "0".into(),
+            // What chaos checks is delivery (each planned episode raised once), not judgment:
+            // the online detectors would also judge the plan's synthetic signal (a 3 s jump to
+            // 95 °C, then back) and add episodes of their own to the alert set.
+            "--online".into(),
+            "off".into(),
         ],
         Svc::Gateway => vec![
             "--http-addr".into(),
