@@ -53,6 +53,10 @@ pub struct StreamSink {
     wait: ReplicaWait,
     /// Shard keys, made once: cloning a `Key` shares its bytes.
     stream_keys: Vec<Key>,
+    /// Each shard key's hash slot, then the dead-letter stream's: what a batch must `WAIT`
+    /// on, known without hashing a key per reading.
+    stream_slots: Vec<u16>,
+    dlq_slot: u16,
     dlq_key: Key,
     field: Key,
 }
@@ -63,12 +67,16 @@ impl StreamSink {
     }
 
     pub fn with_mode(client: Client, shards: u32, mode: WriteMode) -> Self {
+        let stream_keys: Vec<Key> = (0..shards).map(|s| Key::from(telemetry_stream(s))).collect();
+        let dlq_key = Key::from(DEAD_LETTER_STREAM);
         Self {
             client,
             mode,
             wait: ReplicaWait::default(),
-            stream_keys: (0..shards).map(|s| Key::from(telemetry_stream(s))).collect(),
-            dlq_key: Key::from(DEAD_LETTER_STREAM),
+            stream_slots: stream_keys.iter().map(|k| fred::util::redis_keyslot(k.as_bytes())).collect(),
+            dlq_slot: fred::util::redis_keyslot(dlq_key.as_bytes()),
+            stream_keys,
+            dlq_key,
             field: Key::from(PAYLOAD_FIELD),
         }
     }
@@ -96,17 +104,21 @@ impl StreamSink {
         let mut buf = BytesMut::with_capacity(size);
         let pipeline = self.client.pipeline();
         let shards = self.stream_keys.len() as u32;
-        // The hash slots written, for the WAITs (one Redis: all in "slot" 0).
+        // The hash slots written, for the WAITs (one Redis: all in "slot" 0); none without.
         let mut slots = std::collections::BTreeSet::new();
-        let clustered = self.wait.replicas > 0 && self.client.is_clustered();
-        let mut slot_of = |key: &Key| {
-            slots.insert(if clustered { fred::util::redis_keyslot(key.as_bytes()) } else { 0 });
+        let waiting = self.wait.replicas > 0;
+        let clustered = waiting && self.client.is_clustered();
+        let mut note_slot = |slot: u16| {
+            if waiting {
+                slots.insert(if clustered { slot } else { 0 });
+            }
         };
         match self.mode {
             WriteMode::Xadd => {
                 for t in accepted {
-                    let key = self.stream_keys[shard_for(&t.equipement_id, shards) as usize].clone();
-                    slot_of(&key);
+                    let shard = shard_for(&t.equipement_id, shards) as usize;
+                    note_slot(self.stream_slots[shard]);
+                    let key = self.stream_keys[shard].clone();
                     t.encode(&mut buf).map_err(|e| Error::new(ErrorKind::Unknown, e.to_string()))?;
                     let entry = buf.split().freeze();
                     let _: () = pipeline.xadd(key, false, None::<()>, "*", (self.field.clone(), entry)).await?;
@@ -121,7 +133,7 @@ impl StreamSink {
                     let shard = shard_for(&t.equipement_id, shards) as usize;
                     let args = &mut per_shard[shard];
                     if args.is_empty() {
-                        slot_of(&self.stream_keys[shard]);
+                        note_slot(self.stream_slots[shard]);
                         args.extend(head());
                         args.push(Value::Bytes(self.stream_keys[shard].clone().into_bytes()));
                     }
@@ -134,7 +146,7 @@ impl StreamSink {
             }
         }
         if !dead.is_empty() {
-            slot_of(&self.dlq_key);
+            note_slot(self.dlq_slot);
         }
         for d in dead {
             d.encode(&mut buf).map_err(|e| Error::new(ErrorKind::Unknown, e.to_string()))?;
@@ -142,8 +154,8 @@ impl StreamSink {
             let _: () =
                 pipeline.xadd(self.dlq_key.clone(), false, None::<()>, "*", (self.field.clone(), entry)).await?;
         }
-        let waits = if self.wait.replicas > 0 { slots.len() } else { 0 };
-        for &slot in slots.iter().take(waits) {
+        let waits = slots.len();
+        for &slot in &slots {
             let wait = CustomCommand::new_static("WAIT", ClusterHash::Custom(slot), false);
             let args = vec![Value::Integer(i64::from(self.wait.replicas)), Value::Integer(self.wait.timeout_ms as i64)];
             let _: () = pipeline.custom(wait, args).await?;
