@@ -135,11 +135,12 @@ async fn sigterm_after_redis_went_away_exits_within_the_drain_bound_and_acked_on
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "exit status {status:?}:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
-    // Ended by itself: not by the forced stop at the bound, which aborts what still runs.
+    // Ended by itself: not by the forced stop at the bound, which aborts what still runs and
+    // says so in the log (the log, not the clock: a loaded machine may be slow either way).
     let exited = signalled.elapsed();
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
-        !text.contains("tasks still draining after the grace period") && exited < bound,
+        !text.contains("tasks still draining after the grace period"),
         "the drain did not end by itself (exited after {exited:?}, forced stop at {bound:?}):\n{text}"
     );
 

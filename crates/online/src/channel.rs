@@ -81,13 +81,7 @@ impl ChannelDetector {
         }
     }
 
-    /// Learns from `value` at `ts_micros` (scored first, as [`Self::observe`] does).
-    pub fn learn(&mut self, ts_micros: i64, value: f64, cfg: &OnlineConfig) {
-        let score = self.score(ts_micros, value, cfg);
-        self.learn_scored(ts_micros, value, score, cfg);
-    }
-
-    /// Scores `value`, then learns from it: the same as [`Self::score`] then [`Self::learn`].
+    /// Scores `value` (as [`Self::score`]), then learns from it.
     pub fn observe(&mut self, ts_micros: i64, value: f64, cfg: &OnlineConfig) -> f64 {
         let score = self.score(ts_micros, value, cfg);
         self.learn_scored(ts_micros, value, score, cfg);
