@@ -18,7 +18,7 @@ test:
     cargo test --workspace --lib --bins --tests
     cargo test --workspace --doc
 
-# Fault injection under load (docs/RELIABILITY.md): `just chaos` (short, CI), `just chaos long`; extra flags after it (`--seed N`).
+# Fault injection under load (docs/RELIABILITY.md): `just chaos` (short, CI), `just chaos cluster` (Redis Cluster with master kills, CI), `just chaos long`; extra flags after it (`--seed N`).
 chaos profile="short" *args:
     bash deploy/install-deps.sh
     # The same build as `just test` (same features): nothing to rebuild after it.
