@@ -755,11 +755,11 @@ mod tests {
         }
     }
 
-    /// Every reading of a payload: (index, raw element, validation).
-    fn parse_all(
-        payload: &str,
-        limits: &Limits,
-    ) -> Result<Vec<(Option<usize>, String, Result<Telemetry, Rejection>)>, Rejection> {
+    /// One reading of a payload: its index, its raw JSON, its validation.
+    type Parsed = (Option<usize>, String, Result<Telemetry, Rejection>);
+
+    /// Every reading of a payload.
+    fn parse_all(payload: &str, limits: &Limits) -> Result<Vec<Parsed>, Rejection> {
         let mut out = Vec::new();
         parse_mqtt_payload(TOPIC, payload.as_bytes(), limits, NOW, |i, raw, r| {
             out.push((i, String::from_utf8_lossy(raw).into_owned(), r))
