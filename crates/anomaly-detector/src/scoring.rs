@@ -11,13 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fred::prelude::*;
-use proact_proto::streams::{shard_for, telemetry_stream};
+use proact_proto::streams::{decode_readings, shard_for, telemetry_stream};
 use proact_proto::time::now_micros;
 use proact_proto::v1::{AlertEvent, AlertEventKind, Telemetry};
 use proact_server::otel::{trace_id_of, KeyValue, PipelineSpan, Tracing};
 use proact_server::redis::{ack, ensure_group, read_group, StreamEntry};
 use proact_server::Readiness;
-use prost::Message;
 use tokio::sync::{watch, Mutex};
 use tokio_util::sync::CancellationToken;
 
@@ -302,11 +301,17 @@ impl Scoring {
         let mut outgoing = Vec::new();
         let mut spans: Vec<PipelineSpan> = Vec::new();
         let mut too_late = 0;
+        let mut scored = 0;
         {
             let mut engine = self.engine.lock().await;
-            for e in entries {
+            // An entry carries one reading or a batch of them, in the order ingest read them.
+            let readings = entries.iter().flat_map(|e| {
                 // Ingest wrote these; an undecodable one is archive's to dead-letter, not ours.
-                let Some(Ok(t)) = e.payload.as_ref().map(|p| Telemetry::decode(p.as_ref())) else { continue };
+                let readings = e.payload.as_ref().and_then(|p| decode_readings(e.field, p).ok());
+                readings.unwrap_or_default().into_iter().map(move |t| (e, t))
+            });
+            for (e, t) in readings {
+                scored += 1;
                 // Only readings ingest sampled carry a trace; the rest cost this one lookup.
                 let span = traces.follow("detector.score", &t.trace_context, started, Vec::new());
                 let trace_id = match trace_id_of(&t.trace_context) {
@@ -339,7 +344,7 @@ impl Scoring {
                 outgoing.extend(produced.into_iter().map(|tr| self::outgoing(tr, context.clone())));
             }
         }
-        metrics::counter!("proact_detector_events_scored_total").increment(entries.len() as u64);
+        metrics::counter!("proact_detector_events_scored_total").increment(scored);
         let (fenced, appended_at) = self.publish_all(outgoing).await?;
         spans.into_iter().for_each(PipelineSpan::end);
         Ok(BatchOutcome { fenced, appended_at, too_late })

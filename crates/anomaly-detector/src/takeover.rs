@@ -69,10 +69,9 @@ impl Scoring {
                 let entries: Vec<StreamEntry> = tail
                     .into_iter()
                     .rev()
-                    .map(|(id, mut f)| StreamEntry {
-                        key: key.clone(),
-                        id,
-                        payload: f.remove(proact_server::redis::PAYLOAD_FIELD),
+                    .map(|(id, mut f)| {
+                        let (field, payload) = entry_payload(&mut f);
+                        StreamEntry { key: key.clone(), id, payload, field }
                     })
                     .collect();
                 metrics::counter!("proact_detector_warmup_entries_total").increment(entries.len() as u64);
@@ -255,4 +254,14 @@ async fn pending_ids(client: &Client, key: &str, group: &str) -> Result<HashSet<
             _ => None,
         })
         .collect())
+}
+
+/// The payload of an entry read with `XRANGE`, and the field it came from (a single reading
+/// or a batch of them).
+fn entry_payload(fields: &mut HashMap<String, bytes::Bytes>) -> (&'static str, Option<bytes::Bytes>) {
+    use proact_server::redis::{BATCH_FIELD, PAYLOAD_FIELD};
+    match fields.remove(BATCH_FIELD) {
+        Some(batch) => (BATCH_FIELD, Some(batch)),
+        None => (PAYLOAD_FIELD, fields.remove(PAYLOAD_FIELD)),
+    }
 }

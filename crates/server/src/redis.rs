@@ -78,13 +78,23 @@ pub async fn ping(client: &Client) -> bool {
     r.is_ok()
 }
 
-/// One entry read from a stream: where it is, and its protobuf payload (field `p`).
+/// One entry read from a stream: where it is, and its protobuf payload (field `p`, or `b`
+/// for a telemetry entry carrying a batch of readings).
 #[derive(Debug, Clone)]
 pub struct StreamEntry {
     pub key: String,
     pub id: String,
     /// `None` when the entry has no payload field (it is still acked, after a dead letter).
     pub payload: Option<bytes::Bytes>,
+    /// The field the payload came from: [`PAYLOAD_FIELD`] or [`BATCH_FIELD`].
+    pub field: &'static str,
+}
+
+impl StreamEntry {
+    /// An entry with a single message in field `p`.
+    pub fn single(key: String, id: String, payload: Option<bytes::Bytes>) -> Self {
+        Self { key, id, payload, field: PAYLOAD_FIELD }
+    }
 }
 
 /// Reads up to `count` new entries per key for `consumer` of `group`, blocking up to
@@ -211,6 +221,14 @@ pub fn xread_response(
 
 /// The payload field of every ProAct stream entry (mirrors `proact_proto::streams`).
 pub const PAYLOAD_FIELD: &str = "p";
+/// The payload field of a telemetry entry carrying a batch of readings (mirrors
+/// `proact_proto::streams`).
+pub const BATCH_FIELD: &str = "b";
+
+/// The payload field a field name is, if it is one.
+fn payload_field(name: &[u8]) -> Option<&'static str> {
+    [PAYLOAD_FIELD, BATCH_FIELD].into_iter().find(|f| f.as_bytes() == name)
+}
 
 /// Acknowledges `entries` for `group`, one `XACK` per stream key, pipelined.
 pub async fn ack(client: &Client, group: &str, entries: &[StreamEntry]) -> Result<(), Error> {
@@ -250,15 +268,16 @@ pub async fn claim_stale(
         for entry in entries {
             let Value::Array(pair) = entry else { continue };
             let (Some(id), fields) = (pair.first().and_then(|v| v.as_string()), pair.get(1)) else { continue };
-            let mut payload = None;
+            let (mut payload, mut field) = (None, PAYLOAD_FIELD);
             if let Some(Value::Array(fv)) = fields {
                 for kv in fv.chunks(2) {
-                    if kv.len() == 2 && kv[0].as_str().as_deref() == Some(PAYLOAD_FIELD) {
+                    if let (2, Some(f)) = (kv.len(), value_bytes(&kv[0]).and_then(payload_field)) {
                         payload = kv[1].as_bytes().map(bytes::Bytes::copy_from_slice);
+                        field = f;
                     }
                 }
             }
-            out.push(StreamEntry { key: key.clone(), id, payload });
+            out.push(StreamEntry { key: key.clone(), id, payload, field });
         }
     }
     Ok(out)
@@ -394,27 +413,29 @@ pub fn parse_xread(raw: Value) -> Vec<StreamEntry> {
             }
             let fields = if pair.len() > 1 { pair.pop() } else { None };
             let Some(id) = value_str(&pair[0]) else { continue };
-            let mut payload = None;
+            let (mut payload, mut field) = (None, PAYLOAD_FIELD);
             match fields {
                 Some(Value::Array(fv)) => {
                     let mut it = fv.into_iter();
                     while let (Some(f), Some(v)) = (it.next(), it.next()) {
-                        if value_bytes(&f) == Some(PAYLOAD_FIELD.as_bytes()) {
+                        if let Some(name) = value_bytes(&f).and_then(payload_field) {
                             payload = bytes_of(v);
+                            field = name;
                         }
                     }
                 }
                 Some(Value::Map(m)) => {
                     for (f, v) in m.inner() {
-                        if f.as_bytes() == PAYLOAD_FIELD.as_bytes() {
+                        if let Some(name) = payload_field(f.as_bytes()) {
                             payload = bytes_of(v);
+                            field = name;
                         }
                     }
                 }
                 // A pending entry deleted from the stream (trimmed) comes back with nil fields.
                 _ => {}
             }
-            out.push(StreamEntry { key: key.clone(), id, payload });
+            out.push(StreamEntry { key: key.clone(), id, payload, field });
         }
     }
     out
