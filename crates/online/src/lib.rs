@@ -28,6 +28,7 @@ mod level;
 mod likelihood;
 mod patterns;
 mod range;
+mod season;
 
 pub use channel::ChannelDetector;
 use serde::{Deserialize, Serialize};
@@ -76,6 +77,16 @@ pub struct OnlineConfig {
     /// counted as a pattern of its bucket (the hour of the day by default).
     pub season_micros: i64,
     pub season_buckets: u32,
+    /// The contextual surprise judges when a period (day, week) explains at least this share
+    /// of the channel's variance (above 1: off); a value this many of its bucket's standard
+    /// deviations from the bucket's mean is a full surprise.
+    pub context_strength: f64,
+    pub context_sigmas: f64,
+    /// When an alarm has lasted past `freeze_readings`, its level is adopted at once as the
+    /// long-term one (rather than over `long_window` readings). Off by default: on NAB's
+    /// tuning part a burst that outlasts the freeze is more often transient than a new level,
+    /// and adopting it makes its end a new alarm (EVAL.md).
+    pub adopt_level: bool,
 }
 
 impl Default for OnlineConfig {
@@ -101,6 +112,9 @@ impl Default for OnlineConfig {
             drift_fast: 20,
             season_micros: 86_400_000_000,
             season_buckets: 24,
+            context_strength: 0.5,
+            context_sigmas: 4.0,
+            adopt_level: false,
         }
     }
 }
