@@ -189,22 +189,19 @@ pub fn nab(a: &NabArgs) -> Result<()> {
     println!("|---|---|---:|---:|---:|---:|---:|");
     let mut standard = Vec::new();
     for p in &profiles {
-        let s = sweep(&pairs, p)?;
-        println!(
-            "| one threshold optimised over the corpus (NAB's way, sees the labels) | {} | {:.1} | {:.6} | {} | {} | {} |",
-            p.name, s.score, s.threshold, s.outcome.tp, s.outcome.fn_, s.outcome.fp
-        );
-        if p.name == "standard" {
-            standard.push(("one threshold optimised over the corpus", s.score));
-        }
+        let mut sweeps =
+            vec![("one threshold optimised over the corpus", "NAB's way, sees the labels", sweep(&pairs, p)?)];
         if a.crossings {
-            let s = sweep_crossings(&pairs, p)?;
+            let how = "a detection where the score crosses it, sees the labels";
+            sweeps.push(("one threshold optimised over the corpus, crossings", how, sweep_crossings(&pairs, p)?));
+        }
+        for (what, how, s) in sweeps {
             println!(
-                "| one threshold optimised over the corpus, a detection where the score crosses it (sees the labels) | {} | {:.1} | {:.2} | {} | {} | {} |",
+                "| {what} ({how}) | {} | {:.1} | {:.6} | {} | {} | {} |",
                 p.name, s.score, s.threshold, s.outcome.tp, s.outcome.fn_, s.outcome.fp
             );
             if p.name == "standard" {
-                standard.push(("one threshold optimised over the corpus, crossings", s.score));
+                standard.push((what, s.score));
             }
         }
         if a.detections_column.is_some() {
