@@ -10,6 +10,9 @@
 //!   (a spike, a flat channel that moves);
 //! - **pattern novelty**: the value is quantised into levels; how often the current level, the
 //!   last two and the last three were seen gives a raw surprise in [0, 1];
+//! - **contextual surprise**: the distance of the value from the channel's usual value at this
+//!   phase of its period (half hour of the day, hour of the week), when its learned history
+//!   shows that period: a normal value at an abnormal time;
 //! - **anomaly likelihood**: the mean of the last raw surprises against its long-term
 //!   distribution, a tail probability on a log scale (HTM's post-processing), so the score
 //!   means "unusual for this channel", whatever its noise.
