@@ -227,3 +227,24 @@ fn a_new_level_is_adopted_soon_after_the_freeze_when_asked() {
     let calm_slow = (2000..3000).find(|&i| scores[i..].iter().all(|&s| s < slow.threshold)).unwrap_or(3000);
     assert!(calm_slow > calm, "adopting is faster ({calm} against {calm_slow})");
 }
+
+#[test]
+fn a_checkpoint_written_before_the_contextual_profiles_still_resumes() {
+    let cfg = OnlineConfig::default();
+    let mut noise = Noise(31);
+    let mut d = EquipmentDetector::default();
+    for i in 0..2000 {
+        d.observe(i * STEP, &[noise.next()], &cfg);
+    }
+    let mut json: serde_json::Value = serde_json::to_value(&d).expect("serialise");
+    for channel in json["channels"].as_array_mut().expect("channels") {
+        let c = channel.as_object_mut().expect("a channel is an object");
+        assert!(c.remove("season").is_some() && c.remove("pending_sum").is_some());
+    }
+    let mut old: EquipmentDetector = serde_json::from_value(json).expect("an older checkpoint loads");
+    // It keeps learning; its profiles start empty, so no contextual surprise before two days.
+    for i in 2000..2100 {
+        let x = [noise.next()];
+        assert!(old.observe(i * STEP, &x, &cfg).score.is_finite());
+    }
+}
