@@ -8,6 +8,10 @@
 /// Field of a stream entry that carries the protobuf payload.
 pub const PAYLOAD_FIELD: &str = "p";
 
+/// Field of a telemetry shard entry that carries an `EquipmentStatus` instead of a reading
+/// (docs/adr/0004-equipment-status-entries.md): readers of readings skip such entries.
+pub const STATUS_FIELD: &str = "s";
+
 /// Key of the alerts stream (entries: `AlertEvent`).
 pub const ALERTS_STREAM: &str = "proact:alerts";
 /// Key of the model-events stream (entries: `ModelEvent`).
