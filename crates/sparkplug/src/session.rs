@@ -240,6 +240,12 @@ impl Metrics {
         Ok(out)
     }
 
+    /// Whether these metrics make an equipment of their owner: an edge node that is only a
+    /// gateway for its devices has no online/offline of its own worth an alarm.
+    fn measures(&self) -> bool {
+        self.defs.iter().any(|d| matches!(d.channel, Channel::Temperature | Channel::Vibration))
+    }
+
     /// The declaration a data metric refers to, by name or else by alias.
     fn resolve(&self, m: &Metric) -> Result<usize, Error> {
         match (&m.name, m.alias) {
@@ -323,10 +329,12 @@ impl Tracker {
         let mut metrics = Metrics::declare(&p.metrics, &self.mapping, &self.limits)?;
         let equipment = self.mapping.equipment(t);
         apply(&mut metrics, p, true, &equipment, now, out)?;
+        if metrics.measures() {
+            out.statuses.push(status(equipment, true, now, "Sparkplug NBIRTH".into()));
+        }
         let node = Node { bd_seq: bd_seq(p), seq: p.seq.map(|s| s as u8), metrics, devices: HashMap::new() };
         nodes.insert(t.edge_node.to_string(), node);
         self.nodes += 1;
-        out.statuses.push(status(equipment, true, now, "Sparkplug NBIRTH".into()));
         Ok(())
     }
 
@@ -354,7 +362,9 @@ impl Tracker {
             let device = Topic { device: Some(d), ..*t };
             out.statuses.push(status(self.mapping.equipment(&device), false, now, reason.clone()));
         }
-        out.statuses.push(status(self.mapping.equipment(t), false, now, reason));
+        if node.metrics.measures() {
+            out.statuses.push(status(self.mapping.equipment(t), false, now, reason));
+        }
     }
 
     /// DBIRTH, DDEATH, NDATA, DDATA: in the session of their edge node.

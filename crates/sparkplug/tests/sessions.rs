@@ -127,10 +127,23 @@ fn deaths_take_devices_offline_and_a_stale_ndeath_is_ignored() {
     assert!(t.handle(DDATA, &encode_ddata(2, T0, &[(1, 1.0)]), NOW).is_ok(), "the session lives on");
     let dead = t.handle(NDEATH, &encode_ndeath(7), NOW).unwrap();
     let offline: Vec<(&str, bool)> = dead.statuses.iter().map(|s| (s.equipement_id.as_str(), s.online)).collect();
-    assert_eq!(offline, vec![("PUMP-01", false), ("Edge2", false)]);
+    assert_eq!(offline, vec![("PUMP-01", false)], "the node itself measures nothing: no status of its own");
     assert!(dead.statuses[0].reason.contains("NDEATH"));
     assert_eq!(t.handle(DDATA, &encode_ddata(3, T0, &[(1, 1.0)]), NOW).unwrap_err().kind, ErrorKind::NoSession);
     assert_eq!(t.sessions(), 0);
+}
+
+#[test]
+fn an_edge_node_that_measures_is_an_equipment_too() {
+    let mut t = Tracker::new(Mapping::default(), Limits::default());
+    let b =
+        t.handle(NBIRTH, &encode_nbirth(3, 0, T0, &[("Temperature", 1, 40.0), ("Vibration", 2, 0.5)]), NOW).unwrap();
+    assert_eq!((b.statuses[0].equipement_id.as_str(), b.statuses[0].online), ("Edge2", true));
+    assert_eq!(b.readings[0].equipement_id, "Edge2");
+    let n = t.handle("spBv1.0/Plant1/NDATA/Edge2", &encode_ddata(1, T0 + 1000, &[(1, 41.0)]), NOW).unwrap();
+    assert_eq!((n.readings[0].temperature, n.readings[0].vibration), (41.0, 0.5));
+    let d = t.handle(NDEATH, &encode_ndeath(3), NOW).unwrap();
+    assert_eq!((d.statuses[0].equipement_id.as_str(), d.statuses[0].online), ("Edge2", false));
 }
 
 #[test]
