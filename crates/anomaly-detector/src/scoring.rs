@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use fred::prelude::*;
 use proact_proto::streams::{shard_for, telemetry_stream};
 use proact_proto::time::now_micros;
-use proact_proto::v1::{AlertEvent, AlertEventKind, Telemetry};
+use proact_proto::v1::{AlertEvent, AlertEventKind, EquipmentStatus, Telemetry};
 use proact_server::otel::{trace_id_of, KeyValue, PipelineSpan, Tracing};
 use proact_server::redis::{ack, ensure_group, read_group, StreamEntry};
 use proact_server::Readiness;
@@ -305,6 +305,14 @@ impl Scoring {
         {
             let mut engine = self.engine.lock().await;
             for e in entries {
+                // An equipment declared offline or online by its source (docs/adr/0004).
+                if let Some(Ok(status)) = e.status.as_ref().map(|s| EquipmentStatus::decode(s.as_ref())) {
+                    let produced = engine.status(&status, now);
+                    if publish(e) {
+                        outgoing.extend(produced.into_iter().map(|tr| self::outgoing(tr, HashMap::new())));
+                    }
+                    continue;
+                }
                 // Ingest wrote these; an undecodable one is archive's to dead-letter, not ours.
                 let Some(Ok(t)) = e.payload.as_ref().map(|p| Telemetry::decode(p.as_ref())) else { continue };
                 // Only readings ingest sampled carry a trace; the rest cost this one lookup.

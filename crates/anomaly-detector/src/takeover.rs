@@ -73,6 +73,7 @@ impl Scoring {
                         key: key.clone(),
                         id,
                         payload: f.remove(proact_server::redis::PAYLOAD_FIELD),
+                        status: f.remove(proact_server::redis::STATUS_FIELD),
                     })
                     .collect();
                 metrics::counter!("proact_detector_warmup_entries_total").increment(entries.len() as u64);

@@ -332,6 +332,7 @@ pub fn fuzz_one(data: &[u8]) {
         key: proact_proto::streams::telemetry_stream(0),
         id: "1-0".into(),
         payload: (!data.is_empty()).then(|| Bytes::copy_from_slice(data)),
+        status: None,
     };
     match decode_entry(&e) {
         Ok(t) => {
@@ -477,8 +478,15 @@ impl Writer {
         }
         let mut rows: Vec<Telemetry> = Vec::with_capacity(entries.len());
         let mut row_entry: Vec<usize> = Vec::with_capacity(entries.len());
+        let mut statuses = 0;
         for (i, e) in entries.iter().enumerate() {
             if skip.contains(&i) {
+                continue;
+            }
+            // An equipment status (docs/adr/0004) is not a row: the detector's to act on,
+            // acknowledged here with the batch.
+            if e.payload.is_none() && e.status.is_some() {
+                statuses += 1;
                 continue;
             }
             match decode_entry(e) {
@@ -490,7 +498,8 @@ impl Writer {
             }
         }
 
-        tracing::debug!(rows = rows.len(), dead = dead.len(), "batch decoded");
+        metrics::counter!("proact_archive_status_entries_total").increment(statuses);
+        tracing::debug!(rows = rows.len(), dead = dead.len(), statuses, "batch decoded");
         let spans: Vec<PipelineSpan> = if self.traces.enabled() {
             rows.iter()
                 .filter_map(|t| {

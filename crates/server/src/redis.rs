@@ -85,6 +85,9 @@ pub struct StreamEntry {
     pub id: String,
     /// `None` when the entry has no payload field (it is still acked, after a dead letter).
     pub payload: Option<bytes::Bytes>,
+    /// An equipment status in a telemetry shard (field `s`, `EquipmentStatus`) instead of a
+    /// reading: docs/adr/0004-equipment-status-entries.md.
+    pub status: Option<bytes::Bytes>,
 }
 
 /// Reads up to `count` new entries per key for `consumer` of `group`, blocking up to
@@ -211,6 +214,8 @@ pub fn xread_response(
 
 /// The payload field of every ProAct stream entry (mirrors `proact_proto::streams`).
 pub const PAYLOAD_FIELD: &str = "p";
+/// The field of a telemetry shard's status entries (mirrors `proact_proto::streams`).
+pub const STATUS_FIELD: &str = "s";
 
 /// Acknowledges `entries` for `group`, one `XACK` per stream key, pipelined.
 pub async fn ack(client: &Client, group: &str, entries: &[StreamEntry]) -> Result<(), Error> {
@@ -250,15 +255,18 @@ pub async fn claim_stale(
         for entry in entries {
             let Value::Array(pair) = entry else { continue };
             let (Some(id), fields) = (pair.first().and_then(|v| v.as_string()), pair.get(1)) else { continue };
-            let mut payload = None;
+            let (mut payload, mut status) = (None, None);
             if let Some(Value::Array(fv)) = fields {
                 for kv in fv.chunks(2) {
-                    if kv.len() == 2 && kv[0].as_str().as_deref() == Some(PAYLOAD_FIELD) {
-                        payload = kv[1].as_bytes().map(bytes::Bytes::copy_from_slice);
+                    let value = || kv[1].as_bytes().map(bytes::Bytes::copy_from_slice);
+                    match kv.first().and_then(|f| f.as_str()).as_deref() {
+                        Some(PAYLOAD_FIELD) if kv.len() == 2 => payload = value(),
+                        Some(STATUS_FIELD) if kv.len() == 2 => status = value(),
+                        _ => {}
                     }
                 }
             }
-            out.push(StreamEntry { key: key.clone(), id, payload });
+            out.push(StreamEntry { key: key.clone(), id, payload, status });
         }
     }
     Ok(out)
@@ -394,27 +402,30 @@ pub fn parse_xread(raw: Value) -> Vec<StreamEntry> {
             }
             let fields = if pair.len() > 1 { pair.pop() } else { None };
             let Some(id) = value_str(&pair[0]) else { continue };
-            let mut payload = None;
+            let (mut payload, mut status) = (None, None);
+            let mut take = |f: &[u8], v: Value| {
+                if f == PAYLOAD_FIELD.as_bytes() {
+                    payload = bytes_of(v);
+                } else if f == STATUS_FIELD.as_bytes() {
+                    status = bytes_of(v);
+                }
+            };
             match fields {
                 Some(Value::Array(fv)) => {
                     let mut it = fv.into_iter();
                     while let (Some(f), Some(v)) = (it.next(), it.next()) {
-                        if value_bytes(&f) == Some(PAYLOAD_FIELD.as_bytes()) {
-                            payload = bytes_of(v);
-                        }
+                        take(value_bytes(&f).unwrap_or_default(), v);
                     }
                 }
                 Some(Value::Map(m)) => {
                     for (f, v) in m.inner() {
-                        if f.as_bytes() == PAYLOAD_FIELD.as_bytes() {
-                            payload = bytes_of(v);
-                        }
+                        take(f.as_bytes(), v);
                     }
                 }
                 // A pending entry deleted from the stream (trimmed) comes back with nil fields.
                 _ => {}
             }
-            out.push(StreamEntry { key: key.clone(), id, payload });
+            out.push(StreamEntry { key: key.clone(), id, payload, status });
         }
     }
     out
