@@ -16,7 +16,6 @@ use proact_proto::v1::{EquipmentStatus, RejectReason, Telemetry};
 use proact_sparkplug::encode::{encode_dbirth, encode_ddata, encode_ddeath, encode_nbirth, encode_ndeath};
 use proact_testkit::{Mosquitto, Redis};
 use prost::Message;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 /// What one shard entry is.
 #[derive(Debug, PartialEq)]
@@ -43,35 +42,6 @@ async fn shard_entries(r: &Client, id: &str) -> Vec<Entry> {
         .collect()
 }
 
-/// An edge node: publishes in order at QoS 1 and waits for the broker's PUBACKs.
-struct EdgeNode {
-    client: AsyncClient,
-    events: rumqttc::EventLoop,
-}
-
-impl EdgeNode {
-    fn new(port: u16, id: &str) -> Self {
-        let (client, events) = AsyncClient::new(MqttOptions::new(id, "127.0.0.1", port), 100);
-        Self { client, events }
-    }
-
-    async fn send(&mut self, msgs: &[(&str, Vec<u8>)]) {
-        for (topic, payload) in msgs {
-            self.client.publish(*topic, QoS::AtLeastOnce, false, payload.clone()).await.unwrap();
-        }
-        let mut acked = 0;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while acked < msgs.len() {
-            assert!(tokio::time::Instant::now() < deadline, "broker did not ack");
-            if let Ok(Ok(Event::Incoming(Packet::PubAck(_)))) =
-                tokio::time::timeout(Duration::from_secs(5), self.events.poll()).await
-            {
-                acked += 1;
-            }
-        }
-    }
-}
-
 async fn wait_for<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -96,9 +66,8 @@ async fn births_then_data_by_alias_become_readings_and_statuses_in_order() {
     let (mqtt, redis) = tokio::try_join!(Mosquitto::start(), Redis::start()).expect("servers");
     let r = common::redis(&redis.url()).await;
     let ingest = start_ingest(&mqtt.url(), &redis.url(), "ingest-spb", &["--sparkplug", "Plant1"]).await;
-    let mut edge = EdgeNode::new(mqtt.port(), "edge2");
     let t0 = ms_ago(10_000);
-    edge.send(&[
+    let msgs = [
         (NBIRTH, encode_nbirth(4, 0, t0, &[])),
         (
             DBIRTH,
@@ -113,8 +82,8 @@ async fn births_then_data_by_alias_become_readings_and_statuses_in_order() {
         ("spBv1.0/Plant1/DDEATH/Edge2/PUMP-01", encode_ddeath(4, t0 + 3000)),
         // Another group: not subscribed, so never seen.
         ("spBv1.0/Other/NBIRTH/Edge9", encode_nbirth(0, 0, t0, &[])),
-    ])
-    .await;
+    ];
+    publish_raw(mqtt.port(), &msgs.map(|(t, p)| (t.to_string(), p))).await;
     let entries = wait_for("five PUMP-01 entries", async || {
         let e = shard_entries(&r, "PUMP-01").await;
         (e.len() >= 5).then_some(e)
@@ -147,7 +116,6 @@ async fn malformed_messages_and_data_before_birth_are_dead_lettered_with_their_r
     let (mqtt, redis) = tokio::try_join!(Mosquitto::start(), Redis::start()).expect("servers");
     let r = common::redis(&redis.url()).await;
     let ingest = start_ingest(&mqtt.url(), &redis.url(), "ingest-spb-bad", &["--sparkplug", "all"]).await;
-    let mut edge = EdgeNode::new(mqtt.port(), "edge-bad");
     let t0 = ms_ago(10_000);
     let cases: Vec<(&str, Vec<u8>, RejectReason)> = vec![
         // Data of a node never born here.
@@ -171,8 +139,8 @@ async fn malformed_messages_and_data_before_birth_are_dead_lettered_with_their_r
         ("spBv1.0/Plant1/NDEATH/Edge2", encode_ndeath(0), RejectReason::Unspecified),
         (DDATA, encode_ddata(8, t0 + 2000, &[(1, 95.0)]), RejectReason::Unspecified),
     ];
-    let msgs: Vec<(&str, Vec<u8>)> = cases.iter().map(|(t, p, _)| (*t, p.clone())).collect();
-    edge.send(&msgs).await;
+    let msgs: Vec<(String, Vec<u8>)> = cases.iter().map(|(t, p, _)| (t.to_string(), p.clone())).collect();
+    publish_raw(mqtt.port(), &msgs).await;
     let want: Vec<RejectReason> = cases.iter().map(|c| c.2).filter(|r| *r != RejectReason::Unspecified).collect();
     let dead = wait_for("the dead letters", async || {
         let d = dead_letters(&r).await;

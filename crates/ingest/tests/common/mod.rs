@@ -227,3 +227,23 @@ pub fn metric(page: &str, metric: &str, labels: &str) -> Option<f64> {
         (matches && (labels.is_empty() || name.contains(labels))).then(|| value.parse().ok()).flatten()
     })
 }
+
+/// Publishes raw `(topic, payload)` messages at QoS 1 and waits for every PUBACK.
+pub async fn publish_raw(port: u16, msgs: &[(String, Vec<u8>)]) {
+    let mut opts = MqttOptions::new("sensor-raw", "127.0.0.1", port);
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut ev) = AsyncClient::new(opts, 100);
+    for (t, p) in msgs {
+        client.publish(t.clone(), QoS::AtLeastOnce, false, p.clone()).await.unwrap();
+    }
+    let mut acked = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while acked < msgs.len() {
+        assert!(tokio::time::Instant::now() < deadline, "broker did not ack");
+        if let Ok(Ok(Event::Incoming(Packet::PubAck(_)))) =
+            tokio::time::timeout(Duration::from_secs(5), ev.poll()).await
+        {
+            acked += 1;
+        }
+    }
+}
