@@ -23,8 +23,9 @@ async fn no_data_events(r: &Client, id: &str) -> Vec<(AlertEventKind, String)> {
         .iter()
         .filter_map(|(_, f)| AlertEvent::decode(f.get(PAYLOAD_FIELD)?.as_ref()).ok())
         .filter_map(|e| {
+            let kind = e.kind();
             let a = e.alert?;
-            (a.equipement_id == id && a.rule == "no_data").then(|| (e.kind(), a.alert_id))
+            (a.equipement_id == id && a.rule == "no_data").then_some((kind, a.alert_id))
         })
         .collect()
 }

@@ -314,10 +314,9 @@ impl Tracker {
     }
 
     fn nbirth(&mut self, t: &Topic<'_>, p: &Payload, now: i64, out: &mut Decoded) -> Result<(), Error> {
-        let nodes = self.groups.entry(t.group.to_string()).or_default();
         // A new birth ends the previous session whatever follows: if this one is refused,
         // data until the next birth has no session (and asks for one).
-        if nodes.remove(t.edge_node).is_some() {
+        if self.remove_node(t.group, t.edge_node).is_some() {
             self.nodes -= 1;
         }
         if self.nodes >= self.limits.max_nodes {
@@ -333,13 +332,13 @@ impl Tracker {
             out.statuses.push(status(equipment, true, now, "Sparkplug NBIRTH".into()));
         }
         let node = Node { bd_seq: bd_seq(p), seq: p.seq.map(|s| s as u8), metrics, devices: HashMap::new() };
-        nodes.insert(t.edge_node.to_string(), node);
+        self.groups.entry(t.group.to_string()).or_default().insert(t.edge_node.to_string(), node);
         self.nodes += 1;
         Ok(())
     }
 
     fn ndeath(&mut self, t: &Topic<'_>, p: &Payload, now: i64, out: &mut Decoded) {
-        let Some(nodes) = self.groups.get_mut(t.group) else {
+        let Some(nodes) = self.groups.get(t.group) else {
             out.ignored = Some("the NDEATH of an edge node with no session");
             return;
         };
@@ -353,7 +352,7 @@ impl Tracker {
                 return;
             }
         }
-        let node = nodes.remove(t.edge_node).expect("looked up above");
+        let node = self.remove_node(t.group, t.edge_node).expect("looked up above");
         self.nodes -= 1;
         let reason = format!("Sparkplug NDEATH of edge node {}/{}", t.group, t.edge_node);
         let mut devices: Vec<&String> = node.devices.keys().collect();
@@ -365,6 +364,17 @@ impl Tracker {
         if node.metrics.measures() {
             out.statuses.push(status(self.mapping.equipment(t), false, now, reason));
         }
+    }
+
+    /// Removes a node's session, and its group's map once empty (so that groups come and go
+    /// with their nodes, within the node limit).
+    fn remove_node(&mut self, group: &str, node: &str) -> Option<Node> {
+        let nodes = self.groups.get_mut(group)?;
+        let removed = nodes.remove(node);
+        if nodes.is_empty() {
+            self.groups.remove(group);
+        }
+        removed
     }
 
     /// DBIRTH, DDEATH, NDATA, DDATA: in the session of their edge node.

@@ -251,4 +251,12 @@ fn the_tracker_is_bounded() {
     assert_eq!(e.kind, ErrorKind::TooLarge);
     let big = encode_dbirth(3, T0, &[("a", 1, 1.0), ("b", 2, 1.0), ("c", 3, 1.0)]);
     assert_eq!(t.handle(DBIRTH, &big, NOW).unwrap_err().kind, ErrorKind::TooLarge);
+    // Refused births of ever new groups leave nothing behind: the node's death frees its room.
+    for g in 0..100 {
+        let e = t.handle(&format!("spBv1.0/G{g}/NBIRTH/N"), &encode_nbirth(0, 0, T0, &[]), NOW).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::TooLarge);
+    }
+    t.handle(NDEATH, &encode_ndeath(1), NOW).unwrap();
+    assert_eq!(t.sessions(), 0);
+    t.handle("spBv1.0/Other/NBIRTH/N", &encode_nbirth(0, 0, T0, &[]), NOW).expect("room again");
 }
