@@ -18,7 +18,7 @@ test:
     cargo test --workspace --lib --bins --tests
     cargo test --workspace --doc
 
-# Fault injection under load (docs/RELIABILITY.md): `just chaos` (short, CI), `just chaos long`; extra flags after it (`--seed N`).
+# Fault injection under load (docs/RELIABILITY.md): `just chaos` (short, CI), `just chaos cluster` (Redis Cluster with master kills, CI), `just chaos long`; extra flags after it (`--seed N`).
 chaos profile="short" *args:
     bash deploy/install-deps.sh
     # The same build as `just test` (same features): nothing to rebuild after it.
@@ -47,11 +47,12 @@ eval:
     cargo run --release -p proact-anomaly-detector -- replay --input "{{datasets}}/SKAB/data/valve1/0.csv" --fit-first 400 --label-column anomaly --output target/eval/skab-valve1-0.scores.csv
     # NAB (crates/model-eval/EVAL.md): the scorer is first checked against NAB's own per-row scores of HTM (fails on any difference),
     # then the detector replays the 51 development series (rules off, the online detectors judging, each file's probation learned
-    # from, never judged, hold 1 h) and its episode onsets and continuous score are scored beside the published detectors.
+    # from, never judged, hold 3 h) and its episode onsets and continuous score (one detection where it crosses the threshold)
+    # are scored beside the published detectors.
     cargo run --release -p proact-model-eval -- nab --datasets "{{datasets}}" --check-published
     cargo build --release -p proact-anomaly-detector
     rm -rf target/eval/nab && bash crates/model-eval/scripts/nab-replay.sh "{{datasets}}/NAB_dev" target/eval/nab target/release/proact-anomaly-detector
-    cargo run --release -p proact-model-eval -- nab --datasets "{{datasets}}" --results target/eval/nab --detections-column onset --name ProAct
+    cargo run --release -p proact-model-eval -- nab --datasets "{{datasets}}" --results target/eval/nab --detections-column onset --crossings --name ProAct
 
 # Run one service alone against the local defaults: just run ingest|archive|anomaly-detector|alert-gateway|trainer|simulator
 run service *args:

@@ -2,7 +2,10 @@
 # `just bench pipeline`: the whole pipeline (MQTT → ingest → streams → archive/detector →
 # gateway → WebSocket) as five OS processes from release binaries, on the test kit's servers
 # on free loopback ports, stepped through fixed publish rates up to the highest sustained one;
-# then the original Python design (bench/baselines/python_design.py) on the same servers.
+# the ProAct steps run once per variant (--variants, default json/single,json/batch,array20/batch:
+# one JSON reading or arrays of 20 per MQTT message, one reading or an ingest batch per stream
+# entry), side by side; then the original Python design (bench/baselines/python_design.py) on
+# the same servers.
 # See crates/e2e/examples/pipeline-bench/main.rs for what is measured and how.
 #
 # Results: target/bench-pipeline/{report.md,results.json,logs/}, and the plot

@@ -69,11 +69,9 @@ impl Scoring {
                 let entries: Vec<StreamEntry> = tail
                     .into_iter()
                     .rev()
-                    .map(|(id, mut f)| StreamEntry {
-                        key: key.clone(),
-                        id,
-                        payload: f.remove(proact_server::redis::PAYLOAD_FIELD),
-                        status: f.remove(proact_server::redis::STATUS_FIELD),
+                    .map(|(id, mut f)| {
+                        let (field, payload) = entry_payload(&mut f);
+                        StreamEntry { key: key.clone(), id, payload, field }
                     })
                     .collect();
                 metrics::counter!("proact_detector_warmup_entries_total").increment(entries.len() as u64);
@@ -256,4 +254,16 @@ async fn pending_ids(client: &Client, key: &str, group: &str) -> Result<HashSet<
             _ => None,
         })
         .collect())
+}
+
+/// The payload of an entry read with `XRANGE`, and the field it came from (a single reading,
+/// or a batch of them).
+fn entry_payload(fields: &mut HashMap<String, bytes::Bytes>) -> (&'static str, Option<bytes::Bytes>) {
+    use proact_server::redis::{BATCH_FIELD, PAYLOAD_FIELD, STATUS_FIELD};
+    for field in [BATCH_FIELD, STATUS_FIELD] {
+        if let Some(payload) = fields.remove(field) {
+            return (field, Some(payload));
+        }
+    }
+    (PAYLOAD_FIELD, fields.remove(PAYLOAD_FIELD))
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fred::prelude::*;
-use proact_proto::streams::{shard_for, telemetry_stream, ALERTS_STREAM, PAYLOAD_FIELD};
-use proact_proto::v1::{AlertEvent, AlertEventKind, Telemetry};
+use proact_proto::streams::{shard_for, telemetry_stream, ALERTS_STREAM, BATCH_FIELD, PAYLOAD_FIELD};
+use proact_proto::v1::{AlertEvent, AlertEventKind, Telemetry, TelemetryBatch};
 use prost::Message;
 
 const SHARDS: u32 = 8;
@@ -63,23 +63,51 @@ fn spawn_detector_with(redis_url: &str, name: &str, lease_ttl_ms: &str, silence_
     Detector(child)
 }
 
-async fn publish(redis: &Client, equipment: usize, from: i64, to: i64, hot_at: i64, hot: &[usize]) {
-    // Every second used here is in the past: the detector does not score readings from the future.
-    let base = proact_proto::time::now_micros() - 4 * 3_600_000_000;
+/// Readings of `equipment` machines, one a second each for seconds `from..to`, the `hot`
+/// ones at 96 °C at second `hot_at`, in time order.
+fn readings(equipment: usize, from: i64, to: i64, hot_at: i64, hot: &[usize]) -> Vec<Telemetry> {
+    // Every second used here is in the past: the detector does not score readings from the
+    // future. One origin for the whole run, so that two publications of the same seconds are
+    // the same readings.
+    static BASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(|| proact_proto::time::now_micros() / 1_000_000 * 1_000_000 - 4 * 3_600_000_000);
+    let mut out = Vec::new();
     for s in from..to {
         for e in 0..equipment {
-            let id = format!("EQ-{e:02}");
             let temp = if s == hot_at && hot.contains(&e) { 96.0 } else { 55.0 };
-            let t = Telemetry {
-                equipement_id: id.clone(),
+            out.push(Telemetry {
+                equipement_id: format!("EQ-{e:02}"),
                 ts_micros: base + s * 1_000_000,
                 temperature: temp,
                 vibration: 2.0,
                 ..Default::default()
-            };
-            let key = telemetry_stream(shard_for(&id, SHARDS));
+            });
+        }
+    }
+    out
+}
+
+/// One entry per reading (field `p`).
+async fn publish(redis: &Client, equipment: usize, from: i64, to: i64, hot_at: i64, hot: &[usize]) {
+    for t in readings(equipment, from, to, hot_at, hot) {
+        let key = telemetry_stream(shard_for(&t.equipement_id, SHARDS));
+        let _: String =
+            redis.xadd(key, false, None::<()>, "*", (PAYLOAD_FIELD, Bytes::from(t.encode_to_vec()))).await.unwrap();
+    }
+}
+
+/// As ingest's batch entries (field `b`): each shard's readings of every 7 s in one entry.
+async fn publish_batches(redis: &Client, equipment: usize, from: i64, to: i64, hot_at: i64, hot: &[usize]) {
+    let all = readings(equipment, from, to, hot_at, hot);
+    for chunk in all.chunks(7 * equipment) {
+        let mut per_shard: Vec<Vec<Telemetry>> = vec![Vec::new(); SHARDS as usize];
+        for t in chunk {
+            per_shard[shard_for(&t.equipement_id, SHARDS) as usize].push(t.clone());
+        }
+        for (shard, items) in per_shard.into_iter().enumerate().filter(|(_, items)| !items.is_empty()) {
+            let batch = Bytes::from(TelemetryBatch { items }.encode_to_vec());
             let _: String =
-                redis.xadd(key, false, None::<()>, "*", (PAYLOAD_FIELD, Bytes::from(t.encode_to_vec()))).await.unwrap();
+                redis.xadd(telemetry_stream(shard as u32), false, None::<()>, "*", (BATCH_FIELD, batch)).await.unwrap();
         }
     }
 }
@@ -201,13 +229,33 @@ async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, mut f: im
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_replica_is_taken_over_without_duplicate_alerts() {
+    killed_replica_taken_over(false).await;
+}
+
+/// The same with batch entries (ADR 0004): the dead replica's pending entries each carry
+/// several readings; the new owner claims, scores and acks them whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_replica_with_batch_entries_is_taken_over_without_duplicate_alerts() {
+    killed_replica_taken_over(true).await;
+}
+
+async fn killed_replica_taken_over(batches: bool) {
+    let send = |redis: &Client, from: i64, to: i64, hot_at: i64, hot: &'static [usize]| {
+        let redis = redis.clone();
+        async move {
+            match batches {
+                true => publish_batches(&redis, 10, from, to, hot_at, hot).await,
+                false => publish(&redis, 10, from, to, hot_at, hot).await,
+            }
+        }
+    };
     let server = proact_testkit::Redis::start().await.unwrap();
     let redis = proact_server::redis::connect(&server.url()).await.unwrap();
     let mut a = spawn_detector(&server.url(), "a", "1500");
     wait_until("replica a owns every shard", || owns_every_shard(&redis, "a")).await;
 
     // Phase 1, scored by a: EQ-00..04 run hot once.
-    publish(&redis, 10, 0, 40, 20, &[0, 1, 2, 3, 4]).await;
+    send(&redis, 0, 40, 20, &[0, 1, 2, 3, 4]).await;
     wait_until("a raises 5 alerts", || async { raised(&redis).await.len() == 5 }).await;
     let keys: Vec<String> = (0..SHARDS).map(telemetry_stream).collect();
     // Else what a is still scoring (or has not read yet) of phase 1 is counted in its pending
@@ -217,13 +265,14 @@ async fn killed_replica_is_taken_over_without_duplicate_alerts() {
 
     // Phase 2 arrives while a is dead; pretend a had read it and died before acking, so it
     // sits in a's pending list: EQ-05..09 run hot.
-    publish(&redis, 10, 40, 80, 60, &[5, 6, 7, 8, 9]).await;
-    assert_eq!(read_as(&redis, "a", &keys).await, 400, "phase 2 is pending on the dead replica");
+    send(&redis, 40, 80, 60, &[5, 6, 7, 8, 9]).await;
+    let pending = read_as(&redis, "a", &keys).await;
+    assert!(if batches { pending < 400 } else { pending == 400 }, "phase 2 is pending on the dead replica: {pending}");
 
     let mut b = spawn_detector(&server.url(), "b", "1500");
     wait_until("b raises the 5 alerts a left unacknowledged", || async { raised(&redis).await.len() >= 10 }).await;
     // Phase 3, live on b: EQ-00 runs hot again much later: a new episode.
-    publish(&redis, 10, 80, 240, 230, &[0]).await;
+    send(&redis, 80, 240, 230, &[0]).await;
     wait_until("b raises the new episode", || async { raised(&redis).await.len() >= 11 }).await;
     // Events are published before their reading is acked: once b has read and acked
     // everything, nothing it scored can still publish.
@@ -233,6 +282,44 @@ async fn killed_replica_is_taken_over_without_duplicate_alerts() {
     assert_eq!(ids.len(), 11, "one raise per episode, none repeated by the takeover: {ids:?}");
     assert_eq!(distinct.len(), 10);
     b.kill();
+}
+
+/// The same readings as single entries to one Redis and as batch entries to another: the
+/// detector raises and clears the same episodes, at the same event times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_entries_raise_the_same_episodes_as_single_ones() {
+    let mut seen = Vec::new();
+    for batches in [false, true] {
+        let server = proact_testkit::Redis::start().await.unwrap();
+        let redis = proact_server::redis::connect(&server.url()).await.unwrap();
+        let a = spawn_detector_with(&server.url(), "a", "5000", "0", "off");
+        wait_until("replica a owns every shard", || owns_every_shard(&redis, "a")).await;
+        // EQ-00..02 hot at 20 s, EQ-03 at 100 s; every episode clears after the hold time.
+        let (first, second): (&[usize], &[usize]) = (&[0, 1, 2], &[3]);
+        if batches {
+            publish_batches(&redis, 6, 0, 90, 20, first).await;
+            publish_batches(&redis, 6, 90, 260, 100, second).await;
+        } else {
+            publish(&redis, 6, 0, 90, 20, first).await;
+            publish(&redis, 6, 90, 260, 100, second).await;
+        }
+        let keys: Vec<String> = (0..SHARDS).map(telemetry_stream).collect();
+        wait_all_read_and_acked("a", &redis, &keys).await;
+        let entries: Vec<(String, HashMap<String, Bytes>)> = redis.xrange(ALERTS_STREAM, "-", "+", None).await.unwrap();
+        let mut events: Vec<(String, i32, String, i64, i64)> = entries
+            .iter()
+            .filter_map(|(_, f)| AlertEvent::decode(f.get(PAYLOAD_FIELD)?.as_ref()).ok())
+            .map(|ev| {
+                let alert = ev.alert.unwrap();
+                (alert.equipement_id, ev.kind, alert.rule, alert.start_micros, alert.end_micros)
+            })
+            .collect();
+        events.sort();
+        seen.push(events);
+        drop(a);
+    }
+    assert!(seen[0].iter().filter(|e| e.1 == AlertEventKind::Raised as i32).count() == 4, "{:?}", seen[0]);
+    assert_eq!(seen[0], seen[1], "single entries, then batch entries");
 }
 
 /// Found by `just chaos` (Redis restarted while the detector's read was answered): Redis

@@ -17,6 +17,12 @@
 //! tries. An undecodable entry is dead-lettered at once; an entry delivered more than
 //! `max_deliveries` times (a crash loop) is dead-lettered without another try.
 //!
+//! An entry may carry one reading (field `p`) or a batch of them (field `b`): its readings
+//! are rows of the same transaction, a reading refused alone is dead-lettered alone (its
+//! position says which of the entry's readings it was), and the entry is acked once all
+//! of them are committed or dead-lettered. Batches and reads are sized in readings, not
+//! entries.
+//!
 //! One file, longer than most (about 650 lines), on purpose: the reader, the writers, the
 //! decode-and-dead-letter path and the retry policy share private types (the batch, the
 //! writer's state, the stats) that splitting it would make crate-public.
@@ -29,7 +35,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use deadpool_postgres::Pool;
 use fred::prelude::*;
-use proact_proto::streams::{DEAD_LETTER_STREAM, PAYLOAD_FIELD};
+use proact_proto::streams::{batch_len, decode_readings, BATCH_FIELD, DEAD_LETTER_STREAM, PAYLOAD_FIELD, STATUS_FIELD};
 use proact_proto::time::now_micros;
 use proact_proto::v1::{DeadLetter, RejectReason, Telemetry};
 use proact_server::backoff::Backoff;
@@ -66,11 +72,11 @@ pub struct PipelineConfig {
     pub group: String,
     pub consumer: String,
     pub keys: Vec<String>,
-    /// `XREADGROUP … COUNT` per shard.
+    /// `XREADGROUP … COUNT` per shard, in readings (divided by the readings per entry seen).
     pub read_count: u64,
     pub block_ms: u64,
     pub claim_idle_ms: u64,
-    /// A batch is written once it holds this many entries…
+    /// A batch is written once it holds this many readings…
     pub batch_rows: usize,
     /// …or its oldest entry waited this long.
     pub linger: Duration,
@@ -178,8 +184,8 @@ async fn read_loop(w: &Writer, read: Client, tx: mpsc::Sender<Batch>, shutdown: 
         if shutdown.is_cancelled() {
             return;
         }
-        let Some(pending) = bounded_after(&shutdown, REDIS_PATIENCE, xreadgroup(&read, cfg, &cursors, None)).await
-        else {
+        let pending = xreadgroup(&read, cfg, &cursors, None, cfg.read_count);
+        let Some(pending) = bounded_after(&shutdown, REDIS_PATIENCE, pending).await else {
             return;
         };
         match pending {
@@ -210,6 +216,8 @@ async fn read_loop(w: &Writer, read: Client, tx: mpsc::Sender<Batch>, shutdown: 
     let claim_every = Duration::from_millis(cfg.claim_idle_ms.max(1000) / 2);
     let mut last_claim = Instant::now();
     let mut acc: Vec<StreamEntry> = Vec::new();
+    let mut acc_rows = 0;
+    let mut sizing = EntrySizing::default();
     let mut first_at = Instant::now();
     let mut backoff = Backoff::server_call();
     while !shutdown.is_cancelled() {
@@ -221,7 +229,7 @@ async fn read_loop(w: &Writer, read: Client, tx: mpsc::Sender<Batch>, shutdown: 
                 &cfg.consumer,
                 &cfg.keys,
                 cfg.claim_idle_ms,
-                cfg.read_count,
+                sizing.count(cfg.read_count),
             );
             let Some(claimed) = bounded_after(&shutdown, REDIS_PATIENCE, claim).await else { break };
             match claimed {
@@ -246,7 +254,9 @@ async fn read_loop(w: &Writer, read: Client, tx: mpsc::Sender<Batch>, shutdown: 
         // still deliver entries (to this consumer's pending list) that nobody handles until the
         // next start, so only a Redis that does not answer at all is given up on.
         let patience = Duration::from_millis(block) + REDIS_PATIENCE;
-        let Some(read) = bounded_after(&shutdown, patience, xreadgroup(&read, cfg, &new, Some(block))).await else {
+        let count = sizing.count(cfg.read_count);
+        let Some(read) = bounded_after(&shutdown, patience, xreadgroup(&read, cfg, &new, Some(block), count)).await
+        else {
             break;
         };
         match read {
@@ -256,6 +266,7 @@ async fn read_loop(w: &Writer, read: Client, tx: mpsc::Sender<Batch>, shutdown: 
                 if acc.is_empty() && !entries.is_empty() {
                     first_at = Instant::now();
                 }
+                acc_rows += sizing.observe(&entries);
                 acc.extend(entries);
             }
             Err(e) => {
@@ -266,8 +277,9 @@ async fn read_loop(w: &Writer, read: Client, tx: mpsc::Sender<Batch>, shutdown: 
                 }
             }
         }
-        if !acc.is_empty() && (acc.len() >= cfg.batch_rows || first_at.elapsed() >= cfg.linger) {
+        if !acc.is_empty() && (acc_rows >= cfg.batch_rows || first_at.elapsed() >= cfg.linger) {
             let entries = std::mem::take(&mut acc);
+            acc_rows = 0;
             if tx.send(Batch { entries, redelivered: false }).await.is_err() {
                 return;
             }
@@ -287,18 +299,54 @@ async fn xreadgroup(
     cfg: &PipelineConfig,
     ids: &[String],
     block_ms: Option<u64>,
+    count: u64,
 ) -> Result<Vec<StreamEntry>, fred::error::Error> {
-    let replies = proact_server::redis::xreadgroup_raw(
-        client,
-        &cfg.group,
-        &cfg.consumer,
-        &cfg.keys,
-        ids,
-        cfg.read_count,
-        block_ms,
-    )
-    .await?;
+    let replies =
+        proact_server::redis::xreadgroup_raw(client, &cfg.group, &cfg.consumer, &cfg.keys, ids, count, block_ms)
+            .await?;
     Ok(replies.into_iter().flat_map(proact_server::redis::parse_xread).collect())
+}
+
+/// How many readings the entries read lately carried, so that a read asks for about as many
+/// readings as configured whatever kind of entries the streams hold (a backlog of batch
+/// entries read `read_count` entries at a time would be a hundred times the memory).
+#[derive(Debug)]
+struct EntrySizing {
+    /// Readings per entry, in 1/16ths (a moving average over reads).
+    per_entry_x16: u64,
+}
+
+impl Default for EntrySizing {
+    fn default() -> Self {
+        Self { per_entry_x16: 16 }
+    }
+}
+
+impl EntrySizing {
+    /// Notes the entries of one read; returns how many readings they carry.
+    fn observe(&mut self, entries: &[StreamEntry]) -> usize {
+        if entries.is_empty() {
+            return 0;
+        }
+        let rows: usize = entries.iter().map(entry_rows).sum();
+        let now_x16 = (rows as u64 * 16 / entries.len() as u64).max(16);
+        self.per_entry_x16 = (self.per_entry_x16 * 3 + now_x16) / 4;
+        rows
+    }
+
+    /// Entries to ask for, per shard, to get about `readings` readings.
+    fn count(&self, readings: u64) -> u64 {
+        (readings * 16 / self.per_entry_x16.max(16)).max(1)
+    }
+}
+
+/// Readings in an entry, counted from its framing (a broken one counts as one: it will be
+/// dead-lettered whole).
+fn entry_rows(e: &StreamEntry) -> usize {
+    match (e.field, e.payload.as_deref()) {
+        (BATCH_FIELD, Some(p)) => batch_len(p).unwrap_or(1).max(1),
+        _ => 1,
+    }
 }
 
 /// Milliseconds part of a stream entry id (`<ms>-<seq>`).
@@ -306,49 +354,68 @@ fn id_ms(id: &str) -> i64 {
     id.split('-').next().and_then(|m| m.parse().ok()).unwrap_or(0)
 }
 
-/// A telemetry entry as a storable row, or why it goes to the dead-letter stream.
-pub fn decode_entry(e: &StreamEntry) -> Result<Telemetry, (RejectReason, String)> {
+/// Why a reading (or a whole entry) goes to the dead-letter stream.
+pub type Refusal = (RejectReason, String);
+
+/// The readings of a telemetry entry, in order; an entry that cannot be read at all is
+/// refused whole. Each reading is then checked by [`storable`].
+pub fn decode_entry(e: &StreamEntry) -> Result<Vec<Telemetry>, Refusal> {
     let Some(payload) = e.payload.as_ref() else {
         return Err((RejectReason::UndecodableEntry, "entry has no payload field".into()));
     };
-    let t = Telemetry::decode(payload.as_ref())
-        .map_err(|err| (RejectReason::UndecodableEntry, format!("not a Telemetry message: {err}")))?;
-    if !storable_ts(t.ts_micros) {
-        return Err((
-            RejectReason::AbsurdTimestamp,
-            format!("ts_micros {} is outside the years 0001-9999", t.ts_micros),
-        ));
+    decode_readings(e.field, payload.as_ref()).map_err(|err| (RejectReason::UndecodableEntry, err.to_string()))
+}
+
+/// Whether PostgreSQL can store `t`, or why it goes to the dead-letter stream (alone).
+pub fn storable(t: &Telemetry) -> Result<(), Refusal> {
+    if storable_ts(t.ts_micros) {
+        Ok(())
+    } else {
+        Err((RejectReason::AbsurdTimestamp, format!("ts_micros {} is outside the years 0001-9999", t.ts_micros)))
     }
-    Ok(t)
 }
 
 /// One fuzzing step, shared by the libFuzzer target (`crates/archive/fuzz`) and the stable
 /// corpus-replay test: the bytes are a telemetry entry's payload (an empty input: an entry
-/// without one). Panics if decoding panics, if a row it accepts cannot be framed as binary
-/// COPY exactly as PostgreSQL reads it, or if a refused entry's dead letter is malformed.
+/// without one), read as a single-reading entry and as a batch entry. Panics if decoding
+/// panics, if a row it accepts cannot be framed as binary COPY exactly as PostgreSQL reads
+/// it, or if a refused entry's or reading's dead letter is malformed.
 #[doc(hidden)]
 pub fn fuzz_one(data: &[u8]) {
-    let e = StreamEntry {
-        key: proact_proto::streams::telemetry_stream(0),
-        id: "1-0".into(),
-        payload: (!data.is_empty()).then(|| Bytes::copy_from_slice(data)),
-        status: None,
-    };
-    match decode_entry(&e) {
-        Ok(t) => {
-            assert!(storable_ts(t.ts_micros));
-            let copy = proact_store::telemetry::encode_copy(std::slice::from_ref(&t));
+    for field in [PAYLOAD_FIELD, BATCH_FIELD] {
+        let e = StreamEntry {
+            key: proact_proto::streams::telemetry_stream(0),
+            id: "1-0".into(),
+            payload: (!data.is_empty()).then(|| Bytes::copy_from_slice(data)),
+            field,
+        };
+        let readings = match decode_entry(&e) {
+            Ok(readings) => readings,
+            Err((reason, detail)) => {
+                let d = dead_letter(&e, reason, detail);
+                assert!(d.reason != RejectReason::Unspecified as i32 && !d.detail.is_empty());
+                assert!(d.payload.len() <= 4096 && d.payload_truncated == (data.len() > 4096));
+                continue;
+            }
+        };
+        assert!(field == BATCH_FIELD || readings.len() == 1, "a single entry holds one reading");
+        if let (BATCH_FIELD, Some(n)) = (field, batch_len(data)) {
+            assert_eq!(n, readings.len(), "the framing count the reader sizes batches with");
+        }
+        for (item, t) in readings.iter().enumerate() {
+            if let Err((reason, detail)) = storable(t) {
+                let d = reading_dead_letter(&e, item, t, reason, detail);
+                assert!(d.reason != RejectReason::Unspecified as i32 && !d.detail.is_empty());
+                assert!(d.payload.len() <= 4096);
+                continue;
+            }
+            let copy = proact_store::telemetry::encode_copy(std::slice::from_ref(t));
             let fields = copy_fields(&copy);
             assert_eq!(fields[0], t.equipement_id.as_bytes());
             let extra = &fields[4];
             assert_eq!(extra[0], 1, "jsonb version byte");
             let doc: serde_json::Value = serde_json::from_slice(&extra[1..]).expect("extra is JSON");
             assert_eq!(doc.as_object().map(|o| o.len()), Some(t.extra.len()), "one key per extra field");
-        }
-        Err((reason, detail)) => {
-            let d = dead_letter(&e, reason, detail);
-            assert!(d.reason != RejectReason::Unspecified as i32 && !d.detail.is_empty());
-            assert!(d.payload.len() <= 4096 && d.payload_truncated == (data.len() > 4096));
         }
     }
 }
@@ -378,6 +445,23 @@ pub(crate) fn dead_letter(e: &StreamEntry, reason: RejectReason, detail: String)
     let position = format!("{} {}", e.key, e.id);
     let payload = e.payload.as_deref().unwrap_or_default();
     proact_proto::dead_letter::dead_letter("archive", &position, reason, &detail, payload, now_micros())
+}
+
+/// The dead letter of reading `t`, number `item` (from 0) of entry `e`: alone, as a
+/// `Telemetry`, whatever kind of entry carried it; its position names the reading in a batch
+/// entry (`<key> <id> #<item>`).
+pub(crate) fn reading_dead_letter(
+    e: &StreamEntry,
+    item: usize,
+    t: &Telemetry,
+    reason: RejectReason,
+    detail: String,
+) -> DeadLetter {
+    let position = match e.field {
+        BATCH_FIELD => format!("{} {} #{item}", e.key, e.id),
+        _ => format!("{} {}", e.key, e.id),
+    };
+    proact_proto::dead_letter::dead_letter("archive", &position, reason, &detail, &t.encode_to_vec(), now_micros())
 }
 
 /// Adds `dead` to the dead-letter stream in one pipeline.
@@ -465,11 +549,16 @@ impl Writer {
                         let n = counts.get(&(e.key.clone(), e.id.clone())).copied().unwrap_or(0);
                         if n > self.cfg.max_deliveries {
                             skip.insert(i);
-                            dead.push(dead_letter(
-                                e,
-                                RejectReason::Unspecified,
-                                format!("delivered {n} times without being stored (the archive kept failing on it)"),
-                            ));
+                            let why =
+                                || format!("delivered {n} times without being stored (the archive kept failing on it)");
+                            // Reading by reading when it can be read: none is cut by the
+                            // dead letter's payload bound.
+                            match decode_entry(e) {
+                                Ok(ts) => dead.extend(ts.iter().enumerate().map(|(item, t)| {
+                                    reading_dead_letter(e, item, t, RejectReason::Unspecified, why())
+                                })),
+                                Err(_) => dead.push(dead_letter(e, RejectReason::Unspecified, why())),
+                            }
                         }
                     }
                 }
@@ -477,22 +566,30 @@ impl Writer {
             }
         }
         let mut rows: Vec<Telemetry> = Vec::with_capacity(entries.len());
-        let mut row_entry: Vec<usize> = Vec::with_capacity(entries.len());
+        // Where each row came from: (entry, reading within it).
+        let mut row_entry: Vec<(usize, usize)> = Vec::with_capacity(entries.len());
         let mut statuses = 0;
         for (i, e) in entries.iter().enumerate() {
             if skip.contains(&i) {
                 continue;
             }
-            // An equipment status (docs/adr/0004) is not a row: the detector's to act on,
+            // An equipment status (docs/adr/0006) is not a row: the detector's to act on,
             // acknowledged here with the batch.
-            if e.payload.is_none() && e.status.is_some() {
+            if e.field == STATUS_FIELD {
                 statuses += 1;
                 continue;
             }
             match decode_entry(e) {
-                Ok(t) => {
-                    rows.push(t);
-                    row_entry.push(i);
+                Ok(ts) => {
+                    for (item, t) in ts.into_iter().enumerate() {
+                        match storable(&t) {
+                            Ok(()) => {
+                                rows.push(t);
+                                row_entry.push((i, item));
+                            }
+                            Err((reason, detail)) => dead.push(reading_dead_letter(e, item, &t, reason, detail)),
+                        }
+                    }
                 }
                 Err((reason, detail)) => dead.push(dead_letter(e, reason, detail)),
             }
@@ -520,8 +617,11 @@ impl Writer {
         tracing::debug!(inserted, rejected = rejected.len(), "batch stored");
         let stored = rows.len() - rejected.len();
         for (row, err) in rejected {
-            dead.push(dead_letter(
-                &entries[row_entry[row]],
+            let (entry, item) = row_entry[row];
+            dead.push(reading_dead_letter(
+                &entries[entry],
+                item,
+                &rows[row],
                 RejectReason::Unspecified,
                 format!("PostgreSQL refused the row {} times: {err}", self.cfg.max_attempts),
             ));

@@ -12,9 +12,13 @@ use clap::Parser;
 use fred::prelude::*;
 use proact_archive::pipeline::Stats;
 use proact_archive::{App, Config};
-use proact_proto::streams::{shard_for, telemetry_stream, DEAD_LETTER_STREAM, PAYLOAD_FIELD, STATUS_FIELD};
+use proact_proto::streams::{
+    shard_for, telemetry_stream, BATCH_FIELD, DEAD_LETTER_STREAM, PAYLOAD_FIELD, STATUS_FIELD,
+};
 use proact_proto::v1::archive_client::ArchiveClient;
-use proact_proto::v1::{BucketsRequest, DeadLetter, EquipmentStatus, RejectReason, Telemetry, TelemetryRangeRequest};
+use proact_proto::v1::{
+    BucketsRequest, DeadLetter, EquipmentStatus, RejectReason, Telemetry, TelemetryBatch, TelemetryRangeRequest,
+};
 use proact_server::Readiness;
 use proact_testkit::{Postgres, Redis};
 use prost::Message;
@@ -129,6 +133,27 @@ async fn produce(redis: &Client, rows: &[Telemetry]) {
             pipeline.xadd(key, false, None::<()>, "*", (PAYLOAD_FIELD, Bytes::from(t.encode_to_vec()))).await.unwrap();
     }
     let _: Vec<Value> = pipeline.all().await.unwrap();
+}
+
+/// Writes `rows` as ingest's batch entries do: each shard's readings, in order, `per_entry`
+/// to an entry (field `b`). Returns the entries written.
+async fn produce_batches(redis: &Client, rows: &[Telemetry], per_entry: usize) -> u64 {
+    let mut per_shard: Vec<Vec<Telemetry>> = vec![Vec::new(); SHARDS as usize];
+    for t in rows {
+        per_shard[shard_for(&t.equipement_id, SHARDS) as usize].push(t.clone());
+    }
+    let pipeline = redis.pipeline();
+    let mut entries = 0;
+    for (shard, readings) in per_shard.iter().enumerate() {
+        for chunk in readings.chunks(per_entry) {
+            let batch = Bytes::from(TelemetryBatch { items: chunk.to_vec() }.encode_to_vec());
+            let key = telemetry_stream(shard as u32);
+            let _: () = pipeline.xadd(key, false, None::<()>, "*", (BATCH_FIELD, batch)).await.unwrap();
+            entries += 1;
+        }
+    }
+    let _: Vec<Value> = pipeline.all().await.unwrap();
+    entries
 }
 
 async fn count(pg: &tokio_postgres::Client) -> i64 {
@@ -309,6 +334,83 @@ async fn crash_between_commit_and_ack_writes_no_duplicates() {
     b.stop().await;
 }
 
+/// Batch entries (ADR 0004) mixed with single ones in the same streams: every reading stored
+/// once across a crash between commit and ack, the restart's own pending entries, and a
+/// claim by another consumer; nothing stays pending.
+#[tokio::test]
+async fn batch_and_single_entries_are_archived_once_across_a_crash_and_redelivery() {
+    let (redis, pg) = servers().await;
+    let (r, db) = (redis_client(&redis).await, pg_client(&pg).await);
+    let rows = readings(1000, base());
+    // Old single entries, then batch entries, then single again, in the same shard streams.
+    produce(&r, &rows[..200]).await;
+    let mut entries = 200 + produce_batches(&r, &rows[200..800], 20).await;
+    produce(&r, &rows[800..]).await;
+    entries += 200;
+    assert!(entries < 1000);
+
+    let a = start(&redis, &pg, "b1", &[], true).await;
+    eventually("1000 rows committed", || async { a.stats.rows_committed.load(Ordering::Relaxed) == 1000 }).await;
+    a.stop().await;
+    assert_eq!(count(&db).await, 1000);
+    assert_eq!(pending(&r).await, entries as i64, "nothing acked");
+
+    let a = start(&redis, &pg, "b1", &[], false).await;
+    eventually("own pending acked", || async { pending(&r).await == 0 }).await;
+    assert_eq!(a.stats.rows_inserted.load(Ordering::Relaxed), 0, "redelivery wrote nothing new");
+    assert_eq!(a.stats.entries_acked.load(Ordering::Relaxed), entries);
+    a.stop().await;
+
+    // Left pending by a consumer that never comes back, claimed by another.
+    let later = readings(400, base() + 3_600_000_000);
+    let more = produce_batches(&r, &later, 50).await;
+    let a = start(&redis, &pg, "b1", &[], true).await;
+    eventually("400 more committed", || async { a.stats.rows_committed.load(Ordering::Relaxed) == 400 }).await;
+    a.stop().await;
+    let b = start(&redis, &pg, "b2", &["--claim-idle-ms", "1000"], false).await;
+    eventually("claimed and acked", || async { pending(&r).await == 0 }).await;
+    assert_eq!(b.stats.entries_acked.load(Ordering::Relaxed), more);
+    assert_eq!(b.stats.rows_inserted.load(Ordering::Relaxed), 0);
+    assert_eq!(count(&db).await, 1400, "every reading once");
+    b.stop().await;
+}
+
+/// A reading of a batch entry that cannot be stored goes to the dead-letter stream alone,
+/// as a `Telemetry` with its position in the entry; the entry's other readings are stored
+/// and the entry is acked. A batch entry that cannot be decoded is dead-lettered whole.
+#[tokio::test]
+async fn a_poison_reading_in_a_batch_entry_is_dead_lettered_alone() {
+    let (redis, pg) = servers().await;
+    let (r, db) = (redis_client(&redis).await, pg_client(&pg).await);
+    let key = telemetry_stream(0);
+    let nul = reading("EQ-\u{0}-BAD", base(), 1.0);
+    let absurd = reading("EQ-01", i64::MIN / 2, 1.0);
+    let good: Vec<Telemetry> = (0..3).map(|i| reading("EQ-01", base() + i * 1_000_000, i as f64)).collect();
+    let items = vec![good[0].clone(), nul.clone(), good[1].clone(), absurd.clone(), good[2].clone()];
+    let batch = Bytes::from(TelemetryBatch { items }.encode_to_vec());
+    let id: String = r.xadd(key.as_str(), false, None::<()>, "*", (BATCH_FIELD, batch)).await.unwrap();
+    let _: () =
+        r.xadd(key.as_str(), false, None::<()>, "*", (BATCH_FIELD, Bytes::from_static(&[0x0a, 0x7f]))).await.unwrap();
+
+    let a = start(&redis, &pg, "d2", &["--max-attempts", "2"], false).await;
+    eventually("both entries acked", || async { a.stats.entries_acked.load(Ordering::Relaxed) == 2 }).await;
+    assert_eq!(count(&db).await, 3, "the good readings of the entry committed");
+    assert_eq!(pending(&r).await, 0);
+    let dead = dead_letters(&r).await;
+    assert_eq!(dead.len(), 3, "{dead:?}");
+    let absurd_dl = dead.iter().find(|d| d.reason == RejectReason::AbsurdTimestamp as i32).expect("absurd time");
+    assert_eq!(absurd_dl.topic, format!("{key} {id} #3"));
+    assert_eq!(Telemetry::decode(absurd_dl.payload.as_slice()).unwrap(), absurd, "the reading alone");
+    let refused = dead.iter().find(|d| d.reason == RejectReason::Unspecified as i32).expect("the refused row");
+    assert_eq!(refused.topic, format!("{key} {id} #1"));
+    assert!(refused.detail.contains("PostgreSQL refused"), "{}", refused.detail);
+    assert_eq!(Telemetry::decode(refused.payload.as_slice()).unwrap(), nul);
+    let whole = dead.iter().find(|d| d.reason == RejectReason::UndecodableEntry as i32).expect("the broken entry");
+    assert!(whole.detail.contains("TelemetryBatch"), "{}", whole.detail);
+    assert_eq!(whole.payload, vec![0x0a, 0x7f]);
+    a.stop().await;
+}
+
 #[tokio::test]
 async fn postgres_restart_mid_stream_loses_nothing() {
     let (redis, mut pg) = servers().await;
@@ -362,7 +464,7 @@ async fn frozen_postgres_makes_the_archive_unready_and_loses_nothing() {
     a.stop().await;
 }
 
-/// An equipment status (field `s`, docs/adr/0004) among the readings of its shard: the
+/// An equipment status (field `s`, docs/adr/0006-equipment-status-entries.md) among the readings of its shard: the
 /// detector's to act on, acknowledged here with its batch, neither a row nor a dead letter.
 #[tokio::test]
 async fn status_entries_are_acked_without_a_row_or_a_dead_letter() {
@@ -380,9 +482,10 @@ async fn status_entries_are_acked_without_a_row_or_a_dead_letter() {
     let key = telemetry_stream(shard_for(&status.equipement_id, SHARDS));
     let entry = Bytes::from(status.encode_to_vec());
     let _: () = r.xadd(key.as_str(), false, None::<()>, "*", (STATUS_FIELD, entry)).await.unwrap();
-    produce(&r, &good[10..]).await;
+    // Readings after it in batch entries: both kinds of reading entries around a status.
+    let batches = produce_batches(&r, &good[10..], 4).await;
     let a = start(&redis, &pg, "s1", &[], false).await;
-    eventually("all entries acked", || async { a.stats.entries_acked.load(Ordering::Relaxed) == 21 }).await;
+    eventually("all entries acked", || async { a.stats.entries_acked.load(Ordering::Relaxed) == 11 + batches }).await;
     assert_eq!(count(&db).await, 20);
     assert_eq!(pending(&r).await, 0);
     assert!(dead_letters(&r).await.is_empty(), "a status is not a poison entry");

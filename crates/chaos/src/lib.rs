@@ -12,6 +12,11 @@
 //! episodes. After recovery it checks ([`verify`]) that every acknowledged message is a row,
 //! every row was published, no row is there twice, and each episode reached the client as
 //! exactly one `raised`; it exits non-zero on any violation. Results: docs/RELIABILITY.md.
+//!
+//! The `cluster` profile runs the same checks on a Redis Cluster (three masters, three
+//! replicas: `proact_testkit::RedisCluster`) and kills masters under load: ingest then acks
+//! MQTT only once a replica has each entry (`WAIT`, on by default on a cluster), so a promoted
+//! replica must hold every acknowledged reading.
 
 pub mod plan;
 pub mod publisher;
@@ -30,7 +35,7 @@ use proact_proto::streams::{telemetry_streams, ALERTS_STREAM, DEFAULT_SHARDS, PA
 use proact_proto::v1::{AlertEvent, AlertEventKind};
 use proact_proto::Message;
 use proact_server::ConfigError;
-use proact_testkit::Stack;
+use proact_testkit::{Mosquitto, Postgres, Redis, RedisCluster, Stack};
 use tokio_util::sync::CancellationToken;
 
 use plan::{Fault, FaultMix, Plan, Server, Step, Svc};
@@ -42,6 +47,9 @@ pub enum Profile {
     Short,
     /// Each fault several times at a higher rate, about ten minutes: on demand.
     Long,
+    /// On a Redis Cluster: each service killed once, two master kills (failover), Mosquitto
+    /// and PostgreSQL restarted; about four minutes.
+    Cluster,
 }
 
 /// Command line and environment of `proact-chaos`.
@@ -125,9 +133,11 @@ impl Config {
                 mix: FaultMix {
                     kills_each: 1,
                     restarts_each: 1,
+                    servers: Server::ALL.to_vec(),
                     freezes: 1,
                     freeze,
                     gap: (Duration::from_secs(3), Duration::from_secs(8)),
+                    master_kills: 0,
                 },
                 warm_up: Duration::from_secs(5),
                 tail: Duration::from_secs(10),
@@ -137,12 +147,28 @@ impl Config {
                 mix: FaultMix {
                     kills_each: 4,
                     restarts_each: 3,
+                    servers: Server::ALL.to_vec(),
                     freezes: 2,
                     freeze,
                     gap: (Duration::from_secs(2), Duration::from_secs(15)),
+                    master_kills: 0,
                 },
                 warm_up: Duration::from_secs(10),
                 tail: Duration::from_secs(20),
+            },
+            Profile::Cluster => Preset {
+                rate: self.rate.unwrap_or(1000),
+                mix: FaultMix {
+                    kills_each: 1,
+                    restarts_each: 1,
+                    servers: vec![Server::Mosquitto, Server::Postgres],
+                    freezes: 0,
+                    freeze,
+                    gap: (Duration::from_secs(3), Duration::from_secs(8)),
+                    master_kills: 2,
+                },
+                warm_up: Duration::from_secs(5),
+                tail: Duration::from_secs(10),
             },
         }
     }
@@ -219,9 +245,26 @@ impl Outcome {
     }
 }
 
+/// The Redis a run uses: one server, or a cluster.
+enum RedisKind {
+    Single(Redis),
+    Cluster(RedisCluster),
+}
+
+impl RedisKind {
+    fn url(&self) -> String {
+        match self {
+            RedisKind::Single(r) => r.url(),
+            RedisKind::Cluster(c) => c.url(),
+        }
+    }
+}
+
 /// A run in progress: the stack, the service processes, and the clock of the log lines.
 struct Run {
-    stack: Stack,
+    mqtt: Mosquitto,
+    redis: RedisKind,
+    postgres: Postgres,
     services: Vec<Service>,
     started: Instant,
     crashes: Vec<String>,
@@ -294,15 +337,29 @@ impl Run {
                 self.hold(down).await;
                 self.service(svc).start()?;
             }
-            Fault::Restart(server) => match server {
-                Server::Mosquitto => self.stack.mqtt.restart().await?,
-                Server::Redis => self.stack.redis.restart().await?,
-                Server::Postgres => self.stack.postgres.restart().await?,
+            Fault::Restart(server) => match (server, &mut self.redis) {
+                (Server::Mosquitto, _) => self.mqtt.restart().await?,
+                (Server::Redis, RedisKind::Single(redis)) => redis.restart().await?,
+                (Server::Redis, RedisKind::Cluster(_)) => anyhow::bail!("a cluster's nodes are killed, not restarted"),
+                (Server::Postgres, _) => self.postgres.restart().await?,
             },
             Fault::FreezePostgres(d) => {
-                self.stack.postgres.signal("STOP")?;
+                self.postgres.signal("STOP")?;
                 self.hold(d).await;
-                self.stack.postgres.signal("CONT")?;
+                self.postgres.signal("CONT")?;
+            }
+            Fault::KillRedisMaster { shard, down } => {
+                let RedisKind::Cluster(cluster) = &mut self.redis else {
+                    anyhow::bail!("no Redis Cluster in this run");
+                };
+                let slot = cluster_slot(cluster, &proact_proto::streams::telemetry_stream(shard))?;
+                let victim = cluster.master_of(slot)?;
+                let promoted = cluster.kill_master(victim).await?;
+                self.say(format!("  master {victim} killed; replica {promoted} promoted"));
+                self.hold(down).await;
+                let RedisKind::Cluster(cluster) = &mut self.redis else { unreachable!("checked above") };
+                cluster.restart(victim).await?;
+                self.say(format!("  node {victim} back as a replica"));
             }
         }
         Ok(())
@@ -340,13 +397,22 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
         log_dir.display()
     );
 
-    let stack = Stack::start().await?;
-    let ep = Endpoints { mqtt: stack.mqtt.url(), redis: stack.redis.url(), database: stack.postgres.url() };
+    let (mqtt, redis, postgres) = match config.profile {
+        Profile::Cluster => {
+            let (m, r, p) = tokio::try_join!(Mosquitto::start(), RedisCluster::start(), Postgres::start())?;
+            (m, RedisKind::Cluster(r), p)
+        }
+        Profile::Short | Profile::Long => {
+            let Stack { mqtt, redis, postgres } = Stack::start().await?;
+            (mqtt, RedisKind::Single(redis), postgres)
+        }
+    };
+    let ep = Endpoints { mqtt: mqtt.url(), redis: redis.url(), database: postgres.url() };
     let ports = Ports::pick()?;
     let services =
         Svc::ALL.map(|s| Service::new(s, &bin_dir, &log_dir, services::args(s, &ports, &ep), ports.admin(s))).into();
-    let mut run = Run { stack, services, started, crashes: Vec::new(), violations: Vec::new() };
-    run.say(format!("stack up: {} {} {}", run.stack.mqtt.url(), run.stack.redis.url(), run.stack.postgres.url()));
+    let mut run = Run { mqtt, redis, postgres, services, started, crashes: Vec::new(), violations: Vec::new() };
+    run.say(format!("stack up: {} {} {}", ep.mqtt, ep.redis, ep.database));
     for svc in Svc::ALL {
         run.service(svc).start()?;
         run.service(svc).wait_ready(Duration::from_secs(120)).await?;
@@ -364,7 +430,7 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
     let plan = Arc::new(Plan::new(proact_proto::time::now_micros(), preset.rate, config.equipment));
     let ledger = publisher::SharedLedger::default();
     let pub_stop = CancellationToken::new();
-    let broker = format!("127.0.0.1:{}", run.stack.mqtt.port()).parse()?;
+    let broker = format!("127.0.0.1:{}", run.mqtt.port()).parse()?;
     let publisher = tokio::spawn(
         publisher::Publisher {
             plan: plan.clone(),
@@ -563,4 +629,11 @@ async fn fetch_rows(database: &str) -> anyhow::Result<Vec<verify::Row>> {
         .into_iter()
         .map(|(equipement_id, ts_micros, temperature)| verify::Row { equipement_id, ts_micros, temperature })
         .collect())
+}
+
+/// The hash slot of `key`, as the cluster computes it.
+fn cluster_slot(cluster: &RedisCluster, key: &str) -> anyhow::Result<u16> {
+    let any = *cluster.ports().first().ok_or_else(|| anyhow::anyhow!("no live cluster node"))?;
+    let reply = cluster.cli(any, &["CLUSTER", "KEYSLOT", key])?;
+    reply.trim().parse().map_err(|e| anyhow::anyhow!("CLUSTER KEYSLOT {key} answered {reply:?}: {e}"))
 }

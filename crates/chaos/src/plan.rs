@@ -5,6 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use proact_proto::streams::DEFAULT_SHARDS;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -42,6 +43,10 @@ pub enum Server {
     Postgres,
 }
 
+impl Server {
+    pub const ALL: [Server; 3] = [Server::Mosquitto, Server::Redis, Server::Postgres];
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Fault {
     /// `kill -9` the service, leave it down this long, start it again.
@@ -50,6 +55,10 @@ pub enum Fault {
     Restart(Server),
     /// SIGSTOP PostgreSQL for this long, then SIGCONT: connections hang instead of failing.
     FreezePostgres(Duration),
+    /// On a Redis Cluster: `kill -9` the master serving this telemetry shard's slot, wait for
+    /// its replica's promotion, leave the old node down this long, start it again (it
+    /// rejoins as a replica).
+    KillRedisMaster { shard: u32, down: Duration },
 }
 
 impl fmt::Display for Fault {
@@ -58,6 +67,13 @@ impl fmt::Display for Fault {
             Fault::Kill { svc, down } => write!(f, "kill -9 {} (down {:.1} s)", svc.name(), down.as_secs_f64()),
             Fault::Restart(s) => write!(f, "restart {s:?}"),
             Fault::FreezePostgres(d) => write!(f, "SIGSTOP Postgres for {} s, then SIGCONT", d.as_secs()),
+            Fault::KillRedisMaster { shard, down } => {
+                write!(
+                    f,
+                    "kill -9 the Redis master of shard {shard} (down {:.1} s after the failover)",
+                    down.as_secs_f64()
+                )
+            }
         }
     }
 }
@@ -74,12 +90,15 @@ pub struct Step {
 pub struct FaultMix {
     /// `kill -9` of each service, this many times.
     pub kills_each: usize,
-    /// Restarts of each server, this many times.
+    /// Restarts of each of `servers`, this many times.
     pub restarts_each: usize,
+    pub servers: Vec<Server>,
     pub freezes: usize,
     pub freeze: Duration,
     /// Pause under load before each fault, drawn in this range.
     pub gap: (Duration, Duration),
+    /// Kills of a Redis Cluster master (cluster runs only), each of a seeded shard's master.
+    pub master_kills: usize,
 }
 
 /// The faults in a seeded random order with seeded random gaps and downtimes: the same seed
@@ -93,9 +112,10 @@ pub fn schedule(seed: u64, mix: &FaultMix) -> Vec<Step> {
         }
     }
     for _ in 0..mix.restarts_each {
-        faults.extend([Server::Mosquitto, Server::Redis, Server::Postgres].map(Fault::Restart));
+        faults.extend(mix.servers.iter().copied().map(Fault::Restart));
     }
     faults.extend((0..mix.freezes).map(|_| Fault::FreezePostgres(mix.freeze)));
+    faults.extend((0..mix.master_kills).map(|_| Fault::KillRedisMaster { shard: 0, down: Duration::ZERO }));
     faults.shuffle(&mut rng);
     let (lo, hi) = (mix.gap.0.as_millis() as u64, mix.gap.1.as_millis().max(mix.gap.0.as_millis() + 1) as u64);
     faults
@@ -104,6 +124,12 @@ pub fn schedule(seed: u64, mix: &FaultMix) -> Vec<Step> {
             if let Fault::Kill { down, .. } = &mut fault {
                 // From "restarted at once" (a crash loop) to a few seconds of backlog.
                 *down = Duration::from_millis(rng.gen_range(0..3_000));
+            }
+            if let Fault::KillRedisMaster { shard, down } = &mut fault {
+                *shard = rng.gen_range(0..DEFAULT_SHARDS);
+                // While it is down its promoted replica has no replica of its own: ingest's
+                // WAIT refuses batches touching it, so this is also how long MQTT acks pause.
+                *down = Duration::from_millis(rng.gen_range(0..5_000));
             }
             Step { gap: Duration::from_millis(rng.gen_range(lo..hi)), fault }
         })
@@ -225,10 +251,25 @@ mod tests {
         FaultMix {
             kills_each: 2,
             restarts_each: 1,
+            servers: Server::ALL.to_vec(),
             freezes: 1,
             freeze: Duration::from_secs(20),
             gap: (Duration::from_secs(3), Duration::from_secs(9)),
+            master_kills: 0,
         }
+    }
+
+    #[test]
+    fn a_cluster_schedule_kills_masters_and_never_restarts_a_single_redis() {
+        let m = FaultMix { servers: vec![Server::Mosquitto, Server::Postgres], freezes: 0, master_kills: 2, ..mix() };
+        let a = schedule(11, &m);
+        assert_eq!(a.len(), 5 * 2 + 2 + 2);
+        assert!(!a.iter().any(|s| s.fault == Fault::Restart(Server::Redis)));
+        let kills: Vec<_> = a.iter().filter(|s| matches!(s.fault, Fault::KillRedisMaster { .. })).collect();
+        assert_eq!(kills.len(), 2);
+        assert!(kills
+            .iter()
+            .all(|s| matches!(s.fault, Fault::KillRedisMaster { shard, .. } if shard < DEFAULT_SHARDS)));
     }
 
     #[test]

@@ -177,6 +177,9 @@ async fn ingest_round(
         &shards,
         "--mqtt-ack-batch",
         &ack_batch,
+        // One entry per reading: the rate is read from the streams' lengths (XLEN).
+        "--stream-entries",
+        "single",
     ];
     if let Some(w) = &wait {
         args.extend(["--redis-wait-replicas", w.as_str()]);

@@ -1,7 +1,9 @@
 //! ProAct ingest: the pipeline's front door. Sensors publish JSON readings over MQTT
-//! (`sensors/{equipement_id}/telemetry`, QoS 1) or send batches over gRPC; ingest validates
-//! them against the contract, writes accepted readings as protobuf entries to the telemetry
-//! stream of their shard, and every rejection, with its reason, to the dead-letter stream.
+//! (`sensors/{equipement_id}/telemetry`, QoS 1; one reading, or a JSON array of them) or
+//! send batches over gRPC; ingest validates them against the contract, writes accepted
+//! readings as protobuf entries to the telemetry stream of their shard (a batch's readings
+//! for one shard in one entry), and every rejection, with its reason, to the dead-letter
+//! stream.
 //! Downstream: archive, anomaly-detector.
 //!
 //! Guarantees and where they live: ack-after-write and the reconnect/ack epochs in
@@ -93,10 +95,15 @@ pub struct Config {
     /// as fast as a backlogged broker delivers messages.
     #[arg(long, env = "PROACT_INGEST_MQTT_ACK_BATCH", default_value_t = mqtt::ACK_FLUSH_BATCH)]
     pub mqtt_ack_batch: usize,
-    /// How readings are appended: `script` (one server-side loop per shard and batch) or
-    /// `xadd` (one pipelined XADD per reading).
+    /// How single-reading entries are appended: `script` (one server-side loop per shard and
+    /// batch) or `xadd` (one pipelined XADD per reading). Batch entries are one XADD each.
     #[arg(long, env = "PROACT_INGEST_WRITE_MODE", value_enum, default_value_t = sink::WriteMode::Script)]
     pub write_mode: sink::WriteMode,
+    /// What one telemetry stream entry carries: `batch` (a batch's readings for one shard,
+    /// field `b`) or `single` (one reading, field `p`, the only kind consumers before batch
+    /// entries read: upgrade the consumers first, docs/deploy.md).
+    #[arg(long, env = "PROACT_INGEST_STREAM_ENTRIES", value_enum, default_value_t = sink::EntryKind::Batch)]
+    pub stream_entries: sink::EntryKind,
     /// Replicas of each Redis master written that must hold a batch before ingest
     /// acknowledges it to the sensor (Redis `WAIT`), so that a master's failover loses no
     /// acknowledged reading. Unset: 1 on a Redis Cluster, 0 (no wait) on one Redis. While a
@@ -107,9 +114,12 @@ pub struct Config {
     /// How long a batch waits for those replicas, in milliseconds.
     #[arg(long, env = "PROACT_INGEST_REDIS_WAIT_TIMEOUT_MS", default_value_t = 1000)]
     pub redis_wait_timeout_ms: u64,
-    /// Largest accepted payload, bytes.
+    /// Largest accepted payload, bytes (an array of readings included).
     #[arg(long, env = "PROACT_INGEST_MAX_PAYLOAD", default_value_t = 16384)]
     pub max_payload: usize,
+    /// Most readings in a payload that is a JSON array; a longer array is refused whole.
+    #[arg(long, env = "PROACT_INGEST_MAX_ARRAY", default_value_t = validate::DEFAULT_MAX_ARRAY)]
+    pub max_array: usize,
     /// How far after its reception a reading's timestamp may be, seconds (sensor clocks
     /// ahead by more are dead-lettered).
     #[arg(long, env = "PROACT_INGEST_MAX_FUTURE_SECS", default_value_t = validate::DEFAULT_MAX_FUTURE_SECS)]
@@ -222,6 +232,9 @@ impl Config {
                 self.redis_wait_timeout_ms.to_string(),
                 "must be 1..=60000 milliseconds",
             ));
+        }
+        if !(1..=100_000).contains(&self.max_array) {
+            return Err(ConfigError::new("PROACT_INGEST_MAX_ARRAY", self.max_array.to_string(), "must be 1..=100000"));
         }
         if self.mqtt_request_channel == 0 {
             return Err(ConfigError::new("PROACT_INGEST_MQTT_REQUEST_CHANNEL", "0", "must be at least 1"));
@@ -500,10 +513,12 @@ impl App {
         let grace = Duration::from_secs(config.admin.shutdown_grace_secs);
         let replicas = config.redis_wait_replicas.unwrap_or(u32::from(fred::prelude::ClientLike::is_clustered(&redis)));
         let wait = sink::ReplicaWait { replicas, timeout_ms: config.redis_wait_timeout_ms };
-        let sink =
-            sink::StreamSink::with_mode(redis.clone(), config.redis.shards, config.write_mode).with_replica_wait(wait);
+        let sink = sink::StreamSink::with_mode(redis.clone(), config.redis.shards, config.write_mode)
+            .with_entries(config.stream_entries)
+            .with_replica_wait(wait);
         let limits = validate::Limits {
             max_payload_bytes: config.max_payload,
+            max_array: config.max_array,
             max_future_micros: config.max_future_secs as i64 * 1_000_000,
             max_past_micros: config.backfill_days as i64 * 86_400 * 1_000_000,
             ..Default::default()

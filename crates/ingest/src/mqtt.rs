@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::security::Allowlist;
 use crate::sink::{dead_letter, StreamSink, DLQ_PAYLOAD_LIMIT};
 use crate::sparkplug;
-use crate::validate::{oversize, parse_mqtt, reason_label, Limits};
+use crate::validate::{oversize, parse_mqtt_payload, reason_label, Limits, Rejection};
 
 /// MQTT intake settings.
 #[derive(Clone)]
@@ -426,23 +426,30 @@ async fn write_loop(
                 }
                 continue;
             }
-            let parsed = match m.oversize {
-                Some(len) => Err(oversize(len, &cfg.limits)),
-                None => parse_mqtt(&p.topic, &p.payload, &cfg.limits, now),
+            let refuse = |dead: &mut Vec<DeadLetter>, r: Rejection, raw: &[u8]| {
+                metrics::counter!("proact_ingest_rejected_total", "reason" => reason_label(r.reason)).increment(1);
+                tracing::debug!(topic = %p.topic, reason = reason_label(r.reason), detail = %r.detail, "rejected");
+                dead.push(dead_letter("mqtt", &p.topic, &r, raw, now));
             };
-            match parsed.and_then(|t| allow.check(&t.equipement_id).map(|()| t)) {
-                Ok(mut t) => {
-                    t.received_micros = now;
-                    if let Some(at) = m.at {
-                        spans.extend(crate::trace_reading(&cfg.tracing, &mut t, at, &p.topic));
+            // Each reading of the payload (one, or each element of an array) is kept or
+            // dead-lettered on its own; the message is acked once all of them are written.
+            let whole = match m.oversize {
+                Some(len) => Err(oversize(len, &cfg.limits)),
+                None => parse_mqtt_payload(&p.topic, &p.payload, &cfg.limits, now, |_, raw, parsed| {
+                    match parsed.and_then(|t| allow.check(&t.equipement_id).map(|()| t)) {
+                        Ok(mut t) => {
+                            t.received_micros = now;
+                            if let Some(at) = m.at {
+                                spans.extend(crate::trace_reading(&cfg.tracing, &mut t, at, &p.topic));
+                            }
+                            out.accepted.push(t);
+                        }
+                        Err(r) => refuse(&mut out.dead, r, raw),
                     }
-                    out.accepted.push(t);
-                }
-                Err(r) => {
-                    metrics::counter!("proact_ingest_rejected_total", "reason" => reason_label(r.reason)).increment(1);
-                    tracing::debug!(topic = %p.topic, reason = reason_label(r.reason), detail = %r.detail, "rejected");
-                    out.dead.push(dead_letter("mqtt", &p.topic, &r, &p.payload, now));
-                }
+                }),
+            };
+            if let Err(r) = whole {
+                refuse(&mut out.dead, r, &p.payload);
             }
         }
         write_in_order(&sink, &out, &ready).await;

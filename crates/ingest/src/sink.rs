@@ -2,6 +2,12 @@
 //! stream, in one pipelined round trip per batch. A batch is written whole or reported as
 //! failed, so callers ack their sources only after it returned `Ok`.
 //!
+//! By default ([`EntryKind::Batch`]) a batch's readings for one shard go in one entry (a
+//! `TelemetryBatch` in field `b`, at most [`MAX_ENTRY_READINGS`] per entry), so Redis and
+//! every consumer pay their per-entry costs once per batch; [`EntryKind::Single`] writes one
+//! entry (field `p`) per reading, what consumers older than batch entries read
+//! (docs/adr/0004-batched-stream-entries.md).
+//!
 //! Redis replicates asynchronously: a master that dies right after a write can take it with
 //! it, and its promoted replica never had it. With a [`ReplicaWait`] the batch is `Ok` only
 //! once that many replicas of every master written have it: a `WAIT` per hash slot written,
@@ -14,7 +20,9 @@ use bytes::BytesMut;
 use fred::prelude::*;
 use fred::types::Key;
 use fred::types::{ClusterHash, CustomCommand};
-use proact_proto::streams::{shard_for, telemetry_stream, DEAD_LETTER_STREAM, PAYLOAD_FIELD, STATUS_FIELD};
+use proact_proto::streams::{
+    shard_for, telemetry_stream, BATCH_FIELD, DEAD_LETTER_STREAM, PAYLOAD_FIELD, STATUS_FIELD,
+};
 use proact_proto::v1::{DeadLetter, EquipmentStatus, Telemetry};
 use prost::Message;
 
@@ -39,6 +47,20 @@ pub enum WriteMode {
     Script,
 }
 
+/// What one telemetry stream entry carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EntryKind {
+    /// The readings of one batch for one shard, in one entry (field `b`).
+    Batch,
+    /// One reading per entry (field `p`), written as [`WriteMode`] says.
+    Single,
+}
+
+/// Most readings in one batch entry: bounds what a consumer's read of N entries holds (and
+/// what a detector's warm-up replays), while already dividing the per-entry costs by a
+/// hundred.
+pub const MAX_ENTRY_READINGS: usize = 128;
+
 /// Appends each argument to the stream `KEYS[1]` as field `p`, in order.
 const XADD_ALL: &str = "for i = 1, #ARGV do redis.call('XADD', KEYS[1], '*', 'p', ARGV[i]) end return #ARGV";
 
@@ -50,6 +72,7 @@ const XADD_ALL: &str = "for i = 1, #ARGV do redis.call('XADD', KEYS[1], '*', 'p'
 pub struct StreamSink {
     client: Client,
     mode: WriteMode,
+    entries: EntryKind,
     wait: ReplicaWait,
     /// Shard keys, made once: cloning a `Key` shares its bytes.
     stream_keys: Vec<Key>,
@@ -59,6 +82,7 @@ pub struct StreamSink {
     dlq_slot: u16,
     dlq_key: Key,
     field: Key,
+    batch_field: Key,
 }
 
 impl StreamSink {
@@ -72,13 +96,21 @@ impl StreamSink {
         Self {
             client,
             mode,
+            entries: EntryKind::Batch,
             wait: ReplicaWait::default(),
             stream_slots: stream_keys.iter().map(|k| fred::util::redis_keyslot(k.as_bytes())).collect(),
             dlq_slot: fred::util::redis_keyslot(dlq_key.as_bytes()),
             stream_keys,
             dlq_key,
             field: Key::from(PAYLOAD_FIELD),
+            batch_field: Key::from(BATCH_FIELD),
         }
+    }
+
+    /// Chooses what one telemetry entry carries ([`EntryKind::Batch`]: the default).
+    pub fn with_entries(mut self, entries: EntryKind) -> Self {
+        self.entries = entries;
+        self
     }
 
     pub fn client(&self) -> &Client {
@@ -99,7 +131,9 @@ impl StreamSink {
         }
         let started = Instant::now();
         // One buffer for the whole batch; each entry is a cheap slice of it.
+        // (Plus a batch entry's framing: a tag and a length per reading.)
         let size: usize = accepted.iter().map(Message::encoded_len).sum::<usize>()
+            + accepted.len() * 6
             + dead.iter().map(Message::encoded_len).sum::<usize>();
         let mut buf = BytesMut::with_capacity(size);
         let pipeline = self.client.pipeline();
@@ -113,8 +147,28 @@ impl StreamSink {
                 slots.insert(if clustered { slot } else { 0 });
             }
         };
-        match self.mode {
-            WriteMode::Xadd => {
+        match (self.entries, self.mode) {
+            (EntryKind::Batch, _) => {
+                // Each shard's readings in arrival order, so per-equipment order holds; an
+                // entry is a `TelemetryBatch` framed by hand, to encode the readings in place.
+                let mut per_shard: Vec<Vec<&Telemetry>> = vec![Vec::new(); self.stream_keys.len()];
+                for t in accepted {
+                    per_shard[shard_for(&t.equipement_id, shards) as usize].push(t);
+                }
+                for (shard, readings) in per_shard.iter().enumerate().filter(|(_, r)| !r.is_empty()) {
+                    note_slot(self.stream_slots[shard]);
+                    for chunk in readings.chunks(MAX_ENTRY_READINGS) {
+                        for t in chunk {
+                            prost::encoding::message::encode(1, *t, &mut buf);
+                        }
+                        let entry = buf.split().freeze();
+                        let key = self.stream_keys[shard].clone();
+                        let _: () =
+                            pipeline.xadd(key, false, None::<()>, "*", (self.batch_field.clone(), entry)).await?;
+                    }
+                }
+            }
+            (EntryKind::Single, WriteMode::Xadd) => {
                 for t in accepted {
                     let shard = shard_for(&t.equipement_id, shards) as usize;
                     note_slot(self.stream_slots[shard]);
@@ -124,7 +178,7 @@ impl StreamSink {
                     let _: () = pipeline.xadd(key, false, None::<()>, "*", (self.field.clone(), entry)).await?;
                 }
             }
-            WriteMode::Script => {
+            (EntryKind::Single, WriteMode::Script) => {
                 // EVAL script 1 key entry...: the key is argument 2 (for cluster routing).
                 let head = || vec![Value::from(XADD_ALL), Value::Integer(1)];
                 let mut per_shard: Vec<Vec<Value>> = vec![Vec::new(); self.stream_keys.len()];
@@ -161,7 +215,7 @@ impl StreamSink {
     }
 
     /// Appends each equipment status to its equipment's shard (field `s`, in order), in one
-    /// pipeline, with the same replica wait as readings: docs/adr/0004.
+    /// pipeline, with the same replica wait as readings: docs/adr/0006-equipment-status-entries.md.
     pub async fn write_statuses(&self, statuses: &[EquipmentStatus]) -> Result<(), Error> {
         if statuses.is_empty() {
             return Ok(());

@@ -2,7 +2,7 @@
 //! nodes' sessions (`proact-sparkplug`) instead of the JSON contract. Readings come out
 //! validated like every other reading (`validate::check_telemetry`, the allow-list) and
 //! go through the same sink; births and deaths come out as `EquipmentStatus` entries in the
-//! equipment's shard, after the readings that preceded them (docs/adr/0004); every refused
+//! equipment's shard, after the readings that preceded them (docs/adr/0006); every refused
 //! message, or refused reading of a message, goes to the dead-letter stream with source
 //! `sparkplug` and its reason.
 //!

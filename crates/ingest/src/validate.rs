@@ -1,6 +1,10 @@
 //! Validation of readings against the MQTT contract (DESIGN.md): what is accepted becomes a
 //! `Telemetry` message, anything else a rejection with a stable reason code and a detail
 //! for humans. No input can make it panic (see the fuzz target).
+//!
+//! A payload is one reading (a JSON object) or several (a JSON array of such objects, at
+//! most [`Limits::max_array`]): each element is validated alone, so a bad one is refused
+//! with its index while the others are kept (docs/adr/0005-json-arrays-on-mqtt.md).
 
 use std::borrow::Cow;
 
@@ -17,6 +21,8 @@ pub struct Limits {
     pub max_payload_bytes: usize,
     /// Most measurement fields per reading.
     pub max_fields: usize,
+    /// Most readings in a payload that is a JSON array.
+    pub max_array: usize,
     /// Oldest accepted event time, microseconds since the epoch, whatever the back-fill window.
     pub min_ts_micros: i64,
     /// How far after the time ingest received it an event time may be, in microseconds: a
@@ -33,6 +39,7 @@ impl Default for Limits {
         Self {
             max_payload_bytes: 16 * 1024,
             max_fields: 64,
+            max_array: DEFAULT_MAX_ARRAY,
             // 2000-01-01T00:00:00Z
             min_ts_micros: 946_684_800_000_000,
             max_future_micros: DEFAULT_MAX_FUTURE_SECS as i64 * 1_000_000,
@@ -45,6 +52,9 @@ impl Default for Limits {
 pub const DEFAULT_MAX_FUTURE_SECS: u64 = 300;
 /// Default of `PROACT_INGEST_BACKFILL_DAYS`.
 pub const DEFAULT_BACKFILL_DAYS: u64 = 90;
+/// Default of `PROACT_INGEST_MAX_ARRAY`: far more than a payload under the default size
+/// limit can hold (a reading takes about 90 bytes of JSON).
+pub const DEFAULT_MAX_ARRAY: usize = 1000;
 
 /// Why an input was refused.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,7 +116,54 @@ pub fn oversize(len: usize, limits: &Limits) -> Rejection {
     Rejection::new(RejectReason::Oversize, format!("payload of {len} bytes exceeds {} bytes", limits.max_payload_bytes))
 }
 
-/// Validates an MQTT message; `now_micros` is the reference for absurd timestamps.
+/// Validates an MQTT message that holds one reading (a JSON object) or several (a JSON array
+/// of objects), calling `each` in order with every reading's index in the array (`None` for
+/// an object), its bytes and what validation made of it; a bad element's rejection names its
+/// index. `Err`: an array refused whole (not JSON, empty, more than `max_array` readings, a
+/// bad topic, over the size limit).
+pub fn parse_mqtt_payload<'a>(
+    topic: &str,
+    payload: &'a [u8],
+    limits: &Limits,
+    now_micros: i64,
+    mut each: impl FnMut(Option<usize>, &'a [u8], Result<Telemetry, Rejection>),
+) -> Result<(), Rejection> {
+    if first_non_blank(payload) != Some(b'[') {
+        each(None, payload, parse_mqtt(topic, payload, limits, now_micros));
+        return Ok(());
+    }
+    if payload.len() > limits.max_payload_bytes {
+        return Err(oversize(payload.len(), limits));
+    }
+    topic_id(topic)?;
+    // Element boundaries only (the size limit bounds this vector); each element is then
+    // parsed on its own, so one bad element costs only itself.
+    let elements: Vec<&serde_json::value::RawValue> =
+        serde_json::from_slice(payload).map_err(|e| json_error(payload, &e))?;
+    if elements.is_empty() {
+        return Err(Rejection::new(RejectReason::NotAnObject, "payload is an empty array: no reading in it"));
+    }
+    if elements.len() > limits.max_array {
+        return Err(Rejection::new(
+            RejectReason::Oversize,
+            format!("array of {} readings, at most {} (PROACT_INGEST_MAX_ARRAY)", elements.len(), limits.max_array),
+        ));
+    }
+    for (i, raw) in elements.into_iter().enumerate() {
+        let bytes = raw.get().as_bytes();
+        let parsed = parse_mqtt(topic, bytes, limits, now_micros)
+            .map_err(|r| Rejection::new(r.reason, format!("array element {i}: {}", r.detail)));
+        each(Some(i), bytes, parsed);
+    }
+    Ok(())
+}
+
+/// The first byte of `payload` that is not JSON whitespace.
+fn first_non_blank(payload: &[u8]) -> Option<u8> {
+    payload.iter().copied().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+}
+
+/// Validates one reading (a JSON object); `now_micros` is the reference for absurd timestamps.
 ///
 /// The payload is read in one pass into borrowed strings and numbers (no `serde_json::Value`
 /// tree): on the hot path the only allocations are the ones the `Telemetry` keeps.
@@ -474,7 +531,8 @@ fn json_error(payload: &[u8], e: &serde_json::Error) -> Rejection {
 
 /// One fuzzing step, shared by the libFuzzer target (`crates/ingest/fuzz`) and the stable
 /// corpus-replay test: the first byte picks a topic (a valid one most of the time), the rest
-/// is the payload. Panics if the parser panics or breaks an invariant of what it accepts.
+/// is the payload (an object or an array of them). Panics if the parser panics or breaks an
+/// invariant of what it accepts.
 #[doc(hidden)]
 pub fn fuzz_one(data: &[u8]) {
     const TOPICS: [&str; 6] = [
@@ -489,9 +547,30 @@ pub fn fuzz_one(data: &[u8]) {
         Some((t, rest)) => (TOPICS[*t as usize % TOPICS.len()], rest),
         None => (TOPICS[0], data),
     };
-    let limits = Limits { max_payload_bytes: 4096, ..Default::default() };
+    let limits = Limits { max_payload_bytes: 4096, max_array: 16, ..Default::default() };
     let now = 1_710_928_800_000_000; // 2024-03-20T10:00:00Z
-    match parse_mqtt(topic, payload, &limits, now) {
+    let mut seen = 0;
+    let whole = parse_mqtt_payload(topic, payload, &limits, now, |index, raw, parsed| {
+        match index {
+            Some(i) => assert_eq!(i, seen, "elements in order"),
+            None => assert!(seen == 0 && raw == payload, "an object is the whole payload"),
+        }
+        if let (Some(i), Err(r)) = (index, &parsed) {
+            assert!(r.detail.starts_with(&format!("array element {i}: ")), "{}", r.detail);
+        }
+        seen += 1;
+        check_parsed(topic, payload, &limits, now, parsed);
+    });
+    assert!(seen <= limits.max_array, "at most max_array readings");
+    if let Err(r) = whole {
+        assert_eq!(seen, 0, "an array refused whole yields no reading");
+        assert!(r.reason != RejectReason::Unspecified && !r.detail.is_empty());
+    }
+}
+
+/// The invariants of one reading's validation (see [`fuzz_one`]).
+fn check_parsed(topic: &str, payload: &[u8], limits: &Limits, now: i64, parsed: Result<Telemetry, Rejection>) {
+    match parsed {
         Ok(t) => {
             assert!(payload.len() <= limits.max_payload_bytes);
             assert_eq!(Ok(t.equipement_id.as_str()), topic_id(topic).map_err(|_| ()), "id bound to the topic");
@@ -501,7 +580,7 @@ pub fn fuzz_one(data: &[u8]) {
             assert!(t.extra.len() <= limits.max_fields);
             assert!(t.extra.keys().all(|k| !k.is_empty() && k.len() <= 64));
             assert!(t.ts_micros >= limits.min_ts_micros && t.ts_micros <= now + limits.max_future_micros);
-            assert!(check_telemetry(&t, &limits, now).is_ok(), "what MQTT accepts, gRPC accepts");
+            assert!(check_telemetry(&t, limits, now).is_ok(), "what MQTT accepts, gRPC accepts");
         }
         Err(r) => assert!(r.reason != RejectReason::Unspecified && !r.detail.is_empty()),
     }
@@ -676,6 +755,78 @@ mod tests {
                 })
                 .collect();
             let _ = parse_mqtt(TOPIC, &bytes, &Limits::default(), NOW);
+            fuzz_one(&bytes);
         }
+    }
+
+    /// One reading of a payload: its index, its raw JSON, its validation.
+    type Parsed = (Option<usize>, String, Result<Telemetry, Rejection>);
+
+    /// Every reading of a payload.
+    fn parse_all(payload: &str, limits: &Limits) -> Result<Vec<Parsed>, Rejection> {
+        let mut out = Vec::new();
+        parse_mqtt_payload(TOPIC, payload.as_bytes(), limits, NOW, |i, raw, r| {
+            out.push((i, String::from_utf8_lossy(raw).into_owned(), r))
+        })?;
+        Ok(out)
+    }
+
+    const GOOD: &str =
+        r#"{"equipement_id":"PUMP-01","temperature":85.4,"vibration":12.3,"timestamp":"2024-03-20T10:00:00Z"}"#;
+
+    #[test]
+    fn an_object_payload_is_one_reading_as_before() {
+        let all = parse_all(GOOD, &Limits::default()).unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!((all[0].0, all[0].1.as_str()), (None, GOOD));
+        assert_eq!(all[0].2.as_ref().unwrap().temperature, 85.4);
+        // A bad object is still refused through the same path, with the payload as its bytes.
+        let all = parse_all("{", &Limits::default()).unwrap();
+        assert_eq!(all[0].2.as_ref().unwrap_err().reason, RejectReason::InvalidJson);
+    }
+
+    #[test]
+    fn an_array_keeps_its_good_elements_and_names_the_bad_ones() {
+        let bad_id = GOOD.replace("PUMP-01", "PUMP-02");
+        let no_ts = r#"{"equipement_id":"PUMP-01","temperature":1,"vibration":2}"#;
+        let later = GOOD.replace("10:00:00Z", "10:00:01Z");
+        let payload = format!(" [ {GOOD},{bad_id}, 7, {no_ts},\n{later} ] ");
+        let all = parse_all(&payload, &Limits::default()).unwrap();
+        assert_eq!(all.iter().map(|(i, ..)| *i).collect::<Vec<_>>(), (0..5).map(Some).collect::<Vec<_>>());
+        let ok: Vec<i64> = all.iter().filter_map(|(_, _, r)| r.as_ref().ok()).map(|t| t.ts_micros).collect();
+        assert_eq!(ok, vec![NOW, NOW + 1_000_000], "good elements kept, in order");
+        let refused: Vec<(RejectReason, &str, &str)> = all
+            .iter()
+            .filter_map(|(_, raw, r)| r.as_ref().err().map(|e| (e.reason, raw.as_str(), e.detail.as_str())))
+            .collect();
+        assert_eq!(refused[0].0, RejectReason::IdMismatch);
+        assert_eq!(refused[0].1, bad_id, "a bad element is dead-lettered alone, as sent");
+        assert!(refused[0].2.starts_with("array element 1: payload id"), "{}", refused[0].2);
+        assert_eq!((refused[1].0, refused[1].1), (RejectReason::NotAnObject, "7"));
+        assert!(refused[1].2.starts_with("array element 2: "));
+        assert_eq!(refused[2].0, RejectReason::MissingField);
+        assert!(refused[2].2.starts_with("array element 3: timestamp is missing"));
+    }
+
+    #[test]
+    fn an_array_is_refused_whole_when_too_long_empty_unreadable_or_oversize() {
+        let limits = Limits { max_array: 3, ..Default::default() };
+        let four = format!("[{GOOD},{GOOD},{GOOD},{GOOD}]");
+        let e = parse_all(&four, &limits).unwrap_err();
+        assert_eq!(e.reason, RejectReason::Oversize);
+        assert!(e.detail.contains("array of 4 readings, at most 3 (PROACT_INGEST_MAX_ARRAY)"), "{}", e.detail);
+        assert_eq!(parse_all(&format!("[{GOOD},{GOOD},{GOOD}]"), &limits).unwrap().len(), 3);
+        assert_eq!(parse_all("[]", &limits).unwrap_err().reason, RejectReason::NotAnObject);
+        assert_eq!(parse_all(&format!("[{GOOD},"), &limits).unwrap_err().reason, RejectReason::InvalidJson);
+        assert_eq!(parse_all("[{\"temperature\":NaN}]", &limits).unwrap_err().reason, RejectReason::NonFinite);
+        // The size limit is on the whole payload, whatever each element weighs.
+        let small = Limits { max_payload_bytes: GOOD.len() * 2, ..Default::default() };
+        assert_eq!(parse_all(&format!("[{GOOD},{GOOD}]"), &small).unwrap_err().reason, RejectReason::Oversize);
+        let mut whole = Vec::new();
+        let r = parse_mqtt_payload("sensors/a b/telemetry", format!("[{GOOD}]").as_bytes(), &limits, NOW, |i, _, _| {
+            whole.push(i)
+        });
+        assert_eq!(r.unwrap_err().reason, RejectReason::InvalidId);
+        assert!(whole.is_empty());
     }
 }

@@ -36,7 +36,7 @@ async fn malformed_corpus_ends_in_the_dead_letter_stream_with_its_reason() {
         ("P-1", "not json".into(), RejectReason::InvalidJson),
         ("P-1", "".into(), RejectReason::InvalidJson),
         ("P-1", r#"{"equipement_id":"P-1","temperature":1"#.into(), RejectReason::InvalidJson),
-        ("P-1", "[1,2,3]".into(), RejectReason::NotAnObject),
+        ("P-1", "[]".into(), RejectReason::NotAnObject),
         ("P-1", r#""a string""#.into(), RejectReason::NotAnObject),
         ("P-1", format!(r#"{{"temperature":1,"vibration":2,"timestamp":"{ts}"}}"#), RejectReason::MissingField),
         ("P-1", format!(r#"{{"equipement_id":"P-1","vibration":2,"timestamp":"{ts}"}}"#), RejectReason::MissingField),
@@ -121,6 +121,72 @@ async fn malformed_corpus_ends_in_the_dead_letter_stream_with_its_reason() {
     assert_eq!(dead.last().unwrap().reason, RejectReason::InvalidJson as i32);
     let page = http_get(ingest.admin, "/metrics").await;
     assert!(metric(&page, "proact_ingest_rejected_total", "reason=\"non_finite\"").unwrap_or(0.0) >= 2.0, "{page}");
+    ingest.stop().await;
+}
+
+/// JSON arrays on the reading topic (ADR 0005): the good elements of an array are kept, in
+/// order, in batch entries; a bad element is dead-lettered alone with its index and its own
+/// JSON; an array over `--max-array` is refused whole, and so is one over the payload limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_arrays_keep_their_good_readings_and_dead_letter_bad_ones_alone() {
+    let (mqtt, redis) = tokio::try_join!(Mosquitto::start(), Redis::start()).expect("servers");
+    let r = common::redis(&redis.url()).await;
+    let ingest =
+        start_ingest(&mqtt.url(), &redis.url(), "ingest-arrays", &["--max-array", "5", "--max-payload", "2048"]).await;
+    let base = base_micros();
+    let array = |items: &[String]| format!("[{}]", items.join(",")).into_bytes();
+    let good: Vec<String> = (0..4).map(|i| payload("P-1", ts_micros(base, i), i)).collect();
+    let stranger = payload("P-2", ts_micros(base, 9), 9);
+    let mixed = vec![good[0].clone(), good[1].clone(), stranger.clone(), good[2].clone()];
+    let six: Vec<String> = (10..16).map(|i| payload("P-1", ts_micros(base, i), i)).collect();
+    let heavy: Vec<String> = (20..25).map(|i| format!("{:<500}", payload("P-1", ts_micros(base, i), i))).collect();
+    let topic = "sensors/P-1/telemetry".to_string();
+    let msgs = vec![
+        (topic.clone(), array(&mixed)),
+        (topic.clone(), array(&six)),
+        (topic.clone(), array(&heavy)),
+        (topic.clone(), good[3].clone().into_bytes()),
+    ];
+    publish_raw(mqtt.port(), &msgs).await;
+
+    wait_for_distinct(&r, 4, Duration::from_secs(20)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let dead = loop {
+        let dead = dead_letters(&r).await;
+        if dead.len() >= 3 || tokio::time::Instant::now() > deadline {
+            break dead;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let readings = stored_readings(&r).await;
+    let ts: Vec<i64> = readings.iter().map(|t| t.ts_micros).collect();
+    assert_eq!(ts, (0..4).map(|i| ts_micros(base, i)).collect::<Vec<_>>(), "the good readings, once each, in order");
+    assert!(readings.iter().all(|t| t.equipement_id == "P-1" && t.source == "mqtt"));
+
+    assert_eq!(dead.len(), 3, "{dead:?}");
+    assert_eq!(dead[0].reason, RejectReason::IdMismatch as i32);
+    assert!(dead[0].detail.starts_with("array element 2: "), "{}", dead[0].detail);
+    assert_eq!(dead[0].payload, stranger.as_bytes(), "the bad element alone, as sent");
+    assert_eq!(dead[1].reason, RejectReason::Oversize as i32);
+    assert!(dead[1].detail.contains("array of 6 readings, at most 5"), "{}", dead[1].detail);
+    assert_eq!(dead[1].payload, array(&six), "an array refused whole keeps its payload");
+    assert_eq!(dead[2].reason, RejectReason::Oversize as i32, "the payload limit is on the whole array");
+    assert!(dead.iter().all(|d| d.topic == topic && d.source == "mqtt"));
+
+    // The readings of one MQTT batch for one shard share one entry.
+    let entries: Vec<(String, std::collections::HashMap<String, bytes::Bytes>)> = r
+        .xrange(
+            proact_proto::streams::telemetry_stream(proact_proto::streams::shard_for("P-1", SHARDS)),
+            "-",
+            "+",
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(entries.iter().all(|(_, f)| f.contains_key(proact_proto::streams::BATCH_FIELD)));
+    assert!(entries.len() < readings.len(), "{} entries for {} readings", entries.len(), readings.len());
+    let page = http_get(ingest.admin, "/metrics").await;
+    assert_eq!(metric(&page, "proact_ingest_accepted_total", "source=\"mqtt\""), Some(4.0), "{page}");
     ingest.stop().await;
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use fred::prelude::*;
-use proact_proto::streams::{shard_for, telemetry_stream, PAYLOAD_FIELD, STATUS_FIELD};
+use proact_proto::streams::{shard_for, telemetry_stream, STATUS_FIELD};
 use proact_proto::v1::{EquipmentStatus, RejectReason, Telemetry};
 use proact_sparkplug::encode::{encode_dbirth, encode_ddata, encode_ddeath, encode_nbirth, encode_ndeath};
 use proact_testkit::{Mosquitto, Redis};
@@ -24,16 +24,16 @@ enum Entry {
     Status(EquipmentStatus),
 }
 
-/// The entries of `id`'s shard that concern `id`, in stream order.
+/// What the entries of `id`'s shard say about `id`, in stream order: each reading of a
+/// reading entry (single or batch), each status.
 async fn shard_entries(r: &Client, id: &str) -> Vec<Entry> {
     let key = telemetry_stream(shard_for(id, SHARDS));
     let entries: Vec<(String, HashMap<String, Bytes>)> = r.xrange(key.as_str(), "-", "+", None).await.expect("xrange");
     entries
         .into_iter()
-        .map(|(_, f)| match (f.get(PAYLOAD_FIELD), f.get(STATUS_FIELD)) {
-            (Some(p), None) => Entry::Reading(Telemetry::decode(p.as_ref()).expect("reading")),
-            (None, Some(s)) => Entry::Status(EquipmentStatus::decode(s.as_ref()).expect("status")),
-            other => panic!("an entry with neither or both fields: {other:?}"),
+        .flat_map(|(_, f)| match f.get(STATUS_FIELD) {
+            Some(s) => vec![Entry::Status(EquipmentStatus::decode(s.as_ref()).expect("status"))],
+            None => readings_of(&f).into_iter().map(Entry::Reading).collect(),
         })
         .filter(|e| match e {
             Entry::Reading(t) => t.equipement_id == id,

@@ -9,9 +9,9 @@
 # usage: nab-replay.sh NAB_DIR OUT_DIR DETECTOR_BINARY [REPLAY OPTION]...
 # (the options, e.g. `--margin 2`, are passed on to every replay)
 set -euo pipefail
-# An episode clears after an hour of normal readings (12 of these 5-minute samples): chosen on
+# An episode clears after three hours of normal readings (36 of these 5-minute samples): chosen on
 # the tuning families (crates/model-eval/EVAL.md); the service's default is 60 s.
-export PROACT_CLEAR_AFTER_SECS="${PROACT_CLEAR_AFTER_SECS:-3600}"
+export PROACT_CLEAR_AFTER_SECS="${PROACT_CLEAR_AFTER_SECS:-10800}"
 nab=${1:?NAB_dev directory}
 out=${2:?output directory}
 bin=${3:?proact-anomaly-detector binary}

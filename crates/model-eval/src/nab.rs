@@ -277,6 +277,36 @@ pub struct Sweep {
     pub score: f64,
 }
 
+/// The rows where `scores` crosses `threshold` from below (the first row too when it is at or
+/// above it): one detection per alarm of a score that stays high while an anomaly lasts.
+pub fn crossings(scores: &[f64], threshold: f64) -> impl Iterator<Item = usize> + '_ {
+    (0..scores.len()).filter(move |&i| scores[i] >= threshold && (i == 0 || scores[i - 1] < threshold))
+}
+
+/// NAB's threshold optimisation for a score that is a level rather than a spike: a detection
+/// where the score crosses the threshold ([`crossings`]), the threshold tried at every
+/// hundredth in (0, 1] and the best kept (the lowest on ties). Scores are in [0, 1].
+pub fn sweep_crossings(files: &[(&LabelledFile, &[f64])], profile: &Profile) -> Result<Sweep, NabError> {
+    let windows: usize = files.iter().map(|(f, _)| f.windows()).sum();
+    let none = Outcome { raw: -profile.fn_ * windows as f64, fn_: windows, windows, ..Default::default() };
+    let mut best = Sweep { threshold: f64::INFINITY, outcome: none, score: profile.normalise(none.raw, windows) };
+    for step in 1..=100 {
+        let threshold = f64::from(step) / 100.0;
+        let mut total = Outcome::default();
+        for (f, scores) in files {
+            if scores.len() != f.rows() {
+                return Err(input_err(&f.name, format!("{} scores for {} rows", scores.len(), f.rows())));
+            }
+            total.add(&f.score_detections(crossings(scores, threshold), profile));
+        }
+        let score = total.normalised(profile);
+        if score > best.score {
+            best = Sweep { threshold, outcome: total, score };
+        }
+    }
+    Ok(best)
+}
+
 /// NAB's threshold optimisation: the one threshold over the whole corpus (every row whose
 /// score is ≥ it is a detection) that maximises the summed raw score. On ties the highest
 /// threshold wins. `files` pairs each file with one score per row; a NaN score is an error.
@@ -537,5 +567,13 @@ mod tests {
         assert!(LabelledFile::new("f", &ts, &[(1, 4), (3, 6)]).is_err());
         assert!(LabelledFile::new("f", &ts, &[(20, 30)]).unwrap_err().to_string().contains("covers no row"));
         assert!(LabelledFile::new("f", &[2, 1], &[]).is_err());
+    }
+
+    #[test]
+    fn a_level_score_is_one_detection_per_crossing() {
+        let scores = [0.6, 0.7, 0.2, 0.1, 0.5, 0.9, 0.9, 0.4, 0.55];
+        assert_eq!(crossings(&scores, 0.5).collect::<Vec<_>>(), [0, 4, 8]);
+        assert_eq!(crossings(&scores, 0.8).collect::<Vec<_>>(), [5]);
+        assert_eq!(crossings(&scores, 0.95).count(), 0);
     }
 }

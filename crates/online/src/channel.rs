@@ -6,6 +6,7 @@ use crate::level::Level;
 use crate::likelihood::Likelihood;
 use crate::patterns::Patterns;
 use crate::range::Range;
+use crate::season::Season;
 use crate::OnlineConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -14,6 +15,8 @@ pub struct ChannelDetector {
     patterns: Patterns,
     likelihood: Likelihood,
     level: Level,
+    #[serde(default)]
+    season: Season,
     /// Width of a level, set once the range is known (the first `width_after` readings).
     width: Option<f64>,
     learned: u64,
@@ -22,6 +25,10 @@ pub struct ChannelDetector {
     /// The extremes of the alarming readings not learned: they widen the range once the
     /// alarm is over, so a recurring spike is not an anomaly the next time.
     pending: Option<(f64, f64)>,
+    /// Sum of the alarming readings not learned (their mean is the level adopted if the alarm
+    /// outlasts the freeze).
+    #[serde(default)]
+    pending_sum: f64,
     last_ts: i64,
 }
 
@@ -32,10 +39,12 @@ impl ChannelDetector {
             patterns: Patterns::new(cfg.table_bits),
             likelihood: Likelihood::new(cfg.short_window as usize),
             level: Level::new(),
+            season: Season::default(),
             width: None,
             learned: 0,
             flagged_run: 0,
             pending: None,
+            pending_sum: 0.0,
             last_ts: i64::MIN,
         }
     }
@@ -73,12 +82,15 @@ impl ChannelDetector {
 
     /// The raw surprise of `value` (at `level`): its patterns' novelty, or its drift when larger.
     fn raw(&self, ts_micros: i64, value: f64, level: i64, cfg: &OnlineConfig) -> f64 {
-        let novelty = self.patterns.novelty(level, season(ts_micros, cfg), cfg.familiar_at);
+        let mut raw = self.patterns.novelty(level, season(ts_micros, cfg), cfg.familiar_at);
         if cfg.drift_sigmas > 0.0 {
-            novelty.max(self.level.surprise(value, cfg.drift_fast, cfg.drift_sigmas))
-        } else {
-            novelty
+            raw = raw.max(self.level.surprise(value, cfg.drift_fast, cfg.drift_sigmas));
         }
+        if cfg.context_strength <= 1.0 {
+            let var = self.level.variance();
+            raw = raw.max(self.season.surprise(ts_micros, value, var, cfg.context_strength, cfg.context_sigmas));
+        }
+        raw
     }
 
     /// Scores `value` (as [`Self::score`]), then learns from it.
@@ -102,11 +114,16 @@ impl ChannelDetector {
             if self.flagged_run <= cfg.freeze_readings {
                 let (lo, hi) = self.pending.unwrap_or((value, value));
                 self.pending = Some((lo.min(value), hi.max(value)));
+                self.pending_sum += value;
                 return;
+            }
+            if cfg.adopt_level && self.flagged_run == cfg.freeze_readings + 1 {
+                self.level.adopt((self.pending_sum + value) / f64::from(self.flagged_run));
             }
         } else {
             self.flagged_run = 0;
         }
+        self.pending_sum = 0.0;
         if let Some((lo, hi)) = self.pending.take() {
             self.range.include(lo);
             self.range.include(hi);
@@ -138,6 +155,7 @@ impl ChannelDetector {
             self.patterns.learn(level, season(ts_micros, cfg), cfg.decay_every);
         }
         self.level.learn(value, cfg.drift_fast, cfg.long_window);
+        self.season.learn(ts_micros, value, self.level.variance());
     }
 
     /// Bytes of state (heap included).
@@ -146,6 +164,7 @@ impl ChannelDetector {
             + self.range.heap_bytes()
             + self.patterns.heap_bytes()
             + self.likelihood.heap_bytes()
+            + self.season.heap_bytes()
     }
 }
 

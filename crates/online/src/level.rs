@@ -27,6 +27,17 @@ impl Level {
         ((fast - self.slow).abs() / self.var.sqrt() / sigmas).min(1.0)
     }
 
+    /// The long-term variance of the values.
+    pub fn variance(&self) -> f64 {
+        self.var
+    }
+
+    /// Takes `level` as both the recent and the long-term mean: the channel has moved to a
+    /// new level that is now normal, and its distance from the old one is no longer news.
+    pub fn adopt(&mut self, level: f64) {
+        (self.fast, self.slow) = (level, level);
+    }
+
     pub fn learn(&mut self, value: f64, fast_window: u32, slow_window: u64) {
         self.learned += 1;
         if self.learned == 1 {

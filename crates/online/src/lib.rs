@@ -10,6 +10,9 @@
 //!   (a spike, a flat channel that moves);
 //! - **pattern novelty**: the value is quantised into levels; how often the current level, the
 //!   last two and the last three were seen gives a raw surprise in [0, 1];
+//! - **contextual surprise**: the distance of the value from the channel's usual value at this
+//!   phase of its period (half hour of the day, hour of the week), when its learned history
+//!   shows that period: a normal value at an abnormal time;
 //! - **anomaly likelihood**: the mean of the last raw surprises against its long-term
 //!   distribution, a tail probability on a log scale (HTM's post-processing), so the score
 //!   means "unusual for this channel", whatever its noise.
@@ -28,6 +31,7 @@ mod level;
 mod likelihood;
 mod patterns;
 mod range;
+mod season;
 
 pub use channel::ChannelDetector;
 use serde::{Deserialize, Serialize};
@@ -76,6 +80,16 @@ pub struct OnlineConfig {
     /// counted as a pattern of its bucket (the hour of the day by default).
     pub season_micros: i64,
     pub season_buckets: u32,
+    /// The contextual surprise judges when a period (day, week) explains at least this share
+    /// of the channel's variance (above 1: off); a value this many of its bucket's standard
+    /// deviations from the bucket's mean is a full surprise.
+    pub context_strength: f64,
+    pub context_sigmas: f64,
+    /// When an alarm has lasted past `freeze_readings`, its level is adopted at once as the
+    /// long-term one (rather than over `long_window` readings). Off by default: on NAB's
+    /// tuning part a burst that outlasts the freeze is more often transient than a new level,
+    /// and adopting it makes its end a new alarm (EVAL.md).
+    pub adopt_level: bool,
 }
 
 impl Default for OnlineConfig {
@@ -101,6 +115,9 @@ impl Default for OnlineConfig {
             drift_fast: 20,
             season_micros: 86_400_000_000,
             season_buckets: 24,
+            context_strength: 0.5,
+            context_sigmas: 4.0,
+            adopt_level: false,
         }
     }
 }

@@ -172,3 +172,79 @@ fn erfc_matches_known_values() {
         assert!((erfc(x) - want).abs() <= 2e-7 * want, "erfc({x}) = {} not {want}", erfc(x));
     }
 }
+
+/// Five-minute readings of a daily cycle: low at night, a peak around noon.
+const FIVE_MIN: i64 = 300_000_000;
+
+fn daily_cycle(i: usize, noise: &mut Noise) -> f64 {
+    let phase = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
+    50.0 - 20.0 * phase.cos() + 0.5 * noise.next()
+}
+
+fn run_at(series: &[f64], step: i64, cfg: &OnlineConfig) -> Vec<f64> {
+    let mut d = EquipmentDetector::default();
+    series.iter().enumerate().map(|(i, &x)| d.observe(i as i64 * step, &[x], cfg).score).collect()
+}
+
+#[test]
+fn a_normal_value_at_an_abnormal_time_of_day_is_caught() {
+    let mut noise = Noise(17);
+    let mut series: Vec<f64> = (0..288 * 10).map(|i| daily_cycle(i, &mut noise)).collect();
+    // Day 8: the afternoon stays at the morning's level (values seen every day, at the wrong time).
+    let (start, end) = (288 * 8 + 144, 288 * 8 + 200);
+    for x in &mut series[start..end] {
+        *x = 50.0 + 0.5 * noise.next();
+    }
+    let cfg = OnlineConfig::default();
+    let scores = run_at(&series, FIVE_MIN, &cfg);
+    assert!(onsets(&scores[288 * 3..start], cfg.threshold, 12).is_empty(), "quiet on normal days");
+    let caught = (start..end).find(|&i| scores[i] >= cfg.threshold);
+    assert!(caught.is_some(), "the flat afternoon is caught");
+
+    // Without the contextual surprise the same stretch passes unseen: it is what catches it.
+    let off = OnlineConfig { context_strength: 2.0, ..cfg.clone() };
+    let scores = run_at(&series, FIVE_MIN, &off);
+    assert!((start..end).all(|i| scores[i] < off.threshold), "caught without the context too");
+}
+
+#[test]
+fn a_new_level_is_adopted_soon_after_the_freeze_when_asked() {
+    let cfg = OnlineConfig { adopt_level: true, ..OnlineConfig::default() };
+    let mut noise = Noise(23);
+    let mut series: Vec<f64> = (0..3000).map(|_| noise.next()).collect();
+    for x in &mut series[2000..] {
+        *x += 8.0;
+    }
+    let scores = run(&series, &cfg);
+    let hold = cfg.freeze_readings as usize;
+    assert!(scores[2000..2000 + hold].iter().all(|&s| s >= cfg.threshold), "the young anomaly alarms");
+    let calm = (2000..3000).find(|&i| scores[i..].iter().all(|&s| s < cfg.threshold)).expect("it ends");
+    assert!(calm < 2000 + 10 * hold, "the new level is normal from {calm}");
+
+    // Without adopting it, the old long-term mean judges the new level for much longer.
+    let slow = OnlineConfig { adopt_level: false, ..cfg.clone() };
+    let scores = run(&series, &slow);
+    let calm_slow = (2000..3000).find(|&i| scores[i..].iter().all(|&s| s < slow.threshold)).unwrap_or(3000);
+    assert!(calm_slow > calm, "adopting is faster ({calm} against {calm_slow})");
+}
+
+#[test]
+fn a_checkpoint_written_before_the_contextual_profiles_still_resumes() {
+    let cfg = OnlineConfig::default();
+    let mut noise = Noise(31);
+    let mut d = EquipmentDetector::default();
+    for i in 0..2000 {
+        d.observe(i * STEP, &[noise.next()], &cfg);
+    }
+    let mut json: serde_json::Value = serde_json::to_value(&d).expect("serialise");
+    for channel in json["channels"].as_array_mut().expect("channels") {
+        let c = channel.as_object_mut().expect("a channel is an object");
+        assert!(c.remove("season").is_some() && c.remove("pending_sum").is_some());
+    }
+    let mut old: EquipmentDetector = serde_json::from_value(json).expect("an older checkpoint loads");
+    // It keeps learning; its profiles start empty, so no contextual surprise before two days.
+    for i in 2000..2100 {
+        let x = [noise.next()];
+        assert!(old.observe(i * STEP, &x, &cfg).score.is_finite());
+    }
+}

@@ -78,16 +78,24 @@ pub async fn ping(client: &Client) -> bool {
     r.is_ok()
 }
 
-/// One entry read from a stream: where it is, and its protobuf payload (field `p`).
+/// One entry read from a stream: where it is, and its protobuf payload (field `p`, `b` for a
+/// telemetry entry carrying a batch of readings, or `s` for an equipment status in a telemetry
+/// shard: docs/adr/0006-equipment-status-entries.md).
 #[derive(Debug, Clone)]
 pub struct StreamEntry {
     pub key: String,
     pub id: String,
     /// `None` when the entry has no payload field (it is still acked, after a dead letter).
     pub payload: Option<bytes::Bytes>,
-    /// An equipment status in a telemetry shard (field `s`, `EquipmentStatus`) instead of a
-    /// reading: docs/adr/0004-equipment-status-entries.md.
-    pub status: Option<bytes::Bytes>,
+    /// The field the payload came from: [`PAYLOAD_FIELD`], [`BATCH_FIELD`] or [`STATUS_FIELD`].
+    pub field: &'static str,
+}
+
+impl StreamEntry {
+    /// An entry with a single message in field `p`.
+    pub fn single(key: String, id: String, payload: Option<bytes::Bytes>) -> Self {
+        Self { key, id, payload, field: PAYLOAD_FIELD }
+    }
 }
 
 /// Reads up to `count` new entries per key for `consumer` of `group`, blocking up to
@@ -214,8 +222,16 @@ pub fn xread_response(
 
 /// The payload field of every ProAct stream entry (mirrors `proact_proto::streams`).
 pub const PAYLOAD_FIELD: &str = "p";
+/// The payload field of a telemetry entry carrying a batch of readings (mirrors
+/// `proact_proto::streams`).
+pub const BATCH_FIELD: &str = "b";
 /// The field of a telemetry shard's status entries (mirrors `proact_proto::streams`).
 pub const STATUS_FIELD: &str = "s";
+
+/// The payload field a field name is, if it is one.
+fn payload_field(name: &[u8]) -> Option<&'static str> {
+    [PAYLOAD_FIELD, BATCH_FIELD, STATUS_FIELD].into_iter().find(|f| f.as_bytes() == name)
+}
 
 /// Acknowledges `entries` for `group`, one `XACK` per stream key, pipelined.
 pub async fn ack(client: &Client, group: &str, entries: &[StreamEntry]) -> Result<(), Error> {
@@ -255,18 +271,16 @@ pub async fn claim_stale(
         for entry in entries {
             let Value::Array(pair) = entry else { continue };
             let (Some(id), fields) = (pair.first().and_then(|v| v.as_string()), pair.get(1)) else { continue };
-            let (mut payload, mut status) = (None, None);
+            let (mut payload, mut field) = (None, PAYLOAD_FIELD);
             if let Some(Value::Array(fv)) = fields {
                 for kv in fv.chunks(2) {
-                    let value = || kv[1].as_bytes().map(bytes::Bytes::copy_from_slice);
-                    match kv.first().and_then(|f| f.as_str()).as_deref() {
-                        Some(PAYLOAD_FIELD) if kv.len() == 2 => payload = value(),
-                        Some(STATUS_FIELD) if kv.len() == 2 => status = value(),
-                        _ => {}
+                    if let (2, Some(f)) = (kv.len(), value_bytes(&kv[0]).and_then(payload_field)) {
+                        payload = kv[1].as_bytes().map(bytes::Bytes::copy_from_slice);
+                        field = f;
                     }
                 }
             }
-            out.push(StreamEntry { key: key.clone(), id, payload, status });
+            out.push(StreamEntry { key: key.clone(), id, payload, field });
         }
     }
     Ok(out)
@@ -402,30 +416,29 @@ pub fn parse_xread(raw: Value) -> Vec<StreamEntry> {
             }
             let fields = if pair.len() > 1 { pair.pop() } else { None };
             let Some(id) = value_str(&pair[0]) else { continue };
-            let (mut payload, mut status) = (None, None);
-            let mut take = |f: &[u8], v: Value| {
-                if f == PAYLOAD_FIELD.as_bytes() {
-                    payload = bytes_of(v);
-                } else if f == STATUS_FIELD.as_bytes() {
-                    status = bytes_of(v);
-                }
-            };
+            let (mut payload, mut field) = (None, PAYLOAD_FIELD);
             match fields {
                 Some(Value::Array(fv)) => {
                     let mut it = fv.into_iter();
                     while let (Some(f), Some(v)) = (it.next(), it.next()) {
-                        take(value_bytes(&f).unwrap_or_default(), v);
+                        if let Some(name) = value_bytes(&f).and_then(payload_field) {
+                            payload = bytes_of(v);
+                            field = name;
+                        }
                     }
                 }
                 Some(Value::Map(m)) => {
                     for (f, v) in m.inner() {
-                        take(f.as_bytes(), v);
+                        if let Some(name) = payload_field(f.as_bytes()) {
+                            payload = bytes_of(v);
+                            field = name;
+                        }
                     }
                 }
                 // A pending entry deleted from the stream (trimmed) comes back with nil fields.
                 _ => {}
             }
-            out.push(StreamEntry { key: key.clone(), id, payload, status });
+            out.push(StreamEntry { key: key.clone(), id, payload, field });
         }
     }
     out

@@ -1,4 +1,5 @@
-//! The load: sensors publishing seed-shaped readings at QoS 1 at a fixed rate, a few of them
+//! The load: sensors publishing seed-shaped readings at QoS 1 at a fixed rate (one JSON
+//! object per message, or JSON arrays of several readings of one equipment), a few of them
 //! hot now and then, and a dashboard client timing each hot reading's alert.
 
 use std::collections::HashMap;
@@ -14,7 +15,11 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 /// What one step publishes.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// Readings per second.
     pub rate: u64,
+    /// Readings per MQTT message: 1 is a JSON object, more a JSON array of that many
+    /// consecutive readings of one equipment.
+    pub per_message: usize,
     pub secs: f64,
     /// Publisher connections; readings of one equipment always go over the same one.
     pub publishers: usize,
@@ -25,7 +30,8 @@ pub struct Plan {
     pub hot_period: Duration,
 }
 
-/// What a step published, as acknowledged by the broker.
+/// What a step published, as acknowledged by the broker, in readings (a message acked is
+/// all of its readings acked).
 #[derive(Debug, Default)]
 pub struct Published {
     pub sent: u64,
@@ -143,12 +149,14 @@ fn alert_key(text: &str) -> Option<Key> {
     Some((id.to_string(), ts.timestamp_micros()))
 }
 
-fn payload(id: &str, ts_micros: i64, temperature: f64, vibration: f64) -> (String, bytes::Bytes) {
+/// One reading as the contract's JSON object, appended to `out`.
+fn reading_json(out: &mut String, id: &str, ts_micros: i64, temperature: f64, vibration: f64) {
+    use std::fmt::Write;
     let ts = chrono::DateTime::from_timestamp_micros(ts_micros).expect("a valid time").format("%Y-%m-%dT%H:%M:%S%.6fZ");
-    let body = format!(
+    let _ = write!(
+        out,
         r#"{{"equipement_id":"{id}","temperature":{temperature:.1},"vibration":{vibration:.1},"timestamp":"{ts}"}}"#
     );
-    (format!("sensors/{id}/telemetry"), bytes::Bytes::from(body))
 }
 
 /// Publishes `plan` to the broker on `port` and returns once every message is acked (or
@@ -225,7 +233,9 @@ async fn one_connection(
     // This connection's share of the rate and its equipment: ids ≡ p (mod publishers).
     let mine: Vec<usize> = (p..plan.equipment).step_by(plan.publishers).collect();
     let ids: Vec<String> = mine.iter().map(|e| format!("EQ-{e:04}")).collect();
-    let rate = plan.rate as f64 / plan.publishers as f64;
+    // Messages per second and in all; each carries `n` readings.
+    let n = plan.per_message.max(1);
+    let rate = plan.rate as f64 / plan.publishers as f64 / n as f64;
     let total = (rate * plan.secs).round() as u64;
     let period = plan.hot_period.as_micros() as i64;
     let t0 = now_micros();
@@ -241,27 +251,41 @@ async fn one_connection(
         let due = ((start.elapsed().as_secs_f64() * rate) as u64).min(total);
         while k < due {
             let j = (k as usize) % mine.len();
-            let now = now_micros();
-            // 1 ms apart at least: the detector's window keys readings by millisecond.
-            let ts = now.max(last_ts[j] + 1000);
-            last_ts[j] = ts;
-            let is_hot = ts >= next_hot[j];
-            let temperature = if is_hot { 95.0 } else { 60.0 + (k % 150) as f64 / 10.0 };
-            let (topic, body) = payload(&ids[j], ts, temperature, 1.0 + (k % 70) as f64 / 10.0);
-            if is_hot {
-                next_hot[j] = (next_hot[j] + period).max(ts + period / 2);
-                book.published((ids[j].clone(), ts), now_micros());
-                hot += 1;
+            let mut body = String::with_capacity(110 * n + 2);
+            if n > 1 {
+                body.push('[');
             }
+            for r in 0..n {
+                let now = now_micros();
+                // 1 ms apart at least: the detector's window keys readings by millisecond.
+                let ts = now.max(last_ts[j] + 1000);
+                last_ts[j] = ts;
+                let is_hot = ts >= next_hot[j];
+                let temperature = if is_hot { 95.0 } else { 60.0 + (k % 150) as f64 / 10.0 };
+                if r > 0 {
+                    body.push(',');
+                }
+                reading_json(&mut body, &ids[j], ts, temperature, 1.0 + ((k + r as u64) % 70) as f64 / 10.0);
+                if is_hot {
+                    next_hot[j] = (next_hot[j] + period).max(ts + period / 2);
+                    book.published((ids[j].clone(), ts), now_micros());
+                    hot += 1;
+                }
+            }
+            if n > 1 {
+                body.push(']');
+            }
+            let topic = format!("sensors/{}/telemetry", ids[j]);
             first.get_or_insert_with(Instant::now);
-            if let Err(e) = client.publish_bytes(topic, QoS::AtLeastOnce, false, body).await {
+            if let Err(e) = client.publish_bytes(topic, QoS::AtLeastOnce, false, bytes::Bytes::from(body)).await {
                 done.store(true, Ordering::Release);
                 let _ = acks.await;
-                return Published { sent: k, hot, errors: vec![format!("publish: {e}")], ..Default::default() };
+                let sent = k * n as u64;
+                return Published { sent, hot, errors: vec![format!("publish: {e}")], ..Default::default() };
             }
             k += 1;
             sent.store(k, Ordering::Release);
-            progress.fetch_add(1, Ordering::Relaxed);
+            progress.fetch_add(n as u64, Ordering::Relaxed);
             if k % 64 == 0 {
                 // The channel to the event loop rarely makes us wait: let the ack task run.
                 tokio::task::yield_now().await;
@@ -276,5 +300,6 @@ async fn one_connection(
     done.store(true, Ordering::Release);
     let (acked, error) = acks.await.unwrap_or((0, Some("ack task panicked".into())));
     let _ = client.disconnect().await;
-    Published { sent: k, acked, hot, secs, errors: error.into_iter().collect() }
+    let n = n as u64;
+    Published { sent: k * n, acked: acked * n, hot, secs, errors: error.into_iter().collect() }
 }

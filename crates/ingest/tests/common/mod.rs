@@ -12,7 +12,9 @@ use std::time::Duration;
 use clap::Parser;
 use fred::prelude::*;
 use proact_ingest::{App, Config};
-use proact_proto::streams::{telemetry_streams, DEAD_LETTER_STREAM, PAYLOAD_FIELD};
+use proact_proto::streams::{
+    decode_readings, telemetry_streams, BATCH_FIELD, DEAD_LETTER_STREAM, PAYLOAD_FIELD, STATUS_FIELD,
+};
 use proact_proto::v1::{DeadLetter, Telemetry};
 use prost::Message;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -157,7 +159,20 @@ pub async fn redis(url: &str) -> Client {
     proact_server::redis::connect(url).await.expect("redis")
 }
 
-/// Every telemetry entry in the shards: (total entries, distinct (id, ts)).
+/// The readings of a telemetry entry read with `XRANGE`, whichever kind it is (none in an
+/// equipment status entry).
+pub fn readings_of(fields: &std::collections::HashMap<String, bytes::Bytes>) -> Vec<Telemetry> {
+    if fields.contains_key(STATUS_FIELD) {
+        return Vec::new();
+    }
+    let (field, payload) = fields
+        .get_key_value(BATCH_FIELD)
+        .or_else(|| fields.get_key_value(PAYLOAD_FIELD))
+        .expect("a telemetry entry has a payload field");
+    decode_readings(field, payload).expect("telemetry entry")
+}
+
+/// Every telemetry reading in the shards: (total readings, distinct (id, ts)).
 pub async fn stream_contents(client: &Client) -> (u64, HashSet<(String, i64)>) {
     let mut total = 0;
     let mut distinct = HashSet::new();
@@ -168,9 +183,10 @@ pub async fn stream_contents(client: &Client) -> (u64, HashSet<(String, i64)>) {
                 client.xrange(key.as_str(), start.as_str(), "+", Some(5000)).await.expect("xrange");
             let Some((last, _)) = entries.last().cloned() else { break };
             for (_, fields) in &entries {
-                let t = Telemetry::decode(fields[PAYLOAD_FIELD].as_ref()).expect("telemetry entry");
-                total += 1;
-                distinct.insert((t.equipement_id, t.ts_micros));
+                for t in readings_of(fields) {
+                    total += 1;
+                    distinct.insert((t.equipement_id, t.ts_micros));
+                }
             }
             start = format!("({last}");
         }
@@ -184,7 +200,7 @@ pub async fn stored_readings(client: &Client) -> Vec<Telemetry> {
     for key in telemetry_streams(SHARDS) {
         let entries: Vec<(String, std::collections::HashMap<String, bytes::Bytes>)> =
             client.xrange(key.as_str(), "-", "+", None).await.expect("xrange");
-        out.extend(entries.iter().map(|(_, f)| Telemetry::decode(f[PAYLOAD_FIELD].as_ref()).expect("telemetry entry")));
+        out.extend(entries.iter().flat_map(|(_, f)| readings_of(f)));
     }
     out
 }
