@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use fred::prelude::*;
-use proact_proto::streams::{shard_for, telemetry_stream, STATUS_FIELD};
+use proact_proto::streams::{shard_for, telemetry_stream, BATCH_FIELD, STATUS_FIELD};
 use proact_proto::v1::{EquipmentStatus, RejectReason, Telemetry};
 use proact_sparkplug::encode::{encode_dbirth, encode_ddata, encode_ddeath, encode_nbirth, encode_ndeath};
 use proact_testkit::{Mosquitto, Redis};
@@ -103,6 +103,12 @@ async fn births_then_data_by_alias_become_readings_and_statuses_in_order() {
     );
     let Entry::Reading(last) = &entries[3] else { unreachable!() };
     assert_eq!((last.source.as_str(), last.extra.get("Pressure")), ("sparkplug", Some(&4.5)));
+    // Sparkplug readings go through the same sink as JSON ones: batch entries by default.
+    let key = telemetry_stream(shard_for("PUMP-01", SHARDS));
+    let raw: Vec<(String, HashMap<String, Bytes>)> = r.xrange(key.as_str(), "-", "+", None).await.expect("xrange");
+    let mut fields: Vec<&str> = raw.iter().flat_map(|(_, f)| f.keys().map(String::as_str)).collect();
+    fields.dedup();
+    assert_eq!(fields, [STATUS_FIELD, BATCH_FIELD, STATUS_FIELD], "status, batch entries, status");
     assert!(dead_letters(&r).await.is_empty());
     let page = http_get(ingest.admin, "/metrics").await;
     // The recorder is the process's: the other test of this file may have counted too.
