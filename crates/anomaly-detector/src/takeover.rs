@@ -267,3 +267,21 @@ fn entry_payload(fields: &mut HashMap<String, bytes::Bytes>) -> (&'static str, O
     }
     (PAYLOAD_FIELD, fields.remove(PAYLOAD_FIELD))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::entry_payload;
+    use proact_server::redis::{BATCH_FIELD, PAYLOAD_FIELD, STATUS_FIELD};
+    use std::collections::HashMap;
+
+    /// The warm-up replays every kind of shard entry: a status it dropped would leave a dead
+    /// device's no-data alarm unraised on the new owner.
+    #[test]
+    fn warm_up_entries_keep_their_field() {
+        for field in [PAYLOAD_FIELD, BATCH_FIELD, STATUS_FIELD] {
+            let mut fields = HashMap::from([(field.to_string(), bytes::Bytes::from_static(b"x"))]);
+            assert_eq!(entry_payload(&mut fields), (field, Some(bytes::Bytes::from_static(b"x"))));
+        }
+        assert_eq!(entry_payload(&mut HashMap::new()), (PAYLOAD_FIELD, None));
+    }
+}
