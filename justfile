@@ -71,6 +71,6 @@ k8s-validate:
 data:
     cargo run -p proact-dataprep --bin proact-prepare -- generate --out data --seed 42
 
-# Coverage-guided fuzzing with libFuzzer on stable (docs/RELIABILITY.md): each of the five targets for `seconds`; fails on a crash.
+# Coverage-guided fuzzing with libFuzzer on stable (docs/RELIABILITY.md): each target for `seconds`; fails on a crash.
 fuzz seconds="30":
     bash deploy/fuzz.sh {{seconds}}

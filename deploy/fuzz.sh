@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing of the five cargo-fuzz targets with libFuzzer, on the stable
+# Coverage-guided fuzzing of the six cargo-fuzz targets with libFuzzer, on the stable
 # toolchain: `deploy/fuzz.sh [seconds]` (default 30 s per target), or `just fuzz [seconds]`.
 #
 # - cargo-fuzz is installed from the crate registry only when `cargo fuzz --version` fails.
@@ -31,6 +31,7 @@ sanitizer=${PROACT_FUZZ_SANITIZER:-address}
 # crate:target, in the order of the flow.
 targets=(
   ingest:parse_mqtt
+  ingest:sparkplug
   dataprep:import_csv
   archive:decode_telemetry
   anomaly-detector:score_entries

@@ -454,16 +454,7 @@ impl Engine {
         // warm-up re-reading what came before it (or a redelivery), and clearing on it would
         // lose the clear (the warm-up publishes nothing for acked entries).
         if let Some(silent) = st.silent.take_if(|s| t.ts_micros > s.at_micros) {
-            let mut alarm = silent.alert;
-            alarm.state = AlertState::Cleared as i32;
-            alarm.end_micros = t.ts_micros;
-            alarm.updated_micros = now_micros;
-            out.push(Transition {
-                kind: AlertEventKind::Cleared,
-                alert: alarm,
-                episode: Episode::NoData,
-                at_micros: t.ts_micros,
-            });
+            out.push(episodes::clear_no_data(silent, t.ts_micros, now_micros));
         }
         let placement = st.window.push(t.ts_micros / 1000, &self.values);
         match placement {
@@ -602,6 +593,52 @@ mod tests {
         let back = e.observe(&reading("P", 45, 60.0), "", 45_000_000);
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].kind, AlertEventKind::Cleared);
+    }
+
+    fn status(id: &str, online: bool, at_s: i64) -> proact_proto::v1::EquipmentStatus {
+        proact_proto::v1::EquipmentStatus {
+            equipement_id: id.into(),
+            online,
+            at_micros: at_s * 1_000_000,
+            reason: if online { "Sparkplug DBIRTH" } else { "Sparkplug DDEATH" }.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Issue 22: a death certificate is an explicit silence: the no-data alarm goes up at
+    /// once, not after the silence time, and the birth (or a reading) brings it down.
+    #[test]
+    fn a_death_raises_no_data_at_once_and_a_birth_clears_it() {
+        let cfg = EngineConfig { silence_after_micros: 120_000_000, ..Default::default() };
+        let mut e = Engine::new(cfg);
+        e.observe(&reading("P", 0, 60.0), "", 0);
+        let down = e.status(&status("P", false, 1), 1_000_000);
+        assert_eq!(down.len(), 1, "one second after the last reading, not 120");
+        let alarm = &down[0].alert;
+        assert_eq!((down[0].kind, down[0].episode), (AlertEventKind::Raised, Episode::NoData));
+        assert_eq!((alarm.rule.as_str(), alarm.state), ("no_data", AlertState::Open as i32));
+        assert_eq!(alarm.alert_id, "P-nodata-1000000");
+        assert!(alarm.reason.contains("hors ligne") && alarm.reason.contains("DDEATH"), "{}", alarm.reason);
+        assert!(e.status(&status("P", false, 2), 2_000_000).is_empty(), "one alarm per death");
+        assert!(e.check_silence(200_000_000).is_empty(), "the silence is the same one");
+        let up = e.status(&status("P", true, 3), 3_000_000);
+        assert_eq!((up.len(), up[0].kind), (1, AlertEventKind::Cleared));
+        assert_eq!(up[0].alert.alert_id, "P-nodata-1000000");
+        assert!(e.status(&status("P", true, 4), 4_000_000).is_empty(), "nothing left to clear");
+        assert!(e.check_silence(100_000_000).is_empty(), "the birth restarted the silence clock");
+        // Died again, then data is back without a birth: the reading clears it.
+        assert_eq!(e.status(&status("P", false, 5), 5_000_000).len(), 1);
+        let back = e.observe(&reading("P", 6, 60.0), "", 6_000_000);
+        assert_eq!((back[0].kind, back[0].alert.alert_id.as_str()), (AlertEventKind::Cleared, "P-nodata-5000000"));
+    }
+
+    #[test]
+    fn a_death_of_an_equipment_never_read_or_with_the_alarm_off_raises_nothing() {
+        let mut e = Engine::new(EngineConfig { silence_after_micros: 120_000_000, ..Default::default() });
+        assert!(e.status(&status("GATEWAY", false, 1), 1_000_000).is_empty());
+        let mut off = Engine::new(EngineConfig { silence_after_micros: 0, ..Default::default() });
+        off.observe(&reading("P", 0, 60.0), "", 0);
+        assert!(off.status(&status("P", false, 1), 1_000_000).is_empty());
     }
 
     /// Issue 21: one reading dated a day ahead would move the window's watermark, and every

@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fred::prelude::*;
-use proact_proto::streams::{decode_readings, shard_for, telemetry_stream};
+use proact_proto::streams::{decode_readings, shard_for, telemetry_stream, STATUS_FIELD};
 use proact_proto::time::now_micros;
-use proact_proto::v1::{AlertEvent, AlertEventKind, Telemetry};
+use proact_proto::v1::{AlertEvent, AlertEventKind, EquipmentStatus, Telemetry};
 use proact_server::otel::{trace_id_of, KeyValue, PipelineSpan, Tracing};
 use proact_server::redis::{ack, ensure_group, read_group, StreamEntry};
 use proact_server::Readiness;
+use prost::Message;
 use tokio::sync::{watch, Mutex};
 use tokio_util::sync::CancellationToken;
 
@@ -304,44 +305,54 @@ impl Scoring {
         let mut scored = 0;
         {
             let mut engine = self.engine.lock().await;
-            // An entry carries one reading or a batch of them, in the order ingest read them.
-            let readings = entries.iter().flat_map(|e| {
-                // Ingest wrote these; an undecodable one is archive's to dead-letter, not ours.
-                let readings = e.payload.as_ref().and_then(|p| decode_readings(e.field, p).ok());
-                readings.unwrap_or_default().into_iter().map(move |t| (e, t))
-            });
-            for (e, t) in readings {
-                scored += 1;
-                // Only readings ingest sampled carry a trace; the rest cost this one lookup.
-                let span = traces.follow("detector.score", &t.trace_context, started, Vec::new());
-                let trace_id = match trace_id_of(&t.trace_context) {
-                    Some(id) => id.to_string(),
-                    None => derived_trace_id(&t),
-                };
-                let late_before = engine.too_late;
-                let produced = engine.observe(&t, &trace_id, now);
-                let produced = if publish(e) {
-                    too_late += engine.too_late - late_before;
-                    produced
-                } else {
-                    Vec::new()
-                };
-                // The alert events carry the scoring span's context, so what the gateway does
-                // with them hangs below the scoring that raised them.
-                let context = match &span {
-                    Some(s) if !produced.is_empty() => {
-                        let mut c = HashMap::new();
-                        s.inject(&mut c);
-                        c
+            // An entry carries one reading, a batch of them in the order ingest read them, or
+            // an equipment's status: all in the order of the shard.
+            for e in entries {
+                let Some(payload) = e.payload.as_ref() else { continue };
+                // An equipment declared offline or online by its source (docs/adr/0006).
+                if e.field == STATUS_FIELD {
+                    if let Ok(status) = EquipmentStatus::decode(payload.as_ref()) {
+                        let produced = engine.status(&status, now);
+                        if publish(e) {
+                            outgoing.extend(produced.into_iter().map(|tr| self::outgoing(tr, HashMap::new())));
+                        }
                     }
-                    _ => t.trace_context.clone(),
-                };
-                if let Some(mut s) = span {
-                    s.set_attribute(KeyValue::new("equipement_id", t.equipement_id.clone()));
-                    s.set_attribute(KeyValue::new("alert.transitions", produced.len() as i64));
-                    spans.push(s);
+                    continue;
                 }
-                outgoing.extend(produced.into_iter().map(|tr| self::outgoing(tr, context.clone())));
+                // Ingest wrote these; an undecodable one is archive's to dead-letter, not ours.
+                for t in decode_readings(e.field, payload).unwrap_or_default() {
+                    scored += 1;
+                    // Only readings ingest sampled carry a trace; the rest cost this one lookup.
+                    let span = traces.follow("detector.score", &t.trace_context, started, Vec::new());
+                    let trace_id = match trace_id_of(&t.trace_context) {
+                        Some(id) => id.to_string(),
+                        None => derived_trace_id(&t),
+                    };
+                    let late_before = engine.too_late;
+                    let produced = engine.observe(&t, &trace_id, now);
+                    let produced = if publish(e) {
+                        too_late += engine.too_late - late_before;
+                        produced
+                    } else {
+                        Vec::new()
+                    };
+                    // The alert events carry the scoring span's context, so what the gateway does
+                    // with them hangs below the scoring that raised them.
+                    let context = match &span {
+                        Some(s) if !produced.is_empty() => {
+                            let mut c = HashMap::new();
+                            s.inject(&mut c);
+                            c
+                        }
+                        _ => t.trace_context.clone(),
+                    };
+                    if let Some(mut s) = span {
+                        s.set_attribute(KeyValue::new("equipement_id", t.equipement_id.clone()));
+                        s.set_attribute(KeyValue::new("alert.transitions", produced.len() as i64));
+                        spans.push(s);
+                    }
+                    outgoing.extend(produced.into_iter().map(|tr| self::outgoing(tr, context.clone())));
+                }
             }
         }
         metrics::counter!("proact_detector_events_scored_total").increment(scored);

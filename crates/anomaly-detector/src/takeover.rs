@@ -256,12 +256,32 @@ async fn pending_ids(client: &Client, key: &str, group: &str) -> Result<HashSet<
         .collect())
 }
 
-/// The payload of an entry read with `XRANGE`, and the field it came from (a single reading
+/// The payload of an entry read with `XRANGE`, and the field it came from (a single reading,
 /// or a batch of them).
 fn entry_payload(fields: &mut HashMap<String, bytes::Bytes>) -> (&'static str, Option<bytes::Bytes>) {
-    use proact_server::redis::{BATCH_FIELD, PAYLOAD_FIELD};
-    match fields.remove(BATCH_FIELD) {
-        Some(batch) => (BATCH_FIELD, Some(batch)),
-        None => (PAYLOAD_FIELD, fields.remove(PAYLOAD_FIELD)),
+    use proact_server::redis::{BATCH_FIELD, PAYLOAD_FIELD, STATUS_FIELD};
+    for field in [BATCH_FIELD, STATUS_FIELD] {
+        if let Some(payload) = fields.remove(field) {
+            return (field, Some(payload));
+        }
+    }
+    (PAYLOAD_FIELD, fields.remove(PAYLOAD_FIELD))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::entry_payload;
+    use proact_server::redis::{BATCH_FIELD, PAYLOAD_FIELD, STATUS_FIELD};
+    use std::collections::HashMap;
+
+    /// The warm-up replays every kind of shard entry: a status it dropped would leave a dead
+    /// device's no-data alarm unraised on the new owner.
+    #[test]
+    fn warm_up_entries_keep_their_field() {
+        for field in [PAYLOAD_FIELD, BATCH_FIELD, STATUS_FIELD] {
+            let mut fields = HashMap::from([(field.to_string(), bytes::Bytes::from_static(b"x"))]);
+            assert_eq!(entry_payload(&mut fields), (field, Some(bytes::Bytes::from_static(b"x"))));
+        }
+        assert_eq!(entry_payload(&mut HashMap::new()), (PAYLOAD_FIELD, None));
     }
 }

@@ -206,6 +206,10 @@ const LAG_EVERY: Duration = Duration::from_secs(5);
 pub const METRICS: &[Metric] = &[
     Metric::counter("proact_archive_rows_written_total", "Telemetry rows inserted"),
     Metric::counter("proact_archive_rows_duplicate_total", "Redelivered rows already stored (not inserted again)"),
+    Metric::counter(
+        "proact_archive_status_entries_total",
+        "Equipment status entries (field s: online/offline) acknowledged without a row",
+    ),
     Metric::counter("proact_archive_dead_letters_total", "Stream entries sent to the dead-letter stream"),
     Metric::counter(
         "proact_archive_queries_refused_total",

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use deadpool_postgres::Pool;
 use fred::prelude::*;
-use proact_proto::streams::{batch_len, decode_readings, BATCH_FIELD, DEAD_LETTER_STREAM, PAYLOAD_FIELD};
+use proact_proto::streams::{batch_len, decode_readings, BATCH_FIELD, DEAD_LETTER_STREAM, PAYLOAD_FIELD, STATUS_FIELD};
 use proact_proto::time::now_micros;
 use proact_proto::v1::{DeadLetter, RejectReason, Telemetry};
 use proact_server::backoff::Backoff;
@@ -568,8 +568,15 @@ impl Writer {
         let mut rows: Vec<Telemetry> = Vec::with_capacity(entries.len());
         // Where each row came from: (entry, reading within it).
         let mut row_entry: Vec<(usize, usize)> = Vec::with_capacity(entries.len());
+        let mut statuses = 0;
         for (i, e) in entries.iter().enumerate() {
             if skip.contains(&i) {
+                continue;
+            }
+            // An equipment status (docs/adr/0006) is not a row: the detector's to act on,
+            // acknowledged here with the batch.
+            if e.field == STATUS_FIELD {
+                statuses += 1;
                 continue;
             }
             match decode_entry(e) {
@@ -588,7 +595,8 @@ impl Writer {
             }
         }
 
-        tracing::debug!(rows = rows.len(), dead = dead.len(), "batch decoded");
+        metrics::counter!("proact_archive_status_entries_total").increment(statuses);
+        tracing::debug!(rows = rows.len(), dead = dead.len(), statuses, "batch decoded");
         let spans: Vec<PipelineSpan> = if self.traces.enabled() {
             rows.iter()
                 .filter_map(|t| {

@@ -12,9 +12,13 @@ use clap::Parser;
 use fred::prelude::*;
 use proact_archive::pipeline::Stats;
 use proact_archive::{App, Config};
-use proact_proto::streams::{shard_for, telemetry_stream, BATCH_FIELD, DEAD_LETTER_STREAM, PAYLOAD_FIELD};
+use proact_proto::streams::{
+    shard_for, telemetry_stream, BATCH_FIELD, DEAD_LETTER_STREAM, PAYLOAD_FIELD, STATUS_FIELD,
+};
 use proact_proto::v1::archive_client::ArchiveClient;
-use proact_proto::v1::{BucketsRequest, DeadLetter, RejectReason, Telemetry, TelemetryBatch, TelemetryRangeRequest};
+use proact_proto::v1::{
+    BucketsRequest, DeadLetter, EquipmentStatus, RejectReason, Telemetry, TelemetryBatch, TelemetryRangeRequest,
+};
 use proact_server::Readiness;
 use proact_testkit::{Postgres, Redis};
 use prost::Message;
@@ -457,6 +461,34 @@ async fn frozen_postgres_makes_the_archive_unready_and_loses_nothing() {
     eventually("caught up", || async { a.stats.entries_acked.load(Ordering::Relaxed) == 5000 }).await;
     eventually("ready again", || async { http_status(a.admin, "/readyz").await == 200 }).await;
     assert_eq!(count(&pg_client(&pg).await).await, 5000);
+    a.stop().await;
+}
+
+/// An equipment status (field `s`, docs/adr/0006-equipment-status-entries.md) among the readings of its shard: the
+/// detector's to act on, acknowledged here with its batch, neither a row nor a dead letter.
+#[tokio::test]
+async fn status_entries_are_acked_without_a_row_or_a_dead_letter() {
+    let (redis, pg) = servers().await;
+    let (r, db) = (redis_client(&redis).await, pg_client(&pg).await);
+    let good = readings(20, base());
+    produce(&r, &good[..10]).await;
+    let status = EquipmentStatus {
+        equipement_id: good[0].equipement_id.clone(),
+        online: false,
+        at_micros: base(),
+        reason: "Sparkplug DDEATH".into(),
+        ..Default::default()
+    };
+    let key = telemetry_stream(shard_for(&status.equipement_id, SHARDS));
+    let entry = Bytes::from(status.encode_to_vec());
+    let _: () = r.xadd(key.as_str(), false, None::<()>, "*", (STATUS_FIELD, entry)).await.unwrap();
+    // Readings after it in batch entries: both kinds of reading entries around a status.
+    let batches = produce_batches(&r, &good[10..], 4).await;
+    let a = start(&redis, &pg, "s1", &[], false).await;
+    eventually("all entries acked", || async { a.stats.entries_acked.load(Ordering::Relaxed) == 11 + batches }).await;
+    assert_eq!(count(&db).await, 20);
+    assert_eq!(pending(&r).await, 0);
+    assert!(dead_letters(&r).await.is_empty(), "a status is not a poison entry");
     a.stop().await;
 }
 

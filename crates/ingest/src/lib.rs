@@ -20,6 +20,7 @@ pub mod mqtt;
 pub mod provision;
 pub mod security;
 pub mod sink;
+pub mod sparkplug;
 pub mod trim;
 pub mod validate;
 
@@ -175,6 +176,24 @@ pub struct Config {
     /// How often the allow-list is reloaded, in seconds.
     #[arg(long, env = "PROACT_INGEST_ALLOWLIST_REFRESH_SECS", default_value_t = 300)]
     pub allowlist_refresh_secs: u64,
+    /// Sparkplug B intake (docs/sparkplug.md): `off`, `all` (`spBv1.0/#`), or a comma list of
+    /// Sparkplug group ids. Sessions are kept in memory per edge node, so these are plain
+    /// subscriptions: turn it on in one replica (or give replicas disjoint groups).
+    #[arg(long, env = "PROACT_INGEST_SPARKPLUG", default_value = "off")]
+    pub sparkplug: String,
+    /// How a Sparkplug device becomes an equipment id: `device`, `node.device` or
+    /// `group.node.device` (the edge node's own metrics: the node id, or `group.node`).
+    #[arg(long, env = "PROACT_INGEST_SPARKPLUG_ID", default_value = "device")]
+    pub sparkplug_id: String,
+    /// Sparkplug metric names mapped to reading fields, `metric=field,…` (`temperature`,
+    /// `vibration` or an extra field). Unlisted: the name's last `/` segment if it is
+    /// temperature or vibration, else an extra field under the full name.
+    #[arg(long, env = "PROACT_INGEST_SPARKPLUG_METRICS", default_value = "")]
+    pub sparkplug_metrics: String,
+    /// Publish an NCMD `Node Control/Rebirth` to an edge node whose session is unknown here
+    /// or lost messages (at most every 30 s per node); needs publish rights on `spBv1.0/+/NCMD/+`.
+    #[arg(long, env = "PROACT_INGEST_SPARKPLUG_REBIRTH", default_value_t = false, action = clap::ArgAction::Set)]
+    pub sparkplug_rebirth: bool,
     /// PostgreSQL URL, read only for `--allowlist db`.
     #[arg(
         long = "database-url",
@@ -269,6 +288,7 @@ impl Config {
                 return Err(ConfigError::new("PROACT_INGEST_ALLOWLIST", "", "must be `db` or a file path when set"));
             }
         }
+        self.sparkplug_settings()?;
         if self.allowlist_refresh_secs == 0 {
             return Err(ConfigError::new("PROACT_INGEST_ALLOWLIST_REFRESH_SECS", "0", "must be at least 1"));
         }
@@ -304,6 +324,11 @@ impl Config {
         streams.push((MODEL_EVENTS_STREAM.to_string(), models));
         streams.retain(|(_, p)| !p.is_off());
         streams
+    }
+
+    /// The Sparkplug intake's settings (`None`: off).
+    pub fn sparkplug_settings(&self) -> Result<Option<sparkplug::Settings>, ConfigError> {
+        sparkplug::Settings::parse(&self.sparkplug, &self.sparkplug_id, &self.sparkplug_metrics, self.sparkplug_rebirth)
     }
 
     fn allow_source(&self) -> Option<security::AllowSource> {
@@ -354,7 +379,7 @@ pub const METRICS: &[Metric] = &[
         "proact_ingest_accepted_total",
         "Readings validated and written to the telemetry streams, by source",
     )
-    .labelled(&[("source", "mqtt"), ("source", "grpc")]),
+    .labelled(&[("source", "mqtt"), ("source", "grpc"), ("source", "sparkplug")]),
     Metric::counter("proact_ingest_rejected_total", "Inputs refused and sent to the dead-letter stream, by reason")
         .labelled(&[
             ("reason", "invalid_json"),
@@ -370,7 +395,38 @@ pub const METRICS: &[Metric] = &[
             ("reason", "bad_topic"),
             ("reason", "unknown_equipment"),
             ("reason", "invalid_field_name"),
+            ("reason", "undecodable_payload"),
+            ("reason", "no_session"),
+            ("reason", "unknown_alias"),
+            ("reason", "wrong_type"),
         ]),
+    Metric::gauge("proact_ingest_sparkplug_sessions", "Sparkplug edge nodes with a session (born, not dead)"),
+    Metric::counter(
+        "proact_ingest_sparkplug_skipped_total",
+        "Sparkplug metrics (or readings) left out, by reason: null, non_finite, not_numeric, transient, incomplete",
+    )
+    .labelled(&[
+        ("reason", "null"),
+        ("reason", "non_finite"),
+        ("reason", "not_numeric"),
+        ("reason", "transient"),
+        ("reason", "incomplete"),
+    ]),
+    Metric::counter(
+        "proact_ingest_sparkplug_ignored_total",
+        "Sparkplug messages with nothing for ProAct (commands, host state, stale or unknown deaths)",
+    ),
+    Metric::counter("proact_ingest_sparkplug_seq_gaps_total", "Sparkplug seq gaps: an edge node's messages were lost"),
+    Metric::counter(
+        "proact_ingest_sparkplug_status_total",
+        "Equipment online/offline events from Sparkplug births and deaths written to the shards",
+    )
+    .labelled(&[("online", "true"), ("online", "false")]),
+    Metric::counter(
+        "proact_ingest_sparkplug_rebirths_total",
+        "Sparkplug rebirths wanted (unknown session, unknown alias, seq gap): requested, or not_configured",
+    )
+    .labelled(&[("outcome", "requested"), ("outcome", "not_configured")]),
     Metric::histogram("proact_ingest_stream_write_seconds", "Time to write one batch to the streams"),
     Metric::histogram("proact_ingest_batch_size", "Messages (accepted and rejected) per stream write"),
     Metric::gauge("proact_ingest_queue_depth", "Messages read from the broker and not yet written"),
@@ -490,6 +546,7 @@ impl App {
             allow: allow.clone(),
             grace,
             tracing: traces.clone(),
+            sparkplug: config.sparkplug_settings()?,
         };
         let mut background = tokio::task::JoinSet::new();
         if let Some(src) = config.allow_source() {
@@ -518,7 +575,8 @@ impl App {
                 }),
         );
         let admin_task = tokio::spawn(proact_server::admin::serve(admin, ready.clone(), shutdown.clone()));
-        tracing::info!(grpc = %config.grpc_addr, topic = %intake.topic, "ingest running");
+        let sparkplug = intake.sparkplug.as_ref().map(|s| s.filters.join(","));
+        tracing::info!(grpc = %config.grpc_addr, topic = %intake.topic, sparkplug, "ingest running");
         mqtt::run(intake, sink, ready, shutdown.clone()).await?;
         if tokio::time::timeout(grace, grpc_task).await.is_err() {
             tracing::warn!("gRPC calls still in flight after the grace period");

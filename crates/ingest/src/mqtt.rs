@@ -24,12 +24,13 @@ use proact_proto::v1::{DeadLetter, Telemetry};
 use proact_server::backoff::Backoff;
 use proact_server::otel::{PipelineSpan, Tracing};
 use proact_server::Readiness;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS, Transport};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS, SubscribeFilter, Transport};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::security::Allowlist;
 use crate::sink::{dead_letter, StreamSink, DLQ_PAYLOAD_LIMIT};
+use crate::sparkplug;
 use crate::validate::{oversize, parse_mqtt_payload, reason_label, Limits, Rejection};
 
 /// MQTT intake settings.
@@ -58,6 +59,8 @@ pub struct MqttIntake {
     pub grace: Duration,
     /// Starts a trace per sampled reading (see `proact_server::otel`).
     pub tracing: Tracing,
+    /// Sparkplug B intake, when on: its filters are subscribed besides `topic`.
+    pub sparkplug: Option<sparkplug::Settings>,
 }
 
 /// A message and the connection generation it arrived in.
@@ -207,7 +210,9 @@ pub async fn run(
     let reader = tokio::spawn(read_loop(ReadLoop {
         eventloop,
         client: client.clone(),
-        topic: cfg.topic.clone(),
+        topics: std::iter::once(cfg.topic.clone())
+            .chain(cfg.sparkplug.iter().flat_map(|s| s.filters.iter().cloned()))
+            .collect(),
         tx,
         ready: ready.clone(),
         acks: acks.clone(),
@@ -233,7 +238,8 @@ pub async fn run(
 struct ReadLoop {
     eventloop: EventLoop,
     client: AsyncClient,
-    topic: String,
+    /// Topic filters, subscribed in one SUBSCRIBE (so one SUBACK says they all hold).
+    topics: Vec<String>,
     tx: mpsc::Sender<Inbound>,
     ready: Readiness,
     acks: Arc<SharedAcks>,
@@ -247,7 +253,7 @@ struct ReadLoop {
 }
 
 async fn read_loop(r: ReadLoop) {
-    let ReadLoop { mut eventloop, client, topic, tx, ready, acks, stop, writer_done, grace, timestamps, max_payload } =
+    let ReadLoop { mut eventloop, client, topics, tx, ready, acks, stop, writer_done, grace, timestamps, max_payload } =
         r;
     let stale_total = metrics::counter!("proact_ingest_stale_acks_skipped_total");
     let received = metrics::counter!("proact_ingest_received_total", "source" => "mqtt");
@@ -296,7 +302,8 @@ async fn read_loop(r: ReadLoop) {
                 connected_once = true;
                 tracing::info!(session_present = ack.session_present, epoch = current, "connected to the MQTT broker");
                 // Subscribing again is harmless with a present session and needed without one.
-                if let Err(e) = client.try_subscribe(topic.clone(), QoS::AtLeastOnce) {
+                let filters = topics.iter().map(|t| SubscribeFilter::new(t.clone(), QoS::AtLeastOnce));
+                if let Err(e) = client.try_subscribe_many(filters) {
                     tracing::error!(error = %e, "subscribe request failed");
                 }
             }
@@ -361,14 +368,14 @@ async fn write_loop(
     let accepted_total = metrics::counter!("proact_ingest_accepted_total", "source" => "mqtt");
     let stale_total = metrics::counter!("proact_ingest_stale_acks_skipped_total");
     let mut batch: Vec<Inbound> = Vec::with_capacity(cfg.max_batch);
-    let mut accepted: Vec<Telemetry> = Vec::with_capacity(cfg.max_batch);
-    let mut dead: Vec<DeadLetter> = Vec::new();
+    let mut out = sparkplug::Outputs { accepted: Vec::with_capacity(cfg.max_batch), ..Default::default() };
+    let mut plant = cfg.sparkplug.as_ref().map(sparkplug::Intake::new);
+    let sparkplug_accepted = metrics::counter!("proact_ingest_accepted_total", "source" => "sparkplug");
     let mut spans: Vec<PipelineSpan> = Vec::new();
     let deferred_gauge = metrics::gauge!("proact_ingest_acks_deferred");
     loop {
         batch.clear();
-        accepted.clear();
-        dead.clear();
+        out.clear();
         // Deferred acks also move on each ack the event loop sends (the reader tops the
         // channel up); this retry is the backstop while no message arrives.
         let first = if acks.waiting() == 0 {
@@ -405,8 +412,20 @@ async fn write_loop(
         queue_depth.set(rx.len() as f64);
         let now = now_micros();
         let allow = cfg.allow.snapshot();
+        let mut from_plant = 0;
         for m in &batch {
             let p = &m.publish;
+            if let Some(plant) = plant.as_mut().filter(|_| proact_sparkplug::topic::is_sparkplug(&p.topic)) {
+                let before = out.accepted.len();
+                let rebirth = plant.take(&p.topic, &p.payload, m.oversize, &cfg.limits, &allow, now, &mut out);
+                from_plant += out.accepted.len() - before;
+                if let Some(r) = rebirth {
+                    if let Err(e) = client.try_publish(r.topic, QoS::AtMostOnce, false, r.payload) {
+                        tracing::warn!(error = %e, "rebirth request not sent");
+                    }
+                }
+                continue;
+            }
             let refuse = |dead: &mut Vec<DeadLetter>, r: Rejection, raw: &[u8]| {
                 metrics::counter!("proact_ingest_rejected_total", "reason" => reason_label(r.reason)).increment(1);
                 tracing::debug!(topic = %p.topic, reason = reason_label(r.reason), detail = %r.detail, "rejected");
@@ -423,19 +442,20 @@ async fn write_loop(
                             if let Some(at) = m.at {
                                 spans.extend(crate::trace_reading(&cfg.tracing, &mut t, at, &p.topic));
                             }
-                            accepted.push(t);
+                            out.accepted.push(t);
                         }
-                        Err(r) => refuse(&mut dead, r, raw),
+                        Err(r) => refuse(&mut out.dead, r, raw),
                     }
                 }),
             };
             if let Err(r) = whole {
-                refuse(&mut dead, r, &p.payload);
+                refuse(&mut out.dead, r, &p.payload);
             }
         }
-        write_with_retry(&sink, &accepted, &dead, &ready).await;
+        write_in_order(&sink, &out, &ready).await;
         spans.drain(..).for_each(PipelineSpan::end);
-        accepted_total.increment(accepted.len() as u64);
+        accepted_total.increment((out.accepted.len() - from_plant) as u64);
+        sparkplug_accepted.increment(from_plant as u64);
         let (stale, left) = acks.with(|a| a.push(&client, &batch));
         stale_total.increment(stale);
         deferred_gauge.set(left as f64);
@@ -452,6 +472,24 @@ async fn write_loop(
     }
 }
 
+/// Writes a batch's readings and equipment statuses in the order they came (a status after
+/// the readings that preceded it, so per-equipment order holds across both kinds of
+/// entries), then its dead letters: one round trip without statuses, one more per run of
+/// statuses. Each part is retried until written.
+async fn write_in_order(sink: &StreamSink, out: &sparkplug::Outputs, ready: &Readiness) {
+    let mut from = 0;
+    let mut statuses = out.statuses.as_slice();
+    while let Some(&(at, _)) = statuses.first() {
+        let run = statuses.iter().take_while(|(a, _)| *a == at).count();
+        write_with_retry(sink, &out.accepted[from..at], &[], ready).await;
+        let run_statuses: Vec<_> = statuses[..run].iter().map(|(_, s)| s.clone()).collect();
+        retry(ready, || sink.write_statuses(&run_statuses)).await;
+        from = at;
+        statuses = &statuses[run..];
+    }
+    write_with_retry(sink, &out.accepted[from..], &out.dead, ready).await;
+}
+
 /// Retries until the write succeeds: nothing is acked, so nothing may be dropped. Holding
 /// the batch here stops the writer, which fills the queue, which stops the reader: the
 /// backpressure reaches the broker. (On shutdown the caller bounds this by the grace period.)
@@ -461,9 +499,17 @@ pub(crate) async fn write_with_retry(
     dead: &[DeadLetter],
     ready: &Readiness,
 ) {
+    retry(ready, || sink.write(accepted, dead)).await;
+}
+
+async fn retry<F, Fut>(ready: &Readiness, write: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), fred::error::Error>>,
+{
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     loop {
-        match sink.write(accepted, dead).await {
+        match write().await {
             Ok(()) => {
                 ready.set("redis", true);
                 return;

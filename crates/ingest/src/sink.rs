@@ -20,8 +20,10 @@ use bytes::BytesMut;
 use fred::prelude::*;
 use fred::types::Key;
 use fred::types::{ClusterHash, CustomCommand};
-use proact_proto::streams::{shard_for, telemetry_stream, BATCH_FIELD, DEAD_LETTER_STREAM, PAYLOAD_FIELD};
-use proact_proto::v1::{DeadLetter, Telemetry};
+use proact_proto::streams::{
+    shard_for, telemetry_stream, BATCH_FIELD, DEAD_LETTER_STREAM, PAYLOAD_FIELD, STATUS_FIELD,
+};
+use proact_proto::v1::{DeadLetter, EquipmentStatus, Telemetry};
 use prost::Message;
 
 /// How many replicas must hold a batch before it is acknowledged, and how long to wait.
@@ -206,8 +208,42 @@ impl StreamSink {
             let _: () =
                 pipeline.xadd(self.dlq_key.clone(), false, None::<()>, "*", (self.field.clone(), entry)).await?;
         }
+        self.commit(pipeline, &slots).await?;
+        metrics::histogram!("proact_ingest_stream_write_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("proact_ingest_batch_size").record((accepted.len() + dead.len()) as f64);
+        Ok(())
+    }
+
+    /// Appends each equipment status to its equipment's shard (field `s`, in order), in one
+    /// pipeline, with the same replica wait as readings: docs/adr/0006-equipment-status-entries.md.
+    pub async fn write_statuses(&self, statuses: &[EquipmentStatus]) -> Result<(), Error> {
+        if statuses.is_empty() {
+            return Ok(());
+        }
+        let pipeline = self.client.pipeline();
+        let clustered = self.client.is_clustered();
+        let mut slots = std::collections::BTreeSet::new();
+        for s in statuses {
+            let shard = shard_for(&s.equipement_id, self.stream_keys.len() as u32) as usize;
+            if self.wait.replicas > 0 {
+                slots.insert(if clustered { self.stream_slots[shard] } else { 0 });
+            }
+            let entry = bytes::Bytes::from(s.encode_to_vec());
+            let _: () =
+                pipeline.xadd(self.stream_keys[shard].clone(), false, None::<()>, "*", (STATUS_FIELD, entry)).await?;
+        }
+        self.commit(pipeline, &slots).await
+    }
+
+    /// Queues a `WAIT` per hash slot written, sends the pipeline, and fails if any command
+    /// failed or too few replicas have the writes.
+    async fn commit(
+        &self,
+        pipeline: fred::clients::Pipeline<Client>,
+        slots: &std::collections::BTreeSet<u16>,
+    ) -> Result<(), Error> {
         let waits = slots.len();
-        for &slot in &slots {
+        for &slot in slots {
             let wait = CustomCommand::new_static("WAIT", ClusterHash::Custom(slot), false);
             let args = vec![Value::Integer(i64::from(self.wait.replicas)), Value::Integer(self.wait.timeout_ms as i64)];
             let _: () = pipeline.custom(wait, args).await?;
@@ -232,8 +268,6 @@ impl StreamSink {
                 ),
             ));
         }
-        metrics::histogram!("proact_ingest_stream_write_seconds").record(started.elapsed().as_secs_f64());
-        metrics::histogram!("proact_ingest_batch_size").record((accepted.len() + dead.len()) as f64);
         Ok(())
     }
 }

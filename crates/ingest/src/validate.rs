@@ -87,6 +87,10 @@ pub fn reason_label(r: RejectReason) -> &'static str {
         RejectReason::UnknownEquipment => "unknown_equipment",
         RejectReason::UndecodableEntry => "undecodable_entry",
         RejectReason::InvalidFieldName => "invalid_field_name",
+        RejectReason::UndecodablePayload => "undecodable_payload",
+        RejectReason::NoSession => "no_session",
+        RejectReason::UnknownAlias => "unknown_alias",
+        RejectReason::WrongType => "wrong_type",
     }
 }
 

@@ -13,27 +13,6 @@ use proact_ingest::trim::{trim_once, EntryId, TrimPolicy};
 use proact_proto::v1::ingest_client::IngestClient;
 use proact_proto::v1::{PublishRequest, RejectReason, Telemetry};
 use proact_testkit::{Mosquitto, Postgres, Redis};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-
-/// Publishes raw `(topic, payload)` messages at QoS 1 and waits for every PUBACK.
-async fn publish_raw(port: u16, msgs: &[(String, Vec<u8>)]) {
-    let mut opts = MqttOptions::new("sensor-raw", "127.0.0.1", port);
-    opts.set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut ev) = AsyncClient::new(opts, 100);
-    for (t, p) in msgs {
-        client.publish(t.clone(), QoS::AtLeastOnce, false, p.clone()).await.unwrap();
-    }
-    let mut acked = 0;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while acked < msgs.len() {
-        assert!(tokio::time::Instant::now() < deadline, "broker did not ack");
-        if let Ok(Ok(Event::Incoming(Packet::PubAck(_)))) =
-            tokio::time::timeout(Duration::from_secs(5), ev.poll()).await
-        {
-            acked += 1;
-        }
-    }
-}
 
 fn reading(id: &str, ts: i64) -> Telemetry {
     Telemetry { equipement_id: id.into(), ts_micros: ts, temperature: 70.0, vibration: 2.0, ..Default::default() }

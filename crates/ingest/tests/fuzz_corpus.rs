@@ -43,3 +43,28 @@ fn seeded_mutations_never_panic() {
     ];
     mutations(&corpus(env!("CARGO_MANIFEST_DIR"), TARGET), TOKENS, 40_000, fuzz_one);
 }
+
+/// The Sparkplug B decoder (`sparkplug::fuzz_one`): its corpus replayed, then mutated with
+/// protobuf-shaped tokens (keys of the payload's and metric's fields, varints, doubles).
+#[test]
+fn sparkplug_corpus_and_mutations_never_panic() {
+    const SPARKPLUG: &str = "sparkplug";
+    replay(env!("CARGO_MANIFEST_DIR"), SPARKPLUG, proact_ingest::sparkplug::fuzz_one);
+    const TOKENS: &[&[u8]] = &[
+        b"\x08",
+        b"\x12",
+        b"\x18",
+        b"\x0a\x05Temperature",
+        b"\x10\x01",
+        b"\x10\x09",
+        b"\x20\x0a",
+        b"\x20\x01",
+        b"\x38\x01",
+        b"\x28\x01",
+        b"\x69\x00\x00\x00\x00\x00\x00\xf8\x7f",
+        b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",
+        b"\x7a\x03hot",
+    ];
+    let seeds = corpus(env!("CARGO_MANIFEST_DIR"), SPARKPLUG);
+    mutations(&seeds, TOKENS, 20_000, proact_ingest::sparkplug::fuzz_one);
+}

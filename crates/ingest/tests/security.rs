@@ -61,25 +61,12 @@ async fn broker_password_is_required() {
     );
 }
 
-/// Publishes `(topic, payload)` pairs as `user` and waits for every PUBACK (Mosquitto acks
-/// a QoS 1 message its ACL refused too, and drops it: MQTT 3.1.1 has no way to say no).
+/// Publishes `(topic, payload)` pairs as `user` and waits for every PUBACK.
 async fn publish_as(port: u16, user: &str, password: &str, msgs: &[(String, String)]) {
     let mut opts = MqttOptions::new(format!("dev-{user}"), "127.0.0.1", port);
     opts.set_credentials(user, password);
-    let (client, mut ev) = AsyncClient::new(opts, 100);
-    for (t, p) in msgs {
-        client.publish(t.clone(), QoS::AtLeastOnce, false, p.clone()).await.unwrap();
-    }
-    let mut acked = 0;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while acked < msgs.len() {
-        assert!(tokio::time::Instant::now() < deadline, "broker did not ack {user}'s messages");
-        match tokio::time::timeout(Duration::from_secs(2), ev.poll()).await {
-            Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acked += 1,
-            Ok(Err(e)) => panic!("{user} could not publish: {e}"),
-            _ => {}
-        }
-    }
+    let msgs: Vec<(String, Vec<u8>)> = msgs.iter().map(|(t, p)| (t.clone(), p.clone().into_bytes())).collect();
+    publish_acked(opts, &msgs).await;
 }
 
 /// Devices provisioned with `proact-device add` against the shipped ACL: each publishes

@@ -8,7 +8,9 @@
 //! A telemetry entry carries either one reading (field [`PAYLOAD_FIELD`], a `Telemetry`) or
 //! the readings of one ingest batch for one shard, in order (field [`BATCH_FIELD`], a
 //! `TelemetryBatch`), so that `XADD`, `XREADGROUP` and `XACK` are paid per batch. Consumers
-//! read both kinds (docs/adr/0004-batched-stream-entries.md).
+//! read both kinds (docs/adr/0004-batched-stream-entries.md). A shard also carries an
+//! equipment's status entries (field [`STATUS_FIELD`], an `EquipmentStatus`) in order with its
+//! readings (docs/adr/0006-equipment-status-entries.md).
 
 use prost::Message;
 
@@ -18,6 +20,10 @@ use crate::v1::{Telemetry, TelemetryBatch};
 pub const PAYLOAD_FIELD: &str = "p";
 /// Field of a telemetry entry that carries a `TelemetryBatch` (several readings of one shard).
 pub const BATCH_FIELD: &str = "b";
+
+/// Field of a telemetry shard entry that carries an `EquipmentStatus` instead of a reading
+/// (docs/adr/0006-equipment-status-entries.md): readers of readings skip such entries.
+pub const STATUS_FIELD: &str = "s";
 
 /// Key of the alerts stream (entries: `AlertEvent`).
 pub const ALERTS_STREAM: &str = "proact:alerts";

@@ -78,15 +78,16 @@ pub async fn ping(client: &Client) -> bool {
     r.is_ok()
 }
 
-/// One entry read from a stream: where it is, and its protobuf payload (field `p`, or `b`
-/// for a telemetry entry carrying a batch of readings).
+/// One entry read from a stream: where it is, and its protobuf payload (field `p`, `b` for a
+/// telemetry entry carrying a batch of readings, or `s` for an equipment status in a telemetry
+/// shard: docs/adr/0006-equipment-status-entries.md).
 #[derive(Debug, Clone)]
 pub struct StreamEntry {
     pub key: String,
     pub id: String,
     /// `None` when the entry has no payload field (it is still acked, after a dead letter).
     pub payload: Option<bytes::Bytes>,
-    /// The field the payload came from: [`PAYLOAD_FIELD`] or [`BATCH_FIELD`].
+    /// The field the payload came from: [`PAYLOAD_FIELD`], [`BATCH_FIELD`] or [`STATUS_FIELD`].
     pub field: &'static str,
 }
 
@@ -224,10 +225,12 @@ pub const PAYLOAD_FIELD: &str = "p";
 /// The payload field of a telemetry entry carrying a batch of readings (mirrors
 /// `proact_proto::streams`).
 pub const BATCH_FIELD: &str = "b";
+/// The field of a telemetry shard's status entries (mirrors `proact_proto::streams`).
+pub const STATUS_FIELD: &str = "s";
 
 /// The payload field a field name is, if it is one.
 fn payload_field(name: &[u8]) -> Option<&'static str> {
-    [PAYLOAD_FIELD, BATCH_FIELD].into_iter().find(|f| f.as_bytes() == name)
+    [PAYLOAD_FIELD, BATCH_FIELD, STATUS_FIELD].into_iter().find(|f| f.as_bytes() == name)
 }
 
 /// Acknowledges `entries` for `group`, one `XACK` per stream key, pipelined.

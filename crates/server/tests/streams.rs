@@ -1,5 +1,6 @@
 //! Stream helpers against a real Redis: a group read returns each entry once, in order, and
-//! says which payload field (single reading `p`, batch `b`) each entry carried, read or claimed.
+//! says which payload field (single reading `p`, batch `b`, equipment status `s`) each entry
+//! carried, read or claimed.
 
 use fred::prelude::*;
 
@@ -27,19 +28,23 @@ async fn read_group_returns_each_entry_once() {
 
 #[tokio::test]
 async fn each_entry_says_which_payload_field_it_carried() {
-    use proact_server::redis::{BATCH_FIELD, PAYLOAD_FIELD};
+    use proact_server::redis::{BATCH_FIELD, PAYLOAD_FIELD, STATUS_FIELD};
     let redis = proact_testkit::Redis::start().await.unwrap();
     let c = proact_server::redis::connect(&redis.url()).await.unwrap();
     let keys = vec!["f:{0}".to_string()];
     proact_server::redis::ensure_group(&c, &keys[0], "g").await.unwrap();
-    for (field, value) in [("p", "one"), ("b", "many"), ("other", "none")] {
+    for (field, value) in [("p", "one"), ("b", "many"), ("s", "down"), ("other", "none")] {
         let _: String = c.xadd(keys[0].as_str(), false, None::<()>, "*", (field, value)).await.unwrap();
     }
     let seen = |entries: &[proact_server::redis::StreamEntry]| -> Vec<(&'static str, Option<String>)> {
         entries.iter().map(|e| (e.field, e.payload.as_ref().map(|p| String::from_utf8(p.to_vec()).unwrap()))).collect()
     };
-    let want =
-        vec![(PAYLOAD_FIELD, Some("one".to_string())), (BATCH_FIELD, Some("many".to_string())), (PAYLOAD_FIELD, None)];
+    let want = vec![
+        (PAYLOAD_FIELD, Some("one".to_string())),
+        (BATCH_FIELD, Some("many".to_string())),
+        (STATUS_FIELD, Some("down".to_string())),
+        (PAYLOAD_FIELD, None),
+    ];
     let got = proact_server::redis::read_group(&c, "g", "dead", &keys, 100, 10).await.unwrap();
     assert_eq!(seen(&got), want, "read");
     let claimed = proact_server::redis::claim_stale(&c, "g", "alive", &keys, 0, 100).await.unwrap();

@@ -1,8 +1,9 @@
 //! Alert episodes: one per incident, raised once, escalated when the severity rises, cleared
 //! after the readings stayed normal for the hold time (event time, with hysteresis around the
-//! threshold that holds it); and the no-data alarm of an equipment gone silent.
+//! threshold that holds it); and the no-data alarm of an equipment gone silent, or declared
+//! offline by its source (a Sparkplug death certificate).
 
-use proact_proto::v1::{Alert, AlertEventKind, AlertState, Severity, Telemetry};
+use proact_proto::v1::{Alert, AlertEventKind, AlertState, EquipmentStatus, Severity, Telemetry};
 
 use super::{Assessment, Engine, EngineConfig, EquipmentState, Thresholds, ESTABLISHED_READINGS, RULES_VERSION};
 
@@ -150,31 +151,67 @@ impl Engine {
                 || st.readings >= ESTABLISHED_READINGS
                 || st.last_seen_wall.saturating_sub(st.first_seen_wall) >= limit;
             if st.silent.is_none() && established && now_micros - st.last_seen_wall >= limit {
-                let alert = Alert {
-                    alert_id: format!("{id}-nodata-{}", st.last_ts.max(0)),
-                    equipement_id: id.clone(),
-                    start_micros: now_micros,
-                    severity: Severity::Warning as i32,
-                    score: 0.5,
-                    reason: format!("aucune donnée depuis {} s", (now_micros - st.last_seen_wall) / 1_000_000),
-                    rule: "no_data".into(),
-                    model_version: RULES_VERSION.into(),
-                    state: AlertState::Open as i32,
-                    updated_micros: now_micros,
-                    ..Default::default()
-                };
-                // Recorded with the last reading's event time: a new owner of the shard keeps
-                // the alarm open through its warm-up, which re-reads the readings before it.
-                st.silent =
-                    Some(EpisodeRecord { alert: alert.clone(), at_micros: st.last_ts, episode: Episode::NoData });
-                out.push(Transition {
-                    kind: AlertEventKind::Raised,
-                    alert,
-                    episode: Episode::NoData,
-                    at_micros: st.last_ts,
-                });
+                let alert_id = format!("{id}-nodata-{}", st.last_ts.max(0));
+                let reason = format!("aucune donnée depuis {} s", (now_micros - st.last_seen_wall) / 1_000_000);
+                out.push(raise_no_data(id, st, alert_id, reason, now_micros));
             }
         }
         out
     }
+
+    /// An equipment's source declared it offline (a Sparkplug death) or back online (a
+    /// birth). Offline raises its no-data alarm at once, the alarm a silence would raise
+    /// only after the configured time; online ends it, as a new reading does, and restarts
+    /// the silence clock. Nothing for an equipment never read here (no state: nothing to
+    /// watch), nor when the no-data alarm is off (`PROACT_SILENCE_AFTER_SECS=0`).
+    pub fn status(&mut self, s: &EquipmentStatus, now_micros: i64) -> Vec<Transition> {
+        if self.cfg.silence_after_micros <= 0 {
+            return Vec::new();
+        }
+        let Some(st) = self.states.get_mut(&s.equipement_id) else { return Vec::new() };
+        if s.online {
+            st.last_seen_wall = now_micros;
+            st.seen_dirty = true;
+            let end = st.last_ts;
+            return st.silent.take().map(|silent| clear_no_data(silent, end, now_micros)).into_iter().collect();
+        }
+        if st.silent.is_some() {
+            return Vec::new();
+        }
+        // One alarm per death: its id carries the time ingest received the certificate.
+        let alert_id = format!("{}-nodata-{}", s.equipement_id, s.at_micros.max(0));
+        let reason = format!("hors ligne : {}", s.reason);
+        vec![raise_no_data(&s.equipement_id, st, alert_id, reason, now_micros)]
+    }
+}
+
+/// Opens `st`'s no-data alarm for `reason` (a silence, a death certificate).
+fn raise_no_data(id: &str, st: &mut EquipmentState, alert_id: String, reason: String, now_micros: i64) -> Transition {
+    let alert = Alert {
+        alert_id,
+        equipement_id: id.to_string(),
+        start_micros: now_micros,
+        severity: Severity::Warning as i32,
+        score: 0.5,
+        reason,
+        rule: "no_data".into(),
+        model_version: RULES_VERSION.into(),
+        state: AlertState::Open as i32,
+        updated_micros: now_micros,
+        ..Default::default()
+    };
+    // Recorded with the last reading's event time: a new owner of the shard keeps the alarm
+    // open through its warm-up, which re-reads the readings before it.
+    st.silent = Some(EpisodeRecord { alert: alert.clone(), at_micros: st.last_ts, episode: Episode::NoData });
+    Transition { kind: AlertEventKind::Raised, alert, episode: Episode::NoData, at_micros: st.last_ts }
+}
+
+/// Ends a no-data alarm: data came back (a reading of event time `at_micros`), or the
+/// equipment was declared online.
+pub(super) fn clear_no_data(silent: EpisodeRecord, at_micros: i64, now_micros: i64) -> Transition {
+    let mut alarm = silent.alert;
+    alarm.state = AlertState::Cleared as i32;
+    alarm.end_micros = at_micros;
+    alarm.updated_micros = now_micros;
+    Transition { kind: AlertEventKind::Cleared, alert: alarm, episode: Episode::NoData, at_micros }
 }

@@ -1,6 +1,7 @@
 //! The load: sensors publishing seed-shaped readings at QoS 1 at a fixed rate (one JSON
-//! object per message, or JSON arrays of several readings of one equipment), a few of them
-//! hot now and then, and a dashboard client timing each hot reading's alert.
+//! object per message, JSON arrays of several readings of one equipment, or Sparkplug B DDATA
+//! of several readings of one device), a few of them hot now and then, and a dashboard client
+//! timing each hot reading's alert.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -9,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use proact_proto::time::now_micros;
+use proact_sparkplug::encode::{data_metric, payload};
+use proact_sparkplug::pb::payload::Metric;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -20,6 +23,9 @@ pub struct Plan {
     /// Readings per MQTT message: 1 is a JSON object, more a JSON array of that many
     /// consecutive readings of one equipment.
     pub per_message: usize,
+    /// Sparkplug B instead of JSON: each connection is an edge node (`NBIRTH`, then a `DBIRTH`
+    /// per device, each birth a reading), each message a `DDATA` of `per_message` readings.
+    pub sparkplug: bool,
     pub secs: f64,
     /// Publisher connections; readings of one equipment always go over the same one.
     pub publishers: usize,
@@ -245,6 +251,19 @@ async fn one_connection(
     let mut last_ts = vec![0i64; mine.len()];
     let (mut k, mut hot) = (0u64, 0u64);
     let mut first = None;
+    let node = format!("bench-{tag}-{p}");
+    let mut spb = if plan.sparkplug {
+        match births(&client, &node, &ids, &mut last_ts).await {
+            Ok(spb) => Some(spb),
+            Err(e) => return Published { errors: vec![format!("births: {e}")], ..Default::default() },
+        }
+    } else {
+        None
+    };
+    // Births are messages (and readings) of their own, ahead of the load.
+    let (birth_msgs, birth_readings) = spb.as_ref().map_or((0, 0), |s| (s.messages, s.readings));
+    sent.store(birth_msgs, Ordering::Release);
+    progress.fetch_add(birth_readings, Ordering::Relaxed);
     // The step lasts `secs` whatever happens: a publisher that cannot keep up sends less.
     let deadline = start + Duration::from_secs_f64(plan.secs);
     while k < total && Instant::now() < deadline {
@@ -252,39 +271,57 @@ async fn one_connection(
         while k < due {
             let j = (k as usize) % mine.len();
             let mut body = String::with_capacity(110 * n + 2);
-            if n > 1 {
+            let mut metrics = Vec::new();
+            if n > 1 && spb.is_none() {
                 body.push('[');
             }
             for r in 0..n {
                 let now = now_micros();
-                // 1 ms apart at least: the detector's window keys readings by millisecond.
+                // 1 ms apart at least: the detector's window keys readings by millisecond (and
+                // Sparkplug times are milliseconds).
+                let now = if spb.is_some() { now - now % 1000 } else { now };
                 let ts = now.max(last_ts[j] + 1000);
                 last_ts[j] = ts;
                 let is_hot = ts >= next_hot[j];
                 let temperature = if is_hot { 95.0 } else { 60.0 + (k % 150) as f64 / 10.0 };
-                if r > 0 {
-                    body.push(',');
+                let vibration = 1.0 + ((k + r as u64) % 70) as f64 / 10.0;
+                if spb.is_some() {
+                    let ms = Some((ts / 1000) as u64);
+                    metrics.push(Metric { timestamp: ms, ..data_metric(TEMPERATURE_ALIAS, temperature) });
+                    metrics.push(Metric { timestamp: ms, ..data_metric(VIBRATION_ALIAS, vibration) });
+                } else {
+                    if r > 0 {
+                        body.push(',');
+                    }
+                    reading_json(&mut body, &ids[j], ts, temperature, vibration);
                 }
-                reading_json(&mut body, &ids[j], ts, temperature, 1.0 + ((k + r as u64) % 70) as f64 / 10.0);
                 if is_hot {
                     next_hot[j] = (next_hot[j] + period).max(ts + period / 2);
                     book.published((ids[j].clone(), ts), now_micros());
                     hot += 1;
                 }
             }
-            if n > 1 {
-                body.push(']');
-            }
-            let topic = format!("sensors/{}/telemetry", ids[j]);
+            let (topic, body) = match spb.as_mut() {
+                Some(s) => {
+                    let body = payload(Some((now_micros() / 1000) as u64), Some(s.next_seq()), metrics);
+                    (format!("spBv1.0/{SPARKPLUG_GROUP}/DDATA/{node}/{}", ids[j]), bytes::Bytes::from(body))
+                }
+                None => {
+                    if n > 1 {
+                        body.push(']');
+                    }
+                    (format!("sensors/{}/telemetry", ids[j]), bytes::Bytes::from(body))
+                }
+            };
             first.get_or_insert_with(Instant::now);
-            if let Err(e) = client.publish_bytes(topic, QoS::AtLeastOnce, false, bytes::Bytes::from(body)).await {
+            if let Err(e) = client.publish_bytes(topic, QoS::AtLeastOnce, false, body).await {
                 done.store(true, Ordering::Release);
                 let _ = acks.await;
-                let sent = k * n as u64;
+                let sent = birth_readings + k * n as u64;
                 return Published { sent, hot, errors: vec![format!("publish: {e}")], ..Default::default() };
             }
             k += 1;
-            sent.store(k, Ordering::Release);
+            sent.store(birth_msgs + k, Ordering::Release);
             progress.fetch_add(n as u64, Ordering::Relaxed);
             if k % 64 == 0 {
                 // The channel to the event loop rarely makes us wait: let the ack task run.
@@ -301,5 +338,53 @@ async fn one_connection(
     let (acked, error) = acks.await.unwrap_or((0, Some("ack task panicked".into())));
     let _ = client.disconnect().await;
     let n = n as u64;
-    Published { sent: k * n, acked: acked * n, hot, secs, errors: error.into_iter().collect() }
+    // A connection's messages are acked in order: its births first.
+    let acked = match acked.checked_sub(birth_msgs) {
+        Some(data) => birth_readings + data * n,
+        None => acked.saturating_sub(1).min(birth_readings),
+    };
+    Published { sent: birth_readings + k * n, acked, hot, secs, errors: error.into_iter().collect() }
+}
+
+/// The Sparkplug group the load publishes in.
+const SPARKPLUG_GROUP: &str = "Bench";
+/// The device metrics' aliases, declared in each DBIRTH.
+const TEMPERATURE_ALIAS: u64 = 1;
+const VIBRATION_ALIAS: u64 = 2;
+
+/// One edge node's side of its Sparkplug session.
+struct EdgeNode {
+    /// The `seq` of its last message.
+    seq: u8,
+    /// Birth messages sent, and the readings they carry (one per device).
+    messages: u64,
+    readings: u64,
+}
+
+impl EdgeNode {
+    fn next_seq(&mut self) -> u64 {
+        self.seq = self.seq.wrapping_add(1);
+        u64::from(self.seq)
+    }
+}
+
+/// Publishes `node`'s NBIRTH and a DBIRTH per device of `ids` (a reading each, whose time goes
+/// in `last_ts`), the session every DDATA after them refers to.
+async fn births(client: &AsyncClient, node: &str, ids: &[String], last_ts: &mut [i64]) -> anyhow::Result<EdgeNode> {
+    use proact_sparkplug::encode::{encode_dbirth, encode_nbirth};
+    let at_ms = (now_micros() / 1000) as u64;
+    let nbirth = encode_nbirth(0, 0, at_ms, &[]);
+    client.publish(format!("spBv1.0/{SPARKPLUG_GROUP}/NBIRTH/{node}"), QoS::AtLeastOnce, false, nbirth).await?;
+    let mut edge = EdgeNode { seq: 0, messages: 1, readings: 0 };
+    let metrics = [("temperature", TEMPERATURE_ALIAS, 60.0), ("vibration", VIBRATION_ALIAS, 1.0)];
+    for (id, ts) in ids.iter().zip(last_ts.iter_mut()) {
+        let dbirth = encode_dbirth(edge.next_seq() as u8, at_ms, &metrics);
+        client
+            .publish(format!("spBv1.0/{SPARKPLUG_GROUP}/DBIRTH/{node}/{id}"), QoS::AtLeastOnce, false, dbirth)
+            .await?;
+        *ts = at_ms as i64 * 1000;
+        edge.messages += 1;
+        edge.readings += 1;
+    }
+    Ok(edge)
 }

@@ -18,9 +18,9 @@
 //! publish. After the fixed rates it steps up (`--search`) until a step is not sustained.
 //!
 //! The ProAct phase runs once per `--variants` entry, side by side in one run: what one MQTT
-//! message carries (one JSON reading, or a JSON array of N) and what one stream entry
-//! carries (`PROACT_INGEST_STREAM_ENTRIES`: one reading, or an ingest batch's readings for a
-//! shard). Rates, counts and CPU per reading are in readings, whatever the messages carry;
+//! message carries (one JSON reading, a JSON array of N, or a Sparkplug B DDATA of N metrics)
+//! and what one stream entry carries (`PROACT_INGEST_STREAM_ENTRIES`: one reading, or an
+//! ingest batch's readings for a shard). Rates, counts and CPU per reading are in readings, whatever the messages carry;
 //! what the archive and the detector have processed is read from their `/metrics` (rows
 //! committed, readings scored), since an entry may hold many readings.
 //!
@@ -62,7 +62,8 @@ struct Args {
     #[arg(long, default_value_t = 30.0)]
     secs: f64,
     /// The ProAct variants, each `<payload>/<entries>`: payload `json` (one reading per
-    /// message) or `arrayN` (JSON arrays of N readings), entries `single` or `batch`.
+    /// message), `arrayN` (JSON arrays of N readings) or `sparkplugN` (Sparkplug B DDATA of N
+    /// metrics, N/2 readings), entries `single` or `batch`.
     #[arg(long, value_delimiter = ',', default_value = "json/single,json/batch,array20/batch")]
     variants: Vec<Variant>,
     /// Fixed rates, readings/s, always run.
@@ -106,8 +107,11 @@ enum Payload {
     Json,
     /// A JSON array of this many readings of one equipment per message (ADR 0005).
     JsonArray(usize),
-    // Sparkplug B DDATA of N metrics (`spBv1.0/…`) goes here once `crates/sparkplug` lands:
-    // a variant, its name in `Variant::from_str`, its encoding in `load::one_connection`.
+    /// Sparkplug B DDATA of this many metrics per message (`spBv1.0/Bench/DDATA/{node}/{id}`,
+    /// ingest's `PROACT_INGEST_SPARKPLUG=all`): a temperature and a vibration metric per
+    /// reading, each with the reading's timestamp, after an NBIRTH per publisher connection
+    /// and a DBIRTH per device.
+    Sparkplug(usize),
 }
 
 /// One ProAct configuration measured: the payload and `PROACT_INGEST_STREAM_ENTRIES`.
@@ -123,6 +127,7 @@ impl Variant {
         match self.payload {
             Payload::Json => 1,
             Payload::JsonArray(n) => n,
+            Payload::Sparkplug(metrics) => metrics / 2,
         }
     }
 
@@ -131,6 +136,7 @@ impl Variant {
         let payload = match self.payload {
             Payload::Json => "json".to_string(),
             Payload::JsonArray(n) => format!("array{n}"),
+            Payload::Sparkplug(n) => format!("sparkplug{n}"),
         };
         format!("{payload}-{}", if self.batch_entries { "batch" } else { "single" })
     }
@@ -142,9 +148,16 @@ impl std::str::FromStr for Variant {
         let (payload, entries) = s.split_once('/').ok_or_else(|| format!("{s:?}: expected <payload>/<entries>"))?;
         let payload = match payload {
             "json" => Payload::Json,
-            p => match p.strip_prefix("array").and_then(|n| n.parse::<usize>().ok()) {
-                Some(n) if (2..=1000).contains(&n) => Payload::JsonArray(n),
-                _ => return Err(format!("{s:?}: payload is json or arrayN (N in 2..=1000)")),
+            p => match (p.strip_prefix("array"), p.strip_prefix("sparkplug")) {
+                (Some(n), _) => match n.parse::<usize>() {
+                    Ok(n) if (2..=1000).contains(&n) => Payload::JsonArray(n),
+                    _ => return Err(format!("{s:?}: arrayN takes N in 2..=1000")),
+                },
+                (_, Some(n)) => match n.parse::<usize>() {
+                    Ok(n) if (2..=1000).contains(&n) && n % 2 == 0 => Payload::Sparkplug(n),
+                    _ => return Err(format!("{s:?}: sparkplugN takes an even N (metrics) in 2..=1000")),
+                },
+                _ => return Err(format!("{s:?}: payload is json, arrayN or sparkplugN")),
             },
         };
         let batch_entries = match entries {
@@ -251,6 +264,11 @@ impl System {
             System::ProAct { variant, .. } => format!("proact-{}", variant.label()),
             System::Python { .. } => "python".into(),
         }
+    }
+
+    /// Whether the load is Sparkplug B rather than JSON.
+    fn sparkplug(&self) -> bool {
+        matches!(self, System::ProAct { variant: Variant { payload: Payload::Sparkplug(_), .. }, .. })
     }
 
     /// Readings per MQTT message.
@@ -435,6 +453,7 @@ async fn run_step(ctx: &Ctx, sys: &System, own: &[(&str, u32)], rate: u64, drain
     let plan = Plan {
         rate,
         per_message: sys.per_message(),
+        sparkplug: sys.sparkplug(),
         secs: a.secs,
         publishers: a.publishers,
         equipment: a.equipment,
@@ -773,6 +792,7 @@ async fn proact_phase(
 ) -> anyhow::Result<Vec<Step>> {
     let a = &ctx.args;
     let entries = if variant.batch_entries { "batch" } else { "single" };
+    let sparkplug = if matches!(variant.payload, Payload::Sparkplug(_)) { "all" } else { "off" };
     let base: Vec<(String, String)> =
         stack.env().into_iter().map(|(k, v)| (k.to_string(), v)).chain([("RUST_LOG".into(), "warn".into())]).collect();
     let status = std::process::Command::new(a.bin_dir.join("proact-trainer"))
@@ -821,6 +841,7 @@ async fn proact_phase(
                 ("PROACT_GRPC_ADDR", ingest_grpc.as_str()),
                 ("PROACT_INGEST_CLIENT_ID", "bench-ingest"),
                 ("PROACT_INGEST_STREAM_ENTRIES", entries),
+                ("PROACT_INGEST_SPARKPLUG", sparkplug),
             ]),
         ),
     ];

@@ -12,7 +12,9 @@ use std::time::Duration;
 use clap::Parser;
 use fred::prelude::*;
 use proact_ingest::{App, Config};
-use proact_proto::streams::{decode_readings, telemetry_streams, BATCH_FIELD, DEAD_LETTER_STREAM, PAYLOAD_FIELD};
+use proact_proto::streams::{
+    decode_readings, telemetry_streams, BATCH_FIELD, DEAD_LETTER_STREAM, PAYLOAD_FIELD, STATUS_FIELD,
+};
 use proact_proto::v1::{DeadLetter, Telemetry};
 use prost::Message;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -157,8 +159,12 @@ pub async fn redis(url: &str) -> Client {
     proact_server::redis::connect(url).await.expect("redis")
 }
 
-/// The readings of a telemetry entry read with `XRANGE`, whichever kind it is.
+/// The readings of a telemetry entry read with `XRANGE`, whichever kind it is (none in an
+/// equipment status entry).
 pub fn readings_of(fields: &std::collections::HashMap<String, bytes::Bytes>) -> Vec<Telemetry> {
+    if fields.contains_key(STATUS_FIELD) {
+        return Vec::new();
+    }
     let (field, payload) = fields
         .get_key_value(BATCH_FIELD)
         .or_else(|| fields.get_key_value(PAYLOAD_FIELD))
@@ -236,4 +242,32 @@ pub fn metric(page: &str, metric: &str, labels: &str) -> Option<f64> {
         let matches = name == metric || (name.starts_with(&format!("{metric}{{")) && name.contains(labels));
         (matches && (labels.is_empty() || name.contains(labels))).then(|| value.parse().ok()).flatten()
     })
+}
+
+/// Publishes raw `(topic, payload)` messages at QoS 1 and waits for every PUBACK.
+pub async fn publish_raw(port: u16, msgs: &[(String, Vec<u8>)]) {
+    let mut opts = MqttOptions::new("sensor-raw", "127.0.0.1", port);
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    publish_acked(opts, msgs).await;
+}
+
+/// Publishes `(topic, payload)` messages at QoS 1 on a connection made with `opts`, and waits
+/// for every PUBACK (Mosquitto acks a QoS 1 message its ACL refused too, and drops it:
+/// MQTT 3.1.1 has no way to say no).
+pub async fn publish_acked(opts: MqttOptions, msgs: &[(String, Vec<u8>)]) {
+    let who = opts.client_id();
+    let (client, mut ev) = AsyncClient::new(opts, 100);
+    for (t, p) in msgs {
+        client.publish(t.clone(), QoS::AtLeastOnce, false, p.clone()).await.unwrap();
+    }
+    let mut acked = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while acked < msgs.len() {
+        assert!(tokio::time::Instant::now() < deadline, "broker did not ack {who}'s messages");
+        match tokio::time::timeout(Duration::from_secs(2), ev.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acked += 1,
+            Ok(Err(e)) => panic!("{who} could not publish: {e}"),
+            _ => {}
+        }
+    }
 }
