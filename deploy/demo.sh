@@ -102,6 +102,8 @@ for svc in archive anomaly-detector alert-gateway trainer ingest; do
   case $svc in
     trainer) PROACT_MODEL_SIGNING_KEY="$signing_key" "$bin/proact-$svc" >"$logs/$svc.log" 2>&1 & ;;
     anomaly-detector) PROACT_MODEL_VERIFY_KEY="$verify_key" "$bin/proact-$svc" >"$logs/$svc.log" 2>&1 & ;;
+    # Sparkplug B beside the JSON topic (docs/sparkplug.md).
+    ingest) PROACT_INGEST_SPARKPLUG=all "$bin/proact-$svc" >"$logs/$svc.log" 2>&1 & ;;
     *) "$bin/proact-$svc" >"$logs/$svc.log" 2>&1 & ;;
   esac
   pids+=($!)
@@ -112,7 +114,8 @@ for _ in $(seq 1 100); do
   (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null && break
   sleep 0.1
 done
-"$bin/proact-simulator" --rate 2 --episode-every-secs 180 --episode-secs "$episode_secs" --malformed-every 500 >"$logs/simulator.log" 2>&1 &
+"$bin/proact-simulator" --rate 2 --episode-every-secs 180 --episode-secs "$episode_secs" --malformed-every 500 \
+  --sparkplug-device PRESSE-SP-01 >"$logs/simulator.log" 2>&1 &
 pids+=($!)
 
 echo
@@ -122,6 +125,7 @@ echo "  Logs:        $logs/"
 echo
 echo "demo: up in $SECONDS s, with the forest the detector runs from its first reading."
 echo "demo: running — 12 simulated machines, a failure episode every few minutes; the forest learned"
+echo "      (and PRESSE-SP-01, a Sparkplug B device that dies every 150 s: no-data alarm at once, cleared at its birth)"
 echo "      from the back-filled history raises before the rules, and retrains on the schedule"
 echo "      \"$PROACT_TRAIN_SCHEDULE\" (UTC): each version it promotes is hot-loaded. Ctrl-C to stop."
 wait "${pids[0]}"

@@ -29,6 +29,15 @@ struct Args {
     /// Only these equipment ids (comma-separated).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Also run a Sparkplug B edge node with this device id (`spBv1.0/proact-demo/…/edge-01/<id>`).
+    #[arg(long, env = "PROACT_SIM_SPARKPLUG_DEVICE")]
+    sparkplug_device: Option<String>,
+    /// Seconds between the Sparkplug device's deaths (DDEATH; 0: never).
+    #[arg(long, env = "PROACT_SIM_SPARKPLUG_OFFLINE_EVERY_SECS", default_value_t = 150)]
+    sparkplug_offline_every_secs: u64,
+    /// Seconds the Sparkplug device stays dead before its DBIRTH.
+    #[arg(long, env = "PROACT_SIM_SPARKPLUG_OFFLINE_SECS", default_value_t = 30)]
+    sparkplug_offline_secs: u64,
 }
 
 #[tokio::main]
@@ -46,6 +55,21 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(64);
         }
     };
+    let stop = proact_server::shutdown::on_signal();
+    let edge = args.sparkplug_device.map(|device| {
+        let node = proact_simulator::sparkplug::EdgeNode {
+            host: host.clone(),
+            port,
+            group: "proact-demo".into(),
+            node: "edge-01".into(),
+            device,
+            rate: args.rate,
+            offline_every_secs: args.sparkplug_offline_every_secs,
+            offline_secs: args.sparkplug_offline_secs,
+            seed: args.seed,
+        };
+        tokio::spawn(node.run(stop.clone()))
+    });
     let plan = Plan {
         host,
         port,
@@ -58,8 +82,16 @@ async fn main() -> std::process::ExitCode {
         seed: args.seed,
         only: args.only,
     };
-    let stop = proact_server::shutdown::on_signal();
-    match run(plan, stop).await {
+    let outcome = run(plan, stop.clone()).await;
+    stop.cancel();
+    if let Some(edge) = edge {
+        match edge.await {
+            Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "Sparkplug edge node failed"),
+            Err(e) => tracing::error!(error = %e, "Sparkplug edge node panicked"),
+            Ok(Ok(())) => {}
+        }
+    }
+    match outcome {
         Ok(n) => {
             tracing::info!(acknowledged = n, "simulator stopped");
             std::process::ExitCode::SUCCESS
