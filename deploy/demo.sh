@@ -125,7 +125,7 @@ echo "  Logs:        $logs/"
 echo
 echo "demo: up in $SECONDS s, with the forest the detector runs from its first reading."
 echo "demo: running — 12 simulated machines, a failure episode every few minutes; the forest learned"
-echo "      (and PRESSE-SP-01, a Sparkplug B device that dies every 150 s: no-data alarm at once, cleared at its birth)"
 echo "      from the back-filled history raises before the rules, and retrains on the schedule"
-echo "      \"$PROACT_TRAIN_SCHEDULE\" (UTC): each version it promotes is hot-loaded. Ctrl-C to stop."
+echo "      \"$PROACT_TRAIN_SCHEDULE\" (UTC): each version it promotes is hot-loaded. PRESSE-SP-01 speaks Sparkplug B:
+      its device dies every 150 s for 30 s, its no-data alarm raised at the death, cleared at its birth. Ctrl-C to stop."
 wait "${pids[0]}"
