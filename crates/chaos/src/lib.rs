@@ -352,7 +352,7 @@ impl Run {
                 let RedisKind::Cluster(cluster) = &mut self.redis else {
                     anyhow::bail!("no Redis Cluster in this run");
                 };
-                let slot = cluster_slot(cluster, &proact_proto::streams::telemetry_stream(shard))?;
+                let slot = fred::util::redis_keyslot(proact_proto::streams::telemetry_stream(shard).as_bytes());
                 let victim = cluster.master_of(slot)?;
                 let promoted = cluster.kill_master(victim).await?;
                 self.say(format!("  master {victim} killed; replica {promoted} promoted"));
@@ -629,11 +629,4 @@ async fn fetch_rows(database: &str) -> anyhow::Result<Vec<verify::Row>> {
         .into_iter()
         .map(|(equipement_id, ts_micros, temperature)| verify::Row { equipement_id, ts_micros, temperature })
         .collect())
-}
-
-/// The hash slot of `key`, as the cluster computes it.
-fn cluster_slot(cluster: &RedisCluster, key: &str) -> anyhow::Result<u16> {
-    let any = *cluster.ports().first().ok_or_else(|| anyhow::anyhow!("no live cluster node"))?;
-    let reply = cluster.cli(any, &["CLUSTER", "KEYSLOT", key])?;
-    reply.trim().parse().map_err(|e| anyhow::anyhow!("CLUSTER KEYSLOT {key} answered {reply:?}: {e}"))
 }
