@@ -320,6 +320,7 @@ impl Scoring {
                     continue;
                 }
                 // Ingest wrote these; an undecodable one is archive's to dead-letter, not ours.
+                let publish_entry = publish(e);
                 for t in decode_readings(e.field, payload).unwrap_or_default() {
                     scored += 1;
                     // Only readings ingest sampled carry a trace; the rest cost this one lookup.
@@ -330,7 +331,7 @@ impl Scoring {
                     };
                     let late_before = engine.too_late;
                     let produced = engine.observe(&t, &trace_id, now);
-                    let produced = if publish(e) {
+                    let produced = if publish_entry {
                         too_late += engine.too_late - late_before;
                         produced
                     } else {
