@@ -468,7 +468,8 @@ async fn run_step(ctx: &Ctx, sys: &System, own: &[(&str, u32)], rate: u64, drain
     let done0 = sys.processed().await?;
     let scored0 = sys.processed_by(DETECTOR_GROUP).await?;
     let probe0 = sys.probe().await?;
-    let since = proact_proto::time::now_micros();
+    // On a millisecond: a Sparkplug birth sent within this one is stamped at its start.
+    let since = proact_proto::time::now_micros() / 1000 * 1000;
     let progress = Arc::new(AtomicU64::new(0));
     let tag = format!("{}-{rate}", sys.name());
     let started = Instant::now();
@@ -793,8 +794,10 @@ async fn proact_phase(
     let a = &ctx.args;
     let entries = if variant.batch_entries { "batch" } else { "single" };
     let sparkplug = if matches!(variant.payload, Payload::Sparkplug(_)) { "all" } else { "off" };
+    // The services log at `warn` unless PROACT_BENCH_SERVICES_LOG says otherwise (a diagnosis).
+    let log = std::env::var("PROACT_BENCH_SERVICES_LOG").unwrap_or_else(|_| "warn".into());
     let base: Vec<(String, String)> =
-        stack.env().into_iter().map(|(k, v)| (k.to_string(), v)).chain([("RUST_LOG".into(), "warn".into())]).collect();
+        stack.env().into_iter().map(|(k, v)| (k.to_string(), v)).chain([("RUST_LOG".into(), log)]).collect();
     let status = std::process::Command::new(a.bin_dir.join("proact-trainer"))
         .arg("migrate")
         .envs(base.iter().cloned())
