@@ -64,16 +64,7 @@ impl Scoring {
         }
         if let Some(last) = last_delivered(write, &key, &ctx.group).await? {
             if last != "0-0" {
-                let tail: Vec<(String, HashMap<String, bytes::Bytes>)> =
-                    write.xrevrange(key.as_str(), last.as_str(), "-", Some(WARM_UP_ENTRIES)).await?;
-                let entries: Vec<StreamEntry> = tail
-                    .into_iter()
-                    .rev()
-                    .map(|(id, mut f)| {
-                        let (field, payload) = entry_payload(&mut f);
-                        StreamEntry { key: key.clone(), id, payload, field }
-                    })
-                    .collect();
+                let entries = warm_up_tail(write, &key, &last).await?;
                 metrics::counter!("proact_detector_warmup_entries_total").increment(entries.len() as u64);
                 // Already scored by the previous owner (and traced there): rebuild state, and
                 // publish only what the entries it left unacked cause (see above).
@@ -188,8 +179,53 @@ fn reclaimed_late(batch: &BatchOutcome, entries: &[StreamEntry], how: &'static s
     );
 }
 
-/// How many already-processed entries rebuild a shard's state on takeover.
-const WARM_UP_ENTRIES: u64 = 5_000;
+/// How many already-processed readings rebuild a shard's state on takeover. Counted in
+/// readings, not entries: an entry holds one reading or an ingest batch of up to 128, and
+/// 5,000 batch entries would be 640,000 readings a shard, seconds of scoring before the new
+/// owner scores anything live.
+const WARM_UP_READINGS: usize = 5_000;
+/// Entries of the tail read per `XREVRANGE`.
+const WARM_UP_CHUNK: u64 = 256;
+/// Unacked entries looked at per shard on takeover (a warm-up's worth of single readings).
+const WARM_UP_ENTRIES: u64 = WARM_UP_READINGS as u64;
+
+/// The shard's tail up to `last` (the group's last delivered id), oldest first, reaching back
+/// until it holds [`WARM_UP_READINGS`] readings or the stream's start.
+async fn warm_up_tail(client: &Client, key: &str, last: &str) -> Result<Vec<StreamEntry>, Error> {
+    let mut newest_first = Vec::new();
+    let (mut readings, mut end) = (0, last.to_string());
+    'read: loop {
+        let chunk: Vec<(String, HashMap<String, bytes::Bytes>)> =
+            client.xrevrange(key, end.as_str(), "-", Some(WARM_UP_CHUNK)).await?;
+        let more = chunk.len() as u64 == WARM_UP_CHUNK;
+        for (id, mut f) in chunk {
+            let (field, payload) = entry_payload(&mut f);
+            readings += readings_in(field, payload.as_deref());
+            // Exclusive: the next chunk starts below this entry.
+            end = format!("({id}");
+            newest_first.push(StreamEntry { key: key.to_string(), id, payload, field });
+            if readings >= WARM_UP_READINGS {
+                break 'read;
+            }
+        }
+        if !more {
+            break;
+        }
+    }
+    newest_first.reverse();
+    Ok(newest_first)
+}
+
+/// The readings a shard entry holds, counted from a batch's framing (a batch that does not
+/// frame counts as one: the scoring skips it as undecodable either way).
+fn readings_in(field: &str, payload: Option<&[u8]>) -> usize {
+    use proact_server::redis::{BATCH_FIELD, STATUS_FIELD};
+    match (field, payload) {
+        (_, None) | (STATUS_FIELD, _) => 0,
+        (BATCH_FIELD, Some(p)) => proact_proto::streams::batch_len(p).unwrap_or(1),
+        _ => 1,
+    }
+}
 
 async fn last_delivered(client: &Client, key: &str, group: &str) -> Result<Option<String>, Error> {
     let groups = proact_server::redis::groups(client, key).await?;
@@ -270,7 +306,7 @@ fn entry_payload(fields: &mut HashMap<String, bytes::Bytes>) -> (&'static str, O
 
 #[cfg(test)]
 mod tests {
-    use super::entry_payload;
+    use super::{entry_payload, readings_in};
     use proact_server::redis::{BATCH_FIELD, PAYLOAD_FIELD, STATUS_FIELD};
     use std::collections::HashMap;
 
@@ -283,5 +319,18 @@ mod tests {
             assert_eq!(entry_payload(&mut fields), (field, Some(bytes::Bytes::from_static(b"x"))));
         }
         assert_eq!(entry_payload(&mut HashMap::new()), (PAYLOAD_FIELD, None));
+    }
+
+    /// The warm-up is bounded in readings: a batch entry counts for what it holds.
+    #[test]
+    fn a_batch_entry_counts_for_its_readings_and_a_status_for_none() {
+        use proact_proto::v1::{Telemetry, TelemetryBatch};
+        use prost::Message;
+        let batch = TelemetryBatch { items: vec![Telemetry::default(); 128] }.encode_to_vec();
+        assert_eq!(readings_in(BATCH_FIELD, Some(&batch)), 128);
+        assert_eq!(readings_in(PAYLOAD_FIELD, Some(b"x")), 1);
+        assert_eq!(readings_in(STATUS_FIELD, Some(b"x")), 0);
+        assert_eq!(readings_in(BATCH_FIELD, None), 0);
+        assert_eq!(readings_in(BATCH_FIELD, Some(&[0xff, 0x01])), 1, "a broken batch counts as one");
     }
 }
