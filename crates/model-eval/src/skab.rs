@@ -77,6 +77,43 @@ pub(crate) struct SkabArgs {
     /// --fixed: persistence rule `K/N`, a row alarms when K of the last N rows do (1/1: none).
     #[arg(long, default_value = "1/1", value_parser = parse_persist)]
     persist: Persist,
+    /// The grid to select from: `base` (the trained model alone, EVAL.md's figure) or `revised`
+    /// (revision 2: with the slope, the online detector, persistence and the anomaly-free filter).
+    #[arg(long, value_enum, default_value = "base")]
+    grid: GridVersion,
+}
+
+/// Which grid the selection chooses from (EVAL.md records both, and revision 1).
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum GridVersion {
+    /// The trained model alone: windows × mean or mean+std × channels left out × thresholds.
+    Base,
+    /// Revision 2: the base grid × mean+slope × the online detector × persistence, then only the
+    /// candidates within the FAR budget on the anomaly-free recording.
+    Revised,
+}
+
+impl GridVersion {
+    fn stats(self) -> &'static [&'static [&'static str]] {
+        match self {
+            GridVersion::Base => &GRID_STATS[..2],
+            GridVersion::Revised => &GRID_STATS,
+        }
+    }
+
+    fn combine(self) -> &'static [Combine] {
+        match self {
+            GridVersion::Base => &GRID_COMBINE[..1],
+            GridVersion::Revised => &GRID_COMBINE,
+        }
+    }
+
+    fn persist(self) -> &'static [Persist] {
+        match self {
+            GridVersion::Base => &GRID_PERSIST[..1],
+            GridVersion::Revised => &GRID_PERSIST,
+        }
+    }
 }
 
 fn parse_persist(s: &str) -> Result<Persist, String> {
@@ -305,11 +342,16 @@ fn grid_drops(counts: &[(&'static str, usize)], runs: usize) -> Vec<&'static [&'
 
 /// The candidates of one feature configuration: every threshold rule, combination and
 /// persistence rule.
-fn configurations(window_secs: i64, stats: &'static [&'static str], drop: &'static [&'static str]) -> Vec<Candidate> {
+fn configurations(
+    version: GridVersion,
+    window_secs: i64,
+    stats: &'static [&'static str],
+    drop: &'static [&'static str],
+) -> Vec<Candidate> {
     let mut out = Vec::new();
     for rule in grid_rules() {
-        for combine in GRID_COMBINE {
-            for persist in GRID_PERSIST {
+        for &combine in version.combine() {
+            for &persist in version.persist() {
                 out.push(Candidate { window_secs, stats, drop, rule, combine, persist });
             }
         }
@@ -322,7 +364,12 @@ fn kept_channels(schema: &FeatureSchema, drop: &[&str]) -> Vec<usize> {
     (0..schema.channels().len()).filter(|&c| !drop.contains(&schema.channels()[c].as_str())).collect()
 }
 
-fn score_grid(files: &[SkabFile], schema: &FeatureSchema, drops: &[&'static [&'static str]]) -> Result<Grid> {
+fn score_grid(
+    version: GridVersion,
+    files: &[SkabFile],
+    schema: &FeatureSchema,
+    drops: &[&'static [&'static str]],
+) -> Result<Grid> {
     let channels = schema.channels().len();
     let online_cfg = OnlineConfig::default();
     // The online verdicts depend on the channels alone, not on the window or the statistics.
@@ -340,7 +387,7 @@ fn score_grid(files: &[SkabFile], schema: &FeatureSchema, drops: &[&'static [&'s
             .map(|f| features_over_series(schema, window_config(window_secs), &f.series.ts, &f.series.values))
             .collect::<Result<Vec<_>, _>>()?;
         let warm = warm_rows(window_secs);
-        for stats in GRID_STATS {
+        for &stats in version.stats() {
             for (&drop, online) in drops.iter().zip(&online) {
                 let params = grid_params(schema, stats, drop);
                 let scored = files
@@ -348,7 +395,7 @@ fn score_grid(files: &[SkabFile], schema: &FeatureSchema, drops: &[&'static [&'s
                     .zip(&feats)
                     .map(|(file, f)| score_file(&params, f, warm).with_context(|| file.name.clone()))
                     .collect::<Result<Vec<_>>>()?;
-                for c in configurations(window_secs, stats, drop) {
+                for c in configurations(version, window_secs, stats, drop) {
                     let per_file = files
                         .iter()
                         .zip(&scored)
@@ -382,14 +429,19 @@ const PSEUDO_RUN_ROWS: usize = 1_100;
 /// files), cut into pseudo-experiments that follow the protocol: a check of the thresholds that
 /// uses no label and no test row. Returns the number of pseudo-experiments and, per candidate,
 /// the pooled FAR.
-fn anomaly_free_far(dir: &Path, schema: &FeatureSchema, c: &Candidate) -> Result<(usize, Vec<(Candidate, f64)>)> {
+fn anomaly_free_far(
+    version: GridVersion,
+    dir: &Path,
+    schema: &FeatureSchema,
+    c: &Candidate,
+) -> Result<(usize, Vec<(Candidate, f64)>)> {
     let path = dir.join("SKAB/data/anomaly-free/anomaly-free.csv");
     let s = read_skab(&path, schema, false)?;
     let channels = schema.channels().len();
     let params = grid_params(schema, c.stats, c.drop);
     let keep = kept_channels(schema, c.drop);
     let online_cfg = OnlineConfig::default();
-    let post = configurations(c.window_secs, c.stats, c.drop);
+    let post = configurations(version, c.window_secs, c.stats, c.drop);
     let mut fp = vec![0u64; post.len()];
     let mut rows = 0u64;
     let runs = s.ts.len() / PSEUDO_RUN_ROWS;
@@ -412,7 +464,12 @@ fn anomaly_free_far(dir: &Path, schema: &FeatureSchema, c: &Candidate) -> Result
 }
 
 /// [`anomaly_free_far`] for every candidate of the grid (one pass per feature configuration).
-fn anomaly_free_far_grid(dir: &Path, schema: &FeatureSchema, candidates: &[Candidate]) -> Result<(usize, Vec<f64>)> {
+fn anomaly_free_far_grid(
+    version: GridVersion,
+    dir: &Path,
+    schema: &FeatureSchema,
+    candidates: &[Candidate],
+) -> Result<(usize, Vec<f64>)> {
     let mut out = vec![f64::NAN; candidates.len()];
     let mut runs = 0;
     for i in 0..candidates.len() {
@@ -420,7 +477,7 @@ fn anomaly_free_far_grid(dir: &Path, schema: &FeatureSchema, candidates: &[Candi
             continue;
         }
         let c = &candidates[i];
-        let (n, per_candidate) = anomaly_free_far(dir, schema, c)?;
+        let (n, per_candidate) = anomaly_free_far(version, dir, schema, c)?;
         runs = n;
         let same = |p: &Candidate, o: &Candidate| (p.rule, p.combine, p.persist) == (o.rule, o.combine, o.persist);
         for (j, o) in candidates.iter().enumerate() {
@@ -458,6 +515,27 @@ fn label_free_margins(candidates: &[Candidate], free_far: &[f64], budget: f64) -
         keep[i] = true;
     }
     keep
+}
+
+/// The candidates whose false-alarm rate on the anomaly-free pseudo-experiments is within
+/// `budget` (a check with no label: more false alarms than that on healthy rows of the same
+/// test bed rules a candidate out before any selection), with their scores.
+fn label_free_filter(
+    grid: Grid,
+    free_far: Vec<f64>,
+    budget: f64,
+) -> (Vec<Candidate>, Vec<Vec<Confusion>>, Vec<f64>, Vec<f64>) {
+    let mut out = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let rows = grid.candidates.into_iter().zip(grid.scores).zip(grid.holdout_far).zip(free_far);
+    for (((c, s), h), f) in rows {
+        if f <= budget {
+            out.0.push(c);
+            out.1.push(s);
+            out.2.push(h);
+            out.3.push(f);
+        }
+    }
+    out
 }
 
 /// Leave-one-group-out restricted to the candidates `keep` accepts; pooled held-out confusion
@@ -511,10 +589,32 @@ pub(crate) fn skab(a: &SkabArgs) -> Result<()> {
     }
     let (drift, runs) = drift_counts(&a.data.dir, &schema)?;
     let drops = grid_drops(&drift, runs);
-    let Grid { candidates, scores, holdout_far } = score_grid(&files, &schema, &drops)?;
-    let (runs, free_far) = anomaly_free_far_grid(&a.data.dir, &schema, &candidates)?;
+    let revised = a.grid == GridVersion::Revised;
+    let grid = score_grid(a.grid, &files, &schema, &drops)?;
+    let (runs, free_far) = anomaly_free_far_grid(a.grid, &a.data.dir, &schema, &grid.candidates)?;
     let groups: Vec<&str> = files.iter().map(|f| f.group.as_str()).collect();
     let budget = a.far_budget / 100.0;
+    // For the sensitivity table: what the selection gives without the label-free filter.
+    let previous =
+        |c: &Candidate| c.combine == Combine::ModelOnly && c.persist == Persist::NONE && c.stats != GRID_STATS[2];
+    let (previous_grid, whole_grid) = (|i: usize| previous(&grid.candidates[i]), |_: usize| true);
+    let unfiltered: [(&str, &dyn Fn(usize) -> bool); 2] = [
+        ("without the anomaly-free filter: the previous grid (model alone, no persistence, no slope)", &previous_grid),
+        ("without the anomaly-free filter: the whole grid", &whole_grid),
+    ];
+    let unfiltered = unfiltered.map(|(name, keep)| -> Result<_> {
+        let n = (0..grid.candidates.len()).filter(|&i| keep(i)).count();
+        Ok((name, n, logo_on(&grid.candidates, &grid.scores, &groups, budget, keep)?))
+    });
+    let total = grid.candidates.len();
+    let (candidates, scores, holdout_far, free_far) = if revised {
+        label_free_filter(grid, free_far, budget)
+    } else {
+        (grid.candidates, grid.scores, grid.holdout_far, free_far)
+    };
+    if candidates.is_empty() {
+        bail!("no candidate keeps its anomaly-free FAR within {} %", a.far_budget);
+    }
     println!(
         "SKAB outlier detection, leaderboard protocol: {} files, first {TRAIN_ROWS} rows of each train a per-file \
          normal-behaviour model (Mahalanobis, shrinkage {GRID_SHRINKAGE}), the rest is test, TP/FP/TN/FN pooled.",
@@ -526,16 +626,25 @@ pub(crate) fn skab(a: &SkabArgs) -> Result<()> {
          training rows 300–399 after fitting on the rows before × {} × {}).",
         a.far_budget,
         candidates.len(),
-        GRID_STATS.map(|s| s.join("+")).join(" | "),
+        a.grid.stats().iter().map(|s| s.join("+")).collect::<Vec<_>>().join(" | "),
         drops
             .iter()
             .map(|d| if d.is_empty() { "nothing".to_string() } else { d.join("+") })
             .collect::<Vec<_>>()
             .join(" | "),
         GRID_ALARM_RATES.map(|r| 100.0 * r),
-        GRID_COMBINE.map(|c| c.to_string()).join(" | "),
-        GRID_PERSIST.map(|p| p.to_string()).join(" | ")
+        a.grid.combine().iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" | "),
+        a.grid.persist().iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" | ")
     );
+    if revised {
+        println!(
+            "Label-free filter: {} of the {total} candidates raise at most {} % false alarms on {runs} anomaly-free \
+             pseudo-experiments of {PSEUDO_RUN_ROWS} rows (their rule, combination and persistence applied there); \
+             the selection chooses among those only.",
+            candidates.len(),
+            a.far_budget
+        );
+    }
     println!(
         "Honest score: leave-one-group-out over the subfolders; each group is scored by the candidate selected on the \
          other groups' files, so no file's test labels chose the configuration it is scored with.\n"
@@ -664,17 +773,26 @@ pub(crate) fn skab(a: &SkabArgs) -> Result<()> {
     }
 
     println!(
-        "\nSensitivity: the same selection (budget {} %) on parts of the grid; the first row leaves no channel out.",
+        "\nSensitivity: the same selection (budget {} %) on parts of the grid (\"all channels only\" leaves no channel out).",
         a.far_budget
     );
     println!("| grid | candidates | F1 | FAR, % | MAR, % | budget met on every selection |\n|---|---|---|---|---|---|");
     let label_free = label_free_margins(&candidates, &free_far, budget);
-    let previous = |i: usize| {
-        let c = &candidates[i];
-        c.combine == Combine::ModelOnly && c.persist == Persist::NONE && c.stats != GRID_STATS[2]
+    let print_row = |name: &str, n: usize, (c, met): (Confusion, bool)| {
+        println!(
+            "| {name} | {n} | {:.2} | {} | {} | {} |",
+            c.f1(),
+            pct(c.far()),
+            pct(c.mar()),
+            if met { "yes" } else { "no" }
+        );
     };
+    for r in unfiltered.into_iter().filter(|_| revised) {
+        let (name, n, result) = r?;
+        print_row(name, n, result);
+    }
     let parts: [(&str, &dyn Fn(usize) -> bool); 9] = [
-        ("the previous grid (model alone, no persistence, no slope)", &previous),
+        ("the previous grid (model alone, no persistence, no slope)", &|i| previous(&candidates[i])),
         ("without the online detector (model alone)", &|i| candidates[i].combine == Combine::ModelOnly),
         ("without persistence", &|i| candidates[i].persist == Persist::NONE),
         ("without mean+slope", &|i| candidates[i].stats != GRID_STATS[2]),
@@ -684,16 +802,10 @@ pub(crate) fn skab(a: &SkabArgs) -> Result<()> {
         ("margin set without labels: smallest with anomaly-free FAR ≤ budget", &|i| label_free[i]),
         ("whole grid", &|_| true),
     ];
-    for (name, keep) in parts {
+    // The first four rows take the revision's options out one at a time.
+    for (name, keep) in parts.into_iter().skip(if revised { 0 } else { 4 }) {
         let n = (0..candidates.len()).filter(|&i| keep(i)).count();
-        let (c, met) = logo_on(&candidates, &scores, &groups, budget, keep)?;
-        println!(
-            "| {name} | {n} | {:.2} | {} | {} | {} |",
-            c.f1(),
-            pct(c.far()),
-            pct(c.mar()),
-            if met { "yes" } else { "no" }
-        );
+        print_row(name, n, logo_on(&candidates, &scores, &groups, budget, keep)?);
     }
 
     // What a deployment would use: the same rule on all files. Its score is in-sample (the
@@ -912,6 +1024,28 @@ mod tests {
         let free_far = [0.30, 0.10, 0.02, 0.0, 0.5, 0.4];
         let keep = label_free_margins(&candidates, &free_far, 0.15);
         assert_eq!(keep, [false, true, false, false, false, true]);
+    }
+
+    #[test]
+    fn the_anomaly_free_filter_keeps_candidates_within_budget_with_their_own_scores() {
+        let cand = |m| Candidate {
+            window_secs: 5,
+            stats: GRID_STATS[0],
+            drop: &[],
+            rule: Rule::Margin(m),
+            combine: Combine::Either,
+            persist: Persist { k: 3, n: 5 },
+        };
+        let conf = |tp| Confusion { tp, ..Default::default() };
+        let grid = Grid {
+            candidates: vec![cand(1.0), cand(2.0), cand(3.0)],
+            scores: vec![vec![conf(1)], vec![conf(2)], vec![conf(3)]],
+            holdout_far: vec![0.3, 0.2, 0.1],
+        };
+        let (c, s, h, f) = label_free_filter(grid, vec![0.40, 0.15, 0.05], 0.15);
+        assert_eq!(c.iter().map(|c| c.rule).collect::<Vec<_>>(), [Rule::Margin(2.0), Rule::Margin(3.0)]);
+        assert_eq!(s, [vec![conf(2)], vec![conf(3)]]);
+        assert_eq!((h, f), (vec![0.2, 0.1], vec![0.15, 0.05]));
     }
 
     #[test]

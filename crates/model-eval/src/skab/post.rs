@@ -107,11 +107,7 @@ pub(super) fn alarms(
     combine: Combine,
     persist: Persist,
 ) -> Vec<bool> {
-    let raw: Vec<bool> = distances
-        .iter()
-        .zip(online)
-        .map(|(&d, &o)| combine.apply(d >= threshold, o))
-        .collect();
+    let raw: Vec<bool> = distances.iter().zip(online).map(|(&d, &o)| combine.apply(d >= threshold, o)).collect();
     if persist == Persist::NONE {
         raw
     } else {
