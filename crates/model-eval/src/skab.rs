@@ -1,12 +1,14 @@
 //! `skab`: SKAB outlier detection with the leaderboard protocol. The first 400 rows of each
 //! file train a per-file normal-behaviour model on the shared window features; the rest is
-//! test; F1/FAR/MAR are pooled over the test rows. The configuration is chosen from a fixed
-//! grid by `proact_models::selection` and the score reported is that of files the selection
-//! did not see; `--fixed` scores one configuration given on the command line instead.
+//! test; F1/FAR/MAR are pooled over the test rows. A candidate's alarms may be combined with
+//! the online detector's and filtered by a persistence rule ([`post`]). The configuration is
+//! chosen from a fixed grid by `proact_models::selection` and the score reported is that of
+//! files the selection did not see; `--fixed` scores one configuration given on the command
+//! line instead.
 //!
-//! Longer than most files (about 680 lines): the grid, the label-free margins, the nested
+//! Longer than most files (about 800 lines): the grid, the label-free margins, the nested
 //! selection and the report are one procedure whose constants must be read together (the
-//! reading of SKAB's files is apart, in [`data`]).
+//! reading of SKAB's files is apart, in [`data`], the alarms' post-processing in [`post`]).
 
 use std::path::Path;
 
@@ -17,12 +19,15 @@ use proact_models::selection::{
     bootstrap_interval, leave_one_group_out, mean_over_folds, nested_leave_one_group_out, pooled, pooled_held_out,
     select_under_far, Fold,
 };
-use proact_models::{Confusion, HoldoutCheck, NbMethod, NormalBehaviourParams};
+use proact_models::{Confusion, HoldoutCheck, NbMethod, NormalBehaviourModel, NormalBehaviourParams};
+use proact_online::OnlineConfig;
 
 use crate::DataDir;
 
 mod data;
+mod post;
 use data::{load_skab, read_skab, skab_schema, SkabFile, SKAB_CHANNELS};
+use post::{alarms, online_alarms, Combine, Persist};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Method {
@@ -66,6 +71,59 @@ pub(crate) struct SkabArgs {
     /// --fixed: channels left out of the model (comma-separated; empty for none).
     #[arg(long, value_delimiter = ',', default_value = "temperature,thermocouple")]
     drop_channels: Vec<String>,
+    /// --fixed: how the model's alarms are combined with the online detector's.
+    #[arg(long, value_enum, default_value = "model-only")]
+    combine: Combine,
+    /// --fixed: persistence rule `K/N`, a row alarms when K of the last N rows do (1/1: none).
+    #[arg(long, default_value = "1/1", value_parser = parse_persist)]
+    persist: Persist,
+    /// The grid to select from: `base` (the trained model alone, EVAL.md's figure) or `revised`
+    /// (revision 2: with the slope, the online detector, persistence and the anomaly-free filter).
+    #[arg(long, value_enum, default_value = "base")]
+    grid: GridVersion,
+}
+
+/// Which grid the selection chooses from (EVAL.md records both, and revision 1).
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum GridVersion {
+    /// The trained model alone: windows × mean or mean+std × channels left out × thresholds.
+    Base,
+    /// Revision 2: the base grid × mean+slope × the online detector × persistence, then only the
+    /// candidates within the FAR budget on the anomaly-free recording.
+    Revised,
+}
+
+impl GridVersion {
+    fn stats(self) -> &'static [&'static [&'static str]] {
+        match self {
+            GridVersion::Base => &GRID_STATS[..2],
+            GridVersion::Revised => &GRID_STATS,
+        }
+    }
+
+    fn combine(self) -> &'static [Combine] {
+        match self {
+            GridVersion::Base => &GRID_COMBINE[..1],
+            GridVersion::Revised => &GRID_COMBINE,
+        }
+    }
+
+    fn persist(self) -> &'static [Persist] {
+        match self {
+            GridVersion::Base => &GRID_PERSIST[..1],
+            GridVersion::Revised => &GRID_PERSIST,
+        }
+    }
+}
+
+fn parse_persist(s: &str) -> Result<Persist, String> {
+    let bad = || format!("expected K/N with 1 ≤ K ≤ N, got {s:?}");
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let (k, n) = (k.trim().parse::<usize>().map_err(|_| bad())?, n.trim().parse::<usize>().map_err(|_| bad())?);
+    if k == 0 || k > n {
+        return Err(bad());
+    }
+    Ok(Persist { k, n })
 }
 
 const TRAIN_ROWS: usize = 400;
@@ -77,7 +135,8 @@ const HOLDOUT_ROWS: usize = 100;
 // the settings explored earlier by hand (see EVAL.md), which is the part of the procedure that
 // is not blind.
 const GRID_WINDOWS_S: [i64; 4] = [5, 10, 15, 30];
-const GRID_STATS: [&[&str]; 2] = [&["mean"], &["mean", "std"]];
+/// `slope`, the window's rate of change, does not depend on the level a run starts at.
+const GRID_STATS: [&[&str]; 3] = [&["mean"], &["mean", "std"], &["mean", "slope"]];
 /// Leaving channels out is decided without any labelled file: either nothing, or the channels
 /// that drift in healthy operation on the anomaly-free recording ([`drifting_channels`]).
 /// (Leaving the temperatures and the voltage out was first found on test scores; that option
@@ -85,6 +144,14 @@ const GRID_STATS: [&[&str]; 2] = [&["mean"], &["mean", "std"]];
 const DRIFT_SIGMAS: f64 = 3.0;
 const GRID_MARGINS: [f64; 7] = [1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0];
 const GRID_ALARM_RATES: [f64; 4] = [0.01, 0.02, 0.05, 0.10];
+/// The online detector (default configuration, its own label-free operating point) beside the
+/// trained model.
+const GRID_COMBINE: [Combine; 3] = [Combine::ModelOnly, Combine::Either, Combine::Both];
+/// Causal majority filters: SKAB's anomalies are collective and minutes long, so an alarm
+/// shorter than half the span is more likely noise and a gap that short inside one the same
+/// anomaly (EVAL.md).
+const GRID_PERSIST: [Persist; 4] =
+    [Persist::NONE, Persist { k: 3, n: 5 }, Persist { k: 8, n: 15 }, Persist { k: 23, n: 45 }];
 const GRID_SHRINKAGE: f64 = 0.1;
 const GRID_QUANTILE: f64 = 0.99;
 /// FAR budgets a nested selection may choose from (at most the target: a selection made at the
@@ -110,6 +177,15 @@ struct Candidate {
     stats: &'static [&'static str],
     drop: &'static [&'static str],
     rule: Rule,
+    combine: Combine,
+    persist: Persist,
+}
+
+impl Candidate {
+    /// Everything but the threshold rule: the candidates a label-free margin chooses among.
+    fn configuration(&self) -> (i64, &'static [&'static str], &'static [&'static str], Combine, Persist) {
+        (self.window_secs, self.stats, self.drop, self.combine, self.persist)
+    }
 }
 
 impl std::fmt::Display for Candidate {
@@ -120,7 +196,8 @@ impl std::fmt::Display for Candidate {
         match self.rule {
             Rule::Margin(m) => write!(f, "q{GRID_QUANTILE} × {m}"),
             Rule::Calibrated(r) => write!(f, "calibrated to {} % alarms on rows 300–399", 100.0 * r),
-        }
+        }?;
+        write!(f, ", {}, {}", self.combine, self.persist)
     }
 }
 
@@ -148,8 +225,10 @@ struct Scored {
     base_threshold: f64,
     /// The training rows' holdout check (fit on rows before 300, distances of 300–399).
     check: HoldoutCheck,
-    /// Test-row distances under the model fitted on all training rows.
-    test_distances: Vec<f64>,
+    /// Every row's distance under the model fitted on all training rows (the warm-up rows,
+    /// which have no full window, never alarm): a persistence rule at the first test rows
+    /// counts the alarms of the rows before them, as a stream would.
+    distances: Vec<f64>,
 }
 
 impl Scored {
@@ -165,10 +244,15 @@ impl Scored {
         Ok((self.base_threshold * self.margin(rule)?).max(1e-9))
     }
 
-    fn confusion(&self, labels: &[usize], rule: Rule) -> Result<Confusion> {
-        let t = self.threshold(rule)?;
-        let pred: Vec<bool> = self.test_distances.iter().map(|&d| d >= t).collect();
-        Ok(Confusion::from_predictions(&labels[TRAIN_ROWS..], &pred))
+    fn test_distances(&self) -> &[f64] {
+        &self.distances[TRAIN_ROWS..]
+    }
+
+    /// The test rows' final alarms under one candidate's rule, combination and persistence.
+    fn test_alarms(&self, c: &Candidate, online: &[bool]) -> Result<Vec<bool>> {
+        let mut a = alarms(&self.distances, self.threshold(c.rule)?, online, c.combine, c.persist);
+        a.drain(..TRAIN_ROWS);
+        Ok(a)
     }
 }
 
@@ -182,13 +266,17 @@ fn grid_params(schema: &FeatureSchema, stats: &[&str], drop: &[&str]) -> NormalB
     }
 }
 
+/// Every row's distance; the warm-up rows, without a full window, never alarm.
+fn row_distances(model: &NormalBehaviourModel, f: &SeriesFeatures, warm: usize) -> Vec<f64> {
+    (0..f.rows()).map(|i| if i < warm { f64::NEG_INFINITY } else { model.distance(f.row(i)) }).collect()
+}
+
 /// Fits on one series' training rows (after the warm-up) and scores its test rows.
 fn score_file(params: &NormalBehaviourParams, f: &SeriesFeatures, warm: usize) -> Result<Scored> {
     let train = &f.values[warm * f.n_features..TRAIN_ROWS * f.n_features];
     let model = params.fit(train, f.n_features)?;
     let check = params.holdout_check(train, f.n_features, HOLDOUT_ROWS)?;
-    let test_distances = (TRAIN_ROWS..f.rows()).map(|i| model.distance(f.row(i))).collect();
-    Ok(Scored { base_threshold: model.threshold, check, test_distances })
+    Ok(Scored { base_threshold: model.threshold, check, distances: row_distances(&model, f, warm) })
 }
 
 fn grid_rules() -> Vec<Rule> {
@@ -252,8 +340,46 @@ fn grid_drops(counts: &[(&'static str, usize)], runs: usize) -> Vec<&'static [&'
     vec![&[], drifting.leak()]
 }
 
-fn score_grid(files: &[SkabFile], schema: &FeatureSchema, drops: &[&'static [&'static str]]) -> Result<Grid> {
-    let rules = grid_rules();
+/// The candidates of one feature configuration: every threshold rule, combination and
+/// persistence rule.
+fn configurations(
+    version: GridVersion,
+    window_secs: i64,
+    stats: &'static [&'static str],
+    drop: &'static [&'static str],
+) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    for rule in grid_rules() {
+        for &combine in version.combine() {
+            for &persist in version.persist() {
+                out.push(Candidate { window_secs, stats, drop, rule, combine, persist });
+            }
+        }
+    }
+    out
+}
+
+/// Indices of the schema's channels a candidate keeps (the online detector sees those only).
+fn kept_channels(schema: &FeatureSchema, drop: &[&str]) -> Vec<usize> {
+    (0..schema.channels().len()).filter(|&c| !drop.contains(&schema.channels()[c].as_str())).collect()
+}
+
+fn score_grid(
+    version: GridVersion,
+    files: &[SkabFile],
+    schema: &FeatureSchema,
+    drops: &[&'static [&'static str]],
+) -> Result<Grid> {
+    let channels = schema.channels().len();
+    let online_cfg = OnlineConfig::default();
+    // The online verdicts depend on the channels alone, not on the window or the statistics.
+    let online: Vec<Vec<Vec<bool>>> = drops
+        .iter()
+        .map(|drop| {
+            let keep = kept_channels(schema, drop);
+            files.iter().map(|f| online_alarms(&f.series.ts, &f.series.values, channels, &keep, &online_cfg)).collect()
+        })
+        .collect();
     let (mut candidates, mut scores, mut holdout_far) = (Vec::new(), Vec::new(), Vec::new());
     for window_secs in GRID_WINDOWS_S {
         let feats = files
@@ -261,25 +387,30 @@ fn score_grid(files: &[SkabFile], schema: &FeatureSchema, drops: &[&'static [&'s
             .map(|f| features_over_series(schema, window_config(window_secs), &f.series.ts, &f.series.values))
             .collect::<Result<Vec<_>, _>>()?;
         let warm = warm_rows(window_secs);
-        for stats in GRID_STATS {
-            for &drop in drops {
+        for &stats in version.stats() {
+            for (&drop, online) in drops.iter().zip(&online) {
                 let params = grid_params(schema, stats, drop);
                 let scored = files
                     .iter()
                     .zip(&feats)
                     .map(|(file, f)| score_file(&params, f, warm).with_context(|| file.name.clone()))
                     .collect::<Result<Vec<_>>>()?;
-                for &rule in &rules {
+                for c in configurations(version, window_secs, stats, drop) {
                     let per_file = files
                         .iter()
                         .zip(&scored)
-                        .map(|(file, s)| s.confusion(&file.series.labels, rule).with_context(|| file.name.clone()))
+                        .zip(online)
+                        .map(|((file, s), on)| {
+                            let pred = s.test_alarms(&c, on).with_context(|| file.name.clone())?;
+                            Ok(Confusion::from_predictions(&file.series.labels[TRAIN_ROWS..], &pred))
+                        })
                         .collect::<Result<Vec<_>>>()?;
+                    // The threshold alone (the combination and persistence are not in it).
                     let mut rate = 0.0;
                     for s in &scored {
-                        rate += s.check.alarm_rate_at(s.margin(rule)?) / scored.len() as f64;
+                        rate += s.check.alarm_rate_at(s.margin(c.rule)?) / scored.len() as f64;
                     }
-                    candidates.push(Candidate { window_secs, stats, drop, rule });
+                    candidates.push(c);
                     scores.push(per_file);
                     holdout_far.push(rate);
                 }
@@ -293,43 +424,52 @@ fn score_grid(files: &[SkabFile], schema: &FeatureSchema, drops: &[&'static [&'s
 /// length of a labelled file): the first 400 train, the rest are healthy "test" rows.
 const PSEUDO_RUN_ROWS: usize = 1_100;
 
-/// False-alarm rate of every threshold rule of one feature configuration on the anomaly-free
-/// recording (not part of the leaderboard's files), cut into pseudo-experiments that follow the
-/// protocol: a check of the thresholds that uses no label and no test row. Returns the number
-/// of pseudo-experiments and, per rule, the pooled FAR.
-fn anomaly_free_far(dir: &Path, schema: &FeatureSchema, c: &Candidate) -> Result<(usize, Vec<(Rule, f64)>)> {
+/// False-alarm rate of every candidate of one feature configuration (threshold rule,
+/// combination, persistence) on the anomaly-free recording (not part of the leaderboard's
+/// files), cut into pseudo-experiments that follow the protocol: a check of the thresholds that
+/// uses no label and no test row. Returns the number of pseudo-experiments and, per candidate,
+/// the pooled FAR.
+fn anomaly_free_far(
+    version: GridVersion,
+    dir: &Path,
+    schema: &FeatureSchema,
+    c: &Candidate,
+) -> Result<(usize, Vec<(Candidate, f64)>)> {
     let path = dir.join("SKAB/data/anomaly-free/anomaly-free.csv");
     let s = read_skab(&path, schema, false)?;
     let channels = schema.channels().len();
     let params = grid_params(schema, c.stats, c.drop);
-    let rules = grid_rules();
-    let mut fp = vec![0u64; rules.len()];
+    let keep = kept_channels(schema, c.drop);
+    let online_cfg = OnlineConfig::default();
+    let post = configurations(version, c.window_secs, c.stats, c.drop);
+    let mut fp = vec![0u64; post.len()];
     let mut rows = 0u64;
     let runs = s.ts.len() / PSEUDO_RUN_ROWS;
     for r in 0..runs {
         let (a, b) = (r * PSEUDO_RUN_ROWS, (r + 1) * PSEUDO_RUN_ROWS);
-        let f = features_over_series(
-            schema,
-            window_config(c.window_secs),
-            &s.ts[a..b],
-            &s.values[a * channels..b * channels],
-        )?;
+        let (ts, values) = (&s.ts[a..b], &s.values[a * channels..b * channels]);
+        let f = features_over_series(schema, window_config(c.window_secs), ts, values)?;
         let scored = score_file(&params, &f, warm_rows(c.window_secs))
             .with_context(|| format!("{}: pseudo-experiment {r}", path.display()))?;
-        rows += scored.test_distances.len() as u64;
-        for (k, &rule) in rules.iter().enumerate() {
-            let t = scored.threshold(rule)?;
-            fp[k] += scored.test_distances.iter().filter(|&&d| d >= t).count() as u64;
+        let online = online_alarms(ts, values, channels, &keep, &online_cfg);
+        rows += scored.test_distances().len() as u64;
+        for (k, p) in post.iter().enumerate() {
+            fp[k] += scored.test_alarms(p, &online)?.iter().filter(|&&x| x).count() as u64;
         }
     }
     if rows == 0 {
         bail!("{}: fewer than {PSEUDO_RUN_ROWS} rows", path.display());
     }
-    Ok((runs, rules.into_iter().zip(fp).map(|(rule, n)| (rule, n as f64 / rows as f64)).collect()))
+    Ok((runs, post.into_iter().zip(fp).map(|(p, n)| (p, n as f64 / rows as f64)).collect()))
 }
 
 /// [`anomaly_free_far`] for every candidate of the grid (one pass per feature configuration).
-fn anomaly_free_far_grid(dir: &Path, schema: &FeatureSchema, candidates: &[Candidate]) -> Result<(usize, Vec<f64>)> {
+fn anomaly_free_far_grid(
+    version: GridVersion,
+    dir: &Path,
+    schema: &FeatureSchema,
+    candidates: &[Candidate],
+) -> Result<(usize, Vec<f64>)> {
     let mut out = vec![f64::NAN; candidates.len()];
     let mut runs = 0;
     for i in 0..candidates.len() {
@@ -337,11 +477,12 @@ fn anomaly_free_far_grid(dir: &Path, schema: &FeatureSchema, candidates: &[Candi
             continue;
         }
         let c = &candidates[i];
-        let (n, per_rule) = anomaly_free_far(dir, schema, c)?;
+        let (n, per_candidate) = anomaly_free_far(version, dir, schema, c)?;
         runs = n;
+        let same = |p: &Candidate, o: &Candidate| (p.rule, p.combine, p.persist) == (o.rule, o.combine, o.persist);
         for (j, o) in candidates.iter().enumerate() {
             if (o.window_secs, o.stats, o.drop) == (c.window_secs, c.stats, c.drop) {
-                out[j] = per_rule.iter().find(|(r, _)| *r == o.rule).map_or(f64::INFINITY, |(_, f)| *f);
+                out[j] = per_candidate.iter().find(|(p, _)| same(p, o)).map_or(f64::INFINITY, |(_, f)| *f);
             }
         }
     }
@@ -352,12 +493,12 @@ fn anomaly_free_far_grid(dir: &Path, schema: &FeatureSchema, candidates: &[Candi
 /// the smallest margin whose FAR on the anomaly-free pseudo-experiments is within `budget` (the
 /// largest margin if none is). Returns which candidates are kept.
 fn label_free_margins(candidates: &[Candidate], free_far: &[f64], budget: f64) -> Vec<bool> {
-    type Key<'a> = (i64, &'a [&'a str], &'a [&'a str]);
+    type Key = (i64, &'static [&'static str], &'static [&'static str], Combine, Persist);
     let mut chosen: std::collections::HashMap<Key, (usize, f64, bool)> = std::collections::HashMap::new();
     for (i, c) in candidates.iter().enumerate() {
         let Rule::Margin(m) = c.rule else { continue };
         let ok = free_far[i] <= budget;
-        let e = chosen.entry((c.window_secs, c.stats, c.drop)).or_insert((i, m, ok));
+        let e = chosen.entry(c.configuration()).or_insert((i, m, ok));
         let (_, m0, ok0) = *e;
         let better = match (ok, ok0) {
             (true, false) => true,
@@ -374,6 +515,27 @@ fn label_free_margins(candidates: &[Candidate], free_far: &[f64], budget: f64) -
         keep[i] = true;
     }
     keep
+}
+
+/// The candidates whose false-alarm rate on the anomaly-free pseudo-experiments is within
+/// `budget` (a check with no label: more false alarms than that on healthy rows of the same
+/// test bed rules a candidate out before any selection), with their scores.
+fn label_free_filter(
+    grid: Grid,
+    free_far: Vec<f64>,
+    budget: f64,
+) -> (Vec<Candidate>, Vec<Vec<Confusion>>, Vec<f64>, Vec<f64>) {
+    let mut out = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let rows = grid.candidates.into_iter().zip(grid.scores).zip(grid.holdout_far).zip(free_far);
+    for (((c, s), h), f) in rows {
+        if f <= budget {
+            out.0.push(c);
+            out.1.push(s);
+            out.2.push(h);
+            out.3.push(f);
+        }
+    }
+    out
 }
 
 /// Leave-one-group-out restricted to the candidates `keep` accepts; pooled held-out confusion
@@ -427,10 +589,32 @@ pub(crate) fn skab(a: &SkabArgs) -> Result<()> {
     }
     let (drift, runs) = drift_counts(&a.data.dir, &schema)?;
     let drops = grid_drops(&drift, runs);
-    let Grid { candidates, scores, holdout_far } = score_grid(&files, &schema, &drops)?;
-    let (runs, free_far) = anomaly_free_far_grid(&a.data.dir, &schema, &candidates)?;
+    let revised = a.grid == GridVersion::Revised;
+    let grid = score_grid(a.grid, &files, &schema, &drops)?;
+    let (runs, free_far) = anomaly_free_far_grid(a.grid, &a.data.dir, &schema, &grid.candidates)?;
     let groups: Vec<&str> = files.iter().map(|f| f.group.as_str()).collect();
     let budget = a.far_budget / 100.0;
+    // For the sensitivity table: what the selection gives without the label-free filter.
+    let previous =
+        |c: &Candidate| c.combine == Combine::ModelOnly && c.persist == Persist::NONE && c.stats != GRID_STATS[2];
+    let (previous_grid, whole_grid) = (|i: usize| previous(&grid.candidates[i]), |_: usize| true);
+    let unfiltered: [(&str, &dyn Fn(usize) -> bool); 2] = [
+        ("without the anomaly-free filter: the previous grid (model alone, no persistence, no slope)", &previous_grid),
+        ("without the anomaly-free filter: the whole grid", &whole_grid),
+    ];
+    let unfiltered = unfiltered.map(|(name, keep)| -> Result<_> {
+        let n = (0..grid.candidates.len()).filter(|&i| keep(i)).count();
+        Ok((name, n, logo_on(&grid.candidates, &grid.scores, &groups, budget, keep)?))
+    });
+    let total = grid.candidates.len();
+    let (candidates, scores, holdout_far, free_far) = if revised {
+        label_free_filter(grid, free_far, budget)
+    } else {
+        (grid.candidates, grid.scores, grid.holdout_far, free_far)
+    };
+    if candidates.is_empty() {
+        bail!("no candidate keeps its anomaly-free FAR within {} %", a.far_budget);
+    }
     println!(
         "SKAB outlier detection, leaderboard protocol: {} files, first {TRAIN_ROWS} rows of each train a per-file \
          normal-behaviour model (Mahalanobis, shrinkage {GRID_SHRINKAGE}), the rest is test, TP/FP/TN/FN pooled.",
@@ -439,17 +623,28 @@ pub(crate) fn skab(a: &SkabArgs) -> Result<()> {
     println!(
         "Selection: best pooled F1 with pooled FAR ≤ {} % among {} candidates (windows {GRID_WINDOWS_S:?} s × stats \
          {} × left out {} × thresholds q{GRID_QUANTILE} × {GRID_MARGINS:?} or calibrated to {:?} % alarms on \
-         training rows 300–399 after fitting on the rows before).",
+         training rows 300–399 after fitting on the rows before × {} × {}).",
         a.far_budget,
         candidates.len(),
-        GRID_STATS.map(|s| s.join("+")).join(" | "),
+        a.grid.stats().iter().map(|s| s.join("+")).collect::<Vec<_>>().join(" | "),
         drops
             .iter()
             .map(|d| if d.is_empty() { "nothing".to_string() } else { d.join("+") })
             .collect::<Vec<_>>()
             .join(" | "),
-        GRID_ALARM_RATES.map(|r| 100.0 * r)
+        GRID_ALARM_RATES.map(|r| 100.0 * r),
+        a.grid.combine().iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" | "),
+        a.grid.persist().iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" | ")
     );
+    if revised {
+        println!(
+            "Label-free filter: {} of the {total} candidates raise at most {} % false alarms on {runs} anomaly-free \
+             pseudo-experiments of {PSEUDO_RUN_ROWS} rows (their rule, combination and persistence applied there); \
+             the selection chooses among those only.",
+            candidates.len(),
+            a.far_budget
+        );
+    }
     println!(
         "Honest score: leave-one-group-out over the subfolders; each group is scored by the candidate selected on the \
          other groups' files, so no file's test labels chose the configuration it is scored with.\n"
@@ -578,21 +773,12 @@ pub(crate) fn skab(a: &SkabArgs) -> Result<()> {
     }
 
     println!(
-        "\nSensitivity: the same selection (budget {} %) on parts of the grid; the first row leaves no channel out.",
+        "\nSensitivity: the same selection (budget {} %) on parts of the grid (\"all channels only\" leaves no channel out).",
         a.far_budget
     );
     println!("| grid | candidates | F1 | FAR, % | MAR, % | budget met on every selection |\n|---|---|---|---|---|---|");
     let label_free = label_free_margins(&candidates, &free_far, budget);
-    let parts: [(&str, &dyn Fn(usize) -> bool); 5] = [
-        ("all channels only", &|i| candidates[i].drop.is_empty()),
-        ("margin thresholds only", &|i| matches!(candidates[i].rule, Rule::Margin(_))),
-        ("calibrated thresholds only", &|i| matches!(candidates[i].rule, Rule::Calibrated(_))),
-        ("margin set without labels: smallest with anomaly-free FAR ≤ budget", &|i| label_free[i]),
-        ("whole grid", &|_| true),
-    ];
-    for (name, keep) in parts {
-        let n = (0..candidates.len()).filter(|&i| keep(i)).count();
-        let (c, met) = logo_on(&candidates, &scores, &groups, budget, keep)?;
+    let print_row = |name: &str, n: usize, (c, met): (Confusion, bool)| {
         println!(
             "| {name} | {n} | {:.2} | {} | {} | {} |",
             c.f1(),
@@ -600,6 +786,26 @@ pub(crate) fn skab(a: &SkabArgs) -> Result<()> {
             pct(c.mar()),
             if met { "yes" } else { "no" }
         );
+    };
+    for r in unfiltered.into_iter().filter(|_| revised) {
+        let (name, n, result) = r?;
+        print_row(name, n, result);
+    }
+    let parts: [(&str, &dyn Fn(usize) -> bool); 9] = [
+        ("the previous grid (model alone, no persistence, no slope)", &|i| previous(&candidates[i])),
+        ("without the online detector (model alone)", &|i| candidates[i].combine == Combine::ModelOnly),
+        ("without persistence", &|i| candidates[i].persist == Persist::NONE),
+        ("without mean+slope", &|i| candidates[i].stats != GRID_STATS[2]),
+        ("all channels only", &|i| candidates[i].drop.is_empty()),
+        ("margin thresholds only", &|i| matches!(candidates[i].rule, Rule::Margin(_))),
+        ("calibrated thresholds only", &|i| matches!(candidates[i].rule, Rule::Calibrated(_))),
+        ("margin set without labels: smallest with anomaly-free FAR ≤ budget", &|i| label_free[i]),
+        ("whole grid", &|_| true),
+    ];
+    // The first four rows take the revision's options out one at a time.
+    for (name, keep) in parts.into_iter().skip(if revised { 0 } else { 4 }) {
+        let n = (0..candidates.len()).filter(|&i| keep(i)).count();
+        print_row(name, n, logo_on(&candidates, &scores, &groups, budget, keep)?);
     }
 
     // What a deployment would use: the same rule on all files. Its score is in-sample (the
@@ -620,12 +826,15 @@ pub(crate) fn skab(a: &SkabArgs) -> Result<()> {
     // false-alarm rate it gives on the anomaly-free recording (label-free) and on the test rows.
     let d = &candidates[deploy.candidate];
     println!(
-        "\nThreshold check for that feature configuration ({} s {}, {}): FAR on the held-out training rows vs \
+        "\nThreshold check for that configuration ({} s {}, {}, {}, {}): FAR on the held-out training rows (the \
+         model's threshold alone) vs \
          FAR on {runs} anomaly-free pseudo-experiments of {PSEUDO_RUN_ROWS} rows (label-free, not in the \
          leaderboard's files) vs FAR on the test rows, per group.",
         d.window_secs,
         d.stats.join("+"),
-        if d.drop.is_empty() { "all channels".to_string() } else { format!("without {}", d.drop.join("+")) }
+        if d.drop.is_empty() { "all channels".to_string() } else { format!("without {}", d.drop.join("+")) },
+        d.combine,
+        d.persist
     );
     let group_names: Vec<&str> = folds.iter().map(|f| f.group.as_str()).collect();
     println!(
@@ -634,7 +843,7 @@ pub(crate) fn skab(a: &SkabArgs) -> Result<()> {
         "---|".repeat(group_names.len())
     );
     for (i, c) in candidates.iter().enumerate() {
-        if (c.window_secs, c.stats, c.drop) != (d.window_secs, d.stats, d.drop) {
+        if c.configuration() != d.configuration() {
             continue;
         }
         let rule = match c.rule {
@@ -702,6 +911,9 @@ fn skab_fixed(a: &SkabArgs, schema: &FeatureSchema, files: &[SkabFile]) -> Resul
         ..Default::default()
     };
     let warm = warm_rows(a.window_secs);
+    let drop_refs: Vec<&str> = drop.iter().map(String::as_str).collect();
+    let keep = kept_channels(schema, &drop_refs);
+    let online_cfg = OnlineConfig::default();
     let mut pooled = Confusion::default();
     for file in files {
         let s = &file.series;
@@ -712,8 +924,13 @@ fn skab_fixed(a: &SkabArgs, schema: &FeatureSchema, files: &[SkabFile]) -> Resul
             None => params.fit(train, f.n_features),
         }
         .with_context(|| file.name.clone())?;
-        let pred: Vec<bool> = (TRAIN_ROWS..f.rows()).map(|i| model.is_anomalous(f.row(i))).collect();
-        let c = Confusion::from_predictions(&s.labels[TRAIN_ROWS..], &pred);
+        let distances = row_distances(&model, &f, warm);
+        let online = match a.combine {
+            Combine::ModelOnly => vec![false; f.rows()],
+            _ => online_alarms(&s.ts, &s.values, schema.channels().len(), &keep, &online_cfg),
+        };
+        let pred = alarms(&distances, model.threshold, &online, a.combine, a.persist);
+        let c = Confusion::from_predictions(&s.labels[TRAIN_ROWS..], &pred[TRAIN_ROWS..]);
         if a.per_file {
             println!(
                 "{:<16} F1 {:.2}  FAR {:>6} %  MAR {:>6} %  margin {:.3}  {c:?}",
@@ -732,11 +949,13 @@ fn skab_fixed(a: &SkabArgs, schema: &FeatureSchema, files: &[SkabFile]) -> Resul
     };
     println!(
         "SKAB outlier detection, ONE FIXED configuration ({} files, first {TRAIN_ROWS} rows train / rest test, pooled; \
-         window {} s, stats {:?}, without {:?}, {method:?}, {threshold}).",
+         window {} s, stats {:?}, without {:?}, {method:?}, {threshold}, {}, {}).",
         files.len(),
         a.window_secs,
         a.stats,
-        drop
+        drop,
+        a.combine,
+        a.persist
     );
     println!("Exploration only: a configuration picked by looking at this output is selected on the test labels.");
     print_leaderboard(&[("ProAct normal-behaviour (this fixed configuration)".to_string(), pooled)]);
@@ -779,13 +998,20 @@ mod tests {
             assert_eq!(scored.threshold(rule).unwrap(), model.threshold, "{rule:?}");
             let alarms: Vec<bool> = (TRAIN_ROWS..f.rows()).map(|i| model.is_anomalous(f.row(i))).collect();
             let t = scored.threshold(rule).unwrap();
-            assert_eq!(alarms, scored.test_distances.iter().map(|&d| d >= t).collect::<Vec<_>>(), "{rule:?}");
+            assert_eq!(alarms, scored.test_distances().iter().map(|&d| d >= t).collect::<Vec<_>>(), "{rule:?}");
         }
     }
 
     #[test]
     fn label_free_margin_is_the_smallest_within_budget_per_configuration() {
-        let cand = |window_secs, rule| Candidate { window_secs, stats: GRID_STATS[0], drop: &[], rule };
+        let cand = |window_secs, rule| Candidate {
+            window_secs,
+            stats: GRID_STATS[0],
+            drop: &[],
+            rule,
+            combine: Combine::ModelOnly,
+            persist: Persist::NONE,
+        };
         let candidates = vec![
             cand(5, Rule::Margin(1.0)),
             cand(5, Rule::Margin(2.0)),
@@ -798,6 +1024,37 @@ mod tests {
         let free_far = [0.30, 0.10, 0.02, 0.0, 0.5, 0.4];
         let keep = label_free_margins(&candidates, &free_far, 0.15);
         assert_eq!(keep, [false, true, false, false, false, true]);
+    }
+
+    #[test]
+    fn the_anomaly_free_filter_keeps_candidates_within_budget_with_their_own_scores() {
+        let cand = |m| Candidate {
+            window_secs: 5,
+            stats: GRID_STATS[0],
+            drop: &[],
+            rule: Rule::Margin(m),
+            combine: Combine::Either,
+            persist: Persist { k: 3, n: 5 },
+        };
+        let conf = |tp| Confusion { tp, ..Default::default() };
+        let grid = Grid {
+            candidates: vec![cand(1.0), cand(2.0), cand(3.0)],
+            scores: vec![vec![conf(1)], vec![conf(2)], vec![conf(3)]],
+            holdout_far: vec![0.3, 0.2, 0.1],
+        };
+        let (c, s, h, f) = label_free_filter(grid, vec![0.40, 0.15, 0.05], 0.15);
+        assert_eq!(c.iter().map(|c| c.rule).collect::<Vec<_>>(), [Rule::Margin(2.0), Rule::Margin(3.0)]);
+        assert_eq!(s, [vec![conf(2)], vec![conf(3)]]);
+        assert_eq!((h, f), (vec![0.2, 0.1], vec![0.15, 0.05]));
+    }
+
+    #[test]
+    fn a_persistence_rule_is_k_of_n_with_k_between_1_and_n() {
+        assert_eq!(parse_persist("8/15"), Ok(Persist { k: 8, n: 15 }));
+        assert_eq!(parse_persist("1/1"), Ok(Persist::NONE));
+        for bad in ["0/5", "6/5", "3", "a/5", "3/"] {
+            assert!(parse_persist(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
