@@ -230,3 +230,81 @@ async fn a_master_killed_under_load_loses_no_acknowledged_reading() {
 
     pipeline.stop().await.expect("services drain cleanly");
 }
+
+/// The alerts stream's master dies: its promoted replica has no replica of its own until the
+/// old master is back, so an alert appended there could vanish in a second failover. The
+/// detector keeps the reading that raised it unacked (and publishes again, deduplicated) until
+/// a replica holds the alert; then acks it, with the episode raised once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reading_whose_alert_no_replica_holds_is_not_acked_until_one_does() {
+    use proact_proto::streams::shard_for;
+    let (mut cluster, mqtt, postgres) = tokio::try_join!(
+        proact_testkit::RedisCluster::start(),
+        proact_testkit::Mosquitto::start(),
+        proact_testkit::Postgres::start(),
+    )
+    .expect("real servers start");
+    let ep = proact_e2e::Endpoints { mqtt_url: mqtt.url(), redis_url: cluster.url(), database_url: postgres.url() };
+    let pipeline = proact_e2e::Pipeline::start_replicas(&ep, 1, None).await.expect("services start");
+
+    let victim = cluster.master_of(fred::util::redis_keyslot(ALERTS_STREAM.as_bytes())).unwrap();
+    let promoted = cluster.kill_master(victim).await.expect("failover");
+    // An equipment whose shard is on a master that still has its replica (ingest would hold
+    // a reading for the promoted one's shards, and the detector would never see it).
+    let masters = cluster.masters().unwrap();
+    let lonely = masters.iter().find(|m| m.port == promoted).expect("the promoted master").clone();
+    let (id, shard) = (0..100)
+        .map(|i| format!("WAIT-{i:02}"))
+        .map(|id| {
+            let shard = shard_for(&id, DEFAULT_SHARDS);
+            (id, shard)
+        })
+        .find(|(_, shard)| !lonely.serves(fred::util::redis_keyslot(telemetry_stream(*shard).as_bytes())))
+        .expect("a shard on another master");
+    let key = telemetry_stream(shard);
+
+    let (client, mut acked) = proact_e2e::sensor_on(mqtt.port(), "sensor-wait", 10);
+    let payload = format!(
+        r#"{{"equipement_id":"{id}","temperature":95.0,"vibration":3.2,"timestamp":"{}"}}"#,
+        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ")
+    );
+    client.publish(format!("sensors/{id}/telemetry"), QoS::AtLeastOnce, false, payload).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), acked.recv()).await.expect("ingest acks the reading");
+
+    let redis = proact_server::redis::connect(&cluster.url()).await.unwrap();
+    let raised = || async {
+        let entries: Vec<(String, std::collections::HashMap<String, bytes::Bytes>)> =
+            redis.xrange(ALERTS_STREAM, "-", "+", None).await.unwrap();
+        entries
+            .iter()
+            .map(|(_, f)| AlertEvent::decode(f[PAYLOAD_FIELD].as_ref()).unwrap())
+            .filter(|e| e.kind == AlertEventKind::Raised as i32 && e.alert.as_ref().unwrap().equipement_id == id)
+            .count()
+    };
+    let pending = || async {
+        let reply: Value = redis.xpending(key.as_str(), "anomaly-detector", ()).await.unwrap();
+        match reply {
+            Value::Array(v) => v.first().and_then(Value::as_i64).unwrap_or(0),
+            _ => 0,
+        }
+    };
+    // The alert is on the promoted master, which cannot replicate it: the detector says so,
+    // and the reading stays unacked however long that lasts.
+    wait_for("the alert appended and its replication refused", Duration::from_secs(30), || async {
+        raised().await == 1
+            && proact_server::telemetry::metrics_handle()
+                .render()
+                .lines()
+                .any(|l| l.starts_with("proact_detector_replica_wait_failures_total "))
+    })
+    .await;
+    assert!(pending().await >= 1, "the reading that raised an unreplicated alert was acked");
+
+    cluster.restart(victim).await.expect("the old master rejoins as a replica");
+    wait_for("the reading acked once a replica holds its alert", Duration::from_secs(60), || async {
+        pending().await == 0
+    })
+    .await;
+    assert_eq!(raised().await, 1, "the episode raised once, however many times it was published");
+    pipeline.stop().await.expect("services drain cleanly");
+}
