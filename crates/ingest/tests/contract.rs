@@ -14,12 +14,17 @@ use proact_proto::v1::ingest_client::IngestClient;
 use proact_proto::v1::{PublishRequest, RejectReason, Telemetry};
 use proact_testkit::{Mosquitto, Postgres, Redis};
 
+/// The metrics registry is the process's, shared by every ingest these tests start: they run
+/// one at a time, and a test that checks a counter compares it with its value before it acted.
+static METRICS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn reading(id: &str, ts: i64) -> Telemetry {
     Telemetry { equipement_id: id.into(), ts_micros: ts, temperature: 70.0, vibration: 2.0, ..Default::default() }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_corpus_ends_in_the_dead_letter_stream_with_its_reason() {
+    let _alone = METRICS.lock().await;
     let (mqtt, redis) = tokio::try_join!(Mosquitto::start(), Redis::start()).expect("servers");
     let r = common::redis(&redis.url()).await;
     let ingest = start_ingest(&mqtt.url(), &redis.url(), "ingest-corpus", &["--max-payload", "2048"]).await;
@@ -131,8 +136,11 @@ async fn malformed_corpus_ends_in_the_dead_letter_stream_with_its_reason() {
 async fn json_arrays_keep_their_good_readings_and_dead_letter_bad_ones_alone() {
     let (mqtt, redis) = tokio::try_join!(Mosquitto::start(), Redis::start()).expect("servers");
     let r = common::redis(&redis.url()).await;
+    let _alone = METRICS.lock().await;
     let ingest =
         start_ingest(&mqtt.url(), &redis.url(), "ingest-arrays", &["--max-array", "5", "--max-payload", "2048"]).await;
+    let accepted = |page: &str| metric(page, "proact_ingest_accepted_total", "source=\"mqtt\"").unwrap_or(0.0);
+    let accepted_before = accepted(&http_get(ingest.admin, "/metrics").await);
     let base = base_micros();
     let array = |items: &[String]| format!("[{}]", items.join(",")).into_bytes();
     let good: Vec<String> = (0..4).map(|i| payload("P-1", ts_micros(base, i), i)).collect();
@@ -186,7 +194,7 @@ async fn json_arrays_keep_their_good_readings_and_dead_letter_bad_ones_alone() {
     assert!(entries.iter().all(|(_, f)| f.contains_key(proact_proto::streams::BATCH_FIELD)));
     assert!(entries.len() < readings.len(), "{} entries for {} readings", entries.len(), readings.len());
     let page = http_get(ingest.admin, "/metrics").await;
-    assert_eq!(metric(&page, "proact_ingest_accepted_total", "source=\"mqtt\""), Some(4.0), "{page}");
+    assert_eq!(accepted(&page) - accepted_before, 4.0, "{page}");
     ingest.stop().await;
 }
 
@@ -198,7 +206,10 @@ async fn json_arrays_keep_their_good_readings_and_dead_letter_bad_ones_alone() {
 async fn one_oversized_message_is_dead_lettered_once_and_the_intake_goes_on() {
     let (mqtt, redis) = tokio::try_join!(Mosquitto::start(), Redis::start()).expect("servers");
     let r = common::redis(&redis.url()).await;
+    let _alone = METRICS.lock().await;
     let ingest = start_ingest(&mqtt.url(), &redis.url(), "ingest-oversize", &[]).await;
+    let errors = |page: &str| metric(page, "proact_ingest_mqtt_connection_errors_total", "").unwrap_or(0.0);
+    let errors_before = errors(&http_get(ingest.admin, "/metrics").await);
     let base = base_micros();
     let big = format!(r#"{{"equipement_id":"P-1","pad":"{}"}}"#, "x".repeat(400 * 1024));
     let mut msgs = vec![("sensors/P-1/telemetry".to_string(), big.clone().into_bytes())];
@@ -216,7 +227,7 @@ async fn one_oversized_message_is_dead_lettered_once_and_the_intake_goes_on() {
     assert_eq!(dead[0].payload, big.as_bytes()[..proact_ingest::sink::DLQ_PAYLOAD_LIMIT]);
     assert!(dead[0].payload_truncated);
     let page = http_get(ingest.admin, "/metrics").await;
-    assert_eq!(metric(&page, "proact_ingest_mqtt_connection_errors_total", "").unwrap_or(0.0), 0.0, "{page}");
+    assert_eq!(errors(&page) - errors_before, 0.0, "{page}");
     ingest.stop().await;
 
     // The same session again: had the large message not been acked, the broker would
@@ -232,6 +243,7 @@ async fn one_oversized_message_is_dead_lettered_once_and_the_intake_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_publish_mixed_items_and_bearer_token() {
+    let _alone = METRICS.lock().await;
     let (mqtt, redis) = tokio::try_join!(Mosquitto::start(), Redis::start()).expect("servers");
     let r = common::redis(&redis.url()).await;
     let ingest = start_ingest(&mqtt.url(), &redis.url(), "ingest-grpc", &["--grpc-token", "t0ken"]).await;
@@ -313,6 +325,7 @@ async fn grpc_publish_mixed_items_and_bearer_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allowlist_from_file_and_from_the_amdec_table() {
+    let _alone = METRICS.lock().await;
     let (mqtt, redis, pg) = tokio::try_join!(Mosquitto::start(), Redis::start(), Postgres::start()).expect("servers");
     let r = common::redis(&redis.url()).await;
     let dir = tempfile::tempdir().unwrap();
@@ -388,6 +401,7 @@ async fn first_id(r: &Client, key: &str) -> EntryId {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trimming_never_removes_what_a_group_has_not_acked() {
+    let _alone = METRICS.lock().await;
     let redis = Redis::start().await.unwrap();
     let r = common::redis(&redis.url()).await;
     let key = "proact:telemetry:{0}";
@@ -438,6 +452,7 @@ async fn trimming_never_removes_what_a_group_has_not_acked() {
 /// exported for the `ProActRedisMemoryHigh` alert.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_stream_is_bounded_by_default_without_losing_unacked_entries() {
+    let _alone = METRICS.lock().await;
     use proact_proto::streams::{telemetry_stream, DEAD_LETTER_STREAM, MODEL_EVENTS_STREAM};
     let (mqtt, redis) = tokio::try_join!(Mosquitto::start(), Redis::start()).expect("servers");
     let r = common::redis(&redis.url()).await;
