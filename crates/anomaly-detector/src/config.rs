@@ -62,16 +62,6 @@ pub struct Config {
     /// takeover starts them cold.
     #[arg(long, env = "PROACT_DETECTOR_CHECKPOINT_SECS", default_value_t = 30)]
     pub checkpoint_secs: u64,
-    /// Replicas of the alerts stream's Redis master that must hold a batch's alert events
-    /// before the readings that raised them are acknowledged (Redis `WAIT`), so that a
-    /// failover of that master loses no alert. Unset: 1 on a Redis Cluster, 0 (no wait) on one
-    /// Redis. While that master has fewer replicas (after a failover, until the old master is
-    /// back as its replica) scoring waits and publishes again.
-    #[arg(long, env = "PROACT_DETECTOR_REDIS_WAIT_REPLICAS")]
-    pub redis_wait_replicas: Option<u32>,
-    /// How long each publish waits for those replicas, in milliseconds.
-    #[arg(long, env = "PROACT_DETECTOR_REDIS_WAIT_TIMEOUT_MS", default_value_t = 1000)]
-    pub redis_wait_timeout_ms: u64,
     /// `off`: the online detectors (`proact_online`) neither judge nor learn; the rules and
     /// the trained models alone raise alerts.
     #[arg(long, env = "PROACT_DETECTOR_ONLINE", value_enum, default_value = "on")]
@@ -228,13 +218,6 @@ impl Config {
         if self.batch == 0 {
             return Err(ConfigError::new("PROACT_DETECTOR_BATCH", "0", "must be at least 1"));
         }
-        if !(1..=60_000).contains(&self.redis_wait_timeout_ms) {
-            return Err(ConfigError::new(
-                "PROACT_DETECTOR_REDIS_WAIT_TIMEOUT_MS",
-                self.redis_wait_timeout_ms.to_string(),
-                "must be 1..=60000 milliseconds",
-            ));
-        }
         // A record must outlive the silence it is kept for, with a takeover's delay on top.
         let floor = self.rules.silence_after_secs.saturating_mul(2).max(60);
         if self.seen_retention_secs < floor {
@@ -261,24 +244,5 @@ impl proact_server::service::ServiceConfig for Config {
     }
     fn check(&self) -> Result<(), ConfigError> {
         self.validate()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Config;
-    use clap::Parser;
-
-    /// A replica wait outside 1 ms-60 s stops the service at start, naming the setting.
-    #[test]
-    fn a_replica_wait_timeout_out_of_range_is_refused_naming_it() {
-        for bad in ["0", "60001"] {
-            let config = Config::try_parse_from(["proact-anomaly-detector", "--redis-wait-timeout-ms", bad]).unwrap();
-            let err = config.validate().expect_err("out of range").to_string();
-            assert!(err.contains("PROACT_DETECTOR_REDIS_WAIT_TIMEOUT_MS"), "{err}");
-        }
-        let ok = Config::try_parse_from(["proact-anomaly-detector", "--redis-wait-replicas", "2"]).unwrap();
-        assert_eq!(ok.redis_wait_replicas, Some(2));
-        ok.validate().expect("a valid configuration");
     }
 }

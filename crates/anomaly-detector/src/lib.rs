@@ -74,10 +74,6 @@ pub const METRICS: &[Metric] = &[
         "Entries delivered to this replica whose read reply it never got, scored at the next heartbeat",
     ),
     Metric::counter("proact_detector_fenced_events_total", "Alert events not published: the shard's lease was lost"),
-    Metric::counter(
-        "proact_detector_replica_wait_failures_total",
-        "Alert event batches the alerts stream's replicas did not confirm in time (published again)",
-    ),
     Metric::counter("proact_detector_model_reloads_total", "Models fetched and swapped in"),
     Metric::counter(
         "proact_detector_model_reload_failures_total",
@@ -201,10 +197,6 @@ impl App {
                 record_seen: config.rules.silence_after_secs > 0,
                 checkpoint_every: (config.checkpoint_secs > 0)
                     .then(|| std::time::Duration::from_secs(config.checkpoint_secs)),
-                alert_wait: publish::ReplicaWait {
-                    replicas: config.redis_wait_replicas.unwrap_or(u32::from(redis.is_clustered())),
-                    timeout_ms: config.redis_wait_timeout_ms,
-                },
             },
             stream_reader,
             redis: redis.clone(),

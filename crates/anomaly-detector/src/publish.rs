@@ -174,31 +174,10 @@ pub async fn publish_once(client: &Client, event: &AlertEvent, fence: Option<&Fe
     Ok(outcome(r))
 }
 
-/// How many replicas of the alerts stream's master must hold a batch's events before the
-/// caller acknowledges the readings that caused them, and how long to wait (Redis `WAIT`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ReplicaWait {
-    /// 0: no wait.
-    pub replicas: u32,
-    pub timeout_ms: u64,
-}
-
 /// Publishes `events` in order, each as [`publish_once`] does, in one round trip; the result
 /// has one entry per event. The first failed command fails the whole call: what did go out
 /// is deduplicated when the caller retries.
-///
-/// With a [`ReplicaWait`], a `WAIT` follows the scripts in the same pipeline (every key they
-/// touch is in the alerts stream's slot, so one node's connection carries them all), and the
-/// call fails unless that many replicas hold them: Redis replicates asynchronously, and a
-/// master that dies before its replica has an event takes it along while the readings that
-/// raised it are acked. Retried, the events that survived are duplicates and the lost ones
-/// are appended again.
-pub async fn publish_batch(
-    client: &Client,
-    events: &[Outgoing],
-    fence: &Fence,
-    wait: ReplicaWait,
-) -> Result<Vec<Published>, Error> {
+pub async fn publish_batch(client: &Client, events: &[Outgoing], fence: &Fence) -> Result<Vec<Published>, Error> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
@@ -207,28 +186,7 @@ pub async fn publish_batch(
     for out in events {
         let _: () = pipeline.custom(eval_command(), script_args(layout, out, Some(fence))).await?;
     }
-    if wait.replicas > 0 {
-        let slot = fred::util::redis_keyslot(ALERTS_STREAM.as_bytes());
-        let cmd = fred::types::CustomCommand::new_static("WAIT", fred::types::ClusterHash::Custom(slot), false);
-        let args = vec![Value::Integer(i64::from(wait.replicas)), Value::Integer(wait.timeout_ms as i64)];
-        let _: () = pipeline.custom(cmd, args).await?;
-    }
-    let mut replies = pipeline.try_all::<Value>().await;
-    if wait.replicas > 0 {
-        let reached = replies.pop().transpose()?.and_then(|v| v.as_i64()).unwrap_or(0);
-        if reached < i64::from(wait.replicas) {
-            metrics::counter!("proact_detector_replica_wait_failures_total").increment(1);
-            return Err(Error::new(
-                ErrorKind::Timeout,
-                format!(
-                    "the alert events reached {reached} of {} replicas within {} ms \
-                     (PROACT_DETECTOR_REDIS_WAIT_REPLICAS); published again before the readings are acked",
-                    wait.replicas, wait.timeout_ms
-                ),
-            ));
-        }
-    }
-    replies.into_iter().map(|r| r.map(outcome)).collect()
+    pipeline.try_all::<Value>().await.into_iter().map(|r| r.map(outcome)).collect()
 }
 
 #[cfg(test)]

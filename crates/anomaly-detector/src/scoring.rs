@@ -41,8 +41,6 @@ pub(crate) struct LoopSettings {
     /// How often the online detectors' states are checkpointed (see [`checkpoint`]); `None`:
     /// never.
     pub checkpoint_every: Option<Duration>,
-    /// Replicas that must hold a batch's alert events before its readings are acked.
-    pub alert_wait: publish::ReplicaWait,
 }
 
 /// Everything the loop and its takeovers work with.
@@ -372,7 +370,7 @@ impl Scoring {
         if outgoing.is_empty() {
             return Ok((fenced, None));
         }
-        let results = self.publish_replicated(&outgoing).await?;
+        let results = publish::publish_batch(&self.redis, &outgoing, &self.fence).await?;
         let appended_at = Instant::now();
         let mut added = 0;
         for (out, result) in outgoing.iter().zip(results) {
@@ -393,25 +391,6 @@ impl Scoring {
         }
         metrics::counter!("proact_detector_alert_events_total").increment(added);
         Ok((fenced, (added > 0).then_some(appended_at)))
-    }
-
-    /// Publishes `outgoing` until the alerts stream's master has it on the replicas
-    /// `alert_wait` asks for (none: once). While it has fewer (after a failover, until the old
-    /// master is back as its replica) scoring waits here, nothing is acked, and each attempt
-    /// appends again only what a failover lost. Other errors go to the caller.
-    async fn publish_replicated(&self, outgoing: &[publish::Outgoing]) -> anyhow::Result<Vec<publish::Published>> {
-        let mut backoff = proact_server::backoff::Backoff::server_call();
-        loop {
-            // (An event an earlier attempt appended reports as a duplicate in a later one.)
-            match publish::publish_batch(&self.redis, outgoing, &self.fence, self.settings.alert_wait).await {
-                Ok(results) => return Ok(results),
-                Err(e) if e.kind() == &fred::error::ErrorKind::Timeout && self.settings.alert_wait.replicas > 0 => {
-                    tracing::warn!(error = %e, retry_in = ?backoff.peek(), "alert events not replicated; publishing again");
-                    tokio::time::sleep(backoff.next_delay()).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
     }
 
     /// Forgets the equipment of shards this replica was fenced off.

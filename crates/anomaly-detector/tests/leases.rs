@@ -156,7 +156,7 @@ async fn a_batch_is_published_in_one_call_and_records_its_episodes() {
         out(AlertEventKind::Raised, "F-1", &theirs, 2, 20),
         out(AlertEventKind::Escalated, "P-1", ours, 3, 30),
     ];
-    let results = publish_batch(&c, &batch, &fence, Default::default()).await.unwrap();
+    let results = publish_batch(&c, &batch, &fence).await.unwrap();
     assert!(matches!(results[0], Published::Added(_)), "{results:?}");
     assert_eq!(results[1..3], [Published::Duplicate, Published::Fenced]);
     assert!(matches!(results[3], Published::Added(_)), "{results:?}");
@@ -169,5 +169,5 @@ async fn a_batch_is_published_in_one_call_and_records_its_episodes() {
     assert_eq!(equipment, ours);
     assert_eq!((record.at_micros, record.alert.severity, record.alert.alert_id.as_str()), (30, 3, "P-1"));
     assert!(load_episodes(&c, fence.shard_of(&theirs)).await.unwrap().is_empty(), "fenced: nothing recorded");
-    assert!(publish_batch(&c, &[], &fence, Default::default()).await.unwrap().is_empty());
+    assert!(publish_batch(&c, &[], &fence).await.unwrap().is_empty());
 }
