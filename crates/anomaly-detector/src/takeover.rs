@@ -186,8 +186,8 @@ fn reclaimed_late(batch: &BatchOutcome, entries: &[StreamEntry], how: &'static s
 const WARM_UP_READINGS: usize = 5_000;
 /// Entries of the tail read per `XREVRANGE`.
 const WARM_UP_CHUNK: u64 = 256;
-/// Unacked entries looked at per shard on takeover (a warm-up's worth of single readings).
-const WARM_UP_ENTRIES: u64 = WARM_UP_READINGS as u64;
+/// Unacked entries looked at per shard on takeover.
+const PENDING_LOOKED_AT: u64 = 5_000;
 
 /// The shard's tail up to `last` (the group's last delivered id), oldest first, reaching back
 /// until it holds [`WARM_UP_READINGS`] readings or the stream's start.
@@ -198,11 +198,11 @@ async fn warm_up_tail(client: &Client, key: &str, last: &str) -> Result<Vec<Stre
         let chunk: Vec<(String, HashMap<String, bytes::Bytes>)> =
             client.xrevrange(key, end.as_str(), "-", Some(WARM_UP_CHUNK)).await?;
         let more = chunk.len() as u64 == WARM_UP_CHUNK;
+        // Exclusive: the next chunk starts below this one's oldest entry.
+        let Some(below) = chunk.last().map(|(id, _)| format!("({id}")) else { break };
         for (id, mut f) in chunk {
             let (field, payload) = entry_payload(&mut f);
             readings += readings_in(field, payload.as_deref());
-            // Exclusive: the next chunk starts below this entry.
-            end = format!("({id}");
             newest_first.push(StreamEntry { key: key.to_string(), id, payload, field });
             if readings >= WARM_UP_READINGS {
                 break 'read;
@@ -211,6 +211,7 @@ async fn warm_up_tail(client: &Client, key: &str, last: &str) -> Result<Vec<Stre
         if !more {
             break;
         }
+        end = below;
     }
     newest_first.reverse();
     Ok(newest_first)
@@ -281,7 +282,7 @@ pub(crate) async fn shard_pending(
 /// Ids of the entries of `key` delivered to a consumer of `group` and not acked (up to as
 /// many as a warm-up reads).
 async fn pending_ids(client: &Client, key: &str, group: &str) -> Result<HashSet<String>, Error> {
-    let reply: Value = client.xpending(key, group, ("-", "+", WARM_UP_ENTRIES)).await?;
+    let reply: Value = client.xpending(key, group, ("-", "+", PENDING_LOOKED_AT)).await?;
     let Value::Array(rows) = reply else { return Ok(HashSet::new()) };
     Ok(rows
         .into_iter()
