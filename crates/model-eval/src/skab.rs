@@ -27,7 +27,7 @@ use crate::DataDir;
 mod data;
 mod post;
 use data::{load_skab, read_skab, skab_schema, SkabFile, SKAB_CHANNELS};
-use post::{alarms, online_alarms, Combine, Persist};
+use post::{alarms, online_alarms_for, Combine, Persist};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Method {
@@ -377,7 +377,12 @@ fn score_grid(
         .iter()
         .map(|drop| {
             let keep = kept_channels(schema, drop);
-            files.iter().map(|f| online_alarms(&f.series.ts, &f.series.values, channels, &keep, &online_cfg)).collect()
+            files
+                .iter()
+                .map(|f| {
+                    online_alarms_for(version.combine(), &f.series.ts, &f.series.values, channels, &keep, &online_cfg)
+                })
+                .collect()
         })
         .collect();
     let (mut candidates, mut scores, mut holdout_far) = (Vec::new(), Vec::new(), Vec::new());
@@ -451,7 +456,7 @@ fn anomaly_free_far(
         let f = features_over_series(schema, window_config(c.window_secs), ts, values)?;
         let scored = score_file(&params, &f, warm_rows(c.window_secs))
             .with_context(|| format!("{}: pseudo-experiment {r}", path.display()))?;
-        let online = online_alarms(ts, values, channels, &keep, &online_cfg);
+        let online = online_alarms_for(version.combine(), ts, values, channels, &keep, &online_cfg);
         rows += scored.test_distances().len() as u64;
         for (k, p) in post.iter().enumerate() {
             fp[k] += scored.test_alarms(p, &online)?.iter().filter(|&&x| x).count() as u64;
@@ -925,10 +930,7 @@ fn skab_fixed(a: &SkabArgs, schema: &FeatureSchema, files: &[SkabFile]) -> Resul
         }
         .with_context(|| file.name.clone())?;
         let distances = row_distances(&model, &f, warm);
-        let online = match a.combine {
-            Combine::ModelOnly => vec![false; f.rows()],
-            _ => online_alarms(&s.ts, &s.values, schema.channels().len(), &keep, &online_cfg),
-        };
+        let online = online_alarms_for(&[a.combine], &s.ts, &s.values, schema.channels().len(), &keep, &online_cfg);
         let pred = alarms(&distances, model.threshold, &online, a.combine, a.persist);
         let c = Confusion::from_predictions(&s.labels[TRAIN_ROWS..], &pred[TRAIN_ROWS..]);
         if a.per_file {

@@ -16,6 +16,11 @@ pub(super) enum Combine {
 }
 
 impl Combine {
+    /// Whether the online detector's verdict counts at all.
+    pub fn uses_online(self) -> bool {
+        self != Combine::ModelOnly
+    }
+
     fn apply(self, model: bool, online: bool) -> bool {
         match self {
             Combine::ModelOnly => model,
@@ -96,6 +101,23 @@ pub(super) fn online_alarms(
             detector.observe(ts.saturating_mul(1000), &row, cfg).score >= cfg.threshold
         })
         .collect()
+}
+
+/// [`online_alarms`] when one of `combines` consults them; otherwise no row alarms (and the
+/// detector is not run: the trained model alone never reads its verdict).
+pub(super) fn online_alarms_for(
+    combines: &[Combine],
+    ts_ms: &[i64],
+    values: &[f64],
+    channels: usize,
+    keep: &[usize],
+    cfg: &OnlineConfig,
+) -> Vec<bool> {
+    if combines.iter().any(|c| c.uses_online()) {
+        online_alarms(ts_ms, values, channels, keep, cfg)
+    } else {
+        vec![false; ts_ms.len()]
+    }
 }
 
 /// Every row's final alarm: the model's (distance at or above `threshold`) combined with the
