@@ -73,9 +73,17 @@ pub struct Config {
     /// Most messages written in one pipelined batch.
     #[arg(long, env = "PROACT_INGEST_MAX_BATCH", default_value_t = 512)]
     pub max_batch: usize,
-    /// Longest wait to fill a batch, in milliseconds.
+    /// Longest wait to fill a batch, in milliseconds, once messages arrive faster than
+    /// `PROACT_INGEST_BATCH_WAIT_ABOVE`.
     #[arg(long, env = "PROACT_INGEST_MAX_WAIT_MS", default_value_t = 5)]
     pub max_wait_ms: u64,
+    /// MQTT messages per second above which ingest waits (up to `PROACT_INGEST_MAX_WAIT_MS`)
+    /// to fill a batch; below it a batch is what has arrived, written at once. Waiting makes
+    /// stream entries of many readings when messages carry one each, which saves CPU at high
+    /// rates; at lower rates, or when each message already carries many readings (arrays,
+    /// Sparkplug), it would only add its wait to every alert. 0: always wait.
+    #[arg(long, env = "PROACT_INGEST_BATCH_WAIT_ABOVE", default_value_t = 30_000)]
+    pub batch_wait_above: u64,
     /// Messages held between the broker and the writer before reading stops.
     #[arg(long, env = "PROACT_INGEST_QUEUE", default_value_t = 8192)]
     pub queue: usize,
@@ -538,6 +546,7 @@ impl App {
             },
             max_batch: config.max_batch,
             max_wait: Duration::from_millis(config.max_wait_ms),
+            wait_above: config.batch_wait_above as f64,
             queue: config.queue,
             keep_alive: Duration::from_secs(config.mqtt_keep_alive_secs),
             request_channel: config.mqtt_request_channel,

@@ -47,6 +47,8 @@ pub struct MqttIntake {
     pub topic: String,
     pub max_batch: usize,
     pub max_wait: Duration,
+    /// Messages per second above which a batch waits up to `max_wait` to fill.
+    pub wait_above: f64,
     pub queue: usize,
     pub keep_alive: Duration,
     /// Capacity of rumqttc's request channel (see [`REQUEST_CHANNEL`]).
@@ -356,6 +358,39 @@ async fn read_loop(r: ReadLoop) {
     connected.set(0.0);
 }
 
+/// Messages per second read from the broker, over the last complete window of
+/// [`ArrivalRate::WINDOW`]: what decides whether a batch waits to fill.
+#[derive(Debug)]
+struct ArrivalRate {
+    window_start: std::time::Instant,
+    count: usize,
+    rate: f64,
+}
+
+impl ArrivalRate {
+    /// Long enough to hold many batches at the rates where waiting pays, short enough that a
+    /// surge turns the wait on within a fraction of a second.
+    const WINDOW: Duration = Duration::from_millis(100);
+
+    fn new(now: std::time::Instant) -> Self {
+        Self { window_start: now, count: 0, rate: 0.0 }
+    }
+
+    fn record(&mut self, messages: usize, now: std::time::Instant) {
+        self.count += messages;
+        let elapsed = now.saturating_duration_since(self.window_start);
+        if elapsed >= Self::WINDOW {
+            self.rate = self.count as f64 / elapsed.as_secs_f64();
+            self.window_start = now;
+            self.count = 0;
+        }
+    }
+
+    fn per_sec(&self) -> f64 {
+        self.rate
+    }
+}
+
 async fn write_loop(
     cfg: MqttIntake,
     client: AsyncClient,
@@ -373,6 +408,7 @@ async fn write_loop(
     let sparkplug_accepted = metrics::counter!("proact_ingest_accepted_total", "source" => "sparkplug");
     let mut spans: Vec<PipelineSpan> = Vec::new();
     let deferred_gauge = metrics::gauge!("proact_ingest_acks_deferred");
+    let mut arrivals = ArrivalRate::new(std::time::Instant::now());
     loop {
         batch.clear();
         out.clear();
@@ -400,7 +436,9 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        if batch.len() < cfg.max_batch {
+        arrivals.record(batch.len(), std::time::Instant::now());
+        if batch.len() < cfg.max_batch && arrivals.per_sec() >= cfg.wait_above {
+            let before = batch.len();
             let deadline = tokio::time::Instant::now() + cfg.max_wait;
             while batch.len() < cfg.max_batch {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -408,6 +446,7 @@ async fn write_loop(
                     _ => break,
                 }
             }
+            arrivals.record(batch.len() - before, std::time::Instant::now());
         }
         queue_depth.set(rx.len() as f64);
         let now = now_micros();
@@ -528,6 +567,19 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_arrival_rate_is_known_once_a_window_is_complete_and_follows_the_last_one() {
+        let t0 = std::time::Instant::now();
+        let mut r = ArrivalRate::new(t0);
+        r.record(500, t0 + Duration::from_millis(50));
+        assert_eq!(r.per_sec(), 0.0, "no window complete yet: no wait on a first burst's guess");
+        r.record(500, t0 + Duration::from_millis(100));
+        assert!((r.per_sec() - 10_000.0).abs() < 1.0, "{}", r.per_sec());
+        // A quiet spell: the next window's rate is what it saw, not an average with the last.
+        r.record(1, t0 + Duration::from_millis(1_100));
+        assert!((r.per_sec() - 1.0).abs() < 0.01, "{}", r.per_sec());
+    }
 
     fn batch(epoch: u64, n: u16) -> Vec<Inbound> {
         (1..=n)

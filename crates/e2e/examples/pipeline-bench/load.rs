@@ -56,6 +56,10 @@ pub type Key = (String, i64);
 pub struct AlertBook {
     sent: Mutex<HashMap<Key, i64>>,
     latencies_ms: Mutex<Vec<f64>>,
+    /// Publish → the alert appended to its stream (the event id's millisecond, Redis's clock
+    /// on this machine): splits the latency into the path up to the detector's publish and the
+    /// gateway's part.
+    to_stream_ms: Mutex<Vec<f64>>,
 }
 
 impl AlertBook {
@@ -63,15 +67,20 @@ impl AlertBook {
     pub fn reset(&self) {
         self.sent.lock().unwrap().clear();
         self.latencies_ms.lock().unwrap().clear();
+        self.to_stream_ms.lock().unwrap().clear();
     }
 
     fn published(&self, key: Key, at_micros: i64) {
         self.sent.lock().unwrap().insert(key, at_micros);
     }
 
-    fn received(&self, key: &Key, at_micros: i64) {
+    fn received(&self, key: &Key, at_micros: i64, appended_ms: Option<i64>) {
         if let Some(sent) = self.sent.lock().unwrap().remove(key) {
             self.latencies_ms.lock().unwrap().push((at_micros - sent) as f64 / 1000.0);
+            if let Some(ms) = appended_ms {
+                // The id has whole milliseconds: half a millisecond is the unbiased midpoint.
+                self.to_stream_ms.lock().unwrap().push((ms * 1000 + 500 - sent) as f64 / 1000.0);
+            }
         }
     }
 
@@ -82,6 +91,10 @@ impl AlertBook {
 
     pub fn latencies_ms(&self) -> Vec<f64> {
         self.latencies_ms.lock().unwrap().clone()
+    }
+
+    pub fn to_stream_ms(&self) -> Vec<f64> {
+        self.to_stream_ms.lock().unwrap().clone()
     }
 }
 
@@ -128,8 +141,8 @@ pub fn listen_alerts(url: String, book: Arc<AlertBook>) -> anyhow::Result<Listen
                 let Some(Ok(msg)) = msg else { break };
                 let at = now_micros();
                 let WsMessage::Text(text) = msg else { continue };
-                if let Some(key) = alert_key(&text) {
-                    book.received(&key, at);
+                if let Some((key, appended_ms)) = alert_key(&text) {
+                    book.received(&key, at, appended_ms);
                 }
             }
         });
@@ -138,9 +151,11 @@ pub fn listen_alerts(url: String, book: Arc<AlertBook>) -> anyhow::Result<Listen
     Ok(Listener { stop })
 }
 
-/// The hot reading an alert frame answers: ProAct's `raised` events carry the reading's time
-/// in `alert_id` (`{equipement_id}-{µs}`); the Python design echoes the reading's timestamp.
-fn alert_key(text: &str) -> Option<Key> {
+/// The hot reading an alert frame answers, and when the alert was appended to its stream (ms)
+/// where the frame says: ProAct's `raised` events carry the reading's time in `alert_id`
+/// (`{equipement_id}-{µs}`) and their stream id in `event_id`; the Python design echoes the
+/// reading's timestamp.
+fn alert_key(text: &str) -> Option<(Key, Option<i64>)> {
     let v: serde_json::Value = serde_json::from_str(text).ok()?;
     if v["type"] != "alert" {
         return None;
@@ -148,11 +163,12 @@ fn alert_key(text: &str) -> Option<Key> {
     if v["kind"] == "raised" {
         let id = v["alert"]["equipement_id"].as_str()?;
         let micros = v["alert"]["alert_id"].as_str()?.strip_prefix(id)?.strip_prefix('-')?.parse().ok()?;
-        return Some((id.to_string(), micros));
+        let appended_ms = v["event_id"].as_str().and_then(|e| e.split('-').next()?.parse().ok());
+        return Some(((id.to_string(), micros), appended_ms));
     }
     let id = v["equipement_id"].as_str()?;
     let ts = chrono::DateTime::parse_from_rfc3339(v["timestamp"].as_str()?).ok()?;
-    Some((id.to_string(), ts.timestamp_micros()))
+    Some(((id.to_string(), ts.timestamp_micros()), None))
 }
 
 /// The normal readings of equipment `e` at `ts_micros`: independent draws, uniform over

@@ -200,6 +200,10 @@ struct Step {
     latency_p50_ms: Option<f64>,
     latency_p99_ms: Option<f64>,
     latency_max_ms: Option<f64>,
+    /// Publish → the alert appended to the alerts stream (ProAct only): the rest of the
+    /// latency is the gateway's read and the WebSocket.
+    to_stream_p50_ms: Option<f64>,
+    to_stream_p99_ms: Option<f64>,
     cpu_secs: BTreeMap<String, f64>,
     peak_rss_mib: BTreeMap<String, f64>,
     sustained: bool,
@@ -540,6 +544,8 @@ async fn run_step(ctx: &Ctx, sys: &System, own: &[(&str, u32)], rate: u64, drain
 
     let mut lat = ctx.book.latencies_ms();
     lat.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    let mut to_stream = ctx.book.to_stream_ms();
+    to_stream.sort_by(|x, y| x.partial_cmp(y).unwrap());
     let mut backlogs: Vec<f64> = samples.iter().map(|s| s.1).collect();
     backlogs.sort_by(|x, y| x.partial_cmp(y).unwrap());
     // The first second is the pipeline filling up, not a trend.
@@ -591,6 +597,8 @@ async fn run_step(ctx: &Ctx, sys: &System, own: &[(&str, u32)], rate: u64, drain
         latency_p50_ms: percentile(&lat, 0.5),
         latency_p99_ms: percentile(&lat, 0.99),
         latency_max_ms: lat.last().copied(),
+        to_stream_p50_ms: percentile(&to_stream, 0.5),
+        to_stream_p99_ms: percentile(&to_stream, 0.99),
         cpu_secs: cpu,
         peak_rss_mib: rss,
         sustained: why_not.is_empty(),
@@ -670,6 +678,13 @@ fn print_step(s: &Step) {
         "        sent {}, dead letters {}, backlog at the end {}, slope {:.0}/s; detector scored {} of {} acked, {:.2} s after the last publish",
         s.sent, s.dead_letters, s.backlog_at_end, s.backlog_slope_per_s, s.scored, s.acked, s.detector_drain_secs
     );
+    if s.to_stream_p50_ms.is_some() {
+        println!(
+            "        publish → alert appended to its stream: p50 {} ms, p99 {} ms (the rest is the gateway and the WebSocket)",
+            ms(s.to_stream_p50_ms),
+            ms(s.to_stream_p99_ms)
+        );
+    }
     let cpu: Vec<String> = s.cpu_secs.iter().map(|(k, v)| format!("{k} {v:.1}")).collect();
     let rss: Vec<String> = s.peak_rss_mib.iter().map(|(k, v)| format!("{k} {v:.0}")).collect();
     println!(
