@@ -68,8 +68,11 @@ pub struct OnlineConfig {
     pub likelihood_after: u64,
     /// Short-term means learned into it before the likelihood scores.
     pub min_fitted: u64,
-    /// Only readings scoring below this are fitted into the long-term distribution.
+    /// Only readings scoring below this are fitted into the long-term distribution at once.
     pub fit_below: f64,
+    /// A stretch of readings scoring at or above `fit_below` that ends within this many
+    /// readings (a burst) is fitted once it ends; a longer one (a drift) never is. 0: never.
+    pub transient_readings: u32,
     /// Consecutive alarming readings not learned; the next ones are (the new normal).
     pub freeze_readings: u32,
     /// A recent mean (over about `drift_fast` readings) this many long-term standard
@@ -110,6 +113,7 @@ impl Default for OnlineConfig {
             likelihood_after: 200,
             min_fitted: 100,
             fit_below: 0.25,
+            transient_readings: 60,
             freeze_readings: 10,
             drift_sigmas: 3.0,
             drift_fast: 20,
