@@ -15,11 +15,13 @@
 //!   shows that period: a normal value at an abnormal time;
 //! - **anomaly likelihood**: the mean of the last raw surprises against its long-term
 //!   distribution, a tail probability on a log scale (HTM's post-processing), so the score
-//!   means "unusual for this channel", whatever its noise.
+//!   means "unusual for this channel", whatever its noise; the distribution learns the calm
+//!   readings and the channel's usual bursts, never a lasting surprise (a drift).
 //!
 //! The score of an equipment is the highest of its channels'. Its state is a few kilobytes
-//! per channel (measured by [`EquipmentDetector::size_bytes`]), fixed in size whatever the
-//! history, and serialisable, so it can be checkpointed and resumed.
+//! per channel (measured by [`EquipmentDetector::size_bytes`]), bounded whatever the history
+//! (fixed but for a surprised stretch held for the likelihood, at most `transient_readings`
+//! short-term means), and serialisable, so it can be checkpointed and resumed.
 //!
 //! Scoring never changes state and never sees a reading before it is scored: `score` takes
 //! `&self`, and [`EquipmentDetector::observe`] is `score` then `learn`.
