@@ -149,9 +149,11 @@ impl ChannelDetector {
         if let Some(level) = self.level(value) {
             // Every pattern is novel at first: the first raw scores say nothing of the channel.
             // And a surprise on its way to an alarm (a drift) must not widen the distribution
-            // that judges it: only calm readings are fitted.
-            let fit = self.learned >= cfg.likelihood_after && score < cfg.fit_below;
-            self.likelihood.learn(self.raw(ts_micros, value, level, cfg), fit, cfg.long_window);
+            // that judges it: only calm readings are fitted, and the surprised stretches that
+            // end within `transient_readings` (the channel's usual bursts).
+            let calm = (self.learned >= cfg.likelihood_after).then_some(score < cfg.fit_below);
+            let raw = self.raw(ts_micros, value, level, cfg);
+            self.likelihood.learn(raw, calm, cfg.long_window, cfg.transient_readings);
             self.patterns.learn(level, season(ts_micros, cfg), cfg.decay_every);
         }
         self.level.learn(value, cfg.drift_fast, cfg.long_window);

@@ -15,11 +15,13 @@
 //!   shows that period: a normal value at an abnormal time;
 //! - **anomaly likelihood**: the mean of the last raw surprises against its long-term
 //!   distribution, a tail probability on a log scale (HTM's post-processing), so the score
-//!   means "unusual for this channel", whatever its noise.
+//!   means "unusual for this channel", whatever its noise; the distribution learns the calm
+//!   readings and the channel's usual bursts, never a lasting surprise (a drift).
 //!
 //! The score of an equipment is the highest of its channels'. Its state is a few kilobytes
-//! per channel (measured by [`EquipmentDetector::size_bytes`]), fixed in size whatever the
-//! history, and serialisable, so it can be checkpointed and resumed.
+//! per channel (measured by [`EquipmentDetector::size_bytes`]), bounded whatever the history
+//! (fixed but for a surprised stretch held for the likelihood, at most `transient_readings`
+//! short-term means), and serialisable, so it can be checkpointed and resumed.
 //!
 //! Scoring never changes state and never sees a reading before it is scored: `score` takes
 //! `&self`, and [`EquipmentDetector::observe`] is `score` then `learn`.
@@ -68,8 +70,11 @@ pub struct OnlineConfig {
     pub likelihood_after: u64,
     /// Short-term means learned into it before the likelihood scores.
     pub min_fitted: u64,
-    /// Only readings scoring below this are fitted into the long-term distribution.
+    /// Only readings scoring below this are fitted into the long-term distribution at once.
     pub fit_below: f64,
+    /// A stretch of readings scoring at or above `fit_below` that ends within this many
+    /// readings (a burst) is fitted once it ends; a longer one (a drift) never is. 0: never.
+    pub transient_readings: u32,
     /// Consecutive alarming readings not learned; the next ones are (the new normal).
     pub freeze_readings: u32,
     /// A recent mean (over about `drift_fast` readings) this many long-term standard
@@ -110,6 +115,7 @@ impl Default for OnlineConfig {
             likelihood_after: 200,
             min_fitted: 100,
             fit_below: 0.25,
+            transient_readings: 60,
             freeze_readings: 10,
             drift_sigmas: 3.0,
             drift_fast: 20,

@@ -25,11 +25,28 @@ pub struct Likelihood {
     var: f64,
     /// Short-term means learned into the long-term distribution.
     fitted: u64,
+    /// Short-term means of a surprised stretch still under way, fitted once it ends within
+    /// the transient length (a burst the channel has now and then), dropped if it lasts
+    /// longer (a drift, a new level: it must not widen the distribution that judges it).
+    #[serde(default)]
+    pending: Vec<f32>,
+    /// The current surprised stretch outlasted the transient length.
+    #[serde(default)]
+    sustained: bool,
 }
 
 impl Likelihood {
     pub fn new(short_window: usize) -> Self {
-        Self { recent: vec![0.0; short_window.max(1)], next: 0, learned: 0, mean: 0.0, var: 0.0, fitted: 0 }
+        Self {
+            recent: vec![0.0; short_window.max(1)],
+            next: 0,
+            learned: 0,
+            mean: 0.0,
+            var: 0.0,
+            fitted: 0,
+            pending: Vec::new(),
+            sustained: false,
+        }
     }
 
     /// Mean of the last raw scores with `raw` in place of the oldest.
@@ -60,17 +77,39 @@ impl Likelihood {
         log_scale(tail)
     }
 
-    /// Learns the raw score of a reading; with `fit`, its short-term mean enters the
-    /// long-term distribution (a running mean and variance over the first `long_window`
-    /// means, exponentially weighted after).
-    pub fn learn(&mut self, raw: f64, fit: bool, long_window: u64) {
+    /// Learns the raw score of a reading. `calm` says how the reading was judged: `None`
+    /// while the channel is too young for its surprise to mean anything (not fitted);
+    /// `Some(true)`: calm, its short-term mean enters the long-term distribution (a running
+    /// mean and variance over the first `long_window` means, exponentially weighted after),
+    /// after those of the surprised stretch it ends if that lasted at most `transient`
+    /// readings; `Some(false)`: surprised, held until the stretch ends.
+    pub fn learn(&mut self, raw: f64, calm: Option<bool>, long_window: u64, transient: u32) {
         let avg = self.short_mean_with(raw);
         self.recent[self.next as usize] = raw as f32;
         self.next = ((self.next as usize + 1) % self.recent.len()) as u16;
         self.learned += 1;
-        if self.learned < self.recent.len() as u64 || !fit {
+        if self.learned < self.recent.len() as u64 {
             return;
         }
+        match calm {
+            None => {}
+            Some(true) => {
+                for held in std::mem::take(&mut self.pending) {
+                    self.fit(f64::from(held), long_window);
+                }
+                self.sustained = false;
+                self.fit(avg, long_window);
+            }
+            Some(false) if self.sustained => {}
+            Some(false) if self.pending.len() < transient as usize => self.pending.push(avg as f32),
+            Some(false) => {
+                self.pending.clear();
+                self.sustained = true;
+            }
+        }
+    }
+
+    fn fit(&mut self, avg: f64, long_window: u64) {
         self.fitted += 1;
         let alpha = 1.0 / (self.fitted.min(long_window.max(1))) as f64;
         // Winsorised: a burst of surprise moves the distribution by a bounded step per
@@ -85,7 +124,7 @@ impl Likelihood {
 impl Likelihood {
     /// Bytes of state on the heap.
     pub fn heap_bytes(&self) -> usize {
-        self.recent.len() * std::mem::size_of::<f32>()
+        (self.recent.len() + self.pending.capacity()) * std::mem::size_of::<f32>()
     }
 }
 
@@ -102,15 +141,69 @@ mod tests {
     fn a_usual_level_of_surprise_scores_low_and_a_jump_scores_high() {
         let mut l = Likelihood::new(10);
         for i in 0..2000 {
-            l.learn(0.3 + 0.05 * ((i % 7) as f64 / 7.0), true, 5000);
+            l.learn(0.3 + 0.05 * ((i % 7) as f64 / 7.0), Some(true), 5000, 0);
         }
         assert!(l.score(0.32, 100) < 0.1);
         // One fully surprising reading moves the short mean by 0.07: not yet unusual.
         assert!(l.score(1.0, 100) < 0.5);
         for _ in 0..5 {
-            l.learn(1.0, true, 5000);
+            l.learn(1.0, Some(true), 5000, 0);
         }
         assert!(l.score(1.0, 100) > 0.5);
+    }
+
+    /// Calm raw scores spread over [0, 0.5), and every 200 readings a burst of three fully
+    /// surprising ones; each reading judged calm as the detector judges it (score below
+    /// 0.25). The scores of the bursts' third readings.
+    fn bursts(transient: u32) -> Vec<f64> {
+        let mut l = Likelihood::new(10);
+        let mut at_bursts = Vec::new();
+        let mut x = 7u64;
+        for i in 0..6000u32 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let calm = 0.5 * (x >> 11) as f64 / (1u64 << 53) as f64;
+            let raw = if i % 200 < 3 { 1.0 } else { calm };
+            let score = l.score(raw, 100);
+            if i % 200 == 2 && i > 1000 {
+                at_bursts.push(score);
+            }
+            l.learn(raw, Some(score < 0.25), 2000, transient);
+        }
+        at_bursts
+    }
+
+    #[test]
+    fn a_burst_the_channel_has_now_and_then_stops_alarming() {
+        let alarms = |scores: &[f64]| scores.iter().filter(|&&s| s >= 0.5).count();
+        let fitted = bursts(60);
+        assert!(alarms(&fitted) * 2 <= fitted.len(), "most bursts are usual now: {fitted:?}");
+        // Fitting calm readings only, most still alarm, however often they came.
+        let calm_only = bursts(0);
+        assert!(alarms(&calm_only) * 4 >= calm_only.len() * 3, "{calm_only:?}");
+    }
+
+    #[test]
+    fn a_surprise_that_lasts_past_the_transient_length_is_never_fitted() {
+        let mut l = Likelihood::new(10);
+        for i in 0..2000 {
+            l.learn(0.1 + 0.02 * f64::from(i % 5), Some(true), 2000, 60);
+        }
+        let before = l.fitted;
+        for _ in 0..61 {
+            l.learn(0.8, Some(false), 2000, 60);
+        }
+        l.learn(0.1, Some(true), 2000, 60);
+        assert_eq!(l.fitted, before + 1, "only the calm reading that ends the stretch");
+        // A shorter stretch is fitted when it ends, in order, before the calm reading.
+        for _ in 0..30 {
+            l.learn(0.8, Some(false), 2000, 60);
+        }
+        assert_eq!(l.fitted, before + 1, "held while it lasts");
+        l.learn(0.1, Some(true), 2000, 60);
+        assert_eq!(l.fitted, before + 32);
+        // Readings too young to judge are never fitted.
+        l.learn(0.1, None, 2000, 60);
+        assert_eq!(l.fitted, before + 32);
     }
 
     #[test]

@@ -153,7 +153,10 @@ fn the_state_is_bounded_and_resumes_exactly_from_its_serialised_form() {
             sizes.push(d.size_bytes());
         }
     }
-    assert!(sizes.windows(2).all(|w| w[0] == w[1]), "fixed size whatever the history: {sizes:?}");
+    // Fixed but for a surprised stretch the likelihood holds (at most `transient_readings`
+    // means of 4 bytes per channel, a vector's growth included).
+    let spread = sizes.iter().max().unwrap() - sizes.iter().min().unwrap();
+    assert!(spread <= 2 * 64 * 4, "bounded whatever the history: {sizes:?}");
     assert!(d.size_bytes() <= 64 * 1024, "{} bytes for two channels", d.size_bytes());
 
     let json = serde_json::to_string(&d).expect("serialise");
