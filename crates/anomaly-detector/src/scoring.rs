@@ -442,7 +442,7 @@ impl Scoring {
         if outgoing.is_empty() {
             return Ok((fenced, None));
         }
-        let results = publish::publish_batch(&self.publisher, &outgoing, &self.fence).await?;
+        let results = self.publish_after_unconfirmed(&outgoing).await?;
         let appended_at = Instant::now();
         // Added and duplicate events both wrote (see [`publish`]); a fenced one wrote nothing.
         let written: Vec<bool> = results.iter().map(|r| !matches!(r, publish::Published::Fenced)).collect();
@@ -514,25 +514,21 @@ impl Scoring {
         }
     }
 
-    /// Publishes the unconfirmed events again (what a failover lost is appended again, the
-    /// rest are duplicates) and, once the replicas asked for hold them, acks the entries that
-    /// raised them. Events of shards lost meanwhile are dropped with their entries.
-    async fn confirm_unconfirmed(&self) -> anyhow::Result<()> {
-        let mut held = std::mem::take(&mut *self.unconfirmed());
-        if held.events.is_empty() {
-            return Ok(());
+    /// Publishes the unconfirmed events again, then `events`, in one pipeline, and returns what
+    /// became of `events`. In that order, an event a failover lost is appended again before
+    /// any later one of its episode (the rest are duplicates). Unconfirmed events of shards
+    /// fenced off are forgotten with their entries.
+    async fn publish_after_unconfirmed(&self, events: &[publish::Outgoing]) -> Result<Vec<publish::Published>, Error> {
+        let held = self.unconfirmed().events.clone();
+        if held.is_empty() {
+            return publish::publish_batch(&self.publisher, events, &self.fence).await;
         }
-        let results = match publish::publish_batch(&self.publisher, &held.events, &self.fence).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, events = held.events.len(), "unconfirmed alert events not published again");
-                *self.unconfirmed() = held;
-                return Ok(());
-            }
-        };
+        let all: Vec<publish::Outgoing> = held.iter().chain(events).cloned().collect();
+        let mut results = publish::publish_batch(&self.publisher, &all, &self.fence).await?;
+        let new = results.split_off(held.len());
         let mut lost = BTreeSet::new();
         let mut again = 0;
-        for (out, result) in held.events.iter().zip(&results) {
+        for (out, result) in held.iter().zip(&results) {
             match result {
                 publish::Published::Added(_) => again += 1,
                 publish::Published::Duplicate => {}
@@ -547,8 +543,24 @@ impl Scoring {
             metrics::counter!("proact_detector_alert_events_total").increment(again);
             metrics::counter!("proact_detector_alert_events_republished_total").increment(again);
         }
-        held.drop_shards(&lost, &self.fence);
-        // (`held` is out of the shared list: this `WAIT` is the real one.)
+        if !lost.is_empty() {
+            self.unconfirmed().drop_shards(&lost, &self.fence);
+        }
+        Ok(new)
+    }
+
+    /// Publishes the unconfirmed events again and, once the replicas asked for hold them, acks
+    /// the entries that raised them.
+    async fn confirm_unconfirmed(&self) -> anyhow::Result<()> {
+        if self.unconfirmed().events.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.publish_after_unconfirmed(&[]).await {
+            tracing::warn!(error = %e, "unconfirmed alert events not published again; next heartbeat");
+            return Ok(());
+        }
+        let held = std::mem::take(&mut *self.unconfirmed());
+        // (`held` is out of the shared list: this `WAIT` is a real one.)
         if !held.events.is_empty() && !self.replicated().await {
             *self.unconfirmed() = held;
             return Ok(());
