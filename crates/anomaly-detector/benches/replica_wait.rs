@@ -1,4 +1,5 @@
-//! `cargo bench -p proact-anomaly-detector --bench replica_wait`: what a Redis `WAIT` for one
+//! `cargo bench -p proact-anomaly-detector --bench replica_wait` (or `cargo test` with the same
+//! arguments, a debug build: what docs/BENCHMARKS.md reports): what a Redis `WAIT` for one
 //! replica adds to an acknowledgement on the test kit's Redis Cluster (three masters, three
 //! replicas, loopback), side by side with the same writes without it, interleaved so that the
 //! machine's load hits both alike.
