@@ -85,12 +85,8 @@ async fn main() -> anyhow::Result<()> {
             if wait && wait_for_replicas(&publisher, WAIT).await? < 1 {
                 refused += 1;
             }
-            let us = started.elapsed().as_secs_f64() * 1e6;
-            if wait {
-                publish_wait.push(us)
-            } else {
-                publish.push(us)
-            }
+            let times = if wait { &mut publish_wait } else { &mut publish };
+            times.push(started.elapsed().as_secs_f64() * 1e6);
 
             let started = Instant::now();
             let pipeline = ingest.pipeline();
@@ -103,12 +99,8 @@ async fn main() -> anyhow::Result<()> {
             if wait && replies.last().and_then(Value::as_i64).unwrap_or(0) < 1 {
                 refused += 1;
             }
-            let us = started.elapsed().as_secs_f64() * 1e6;
-            if wait {
-                xadd_wait.push(us)
-            } else {
-                xadd.push(us)
-            }
+            let times = if wait { &mut xadd_wait } else { &mut xadd };
+            times.push(started.elapsed().as_secs_f64() * 1e6);
         }
     }
     println!("| path | n | p50 µs | p90 µs | p99 µs | max µs | mean µs |");

@@ -166,9 +166,10 @@ fn sensor_loop(
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_master_killed_under_load_loses_no_acknowledged_reading() {
-    let (mut cluster, mqtt, postgres) = tokio::try_join!(
+/// A Redis Cluster, a broker and a database, and one replica of each service on them.
+async fn one_of_each_on_a_cluster(
+) -> (proact_testkit::RedisCluster, proact_testkit::Mosquitto, proact_testkit::Postgres, proact_e2e::Pipeline) {
+    let (cluster, mqtt, postgres) = tokio::try_join!(
         proact_testkit::RedisCluster::start(),
         proact_testkit::Mosquitto::start(),
         proact_testkit::Postgres::start(),
@@ -176,6 +177,12 @@ async fn a_master_killed_under_load_loses_no_acknowledged_reading() {
     .expect("real servers start");
     let ep = proact_e2e::Endpoints { mqtt_url: mqtt.url(), redis_url: cluster.url(), database_url: postgres.url() };
     let pipeline = proact_e2e::Pipeline::start_replicas(&ep, 1, None).await.expect("services start");
+    (cluster, mqtt, postgres, pipeline)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_master_killed_under_load_loses_no_acknowledged_reading() {
+    let (mut cluster, mqtt, postgres, pipeline) = one_of_each_on_a_cluster().await;
     let (pg, conn) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
     let rows = || async { pg.query_one("SELECT count(*) FROM telemetry", &[]).await.unwrap().get::<_, i64>(0) };
@@ -240,14 +247,7 @@ async fn a_master_killed_under_load_loses_no_acknowledged_reading() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reading_whose_alert_no_replica_holds_is_not_acked_until_one_does() {
     use proact_proto::streams::shard_for;
-    let (mut cluster, mqtt, postgres) = tokio::try_join!(
-        proact_testkit::RedisCluster::start(),
-        proact_testkit::Mosquitto::start(),
-        proact_testkit::Postgres::start(),
-    )
-    .expect("real servers start");
-    let ep = proact_e2e::Endpoints { mqtt_url: mqtt.url(), redis_url: cluster.url(), database_url: postgres.url() };
-    let pipeline = proact_e2e::Pipeline::start_replicas(&ep, 1, None).await.expect("services start");
+    let (mut cluster, mqtt, _postgres, pipeline) = one_of_each_on_a_cluster().await;
     let redis = proact_server::redis::connect(&cluster.url()).await.unwrap();
     let failures = || {
         proact_server::telemetry::metrics_handle()
