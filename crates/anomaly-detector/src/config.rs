@@ -229,13 +229,21 @@ impl Config {
             return Err(ConfigError::new("PROACT_DETECTOR_BATCH", "0", "must be at least 1"));
         }
         // Scoring, and so the heartbeat renewing the leases every third of their TTL, waits
-        // for up to two `WAIT`s between renewals (a batch's, then the held events').
-        let max_wait = (self.lease_ttl_ms / 3).min(60_000);
+        // for up to two `WAIT`s between renewals (a batch's, then the held events'). Without a
+        // wait (one Redis, by default) the timeout is unused and a short TTL is fine.
+        let cluster = proact_server::redis_url::parse(&self.redis.redis_url).is_ok_and(|t| t.cluster);
+        let max_wait = match self.alert_wait(cluster).replicas {
+            0 => 60_000,
+            _ => (self.lease_ttl_ms / 3).min(60_000),
+        };
         if self.redis_wait_timeout_ms == 0 || self.redis_wait_timeout_ms > max_wait {
             return Err(ConfigError::new(
                 "PROACT_DETECTOR_REDIS_WAIT_TIMEOUT_MS",
                 self.redis_wait_timeout_ms.to_string(),
-                format!("must be 1..={max_wait} milliseconds (at most a third of PROACT_DETECTOR_LEASE_TTL_MS)"),
+                format!(
+                    "must be 1..={max_wait} milliseconds (with PROACT_DETECTOR_REDIS_WAIT_REPLICAS above 0, \
+                     at most a third of PROACT_DETECTOR_LEASE_TTL_MS)"
+                ),
             ));
         }
         // A record must outlive the silence it is kept for, with a takeover's delay on top.
@@ -285,17 +293,25 @@ mod tests {
         Config::try_parse_from(std::iter::once("proact-anomaly-detector").chain(args.iter().copied())).unwrap()
     }
 
-    /// A replica wait of 0 or longer than a third of the lease TTL (a renewal could lapse
-    /// behind it) stops the service at start, naming the setting.
+    /// A replica wait of 0, or, when the wait is on, longer than a third of the lease TTL (a
+    /// renewal could lapse behind it), stops the service at start, naming the setting.
     #[test]
     fn a_replica_wait_timeout_out_of_range_is_refused_naming_it() {
-        for bad in
-            [&["--redis-wait-timeout-ms", "0"][..], &["--redis-wait-timeout-ms", "3334"], &["--lease-ttl-ms", "2000"]]
-        {
-            let err = parse(bad).validate().expect_err("out of range").to_string();
-            assert!(err.contains("PROACT_DETECTOR_REDIS_WAIT_TIMEOUT_MS"), "{err}");
+        let cluster = ["--redis-url", "redis-cluster://127.0.0.1:7000,127.0.0.1:7001"];
+        let on = ["--redis-wait-replicas", "1"];
+        for bad in [
+            vec!["--redis-wait-timeout-ms", "0"],
+            vec!["--redis-wait-timeout-ms", "60001"],
+            [&on[..], &["--redis-wait-timeout-ms", "3334"]].concat(),
+            [&on[..], &["--lease-ttl-ms", "2000"]].concat(),
+            [&cluster[..], &["--lease-ttl-ms", "2000"]].concat(),
+        ] {
+            let err = parse(&bad).validate().expect_err("out of range").to_string();
+            assert!(err.contains("PROACT_DETECTOR_REDIS_WAIT_TIMEOUT_MS"), "{bad:?}: {err}");
         }
-        parse(&["--redis-wait-timeout-ms", "3333"]).validate().expect("a third of the default TTL");
+        parse(&[&on[..], &["--redis-wait-timeout-ms", "3333"]].concat()).validate().expect("a third of the TTL");
+        // One Redis, no wait asked for: the timeout is unused, a short lease TTL is fine.
+        parse(&["--lease-ttl-ms", "1500"]).validate().expect("no wait, any TTL");
     }
 
     #[test]
