@@ -240,14 +240,20 @@ async fn a_master_killed_under_load_loses_no_acknowledged_reading() {
 
 /// The alerts stream's master dies: its promoted replica has no replica of its own until the
 /// old master is back, so an alert appended there would vanish with it. The detector goes on
-/// scoring (a second equipment's alert is raised meanwhile), keeps the readings that raised
-/// both alerts unacked until a replica holds them, then acks them, each episode raised once.
+/// scoring (a second equipment's alert is raised meanwhile), the dashboard gets both alerts at
+/// once, the readings that raised them stay unacked until a replica holds the alerts, then
+/// are acked, each episode raised once.
 /// With `PROACT_DETECTOR_REDIS_WAIT_REPLICAS=0` in the environment it fails: the readings
 /// are acked at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reading_whose_alert_no_replica_holds_is_not_acked_until_one_does() {
     use proact_proto::streams::shard_for;
     let (mut cluster, mqtt, _postgres, pipeline) = one_of_each_on_a_cluster().await;
+    // A dashboard client; its handshake also says the gateway is past its own connections to
+    // Redis, made as it starts running (one made during the failover would fail it).
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws/alerts", pipeline.gateway_http))
+        .await
+        .expect("ws connects");
     let redis = proact_server::redis::connect(&cluster.url()).await.unwrap();
     let failures = || {
         proact_server::telemetry::metrics_handle()
@@ -314,6 +320,15 @@ async fn a_reading_whose_alert_no_replica_holds_is_not_acked_until_one_does() {
         })
         .await;
         assert!(pending(key.clone()).await >= 1, "reading {i}, whose alert no replica holds, was acked");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let msg = tokio::time::timeout_at(deadline, ws.next()).await.expect("the alert on the dashboard").unwrap();
+            let WsMessage::Text(text) = msg.unwrap() else { continue };
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if v["type"] == "alert" && v["kind"] == "raised" && v["alert"]["equipement_id"] == id.as_str() {
+                break;
+            }
+        }
     }
 
     cluster.restart(victim).await.expect("the old master rejoins as a replica");
