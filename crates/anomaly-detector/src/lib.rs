@@ -83,6 +83,10 @@ pub const METRICS: &[Metric] = &[
         "How long a WAIT for the alerts stream's replicas blocked scoring",
     ),
     Metric::counter(
+        "proact_detector_publish_failures_total",
+        "Publishes of a batch's alert events that failed: the events are held and published again, their readings unacked",
+    ),
+    Metric::counter(
         "proact_detector_alert_events_republished_total",
         "Unconfirmed alert events a failover lost, appended again",
     ),

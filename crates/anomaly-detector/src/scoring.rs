@@ -442,7 +442,21 @@ impl Scoring {
         if outgoing.is_empty() {
             return Ok((fenced, None));
         }
-        let results = self.publish_after_unconfirmed(&outgoing).await?;
+        let results = match self.publish_after_unconfirmed(&outgoing).await {
+            Ok(results) => results,
+            Err(e) => {
+                // Appended or not (a failover cut the connection, say): held like unconfirmed
+                // events, published again (deduplicated) at the next heartbeat, their readings
+                // unacked meanwhile, instead of stopping the loop.
+                metrics::counter!("proact_detector_publish_failures_total").increment(1);
+                tracing::warn!(error = %e, events = outgoing.len(), "alert events not published; their readings stay unacked until they are");
+                let mut held = self.unconfirmed();
+                for (out, by) in outgoing.into_iter().zip(raised_by) {
+                    held.hold(out, by);
+                }
+                return Ok((fenced, None));
+            }
+        };
         let appended_at = Instant::now();
         // Added and duplicate events both wrote (see [`publish`]); a fenced one wrote nothing.
         let written: Vec<bool> = results.iter().map(|r| !matches!(r, publish::Published::Fenced)).collect();
@@ -549,8 +563,8 @@ impl Scoring {
         Ok(new)
     }
 
-    /// Publishes the unconfirmed events again and, once the replicas asked for hold them, acks
-    /// the entries that raised them.
+    /// Publishes the unconfirmed events (and those whose publish failed) again and, once the
+    /// replicas asked for hold them (at once without a wait), acks the entries that raised them.
     async fn confirm_unconfirmed(&self) -> anyhow::Result<()> {
         if self.unconfirmed().events.is_empty() {
             return Ok(());
