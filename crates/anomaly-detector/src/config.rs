@@ -62,6 +62,16 @@ pub struct Config {
     /// takeover starts them cold.
     #[arg(long, env = "PROACT_DETECTOR_CHECKPOINT_SECS", default_value_t = 30)]
     pub checkpoint_secs: u64,
+    /// Replicas of the alerts stream's Redis master that must hold an alert event before the
+    /// readings that raised it are acknowledged (Redis `WAIT`), so that a failover of that
+    /// master loses no alert. Unset: 1 on a Redis Cluster, 0 (no wait) on one Redis. While the
+    /// master has fewer, scoring goes on and those readings stay pending: docs/RELIABILITY.md.
+    #[arg(long, env = "PROACT_DETECTOR_REDIS_WAIT_REPLICAS")]
+    pub redis_wait_replicas: Option<u32>,
+    /// Longest one `WAIT` for those replicas blocks scoring, in milliseconds; at most a third
+    /// of the lease TTL, so that the leases are renewed in time whatever Redis does.
+    #[arg(long, env = "PROACT_DETECTOR_REDIS_WAIT_TIMEOUT_MS", default_value_t = 1000)]
+    pub redis_wait_timeout_ms: u64,
     /// `off`: the online detectors (`proact_online`) neither judge nor learn; the rules and
     /// the trained models alone raise alerts.
     #[arg(long, env = "PROACT_DETECTOR_ONLINE", value_enum, default_value = "on")]
@@ -218,6 +228,24 @@ impl Config {
         if self.batch == 0 {
             return Err(ConfigError::new("PROACT_DETECTOR_BATCH", "0", "must be at least 1"));
         }
+        // Scoring, and so the heartbeat renewing the leases every third of their TTL, waits
+        // for up to two `WAIT`s between renewals (a batch's, then the held events'). Without a
+        // wait (one Redis, by default) the timeout is unused and a short TTL is fine.
+        let cluster = proact_server::redis_url::parse(&self.redis.redis_url).is_ok_and(|t| t.cluster);
+        let max_wait = match self.alert_wait(cluster).replicas {
+            0 => 60_000,
+            _ => (self.lease_ttl_ms / 3).min(60_000),
+        };
+        if self.redis_wait_timeout_ms == 0 || self.redis_wait_timeout_ms > max_wait {
+            return Err(ConfigError::new(
+                "PROACT_DETECTOR_REDIS_WAIT_TIMEOUT_MS",
+                self.redis_wait_timeout_ms.to_string(),
+                format!(
+                    "must be 1..={max_wait} milliseconds (with PROACT_DETECTOR_REDIS_WAIT_REPLICAS above 0, \
+                     at most a third of PROACT_DETECTOR_LEASE_TTL_MS)"
+                ),
+            ));
+        }
         // A record must outlive the silence it is kept for, with a takeover's delay on top.
         let floor = self.rules.silence_after_secs.saturating_mul(2).max(60);
         if self.seen_retention_secs < floor {
@@ -228,6 +256,15 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The [`ReplicaWait`](crate::publish::ReplicaWait) asked for, `clustered` saying whether
+    /// Redis is a cluster (the default differs).
+    pub(crate) fn alert_wait(&self, clustered: bool) -> crate::publish::ReplicaWait {
+        crate::publish::ReplicaWait {
+            replicas: self.redis_wait_replicas.unwrap_or(u32::from(clustered)),
+            timeout_ms: self.redis_wait_timeout_ms,
+        }
     }
 
     pub(crate) fn replica(&self) -> String {
@@ -244,5 +281,45 @@ impl proact_server::service::ServiceConfig for Config {
     }
     fn check(&self) -> Result<(), ConfigError> {
         self.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Config;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("proact-anomaly-detector").chain(args.iter().copied())).unwrap()
+    }
+
+    /// A replica wait of 0, or, when the wait is on, longer than a third of the lease TTL (a
+    /// renewal could lapse behind it), stops the service at start, naming the setting.
+    #[test]
+    fn a_replica_wait_timeout_out_of_range_is_refused_naming_it() {
+        let cluster = ["--redis-url", "redis-cluster://127.0.0.1:7000,127.0.0.1:7001"];
+        let on = ["--redis-wait-replicas", "1"];
+        for bad in [
+            vec!["--redis-wait-timeout-ms", "0"],
+            vec!["--redis-wait-timeout-ms", "60001"],
+            [&on[..], &["--redis-wait-timeout-ms", "3334"]].concat(),
+            [&on[..], &["--lease-ttl-ms", "2000"]].concat(),
+            [&cluster[..], &["--lease-ttl-ms", "2000"]].concat(),
+        ] {
+            let err = parse(&bad).validate().expect_err("out of range").to_string();
+            assert!(err.contains("PROACT_DETECTOR_REDIS_WAIT_TIMEOUT_MS"), "{bad:?}: {err}");
+        }
+        parse(&[&on[..], &["--redis-wait-timeout-ms", "3333"]].concat()).validate().expect("a third of the TTL");
+        // One Redis, no wait asked for: the timeout is unused, a short lease TTL is fine.
+        parse(&["--lease-ttl-ms", "1500"]).validate().expect("no wait, any TTL");
+    }
+
+    #[test]
+    fn the_replica_wait_defaults_to_one_on_a_cluster_only() {
+        assert_eq!(parse(&[]).alert_wait(true).replicas, 1);
+        assert_eq!(parse(&[]).alert_wait(false).replicas, 0);
+        let two = parse(&["--redis-wait-replicas", "2", "--redis-wait-timeout-ms", "250"]).alert_wait(false);
+        assert_eq!((two.replicas, two.timeout_ms), (2, 250));
+        assert_eq!(parse(&["--redis-wait-replicas", "0"]).alert_wait(true).replicas, 0);
     }
 }

@@ -74,6 +74,22 @@ pub const METRICS: &[Metric] = &[
         "Entries delivered to this replica whose read reply it never got, scored at the next heartbeat",
     ),
     Metric::counter("proact_detector_fenced_events_total", "Alert events not published: the shard's lease was lost"),
+    Metric::counter(
+        "proact_detector_replica_wait_failures_total",
+        "Replica waits (PROACT_DETECTOR_REDIS_WAIT_REPLICAS) not met in time: the readings that raised those alert events stay unacked",
+    ),
+    Metric::histogram(
+        "proact_detector_replica_wait_seconds",
+        "How long a WAIT for the alerts stream's replicas blocked scoring",
+    ),
+    Metric::counter(
+        "proact_detector_publish_failures_total",
+        "Publishes of a batch's alert events that failed: the events are held and published again, their readings unacked",
+    ),
+    Metric::counter(
+        "proact_detector_alert_events_republished_total",
+        "Unconfirmed alert events a failover lost, appended again",
+    ),
     Metric::counter("proact_detector_model_reloads_total", "Models fetched and swapped in"),
     Metric::counter(
         "proact_detector_model_reload_failures_total",
@@ -105,6 +121,8 @@ pub struct App {
     stream_reader: Client,
     /// Every other command of the scoring loop, and the lag gauges.
     redis: Client,
+    /// The scoring loop's alert publishes and their replica waits.
+    publisher: Client,
     /// The model-event subscription.
     events: Client,
     traces: Tracing,
@@ -117,9 +135,10 @@ impl App {
         let grpc = TcpListener::bind(config.grpc_addr).await?;
         let stream_reader = proact_server::redis::connect(&config.redis.redis_url).await?;
         let redis = proact_server::redis::connect(&config.redis.redis_url).await?;
+        let publisher = proact_server::redis::connect(&config.redis.redis_url).await?;
         let events = proact_server::redis::connect(&config.redis.redis_url).await?;
         let traces = Tracing::start("anomaly-detector", &config.admin.trace)?;
-        Ok(Self { config, admin, grpc, stream_reader, redis, events, traces })
+        Ok(Self { config, admin, grpc, stream_reader, redis, publisher, events, traces })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -127,7 +146,7 @@ impl App {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let App { config, admin, grpc, stream_reader, redis, events, traces } = self;
+        let App { config, admin, grpc, stream_reader, redis, publisher, events, traces } = self;
         let ready = Readiness::new();
         let mut engine = Engine::new(config.rules.engine_config()?);
         if config.online == replay::Switch::Off {
@@ -197,9 +216,12 @@ impl App {
                 record_seen: config.rules.silence_after_secs > 0,
                 checkpoint_every: (config.checkpoint_secs > 0)
                     .then(|| std::time::Duration::from_secs(config.checkpoint_secs)),
+                alert_wait: config.alert_wait(publisher.is_clustered()),
             },
             stream_reader,
             redis: redis.clone(),
+            publisher,
+            unconfirmed: Default::default(),
             engine: engine.clone(),
             traces: traces.clone(),
             fence: Fence { replica: replica.clone(), shards: config.redis.shards },

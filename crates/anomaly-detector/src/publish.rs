@@ -18,6 +18,13 @@
 //!
 //! A batch's events go out in one pipeline ([`publish_batch`]): one round trip, however many
 //! alerts a batch raises.
+//!
+//! Redis replicates asynchronously: an event on the alerts stream's master alone dies with it.
+//! [`wait_for_replicas`] asks that master (Redis `WAIT`) whether its replicas hold everything
+//! the connection wrote. A duplicate writes too (it renews its dedupe key's expiry), so a
+//! `WAIT` after publishing an event again also covers the original append, whichever earlier
+//! connection or master made it: replication is in order, and the master holds the dedupe key
+//! only with the event.
 
 use bytes::Bytes;
 use fred::prelude::*;
@@ -38,6 +45,7 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
   end
   return redis.call('XADD', KEYS[2], '*', ARGV[3], ARGV[1])
 end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
 return false
 "#;
 
@@ -172,6 +180,27 @@ pub async fn publish_once(client: &Client, event: &AlertEvent, fence: Option<&Fe
     let out = Outgoing { event: event.clone(), at_micros: None, episode: Episode::Condition };
     let r: Value = client.custom(eval_command(), script_args(KeyLayout::of(client), &out, fence)).await?;
     Ok(outcome(r))
+}
+
+/// How many replicas of the alerts stream's master must hold an event before the readings
+/// that raised it are acknowledged, and how long one `WAIT` may block.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplicaWait {
+    /// 0: no wait.
+    pub replicas: u32,
+    pub timeout_ms: u64,
+}
+
+/// Sends `WAIT` to the alerts stream's master on `client`'s connection to it and returns how
+/// many of its replicas hold everything that connection wrote, within `wait.timeout_ms`. The
+/// connection blocks meanwhile: it must carry nothing else (the scoring loop's leases and acks
+/// go through another client).
+pub async fn wait_for_replicas(client: &Client, wait: ReplicaWait) -> Result<i64, Error> {
+    let slot = fred::util::redis_keyslot(ALERTS_STREAM.as_bytes());
+    let cmd = fred::types::CustomCommand::new_static("WAIT", fred::types::ClusterHash::Custom(slot), false);
+    let args = vec![Value::Integer(i64::from(wait.replicas)), Value::Integer(wait.timeout_ms as i64)];
+    let reached: Value = client.custom(cmd, args).await?;
+    reached.as_i64().ok_or_else(|| Error::new(ErrorKind::Protocol, format!("WAIT replied {reached:?}")))
 }
 
 /// Publishes `events` in order, each as [`publish_once`] does, in one round trip; the result

@@ -5,6 +5,14 @@
 //! the seen records and takes over gained shards, see [`crate::takeover`]), swaps in models
 //! the registry promoted, and checks silences; the engine is shared with the gRPC `Score`
 //! calls behind a mutex.
+//!
+//! On a Redis Cluster a reading is acked only once a replica of the alerts stream's master
+//! holds the alert events it raised ([`LoopSettings::alert_wait`]). Refused (the master has no
+//! replica in sync, as after a failover until the old master rejoins), the events stay on the
+//! dashboard, their readings stay pending in [`Unconfirmed`], and scoring goes on: readings
+//! raising nothing are acked as usual. Each heartbeat publishes the held events again (a
+//! failover's losses are appended again, the rest are duplicates) and acks their readings
+//! once a replica holds them.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -41,6 +49,50 @@ pub(crate) struct LoopSettings {
     /// How often the online detectors' states are checkpointed (see [`checkpoint`]); `None`:
     /// never.
     pub checkpoint_every: Option<Duration>,
+    /// Replicas that must hold alert events before the readings that raised them are acked.
+    pub alert_wait: publish::ReplicaWait,
+}
+
+/// Most entries held unacked for unconfirmed alerts: past it the loop reads no more until a
+/// replica confirms them (the readings wait in their streams), so memory stays bounded however
+/// long the alerts stream's master stays without a replica.
+const MAX_UNCONFIRMED_ENTRIES: usize = 10_000;
+
+/// Alert events appended to the alerts stream's master that no replica was confirmed to hold,
+/// and the entries whose readings raised them (kept unacked until one does).
+#[derive(Default)]
+pub(crate) struct Unconfirmed {
+    events: Vec<publish::Outgoing>,
+    entries: Vec<StreamEntry>,
+    /// (stream key, entry id) of `entries`.
+    ids: std::collections::HashSet<(String, String)>,
+}
+
+impl Unconfirmed {
+    fn hold(&mut self, event: publish::Outgoing, raised_by: Option<&StreamEntry>) {
+        self.events.push(event);
+        if let Some(e) = raised_by {
+            if self.ids.insert((e.key.clone(), e.id.clone())) {
+                self.entries.push(e.clone());
+            }
+        }
+    }
+
+    fn holds(&self, e: &StreamEntry) -> bool {
+        self.ids.contains(&(e.key.clone(), e.id.clone()))
+    }
+
+    /// Forgets the events and entries of `shards` (lost to another replica, which reads their
+    /// pending entries again).
+    fn drop_shards(&mut self, shards: &BTreeSet<u32>, fence: &Fence) {
+        let keys: BTreeSet<String> = shards.iter().map(|s| telemetry_stream(*s)).collect();
+        self.events.retain(|o| {
+            let equipment = o.event.alert.as_ref().map_or("", |a| a.equipement_id.as_str());
+            !shards.contains(&fence.shard_of(equipment))
+        });
+        self.entries.retain(|e| !keys.contains(&e.key));
+        self.ids.retain(|(k, _)| !keys.contains(k));
+    }
 }
 
 /// Everything the loop and its takeovers work with.
@@ -49,8 +101,13 @@ pub(crate) struct Scoring {
     /// The connection the blocking XREADGROUP waits on; nothing else uses it, so a read
     /// waiting for entries never delays a publish or an ack.
     pub stream_reader: Client,
-    /// Every other command: leases, publishes, acks, claims, seen records.
+    /// Every other command but publishes: leases, acks, claims, seen records.
     pub redis: Client,
+    /// The alert publishes and their `WAIT`s alone: a `WAIT` blocks its connection, and a
+    /// lease renewal queued behind it could lapse.
+    pub publisher: Client,
+    /// Alert events not yet confirmed on a replica, and the entries held for them.
+    pub unconfirmed: std::sync::Mutex<Unconfirmed>,
     pub engine: Arc<Mutex<Engine>>,
     pub traces: Tracing,
     pub fence: Fence,
@@ -121,7 +178,7 @@ impl Scoring {
                 state.next_silence = Instant::now() + Duration::from_secs(1);
                 self.check_silence(&mut state).await?;
             }
-            if state.keys.is_empty() {
+            if state.keys.is_empty() || self.unconfirmed().entries.len() >= MAX_UNCONFIRMED_ENTRIES {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(Duration::from_millis(200)) => {}
@@ -146,6 +203,9 @@ impl Scoring {
                 }
             }
         }
+        // A last chance for the held readings: those still unconfirmed stay pending, and are
+        // scored again by whoever owns their shard next.
+        self.confirm_unconfirmed().await?;
         let changes = self.seen_to_write(now_micros()).await;
         if let Err(e) = seen::write(&self.redis, &s.replica, s.shards, &changes).await {
             tracing::warn!(error = %e, "seen records not written before releasing the shards");
@@ -196,6 +256,7 @@ impl Scoring {
         self.seen_written(&seen_changes, seen_replies).await;
         if !change.lost.is_empty() {
             let lost: BTreeSet<u32> = change.lost.iter().copied().collect();
+            self.unconfirmed().drop_shards(&lost, &self.fence);
             self.engine.lock().await.retain(|id| !lost.contains(&shard_for(id, s.shards)));
             tracing::info!(shards = ?change.lost, "shards released");
         }
@@ -208,6 +269,7 @@ impl Scoring {
             tracing::info!(shard, "shard taken");
         }
         state.keys = state.leases.owned().into_iter().map(telemetry_stream).collect();
+        self.confirm_unconfirmed().await?;
         if let Err(e) = self.score_orphans(&state.keys).await {
             tracing::warn!(error = %format!("{e:#}"), "own pending entries not re-read; next heartbeat");
         }
@@ -228,8 +290,9 @@ impl Scoring {
     /// Raises the no-data alarms that are due.
     async fn check_silence(&self, state: &mut LoopState) -> anyhow::Result<()> {
         let transitions = self.engine.lock().await.check_silence(now_micros());
-        let outgoing = transitions.into_iter().map(|tr| outgoing(tr, HashMap::new())).collect();
-        let (fenced, _) = self.publish_all(outgoing).await?;
+        let outgoing: Vec<_> = transitions.into_iter().map(|tr| outgoing(tr, HashMap::new())).collect();
+        let raised_by = vec![None; outgoing.len()];
+        let (fenced, _) = self.publish_all(outgoing, raised_by).await?;
         if !fenced.is_empty() {
             self.lose_fenced(&fenced).await;
             state.next_heartbeat = Instant::now();
@@ -247,13 +310,13 @@ impl Scoring {
         let t1 = Instant::now();
         let group = &self.settings.group;
         if batch.fenced.is_empty() {
-            ack(&self.redis, group, entries).await?;
+            ack(&self.redis, group, &self.ackable(entries)).await?;
         } else {
             // Another replica owns these shards now: their entries stay pending for it (it
             // reclaims idle ones), and what we knew of them is stale.
             let fenced_key = |k: &str| batch.fenced.iter().any(|s| telemetry_stream(*s) == k);
             let keep: Vec<StreamEntry> = entries.iter().filter(|e| !fenced_key(&e.key)).cloned().collect();
-            ack(&self.redis, group, &keep).await?;
+            ack(&self.redis, group, &self.ackable(&keep)).await?;
             self.lose_fenced(&batch.fenced).await;
             state.keys.retain(|k| !fenced_key(k));
             state.next_heartbeat = Instant::now();
@@ -300,6 +363,8 @@ impl Scoring {
         let now = now_micros();
         let started = std::time::SystemTime::now();
         let mut outgoing = Vec::new();
+        // The entry whose reading raised each event of `outgoing`.
+        let mut raised_by: Vec<Option<&StreamEntry>> = Vec::new();
         let mut spans: Vec<PipelineSpan> = Vec::new();
         let mut too_late = 0;
         let mut scored = 0;
@@ -315,6 +380,7 @@ impl Scoring {
                         let produced = engine.status(&status, now);
                         if publish(e) {
                             outgoing.extend(produced.into_iter().map(|tr| self::outgoing(tr, HashMap::new())));
+                            raised_by.resize(outgoing.len(), Some(e));
                         }
                     }
                     continue;
@@ -353,25 +419,47 @@ impl Scoring {
                         spans.push(s);
                     }
                     outgoing.extend(produced.into_iter().map(|tr| self::outgoing(tr, context.clone())));
+                    raised_by.resize(outgoing.len(), Some(e));
                 }
             }
         }
         metrics::counter!("proact_detector_events_scored_total").increment(scored);
-        let (fenced, appended_at) = self.publish_all(outgoing).await?;
+        let (fenced, appended_at) = self.publish_all(outgoing, raised_by).await?;
         spans.into_iter().for_each(PipelineSpan::end);
         Ok(BatchOutcome { fenced, appended_at, too_late })
     }
 
     /// Publishes each event once, under the lease of its equipment's shard, all in one round
     /// trip; returns the shards it was fenced off, and when the events were appended (if any
-    /// was).
-    async fn publish_all(&self, outgoing: Vec<publish::Outgoing>) -> anyhow::Result<(BTreeSet<u32>, Option<Instant>)> {
+    /// was). Events no replica is confirmed to hold are kept, with the entries in `raised_by`
+    /// (one per event), in [`Unconfirmed`].
+    async fn publish_all(
+        &self,
+        outgoing: Vec<publish::Outgoing>,
+        raised_by: Vec<Option<&StreamEntry>>,
+    ) -> anyhow::Result<(BTreeSet<u32>, Option<Instant>)> {
         let mut fenced = BTreeSet::new();
         if outgoing.is_empty() {
             return Ok((fenced, None));
         }
-        let results = publish::publish_batch(&self.redis, &outgoing, &self.fence).await?;
+        let results = match self.publish_after_unconfirmed(&outgoing).await {
+            Ok(results) => results,
+            Err(e) => {
+                // Appended or not (a failover cut the connection, say): held like unconfirmed
+                // events, published again (deduplicated) at the next heartbeat, their readings
+                // unacked meanwhile, instead of stopping the loop.
+                metrics::counter!("proact_detector_publish_failures_total").increment(1);
+                tracing::warn!(error = %e, events = outgoing.len(), "alert events not published; their readings stay unacked until they are");
+                let mut held = self.unconfirmed();
+                for (out, by) in outgoing.into_iter().zip(raised_by) {
+                    held.hold(out, by);
+                }
+                return Ok((fenced, None));
+            }
+        };
         let appended_at = Instant::now();
+        // Added and duplicate events both wrote (see [`publish`]); a fenced one wrote nothing.
+        let written: Vec<bool> = results.iter().map(|r| !matches!(r, publish::Published::Fenced)).collect();
         let mut added = 0;
         for (out, result) in outgoing.iter().zip(results) {
             // Logged once published, not before: a log write is not on the alert's path.
@@ -390,13 +478,130 @@ impl Scoring {
             }
         }
         metrics::counter!("proact_detector_alert_events_total").increment(added);
+        if written.contains(&true) && !self.replicated().await {
+            let mut held = self.unconfirmed();
+            for ((out, by), written) in outgoing.into_iter().zip(raised_by).zip(written) {
+                if written {
+                    held.hold(out, by);
+                }
+            }
+        }
         Ok((fenced, (added > 0).then_some(appended_at)))
+    }
+
+    fn unconfirmed(&self) -> std::sync::MutexGuard<'_, Unconfirmed> {
+        self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the events just published are on the replicas asked for. Without a wait, yes;
+    /// while earlier events are unconfirmed, no at once: the next heartbeat confirms them all
+    /// in one `WAIT`, instead of every batch raising an alert blocking for the timeout.
+    async fn replicated(&self) -> bool {
+        let wait = self.settings.alert_wait;
+        if wait.replicas == 0 {
+            return true;
+        }
+        if !self.unconfirmed().events.is_empty() {
+            return false;
+        }
+        let started = Instant::now();
+        let reached = publish::wait_for_replicas(&self.publisher, wait).await;
+        metrics::histogram!("proact_detector_replica_wait_seconds").record(started.elapsed().as_secs_f64());
+        match reached {
+            Ok(n) if n >= i64::from(wait.replicas) => true,
+            Ok(n) => {
+                metrics::counter!("proact_detector_replica_wait_failures_total").increment(1);
+                tracing::warn!(
+                    reached = n,
+                    wanted = wait.replicas,
+                    timeout_ms = wait.timeout_ms,
+                    "alert events not on enough replicas (PROACT_DETECTOR_REDIS_WAIT_REPLICAS); \
+                     their readings stay unacked until they are"
+                );
+                false
+            }
+            Err(e) => {
+                metrics::counter!("proact_detector_replica_wait_failures_total").increment(1);
+                tracing::warn!(error = %e, "replica wait failed; the readings stay unacked until it succeeds");
+                false
+            }
+        }
+    }
+
+    /// Publishes the unconfirmed events again, then `events`, in one pipeline, and returns what
+    /// became of `events`. In that order, an event a failover lost is appended again before
+    /// any later one of its episode (the rest are duplicates). Unconfirmed events of shards
+    /// fenced off are forgotten with their entries.
+    async fn publish_after_unconfirmed(&self, events: &[publish::Outgoing]) -> Result<Vec<publish::Published>, Error> {
+        let held = self.unconfirmed().events.clone();
+        if held.is_empty() {
+            return publish::publish_batch(&self.publisher, events, &self.fence).await;
+        }
+        let all: Vec<publish::Outgoing> = held.iter().chain(events).cloned().collect();
+        let mut results = publish::publish_batch(&self.publisher, &all, &self.fence).await?;
+        let new = results.split_off(held.len());
+        let mut lost = BTreeSet::new();
+        let mut again = 0;
+        for (out, result) in held.iter().zip(&results) {
+            match result {
+                publish::Published::Added(_) => again += 1,
+                publish::Published::Duplicate => {}
+                publish::Published::Fenced => {
+                    let equipment = out.event.alert.as_ref().map_or("", |a| a.equipement_id.as_str());
+                    lost.insert(self.fence.shard_of(equipment));
+                }
+            }
+        }
+        if again > 0 {
+            tracing::warn!(events = again, "alert events a failover lost, appended again");
+            metrics::counter!("proact_detector_alert_events_total").increment(again);
+            metrics::counter!("proact_detector_alert_events_republished_total").increment(again);
+        }
+        if !lost.is_empty() {
+            self.unconfirmed().drop_shards(&lost, &self.fence);
+        }
+        Ok(new)
+    }
+
+    /// Publishes the unconfirmed events (and those whose publish failed) again and, once the
+    /// replicas asked for hold them (at once without a wait), acks the entries that raised them.
+    async fn confirm_unconfirmed(&self) -> anyhow::Result<()> {
+        if self.unconfirmed().events.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.publish_after_unconfirmed(&[]).await {
+            tracing::warn!(error = %e, "unconfirmed alert events not published again; next heartbeat");
+            return Ok(());
+        }
+        let held = std::mem::take(&mut *self.unconfirmed());
+        // (`held` is out of the shared list: this `WAIT` is a real one.)
+        if !held.events.is_empty() && !self.replicated().await {
+            *self.unconfirmed() = held;
+            return Ok(());
+        }
+        ack(&self.redis, &self.settings.group, &held.entries).await?;
+        tracing::info!(
+            events = held.events.len(),
+            entries = held.entries.len(),
+            "alert events confirmed on a replica; their readings acked"
+        );
+        Ok(())
+    }
+
+    /// `entries` less those held for unconfirmed alert events.
+    pub(crate) fn ackable<'a>(&self, entries: &'a [StreamEntry]) -> std::borrow::Cow<'a, [StreamEntry]> {
+        let held = self.unconfirmed();
+        if held.ids.is_empty() {
+            return std::borrow::Cow::Borrowed(entries);
+        }
+        entries.iter().filter(|e| !held.holds(e)).cloned().collect::<Vec<_>>().into()
     }
 
     /// Forgets the equipment of shards this replica was fenced off.
     async fn lose_fenced(&self, fenced: &BTreeSet<u32>) {
         let s = &self.settings;
         tracing::warn!(shards = ?fenced, replica = %s.replica, "lease lost while scoring (fenced); dropping those shards");
+        self.unconfirmed().drop_shards(fenced, &self.fence);
         self.engine.lock().await.retain(|id| !fenced.contains(&shard_for(id, s.shards)));
     }
 }

@@ -105,14 +105,16 @@ impl Scoring {
                 break;
             }
             metrics::counter!("proact_detector_claimed_total").increment(claimed.len() as u64);
-            let fresh: Vec<StreamEntry> = claimed.iter().filter(|e| !scored.contains(&e.id)).cloned().collect();
+            // Our own entries held for unconfirmed alerts are idle too: they are not scored again.
+            let fresh: Vec<StreamEntry> =
+                self.ackable(&claimed).iter().filter(|e| !scored.contains(&e.id)).cloned().collect();
             let batch = self.process(&fresh).await?;
             if !batch.fenced.is_empty() {
                 // Lost this shard meanwhile: its new owner takes the entries.
                 break;
             }
             reclaimed_late(&batch, &fresh, "claimed from another consumer");
-            ack(write, &ctx.group, &claimed).await?;
+            ack(write, &ctx.group, &self.ackable(&claimed)).await?;
             let last = claimed.last().map(|e| e.id.clone()).unwrap_or_default();
             if last == cursor {
                 break;
@@ -126,15 +128,18 @@ impl Scoring {
     /// Redis records a delivery when it sends the reply, so a read whose reply is lost (the
     /// connection cut mid-read, Redis restarting) leaves them in this consumer's pending list,
     /// where no one else looks while the shard stays ours. Called between batches, when every
-    /// pending entry of ours is such an orphan (a batch is scored and acked before the next read).
+    /// pending entry of ours is such an orphan (a batch is scored and acked before the next read),
+    /// but for those held for unconfirmed alert events (see [`crate::scoring`]).
     pub(crate) async fn score_orphans(&self, keys: &[String]) -> anyhow::Result<()> {
         let (ctx, write) = (&self.settings, &self.redis);
         if keys.is_empty() {
             return Ok(());
         }
         loop {
-            let orphans =
+            let pending =
                 proact_server::redis::read_own_pending(write, &ctx.group, &ctx.replica, keys, ctx.batch).await?;
+            // Those held for unconfirmed alerts are pending on purpose, not orphans.
+            let orphans = self.ackable(&pending).into_owned();
             if orphans.is_empty() {
                 return Ok(());
             }
@@ -146,7 +151,7 @@ impl Scoring {
                 return Ok(());
             }
             reclaimed_late(&batch, &orphans, "delivered to this replica but never received");
-            ack(write, &ctx.group, &orphans).await?;
+            ack(write, &ctx.group, &self.ackable(&orphans)).await?;
         }
     }
 }

@@ -170,4 +170,15 @@ async fn a_batch_is_published_in_one_call_and_records_its_episodes() {
     assert_eq!((record.at_micros, record.alert.severity, record.alert.alert_id.as_str()), (30, 3, "P-1"));
     assert!(load_episodes(&c, fence.shard_of(&theirs)).await.unwrap().is_empty(), "fenced: nothing recorded");
     assert!(publish_batch(&c, &[], &fence).await.unwrap().is_empty());
+
+    // A duplicate renews its dedupe key: a write, so that a `WAIT` after publishing an event
+    // again covers its first append (scoring's unconfirmed events).
+    let dedupe = format!("proact:alert-dedupe:P-1:{}:2", AlertEventKind::Raised as i32);
+    let _: () = fred::prelude::KeysInterface::expire(&c, &dedupe, 100, None).await.unwrap();
+    assert_eq!(publish_batch(&c, &batch[..1], &fence).await.unwrap(), [Published::Duplicate]);
+    let ttl: i64 = fred::prelude::KeysInterface::ttl(&c, &dedupe).await.unwrap();
+    assert!(ttl > 100, "the duplicate renewed its dedupe key ({ttl} s left)");
+    // One Redis without replicas: a replica wait is refused, promptly.
+    let wait = proact_anomaly_detector::publish::ReplicaWait { replicas: 1, timeout_ms: 10 };
+    assert_eq!(proact_anomaly_detector::publish::wait_for_replicas(&c, wait).await.unwrap(), 0);
 }

@@ -166,9 +166,10 @@ fn sensor_loop(
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_master_killed_under_load_loses_no_acknowledged_reading() {
-    let (mut cluster, mqtt, postgres) = tokio::try_join!(
+/// A Redis Cluster, a broker and a database, and one replica of each service on them.
+async fn one_of_each_on_a_cluster(
+) -> (proact_testkit::RedisCluster, proact_testkit::Mosquitto, proact_testkit::Postgres, proact_e2e::Pipeline) {
+    let (cluster, mqtt, postgres) = tokio::try_join!(
         proact_testkit::RedisCluster::start(),
         proact_testkit::Mosquitto::start(),
         proact_testkit::Postgres::start(),
@@ -176,6 +177,12 @@ async fn a_master_killed_under_load_loses_no_acknowledged_reading() {
     .expect("real servers start");
     let ep = proact_e2e::Endpoints { mqtt_url: mqtt.url(), redis_url: cluster.url(), database_url: postgres.url() };
     let pipeline = proact_e2e::Pipeline::start_replicas(&ep, 1, None).await.expect("services start");
+    (cluster, mqtt, postgres, pipeline)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_master_killed_under_load_loses_no_acknowledged_reading() {
+    let (mut cluster, mqtt, postgres, pipeline) = one_of_each_on_a_cluster().await;
     let (pg, conn) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
     let rows = || async { pg.query_one("SELECT count(*) FROM telemetry", &[]).await.unwrap().get::<_, i64>(0) };
@@ -228,5 +235,109 @@ async fn a_master_killed_under_load_loses_no_acknowledged_reading() {
     assert!(stored.len() <= published, "{} rows for {published} published", stored.len());
     eprintln!("{published} published, {} acknowledged, {} archived", acked.len(), stored.len());
 
+    pipeline.stop().await.expect("services drain cleanly");
+}
+
+/// The alerts stream's master dies: its promoted replica has no replica of its own until the
+/// old master is back, so an alert appended there would vanish with it. The detector goes on
+/// scoring (a second equipment's alert is raised meanwhile), the dashboard gets both alerts at
+/// once, the readings that raised them stay unacked until a replica holds the alerts, then
+/// are acked, each episode raised once.
+/// With `PROACT_DETECTOR_REDIS_WAIT_REPLICAS=0` in the environment it fails: the readings
+/// are acked at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reading_whose_alert_no_replica_holds_is_not_acked_until_one_does() {
+    use proact_proto::streams::shard_for;
+    let (mut cluster, mqtt, _postgres, pipeline) = one_of_each_on_a_cluster().await;
+    // A dashboard client; its handshake also says the gateway is past its own connections to
+    // Redis, made as it starts running (one made during the failover would fail it).
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws/alerts", pipeline.gateway_http))
+        .await
+        .expect("ws connects");
+    let redis = proact_server::redis::connect(&cluster.url()).await.unwrap();
+    let failures = || {
+        proact_server::telemetry::metrics_handle()
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix("proact_detector_replica_wait_failures_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = failures();
+
+    let victim = cluster.master_of(fred::util::redis_keyslot(ALERTS_STREAM.as_bytes())).unwrap();
+    let promoted = cluster.kill_master(victim).await.expect("failover");
+    // Equipment whose shards are on masters that still have their replica (ingest holds a
+    // reading of the promoted master's shards, and the detector would never see it).
+    let masters = cluster.masters().unwrap();
+    let lonely = masters.iter().find(|m| m.port == promoted).expect("the promoted master").clone();
+    let mut hot: Vec<(String, String)> = Vec::new();
+    for id in (0..200).map(|i| format!("WAIT-{i:03}")) {
+        let key = telemetry_stream(shard_for(&id, DEFAULT_SHARDS));
+        if !lonely.serves(fred::util::redis_keyslot(key.as_bytes())) && hot.iter().all(|(_, k)| *k != key) {
+            hot.push((id, key));
+        }
+        if hot.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(hot.len(), 2, "two shards on the other masters");
+
+    let raised = |id: String| {
+        let redis = redis.clone();
+        async move {
+            let entries: Vec<(String, std::collections::HashMap<String, bytes::Bytes>)> =
+                redis.xrange(ALERTS_STREAM, "-", "+", None).await.unwrap();
+            entries
+                .iter()
+                .map(|(_, f)| AlertEvent::decode(f[PAYLOAD_FIELD].as_ref()).unwrap())
+                .filter(|e| e.kind == AlertEventKind::Raised as i32 && e.alert.as_ref().unwrap().equipement_id == id)
+                .count()
+        }
+    };
+    let pending = |key: String| {
+        let redis = redis.clone();
+        async move {
+            let reply: Value = redis.xpending(key.as_str(), "anomaly-detector", ()).await.unwrap();
+            match reply {
+                Value::Array(v) => v.first().and_then(Value::as_i64).unwrap_or(0),
+                _ => 0,
+            }
+        }
+    };
+    let (client, mut acked) = proact_e2e::sensor_on(mqtt.port(), "sensor-wait", 10);
+    for (i, (id, key)) in hot.iter().enumerate() {
+        let payload = format!(
+            r#"{{"equipement_id":"{id}","temperature":95.0,"vibration":3.2,"timestamp":"{}"}}"#,
+            chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        );
+        client.publish(format!("sensors/{id}/telemetry"), QoS::AtLeastOnce, false, payload).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), acked.recv()).await.expect("ingest acks the reading");
+        // The alert reaches the dashboard's stream at once (scoring is not held up by the
+        // first one), but no replica can hold it: the reading stays unacked.
+        wait_for("the alert appended and its replication refused", Duration::from_secs(30), || async {
+            raised(id.clone()).await == 1 && failures() > before
+        })
+        .await;
+        assert!(pending(key.clone()).await >= 1, "reading {i}, whose alert no replica holds, was acked");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let msg = tokio::time::timeout_at(deadline, ws.next()).await.expect("the alert on the dashboard").unwrap();
+            let WsMessage::Text(text) = msg.unwrap() else { continue };
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if v["type"] == "alert" && v["kind"] == "raised" && v["alert"]["equipement_id"] == id.as_str() {
+                break;
+            }
+        }
+    }
+
+    cluster.restart(victim).await.expect("the old master rejoins as a replica");
+    for (id, key) in &hot {
+        wait_for("the reading acked once a replica holds its alert", Duration::from_secs(60), || async {
+            pending(key.clone()).await == 0
+        })
+        .await;
+        assert_eq!(raised(id.clone()).await, 1, "{id}: the episode raised once, however often it was published");
+    }
     pipeline.stop().await.expect("services drain cleanly");
 }
