@@ -78,11 +78,12 @@ pub struct Config {
     #[arg(long, env = "PROACT_INGEST_MAX_WAIT_MS", default_value_t = 5)]
     pub max_wait_ms: u64,
     /// MQTT messages per second above which ingest waits (up to `PROACT_INGEST_MAX_WAIT_MS`)
-    /// to fill a batch; below it a batch is what has arrived, written at once. Waiting makes
-    /// stream entries of many readings when messages carry one each, which saves CPU at high
-    /// rates; at lower rates, or when each message already carries many readings (arrays,
-    /// Sparkplug), it would only add its wait to every alert. 0: always wait.
-    #[arg(long, env = "PROACT_INGEST_BATCH_WAIT_ABOVE", default_value_t = 30_000)]
+    /// to fill a batch; below it a batch is what has arrived, written at once. 0 (default):
+    /// always wait, the least CPU per reading. Waiting makes stream entries of many readings
+    /// when messages carry one each; at lower rates, or when each message already carries
+    /// many readings (arrays, Sparkplug), it adds its wait to every alert: a threshold (e.g.
+    /// 30000) trades that wait for CPU at moderate rates (docs/BENCHMARKS.md).
+    #[arg(long, env = "PROACT_INGEST_BATCH_WAIT_ABOVE", default_value_t = 0)]
     pub batch_wait_above: u64,
     /// Messages held between the broker and the writer before reading stops.
     #[arg(long, env = "PROACT_INGEST_QUEUE", default_value_t = 8192)]

@@ -1,5 +1,5 @@
-//! When ingest waits to fill a batch: only once messages arrive faster than
-//! `PROACT_INGEST_BATCH_WAIT_ABOVE`. Below it a message is written as soon as it is read, so
+//! When ingest waits to fill a batch: with `PROACT_INGEST_BATCH_WAIT_ABOVE` set, only once
+//! messages arrive faster than that (0, the default: always). Below it a message is written as soon as it is read, so
 //! a plant sending few messages (or arrays of readings, few messages for many readings) does
 //! not add the batch wait to every alert; above it, batches fill up to
 //! `PROACT_INGEST_MAX_WAIT_MS` and make stream entries of many readings.
@@ -37,7 +37,13 @@ async fn a_message_arriving_slowly_is_written_without_waiting_for_a_batch() {
     let (mqtt, redis) = tokio::try_join!(Mosquitto::start(), Redis::start()).expect("servers");
     let r = common::redis(&redis.url()).await;
     // A minute's wait, were the batch to wait: the reading must be in its stream long before.
-    let ingest = start_ingest(&mqtt.url(), &redis.url(), "ingest-slow", &["--max-wait-ms", "60000"]).await;
+    let ingest = start_ingest(
+        &mqtt.url(),
+        &redis.url(),
+        "ingest-slow",
+        &["--batch-wait-above", "30000", "--max-wait-ms", "60000"],
+    )
+    .await;
 
     publish_raw(mqtt.port(), &messages(1)).await;
     let (_, distinct) = wait_for_distinct(&r, 1, Duration::from_secs(30)).await;
@@ -49,7 +55,7 @@ async fn a_message_arriving_slowly_is_written_without_waiting_for_a_batch() {
 async fn above_the_rate_a_batch_waits_to_fill_and_makes_one_entry_per_shard() {
     let (mqtt, redis) = tokio::try_join!(Mosquitto::start(), Redis::start()).expect("servers");
     let r = common::redis(&redis.url()).await;
-    // Always wait (0), as long as it takes for a full batch of 100.
+    // Always wait (0, the default, given anyway), as long as it takes for a full batch of 100.
     let ingest = start_ingest(
         &mqtt.url(),
         &redis.url(),
