@@ -64,35 +64,37 @@ const MAX_UNCONFIRMED_ENTRIES: usize = 10_000;
 pub(crate) struct Unconfirmed {
     events: Vec<publish::Outgoing>,
     entries: Vec<StreamEntry>,
-    /// (stream key, entry id) of `entries`.
-    ids: std::collections::HashSet<(String, String)>,
+    /// The ids of `entries`, by stream key (looked up per entry read, without allocating).
+    ids: HashMap<String, std::collections::HashSet<String>>,
 }
 
 impl Unconfirmed {
     fn hold(&mut self, event: publish::Outgoing, raised_by: Option<&StreamEntry>) {
         self.events.push(event);
         if let Some(e) = raised_by {
-            if self.ids.insert((e.key.clone(), e.id.clone())) {
+            if self.ids.entry(e.key.clone()).or_default().insert(e.id.clone()) {
                 self.entries.push(e.clone());
             }
         }
     }
 
     fn holds(&self, e: &StreamEntry) -> bool {
-        self.ids.contains(&(e.key.clone(), e.id.clone()))
+        self.ids.get(e.key.as_str()).is_some_and(|ids| ids.contains(e.id.as_str()))
     }
 
     /// Forgets the events and entries of `shards` (lost to another replica, which reads their
     /// pending entries again).
     fn drop_shards(&mut self, shards: &BTreeSet<u32>, fence: &Fence) {
         let keys: BTreeSet<String> = shards.iter().map(|s| telemetry_stream(*s)).collect();
-        self.events.retain(|o| {
-            let equipment = o.event.alert.as_ref().map_or("", |a| a.equipement_id.as_str());
-            !shards.contains(&fence.shard_of(equipment))
-        });
+        self.events.retain(|o| !shards.contains(&shard_of_event(o, fence)));
         self.entries.retain(|e| !keys.contains(&e.key));
-        self.ids.retain(|(k, _)| !keys.contains(k));
+        self.ids.retain(|k, _| !keys.contains(k));
     }
+}
+
+/// The shard of the equipment an alert event is about.
+fn shard_of_event(event: &publish::Outgoing, fence: &Fence) -> u32 {
+    fence.shard_of(event.event.alert.as_ref().map_or("", |a| a.equipement_id.as_str()))
 }
 
 /// Everything the loop and its takeovers work with.
@@ -547,8 +549,7 @@ impl Scoring {
                 publish::Published::Added(_) => again += 1,
                 publish::Published::Duplicate => {}
                 publish::Published::Fenced => {
-                    let equipment = out.event.alert.as_ref().map_or("", |a| a.equipement_id.as_str());
-                    lost.insert(self.fence.shard_of(equipment));
+                    lost.insert(shard_of_event(out, &self.fence));
                 }
             }
         }
