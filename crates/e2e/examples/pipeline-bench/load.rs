@@ -60,6 +60,8 @@ pub struct AlertBook {
     /// on this machine): splits the latency into the path up to the detector's publish and the
     /// gateway's part.
     to_stream_ms: Mutex<Vec<f64>>,
+    /// Every timed alert: (hot reading, published µs, appended to its stream ms, received µs).
+    records: Mutex<Vec<(Key, i64, Option<i64>, i64)>>,
 }
 
 impl AlertBook {
@@ -68,6 +70,7 @@ impl AlertBook {
         self.sent.lock().unwrap().clear();
         self.latencies_ms.lock().unwrap().clear();
         self.to_stream_ms.lock().unwrap().clear();
+        self.records.lock().unwrap().clear();
     }
 
     fn published(&self, key: Key, at_micros: i64) {
@@ -77,6 +80,7 @@ impl AlertBook {
     fn received(&self, key: &Key, at_micros: i64, appended_ms: Option<i64>) {
         if let Some(sent) = self.sent.lock().unwrap().remove(key) {
             self.latencies_ms.lock().unwrap().push((at_micros - sent) as f64 / 1000.0);
+            self.records.lock().unwrap().push((key.clone(), sent, appended_ms, at_micros));
             if let Some(ms) = appended_ms {
                 // The id has whole milliseconds: half a millisecond is the unbiased midpoint.
                 self.to_stream_ms.lock().unwrap().push((ms * 1000 + 500 - sent) as f64 / 1000.0);
@@ -95,6 +99,25 @@ impl AlertBook {
 
     pub fn to_stream_ms(&self) -> Vec<f64> {
         self.to_stream_ms.lock().unwrap().clone()
+    }
+
+    /// The step's timed alerts as CSV (equipment, reading time µs, published µs, appended ms,
+    /// received µs), for finding when and where the slow ones lost their time.
+    /// `ingested` gives, where known, when ingest took each hot reading in (its row's
+    /// `received_at`, µs).
+    pub fn records_csv(&self, ingested: &HashMap<Key, i64>) -> String {
+        let mut out = String::from("equipement_id,reading_us,published_us,ingested_us,appended_ms,received_us\n");
+        for (key, sent, appended, received) in self.records.lock().unwrap().iter() {
+            let appended = appended.map(|a| a.to_string()).unwrap_or_default();
+            let ingested = ingested.get(key).map(|a| a.to_string()).unwrap_or_default();
+            out.push_str(&format!("{},{},{sent},{ingested},{appended},{received}\n", key.0, key.1));
+        }
+        out
+    }
+
+    /// The hot readings whose alert was timed.
+    pub fn timed_keys(&self) -> Vec<Key> {
+        self.records.lock().unwrap().iter().map(|r| r.0.clone()).collect()
     }
 }
 

@@ -35,7 +35,7 @@
 mod load;
 mod procs;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -347,6 +347,23 @@ impl System {
         Ok(n as u64)
     }
 
+    /// When ingest took each of `keys` in (its row's `received_at`, µs), for the readings archived.
+    async fn ingested_at(&self, keys: &[load::Key]) -> anyhow::Result<HashMap<load::Key, i64>> {
+        let System::ProAct { pg, .. } = self else { return Ok(HashMap::new()) };
+        let mut out = HashMap::new();
+        for (id, ts) in keys {
+            let at = chrono::DateTime::from_timestamp_micros(*ts).expect("a valid time");
+            let row = pg
+                .query_opt("SELECT received_at FROM telemetry WHERE equipement_id = $1 AND ts = $2", &[id, &at])
+                .await?;
+            if let Some(row) = row {
+                let received: chrono::DateTime<chrono::Utc> = row.get(0);
+                out.insert((id.clone(), *ts), received.timestamp_micros());
+            }
+        }
+        Ok(out)
+    }
+
     /// Closes the Redis connection (before the servers stop, so it does not retry).
     async fn close(&self) {
         let (System::ProAct { redis, .. } | System::Python { redis, .. }) = self;
@@ -542,6 +559,8 @@ async fn run_step(ctx: &Ctx, sys: &System, own: &[(&str, u32)], rate: u64, drain
         rss.insert(name.clone(), peak);
     }
 
+    let ingested = sys.ingested_at(&ctx.book.timed_keys()).await?;
+    std::fs::write(a.out.join(format!("alerts-{tag}.csv")), ctx.book.records_csv(&ingested))?;
     let mut lat = ctx.book.latencies_ms();
     lat.sort_by(|x, y| x.partial_cmp(y).unwrap());
     let mut to_stream = ctx.book.to_stream_ms();
