@@ -205,7 +205,12 @@ pub async fn run(
     if let Some(tls) = &cfg.tls {
         opts.set_transport(Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(tls.clone())));
     }
-    let (client, eventloop) = AsyncClient::new(opts, cfg.request_channel);
+    let (client, mut eventloop) = AsyncClient::new(opts, cfg.request_channel);
+    // Acknowledgements go out as soon as they are flushed: with Nagle's algorithm a small
+    // PUBACK waits for the previous segment's ACK (delayed by up to 40 ms on Linux).
+    let mut network = eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
     let (tx, rx) = mpsc::channel::<Inbound>(cfg.queue);
     let acks: Arc<SharedAcks> = Arc::default();
     let writer_done = CancellationToken::new();

@@ -216,6 +216,7 @@ impl Mosquitto {
              persistence_location {}/\n\
              autosave_interval 1\n\
              max_inflight_messages 1000\n\
+             set_tcp_nodelay true\n\
              max_queued_messages 1000000\n\
              max_queued_bytes 0\n\
              message_size_limit 1048576\n\
