@@ -133,10 +133,10 @@ impl App {
         proact_server::telemetry::register(METRICS);
         let admin = proact_server::admin::bind(config.admin.admin_addr_or(9103)).await?;
         let grpc = TcpListener::bind(config.grpc_addr).await?;
-        let stream_reader = proact_server::redis::connect(&config.redis.redis_url).await?;
-        let redis = proact_server::redis::connect(&config.redis.redis_url).await?;
-        let publisher = proact_server::redis::connect(&config.redis.redis_url).await?;
-        let events = proact_server::redis::connect(&config.redis.redis_url).await?;
+        let stream_reader = config.redis.connect().await?;
+        let redis = config.redis.connect().await?;
+        let publisher = config.redis.connect().await?;
+        let events = config.redis.connect().await?;
         let traces = Tracing::start("anomaly-detector", &config.admin.trace)?;
         Ok(Self { config, admin, grpc, stream_reader, redis, publisher, events, traces })
     }

@@ -161,7 +161,7 @@ impl Scoring {
                 if let Err(e) = self.heartbeat(&mut state).await? {
                     // Without renewals our leases lapse: stop scoring until Redis is back.
                     self.ready.set("redis", false);
-                    tracing::warn!(error = %e, "lease heartbeat failed");
+                    tracing::warn!(error = %format!("{e:#}"), "lease heartbeat failed");
                     state.keys.clear();
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
@@ -244,15 +244,15 @@ impl Scoring {
     /// Renews the leases (writing the seen records in the same pipeline: one script per shard
     /// with changes, no round trip of their own), drops lost shards, takes gained ones over,
     /// and finishes entries left pending. The outer error stops the loop; the inner one is a
-    /// failed renewal, after which the loop waits and tries again.
-    async fn heartbeat(&self, state: &mut LoopState) -> anyhow::Result<Result<(), Error>> {
+    /// failed renewal or takeover, after which the loop waits and tries again.
+    async fn heartbeat(&self, state: &mut LoopState) -> anyhow::Result<anyhow::Result<()>> {
         let s = &self.settings;
         let now = now_micros();
         let seen_changes = self.seen_to_write(now).await;
         let calls = seen::write_calls(crate::leases::KeyLayout::of(&self.redis), &s.replica, s.shards, &seen_changes);
         let (change, seen_replies) = match state.leases.heartbeat_with(now / 1000, calls).await {
             Ok(r) => r,
-            Err(e) => return Ok(Err(e)),
+            Err(e) => return Ok(Err(e.into())),
         };
         self.ready.set("redis", true);
         self.seen_written(&seen_changes, seen_replies).await;
@@ -262,12 +262,19 @@ impl Scoring {
             self.engine.lock().await.retain(|id| !lost.contains(&shard_for(id, s.shards)));
             tracing::info!(shards = ?change.lost, "shards released");
         }
-        for shard in &change.gained {
-            if !state.groups_ready.contains(shard) {
-                ensure_group(&self.redis, &telemetry_stream(*shard), &s.group).await?;
-                state.groups_ready.insert(*shard);
+        for (i, &shard) in change.gained.iter().enumerate() {
+            if let Err(e) = self.take_shard(state, shard).await {
+                // A cluster in the middle of a failover (CLUSTERDOWN), say: the shards not taken
+                // over are given up whole, to be gained and taken over afresh by a later heartbeat
+                // (this replica's or another's), never read half taken over.
+                for &left in &change.gained[i..] {
+                    self.engine.lock().await.retain(|id| shard_for(id, s.shards) != left);
+                    if let Err(e) = state.leases.release(left).await {
+                        tracing::debug!(error = %e, shard = left, "lease not released; it expires");
+                    }
+                }
+                return Ok(Err(e.context(format!("shard {shard} not taken over"))));
             }
-            self.take_over(*shard).await?;
             tracing::info!(shard, "shard taken");
         }
         state.keys = state.leases.owned().into_iter().map(telemetry_stream).collect();
@@ -287,6 +294,15 @@ impl Scoring {
         st.lag = pending.iter().map(|p| (p.shard, p.pending)).collect();
         metrics::gauge!("proact_detector_shards_owned").set(st.shards.len() as f64);
         Ok(Ok(()))
+    }
+
+    /// Makes sure `shard`'s consumer group exists, then takes the shard over.
+    async fn take_shard(&self, state: &mut LoopState, shard: u32) -> anyhow::Result<()> {
+        if !state.groups_ready.contains(&shard) {
+            ensure_group(&self.redis, &telemetry_stream(shard), &self.settings.group).await?;
+            state.groups_ready.insert(shard);
+        }
+        self.take_over(shard).await
     }
 
     /// Raises the no-data alarms that are due.
