@@ -634,3 +634,70 @@ fn outgoing(tr: engine::Transition, trace_context: HashMap<String, String>) -> p
     let event = AlertEvent { kind: tr.kind as i32, alert: Some(tr.alert), event_id: String::new(), trace_context };
     publish::Outgoing { event, at_micros: Some(tr.at_micros), episode: tr.episode }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineConfig;
+    use proact_proto::v1::Alert;
+
+    const GROUP: &str = "anomaly-detector";
+
+    async fn scoring(url: &str, batch: u64) -> Scoring {
+        let redis = proact_server::redis::connect(url).await.unwrap();
+        Scoring {
+            settings: LoopSettings {
+                group: GROUP.into(),
+                replica: "r".into(),
+                shards: 8,
+                lease_ttl_ms: 10_000,
+                batch,
+                seen_retention_micros: 0,
+                record_seen: false,
+                checkpoint_every: None,
+                alert_wait: publish::ReplicaWait::default(),
+            },
+            stream_reader: redis.clone(),
+            publisher: redis.clone(),
+            redis,
+            unconfirmed: Default::default(),
+            engine: Arc::new(Mutex::new(Engine::new(EngineConfig::default()))),
+            traces: Tracing::disabled(),
+            fence: Fence { replica: "r".into(), shards: 8 },
+            status: Default::default(),
+            ready: Readiness::new(),
+        }
+    }
+
+    /// Entries held for unconfirmed alerts fill the first pages of the pending list; the
+    /// orphans behind them are scored and acked all the same, and the held ones stay pending.
+    #[tokio::test]
+    async fn orphans_behind_a_page_of_held_entries_are_scored() {
+        let server = proact_testkit::Redis::start().await.unwrap();
+        let s = scoring(&server.url(), 2).await;
+        let key = telemetry_stream(0);
+        ensure_group(&s.redis, &key, GROUP).await.unwrap();
+        for i in 0..7 {
+            let t = Telemetry { equipement_id: "EQ-0".into(), ts_micros: now_micros() + i, ..Default::default() };
+            let _: String = s.redis.xadd(key.as_str(), false, None::<()>, "*", ("p", t.encode_to_vec())).await.unwrap();
+        }
+        // Delivered to this replica, never acked: five held for an alert, then two orphans.
+        let delivered = read_group(&s.redis, GROUP, "r", std::slice::from_ref(&key), 100, 10).await.unwrap();
+        assert_eq!(delivered.len(), 7);
+        let event = publish::Outgoing {
+            event: AlertEvent { alert: Some(Alert::default()), ..Default::default() },
+            at_micros: None,
+            episode: engine::Episode::Condition,
+        };
+        for e in &delivered[..5] {
+            s.unconfirmed().hold(event.clone(), Some(e));
+        }
+
+        s.score_orphans(std::slice::from_ref(&key)).await.unwrap();
+
+        let left = proact_server::redis::read_own_pending(&s.redis, GROUP, "r", &[key], 100).await.unwrap();
+        let left: Vec<&str> = left.iter().map(|e| e.id.as_str()).collect();
+        let held: Vec<&str> = delivered[..5].iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(left, held, "the orphans are acked, the held entries stay pending");
+    }
+}

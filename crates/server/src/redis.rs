@@ -202,6 +202,20 @@ pub async fn read_own_pending(
     read_group_ids(client, group, consumer, keys, &ids, count, None).await
 }
 
+/// Reads this consumer's own pending entries of each of `keys` after the id at the same place
+/// in `after` (`0` for the start): the next page of a pending list read page by page.
+pub async fn read_own_pending_after(
+    client: &Client,
+    group: &str,
+    consumer: &str,
+    keys: &[String],
+    after: &[String],
+    count: u64,
+) -> Result<Vec<StreamEntry>, Error> {
+    let ids: Vec<&str> = after.iter().map(String::as_str).collect();
+    read_group_ids(client, group, consumer, keys, &ids, count, None).await
+}
+
 async fn read_group_ids(
     client: &Client,
     group: &str,
