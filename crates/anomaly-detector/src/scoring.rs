@@ -108,6 +108,8 @@ pub(crate) struct Scoring {
     /// The alert publishes and their `WAIT`s alone: a `WAIT` blocks its connection, and a
     /// lease renewal queued behind it could lapse.
     pub publisher: Client,
+    /// The online states' checkpoint writes alone (see [`checkpoint::Checkpointer`]).
+    pub checkpoint_writer: Client,
     /// Alert events not yet confirmed on a replica, and the entries held for them.
     pub unconfirmed: std::sync::Mutex<Unconfirmed>,
     pub engine: Arc<Mutex<Engine>>,
@@ -138,6 +140,8 @@ struct LoopState {
     groups_ready: BTreeSet<u32>,
     next_heartbeat: Instant,
     next_silence: Instant,
+    /// Writes the online states, when they are checkpointed.
+    checkpoints: Option<checkpoint::Checkpointer>,
     next_checkpoint: Instant,
 }
 
@@ -152,7 +156,10 @@ impl Scoring {
             groups_ready: BTreeSet::new(),
             next_heartbeat: Instant::now(),
             next_silence: Instant::now() + Duration::from_secs(1),
-            next_checkpoint: Instant::now() + s.checkpoint_every.unwrap_or_default(),
+            checkpoints: s.checkpoint_every.map(|every| {
+                checkpoint::Checkpointer::start(self.checkpoint_writer.clone(), s.replica.clone(), s.shards, every)
+            }),
+            next_checkpoint: Instant::now(),
         };
         let heartbeat_every = Duration::from_millis(s.lease_ttl_ms / 3);
         while !shutdown.is_cancelled() {
@@ -172,9 +179,9 @@ impl Scoring {
                 // Between two batches: every reading is scored by exactly one model set.
                 self.engine.lock().await.set_models(m);
             }
-            if let Some(every) = s.checkpoint_every.filter(|_| Instant::now() >= state.next_checkpoint) {
-                state.next_checkpoint = Instant::now() + every;
-                self.checkpoint().await;
+            if let Some(checkpoints) = state.checkpoints.as_mut().filter(|_| Instant::now() >= state.next_checkpoint) {
+                state.next_checkpoint = Instant::now() + checkpoints.tick_every();
+                checkpoints.take_slice(&mut *self.engine.lock().await);
             }
             if Instant::now() >= state.next_silence {
                 state.next_silence = Instant::now() + Duration::from_secs(1);
@@ -212,33 +219,14 @@ impl Scoring {
         if let Err(e) = seen::write(&self.redis, &s.replica, s.shards, &changes).await {
             tracing::warn!(error = %e, "seen records not written before releasing the shards");
         }
-        if s.checkpoint_every.is_some() {
+        if let Some(checkpoints) = state.checkpoints.take() {
             // Before the leases go: the next owner resumes from here.
-            self.checkpoint().await;
+            checkpoints.finish(&self.engine).await;
         }
         if let Err(e) = state.leases.release_all().await {
             tracing::warn!(error = %e, "leases not released; they expire on their own");
         }
         Ok(())
-    }
-
-    /// Writes the online states learned since the last checkpoint, under the leases (a state
-    /// of a shard lost meanwhile is fenced off: its new owner's is newer). A failed write is
-    /// logged; those states are written again once they learn more.
-    async fn checkpoint(&self) {
-        let states = self.engine.lock().await.take_online_changes();
-        if states.is_empty() {
-            return;
-        }
-        match checkpoint::write(&self.redis, &self.settings.replica, self.settings.shards, &states).await {
-            Ok(fenced) => {
-                metrics::counter!("proact_detector_checkpointed_states_total").increment(states.len() as u64);
-                if fenced > 0 {
-                    tracing::info!(calls = fenced, "online states of lost shards not checkpointed");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, states = states.len(), "online states not checkpointed"),
-        }
     }
 
     /// Renews the leases (writing the seen records in the same pipeline: one script per shard
@@ -250,10 +238,18 @@ impl Scoring {
         let now = now_micros();
         let seen_changes = self.seen_to_write(now).await;
         let calls = seen::write_calls(crate::leases::KeyLayout::of(&self.redis), &s.replica, s.shards, &seen_changes);
+        let paused = match &state.checkpoints {
+            Some(c) => Some(c.pause().await),
+            None => None,
+        };
         let (change, seen_replies) = match state.leases.heartbeat_with(now / 1000, calls).await {
             Ok(r) => r,
             Err(e) => return Ok(Err(e.into())),
         };
+        if let Some(c) = &state.checkpoints {
+            c.lost(&change.lost);
+        }
+        drop(paused);
         self.ready.set("redis", true);
         self.seen_written(&seen_changes, seen_replies).await;
         if !change.lost.is_empty() {
@@ -269,6 +265,9 @@ impl Scoring {
                 // (this replica's or another's), never read half taken over.
                 for &left in &change.gained[i..] {
                     self.engine.lock().await.retain(|id| shard_for(id, s.shards) != left);
+                    if let Some(c) = &state.checkpoints {
+                        c.lost(&[left]);
+                    }
                     if let Err(e) = state.leases.release(left).await {
                         tracing::debug!(error = %e, shard = left, "lease not released; it expires");
                     }
@@ -659,6 +658,7 @@ mod tests {
             },
             stream_reader: redis.clone(),
             publisher: redis.clone(),
+            checkpoint_writer: redis.clone(),
             redis,
             unconfirmed: Default::default(),
             engine: Arc::new(Mutex::new(Engine::new(EngineConfig::default()))),
