@@ -30,7 +30,7 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# Benchmarks: `just bench` runs all, `just bench trainer` one area (ingest, archive, trainer, training, detector, online, gateway, tracing, pipeline, knowledge, planning, replica-wait).
+# Benchmarks: `just bench` runs all, `just bench trainer` one area (ingest, archive, trainer, training, detector, online, gateway, tracing, pipeline, knowledge, planning, replica-wait, checkpoint).
 bench area="all":
     bash bench/run.sh {{area}}
 

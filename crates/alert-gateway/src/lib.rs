@@ -225,8 +225,8 @@ impl App {
             proact_store::schema::migrate(&mut *pool.get().await?).await?;
         }
         let pool = proact_server::db::pool(&config.pg.database_url, config.pg.pool_size)?;
-        let shared_redis = proact_server::redis::connect(&config.redis.redis_url).await?;
-        let feed_redis = proact_server::redis::connect(&config.redis.redis_url).await?;
+        let shared_redis = config.redis.connect().await?;
+        let feed_redis = config.redis.connect().await?;
         let traces = Tracing::start("alert-gateway", &config.admin.trace)?;
         Ok(Self { config, admin, http, grpc, shared_redis, feed_redis, pool, traces })
     }
@@ -281,7 +281,7 @@ impl App {
         // work orders; a critical order created re-plans it.
         let desk = proact_planning::service::Desk::new(Some(proact_planning::db::loader(pool.clone())));
         let (notices, _) = broadcast::channel(notices::NOTICE_BUFFER);
-        let notice_redis = proact_server::redis::connect(&config.redis.redis_url).await?;
+        let notice_redis = config.redis.connect().await?;
         let work_order_feed = AbortOnDropHandle::new(tokio::spawn(notices::follow_work_orders(
             notice_redis,
             notices.clone(),

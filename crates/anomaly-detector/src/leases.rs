@@ -235,6 +235,18 @@ impl Leases {
         Ok((change, also_replies))
     }
 
+    /// Gives `shard` up (one this replica gained but could not take over): it is no longer
+    /// owned here at once, and its lease is released if Redis answers, else it expires. Either
+    /// way a later heartbeat can gain it again.
+    pub async fn release(&mut self, shard: u32) -> Result<(), Error> {
+        if !self.owned.remove(&shard) {
+            return Ok(());
+        }
+        let _: i64 =
+            self.client.eval(RELEASE, vec![self.layout.shard_key("lease", shard)], vec![self.replica.clone()]).await?;
+        Ok(())
+    }
+
     /// Releases every lease (on shutdown, after the last batch was acked) so others take
     /// over at once instead of after a TTL.
     pub async fn release_all(&mut self) -> Result<(), Error> {

@@ -109,6 +109,15 @@ pub const METRICS: &[Metric] = &[
         "Time the detector adds to an alert: from a batch's read reply to its alert events appended",
     ),
     Metric::histogram("proact_detector_batch_size", "Readings per batch"),
+    Metric::counter("proact_detector_checkpointed_states_total", "Online states written to the checkpoint"),
+    Metric::counter(
+        "proact_detector_checkpoint_slices_deferred_total",
+        "Checkpoint slices not taken because the writer was behind: their states wait for the next round",
+    ),
+    Metric::histogram(
+        "proact_detector_checkpoint_slice_seconds",
+        "Time the background writer takes to serialise and write one checkpoint slice",
+    ),
     Metric::gauge("proact_detector_stream_lag_entries", "Entries not yet delivered to the detectors' group, by stream"),
     Metric::gauge("proact_detector_stream_pending_entries", "Entries delivered and not yet acknowledged, by stream"),
 ];
@@ -125,6 +134,8 @@ pub struct App {
     publisher: Client,
     /// The model-event subscription.
     events: Client,
+    /// The online states' checkpoint writes.
+    checkpoint_writer: Client,
     traces: Tracing,
 }
 
@@ -133,12 +144,13 @@ impl App {
         proact_server::telemetry::register(METRICS);
         let admin = proact_server::admin::bind(config.admin.admin_addr_or(9103)).await?;
         let grpc = TcpListener::bind(config.grpc_addr).await?;
-        let stream_reader = proact_server::redis::connect(&config.redis.redis_url).await?;
-        let redis = proact_server::redis::connect(&config.redis.redis_url).await?;
-        let publisher = proact_server::redis::connect(&config.redis.redis_url).await?;
-        let events = proact_server::redis::connect(&config.redis.redis_url).await?;
+        let stream_reader = config.redis.connect().await?;
+        let redis = config.redis.connect().await?;
+        let publisher = config.redis.connect().await?;
+        let events = config.redis.connect().await?;
+        let checkpoint_writer = config.redis.connect().await?;
         let traces = Tracing::start("anomaly-detector", &config.admin.trace)?;
-        Ok(Self { config, admin, grpc, stream_reader, redis, publisher, events, traces })
+        Ok(Self { config, admin, grpc, stream_reader, redis, publisher, events, checkpoint_writer, traces })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -146,7 +158,7 @@ impl App {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let App { config, admin, grpc, stream_reader, redis, publisher, events, traces } = self;
+        let App { config, admin, grpc, stream_reader, redis, publisher, events, checkpoint_writer, traces } = self;
         let ready = Readiness::new();
         let mut engine = Engine::new(config.rules.engine_config()?);
         if config.online == replay::Switch::Off {
@@ -221,6 +233,7 @@ impl App {
             stream_reader,
             redis: redis.clone(),
             publisher,
+            checkpoint_writer,
             unconfirmed: Default::default(),
             engine: engine.clone(),
             traces: traces.clone(),

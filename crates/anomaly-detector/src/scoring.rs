@@ -108,6 +108,8 @@ pub(crate) struct Scoring {
     /// The alert publishes and their `WAIT`s alone: a `WAIT` blocks its connection, and a
     /// lease renewal queued behind it could lapse.
     pub publisher: Client,
+    /// The online states' checkpoint writes alone (see [`checkpoint::Checkpointer`]).
+    pub checkpoint_writer: Client,
     /// Alert events not yet confirmed on a replica, and the entries held for them.
     pub unconfirmed: std::sync::Mutex<Unconfirmed>,
     pub engine: Arc<Mutex<Engine>>,
@@ -138,6 +140,8 @@ struct LoopState {
     groups_ready: BTreeSet<u32>,
     next_heartbeat: Instant,
     next_silence: Instant,
+    /// Writes the online states, when they are checkpointed.
+    checkpoints: Option<checkpoint::Checkpointer>,
     next_checkpoint: Instant,
 }
 
@@ -152,7 +156,10 @@ impl Scoring {
             groups_ready: BTreeSet::new(),
             next_heartbeat: Instant::now(),
             next_silence: Instant::now() + Duration::from_secs(1),
-            next_checkpoint: Instant::now() + s.checkpoint_every.unwrap_or_default(),
+            checkpoints: s.checkpoint_every.map(|every| {
+                checkpoint::Checkpointer::start(self.checkpoint_writer.clone(), s.replica.clone(), s.shards, every)
+            }),
+            next_checkpoint: Instant::now(),
         };
         let heartbeat_every = Duration::from_millis(s.lease_ttl_ms / 3);
         while !shutdown.is_cancelled() {
@@ -161,7 +168,7 @@ impl Scoring {
                 if let Err(e) = self.heartbeat(&mut state).await? {
                     // Without renewals our leases lapse: stop scoring until Redis is back.
                     self.ready.set("redis", false);
-                    tracing::warn!(error = %e, "lease heartbeat failed");
+                    tracing::warn!(error = %format!("{e:#}"), "lease heartbeat failed");
                     state.keys.clear();
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
@@ -172,9 +179,9 @@ impl Scoring {
                 // Between two batches: every reading is scored by exactly one model set.
                 self.engine.lock().await.set_models(m);
             }
-            if let Some(every) = s.checkpoint_every.filter(|_| Instant::now() >= state.next_checkpoint) {
-                state.next_checkpoint = Instant::now() + every;
-                self.checkpoint().await;
+            if let Some(checkpoints) = state.checkpoints.as_mut().filter(|_| Instant::now() >= state.next_checkpoint) {
+                state.next_checkpoint = Instant::now() + checkpoints.tick_every();
+                checkpoints.take_slice(&mut *self.engine.lock().await);
             }
             if Instant::now() >= state.next_silence {
                 state.next_silence = Instant::now() + Duration::from_secs(1);
@@ -212,9 +219,9 @@ impl Scoring {
         if let Err(e) = seen::write(&self.redis, &s.replica, s.shards, &changes).await {
             tracing::warn!(error = %e, "seen records not written before releasing the shards");
         }
-        if s.checkpoint_every.is_some() {
+        if let Some(checkpoints) = state.checkpoints.take() {
             // Before the leases go: the next owner resumes from here.
-            self.checkpoint().await;
+            checkpoints.finish(&self.engine).await;
         }
         if let Err(e) = state.leases.release_all().await {
             tracing::warn!(error = %e, "leases not released; they expire on their own");
@@ -222,38 +229,27 @@ impl Scoring {
         Ok(())
     }
 
-    /// Writes the online states learned since the last checkpoint, under the leases (a state
-    /// of a shard lost meanwhile is fenced off: its new owner's is newer). A failed write is
-    /// logged; those states are written again once they learn more.
-    async fn checkpoint(&self) {
-        let states = self.engine.lock().await.take_online_changes();
-        if states.is_empty() {
-            return;
-        }
-        match checkpoint::write(&self.redis, &self.settings.replica, self.settings.shards, &states).await {
-            Ok(fenced) => {
-                metrics::counter!("proact_detector_checkpointed_states_total").increment(states.len() as u64);
-                if fenced > 0 {
-                    tracing::info!(calls = fenced, "online states of lost shards not checkpointed");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, states = states.len(), "online states not checkpointed"),
-        }
-    }
-
     /// Renews the leases (writing the seen records in the same pipeline: one script per shard
     /// with changes, no round trip of their own), drops lost shards, takes gained ones over,
     /// and finishes entries left pending. The outer error stops the loop; the inner one is a
-    /// failed renewal, after which the loop waits and tries again.
-    async fn heartbeat(&self, state: &mut LoopState) -> anyhow::Result<Result<(), Error>> {
+    /// failed renewal or takeover, after which the loop waits and tries again.
+    async fn heartbeat(&self, state: &mut LoopState) -> anyhow::Result<anyhow::Result<()>> {
         let s = &self.settings;
         let now = now_micros();
         let seen_changes = self.seen_to_write(now).await;
         let calls = seen::write_calls(crate::leases::KeyLayout::of(&self.redis), &s.replica, s.shards, &seen_changes);
+        let paused = match &state.checkpoints {
+            Some(c) => Some(c.pause().await),
+            None => None,
+        };
         let (change, seen_replies) = match state.leases.heartbeat_with(now / 1000, calls).await {
             Ok(r) => r,
-            Err(e) => return Ok(Err(e)),
+            Err(e) => return Ok(Err(e.into())),
         };
+        if let Some(c) = &state.checkpoints {
+            c.lost(&change.lost);
+        }
+        drop(paused);
         self.ready.set("redis", true);
         self.seen_written(&seen_changes, seen_replies).await;
         if !change.lost.is_empty() {
@@ -262,12 +258,22 @@ impl Scoring {
             self.engine.lock().await.retain(|id| !lost.contains(&shard_for(id, s.shards)));
             tracing::info!(shards = ?change.lost, "shards released");
         }
-        for shard in &change.gained {
-            if !state.groups_ready.contains(shard) {
-                ensure_group(&self.redis, &telemetry_stream(*shard), &s.group).await?;
-                state.groups_ready.insert(*shard);
+        for (i, &shard) in change.gained.iter().enumerate() {
+            if let Err(e) = self.take_shard(state, shard).await {
+                // A cluster in the middle of a failover (CLUSTERDOWN), say: the shards not taken
+                // over are given up whole, to be gained and taken over afresh by a later heartbeat
+                // (this replica's or another's), never read half taken over.
+                for &left in &change.gained[i..] {
+                    self.engine.lock().await.retain(|id| shard_for(id, s.shards) != left);
+                    if let Some(c) = &state.checkpoints {
+                        c.lost(&[left]);
+                    }
+                    if let Err(e) = state.leases.release(left).await {
+                        tracing::debug!(error = %e, shard = left, "lease not released; it expires");
+                    }
+                }
+                return Ok(Err(e.context(format!("shard {shard} not taken over"))));
             }
-            self.take_over(*shard).await?;
             tracing::info!(shard, "shard taken");
         }
         state.keys = state.leases.owned().into_iter().map(telemetry_stream).collect();
@@ -287,6 +293,15 @@ impl Scoring {
         st.lag = pending.iter().map(|p| (p.shard, p.pending)).collect();
         metrics::gauge!("proact_detector_shards_owned").set(st.shards.len() as f64);
         Ok(Ok(()))
+    }
+
+    /// Makes sure `shard`'s consumer group exists, then takes the shard over.
+    async fn take_shard(&self, state: &mut LoopState, shard: u32) -> anyhow::Result<()> {
+        if !state.groups_ready.contains(&shard) {
+            ensure_group(&self.redis, &telemetry_stream(shard), &self.settings.group).await?;
+            state.groups_ready.insert(shard);
+        }
+        self.take_over(shard).await
     }
 
     /// Raises the no-data alarms that are due.
@@ -617,4 +632,72 @@ fn derived_trace_id(t: &Telemetry) -> String {
 fn outgoing(tr: engine::Transition, trace_context: HashMap<String, String>) -> publish::Outgoing {
     let event = AlertEvent { kind: tr.kind as i32, alert: Some(tr.alert), event_id: String::new(), trace_context };
     publish::Outgoing { event, at_micros: Some(tr.at_micros), episode: tr.episode }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineConfig;
+    use proact_proto::v1::Alert;
+
+    const GROUP: &str = "anomaly-detector";
+
+    async fn scoring(url: &str, batch: u64) -> Scoring {
+        let redis = proact_server::redis::connect(url).await.unwrap();
+        Scoring {
+            settings: LoopSettings {
+                group: GROUP.into(),
+                replica: "r".into(),
+                shards: 8,
+                lease_ttl_ms: 10_000,
+                batch,
+                seen_retention_micros: 0,
+                record_seen: false,
+                checkpoint_every: None,
+                alert_wait: publish::ReplicaWait::default(),
+            },
+            stream_reader: redis.clone(),
+            publisher: redis.clone(),
+            checkpoint_writer: redis.clone(),
+            redis,
+            unconfirmed: Default::default(),
+            engine: Arc::new(Mutex::new(Engine::new(EngineConfig::default()))),
+            traces: Tracing::disabled(),
+            fence: Fence { replica: "r".into(), shards: 8 },
+            status: Default::default(),
+            ready: Readiness::new(),
+        }
+    }
+
+    /// Entries held for unconfirmed alerts fill the first pages of the pending list; the
+    /// orphans behind them are scored and acked all the same, and the held ones stay pending.
+    #[tokio::test]
+    async fn orphans_behind_a_page_of_held_entries_are_scored() {
+        let server = proact_testkit::Redis::start().await.unwrap();
+        let s = scoring(&server.url(), 2).await;
+        let key = telemetry_stream(0);
+        ensure_group(&s.redis, &key, GROUP).await.unwrap();
+        for i in 0..7 {
+            let t = Telemetry { equipement_id: "EQ-0".into(), ts_micros: now_micros() + i, ..Default::default() };
+            let _: String = s.redis.xadd(key.as_str(), false, None::<()>, "*", ("p", t.encode_to_vec())).await.unwrap();
+        }
+        // Delivered to this replica, never acked: five held for an alert, then two orphans.
+        let delivered = read_group(&s.redis, GROUP, "r", std::slice::from_ref(&key), 100, 10).await.unwrap();
+        assert_eq!(delivered.len(), 7);
+        let event = publish::Outgoing {
+            event: AlertEvent { alert: Some(Alert::default()), ..Default::default() },
+            at_micros: None,
+            episode: engine::Episode::Condition,
+        };
+        for e in &delivered[..5] {
+            s.unconfirmed().hold(event.clone(), Some(e));
+        }
+
+        s.score_orphans(std::slice::from_ref(&key)).await.unwrap();
+
+        let left = proact_server::redis::read_own_pending(&s.redis, GROUP, "r", &[key], 100).await.unwrap();
+        let left: Vec<&str> = left.iter().map(|e| e.id.as_str()).collect();
+        let held: Vec<&str> = delivered[..5].iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(left, held, "the orphans are acked, the held entries stay pending");
+    }
 }

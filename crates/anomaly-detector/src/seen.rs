@@ -125,12 +125,13 @@ fn shard_calls(
     del: &[&str],
 ) {
     let set: Vec<(&str, Bytes)> = set.iter().map(|(id, seen)| (*id, Bytes::copy_from_slice(&encode(*seen)))).collect();
-    fenced_hash_calls(calls, layout, replica, shard, &layout.shard_key("seen", shard), &set, del);
+    fenced_hash_calls(calls, layout, replica, shard, &layout.shard_key("seen", shard), &set, del, CHUNK);
 }
 
 /// The calls setting the fields `set` and deleting `del` in the hash `hash` of `shard` (in the
-/// slot of the shard's lease in `layout`), each under the shard's lease: a replica that lost
-/// it changes nothing.
+/// slot of the shard's lease in `layout`), at most `chunk` fields a call, each under the
+/// shard's lease: a replica that lost it changes nothing.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn fenced_hash_calls(
     calls: &mut Vec<Vec<Value>>,
     layout: KeyLayout,
@@ -139,6 +140,7 @@ pub(crate) fn fenced_hash_calls(
     hash: &str,
     set: &[(&str, Bytes)],
     del: &[&str],
+    chunk: usize,
 ) {
     let head = |n: usize| {
         vec![
@@ -150,7 +152,7 @@ pub(crate) fn fenced_hash_calls(
             Value::Integer(n as i64),
         ]
     };
-    for chunk in set.chunks(CHUNK) {
+    for chunk in set.chunks(chunk) {
         let mut args = head(chunk.len());
         for (id, value) in chunk {
             args.push(Value::from(*id));
@@ -158,7 +160,7 @@ pub(crate) fn fenced_hash_calls(
         }
         calls.push(args);
     }
-    for chunk in del.chunks(CHUNK) {
+    for chunk in del.chunks(chunk) {
         let mut args = head(0);
         args.extend(chunk.iter().map(|id| Value::from(*id)));
         calls.push(args);

@@ -130,18 +130,32 @@ impl Scoring {
     /// where no one else looks while the shard stays ours. Called between batches, when every
     /// pending entry of ours is such an orphan (a batch is scored and acked before the next read),
     /// but for those held for unconfirmed alert events (see [`crate::scoring`]).
+    ///
+    /// The pending list is read a page at a time, each key from the last id its previous page
+    /// gave: held entries are passed over, not read again, so orphans behind more held entries
+    /// than one page holds are still reached.
     pub(crate) async fn score_orphans(&self, keys: &[String]) -> anyhow::Result<()> {
         let (ctx, write) = (&self.settings, &self.redis);
-        if keys.is_empty() {
-            return Ok(());
-        }
-        loop {
+        let mut keys: Vec<String> = keys.to_vec();
+        let mut after: Vec<String> = keys.iter().map(|_| "0".to_string()).collect();
+        while !keys.is_empty() {
             let pending =
-                proact_server::redis::read_own_pending(write, &ctx.group, &ctx.replica, keys, ctx.batch).await?;
+                proact_server::redis::read_own_pending_after(write, &ctx.group, &ctx.replica, &keys, &after, ctx.batch)
+                    .await?;
+            // A key whose page came back short has nothing pending past it.
+            let mut next = (Vec::new(), Vec::new());
+            for key in &keys {
+                let page: Vec<&StreamEntry> = pending.iter().filter(|e| e.key == *key).collect();
+                if let Some(last) = page.last().filter(|_| page.len() as u64 >= ctx.batch) {
+                    next.0.push(key.clone());
+                    next.1.push(last.id.clone());
+                }
+            }
+            (keys, after) = next;
             // Those held for unconfirmed alerts are pending on purpose, not orphans.
             let orphans = self.ackable(&pending).into_owned();
             if orphans.is_empty() {
-                return Ok(());
+                continue;
             }
             tracing::info!(entries = orphans.len(), "scoring entries delivered to this replica but never received");
             metrics::counter!("proact_detector_orphaned_entries_total").increment(orphans.len() as u64);
@@ -153,6 +167,7 @@ impl Scoring {
             reclaimed_late(&batch, &orphans, "delivered to this replica but never received");
             ack(write, &ctx.group, &self.ackable(&orphans)).await?;
         }
+        Ok(())
     }
 }
 

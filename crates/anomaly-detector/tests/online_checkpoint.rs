@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use fred::prelude::*;
-use proact_anomaly_detector::checkpoint;
+use proact_anomaly_detector::checkpoint::{self, Checkpointer};
 use proact_anomaly_detector::engine::{Engine, EngineConfig};
 use proact_anomaly_detector::leases::{KeyLayout, Leases};
 use proact_proto::streams::shard_for;
@@ -137,4 +137,66 @@ async fn a_takeover_resumes_learning_and_the_old_owner_cannot_overwrite_it() {
     let _: () = redis.hset(checkpoint::online_key(KeyLayout::Single, 3), (on_shard(3, 1), "not json")).await.unwrap();
     let loaded = checkpoint::load(&redis, 3, SHARDS).await.unwrap();
     assert_eq!(loaded.iter().map(|(eq, _)| eq.as_str()).collect::<Vec<_>>(), vec![id.as_str()]);
+}
+
+/// The checkpoint spread over its interval and written in the background: slices taken while
+/// scoring goes on, then shutdown. What the engine learned last (after its slice was written)
+/// is what a restarted replica loads: `finish` writes every state still dirty and waits.
+#[tokio::test]
+async fn a_spread_checkpoint_writes_the_last_states_at_shutdown() {
+    let server = proact_testkit::Redis::start().await.unwrap();
+    let redis = proact_server::redis::connect(&server.url()).await.unwrap();
+    let mut leases = Leases::new(redis.clone(), "a", SHARDS, 10_000);
+    leases.heartbeat(now_ms()).await.unwrap();
+    let ids: Vec<String> = (0..SHARDS).flat_map(|s| [on_shard(s, 0), on_shard(s, 1)]).collect();
+
+    let mut uninterrupted = engine();
+    feed(&mut uninterrupted, &ids, 0, 1_200);
+    let live = std::sync::Arc::new(tokio::sync::Mutex::new(engine()));
+    let mut checkpoints = Checkpointer::start(redis.clone(), "a".into(), SHARDS, std::time::Duration::from_secs(4));
+    assert_eq!(checkpoints.tick_every(), std::time::Duration::from_secs(1), "four slices");
+    feed(&mut *live.lock().await, &ids, 0, 1_000);
+    let mut taken = 0;
+    for _ in 0..3 {
+        taken += checkpoints.take_slice(&mut *live.lock().await);
+    }
+    assert!(taken > 0 && taken < ids.len(), "three slices of four: {taken} of {}", ids.len());
+    // Learns more after its slices were taken, then stops.
+    feed(&mut *live.lock().await, &ids, 1_000, 1_200);
+    checkpoints.finish(&live).await;
+
+    let mut restarted = engine();
+    for shard in 0..SHARDS {
+        for (id, state) in checkpoint::load(&redis, shard, SHARDS).await.unwrap() {
+            restarted.restore_online(&id, state);
+        }
+    }
+    for id in &ids {
+        let want = scores(&mut uninterrupted, id, 1_200, 1_300, 1_250);
+        assert_eq!(scores(&mut restarted, id, 1_200, 1_300, 1_250), want, "{id} resumes from its last state");
+    }
+}
+
+/// A slice taken before its shard was lost is not written, even once the shard is this
+/// replica's again: the new owner's state in between may be newer.
+#[tokio::test]
+async fn a_slice_of_a_shard_lost_since_it_was_taken_is_not_written() {
+    let server = proact_testkit::Redis::start().await.unwrap();
+    let redis = proact_server::redis::connect(&server.url()).await.unwrap();
+    let mut leases = Leases::new(redis.clone(), "a", SHARDS, 10_000);
+    leases.heartbeat(now_ms()).await.unwrap();
+    let ids = vec![on_shard(3, 0), on_shard(5, 0)];
+    let live = tokio::sync::Mutex::new(engine());
+    feed(&mut *live.lock().await, &ids, 0, 100);
+    let mut checkpoints = Checkpointer::start(redis.clone(), "a".into(), SHARDS, std::time::Duration::from_secs(1));
+    {
+        // As the loop's heartbeat does: shard 3 lost (and its lease ours again at once).
+        let paused = checkpoints.pause().await;
+        assert_eq!(checkpoints.take_slice(&mut *live.lock().await), 2);
+        checkpoints.lost(&[3]);
+        drop(paused);
+    }
+    checkpoints.finish(&live).await;
+    assert!(checkpoint::load(&redis, 3, SHARDS).await.unwrap().is_empty(), "shard 3's state not written");
+    assert_eq!(checkpoint::load(&redis, 5, SHARDS).await.unwrap().len(), 1);
 }

@@ -258,9 +258,9 @@ impl App {
             parts.refresh(&client).await?;
         }
         parts.create_ahead(&pool, now_micros(), config.partitions_ahead).await?;
-        let read_telemetry = proact_server::redis::connect(&config.redis.redis_url).await?;
-        let read_alerts = proact_server::redis::connect(&config.redis.redis_url).await?;
-        let write = proact_server::redis::connect(&config.redis.redis_url).await?;
+        let read_telemetry = config.redis.connect().await?;
+        let read_alerts = config.redis.connect().await?;
+        let write = config.redis.connect().await?;
         let ready = Readiness::new();
         ready.set("postgres", true);
         let traces = Tracing::start("archive", &config.admin.trace)?;

@@ -36,6 +36,10 @@ pub struct RedisArgs {
     /// Number of telemetry stream shards; must be the same in every service.
     #[arg(long, env = "PROACT_SHARDS", default_value_t = 8)]
     pub shards: u32,
+    /// How long, in seconds, a service starting keeps trying a Redis that does not answer yet
+    /// (down, or a cluster in the middle of a failover) before it gives up.
+    #[arg(long = "redis-connect-timeout-secs", env = "PROACT_REDIS_CONNECT_TIMEOUT_SECS", default_value_t = 30)]
+    pub connect_timeout_secs: u64,
 }
 
 impl RedisArgs {
@@ -45,7 +49,20 @@ impl RedisArgs {
         if self.shards == 0 || self.shards > 1024 {
             return Err(ConfigError::new("PROACT_SHARDS", self.shards.to_string(), "must be between 1 and 1024"));
         }
+        if self.connect_timeout_secs == 0 || self.connect_timeout_secs > 3600 {
+            return Err(ConfigError::new(
+                "PROACT_REDIS_CONNECT_TIMEOUT_SECS",
+                self.connect_timeout_secs.to_string(),
+                "must be between 1 and 3600 seconds",
+            ));
+        }
         Ok(())
+    }
+
+    /// A client of the configured Redis, waiting up to `PROACT_REDIS_CONNECT_TIMEOUT_SECS` for
+    /// it to answer ([`crate::redis::connect_within`]).
+    pub async fn connect(&self) -> Result<crate::redis::RedisClient, fred::error::Error> {
+        crate::redis::connect_within(&self.redis_url, std::time::Duration::from_secs(self.connect_timeout_secs)).await
     }
 }
 
@@ -248,7 +265,7 @@ mod tests {
 
     #[test]
     fn bad_urls_name_the_setting() {
-        let r = RedisArgs { redis_url: "http://x".into(), shards: 8 };
+        let r = RedisArgs { redis_url: "http://x".into(), shards: 8, connect_timeout_secs: 30 };
         let e = r.validate().unwrap_err();
         assert_eq!(e.setting, "PROACT_REDIS_URL");
         let m = MqttArgs { mqtt_url: "mqtt//nohost".into(), mqtt_username: None, mqtt_password: None };
@@ -261,9 +278,10 @@ mod tests {
 
     #[test]
     fn a_cluster_url_is_accepted_and_its_password_redacted() {
-        let ok = RedisArgs { redis_url: "redis-cluster://a:7000,b:7001".into(), shards: 8 };
+        let ok = RedisArgs { redis_url: "redis-cluster://a:7000,b:7001".into(), shards: 8, connect_timeout_secs: 30 };
         ok.validate().unwrap();
-        let bad = RedisArgs { redis_url: "redis-cluster://u:secret@a:7000,b".into(), shards: 8 };
+        let bad =
+            RedisArgs { redis_url: "redis-cluster://u:secret@a:7000,b".into(), shards: 8, connect_timeout_secs: 30 };
         let e = bad.validate().unwrap_err();
         assert_eq!(e.setting, "PROACT_REDIS_URL");
         assert_eq!(e.value, "redis-cluster://u:***@a:7000,b");
@@ -280,7 +298,13 @@ mod tests {
 
     #[test]
     fn zero_shards_refused() {
-        let r = RedisArgs { redis_url: "redis://127.0.0.1:6379".into(), shards: 0 };
+        let r = RedisArgs { redis_url: "redis://127.0.0.1:6379".into(), shards: 0, connect_timeout_secs: 30 };
         assert_eq!(r.validate().unwrap_err().setting, "PROACT_SHARDS");
+    }
+
+    #[test]
+    fn a_zero_connect_timeout_is_refused() {
+        let r = RedisArgs { redis_url: "redis://127.0.0.1:6379".into(), shards: 8, connect_timeout_secs: 0 };
+        assert_eq!(r.validate().unwrap_err().setting, "PROACT_REDIS_CONNECT_TIMEOUT_SECS");
     }
 }

@@ -11,15 +11,30 @@ use fred::types::config::ReconnectPolicy;
 
 pub use fred::prelude::Client as RedisClient;
 
-/// Connects to `url` (one Redis or a Redis Cluster: [`crate::redis_url`]), retrying forever
-/// with exponential backoff (100 ms to 5 s) on loss. Returns once the first connection is
-/// up, or the first connection error. `rediss://` and `rediss-cluster://` speak TLS,
-/// verifying the server against `sslrootcert=PATH` in the URL or the system's CAs.
-///
-/// A URL of the wrong kind is refused with a message naming `PROACT_REDIS_URL`: `redis://`
-/// to a node of a cluster (every command on another node's slots would fail with `MOVED`),
-/// or `redis-cluster://` to a Redis without cluster support.
+/// How long [`connect`] keeps trying a Redis that does not answer yet, unless the service's
+/// `PROACT_REDIS_CONNECT_TIMEOUT_SECS` says otherwise.
+pub const DEFAULT_CONNECT_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Connects to `url` (one Redis or a Redis Cluster: [`crate::redis_url`]) as
+/// [`connect_within`] does, for up to [`DEFAULT_CONNECT_PATIENCE`].
 pub async fn connect(url: &str) -> Result<Client, Error> {
+    connect_within(url, DEFAULT_CONNECT_PATIENCE).await
+}
+
+/// Connects to `url` (one Redis or a Redis Cluster: [`crate::redis_url`]), then retries
+/// forever with exponential backoff (100 ms to 5 s) on loss. `rediss://` and
+/// `rediss-cluster://` speak TLS, verifying the server against `sslrootcert=PATH` in the URL
+/// or the system's CAs.
+///
+/// A Redis that cannot be reached yet (down, restarting, or a cluster whose master just died
+/// and whose replica is not promoted yet, `CLUSTERDOWN`) is tried again with backoff for up to
+/// `patience`: a service started during a failover waits it out instead of exiting. What no
+/// wait can mend fails at once: a URL of the wrong kind is refused with a message naming
+/// `PROACT_REDIS_URL` (`redis://` to a node of a cluster, where every command on another
+/// node's slots would fail with `MOVED`; `redis-cluster://` to a Redis without cluster
+/// support), as are a bad URL, a TLS setting or certificate the server does not pass, and
+/// refused credentials.
+pub async fn connect_within(url: &str, patience: Duration) -> Result<Client, Error> {
     let target = crate::redis_url::parse(url)
         .map_err(|e| Error::new(fred::error::ErrorKind::Config, format!("PROACT_REDIS_URL: {e}")))?;
     let mut config = target.config;
@@ -28,7 +43,42 @@ pub async fn connect(url: &str) -> Result<Client, Error> {
             .map_err(|e| Error::new(fred::error::ErrorKind::Tls, e.to_string()))?;
         config.tls = Some(fred::types::config::TlsConnector::from(tls).into());
     }
-    let client = Builder::from_config(config)
+    let started = std::time::Instant::now();
+    let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+    loop {
+        let e = match connect_once(&config, target.cluster).await {
+            Ok(client) => return Ok(client),
+            Err(e) => e,
+        };
+        let waited = started.elapsed();
+        if !transient(&e) {
+            return Err(e);
+        }
+        if waited + backoff.peek() > patience {
+            // A proxy whose backend is down resets connections too, so a reset is tried again;
+            // but a clear connection to a TLS-only port gets the same answer every time.
+            let hint = if !target.tls && e.details().contains("ConnectionReset") {
+                " (a TLS-only port resets clear connections: rediss:// for TLS)"
+            } else {
+                ""
+            };
+            return Err(Error::new(
+                e.kind().clone(),
+                format!(
+                    "Redis not reachable after {} s (PROACT_REDIS_CONNECT_TIMEOUT_SECS): {}{hint}",
+                    waited.as_secs(),
+                    e.details()
+                ),
+            ));
+        }
+        tracing::warn!(error = %e, waited_ms = waited.as_millis() as u64, "Redis not reachable yet; retrying");
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// One connection attempt with a client of its own (a failed `init` leaves nothing running).
+async fn connect_once(config: &fred::types::config::Config, cluster: bool) -> Result<Client, Error> {
+    let client = Builder::from_config(config.clone())
         .with_connection_config(|c| {
             c.connection_timeout = Duration::from_secs(5);
             c.internal_command_timeout = Duration::from_secs(5);
@@ -38,7 +88,7 @@ pub async fn connect(url: &str) -> Result<Client, Error> {
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
         .build()?;
     if let Err(e) = client.init().await {
-        if target.cluster && e.details().contains("cluster support disabled") {
+        if cluster && e.details().contains("cluster support disabled") {
             return Err(Error::new(
                 fred::error::ErrorKind::Config,
                 "PROACT_REDIS_URL is a redis-cluster:// URL but the server is not a Redis Cluster \
@@ -47,9 +97,16 @@ pub async fn connect(url: &str) -> Result<Client, Error> {
         }
         return Err(e);
     }
-    if !target.cluster {
-        let info: String = client.info(Some(fred::types::InfoKind::Cluster)).await?;
-        if info.lines().any(|l| l.trim() == "cluster_enabled:1") {
+    if !cluster {
+        let info: Result<String, Error> = client.info(Some(fred::types::InfoKind::Cluster)).await;
+        let enabled = match info {
+            Ok(info) => info.lines().any(|l| l.trim() == "cluster_enabled:1"),
+            Err(e) => {
+                let _ = client.quit().await;
+                return Err(e);
+            }
+        };
+        if enabled {
             let _ = client.quit().await;
             return Err(Error::new(
                 fred::error::ErrorKind::Config,
@@ -59,6 +116,26 @@ pub async fn connect(url: &str) -> Result<Client, Error> {
         }
     }
     Ok(client)
+}
+
+/// Whether a failed connection attempt may succeed if tried again: the server is down or not
+/// answering, loading its data, or a cluster is between a master's death and its replica's
+/// promotion. Configuration, credentials and certificates are not: trying again cannot help.
+pub fn transient(e: &Error) -> bool {
+    use fred::error::ErrorKind as K;
+    let details = e.details();
+    // A certificate refused during the handshake reaches us as an IO error.
+    if details.to_ascii_lowercase().contains("certificate") {
+        return false;
+    }
+    match e.kind() {
+        K::IO | K::Timeout | K::Canceled | K::Cluster | K::Routing | K::Backpressure => true,
+        // The client checks each node's `cluster_state`: not `ok` while a master's slots have
+        // no live node (after its death, before its replica's promotion).
+        K::Protocol => details.contains("cluster state"),
+        K::Unknown => ["CLUSTERDOWN", "LOADING", "MASTERDOWN", "TRYAGAIN"].iter().any(|p| details.starts_with(p)),
+        _ => false,
+    }
 }
 
 /// Creates consumer group `group` on stream `key` (and the stream) if missing, starting
@@ -122,6 +199,20 @@ pub async fn read_own_pending(
     count: u64,
 ) -> Result<Vec<StreamEntry>, Error> {
     let ids: Vec<&str> = keys.iter().map(|_| "0").collect();
+    read_group_ids(client, group, consumer, keys, &ids, count, None).await
+}
+
+/// Reads this consumer's own pending entries of each of `keys` after the id at the same place
+/// in `after` (`0` for the start): the next page of a pending list read page by page.
+pub async fn read_own_pending_after(
+    client: &Client,
+    group: &str,
+    consumer: &str,
+    keys: &[String],
+    after: &[String],
+    count: u64,
+) -> Result<Vec<StreamEntry>, Error> {
+    let ids: Vec<&str> = after.iter().map(String::as_str).collect();
     read_group_ids(client, group, consumer, keys, &ids, count, None).await
 }
 

@@ -1,11 +1,12 @@
 //! The Redis helpers on a real Redis Cluster: `redis-cluster://` URLs, group reads over shard
-//! streams of several slots (one `XREADGROUP` of them all is refused with `CROSSSLOT`), and
-//! the start-up refusals of a URL of the wrong kind.
+//! streams of several slots (one `XREADGROUP` of them all is refused with `CROSSSLOT`), the
+//! start-up refusals of a URL of the wrong kind, and a start-up that waits out a cluster
+//! missing a master's slots.
 
 use std::time::{Duration, Instant};
 
 use fred::prelude::*;
-use proact_server::redis::{ack, claim_stale, connect, ensure_group, read_group, read_own_pending};
+use proact_server::redis::{ack, claim_stale, connect, connect_within, ensure_group, read_group, read_own_pending};
 
 #[tokio::test]
 async fn group_reads_over_shards_on_several_masters() {
@@ -71,4 +72,53 @@ async fn a_url_of_the_wrong_kind_is_refused_naming_the_setting() {
 
     let e = connect("redis-cluster://127.0.0.1:1,nope").await.expect_err("bad URL");
     assert!(e.details().contains("PROACT_REDIS_URL") && e.details().contains("\"nope\""), "{e:?}");
+}
+
+/// A service starting while a master's slots have no live node (its death before its
+/// replica's promotion; here master and replica are both down, so the window lasts until the
+/// test ends it) keeps trying, and comes up working once the cluster serves them again.
+#[tokio::test]
+async fn a_start_during_a_failover_waits_for_the_cluster() {
+    let mut cluster = proact_testkit::RedisCluster::start().await.unwrap();
+    let key = "proact:telemetry:{0}";
+    let victim = cluster.masters().unwrap().into_iter().find(|m| m.serves(fred::util::redis_keyslot(key.as_bytes())));
+    let victim = victim.unwrap();
+    cluster.kill(victim.port).unwrap();
+    for &r in &victim.replicas {
+        cluster.kill(r).unwrap();
+    }
+    let url = cluster.url();
+    let starting = tokio::spawn(async move { connect_within(&url, Duration::from_secs(40)).await });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!starting.is_finished(), "gave up (or connected) while the slots had no node: {:?}", starting.await);
+
+    cluster.revive(victim.port).await.unwrap();
+    let c = starting.await.unwrap().expect("connected once the cluster serves every slot");
+    ensure_group(&c, key, "g").await.unwrap();
+    let _: String = c.xadd(key, false, None::<()>, "*", ("p", "after")).await.unwrap();
+    let got = read_group(&c, "g", "c", &[key.to_string()], 10, 100).await.unwrap();
+    assert_eq!(got.len(), 1);
+
+    // A setting no wait can mend still fails at once, whatever the patience.
+    let single = proact_testkit::Redis::start().await.unwrap();
+    let started = Instant::now();
+    let e = connect_within(&format!("redis-cluster://127.0.0.1:{}", single.port()), Duration::from_secs(30))
+        .await
+        .expect_err("redis-cluster:// to one Redis");
+    assert!(e.details().contains("PROACT_REDIS_URL"), "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "not retried: {:?}", started.elapsed());
+}
+
+/// Patience has an end: a cluster that stays without a master's slots fails the start with a
+/// message naming the setting.
+#[tokio::test]
+async fn a_cluster_that_stays_down_fails_the_start_naming_the_setting() {
+    let mut cluster = proact_testkit::RedisCluster::start().await.unwrap();
+    let victim = cluster.masters().unwrap().remove(0);
+    cluster.kill(victim.port).unwrap();
+    for &r in &victim.replicas {
+        cluster.kill(r).unwrap();
+    }
+    let e = connect_within(&cluster.url(), Duration::from_secs(2)).await.expect_err("the cluster stays down");
+    assert!(e.details().contains("PROACT_REDIS_CONNECT_TIMEOUT_SECS"), "{e:?}");
 }

@@ -179,6 +179,33 @@ impl RedisCluster {
         self.wait_until_settled(Some(slot), START_TIMEOUT).await
     }
 
+    /// Kills (SIGKILL) the node on `port` and returns at once, without waiting for the
+    /// cluster to notice or fail over: a test acts in the window a failover leaves.
+    pub fn kill(&mut self, port: u16) -> Result<(), KitError> {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .ok_or_else(|| cluster_error(&format!("port {port} is not a node of this cluster")))?;
+        if let Some(guard) = node.guard.take() {
+            guard.signal("KILL")?;
+        }
+        Ok(())
+    }
+
+    /// Starts again the node on `port` that [`kill`](Self::kill) killed, in whatever role its
+    /// `nodes.conf` gives it, and returns once every live node says the cluster is whole.
+    pub async fn revive(&mut self, port: u16) -> Result<(), KitError> {
+        let bin = self.bin.clone();
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.port == port && n.guard.is_none())
+            .ok_or_else(|| cluster_error(&format!("no killed node on port {port}")))?;
+        node.spawn(&bin)?;
+        self.wait_until_settled(None, START_TIMEOUT).await.map(|_| ())
+    }
+
     /// Starts again the node on `port` that [`kill_master`](Self::kill_master) killed; it
     /// rejoins as a replica of the master that replaced it. Returns once it is in sync.
     pub async fn restart(&mut self, port: u16) -> Result<(), KitError> {

@@ -324,7 +324,7 @@ pub async fn migrate(pg: &PgArgs) -> anyhow::Result<()> {
 pub async fn connect(config: &Config) -> anyhow::Result<Registry> {
     migrate(&config.pg).await?;
     let pool = proact_server::db::pool(&config.pg.database_url, config.pg.pool_size)?;
-    let redis = proact_server::redis::connect(&config.redis.redis_url).await?;
+    let redis = config.redis.connect().await?;
     let registry = Registry::new(pool, redis, config.train.promotion_margin);
     Ok(match config.signing.signer()? {
         Some(signer) => registry.with_signer(signer),
@@ -377,7 +377,7 @@ pub async fn run_command(config: &Config, command: &Command) -> anyhow::Result<u
                 return Ok(proact_server::EXIT_CONFIG as u8);
             }
             let pool = proact_server::db::pool(&config.pg.database_url, backfill::POOL_SIZE)?;
-            let redis = proact_server::redis::connect(&config.redis.redis_url).await?;
+            let redis = config.redis.connect().await?;
             let report = backfill::run(&pool, Some(redis), args, Utc::now()).await?;
             println!("{report}");
             Ok(0)

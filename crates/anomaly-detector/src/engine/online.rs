@@ -36,7 +36,13 @@ impl Engine {
     /// The online states learned since they were last taken, to checkpoint; taking them
     /// marks them clean.
     pub fn take_online_changes(&mut self) -> Vec<(String, EquipmentDetector)> {
-        let dirty = self.states.iter_mut().filter(|(_, st)| st.online_dirty);
+        self.take_online_changes_of(|_| true)
+    }
+
+    /// As [`Engine::take_online_changes`], for the equipment `select` picks only (a slice of
+    /// them, so that a checkpoint is spread over its interval).
+    pub fn take_online_changes_of(&mut self, select: impl Fn(&str) -> bool) -> Vec<(String, EquipmentDetector)> {
+        let dirty = self.states.iter_mut().filter(|(id, st)| st.online_dirty && select(id));
         dirty
             .map(|(id, st)| {
                 st.online_dirty = false;
