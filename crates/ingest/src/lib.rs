@@ -494,7 +494,7 @@ impl App {
         proact_server::telemetry::register(METRICS);
         let admin = proact_server::admin::bind(config.admin.admin_addr_or(9101)).await?;
         let grpc = TcpListener::bind(config.grpc_addr).await?;
-        let redis = proact_server::redis::connect(&config.redis.redis_url).await?;
+        let redis = config.redis.connect().await?;
         let ready = Readiness::new();
         ready.set("redis", true);
         ready.set("mqtt", false);

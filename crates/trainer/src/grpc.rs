@@ -106,7 +106,9 @@ impl ModelRegistry for RegistryService {
         let slot = self.watch_slots.clone().try_acquire_owned().map_err(|_| {
             Status::resource_exhausted(format!("{MAX_WATCHERS} Watch streams already open; retry later"))
         })?;
-        let client = proact_server::redis::connect(&self.redis_url)
+        // A caller waiting on a stream is better told at once that Redis is away than kept
+        // through a failover: it retries, as it would after any UNAVAILABLE.
+        let client = proact_server::redis::connect_within(&self.redis_url, std::time::Duration::from_secs(5))
             .await
             .map_err(|e| Status::unavailable(format!("Redis: {e}")))?;
         // From now on: read the newest id first so nothing published after this call is missed.
