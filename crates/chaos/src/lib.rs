@@ -237,9 +237,14 @@ impl Outcome {
             self.ws_connections
         );
         for h in &self.held {
+            let what = if h.wait_failures > 0 && h.confirmed > 0 {
+                "held-alert path exercised"
+            } else {
+                "held-alert path NOT exercised"
+            };
             s += &format!(
-                "held-alert path: episode {} ({}) raised while the alerts master stood alone {:.1} s: \
-                 {} refused WAIT(s), {} confirmation(s) after the rejoin, {} event(s) a failover lost appended again\n",
+                "{what}: episode {} ({}), alerts master alone {:.1} s: {} refused WAIT(s), \
+                 {} confirmation(s) after the rejoin, {} event(s) a failover lost appended again\n",
                 h.episode,
                 h.equipment,
                 h.alone.as_secs_f64(),
