@@ -16,7 +16,10 @@
 //! The `cluster` profile runs the same checks on a Redis Cluster (three masters, three
 //! replicas: `proact_testkit::RedisCluster`) and kills masters under load: ingest then acks
 //! MQTT only once a replica has each entry (`WAIT`, on by default on a cluster), so a promoted
-//! replica must hold every acknowledged reading.
+//! replica must hold every acknowledged reading. One of its master kills is the alerts
+//! stream's, timed so that the detector raises an episode while the promoted master has no
+//! replica: its `WAIT` is refused, the alert held and confirmed once the old node is back, and
+//! the run fails if that did not happen.
 
 pub mod plan;
 pub mod publisher;
@@ -47,8 +50,9 @@ pub enum Profile {
     Short,
     /// Each fault several times at a higher rate, about ten minutes: on demand.
     Long,
-    /// On a Redis Cluster: each service killed once, two master kills (failover), Mosquitto
-    /// and PostgreSQL restarted; about four minutes.
+    /// On a Redis Cluster: each service killed once, two master kills (failover, one of them
+    /// the alerts stream's, holding an alert), Mosquitto and PostgreSQL restarted; about two
+    /// minutes.
     Cluster,
 }
 
@@ -188,6 +192,8 @@ pub struct Outcome {
     pub publisher_connections: u64,
     pub converged: bool,
     pub wall: Duration,
+    /// What each held-alert fault saw (cluster profile).
+    pub held: Vec<HeldAlert>,
 }
 
 impl Outcome {
@@ -230,6 +236,23 @@ impl Outcome {
             c.cleared_events,
             self.ws_connections
         );
+        for h in &self.held {
+            let what = if h.wait_failures > 0 && h.confirmed > 0 {
+                "held-alert path exercised"
+            } else {
+                "held-alert path NOT exercised"
+            };
+            s += &format!(
+                "{what}: episode {} ({}), alerts master alone {:.1} s: {} refused WAIT(s), \
+                 {} confirmation(s) after the rejoin, {} event(s) a failover lost appended again\n",
+                h.episode,
+                h.equipment,
+                h.alone.as_secs_f64(),
+                h.wait_failures,
+                h.confirmed,
+                h.republished
+            );
+        }
         if !self.converged {
             s += "the pipeline did not settle before the checks (see the violations)\n";
         }
@@ -269,7 +292,36 @@ struct Run {
     started: Instant,
     crashes: Vec<String>,
     violations: Vec<String>,
+    held: Vec<HeldAlert>,
 }
+
+/// The load under way, for the faults that are timed by it.
+struct Load {
+    plan: Arc<Plan>,
+    ledger: publisher::SharedLedger,
+    rate: u32,
+    database: String,
+}
+
+/// What the held-alert fault ([`Fault::KillAlertsMaster`]) saw.
+#[derive(Debug, Clone, Default)]
+pub struct HeldAlert {
+    pub episode: u64,
+    pub equipment: String,
+    /// The detector's `WAIT`s refused while the promoted master stood alone.
+    pub wait_failures: u64,
+    /// Held events the failover had lost, appended again.
+    pub republished: u64,
+    /// Held events the detector confirmed on a replica once the old node was back.
+    pub confirmed: u64,
+    /// How long the promoted master stood without a replica.
+    pub alone: Duration,
+}
+
+/// The detector's log line when held alert events are on a replica and their readings acked.
+const CONFIRMED_LINE: &str = "alert events confirmed on a replica";
+/// How long each stage of the held-alert fault may take before it counts as a miss.
+const HELD_STAGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Run {
     fn say(&self, msg: impl AsRef<str>) {
@@ -330,7 +382,7 @@ impl Run {
         }
     }
 
-    async fn inject(&mut self, fault: &Fault) -> anyhow::Result<()> {
+    async fn inject(&mut self, fault: &Fault, load: &Load) -> anyhow::Result<()> {
         match *fault {
             Fault::Kill { svc, down } => {
                 self.service(svc).kill9().await?;
@@ -361,8 +413,108 @@ impl Run {
                 cluster.restart(victim).await?;
                 self.say(format!("  node {victim} back as a replica"));
             }
+            Fault::KillAlertsMaster { down } => self.hold_an_alert(down, load).await?,
         }
         Ok(())
+    }
+
+    /// [`Fault::KillAlertsMaster`]. A reading that enters the streams while a master stands
+    /// alone is refused by ingest's own `WAIT` (the batch is held, so nothing new arrives), so
+    /// an alert raised in that window comes from the detector's backlog: the detector is down
+    /// across the episode's start and comes back on the promoted replica. A stage that does
+    /// not happen in time is a violation: a run that misses its fault proves nothing.
+    async fn hold_an_alert(&mut self, down: Duration, load: &Load) -> anyhow::Result<()> {
+        let half_second = u64::from(load.rate / 2);
+        let sent = || load.ledger.lock().unwrap().sent;
+        let k = load.plan.next_episode(sent() + half_second);
+        let first = load.plan.episode_first_index(k);
+        let equipment = load.plan.episode_equipment(k).to_string();
+        let (hot_from, hot_to) = load.plan.episode_span(k);
+        self.say(format!("  episode {k} ({equipment}) is next: waiting for its start"));
+        let until = Instant::now() + HELD_STAGE_TIMEOUT;
+        while sent() + half_second < first {
+            anyhow::ensure!(Instant::now() < until, "the publisher never reached episode {k}");
+            self.hold(Duration::from_millis(50)).await;
+        }
+        let confirmed_before = self.service(Svc::Detector).log_lines_with(CONFIRMED_LINE);
+        self.service(Svc::Detector).kill9().await?;
+        self.say("  detector killed; waiting for a hot reading of the episode to be archived");
+        let db = proact_server::db::connect(&load.database).await?;
+        let until = Instant::now() + HELD_STAGE_TIMEOUT;
+        loop {
+            let rows = proact_store::telemetry::readings_with_prefix(&db, &equipment).await?;
+            if rows.iter().any(|(id, ts, _)| *id == equipment && (hot_from..hot_to).contains(ts)) {
+                break;
+            }
+            if Instant::now() > until {
+                self.service(Svc::Detector).start()?;
+                anyhow::bail!("no hot reading of episode {k} archived within {HELD_STAGE_TIMEOUT:?}");
+            }
+            self.hold(Duration::from_millis(100)).await;
+        }
+
+        let RedisKind::Cluster(cluster) = &mut self.redis else {
+            self.service(Svc::Detector).start()?;
+            anyhow::bail!("no Redis Cluster in this run");
+        };
+        let slot = fred::util::redis_keyslot(ALERTS_STREAM.as_bytes());
+        let victim = cluster.master_of(slot)?;
+        let promoted = cluster.kill_master(victim).await?;
+        let alone_since = Instant::now();
+        self.say(format!("  alerts master {victim} killed; replica {promoted} promoted; detector started on it"));
+        self.service(Svc::Detector).start()?;
+
+        let mut held = HeldAlert { episode: k, equipment, ..HeldAlert::default() };
+        let until = Instant::now() + HELD_STAGE_TIMEOUT;
+        while held.wait_failures == 0 && Instant::now() < until {
+            self.hold(Duration::from_millis(100)).await;
+            held.wait_failures = self.detector_metric("proact_detector_replica_wait_failures_total").await;
+        }
+        if held.wait_failures == 0 {
+            self.violations.push(format!(
+                "held-alert path not exercised: the detector's WAIT was never refused in {:.0} s \
+                 with the alerts master {promoted} alone (episode {k})",
+                HELD_STAGE_TIMEOUT.as_secs_f64()
+            ));
+        } else {
+            self.say(format!(
+                "  the detector's WAIT refused after {:.1} s alone: alert held",
+                alone_since.elapsed().as_secs_f64()
+            ));
+        }
+        self.hold(down).await;
+        held.wait_failures = self.detector_metric("proact_detector_replica_wait_failures_total").await;
+        let RedisKind::Cluster(cluster) = &mut self.redis else { unreachable!("checked above") };
+        cluster.restart(victim).await?;
+        held.alone = alone_since.elapsed();
+        self.say(format!("  node {victim} back as a replica after {:.1} s alone", held.alone.as_secs_f64()));
+
+        let until = Instant::now() + HELD_STAGE_TIMEOUT;
+        while held.wait_failures > 0 && held.confirmed == 0 && Instant::now() < until {
+            self.hold(Duration::from_millis(100)).await;
+            let lines = self.service(Svc::Detector).log_lines_with(CONFIRMED_LINE);
+            held.confirmed = lines.saturating_sub(confirmed_before) as u64;
+        }
+        held.wait_failures = self.detector_metric("proact_detector_replica_wait_failures_total").await;
+        held.republished = self.detector_metric("proact_detector_alert_events_republished_total").await;
+        if held.wait_failures > 0 && held.confirmed == 0 {
+            self.violations.push(format!(
+                "held alert of episode {k} never confirmed within {:.0} s of node {victim} rejoining",
+                HELD_STAGE_TIMEOUT.as_secs_f64()
+            ));
+        } else if held.confirmed > 0 {
+            self.say(format!(
+                "  held alert confirmed; refused WAITs {}, events a failover lost appended again {}",
+                held.wait_failures, held.republished
+            ));
+        }
+        self.held.push(held);
+        Ok(())
+    }
+
+    /// A counter of the detector's `/metrics` (0 if it has not counted yet or does not answer).
+    async fn detector_metric(&mut self, name: &str) -> u64 {
+        self.service(Svc::Detector).metric(name).await.unwrap_or(0.0) as u64
     }
 
     async fn stop_services(&mut self) {
@@ -411,7 +563,8 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
     let ports = Ports::pick()?;
     let services =
         Svc::ALL.map(|s| Service::new(s, &bin_dir, &log_dir, services::args(s, &ports, &ep), ports.admin(s))).into();
-    let mut run = Run { mqtt, redis, postgres, services, started, crashes: Vec::new(), violations: Vec::new() };
+    let mut run =
+        Run { mqtt, redis, postgres, services, started, crashes: Vec::new(), violations: Vec::new(), held: Vec::new() };
     run.say(format!("stack up: {} {} {}", ep.mqtt, ep.redis, ep.database));
     for svc in Svc::ALL {
         run.service(svc).start()?;
@@ -443,6 +596,7 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
         .run(ledger.clone()),
     );
     run.say("publishing");
+    let load = Load { plan: plan.clone(), ledger: ledger.clone(), rate: preset.rate, database: ep.database.clone() };
     run.hold(preset.warm_up).await;
 
     let mut faults = Vec::new();
@@ -450,7 +604,7 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
         run.hold(step.gap).await;
         run.say(format!("fault {}/{}: {}", n + 1, steps.len(), step.fault));
         let at = started.elapsed();
-        if let Err(e) = run.inject(&step.fault).await {
+        if let Err(e) = run.inject(&step.fault, &load).await {
             let v = format!("could not inject {}: {e:#}", step.fault);
             run.say(&v);
             run.violations.push(v);
@@ -507,6 +661,7 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
         publisher_connections: ledger.connections,
         converged: unsettled.is_none(),
         wall: started.elapsed(),
+        held: std::mem::take(&mut run.held),
     })
 }
 

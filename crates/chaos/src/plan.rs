@@ -59,6 +59,13 @@ pub enum Fault {
     /// its replica's promotion, leave the old node down this long, start it again (it
     /// rejoins as a replica).
     KillRedisMaster { shard: u32, down: Duration },
+    /// On a Redis Cluster, the held-alert path: the detector is killed just before an episode
+    /// starts, the master of the alerts stream once the episode's hot readings are stored,
+    /// and the detector started again on the promoted replica while it stands alone. The
+    /// detector raises the episode from its backlog, its `WAIT` for a replica is refused and
+    /// the alert is held; the old node stays down this long after the first refusal, then
+    /// rejoins and the held alert must be confirmed.
+    KillAlertsMaster { down: Duration },
 }
 
 impl fmt::Display for Fault {
@@ -74,6 +81,12 @@ impl fmt::Display for Fault {
                     down.as_secs_f64()
                 )
             }
+            Fault::KillAlertsMaster { down } => write!(
+                f,
+                "kill -9 the Redis master of the alerts stream as an episode starts, the detector \
+                 down, then hold an alert on the promoted replica ({:.1} s after the first refused WAIT)",
+                down.as_secs_f64()
+            ),
         }
     }
 }
@@ -97,7 +110,9 @@ pub struct FaultMix {
     pub freeze: Duration,
     /// Pause under load before each fault, drawn in this range.
     pub gap: (Duration, Duration),
-    /// Kills of a Redis Cluster master (cluster runs only), each of a seeded shard's master.
+    /// Kills of a Redis Cluster master (cluster runs only): the first one is the alerts
+    /// stream's, timed to hold an alert ([`Fault::KillAlertsMaster`]); the others each of a
+    /// seeded shard's master.
     pub master_kills: usize,
 }
 
@@ -115,7 +130,10 @@ pub fn schedule(seed: u64, mix: &FaultMix) -> Vec<Step> {
         faults.extend(mix.servers.iter().copied().map(Fault::Restart));
     }
     faults.extend((0..mix.freezes).map(|_| Fault::FreezePostgres(mix.freeze)));
-    faults.extend((0..mix.master_kills).map(|_| Fault::KillRedisMaster { shard: 0, down: Duration::ZERO }));
+    faults.extend((0..mix.master_kills).map(|n| match n {
+        0 => Fault::KillAlertsMaster { down: Duration::ZERO },
+        _ => Fault::KillRedisMaster { shard: 0, down: Duration::ZERO },
+    }));
     faults.shuffle(&mut rng);
     let (lo, hi) = (mix.gap.0.as_millis() as u64, mix.gap.1.as_millis().max(mix.gap.0.as_millis() + 1) as u64);
     faults
@@ -130,6 +148,10 @@ pub fn schedule(seed: u64, mix: &FaultMix) -> Vec<Step> {
                 // While it is down its promoted replica has no replica of its own: ingest's
                 // WAIT refuses batches touching it, so this is also how long MQTT acks pause.
                 *down = Duration::from_millis(rng.gen_range(0..5_000));
+            }
+            if let Fault::KillAlertsMaster { down } = &mut fault {
+                // From one refused WAIT to several heartbeats' re-publishing of the held alert.
+                *down = Duration::from_millis(rng.gen_range(0..3_000));
             }
             Step { gap: Duration::from_millis(rng.gen_range(lo..hi)), fault }
         })
@@ -211,6 +233,23 @@ impl Plan {
         (start, start + self.hot.as_micros() as i64)
     }
 
+    /// The first episode whose hot phase starts at or after reading `i` is due.
+    pub fn next_episode(&self, i: u64) -> u64 {
+        let offset = i as i64 * self.step_micros - self.first.as_micros() as i64;
+        let every = self.every.as_micros() as i64;
+        if offset <= 0 {
+            0
+        } else {
+            ((offset + every - 1) / every) as u64
+        }
+    }
+
+    /// The index of the first reading of episode `k`'s hot phase (on whichever equipment).
+    pub fn episode_first_index(&self, k: u64) -> u64 {
+        let offset = self.first.as_micros() as i64 + k as i64 * self.every.as_micros() as i64;
+        ((offset + self.step_micros - 1) / self.step_micros) as u64
+    }
+
     pub fn episode_equipment(&self, k: u64) -> &str {
         &self.equipment[(k % self.hot_equipment as u64) as usize]
     }
@@ -266,7 +305,10 @@ mod tests {
         assert_eq!(a.len(), 5 * 2 + 2 + 2);
         assert!(!a.iter().any(|s| s.fault == Fault::Restart(Server::Redis)));
         let kills: Vec<_> = a.iter().filter(|s| matches!(s.fault, Fault::KillRedisMaster { .. })).collect();
-        assert_eq!(kills.len(), 2);
+        assert_eq!(kills.len(), 1);
+        let alerts = a.iter().filter(|s| matches!(s.fault, Fault::KillAlertsMaster { .. })).count();
+        assert_eq!(alerts, 1, "one master kill holds an alert");
+        assert_eq!(a, schedule(11, &m), "replayable");
         assert!(kills
             .iter()
             .all(|s| matches!(s.fault, Fault::KillRedisMaster { shard, .. } if shard < DEFAULT_SHARDS)));
@@ -319,6 +361,22 @@ mod tests {
             assert!(rs.iter().all(|r| p.equipment[r.equipment] == p.episode_equipment(k)));
             assert!(rs.iter().all(|r| r.ts_micros >= start && r.ts_micros < end));
             assert!(rs.len() > 40, "about 3 s of one equipment's readings");
+        }
+    }
+
+    #[test]
+    fn the_next_episode_starts_at_or_after_a_reading() {
+        let p = Plan::new(0, 250, 16);
+        assert_eq!(p.next_episode(0), 0);
+        assert_eq!(p.episode_first_index(0), 6 * 250);
+        assert_eq!(p.next_episode(6 * 250), 0, "its own first reading");
+        assert_eq!(p.next_episode(6 * 250 + 1), 1);
+        assert_eq!(p.episode_first_index(1), 18 * 250);
+        for k in 0..5 {
+            let i = p.episode_first_index(k);
+            let at = |i: u64| p.episode_at(i as i64 * p.step_micros);
+            assert_eq!((at(i - 1), at(i)), (None, Some(k)), "episode {k} starts at reading {i}");
+            assert_eq!(p.next_episode(i), k);
         }
     }
 

@@ -190,6 +190,18 @@ impl Service {
         &self.log
     }
 
+    /// How many lines of this service's log, over all its restarts, contain `text`.
+    pub fn log_lines_with(&self, text: &str) -> usize {
+        std::fs::read_to_string(&self.log).map(|l| l.lines().filter(|l| l.contains(text)).count()).unwrap_or(0)
+    }
+
+    /// The value of a counter or gauge on `/metrics` (summed over its labels), if the process
+    /// answers and has recorded it.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let body = get(self.admin, "/metrics").await?;
+        parse_metric(&body, name)
+    }
+
     /// Until `/readyz` answers 200 (its dependencies reachable), up to `timeout`.
     pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
@@ -215,12 +227,50 @@ impl Service {
 
 /// `GET /readyz` on an admin port: true on a 200.
 async fn ready(admin: SocketAddr) -> bool {
+    get(admin, "/readyz").await.is_some()
+}
+
+/// The body of `GET path` on an admin port, if it answered 200 within 2 s.
+async fn get(admin: SocketAddr, path: &str) -> Option<String> {
     let probe = async {
         let mut s = tokio::net::TcpStream::connect(admin).await?;
-        s.write_all(b"GET /readyz HTTP/1.1\r\nHost: chaos\r\nConnection: close\r\n\r\n").await?;
-        let mut head = [0u8; 12];
-        s.read_exact(&mut head).await?;
-        std::io::Result::Ok(head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200"))
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: chaos\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+        let mut reply = Vec::new();
+        s.read_to_end(&mut reply).await?;
+        std::io::Result::Ok(reply)
     };
-    matches!(tokio::time::timeout(Duration::from_secs(2), probe).await, Ok(Ok(true)))
+    let reply = tokio::time::timeout(Duration::from_secs(2), probe).await.ok()?.ok()?;
+    if !(reply.starts_with(b"HTTP/1.1 200") || reply.starts_with(b"HTTP/1.0 200")) {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&reply);
+    text.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
+}
+
+/// `name`'s samples in a Prometheus text exposition, summed over their labels.
+fn parse_metric(body: &str, name: &str) -> Option<f64> {
+    let values: Vec<f64> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix(name))
+        .filter(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        .filter_map(|rest| rest.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_metric_is_summed_over_its_labels_and_not_confused_with_a_longer_name() {
+        let body = "# TYPE proact_detector_replica_wait_failures_total counter\n\
+                    proact_detector_replica_wait_failures_total 3\n\
+                    proact_detector_replica_wait_failures_total_extra 100\n\
+                    proact_detector_alert_events_total{rule=\"a\"} 2\n\
+                    proact_detector_alert_events_total{rule=\"b\"} 5\n";
+        assert_eq!(parse_metric(body, "proact_detector_replica_wait_failures_total"), Some(3.0));
+        assert_eq!(parse_metric(body, "proact_detector_alert_events_total"), Some(7.0));
+        assert_eq!(parse_metric(body, "proact_detector_alert_events_republished_total"), None);
+    }
 }
