@@ -60,8 +60,17 @@ pub struct AlertBook {
     /// on this machine): splits the latency into the path up to the detector's publish and the
     /// gateway's part.
     to_stream_ms: Mutex<Vec<f64>>,
-    /// Every timed alert: (hot reading, published µs, appended to its stream ms, received µs).
-    records: Mutex<Vec<(Key, i64, Option<i64>, i64)>>,
+    /// Every timed alert.
+    records: Mutex<Vec<Timed>>,
+}
+
+/// One hot reading whose alert arrived.
+struct Timed {
+    key: Key,
+    published_us: i64,
+    /// Appended to the alerts stream (its id's millisecond).
+    appended_ms: Option<i64>,
+    received_us: i64,
 }
 
 impl AlertBook {
@@ -80,7 +89,8 @@ impl AlertBook {
     fn received(&self, key: &Key, at_micros: i64, appended_ms: Option<i64>) {
         if let Some(sent) = self.sent.lock().unwrap().remove(key) {
             self.latencies_ms.lock().unwrap().push((at_micros - sent) as f64 / 1000.0);
-            self.records.lock().unwrap().push((key.clone(), sent, appended_ms, at_micros));
+            let timed = Timed { key: key.clone(), published_us: sent, appended_ms, received_us: at_micros };
+            self.records.lock().unwrap().push(timed);
             if let Some(ms) = appended_ms {
                 // The id has whole milliseconds: half a millisecond is the unbiased midpoint.
                 self.to_stream_ms.lock().unwrap().push((ms * 1000 + 500 - sent) as f64 / 1000.0);
@@ -107,17 +117,18 @@ impl AlertBook {
     /// `received_at`, µs).
     pub fn records_csv(&self, ingested: &HashMap<Key, i64>) -> String {
         let mut out = String::from("equipement_id,reading_us,published_us,ingested_us,appended_ms,received_us\n");
-        for (key, sent, appended, received) in self.records.lock().unwrap().iter() {
-            let appended = appended.map(|a| a.to_string()).unwrap_or_default();
-            let ingested = ingested.get(key).map(|a| a.to_string()).unwrap_or_default();
-            out.push_str(&format!("{},{},{sent},{ingested},{appended},{received}\n", key.0, key.1));
+        for t in self.records.lock().unwrap().iter() {
+            let appended = t.appended_ms.map(|a| a.to_string()).unwrap_or_default();
+            let ingested = ingested.get(&t.key).map(|a| a.to_string()).unwrap_or_default();
+            let (sent, received) = (t.published_us, t.received_us);
+            out.push_str(&format!("{},{},{sent},{ingested},{appended},{received}\n", t.key.0, t.key.1));
         }
         out
     }
 
     /// The hot readings whose alert was timed.
     pub fn timed_keys(&self) -> Vec<Key> {
-        self.records.lock().unwrap().iter().map(|r| r.0.clone()).collect()
+        self.records.lock().unwrap().iter().map(|r| r.key.clone()).collect()
     }
 }
 
