@@ -209,14 +209,7 @@ impl RedisCluster {
     /// Starts again the node on `port` that [`kill_master`](Self::kill_master) killed; it
     /// rejoins as a replica of the master that replaced it. Returns once it is in sync.
     pub async fn restart(&mut self, port: u16) -> Result<(), KitError> {
-        let bin = self.bin.clone();
-        let node = self
-            .nodes
-            .iter_mut()
-            .find(|n| n.port == port && n.guard.is_none())
-            .ok_or_else(|| cluster_error(&format!("no killed node on port {port}")))?;
-        node.spawn(&bin)?;
-        self.wait_until_settled(None, START_TIMEOUT).await?;
+        self.revive(port).await?;
         let rejoined = |m: &Master| m.replicas.contains(&port);
         let deadline = Instant::now() + START_TIMEOUT;
         while !self.masters()?.iter().any(rejoined) {
