@@ -166,15 +166,7 @@ impl RedisCluster {
             .find(|m| m.port == port)
             .cloned()
             .ok_or_else(|| cluster_error(&format!("port {port} is not a master")))?;
-        let node = self
-            .nodes
-            .iter_mut()
-            .find(|n| n.port == port)
-            .ok_or_else(|| cluster_error(&format!("port {port} is not a node of this cluster")))?;
-        if let Some(guard) = node.guard.take() {
-            guard.signal("KILL")?;
-            drop(guard);
-        }
+        self.kill(port)?;
         let slot = dead.slots.first().map(|r| *r.start()).unwrap_or(0);
         self.wait_until_settled(Some(slot), START_TIMEOUT).await
     }
