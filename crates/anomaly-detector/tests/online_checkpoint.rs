@@ -144,10 +144,7 @@ async fn a_takeover_resumes_learning_and_the_old_owner_cannot_overwrite_it() {
 /// is what a restarted replica loads: `finish` writes every state still dirty and waits.
 #[tokio::test]
 async fn a_spread_checkpoint_writes_the_last_states_at_shutdown() {
-    let server = proact_testkit::Redis::start().await.unwrap();
-    let redis = proact_server::redis::connect(&server.url()).await.unwrap();
-    let mut leases = Leases::new(redis.clone(), "a", SHARDS, 10_000);
-    leases.heartbeat(now_ms()).await.unwrap();
+    let (_server, redis) = every_lease_held_by_a().await;
     let ids: Vec<String> = (0..SHARDS).flat_map(|s| [on_shard(s, 0), on_shard(s, 1)]).collect();
 
     let mut uninterrupted = engine();
@@ -181,10 +178,7 @@ async fn a_spread_checkpoint_writes_the_last_states_at_shutdown() {
 /// replica's again: the new owner's state in between may be newer.
 #[tokio::test]
 async fn a_slice_of_a_shard_lost_since_it_was_taken_is_not_written() {
-    let server = proact_testkit::Redis::start().await.unwrap();
-    let redis = proact_server::redis::connect(&server.url()).await.unwrap();
-    let mut leases = Leases::new(redis.clone(), "a", SHARDS, 10_000);
-    leases.heartbeat(now_ms()).await.unwrap();
+    let (_server, redis) = every_lease_held_by_a().await;
     let ids = vec![on_shard(3, 0), on_shard(5, 0)];
     let live = tokio::sync::Mutex::new(engine());
     feed(&mut *live.lock().await, &ids, 0, 100);
@@ -199,4 +193,13 @@ async fn a_slice_of_a_shard_lost_since_it_was_taken_is_not_written() {
     checkpoints.finish(&live).await;
     assert!(checkpoint::load(&redis, 3, SHARDS).await.unwrap().is_empty(), "shard 3's state not written");
     assert_eq!(checkpoint::load(&redis, 5, SHARDS).await.unwrap().len(), 1);
+}
+
+/// A Redis where replica "a" holds every shard's lease, and a client of it.
+async fn every_lease_held_by_a() -> (proact_testkit::Redis, Client) {
+    let server = proact_testkit::Redis::start().await.unwrap();
+    let redis = proact_server::redis::connect(&server.url()).await.unwrap();
+    let mut leases = Leases::new(redis.clone(), "a", SHARDS, 10_000);
+    leases.heartbeat(now_ms()).await.unwrap();
+    (server, redis)
 }
