@@ -1,7 +1,7 @@
 //! When ingest waits to fill a batch: with `PROACT_INGEST_BATCH_WAIT_ABOVE` set, only once
-//! messages arrive faster than that (0, the default: always). Below it a message is written as soon as it is read, so
-//! a plant sending few messages (or arrays of readings, few messages for many readings) does
-//! not add the batch wait to every alert; above it, batches fill up to
+//! messages arrive faster than that (0, the default: always). Below it a message is written as
+//! soon as it is read, so a plant sending few messages (or arrays of readings, few messages for
+//! many readings) does not add the batch wait to every alert; above it, batches fill up to
 //! `PROACT_INGEST_MAX_WAIT_MS` and make stream entries of many readings.
 
 mod common;
