@@ -39,40 +39,10 @@ impl Ports {
     }
 }
 
-/// A loopback address free now, below the kernel's ephemeral port range. The services bind
-/// these ports seconds later and again after every restart; a port of the ephemeral range can
-/// meanwhile become the local end of any outgoing connection (a service's to Redis or
-/// PostgreSQL), and the service then fails to start with "Address already in use".
+/// A loopback address free now, below the kernel's ephemeral port range: the services bind
+/// these ports seconds later and again after every restart ([`proact_testkit::free_port`]).
 fn free_addr() -> std::io::Result<SocketAddr> {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::OnceLock;
-    const FLOOR: u32 = 10_000;
-    static START: OnceLock<u32> = OnceLock::new();
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let low = ephemeral_low().unwrap_or(32_768);
-    if low < FLOOR + 1_000 {
-        return std::net::TcpListener::bind("127.0.0.1:0")?.local_addr();
-    }
-    let span = low - FLOOR;
-    // Runs side by side start their search apart (pid and clock), and one run never hands a
-    // port out twice.
-    let start = *START.get_or_init(|| {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-        std::process::id().wrapping_mul(7_919).wrapping_add(nanos) % span
-    });
-    for _ in 0..span {
-        let port = FLOOR + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
-        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port as u16)) {
-            return l.local_addr();
-        }
-    }
-    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
-}
-
-/// The first port of the kernel's ephemeral range (Linux), if it can be read.
-fn ephemeral_low() -> Option<u32> {
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
-    range.split_whitespace().next()?.parse().ok()
+    Ok(SocketAddr::from(([127, 0, 0, 1], proact_testkit::free_port()?)))
 }
 
 /// How the services reach the stack.
@@ -304,17 +274,5 @@ mod tests {
         assert_eq!(parse_metric(body, "proact_detector_replica_wait_failures_total"), Some(3.0));
         assert_eq!(parse_metric(body, "proact_detector_alert_events_total"), Some(7.0));
         assert_eq!(parse_metric(body, "proact_detector_alert_events_republished_total"), None);
-    }
-
-    #[test]
-    fn service_ports_are_below_the_ephemeral_range_and_never_repeat() {
-        let low = ephemeral_low().unwrap_or(32_768);
-        let ports: Vec<u16> = (0..20).map(|_| free_addr().unwrap().port()).collect();
-        for p in &ports {
-            assert!(u32::from(*p) < low, "{p} is in the ephemeral range (from {low})");
-            std::net::TcpListener::bind(("127.0.0.1", *p)).expect("still free");
-        }
-        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
-        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
     }
 }

@@ -135,7 +135,7 @@ impl Pipeline {
 
         // The trainer's registry on a free port the gateway is told about (the trainer does not
         // report its bound address).
-        let registry_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let registry_port = proact_testkit::free_port()?;
         let mut t = vec!["proact-trainer".to_string(), "--admin-addr".into(), "127.0.0.1:0".into()];
         // The trainer publishes model events, so it needs the stack's Redis too.
         t.extend(["--redis-url".into(), ep.redis_url.clone()]);

@@ -10,11 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
-use proact_testkit::{Mosquitto, Redis};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use proact_testkit::{free_port, Mosquitto, Redis};
 
 async fn spawn_ingest(mqtt: &Mosquitto, redis: &Redis, admin_port: u16) -> tokio::process::Child {
     let mut a = args(&mqtt.url(), &redis.url(), "ingest-kill", &[]);
@@ -47,7 +43,7 @@ async fn spawn_ingest(mqtt: &Mosquitto, redis: &Redis, admin_port: u16) -> tokio
 async fn sigkill_mid_stream_then_restart_loses_nothing() {
     let (mqtt, redis) = tokio::try_join!(Mosquitto::start(), Redis::start()).expect("servers");
     let r = common::redis(&redis.url()).await;
-    let admin_port = free_port();
+    let admin_port = free_port().unwrap();
     let mut child = spawn_ingest(&mqtt, &redis, admin_port).await;
 
     let n = 30_000;

@@ -78,22 +78,56 @@ impl Drop for Guard {
     }
 }
 
-/// A port that was free a moment ago on 127.0.0.1, and not handed out before by this process.
+/// A loopback port that was free a moment ago, below the kernel's ephemeral port range, and
+/// not handed out before by this process.
 ///
-/// Tests of one binary start servers in parallel: without the second condition two of them
-/// could be given the same port, the second server then fails to bind while its readiness
-/// check connects to the first one, and its test talks to another test's server until that
-/// one stops (seen as "connection refused" in the middle of a test).
-pub(crate) fn free_port() -> Result<u16, KitError> {
+/// Below the ephemeral range: a server is often started (or restarted) on its port a moment
+/// after it was picked, and a port of that range can meanwhile become the local end of any
+/// outgoing connection (a client's to Redis or PostgreSQL); the server then fails with
+/// "Address already in use". Never twice: tests of one binary start servers in parallel, and
+/// two of them given the same port would have the second fail to bind while its readiness
+/// check connects to the first. Processes side by side start their search apart (pid and
+/// clock). Where the range cannot be read or leaves no room below it, the kernel picks.
+pub fn free_port() -> std::io::Result<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::OnceLock;
+    const FLOOR: u32 = 10_000;
+    static START: OnceLock<u32> = OnceLock::new();
+    static NEXT: AtomicU32 = AtomicU32::new(0);
     static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let take = |port: u16| HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner()).insert(port);
+    let low = ephemeral_low().unwrap_or(32_768).min(65_536);
+    if low >= FLOOR + 1_000 {
+        let span = low - FLOOR;
+        let start = *START.get_or_init(|| {
+            let nanos =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+            std::process::id().wrapping_mul(7_919).wrapping_add(nanos) % span
+        });
+        for _ in 0..span {
+            let port = (FLOOR + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() && take(port) {
+                return Ok(port);
+            }
+        }
+    }
     for _ in 0..100 {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        if HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner()).insert(port) {
+        if take(port) {
             return Ok(port);
         }
     }
-    Err(KitError::Start { server: "any", detail: "no free port left that this process has not used".into() })
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrNotAvailable,
+        "no free loopback port left that this process has not used",
+    ))
+}
+
+/// The first port of the kernel's ephemeral range (Linux), if it can be read.
+pub fn ephemeral_low() -> Option<u32> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    range.split_whitespace().next()?.parse().ok()
 }
 
 pub(crate) fn port_is_free(port: u16) -> bool {
@@ -130,4 +164,21 @@ pub(crate) fn find_binary(
     dirs.extend(["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin", "/sbin"].map(PathBuf::from));
     dirs.extend(extra_dirs.iter().cloned());
     dirs.into_iter().map(|d| d.join(binary)).find(|p| p.is_file()).ok_or(KitError::Missing { binary, package })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_below_the_ephemeral_range_and_never_repeat() {
+        let low = ephemeral_low().unwrap_or(32_768);
+        let ports: Vec<u16> = (0..20).map(|_| free_port().unwrap()).collect();
+        for p in &ports {
+            assert!(u32::from(*p) < low, "{p} is in the ephemeral range (from {low})");
+            TcpListener::bind(("127.0.0.1", *p)).expect("still free");
+        }
+        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+    }
 }

@@ -47,7 +47,7 @@ fn pick_port(wanted: Option<u16>) -> Result<u16, KitError> {
             server: "stack",
             detail: format!("port {p} is already in use (another broker, Redis or PostgreSQL running?)"),
         }),
-        None => free_port(),
+        None => Ok(free_port()?),
     }
 }
 

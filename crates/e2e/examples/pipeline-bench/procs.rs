@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A free loopback port (bound, then released for the service to take).
+/// A free loopback port below the ephemeral range (bound, then released for the service to take).
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(proact_testkit::free_port()?)
 }
 
 /// A child process that is stopped (SIGTERM, then SIGKILL) when dropped.

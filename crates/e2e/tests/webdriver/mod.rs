@@ -33,7 +33,7 @@ impl Driver {
             .unwrap_or_else(|| panic!("the dashboard's browser test needs Chromium: {hint}"));
         let driver =
             which("chromedriver").unwrap_or_else(|| panic!("the dashboard's browser test needs chromedriver: {hint}"));
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = proact_testkit::free_port().unwrap();
         let child = Command::new(driver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
