@@ -12,7 +12,9 @@
 //! dashboard, their readings stay pending in [`Unconfirmed`], and scoring goes on: readings
 //! raising nothing are acked as usual. Each heartbeat publishes the held events again (a
 //! failover's losses are appended again, the rest are duplicates) and acks their readings
-//! once a replica holds them.
+//! once a replica holds them. Held readings a replica leaves behind (stopped, or fenced off)
+//! are held again by the shard's next owner: its takeover replays their recorded events
+//! ([`crate::takeover`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
