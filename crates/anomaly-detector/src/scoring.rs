@@ -244,9 +244,19 @@ impl Scoring {
             Some(c) => Some(c.pause().await),
             None => None,
         };
+        let held = state.leases.owned();
         let (change, seen_replies) = match state.leases.heartbeat_with(now / 1000, calls).await {
             Ok(r) => r,
-            Err(e) => return Ok(Err(e.into())),
+            Err(e) => {
+                // Which leases were renewed, lost or even lost and gained again is unknown (a
+                // failure mid-way drops the change): for the checkpoint, every shard held or
+                // gained is lost, so no state queued before is written under a later lease.
+                if let Some(c) = &state.checkpoints {
+                    c.lost(&held);
+                    c.lost(&state.leases.owned());
+                }
+                return Ok(Err(e.into()));
+            }
         };
         if let Some(c) = &state.checkpoints {
             c.lost(&change.lost);
