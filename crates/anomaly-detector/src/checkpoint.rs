@@ -168,7 +168,8 @@ impl Checkpointer {
         n
     }
 
-    fn epochs(&self) -> Vec<u64> {
+    /// Per shard, how many times it was reported lost.
+    pub(crate) fn epochs(&self) -> Vec<u64> {
         self.shared.epochs.iter().map(|e| e.load(Ordering::SeqCst)).collect()
     }
 

@@ -78,6 +78,10 @@ struct EquipmentState {
     seen_dirty: bool,
     /// Its seen record is in Redis (written, or loaded at a takeover).
     seen_recorded: bool,
+    /// The condition transition its restored record says a reading of that event time caused,
+    /// until a reading at or past that time: scored again, that reading's entry was left
+    /// unacked, maybe while no replica held its event (see [`Engine::restore`]).
+    replay: Option<Transition>,
 }
 
 impl EquipmentState {
@@ -90,6 +94,7 @@ impl EquipmentState {
             online: online.unwrap_or_default(),
             online_dirty: false,
             open: condition.as_ref().filter(|r| is_open(r)).map(|r| r.alert.clone()),
+            replay: condition.as_ref().map(EpisodeRecord::transition),
             normal_since: None,
             silent: no_data.filter(is_open),
             last_ts: condition.map_or(i64::MIN, |r| r.at_micros),
@@ -214,7 +219,12 @@ impl Engine {
     ///
     /// An open condition episode continues (no second raise, the same id, escalation only
     /// above its severity) and readings older than that transition only fill the window,
-    /// since the episode state at that instant is known. An open no-data alarm stays open
+    /// since the episode state at that instant is known. The reading of that transition's event
+    /// time, scored again, publishes the recorded transition again instead of being judged:
+    /// its entry was left unacked by the previous owner, which may have stopped or lost the
+    /// shard while no replica was confirmed to hold the event (the publish is idempotent: a
+    /// duplicate if the event is there, appended again if a failover lost it, and held until
+    /// a replica holds it either way). An open no-data alarm stays open
     /// (no second alarm for the same silence) until a reading newer than the last one before
     /// the silence, and is then cleared under its id.
     pub fn restore(&mut self, equipement_id: &str, record: EpisodeRecord) {
@@ -483,6 +493,13 @@ impl Engine {
         if !judge {
             st.last_ts = t.ts_micros;
             return out;
+        }
+        if let Some(replay) = st.replay.take_if(|r| t.ts_micros >= r.at_micros) {
+            if replay.at_micros == t.ts_micros {
+                // The reading that caused the restored transition: its outcome is known.
+                out.push(replay);
+                return out;
+            }
         }
         let assessment = self.assess_with(t, have_features.then_some(&self.features.values[..]), online);
         let th = self.thresholds(&t.equipement_id).clone();
@@ -831,13 +848,41 @@ mod restore_tests {
         let mut cleared = open_at(10);
         cleared.alert.state = AlertState::Cleared as i32;
         cleared.at_micros = 100_000_000;
-        e.restore("P", cleared);
+        e.restore("P", cleared.clone());
         // The warm-up starts inside the episode that was cleared at 100 s: its hot readings
         // must not raise it again under another id.
         assert!(e.observe(&reading(50, 95.0), "", 0).is_empty());
         assert!(e.observe(&reading(99, 60.0), "", 0).is_empty());
-        assert!(e.observe(&reading(100, 60.0), "", 0).is_empty());
+        // The reading that cleared it gives the recorded clear, nothing new (published only
+        // if its entry was left unacked).
+        assert_eq!(e.observe(&reading(100, 60.0), "", 0), [cleared.transition()]);
         assert_eq!(e.observe(&reading(101, 95.0), "", 0)[0].kind, AlertEventKind::Raised, "a later one is new");
+    }
+
+    /// The previous owner raised the episode on the reading at 10 s, then stopped before a
+    /// replica was confirmed to hold the event, leaving that reading unacked: scored again,
+    /// it gives the very event it raised (same id, kind and severity: the same dedupe key),
+    /// whatever it is judged now, and the readings after it continue the episode.
+    #[test]
+    fn the_reading_that_moved_a_restored_episode_gives_its_transition_again() {
+        let mut e = Engine::new(no_clock());
+        e.restore("P", open_at(10));
+        assert!(e.observe(&reading(9, 60.0), "", 0).is_empty(), "an earlier reading only fills the window");
+        let again = e.observe(&reading(10, 60.0), "", 0);
+        assert_eq!(again.len(), 1);
+        assert_eq!((again[0].kind, again[0].at_micros), (AlertEventKind::Raised, 10_000_000));
+        assert_eq!(again[0].alert, open_at(10).alert);
+        assert!(e.observe(&reading(10, 95.0), "", 0).is_empty(), "once");
+        assert!(e.observe(&reading(11, 85.0), "", 0).is_empty(), "the same episode goes on");
+
+        let mut escalated = open_at(10);
+        escalated.at_micros = 20_000_000;
+        escalated.alert.severity = Severity::Critical as i32;
+        assert_eq!(escalated.transition().kind, AlertEventKind::Escalated);
+        let mut e = Engine::new(no_clock());
+        e.restore("P", escalated);
+        assert!(e.observe(&reading(21, 95.0), "", 0).is_empty(), "a later reading: nothing to give again");
+        assert!(e.observe(&reading(20, 95.0), "", 0).is_empty(), "past it, the transition is not given again");
     }
 
     fn silent_since(s: i64) -> EpisodeRecord {

@@ -12,7 +12,9 @@
 //! dashboard, their readings stay pending in [`Unconfirmed`], and scoring goes on: readings
 //! raising nothing are acked as usual. Each heartbeat publishes the held events again (a
 //! failover's losses are appended again, the rest are duplicates) and acks their readings
-//! once a replica holds them.
+//! once a replica holds them. Held readings a replica leaves behind (stopped, or fenced off)
+//! are held again by the shard's next owner: its takeover replays their recorded events
+//! ([`crate::takeover`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -242,9 +244,19 @@ impl Scoring {
             Some(c) => Some(c.pause().await),
             None => None,
         };
+        let held = state.leases.owned();
         let (change, seen_replies) = match state.leases.heartbeat_with(now / 1000, calls).await {
             Ok(r) => r,
-            Err(e) => return Ok(Err(e.into())),
+            Err(e) => {
+                // Which leases were renewed, lost or even lost and gained again is unknown (a
+                // failure mid-way drops the change): for the checkpoint, every shard held or
+                // gained is lost, so no state queued before is written under a later lease.
+                if let Some(c) = &state.checkpoints {
+                    c.lost(&held);
+                    c.lost(&state.leases.owned());
+                }
+                return Ok(Err(e.into()));
+            }
         };
         if let Some(c) = &state.checkpoints {
             c.lost(&change.lost);
@@ -667,6 +679,40 @@ mod tests {
             status: Default::default(),
             ready: Readiness::new(),
         }
+    }
+
+    /// A heartbeat that fails after some of its work (here a renewal's reply is an error: the
+    /// lease key holds another type) reports no change: every shard it held counts as lost
+    /// for the checkpoint, so no online state queued before is written under a lease gained
+    /// again since.
+    #[tokio::test]
+    async fn a_failed_heartbeat_counts_its_shards_as_lost_for_the_checkpoint() {
+        let server = proact_testkit::Redis::start().await.unwrap();
+        let s = scoring(&server.url(), 10).await;
+        let mut state = LoopState {
+            leases: Leases::new(s.redis.clone(), "r", 8, 10_000),
+            keys: Vec::new(),
+            groups_ready: BTreeSet::new(),
+            next_heartbeat: Instant::now(),
+            next_silence: Instant::now(),
+            checkpoints: Some(checkpoint::Checkpointer::start(
+                s.checkpoint_writer.clone(),
+                "r".into(),
+                8,
+                Duration::from_secs(10),
+            )),
+            next_checkpoint: Instant::now(),
+        };
+        s.heartbeat(&mut state).await.unwrap().unwrap();
+        assert_eq!(state.leases.owned().len(), 8);
+        let epochs = |state: &LoopState| state.checkpoints.as_ref().unwrap().epochs();
+        assert_eq!(epochs(&state), [0; 8]);
+
+        let lease = crate::leases::lease_key(3);
+        let _: i64 = s.redis.del(lease.as_str()).await.unwrap();
+        let _: i64 = s.redis.hset(lease.as_str(), ("not", "a lease")).await.unwrap();
+        assert!(s.heartbeat(&mut state).await.unwrap().is_err(), "the renewal of shard 3 fails");
+        assert!(epochs(&state).iter().all(|&e| e >= 1), "every shard held counts as lost: {:?}", epochs(&state));
     }
 
     /// Entries held for unconfirmed alerts fill the first pages of the pending list; the

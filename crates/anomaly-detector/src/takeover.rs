@@ -31,8 +31,11 @@ impl Scoring {
     ///
     /// Before the warm-up, each equipment's last published episode transition is restored from
     /// the shard's episode hash (see [`publish`]): an episode raised before the tail starts stays
-    /// open, under its id, so an unacked abnormal reading inside it does not raise it again; and
-    /// an open no-data alarm stays open until the equipment's data comes back, then clears. After
+    /// open, under its id, so an unacked abnormal reading inside it does not raise it again; the
+    /// unacked reading that made the recorded transition publishes it again, held until a
+    /// replica holds it (the previous owner may have stopped or lost the shard before one did,
+    /// see [`crate::engine::Engine::restore`]); and an open no-data alarm stays open until the
+    /// equipment's data comes back, then clears. After
     /// the warm-up, the previous owner's seen records (see [`seen`]) seed the silence clock of
     /// the equipment the tail did not reach, so one silent since shortly before the takeover is
     /// still alarmed, once, after the silence time.

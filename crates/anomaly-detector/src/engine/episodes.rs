@@ -40,6 +40,23 @@ pub struct EpisodeRecord {
     pub episode: Episode,
 }
 
+impl EpisodeRecord {
+    /// The transition this record is the outcome of, as it was published: the kind is read
+    /// from the alert (cleared; else raised by the reading at the episode's start; else
+    /// escalated), so that publishing it again claims the original event's dedupe key (alert
+    /// id, kind, severity) and is a duplicate of it if that event exists.
+    pub fn transition(&self) -> Transition {
+        let kind = if self.alert.state == AlertState::Cleared as i32 {
+            AlertEventKind::Cleared
+        } else if self.episode == Episode::NoData || self.alert.start_micros == self.at_micros {
+            AlertEventKind::Raised
+        } else {
+            AlertEventKind::Escalated
+        };
+        Transition { kind, alert: self.alert.clone(), episode: self.episode, at_micros: self.at_micros }
+    }
+}
+
 /// Moves an equipment's condition episode on one judged reading and its assessment; returns
 /// the transition it causes, if any.
 pub(super) fn advance(
