@@ -117,11 +117,22 @@ pub struct Leases {
     shards: u32,
     ttl_ms: u64,
     owned: BTreeSet<u32>,
+    /// Shards gained and lost since the last heartbeat that returned: a heartbeat failing
+    /// mid-way keeps what it changed for the next one to report.
+    unreported: (BTreeSet<u32>, BTreeSet<u32>),
 }
 
 impl Leases {
     pub fn new(client: Client, replica: impl Into<String>, shards: u32, ttl_ms: u64) -> Self {
-        Self { layout: KeyLayout::of(&client), client, replica: replica.into(), shards, ttl_ms, owned: BTreeSet::new() }
+        Self {
+            layout: KeyLayout::of(&client),
+            client,
+            replica: replica.into(),
+            shards,
+            ttl_ms,
+            owned: BTreeSet::new(),
+            unreported: Default::default(),
+        }
     }
 
     pub fn owned(&self) -> Vec<u32> {
@@ -132,7 +143,9 @@ impl Leases {
         &self.replica
     }
 
-    /// Renews, rebalances and acquires; call well within the TTL (a third of it).
+    /// Renews, rebalances and acquires; call well within the TTL (a third of it). The change
+    /// includes what a failed heartbeat before it changed: a shard lost then gained again is
+    /// in both lists (drop its state, then take it over), one gained then lost only in `lost`.
     pub async fn heartbeat(&mut self, now_ms: i64) -> Result<Change, Error> {
         Ok(self.heartbeat_with(now_ms, Vec::new()).await?.0)
     }
@@ -146,7 +159,6 @@ impl Leases {
         now_ms: i64,
         also: Vec<Vec<Value>>,
     ) -> Result<(Change, Vec<Result<Value, Error>>), Error> {
-        let mut change = Change::default();
         // Presence, the count of live replicas for the fair share, and the renewals, in one
         // round trip: the heartbeat runs on the scoring task, and while it waits no reading
         // is read (see `shard_pending` in the library for what that measured).
@@ -192,7 +204,7 @@ impl Leases {
         for (i, shard) in owned.into_iter().enumerate() {
             if integer(3 + i)? == 0 {
                 self.owned.remove(&shard);
-                change.lost.push(shard);
+                self.unreported.1.insert(shard);
             }
         }
         while self.owned.len() > fair {
@@ -202,7 +214,7 @@ impl Leases {
                 .eval(RELEASE, vec![self.layout.shard_key("lease", shard)], vec![self.replica.clone()])
                 .await?;
             self.owned.remove(&shard);
-            change.lost.push(shard);
+            self.unreported.1.insert(shard);
         }
         // Start the scan at a replica-specific offset so replicas starting together do not
         // all race for shard 0 first.
@@ -227,12 +239,12 @@ impl Leases {
                 .await?;
             if set.is_some() {
                 self.owned.insert(shard);
-                change.gained.push(shard);
+                self.unreported.0.insert(shard);
             }
         }
-        change.gained.sort_unstable();
-        change.lost.sort_unstable();
-        Ok((change, also_replies))
+        let (gained, lost) = std::mem::take(&mut self.unreported);
+        let gained = gained.into_iter().filter(|s| self.owned.contains(s)).collect();
+        Ok((Change { gained, lost: lost.into_iter().collect() }, also_replies))
     }
 
     /// Gives `shard` up (one this replica gained but could not take over): it is no longer

@@ -248,9 +248,9 @@ impl Scoring {
         let (change, seen_replies) = match state.leases.heartbeat_with(now / 1000, calls).await {
             Ok(r) => r,
             Err(e) => {
-                // Which leases were renewed, lost or even lost and gained again is unknown (a
-                // failure mid-way drops the change): for the checkpoint, every shard held or
-                // gained is lost, so no state queued before is written under a later lease.
+                // What a failure mid-way changed is reported by the next heartbeat; the
+                // checkpoint cannot wait for it: every shard held or gained counts as lost, so
+                // no state queued before is written under a later lease.
                 if let Some(c) = &state.checkpoints {
                     c.lost(&held);
                     c.lost(&state.leases.owned());

@@ -182,3 +182,37 @@ async fn a_batch_is_published_in_one_call_and_records_its_episodes() {
     let wait = proact_anomaly_detector::publish::ReplicaWait { replicas: 1, timeout_ms: 10 };
     assert_eq!(proact_anomaly_detector::publish::wait_for_replicas(&c, wait).await.unwrap(), 0);
 }
+
+/// A heartbeat that fails after it found a shard lost (here: acquiring a free shard is
+/// refused by an ACL) reports nothing; the next one must still report that loss, or the
+/// scoring loop would keep the lost shard's equipment state and never drop it.
+#[tokio::test]
+async fn a_loss_seen_by_a_heartbeat_that_failed_is_reported_by_the_next() {
+    use fred::prelude::*;
+    use proact_anomaly_detector::leases::lease_key;
+    let redis = proact_testkit::Redis::start().await.unwrap();
+    let admin = client(&redis.url()).await;
+    let lease = |s: u32| lease_key(s);
+    // Shard 5 is another replica's at first.
+    let _: () = admin.set(lease(5), "x", Some(Expiration::PX(60_000)), None, false).await.unwrap();
+    let mut r = Leases::new(client(&redis.url()).await, "r", 8, 60_000);
+    let first = r.heartbeat(now_ms()).await.unwrap();
+    assert_eq!(first.gained, vec![0, 1, 2, 3, 4, 6, 7]);
+
+    // Shard 2 is taken by another replica, shard 5 becomes free but r may not write its lease.
+    let _: () = admin.set(lease(2), "x", Some(Expiration::PX(60_000)), None, false).await.unwrap();
+    let _: i64 = admin.del(lease(5)).await.unwrap();
+    let mut acl: Vec<String> =
+        ["SETUSER", "default", "resetkeys", "%R~*", "~proact:detector:replicas"].map(String::from).to_vec();
+    acl.extend((0..8).filter(|&s| s != 5).map(|s| format!("~{}", lease(s))));
+    let acl_cmd = || fred::types::CustomCommand::new_static("ACL", fred::types::ClusterHash::Random, false);
+    let _: Value = admin.custom(acl_cmd(), acl).await.unwrap();
+    assert!(r.heartbeat(now_ms()).await.is_err(), "acquiring shard 5 is refused");
+    assert!(!r.owned().contains(&2), "the failed heartbeat saw shard 2 lost");
+
+    let _: Value = admin.custom(acl_cmd(), vec!["SETUSER", "default", "allkeys"]).await.unwrap();
+    let next = r.heartbeat(now_ms()).await.unwrap();
+    assert_eq!(next.lost, vec![2], "the loss the failed heartbeat saw is reported");
+    assert_eq!(next.gained, vec![5]);
+    assert_eq!(r.owned(), vec![0, 1, 3, 4, 5, 6, 7]);
+}
