@@ -73,9 +73,13 @@ fn main() {
 
     let sizes: Vec<usize> = states.iter().map(EquipmentDetector::size_bytes).collect();
     let json = serde_json::to_vec(&states[1]).expect("serialise").len();
+    let stored: Vec<usize> = states.iter().map(|s| proact_anomaly_detector::checkpoint::encode(s).len()).collect();
     println!(
-        "online state per equipment (two channels): {} bytes in memory (max over {EQUIPMENT}: {}), {json} bytes as JSON",
+        "online state per equipment (two channels): {} bytes in memory (max over {EQUIPMENT}: {}), {json} bytes as JSON, \
+         {} bytes as checkpointed (max over {EQUIPMENT}: {})",
         sizes[1],
-        sizes.iter().max().copied().unwrap_or(0)
+        sizes.iter().max().copied().unwrap_or(0),
+        stored[1],
+        stored.iter().max().copied().unwrap_or(0)
     );
 }

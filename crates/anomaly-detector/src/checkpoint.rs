@@ -3,7 +3,8 @@
 //!
 //! Per shard, a hash `proact:detector:online:{shard}` on one Redis, in the lease's slot on a
 //! cluster (see [`crate::leases::KeyLayout`]) (field: the equipment id, value: its
-//! [`EquipmentDetector`] as JSON, a few tens of kilobytes at most, see docs/BENCHMARKS.md).
+//! [`EquipmentDetector`] as LZ4-compressed JSON, about ten kilobytes, see [`encode`] and
+//! docs/BENCHMARKS.md).
 //! One hash per shard rather than one key per equipment: it shares the `{shard}` hash tag
 //! (one Redis Cluster slot) with the shard's lease, so the write is fenced by the same script
 //! as the seen records ([`crate::seen`]) and a replica that lost the shard never overwrites
@@ -32,7 +33,7 @@ use tokio::sync::{mpsc, Mutex, OwnedRwLockWriteGuard, RwLock};
 use crate::engine::Engine;
 use crate::leases::KeyLayout;
 
-/// States one fenced script writes at most. A state is some 23 KB of JSON and Redis runs one
+/// States one fenced script writes at most. A state is some 10 KB stored and Redis runs one
 /// script at a time: small calls let the scoring loop's own commands in between.
 pub const STATES_PER_CALL: usize = 16;
 
@@ -41,14 +42,40 @@ pub fn online_key(layout: KeyLayout, shard: u32) -> String {
     layout.shard_key("online", shard)
 }
 
-/// The stored form of a state.
+/// What a compressed state starts with: a byte JSON never starts with, then the format.
+const LZ4_JSON: &[u8] = b"\0lz4";
+
+/// The largest JSON a stored state may decompress to: far above any state (the state is
+/// bounded at 64 KiB in memory), so that a corrupt size field cannot make a takeover
+/// allocate gigabytes.
+const MAX_JSON_BYTES: usize = 4 << 20;
+
+/// The stored form of a state: its JSON (readable by every version, and by people with
+/// `redis-cli` and an LZ4 tool), compressed: the pattern tables are mostly zeros, and plain
+/// JSON made a checkpoint of 10,000 equipment a few hundred megabytes of Redis memory (LZ4
+/// over JSON stores less than half of it; the seasonal profiles' floats are most of the rest).
+/// [`LZ4_JSON`], the JSON's length (4 bytes, little-endian), the LZ4 block.
 pub fn encode(state: &EquipmentDetector) -> Bytes {
-    Bytes::from(serde_json::to_vec(state).expect("an online state always serialises"))
+    let json = serde_json::to_vec(state).expect("an online state always serialises");
+    let mut out = Vec::with_capacity(LZ4_JSON.len() + json.len() / 4);
+    out.extend_from_slice(LZ4_JSON);
+    out.extend_from_slice(&lz4_flex::block::compress_prepend_size(&json));
+    Bytes::from(out)
 }
 
-/// A stored state, if this version can read it.
+/// A stored state, if this version can read it: compressed ([`encode`]), or plain JSON as
+/// versions before the compression wrote it (a rolling upgrade loads those).
 pub fn decode(raw: &[u8]) -> Option<EquipmentDetector> {
-    serde_json::from_slice(raw).ok()
+    let Some(block) = raw.strip_prefix(LZ4_JSON) else {
+        return serde_json::from_slice(raw).ok();
+    };
+    let (size, block) = block.split_first_chunk::<4>()?;
+    let size = u32::from_le_bytes(*size) as usize;
+    if size > MAX_JSON_BYTES {
+        return None;
+    }
+    let json = lz4_flex::block::decompress(block, size).ok()?;
+    serde_json::from_slice(&json).ok()
 }
 
 /// Writes `states` under `replica`'s leases, one fenced script per shard and
@@ -257,4 +284,52 @@ pub async fn load(client: &Client, shard: u32, shards: u32) -> Result<Vec<(Strin
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proact_online::OnlineConfig;
+
+    /// An equipment that has learned a day of a noisy cycle on two channels.
+    fn learned() -> EquipmentDetector {
+        let cfg = OnlineConfig::default();
+        let mut state = EquipmentDetector::default();
+        for i in 0..2_880_i64 {
+            let phase = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
+            let noise = ((i * 7_919) % 101) as f64 / 101.0 - 0.5;
+            state.observe(i * 300_000_000, &[60.0 + 5.0 * phase.sin() + noise, 2.0 + 0.3 * noise], &cfg);
+        }
+        state
+    }
+
+    #[test]
+    fn a_stored_state_reads_back_the_same_and_takes_less_than_half_its_json() {
+        let state = learned();
+        let stored = encode(&state);
+        assert_eq!(decode(&stored), Some(state.clone()));
+        let json = serde_json::to_vec(&state).unwrap().len();
+        assert!(stored.len() * 2 < json, "{} bytes stored for {json} bytes of JSON", stored.len());
+    }
+
+    #[test]
+    fn a_state_stored_as_plain_json_still_reads() {
+        let state = learned();
+        assert_eq!(decode(&serde_json::to_vec(&state).unwrap()), Some(state));
+    }
+
+    #[test]
+    fn a_damaged_state_is_unreadable_not_a_panic_nor_a_huge_allocation() {
+        let stored = encode(&learned());
+        assert_eq!(decode(&stored[..stored.len() / 2]), None, "truncated");
+        assert_eq!(decode(&stored[..LZ4_JSON.len() + 2]), None, "no size");
+        let mut huge = stored.to_vec();
+        huge[LZ4_JSON.len()..LZ4_JSON.len() + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode(&huge), None, "a size far above any state");
+        let mut flipped = stored.to_vec();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0xff;
+        assert_eq!(decode(&flipped), None, "a damaged block");
+        assert_eq!(decode(b""), None);
+    }
 }
