@@ -519,7 +519,9 @@ async fn run_step(ctx: &Ctx, sys: &System, own: &[(&str, u32)], rate: u64, drain
     };
     let publish_end = Instant::now();
     let machine1 = procs::MachineTicks::now();
-    let cpu_published = cpu_snapshot(&w, ctx.ticks);
+    // Listed again: a process started during the step (a PostgreSQL backend the archive's pool
+    // opens under load) counts from zero, its whole life being inside the step.
+    let cpu_published = cpu_snapshot(&watched(own), ctx.ticks);
     let publishing_secs = started.elapsed().as_secs_f64();
     let (machine_busy_cores, machine_steal_cores) = machine0.cores_until(&machine1, ctx.ticks, publishing_secs);
     let (mut publishing_system, mut publishing_driver) = (0.0, 0.0);
@@ -566,6 +568,9 @@ async fn run_step(ctx: &Ctx, sys: &System, own: &[(&str, u32)], rate: u64, drain
     }
     let dead_letters = sys.dead_letters().await?.saturating_sub(dlq0);
 
+    // Listed again (as above); a process gone since the start (a closed connection) drops out
+    // instead of counting its whole life negatively.
+    let w = watched(own);
     let cpu1 = cpu_snapshot(&w, ctx.ticks);
     let mut cpu: BTreeMap<String, f64> = BTreeMap::new();
     for ((name, pid), t1) in &cpu1 {
