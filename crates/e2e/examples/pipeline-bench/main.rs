@@ -10,7 +10,9 @@
 //!   archived, sampled every 200 ms from the archive's consumer group) and how long it took to
 //!   drain after the last publish;
 //! - publish → `/ws/alerts` latency of every hot reading's `raised` alert (p50/p99/max);
-//! - CPU seconds of each service and server process over the step, and each one's peak RSS.
+//! - CPU seconds of each service and server process over the step, and each one's peak RSS;
+//!   and, while publishing, the cores the measured system, the load driver and the whole machine
+//!   (anyone's processes, from `/proc/stat`) were busy: whether the step was bound by the CPU.
 //!
 //! A step is *sustained* when the publishers offered ≥ 97 % of the rate, every acked message
 //! became a row (no loss, no dead letter), the backlog did not grow (least-squares slope over
