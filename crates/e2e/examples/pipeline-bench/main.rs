@@ -10,7 +10,9 @@
 //!   archived, sampled every 200 ms from the archive's consumer group) and how long it took to
 //!   drain after the last publish;
 //! - publish → `/ws/alerts` latency of every hot reading's `raised` alert (p50/p99/max);
-//! - CPU seconds of each service and server process over the step, and each one's peak RSS.
+//! - CPU seconds of each service and server process over the step, and each one's peak RSS;
+//!   and, while publishing, the cores the measured system, the load driver and the whole machine
+//!   (anyone's processes, from `/proc/stat`) were busy: whether the step was bound by the CPU.
 //!
 //! A step is *sustained* when the publishers offered ≥ 97 % of the rate, every acked message
 //! became a row (no loss, no dead letter), the backlog did not grow (least-squares slope over
@@ -215,6 +217,12 @@ struct Step {
     wall_secs: f64,
     /// 1-minute load average at the end of the step: how much of the two cores others took.
     load_1m: f64,
+    /// While publishing (not the drain): cores the measured system used, the load driver,
+    /// the whole machine (every process, anyone's), and what the hypervisor stole.
+    publishing_system_cores: f64,
+    publishing_driver_cores: f64,
+    machine_busy_cores: f64,
+    machine_steal_cores: f64,
     /// Times ingest lost its MQTT connection during the step (from its log).
     ingest_reconnects: usize,
     /// Where the messages were when rows were still missing at the drain limit.
@@ -485,6 +493,7 @@ async fn run_step(ctx: &Ctx, sys: &System, own: &[(&str, u32)], rate: u64, drain
     ctx.book.reset();
     let w = watched(own);
     let cpu0 = cpu_snapshot(&w, ctx.ticks);
+    let machine0 = procs::MachineTicks::now();
     let dlq0 = sys.dead_letters().await?;
     let done0 = sys.processed().await?;
     let scored0 = sys.processed_by(DETECTOR_GROUP).await?;
@@ -511,6 +520,21 @@ async fn run_step(ctx: &Ctx, sys: &System, own: &[(&str, u32)], rate: u64, drain
         }
     };
     let publish_end = Instant::now();
+    let machine1 = procs::MachineTicks::now();
+    // Listed again: a process started during the step (a PostgreSQL backend the archive's pool
+    // opens under load) counts from zero, its whole life being inside the step.
+    let cpu_published = cpu_snapshot(&watched(own), ctx.ticks);
+    let publishing_secs = started.elapsed().as_secs_f64();
+    let (machine_busy_cores, machine_steal_cores) = machine0.cores_until(&machine1, ctx.ticks, publishing_secs);
+    let (mut publishing_system, mut publishing_driver) = (0.0, 0.0);
+    for ((name, pid), t1) in &cpu_published {
+        let used = t1 - cpu0.get(&(name.clone(), *pid)).copied().unwrap_or(0.0);
+        if name == "load driver" {
+            publishing_driver += used;
+        } else {
+            publishing_system += used;
+        }
+    }
     let done = sys.processed().await?.saturating_sub(done0);
     let backlog_at_end = published.sent.saturating_sub(done);
 
@@ -546,6 +570,9 @@ async fn run_step(ctx: &Ctx, sys: &System, own: &[(&str, u32)], rate: u64, drain
     }
     let dead_letters = sys.dead_letters().await?.saturating_sub(dlq0);
 
+    // Listed again (as above); a process gone since the start (a closed connection) drops out
+    // instead of counting its whole life negatively.
+    let w = watched(own);
     let cpu1 = cpu_snapshot(&w, ctx.ticks);
     let mut cpu: BTreeMap<String, f64> = BTreeMap::new();
     for ((name, pid), t1) in &cpu1 {
@@ -629,6 +656,10 @@ async fn run_step(ctx: &Ctx, sys: &System, own: &[(&str, u32)], rate: u64, drain
             .ok()
             .and_then(|l| l.split_whitespace().next().and_then(|v| v.parse().ok()))
             .unwrap_or(0.0),
+        publishing_system_cores: publishing_system / publishing_secs.max(1e-9),
+        publishing_driver_cores: publishing_driver / publishing_secs.max(1e-9),
+        machine_busy_cores,
+        machine_steal_cores,
         ingest_reconnects: ingest_reconnects(&a.out).saturating_sub(reconnects0),
         shortfall,
     };
@@ -715,6 +746,15 @@ fn print_step(s: &Step) {
         s.load_1m,
         s.ingest_reconnects,
         rss.join(", ")
+    );
+    println!(
+        "        while publishing: system {:.2} cores, load driver {:.2}, whole machine {:.2} busy of {} (others {:.2}), {:.2} stolen by the hypervisor",
+        s.publishing_system_cores,
+        s.publishing_driver_cores,
+        s.machine_busy_cores,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        (s.machine_busy_cores - s.publishing_system_cores - s.publishing_driver_cores).max(0.0),
+        s.machine_steal_cores
     );
 }
 

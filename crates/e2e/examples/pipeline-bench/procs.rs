@@ -128,6 +128,34 @@ pub fn metric_sum(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 
 
 pub use proact_testkit::procstat::{clock_ticks, cpu_secs};
 
+/// The whole machine's CPU time from `/proc/stat`, in clock ticks summed over its cores: what
+/// every process took (ours, the load driver's and anyone else's), and what the hypervisor
+/// took from this virtual machine (`steal`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MachineTicks {
+    pub busy: f64,
+    pub steal: f64,
+}
+
+impl MachineTicks {
+    pub fn now() -> Self {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else { return Self::default() };
+        // user nice system idle iowait irq softirq steal (guest time is inside user).
+        let f: Vec<f64> = cpu.split_whitespace().skip(1).take(8).filter_map(|v| v.parse().ok()).collect();
+        if f.len() < 8 {
+            return Self::default();
+        }
+        Self { busy: f[0] + f[1] + f[2] + f[5] + f[6], steal: f[7] }
+    }
+
+    /// Cores busy and stolen between `self` and `later`, over `secs`.
+    pub fn cores_until(&self, later: &Self, ticks_per_sec: f64, secs: f64) -> (f64, f64) {
+        let per = |d: f64| d / ticks_per_sec / secs.max(1e-9);
+        (per(later.busy - self.busy), per(later.steal - self.steal))
+    }
+}
+
 /// Peak resident memory (`VmHWM`), MiB.
 pub fn peak_rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
