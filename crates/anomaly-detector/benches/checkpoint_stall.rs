@@ -146,7 +146,7 @@ fn main() {
         }
         let encode_us = t0.elapsed().as_secs_f64() * 1e6 / n as f64;
         println!(
-            "checkpoint: {equipment} equipment, {SHARDS} shards, interval {} s, {secs} s per mode; one state {size} B of JSON, encoded in {encode_us:.0} µs",
+            "checkpoint: {equipment} equipment, {SHARDS} shards, interval {} s, {secs} s per mode; one state {size} B stored, encoded in {encode_us:.0} µs",
             every.as_secs()
         );
         println!(
