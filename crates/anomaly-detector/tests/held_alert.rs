@@ -12,6 +12,10 @@
 //! that is behind its master. Either way the alert is on the alerts stream exactly once, and
 //! the reading acked only once the revived replica holds it.
 
+mod common;
+
+use common::wait_until;
+
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -82,16 +86,6 @@ async fn pending(redis: &Client, key: &str) -> u64 {
         Value::Array(a) => a.first().and_then(Value::as_u64).unwrap_or(0),
         _ => 0,
     }
-}
-
-async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
-    for _ in 0..300 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// The detector's key of `kind` for `shard` on a cluster (in the alerts stream's slot).

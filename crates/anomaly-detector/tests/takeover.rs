@@ -4,6 +4,10 @@
 //! no-data alarm open at a takeover is cleared once, by the new owner. And a live replica
 //! whose read reply was lost still scores what Redis delivered to it.
 
+mod common;
+
+use common::wait_until;
+
 use std::collections::{BTreeSet, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -215,16 +219,6 @@ async fn read_as(redis: &Client, consumer: &str, keys: &[String]) -> usize {
         }
         n += got.len();
     }
-}
-
-async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
-    for _ in 0..300 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
