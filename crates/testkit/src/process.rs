@@ -170,13 +170,14 @@ pub(crate) fn find_binary(
 mod tests {
     use super::*;
 
+    /// Whether a port is still free a moment after it was picked depends on every other
+    /// process of the machine, so it is not checked here: the pick itself binds it.
     #[test]
     fn ports_are_below_the_ephemeral_range_and_never_repeat() {
         let low = ephemeral_low().unwrap_or(32_768);
         let ports: Vec<u16> = (0..20).map(|_| free_port().unwrap()).collect();
         for p in &ports {
             assert!(u32::from(*p) < low, "{p} is in the ephemeral range (from {low})");
-            TcpListener::bind(("127.0.0.1", *p)).expect("still free");
         }
         let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
         assert_eq!(distinct.len(), ports.len(), "{ports:?}");
