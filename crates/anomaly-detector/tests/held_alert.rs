@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::wait_until;
+use common::{append_reading, wait_until};
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -124,10 +124,7 @@ async fn held_alert_outlives_its_detector(lost: bool) {
             vibration: 2.0,
             ..Default::default()
         };
-        let _: String = redis
-            .xadd(key.as_str(), false, None::<()>, "*", (PAYLOAD_FIELD, Bytes::from(t.encode_to_vec())))
-            .await
-            .unwrap();
+        append_reading(&redis, &key, &t).await;
     }
 
     let mut a = spawn_detector(&cluster.url(), "a");

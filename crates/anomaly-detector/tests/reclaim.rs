@@ -2,6 +2,10 @@
 //! `reclaimed_late` in the library for why), and counted, so an operator sees what a
 //! takeover skipped. In its own test binary: it reads the process-wide metrics.
 
+mod common;
+
+use common::append_reading;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -49,10 +53,7 @@ async fn reclaimed_entries_too_late_to_score_are_counted_and_acked() {
             vibration: 2.0,
             ..Default::default()
         };
-        let _: String = redis
-            .xadd(key.as_str(), false, None::<()>, "*", (PAYLOAD_FIELD, Bytes::from(t.encode_to_vec())))
-            .await
-            .unwrap();
+        append_reading(&redis, &key, &t).await;
     }
     let got =
         proact_server::redis::read_group(&redis, GROUP, "dead", std::slice::from_ref(&key), 100, 10).await.unwrap();

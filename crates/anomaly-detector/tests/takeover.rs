@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::wait_until;
+use common::{append_reading, wait_until};
 
 use std::collections::{BTreeSet, HashMap};
 use std::process::{Child, Command, Stdio};
@@ -95,8 +95,7 @@ fn readings(equipment: usize, from: i64, to: i64, hot_at: i64, hot: &[usize]) ->
 async fn publish(redis: &Client, equipment: usize, from: i64, to: i64, hot_at: i64, hot: &[usize]) {
     for t in readings(equipment, from, to, hot_at, hot) {
         let key = telemetry_stream(shard_for(&t.equipement_id, SHARDS));
-        let _: String =
-            redis.xadd(key, false, None::<()>, "*", (PAYLOAD_FIELD, Bytes::from(t.encode_to_vec()))).await.unwrap();
+        append_reading(redis, &key, &t).await;
     }
 }
 
