@@ -119,7 +119,8 @@ pub struct Leases {
     owned: BTreeSet<u32>,
     /// Shards gained and lost since the last heartbeat that returned: a heartbeat failing
     /// mid-way keeps what it changed for the next one to report.
-    unreported: (BTreeSet<u32>, BTreeSet<u32>),
+    unreported_gained: BTreeSet<u32>,
+    unreported_lost: BTreeSet<u32>,
 }
 
 impl Leases {
@@ -131,7 +132,8 @@ impl Leases {
             shards,
             ttl_ms,
             owned: BTreeSet::new(),
-            unreported: Default::default(),
+            unreported_gained: BTreeSet::new(),
+            unreported_lost: BTreeSet::new(),
         }
     }
 
@@ -204,7 +206,7 @@ impl Leases {
         for (i, shard) in owned.into_iter().enumerate() {
             if integer(3 + i)? == 0 {
                 self.owned.remove(&shard);
-                self.unreported.1.insert(shard);
+                self.unreported_lost.insert(shard);
             }
         }
         while self.owned.len() > fair {
@@ -214,7 +216,7 @@ impl Leases {
                 .eval(RELEASE, vec![self.layout.shard_key("lease", shard)], vec![self.replica.clone()])
                 .await?;
             self.owned.remove(&shard);
-            self.unreported.1.insert(shard);
+            self.unreported_lost.insert(shard);
         }
         // Start the scan at a replica-specific offset so replicas starting together do not
         // all race for shard 0 first.
@@ -239,12 +241,12 @@ impl Leases {
                 .await?;
             if set.is_some() {
                 self.owned.insert(shard);
-                self.unreported.0.insert(shard);
+                self.unreported_gained.insert(shard);
             }
         }
-        let (gained, lost) = std::mem::take(&mut self.unreported);
-        let gained = gained.into_iter().filter(|s| self.owned.contains(s)).collect();
-        Ok((Change { gained, lost: lost.into_iter().collect() }, also_replies))
+        let gained = std::mem::take(&mut self.unreported_gained).into_iter().filter(|s| self.owned.contains(s));
+        let lost = std::mem::take(&mut self.unreported_lost);
+        Ok((Change { gained: gained.collect(), lost: lost.into_iter().collect() }, also_replies))
     }
 
     /// Gives `shard` up (one this replica gained but could not take over): it is no longer
