@@ -20,7 +20,7 @@ pub mod procstat;
 mod servers;
 
 pub use cluster::{Master, RedisCluster};
-pub use process::{ephemeral_low, free_port};
+pub use process::free_port;
 pub use servers::{Mosquitto, MosquittoOptions, Postgres, Redis, ServerTls, Stack, StackOptions};
 
 /// Why a server could not be started.

@@ -125,7 +125,7 @@ pub fn free_port() -> std::io::Result<u16> {
 }
 
 /// The first port of the kernel's ephemeral range (Linux), if it can be read.
-pub fn ephemeral_low() -> Option<u32> {
+fn ephemeral_low() -> Option<u32> {
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
     range.split_whitespace().next()?.parse().ok()
 }

@@ -880,7 +880,7 @@ async fn proact_phase(
         .status()?;
     anyhow::ensure!(status.success(), "proact-trainer migrate failed (see {})", logs.display());
 
-    let port = || procs::free_port().map(|p| format!("127.0.0.1:{p}"));
+    let port = || proact_testkit::free_port().map(|p| format!("127.0.0.1:{p}"));
     let (archive_grpc, detector_grpc, gateway_grpc) = (port()?, port()?, port()?);
     let (trainer_grpc, ingest_grpc, http) = (port()?, port()?, port()?);
     let with = |extra: &[(&str, &str)]| -> Vec<(String, String)> {
@@ -994,7 +994,7 @@ async fn start_python(
     logs: &std::path::Path,
 ) -> anyhow::Result<Python> {
     let a = &ctx.args;
-    let ws_port = procs::free_port()?;
+    let ws_port = proact_testkit::free_port()?;
     let mut cmd = std::process::Command::new(&a.python);
     cmd.arg("-u").arg(&a.python_script).args(["--mqtt-url", &stack.mqtt.url(), "--redis-url", &stack.redis.url()]);
     cmd.args(["--database-url", db, "--ws-port", &ws_port.to_string()]);

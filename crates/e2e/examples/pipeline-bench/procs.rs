@@ -9,11 +9,6 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A free loopback port below the ephemeral range (bound, then released for the service to take).
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(proact_testkit::free_port()?)
-}
-
 /// A child process that is stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct Proc {
     pub name: String,
@@ -71,7 +66,7 @@ pub struct Service {
 
 impl Service {
     pub fn spawn(bin_dir: &Path, name: &str, env: &[(String, String)], logs: &Path) -> anyhow::Result<Self> {
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let admin: SocketAddr = format!("127.0.0.1:{}", proact_testkit::free_port()?).parse()?;
         let mut cmd = Command::new(bin_dir.join(format!("proact-{name}")));
         cmd.envs(env.iter().cloned()).env("PROACT_ADMIN_ADDR", admin.to_string());
         Ok(Self { proc: Proc::spawn(name, cmd, logs)?, admin })
