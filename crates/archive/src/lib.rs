@@ -353,6 +353,7 @@ impl App {
                 write_timeout: Duration::from_millis(config.write_timeout_ms),
                 grace,
                 skip_ack,
+                retention_days: config.retention_days,
             },
             pool: pool.clone(),
             redis: write.clone(),

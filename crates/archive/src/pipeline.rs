@@ -89,6 +89,8 @@ pub struct PipelineConfig {
     pub grace: Duration,
     /// Fault injection for tests: commit but never ack (a crash between commit and ack).
     pub skip_ack: bool,
+    /// Days of telemetry kept (0: all); a reading whose partition is past them is refused.
+    pub retention_days: u32,
 }
 
 /// Entries read together; `redelivered` when they come from a pending list (own or claimed).
@@ -521,6 +523,23 @@ async fn pause(abort: &CancellationToken, d: Duration) -> bool {
 }
 
 impl Writer {
+    /// A reading past the retention goes to the dead-letter stream: its partition is dropped
+    /// (or being dropped, when a concurrent detach waits for a long query), and storing it
+    /// would create that partition again only for the next maintenance pass to drop it.
+    fn within_retention(&self, t: &Telemetry, now: i64) -> Result<(), Refusal> {
+        if self.parts.past_retention(t.ts_micros, now, self.cfg.retention_days) {
+            Err((
+                RejectReason::PastRetention,
+                format!(
+                    "ts_micros {} is older than the archive keeps (PROACT_ARCHIVE_RETENTION_DAYS={}): its partition is dropped",
+                    t.ts_micros, self.cfg.retention_days
+                ),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
     /// Awaits a Redis call until `abort` (the grace period's end): a call made while Redis is
     /// gone waits for a reconnection, which must not hold the drain past it.
     async fn until_abort<T>(&self, call: impl std::future::Future<Output = T>) -> Option<T> {
@@ -565,6 +584,7 @@ impl Writer {
                 Err(e) => tracing::warn!(error = %e, "XPENDING failed; delivery counts not checked for this batch"),
             }
         }
+        let now = now_micros();
         let mut rows: Vec<Telemetry> = Vec::with_capacity(entries.len());
         // Where each row came from: (entry, reading within it).
         let mut row_entry: Vec<(usize, usize)> = Vec::with_capacity(entries.len());
@@ -582,7 +602,7 @@ impl Writer {
             match decode_entry(e) {
                 Ok(ts) => {
                     for (item, t) in ts.into_iter().enumerate() {
-                        match storable(&t) {
+                        match storable(&t).and_then(|()| self.within_retention(&t, now)) {
                             Ok(()) => {
                                 rows.push(t);
                                 row_entry.push((i, item));

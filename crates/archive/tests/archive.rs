@@ -706,24 +706,45 @@ async fn a_new_partition_does_not_wait_for_a_long_query() {
     a.stop().await;
 }
 
+/// A partition stored before the retention was set is dropped once it is; a reading past
+/// the retention that comes later is refused with its reason, not stored in a partition made
+/// again only to be dropped.
 #[tokio::test]
-async fn retention_drops_old_partitions() {
+async fn retention_drops_old_partitions_and_refuses_readings_past_it() {
     let (redis, pg) = servers().await;
     let (r, db) = (redis_client(&redis).await, pg_client(&pg).await);
     let now = proact_proto::time::now_micros();
     let old = now - 60 * 86_400_000_000;
-    let a = start(&redis, &pg, "r1", &["--retention-days", "30", "--maintenance-secs", "1"], false).await;
+    let keep = start(&redis, &pg, "r0", &[], false).await;
     produce(&r, &[reading("EQ-OLD", old, 1.0), reading("EQ-NEW", now, 2.0)]).await;
-    eventually("both stored", || async { a.stats.rows_committed.load(Ordering::Relaxed) == 2 }).await;
+    eventually("both stored", || async { keep.stats.rows_committed.load(Ordering::Relaxed) == 2 }).await;
+    keep.stop().await;
+
+    let a = start(&redis, &pg, "r1", &["--retention-days", "30", "--maintenance-secs", "1"], false).await;
     let old_part =
         format!("telemetry_p{}", chrono::DateTime::<Utc>::from_timestamp_micros(old).unwrap().format("%Y%m%d"));
-    eventually("old partition dropped", || async {
-        db.query_opt("SELECT 1 FROM pg_class WHERE relname = $1", &[&old_part]).await.unwrap().is_none()
+    let exists = |name: String| {
+        let db = &db;
+        async move { db.query_opt("SELECT 1 FROM pg_class WHERE relname = $1", &[&name]).await.unwrap().is_some() }
+    };
+    eventually("old partition dropped", || {
+        let e = exists(old_part.clone());
+        async move { !e.await }
     })
     .await;
-    let ids: Vec<String> =
+    produce(&r, &[reading("EQ-LATE", old + 1_000_000, 3.0)]).await;
+    produce(&r, &[reading("EQ-NEW", now + 1_000_000, 4.0)]).await;
+    eventually("the new reading stored", || async { a.stats.rows_committed.load(Ordering::Relaxed) == 1 }).await;
+    let dead = dead_letters(&r).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].reason, RejectReason::PastRetention as i32);
+    assert!(dead[0].detail.contains("PROACT_ARCHIVE_RETENTION_DAYS=30"), "{}", dead[0].detail);
+    assert!(!exists(old_part.clone()).await, "{old_part} made again for a reading past the retention");
+    let mut ids: Vec<String> =
         db.query("SELECT equipement_id FROM telemetry", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
-    assert_eq!(ids, vec!["EQ-NEW".to_string()]);
+    ids.sort();
+    assert_eq!(ids, vec!["EQ-NEW".to_string(), "EQ-NEW".to_string()]);
+    eventually("the refused reading acked with its batch", || async { pending(&r).await == 0 }).await;
     a.stop().await;
 }
 

@@ -91,6 +91,7 @@ pub fn reason_label(r: RejectReason) -> &'static str {
         RejectReason::NoSession => "no_session",
         RejectReason::UnknownAlias => "unknown_alias",
         RejectReason::WrongType => "wrong_type",
+        RejectReason::PastRetention => "past_retention",
     }
 }
 

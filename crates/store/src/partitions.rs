@@ -7,10 +7,12 @@
 //! Partitions are `width` days wide, aligned on 2000-01-03T00:00Z (a Monday: weekly partitions
 //! start on Mondays), named `telemetry_pYYYYMMDD` after their first day (UTC). If the width
 //! setting changes, a new partition is clipped to the gap between existing ones, so the
-//! ranges never overlap. Creation and dropping run under an advisory lock, so several
-//! archive replicas do not race, and with a lock timeout, so a long query on `telemetry`
-//! delays them rather than blocking the writers queued behind them. A partition is created as
-//! a table and then attached, which waits for no query on `telemetry` (see `create_slots`).
+//! ranges never overlap. Creation and dropping each run under an advisory lock, so several
+//! archive replicas do not race, and with a lock timeout. Neither makes the writers wait for a
+//! long query on `telemetry`: a partition is created as a table and then attached (see
+//! `create_slots`), and detached concurrently before it is dropped (see `drop_expired`); the
+//! archive refuses a row past the retention rather than store it in a partition being dropped
+//! ([`Partitions::past_retention`]).
 
 use std::sync::Mutex;
 
@@ -135,8 +137,37 @@ impl Partitions {
         self.create_slots(pool, &missing).await
     }
 
+    /// Whether a row of time `ts` is past the retention at `now`: the partition holding it
+    /// (the known one, else the one its slot would get) ends before `now - retention_days`,
+    /// so [`Self::drop_expired`] drops it, or already has. `retention_days` 0: never.
+    pub fn past_retention(&self, ts: i64, now: i64, retention_days: u32) -> bool {
+        if retention_days == 0 {
+            return false;
+        }
+        let horizon = now - i64::from(retention_days) * DAY_MICROS;
+        if ts >= horizon {
+            return false;
+        }
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let i = known.partition_point(|&(from, _)| from <= ts);
+        let end = match i.checked_sub(1).map(|i| known[i]) {
+            Some((_, to)) if ts < to => to,
+            // A partition made for it would be clipped to its slot, never past the slot's end.
+            _ => self.slot(ts) + self.width_micros,
+        };
+        end <= horizon
+    }
+
     /// Drops the partitions whose whole range is older than `now - retention_days`.
     /// Returns the names dropped. `retention_days` 0 keeps everything.
+    ///
+    /// Each is detached `CONCURRENTLY` first: a plain `DROP` of a partition takes an ACCESS
+    /// EXCLUSIVE lock on `telemetry`, which waits for every running query on it (a long
+    /// history read) while the writers queue behind the wait; the concurrent detach waits for
+    /// those queries holding no lock the writers or a new partition's `ATTACH` need. Cut by
+    /// the lock timeout, it leaves the partition pending detach; the next call finalises it.
+    /// Where an operator added a DEFAULT partition (PostgreSQL then refuses a concurrent
+    /// detach) the partitions are dropped plainly.
     pub async fn drop_expired(
         &self,
         pool: &Pool,
@@ -148,23 +179,75 @@ impl Partitions {
         }
         let horizon = now - i64::from(retention_days) * DAY_MICROS;
         let mut object = pool.get().await?;
+        // A concurrent detach cannot run in a transaction: the lock timeout and the lock
+        // serialising replicas are the session's, set and released around the work.
         let client: &mut tokio_postgres::Client = &mut object;
-        let tx = client.transaction().await?;
-        tx.batch_execute("SET LOCAL lock_timeout = '5s'").await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK]).await?;
-        let mut dropped = Vec::new();
-        for p in list(&tx).await? {
-            if p.to <= horizon {
-                tx.batch_execute(&format!("DROP TABLE IF EXISTS \"{}\"", p.name.replace('"', "\"\""))).await?;
-                tracing::info!(partition = %p.name, to = %rfc3339(p.to), "telemetry partition dropped (retention)");
-                metrics::counter!("proact_archive_partitions_dropped_total").increment(1);
-                dropped.push(p.name);
+        client.batch_execute("SET lock_timeout = '5s'").await?;
+        let locked: bool = client.query_one("SELECT pg_try_advisory_lock($1)", &[&DROP_LOCK]).await?.get(0);
+        let result = if locked { drop_before(client, horizon).await } else { Ok(Vec::new()) };
+        let released = async {
+            if locked {
+                client.execute("SELECT pg_advisory_unlock($1)", &[&DROP_LOCK]).await?;
             }
+            client.batch_execute("RESET lock_timeout").await
         }
-        tx.commit().await?;
-        self.refresh(client).await?;
-        Ok(dropped)
+        .await;
+        if released.is_err() || result.is_err() {
+            // Never back to the pool holding the lock or the setting: closing it releases both.
+            drop(deadpool_postgres::Object::take(object));
+        } else {
+            self.refresh(client).await?;
+        }
+        released?;
+        result
     }
+}
+
+/// Serialises the dropping between replicas ("PDROP"), apart from [`LOCK`]: creating a
+/// partition must not wait for a detach that waits for a long query.
+const DROP_LOCK: i64 = 0x0050_4452_4f50;
+
+/// The work of [`Partitions::drop_expired`] on one session.
+async fn drop_before(client: &tokio_postgres::Client, horizon: i64) -> Result<Vec<String>, PartitionError> {
+    let mut dropped = Vec::new();
+    // PostgreSQL allows one pending detach per table: an interrupted one is completed first.
+    let pending = client
+        .query(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = 'telemetry'::regclass AND i.inhdetachpending",
+            &[],
+        )
+        .await?;
+    for row in pending {
+        let name = quote(row.get(0));
+        client.batch_execute(&format!("ALTER TABLE telemetry DETACH PARTITION {name} FINALIZE")).await?;
+        client.batch_execute(&format!("DROP TABLE IF EXISTS {name}")).await?;
+        tracing::info!(partition = %name, "telemetry partition dropped (retention, detach finalised)");
+        metrics::counter!("proact_archive_partitions_dropped_total").increment(1);
+        dropped.push(row.get(0));
+    }
+    let has_default: bool = client
+        .query_one("SELECT partdefid <> 0 FROM pg_partitioned_table WHERE partrelid = 'telemetry'::regclass", &[])
+        .await?
+        .get(0);
+    for p in list(client).await? {
+        if p.to > horizon {
+            continue;
+        }
+        let name = quote(&p.name);
+        if !has_default {
+            client.batch_execute(&format!("ALTER TABLE telemetry DETACH PARTITION {name} CONCURRENTLY")).await?;
+        }
+        client.batch_execute(&format!("DROP TABLE IF EXISTS {name}")).await?;
+        tracing::info!(partition = %p.name, to = %rfc3339(p.to), "telemetry partition dropped (retention)");
+        metrics::counter!("proact_archive_partitions_dropped_total").increment(1);
+        dropped.push(p.name);
+    }
+    Ok(dropped)
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// A partition could not be listed, created or dropped; retried later.
@@ -267,6 +350,23 @@ mod tests {
         assert_eq!(clip(0, 7 * d, &existing), Some((d, 3 * d)));
         assert_eq!(clip(3 * d, 4 * d, &existing), None);
         assert_eq!(clip(4 * d, 5 * d, &existing), Some((4 * d, 5 * d)));
+    }
+
+    #[test]
+    fn past_the_retention_is_decided_by_the_partition_end_not_the_row() {
+        let d = DAY_MICROS;
+        let now = ORIGIN_MICROS + 100 * d;
+        let parts = Partitions::new(1);
+        // 30 days kept: the horizon is day 70. A row of day 69 is in a partition ending on day
+        // 70: dropped. One of day 70 is not.
+        assert!(parts.past_retention(ORIGIN_MICROS + 69 * d + 5, now, 30));
+        assert!(!parts.past_retention(ORIGIN_MICROS + 70 * d, now, 30));
+        assert!(!parts.past_retention(ORIGIN_MICROS, now, 0), "0 keeps everything");
+        // A week-wide partition made before the width changed, from day 64 to day 71: kept
+        // while it reaches past the horizon, whatever its rows' age.
+        *parts.known.lock().unwrap() = vec![(ORIGIN_MICROS + 64 * d, ORIGIN_MICROS + 71 * d)];
+        assert!(!parts.past_retention(ORIGIN_MICROS + 64 * d, now, 30));
+        assert!(parts.past_retention(ORIGIN_MICROS + 63 * d, now, 30), "its slot ends on day 64");
     }
 
     #[test]
