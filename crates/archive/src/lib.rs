@@ -221,6 +221,10 @@ pub const METRICS: &[Metric] = &[
     Metric::counter("proact_archive_alert_events_total", "Alert events stored"),
     Metric::counter("proact_archive_partitions_created_total", "Telemetry partitions created"),
     Metric::counter("proact_archive_partitions_dropped_total", "Telemetry partitions dropped by retention"),
+    Metric::counter(
+        "proact_archive_partition_detach_waits_total",
+        "Expired partitions whose concurrent detach outlasted the lock timeout behind a long query on telemetry (finished at a later maintenance pass)",
+    ),
     Metric::gauge("proact_archive_lag_seconds", "Age of the newest committed entry when it was committed"),
     Metric::histogram("proact_archive_batch_seconds", "Time to store, dead-letter and ack one batch"),
     Metric::histogram("proact_archive_batch_entries", "Stream entries per batch"),
