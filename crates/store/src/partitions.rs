@@ -22,7 +22,7 @@ use deadpool_postgres::Pool;
 const DAY_MICROS: i64 = 86_400_000_000;
 /// 2000-01-03T00:00:00Z, a Monday.
 const ORIGIN_MICROS: i64 = 946_857_600_000_000;
-/// Serialises partition DDL between replicas ("PARTS").
+/// Serialises partition creation between replicas ("PARTS").
 const LOCK: i64 = 0x0050_4152_5453;
 
 /// One partition: its name and range [from, to) in microseconds since the Unix epoch.
@@ -220,14 +220,15 @@ async fn drop_before(client: &tokio_postgres::Client, horizon: i64) -> Result<Ve
         )
         .await?;
     for row in pending {
-        let name = quote(row.get(0));
+        let partition: String = row.get(0);
+        let name = quote(&partition);
         if !within_lock_timeout(client, &format!("ALTER TABLE telemetry DETACH PARTITION {name} FINALIZE")).await? {
             return Ok(dropped);
         }
         client.batch_execute(&format!("DROP TABLE IF EXISTS {name}")).await?;
-        tracing::info!(partition = %name, "telemetry partition dropped (retention, detach finalised)");
+        tracing::info!(partition = %partition, "telemetry partition dropped (retention, detach finalised)");
         metrics::counter!("proact_archive_partitions_dropped_total").increment(1);
-        dropped.push(row.get(0));
+        dropped.push(partition);
     }
     let has_default: bool = client
         .query_one("SELECT partdefid <> 0 FROM pg_partitioned_table WHERE partrelid = 'telemetry'::regclass", &[])
