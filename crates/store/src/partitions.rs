@@ -60,9 +60,8 @@ impl Partitions {
             if last_ok.is_some_and(|(f, e)| f <= t && t < e) {
                 continue;
             }
-            let i = known.partition_point(|&(from, _)| from <= t);
-            if i > 0 && t < known[i - 1].1 {
-                last_ok = Some(known[i - 1]);
+            if let Some(range) = covering(&known, t) {
+                last_ok = Some(range);
                 continue;
             }
             let s = self.slot(t);
@@ -144,17 +143,13 @@ impl Partitions {
         if retention_days == 0 {
             return false;
         }
-        let horizon = now - i64::from(retention_days) * DAY_MICROS;
+        let horizon = horizon(now, retention_days);
         if ts >= horizon {
             return false;
         }
         let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        let i = known.partition_point(|&(from, _)| from <= ts);
-        let end = match i.checked_sub(1).map(|i| known[i]) {
-            Some((_, to)) if ts < to => to,
-            // A partition made for it would be clipped to its slot, never past the slot's end.
-            _ => self.slot(ts) + self.width_micros,
-        };
+        // A partition made for it would be clipped to its slot, never past the slot's end.
+        let end = covering(&known, ts).map_or(self.slot(ts) + self.width_micros, |(_, to)| to);
         end <= horizon
     }
 
@@ -178,7 +173,7 @@ impl Partitions {
         if retention_days == 0 {
             return Ok(Vec::new());
         }
-        let horizon = now - i64::from(retention_days) * DAY_MICROS;
+        let horizon = horizon(now, retention_days);
         let mut object = pool.get().await?;
         // A concurrent detach cannot run in a transaction: the lock timeout and the lock
         // serialising replicas are the session's, set and released around the work.
@@ -202,6 +197,17 @@ impl Partitions {
         released?;
         result
     }
+}
+
+/// The known range (sorted by start, never overlapping) holding `ts`, if any.
+fn covering(known: &[(i64, i64)], ts: i64) -> Option<(i64, i64)> {
+    let i = known.partition_point(|&(from, _)| from <= ts);
+    i.checked_sub(1).map(|i| known[i]).filter(|&(_, to)| ts < to)
+}
+
+/// The time before which a partition's whole range is past `retention_days`.
+fn horizon(now: i64, retention_days: u32) -> i64 {
+    now - i64::from(retention_days) * DAY_MICROS
 }
 
 /// Serialises the dropping between replicas ("PDROP"), apart from [`LOCK`]: creating a
