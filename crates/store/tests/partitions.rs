@@ -21,6 +21,15 @@ fn reading(ts_micros: i64) -> Telemetry {
     }
 }
 
+/// A migrated database, a pool of `size` connections to it and a connection of the test's own.
+async fn database(size: usize) -> (proact_testkit::Postgres, deadpool_postgres::Pool, tokio_postgres::Client) {
+    let pg = proact_testkit::Postgres::start().await.expect("PostgreSQL starts");
+    let pool = proact_server::db::pool(&pg.url(), size).unwrap();
+    proact_store::schema::migrate(&mut pool.get().await.unwrap()).await.unwrap();
+    let db = connect(&pg.url()).await;
+    (pg, pool, db)
+}
+
 async fn connect(url: &str) -> tokio_postgres::Client {
     let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
@@ -56,10 +65,7 @@ async fn pending_detach(db: &tokio_postgres::Client) -> Vec<String> {
 
 #[tokio::test]
 async fn an_expired_partition_is_dropped_without_holding_the_writers_behind_a_long_read() {
-    let pg = proact_testkit::Postgres::start().await.expect("PostgreSQL starts");
-    let pool = proact_server::db::pool(&pg.url(), 4).unwrap();
-    proact_store::schema::migrate(&mut pool.get().await.unwrap()).await.unwrap();
-    let db = connect(&pg.url()).await;
+    let (pg, pool, db) = database(4).await;
     let parts = std::sync::Arc::new(Partitions::new(1));
     let now = proact_proto::time::now_micros();
     let old = now - 60 * DAY;
@@ -114,9 +120,13 @@ async fn an_expired_partition_is_dropped_without_holding_the_writers_behind_a_lo
     assert!(gone.is_none(), "{old_part} still exists");
     let left: i64 = db.query_one("SELECT count(*) FROM telemetry", &[]).await.unwrap().get(0);
     assert_eq!(left, 2, "the rows of the kept partitions");
-    // The session the drop used went back to the pool without its lock timeout.
+    // The session the drop used went back to the pool without its lock timeout: every
+    // connection of the pool is held at once, so that one is among them.
+    let mut held = Vec::new();
     for _ in 0..4 {
-        let c = pool.get().await.unwrap();
+        held.push(pool.get().await.unwrap());
+    }
+    for c in &held {
         let t: String = c.query_one("SHOW lock_timeout", &[]).await.unwrap().get(0);
         assert_eq!(t, "0");
     }
@@ -126,10 +136,7 @@ async fn an_expired_partition_is_dropped_without_holding_the_writers_behind_a_lo
 /// dropped plainly.
 #[tokio::test]
 async fn beside_a_default_partition_an_expired_one_is_dropped_plainly() {
-    let pg = proact_testkit::Postgres::start().await.expect("PostgreSQL starts");
-    let pool = proact_server::db::pool(&pg.url(), 2).unwrap();
-    proact_store::schema::migrate(&mut pool.get().await.unwrap()).await.unwrap();
-    let db = connect(&pg.url()).await;
+    let (_pg, pool, db) = database(2).await;
     db.batch_execute("CREATE TABLE telemetry_default PARTITION OF telemetry DEFAULT").await.unwrap();
     let parts = Partitions::new(1);
     let now = proact_proto::time::now_micros();
