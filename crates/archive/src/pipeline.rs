@@ -524,14 +524,15 @@ async fn pause(abort: &CancellationToken, d: Duration) -> bool {
 
 impl Writer {
     /// A reading past the retention goes to the dead-letter stream: its partition is dropped
-    /// (or being dropped, when a concurrent detach waits for a long query), and storing it
-    /// would create that partition again only for the next maintenance pass to drop it.
+    /// (or being dropped, when a concurrent detach waits for a long query, or will be within
+    /// the hour, by a replica whose clock may be ahead), and storing it would create that
+    /// partition again only for the next maintenance pass to drop it.
     fn within_retention(&self, t: &Telemetry, now: i64) -> Result<(), Refusal> {
         if self.parts.past_retention(t.ts_micros, now, self.cfg.retention_days) {
             Err((
                 RejectReason::PastRetention,
                 format!(
-                    "ts_micros {} is older than the archive keeps (PROACT_ARCHIVE_RETENTION_DAYS={}): its partition is dropped",
+                    "ts_micros {} is older than the archive keeps (PROACT_ARCHIVE_RETENTION_DAYS={}): its partition is dropped, or will be within the hour",
                     t.ts_micros, self.cfg.retention_days
                 ),
             ))

@@ -20,6 +20,7 @@ fn args() -> BackfillArgs {
         temperature_warning: 80.0,
         vibration_warning: 11.0,
         partition_days: 1,
+        retention_days: 0,
     }
 }
 
@@ -189,4 +190,23 @@ async fn the_backfill_writes_a_labelled_history_once_and_a_forest_learns_from_it
     assert!(recognised * 10 >= episodes * 8, "{recognised} of {episodes} live episodes recognised");
     assert!(before_rules * 2 >= episodes, "{before_rules} of {episodes} recognised before the rules");
     assert!(fp < 0.005, "{flagged_healthy} of {healthy} healthy readings flagged");
+
+    // Resumed a day later under a retention of 2 days: the readings whose partitions the
+    // archive's next pass drops (the day partitions ending before the horizon, here removed
+    // first) are not written again; the rest is already there.
+    let later = Utc::now() + chrono::Duration::days(1);
+    let horizon = later.timestamp_micros() - 2 * 86_400_000_000 + proact_store::partitions::RETENTION_MARGIN_MICROS;
+    let kept_from =
+        chrono::DateTime::from_timestamp_micros(horizon.div_euclid(86_400_000_000) * 86_400_000_000).unwrap();
+    let expired = pg.execute("DELETE FROM telemetry WHERE ts < $1", &[&kept_from]).await.unwrap();
+    assert!(expired > 0, "the first day is past the horizon");
+    pg.execute("UPDATE simulated_history SET finished_at = NULL", &[]).await.unwrap();
+    // (`--days 3` is now refused; whatever its days, a run resumes the recorded plan.)
+    let retained = BackfillArgs { days: 2, retention_days: 2, ..args() };
+    let report = backfill::run(&pool, Some(redis.clone()), &retained, later).await.unwrap();
+    let line = report.to_string();
+    let Report::Written(r) = report else { panic!("an unfinished back-fill is resumed") };
+    assert_eq!((r.past_retention, r.new_readings), (expired, 0), "{r:?}");
+    assert!(line.contains(&format!("{expired} past the archive's retention not written")), "{line}");
+    assert_eq!(count(&pg, "SELECT count(*) FROM telemetry").await, (w.readings - expired) as i64);
 }

@@ -137,13 +137,14 @@ impl Partitions {
     }
 
     /// Whether a row of time `ts` is past the retention at `now`: the partition holding it
-    /// (the known one, else the one its slot would get) ends before `now - retention_days`,
-    /// so [`Self::drop_expired`] drops it, or already has. `retention_days` 0: never.
+    /// (the known one, else the one its slot would get) ends before `now - retention_days`
+    /// plus [`RETENTION_MARGIN_MICROS`], so [`Self::drop_expired`] drops it within that
+    /// margin, or already has. `retention_days` 0: never.
     pub fn past_retention(&self, ts: i64, now: i64, retention_days: u32) -> bool {
         if retention_days == 0 {
             return false;
         }
-        let horizon = horizon(now, retention_days);
+        let horizon = horizon(now, retention_days) + RETENTION_MARGIN_MICROS;
         if ts >= horizon {
             return false;
         }
@@ -209,6 +210,11 @@ fn covering(known: &[(i64, i64)], ts: i64) -> Option<(i64, i64)> {
 fn horizon(now: i64, retention_days: u32) -> i64 {
     now - i64::from(retention_days) * DAY_MICROS
 }
+
+/// A row is refused ([`Partitions::past_retention`]) when its partition is this close to the
+/// retention's horizon: the replica that drops it may run on a clock ahead of the writer's,
+/// and a writer (a history back-fill) may still be at work when the horizon passes it.
+pub const RETENTION_MARGIN_MICROS: i64 = 3_600_000_000;
 
 /// Serialises the dropping between replicas ("PDROP"), apart from [`LOCK`]: creating a
 /// partition must not wait for a detach that waits for a long query.
@@ -398,6 +404,12 @@ mod tests {
         *parts.known.lock().unwrap() = vec![(ORIGIN_MICROS + 64 * d, ORIGIN_MICROS + 71 * d)];
         assert!(!parts.past_retention(ORIGIN_MICROS + 64 * d, now, 30));
         assert!(parts.past_retention(ORIGIN_MICROS + 63 * d, now, 30), "its slot ends on day 64");
+        // Half an hour before the horizon reaches a partition's end, its rows are refused
+        // already: the drop may run on a clock ahead of this one.
+        let parts = Partitions::new(1);
+        let early = now - RETENTION_MARGIN_MICROS / 2;
+        assert!(parts.past_retention(ORIGIN_MICROS + 69 * d + 5, early, 30));
+        assert!(!parts.past_retention(ORIGIN_MICROS + 69 * d + 5, early - RETENTION_MARGIN_MICROS, 30));
     }
 
     #[test]

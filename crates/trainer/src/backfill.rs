@@ -75,6 +75,10 @@ pub struct BackfillArgs {
     /// Width of the telemetry partitions it creates (the archive's setting).
     #[arg(long, env = "PROACT_ARCHIVE_PARTITION_DAYS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=366))]
     pub partition_days: u32,
+    /// Days of telemetry the archive keeps (its setting; 0 keeps everything): a longer history
+    /// is refused, and readings its next pass would drop are not written.
+    #[arg(long, env = "PROACT_ARCHIVE_RETENTION_DAYS", default_value_t = 0)]
+    pub retention_days: u32,
 }
 
 impl BackfillArgs {
@@ -84,6 +88,13 @@ impl BackfillArgs {
         if !(h.is_finite() && h > 0.0 && h <= 24.0 * 366.0) {
             return Err(BackfillError::Invalid(format!(
                 "--episode-every-hours {h}: must be a number of hours in (0, 8784]"
+            )));
+        }
+        if self.retention_days > 0 && self.days > self.retention_days {
+            return Err(BackfillError::Invalid(format!(
+                "--days {} reaches past the archive's retention (PROACT_ARCHIVE_RETENTION_DAYS = {}): \
+                 its next pass would drop the older days; back-fill at most {} days",
+                self.days, self.retention_days, self.retention_days
             )));
         }
         let to = now.timestamp() / self.step_secs * self.step_secs;
@@ -166,6 +177,9 @@ pub struct Written {
     pub readings: u64,
     /// Readings that were not stored yet (all of them on a first run).
     pub new_readings: u64,
+    /// Readings not written because the archive's retention drops their partition (the oldest
+    /// days of a back-fill resumed long after it began).
+    pub past_retention: u64,
     pub failures: usize,
     pub false_alarms: usize,
     /// Work orders made and closed by this run (fewer than alerts when resuming).
@@ -189,7 +203,7 @@ impl std::fmt::Display for Report {
                 let at = |s: i64| DateTime::from_timestamp(s, 0).unwrap_or_default().format("%Y-%m-%d %H:%M");
                 write!(
                     f,
-                    "back-fill{}: {} → {} UTC, {} machines, {} readings ({} new) in {:.1} s; {} failures and {} false \
+                    "back-fill{}: {} → {} UTC, {} machines, {} readings ({} new{}) in {:.1} s; {} failures and {} false \
                      alarms as alerts, {} work orders closed in {:.1} s",
                     if w.resumed { " (resumed)" } else { "" },
                     at(w.plan.from),
@@ -197,6 +211,10 @@ impl std::fmt::Display for Report {
                     w.machines,
                     w.readings,
                     w.new_readings,
+                    match w.past_retention {
+                        0 => String::new(),
+                        n => format!(", {n} past the archive's retention not written"),
+                    },
                     w.telemetry_secs,
                     w.failures,
                     w.false_alarms,
@@ -256,15 +274,16 @@ pub async fn run(
 
     let started = Instant::now();
     // Per machine: its history without the readings once they are written (a few machines'
-    // readings are in memory at a time), how many there were, and how many were new.
-    let histories: Vec<(MachineHistory, u64, u64)> = futures::stream::iter(machines.iter().cloned().enumerate())
+    // readings are in memory at a time), how many there were, and what became of them.
+    let retention = Retention { days: args.retention_days, now_micros: now.timestamp_micros() };
+    let histories: Vec<(MachineHistory, u64, Stored)> = futures::stream::iter(machines.iter().cloned().enumerate())
         .map(|(i, eq)| {
             let (plan, pool, partitions) = (plan.clone(), pool.clone(), partitions.clone());
             async move {
                 let mut h = tokio::task::spawn_blocking(move || history::machine_history(&plan, &eq, i)).await?;
-                let new = write_readings(&pool, &partitions, &h).await?;
+                let stored = write_readings(&pool, &partitions, &h, retention).await?;
                 let readings = std::mem::take(&mut h.readings).len() as u64;
-                Ok::<_, BackfillError>((h, readings, new))
+                Ok::<_, BackfillError>((h, readings, stored))
             }
         })
         .buffer_unordered(PARALLEL)
@@ -296,7 +315,8 @@ pub async fn run(
         resumed,
         machines: histories.len(),
         readings: histories.iter().map(|(_, n, _)| n).sum(),
-        new_readings: histories.iter().map(|(.., new)| new).sum(),
+        new_readings: histories.iter().map(|(.., s)| s.new).sum(),
+        past_retention: histories.iter().map(|(.., s)| s.past_retention).sum(),
         failures: histories.iter().map(|(h, ..)| h.failures.len()).sum(),
         false_alarms: histories.iter().map(|(h, ..)| h.false_alarms.len()).sum(),
         work_orders,
@@ -337,12 +357,34 @@ async fn check_reference(pool: &Pool, machines: &[Equipment]) -> Result<Vec<Stri
     Ok(technicians)
 }
 
-/// Archives one machine's readings in batches; returns how many were new.
-async fn write_readings(pool: &Pool, partitions: &Partitions, h: &MachineHistory) -> Result<u64, BackfillError> {
-    let mut new = 0;
+/// The archive's retention, as the back-fill applies it.
+#[derive(Debug, Clone, Copy)]
+struct Retention {
+    days: u32,
+    now_micros: i64,
+}
+
+/// What became of one machine's readings.
+#[derive(Debug, Clone, Copy, Default)]
+struct Stored {
+    new: u64,
+    past_retention: u64,
+}
+
+/// Archives one machine's readings in batches, but those the archive's retention drops (it
+/// refuses them too: `Partitions::past_retention`).
+async fn write_readings(
+    pool: &Pool,
+    partitions: &Partitions,
+    h: &MachineHistory,
+    retention: Retention,
+) -> Result<Stored, BackfillError> {
+    let mut stored = Stored::default();
     for chunk in h.readings.chunks(BATCH) {
-        let rows: Vec<Telemetry> = chunk
+        let kept = chunk
             .iter()
+            .filter(|(t, _)| !partitions.past_retention(t * 1_000_000, retention.now_micros, retention.days));
+        let rows: Vec<Telemetry> = kept
             .map(|(t, s)| Telemetry {
                 equipement_id: h.equipment.id.clone(),
                 ts_micros: t * 1_000_000,
@@ -353,12 +395,16 @@ async fn write_readings(pool: &Pool, partitions: &Partitions, h: &MachineHistory
                 ..Default::default()
             })
             .collect();
+        stored.past_retention += (chunk.len() - rows.len()) as u64;
+        if rows.is_empty() {
+            continue;
+        }
         // Partition DDL takes a connection of its own: none is held across it.
         partitions.ensure(pool, rows.iter().map(|r| r.ts_micros)).await?;
         let mut client = pool.get().await?;
-        new += proact_store::telemetry::write_telemetry(&mut client, &rows, WriteMethod::CopyFirst).await?;
+        stored.new += proact_store::telemetry::write_telemetry(&mut client, &rows, WriteMethod::CopyFirst).await?;
     }
-    Ok(new)
+    Ok(stored)
 }
 
 fn alert_id(plan: &HistoryPlan, eq: &Equipment, at: i64) -> String {
@@ -543,5 +589,8 @@ mod tests {
         assert!(e.starts_with("--episode-secs (episode_secs = 20)"), "{e}");
         let e = parse(&["--temperature-warning", "NaN"]).unwrap().plan(now).unwrap_err().to_string();
         assert!(e.contains("--temperature-warning"), "{e}");
+        let e = parse(&["--days", "8", "--retention-days", "7"]).unwrap().plan(now).unwrap_err().to_string();
+        assert!(e.contains("--days 8") && e.contains("PROACT_ARCHIVE_RETENTION_DAYS = 7"), "{e}");
+        assert!(parse(&["--days", "7", "--retention-days", "7"]).unwrap().plan(now).is_ok());
     }
 }
