@@ -275,13 +275,13 @@ pub async fn run(
     let started = Instant::now();
     // Per machine: its history without the readings once they are written (a few machines'
     // readings are in memory at a time), how many there were, and what became of them.
-    let retention = Retention { days: args.retention_days, now_micros: now.timestamp_micros() };
+    let (retention_days, now_micros) = (args.retention_days, now.timestamp_micros());
     let histories: Vec<(MachineHistory, u64, Stored)> = futures::stream::iter(machines.iter().cloned().enumerate())
         .map(|(i, eq)| {
             let (plan, pool, partitions) = (plan.clone(), pool.clone(), partitions.clone());
             async move {
                 let mut h = tokio::task::spawn_blocking(move || history::machine_history(&plan, &eq, i)).await?;
-                let stored = write_readings(&pool, &partitions, &h, retention).await?;
+                let stored = write_readings(&pool, &partitions, &h, retention_days, now_micros).await?;
                 let readings = std::mem::take(&mut h.readings).len() as u64;
                 Ok::<_, BackfillError>((h, readings, stored))
             }
@@ -357,13 +357,6 @@ async fn check_reference(pool: &Pool, machines: &[Equipment]) -> Result<Vec<Stri
     Ok(technicians)
 }
 
-/// The archive's retention, as the back-fill applies it.
-#[derive(Debug, Clone, Copy)]
-struct Retention {
-    days: u32,
-    now_micros: i64,
-}
-
 /// What became of one machine's readings.
 #[derive(Debug, Clone, Copy, Default)]
 struct Stored {
@@ -371,19 +364,18 @@ struct Stored {
     past_retention: u64,
 }
 
-/// Archives one machine's readings in batches, but those the archive's retention drops (it
-/// refuses them too: `Partitions::past_retention`).
+/// Archives one machine's readings in batches, but those the archive's retention (of
+/// `retention_days` at `now_micros`) drops: it refuses them too (`Partitions::past_retention`).
 async fn write_readings(
     pool: &Pool,
     partitions: &Partitions,
     h: &MachineHistory,
-    retention: Retention,
+    retention_days: u32,
+    now_micros: i64,
 ) -> Result<Stored, BackfillError> {
     let mut stored = Stored::default();
     for chunk in h.readings.chunks(BATCH) {
-        let kept = chunk
-            .iter()
-            .filter(|(t, _)| !partitions.past_retention(t * 1_000_000, retention.now_micros, retention.days));
+        let kept = chunk.iter().filter(|(t, _)| !partitions.past_retention(t * 1_000_000, now_micros, retention_days));
         let rows: Vec<Telemetry> = kept
             .map(|(t, s)| Telemetry {
                 equipement_id: h.equipment.id.clone(),
